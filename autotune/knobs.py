@@ -1,0 +1,146 @@
+"""The serving knobs: names, types, valid values, and one concrete configuration.
+
+Knob names are the keys users write in `--set k=v` and in study files. Validity
+ranges here are what TensorFlow Serving accepts; search ranges live in the space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from autotune.errors import AutotuneError
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One serving knob and the values TensorFlow Serving accepts for it."""
+
+    name: str
+    kind: type  # bool, int, float or list (of int)
+    low: float | None = None
+    high: float | None = None
+    batching: bool = False  # only meaningful when enable_batching is on
+    help: str = ""
+
+
+KNOBS: dict[str, Knob] = {
+    k.name: k
+    for k in (
+        Knob("enable_batching", bool, help="--enable_batching"),
+        Knob("max_batch_size", int, 1, 1_000_000, True, "batching file max_batch_size"),
+        Knob("batch_timeout_micros", int, 0, 60_000_000, True, "batching file batch_timeout_micros"),
+        Knob("num_batch_threads", int, 1, 4096, True, "batching file num_batch_threads"),
+        Knob("max_enqueued_batches", int, 1, 1_000_000, True, "batching file max_enqueued_batches"),
+        Knob("allowed_batch_sizes", list, 1, 1_000_000, True, "batching file allowed_batch_sizes"),
+        Knob("intra_op_threads", int, 0, 4096, help="--tensorflow_intra_op_parallelism (0: TF picks)"),
+        Knob("inter_op_threads", int, 0, 4096, help="--tensorflow_inter_op_parallelism (0: TF picks)"),
+        Knob("gpu_memory_fraction", float, 0.0, 1.0, help="--per_process_gpu_memory_fraction (0: unset)"),
+    )
+}
+
+
+def _default_batch_threads() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """One concrete serving configuration. Defaults are TensorFlow Serving's own."""
+
+    enable_batching: bool = False
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 1000
+    num_batch_threads: int = field(default_factory=_default_batch_threads)
+    max_enqueued_batches: int = 100
+    allowed_batch_sizes: tuple[int, ...] = ()
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    gpu_memory_fraction: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form; batching fields are omitted when batching is off."""
+        out = dataclasses.asdict(self)
+        out["allowed_batch_sizes"] = list(self.allowed_batch_sizes)
+        if not self.enable_batching:
+            for name, knob in KNOBS.items():
+                if knob.batching:
+                    out.pop(name)
+        return out
+
+    def replace(self, **changes: Any) -> ServingConfig:
+        """Return a validated copy with some knobs changed."""
+        return validate(dataclasses.replace(self, **changes))
+
+
+def validate(config: ServingConfig) -> ServingConfig:
+    """Check cross-knob rules TensorFlow Serving enforces; raise AutotuneError."""
+    for name, knob in KNOBS.items():
+        value = getattr(config, name)
+        values = value if knob.kind is list else [value]
+        for v in values:
+            if knob.low is not None and knob.high is not None and not knob.low <= v <= knob.high:
+                raise AutotuneError(f"{name}: {v} is out of range {_fmt(knob.low)}..{_fmt(knob.high)}")
+    sizes = config.allowed_batch_sizes
+    if config.enable_batching and sizes:
+        if list(sizes) != sorted(set(sizes)):
+            raise AutotuneError(f"allowed_batch_sizes: must be strictly increasing, got {list(sizes)}")
+        if sizes[-1] != config.max_batch_size:
+            raise AutotuneError(
+                f"allowed_batch_sizes: last entry ({sizes[-1]}) must equal max_batch_size ({config.max_batch_size})"
+            )
+    return config
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def parse_value(name: str, text: str) -> Any:
+    """Parse one knob value from its command-line text."""
+    if name not in KNOBS:
+        raise AutotuneError(f"unknown knob '{name}' (known: {', '.join(KNOBS)})")
+    knob = KNOBS[name]
+    text = text.strip()
+    try:
+        if knob.kind is bool:
+            lowered = text.lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if knob.kind is int:
+            return int(text)
+        if knob.kind is float:
+            value = float(text)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError
+            return value
+        items = [t for t in text.replace(";", ",").split(",") if t.strip()]
+        return tuple(int(t) for t in items)
+    except ValueError:
+        kind = {bool: "true/false", int: "an integer", float: "a number", list: "a comma-separated list of integers"}
+        raise AutotuneError(f"{name}: expected {kind[knob.kind]}, got '{text}'") from None
+
+
+def parse_assignments(assignments: list[str], base: ServingConfig | None = None) -> ServingConfig:
+    """Build a config from `knob=value` strings on top of `base` (TF Serving defaults).
+
+    Setting any batching knob turns batching on unless enable_batching is given.
+    """
+    changes: dict[str, Any] = {}
+    for item in assignments:
+        if "=" not in item:
+            raise AutotuneError(f"--set expects knob=value, got '{item}'")
+        name, _, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if name in changes:
+            raise AutotuneError(f"knob '{name}' is set twice")
+        changes[name] = parse_value(name, text)
+    if "enable_batching" not in changes and any(KNOBS[n].batching for n in changes):
+        changes["enable_batching"] = True
+    config = dataclasses.replace(base or ServingConfig(), **changes)
+    return validate(config)

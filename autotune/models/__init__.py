@@ -1,0 +1,1 @@
+"""Models: built-in architectures, SavedModel resolution and signatures."""

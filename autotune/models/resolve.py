@@ -1,0 +1,59 @@
+"""Turn `--model NAME|PATH` into a servable: base path, version, name, signature."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from autotune.errors import AutotuneError
+from autotune.models.builtin import BUILTINS, ensure_builtin
+from autotune.models.signature import Signature, read_signatures
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model in TF Serving's layout: BASE/VERSION/saved_model.pb."""
+
+    name: str
+    base_path: Path
+    version: int
+    signature: Signature
+
+    @property
+    def version_path(self) -> Path:
+        return self.base_path / str(self.version)
+
+
+def latest_version(base: Path) -> int:
+    """Highest numeric version under BASE holding a saved_model.pb, as TF Serving picks it."""
+    versions = [
+        int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()
+    ]
+    if not versions:
+        if (base / "saved_model.pb").is_file():
+            raise AutotuneError(
+                f"{base} is a bare SavedModel; TF Serving needs BASE/<version>/saved_model.pb "
+                f"(move it to {base}/1 and pass {base})"
+            )
+        raise AutotuneError(f"{base}: no version directory with a saved_model.pb (expected {base}/1/saved_model.pb)")
+    return max(versions)
+
+
+def resolve_model(spec: str, signature_name: str = "serving_default") -> ModelRef:
+    """Resolve a built-in name or a SavedModel base directory."""
+    if spec in BUILTINS:
+        base, name = ensure_builtin(spec), spec
+    else:
+        base = Path(spec).expanduser()
+        if not base.is_dir():
+            raise AutotuneError(f"model '{spec}' is neither a built-in ({', '.join(BUILTINS)}) nor a directory")
+        base = base.resolve()
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", base.name) or "model"
+    version = latest_version(base)
+    signatures = read_signatures(base / str(version))
+    if signature_name not in signatures:
+        raise AutotuneError(
+            f"{base / str(version)}: no signature '{signature_name}' (has: {', '.join(signatures) or 'none'})"
+        )
+    return ModelRef(name, base, version, signatures[signature_name])

@@ -1,0 +1,162 @@
+"""autotune-model-server: load a SavedModel and serve TF Serving's REST and gRPC APIs.
+
+A stand-in for tensorflow_model_server on hosts without it, for measurement.
+Exits non-zero with one line on stderr when flags, files or the model are bad.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from autotune.errors import AutotuneError
+from autotune.servers.local.flags import ServerFlags, parse_flags
+
+
+def _log(message: str) -> None:
+    print(f"autotune-model-server: {message}", file=sys.stderr, flush=True)
+
+
+def _batching(flags: ServerFlags) -> object | None:
+    from autotune.knobs import ServingConfig
+    from autotune.protos import parse_text
+    from autotune.servers.local.servable import BatchingOptions
+
+    if not flags.enable_batching:
+        return None
+    d = ServingConfig()
+    if not flags.batching_parameters_file:
+        return BatchingOptions(d.max_batch_size, d.batch_timeout_micros, d.num_batch_threads, d.max_enqueued_batches, ())
+    path = Path(flags.batching_parameters_file)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise AutotuneError(f"cannot read batching parameters file {path}: {exc.strerror}") from None
+    msg = parse_text("BatchingParameters", text, str(path))
+
+    def get(field: str, default: int) -> int:
+        return getattr(msg, field).value if msg.HasField(field) else default
+
+    opts = BatchingOptions(
+        max_batch_size=get("max_batch_size", d.max_batch_size),
+        batch_timeout_micros=get("batch_timeout_micros", d.batch_timeout_micros),
+        num_batch_threads=get("num_batch_threads", d.num_batch_threads),
+        max_enqueued_batches=get("max_enqueued_batches", d.max_enqueued_batches),
+        allowed_batch_sizes=tuple(msg.allowed_batch_sizes),
+    )
+    if opts.max_batch_size < 1 or opts.num_batch_threads < 1 or opts.max_enqueued_batches < 1:
+        raise AutotuneError(f"{path}: max_batch_size, num_batch_threads and max_enqueued_batches must be >= 1")
+    sizes = list(opts.allowed_batch_sizes)
+    if sizes and (sizes != sorted(set(sizes)) or sizes[-1] != opts.max_batch_size):
+        raise AutotuneError(f"{path}: allowed_batch_sizes must increase and end at max_batch_size")
+    return opts
+
+
+def _monitoring_path(flags: ServerFlags) -> str | None:
+    from autotune.protos import parse_text
+
+    if not flags.monitoring_config_file:
+        return None
+    path = Path(flags.monitoring_config_file)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise AutotuneError(f"cannot read monitoring config file {path}: {exc.strerror}") from None
+    msg = parse_text("MonitoringConfig", text, str(path))
+    if not msg.prometheus_config.enable:
+        return None
+    return msg.prometheus_config.path or "/monitoring/prometheus/metrics"
+
+
+def _configure_tensorflow(flags: ServerFlags) -> None:
+    import tensorflow as tf
+
+    # Threading must be set before the first op runs, as TF Serving sets its session options.
+    tf.config.threading.set_intra_op_parallelism_threads(flags.tensorflow_intra_op_parallelism)
+    tf.config.threading.set_inter_op_parallelism_threads(flags.tensorflow_inter_op_parallelism)
+    fraction = flags.per_process_gpu_memory_fraction
+    gpus = tf.config.list_physical_devices("GPU")
+    if fraction > 0 and not gpus:
+        _log("no GPU visible; --per_process_gpu_memory_fraction ignored")
+    elif fraction > 0:
+        from autotune.gpu import total_memory_mb
+
+        for index, gpu in enumerate(gpus):
+            total = total_memory_mb(index)
+            if total is None:
+                raise AutotuneError("cannot read GPU memory size through NVML to apply the memory fraction")
+            limit = int(total * fraction)
+            tf.config.set_logical_device_configuration(gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)])
+            _log(f"GPU {index}: memory limited to {limit} MiB ({fraction:.2f} of {total} MiB)")
+
+
+def serve(flags: ServerFlags) -> int:
+    """Load the model, start both APIs, block until SIGTERM/SIGINT."""
+    base = Path(flags.model_base_path)
+    if not base.is_dir():
+        raise AutotuneError(f"model base path {base} is not a directory")
+    batching = _batching(flags)
+    metrics_path = _monitoring_path(flags)
+    _configure_tensorflow(flags)
+
+    from autotune.servers.local.grpc_api import serve_grpc
+    from autotune.servers.local.metrics import ServerMetrics
+    from autotune.servers.local.rest import RestContext, serve_rest
+    from autotune.servers.local.servable import Servable
+
+    metrics = ServerMetrics(flags.model_name) if metrics_path else None
+    started = time.monotonic()
+    try:
+        servable = Servable(base, batching, metrics.observe_batch if metrics and batching else None)  # type: ignore[arg-type]
+    except AutotuneError:
+        raise
+    except Exception as exc:  # TF raises many types for corrupt or incompatible models
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise AutotuneError(f"failed to load model from {base}: {first}") from None
+    _log(f"loaded {flags.model_name} version {servable.version} in {time.monotonic() - started:.2f}s")
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    grpc_server = serve_grpc(flags.model_name, servable, flags.port, flags.grpc_max_threads, metrics)
+    rest_server = None
+    try:
+        if flags.rest_api_port:
+            ctx = RestContext(flags.model_name, servable, flags.rest_api_num_threads, metrics, metrics_path or "")
+            try:
+                rest_server = serve_rest(ctx, flags.rest_api_port)
+            except OSError as exc:
+                raise AutotuneError(f"REST port {flags.rest_api_port} on 127.0.0.1 is busy ({exc.strerror})") from None
+        _log(
+            f"serving gRPC on 127.0.0.1:{flags.port}"
+            + (f", REST on 127.0.0.1:{flags.rest_api_port}" if rest_server else "")
+            + (" with batching" if batching else "")
+        )
+        stop.wait()
+    finally:
+        if rest_server is not None:
+            rest_server.shutdown()
+        grpc_server.stop(grace=1.0)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the autotune-model-server console script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    flags = parse_flags(sys.argv[1:] if argv is None else argv)
+    try:
+        return serve(flags)
+    except AutotuneError as exc:
+        _log(f"error: {exc}")
+        return 1
+    except OSError as exc:
+        _log(f"error: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Command-line flags of autotune-model-server, named as tensorflow_model_server's."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
+@dataclass
+class ServerFlags:
+    """Parsed flags; field names are TF Serving's flag names."""
+
+    port: int
+    rest_api_port: int
+    model_name: str
+    model_base_path: str
+    enable_batching: bool
+    batching_parameters_file: str
+    tensorflow_intra_op_parallelism: int
+    tensorflow_inter_op_parallelism: int
+    per_process_gpu_memory_fraction: float
+    monitoring_config_file: str
+    rest_api_num_threads: int
+    grpc_max_threads: int
+    rest_api_timeout_in_ms: int
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line, like every autotune error; exit 2 as argparse does.
+        self.exit(2, f"autotune-model-server: error: {message}\n")
+
+
+def parse_flags(argv: list[str]) -> ServerFlags:
+    """Parse TF Serving style flags (`--name=value` or `--name value`)."""
+    threads = max(64, 4 * (os.cpu_count() or 1))
+    p = _Parser(prog="autotune-model-server", description="A TF Serving compatible model server for measurement.")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port")
+    p.add_argument("--rest_api_port", type=int, default=0, help="REST port (0: REST disabled)")
+    p.add_argument("--model_name", default="default")
+    p.add_argument("--model_base_path", required=True)
+    p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
+    p.add_argument("--batching_parameters_file", default="")
+    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0)
+    p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0)
+    p.add_argument("--per_process_gpu_memory_fraction", type=float, default=0.0)
+    p.add_argument("--monitoring_config_file", default="")
+    p.add_argument("--rest_api_num_threads", type=int, default=threads)
+    p.add_argument("--grpc_max_threads", type=int, default=threads)
+    p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
+    ns = p.parse_args(argv)
+    for name in ("port", "rest_api_port"):
+        if not 0 <= getattr(ns, name) <= 65535:
+            p.error(f"--{name} must be in 0..65535")
+    for name in ("rest_api_num_threads", "grpc_max_threads"):
+        if getattr(ns, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    if not 0.0 <= ns.per_process_gpu_memory_fraction <= 1.0:
+        p.error("--per_process_gpu_memory_fraction must be in 0..1")
+    return ServerFlags(**vars(ns))

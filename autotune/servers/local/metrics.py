@@ -1,0 +1,49 @@
+"""Prometheus metrics under TF Serving's names, served when monitoring is enabled."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+
+# TF Serving exports no *_created series; neither do we.
+disable_created_metrics()
+
+# TF Serving reports request latency in microseconds.
+_LATENCY_BUCKETS_US = tuple(float(10 * 1.8**i) for i in range(33))
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class ServerMetrics:
+    """Request count, request latency and processed batch sizes."""
+
+    def __init__(self, model_name: str) -> None:
+        self.registry = CollectorRegistry()
+        self.model_name = model_name
+        self.requests = Counter(
+            ":tensorflow:serving:request_count", "Requests by status.", ["model_name", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            ":tensorflow:serving:request_latency",
+            "Request latency in microseconds.",
+            ["model_name", "API", "entrypoint"],
+            buckets=_LATENCY_BUCKETS_US,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            ":tensorflow:serving:batching:processed_batch_size",
+            "Sizes of the batches the batch scheduler ran.",
+            ["model_name"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, api: str, entrypoint: str, status: str, seconds: float) -> None:
+        """Record one finished request."""
+        self.requests.labels(self.model_name, status).inc()
+        self.latency.labels(self.model_name, api, entrypoint).observe(seconds * 1e6)
+
+    def observe_batch(self, size: int) -> None:
+        """Record one batch run by the batch op."""
+        self.batch_size.labels(self.model_name).observe(size)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,172 @@
+"""TF Serving's REST API over a threaded HTTP/1.1 server bound to 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from google.protobuf import json_format
+
+from autotune.servers.local.codec import decode_request, encode_response
+from autotune.servers.local.metrics import ServerMetrics
+from autotune.servers.local.servable import RequestError, Servable
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_ROUTE = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:/(?P<metadata>metadata)|:(?P<verb>predict|classify|regress))?$"
+)
+
+
+class RestContext:
+    """What request handlers share: the servable, its name, limits and metrics."""
+
+    def __init__(
+        self,
+        model_name: str,
+        servable: Servable,
+        num_threads: int,
+        metrics: ServerMetrics | None,
+        metrics_path: str,
+    ) -> None:
+        self.model_name = model_name
+        self.servable = servable
+        # TF Serving processes at most rest_api_num_threads requests at once.
+        self.slots = threading.BoundedSemaphore(num_threads)
+        self.metrics = metrics
+        self.metrics_path = metrics_path
+
+    def status_doc(self) -> dict[str, Any]:
+        return {
+            "model_version_status": [
+                {
+                    "version": str(self.servable.version),
+                    "state": "AVAILABLE",
+                    "status": {"error_code": "OK", "error_message": ""},
+                }
+            ]
+        }
+
+    def metadata_doc(self) -> dict[str, Any]:
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in self.servable.signature_defs.items():
+            sig_map.signature_def[key].CopyFrom(sig)
+        return {
+            "model_spec": {"name": self.model_name, "signature_name": "", "version": str(self.servable.version)},
+            "metadata": {"signature_def": json_format.MessageToDict(sig_map, preserving_proto_field_name=True)},
+        }
+
+
+def make_handler(ctx: RestContext) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to CTX."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "autotune-model-server"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # per-request logs would cost more than the tiny model's inference
+
+        def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _error(self, status: int, message: str) -> None:
+            self._send(status, json.dumps({"error": message}).encode())
+
+        def _route(self) -> tuple[re.Match[str] | None, bool]:
+            path = self.path.split("?", 1)[0]
+            m = _ROUTE.match(path)
+            if m is None:
+                return None, False
+            if m["name"] != ctx.model_name or (m["version"] and int(m["version"]) != ctx.servable.version):
+                version = f"Specific({m['name']}, {m['version']})" if m["version"] else f"Latest({m['name']})"
+                self._error(404, f"Servable not found for request: {version}")
+                return m, False
+            return m, True
+
+        def do_GET(self) -> None:  # noqa: N802
+            if ctx.metrics is not None and self.path.split("?", 1)[0] == ctx.metrics_path:
+                self._send(200, ctx.metrics.exposition(), "text/plain; version=0.0.4")
+                return
+            m, ok = self._route()
+            if m is None or m["verb"]:
+                self._error(404, f"Malformed request: GET {self.path}")
+            elif ok:
+                doc = ctx.metadata_doc() if m["metadata"] else ctx.status_doc()
+                self._send(200, json.dumps(doc).encode())
+
+        def do_POST(self) -> None:  # noqa: N802
+            started = time.perf_counter()
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                self.close_connection = True
+                self._error(411, "Content-Length required")
+                return
+            if length < 0 or length > MAX_BODY_BYTES:
+                self.close_connection = True
+                self._error(413, f"request body over {MAX_BODY_BYTES} bytes")
+                return
+            body = self.rfile.read(length)
+            m, ok = self._route()
+            if m is None or not m["verb"]:
+                self._error(404, f"Malformed request: POST {self.path}")
+                return
+            if not ok:
+                return
+            status = "OK"
+            try:
+                with ctx.slots:
+                    self._predict(m["verb"], body)
+            except RequestError as exc:
+                status = "INVALID_ARGUMENT" if exc.status == 400 else "UNAVAILABLE"
+                self._error(exc.status, str(exc))
+            except Exception as exc:  # a bug must cost one request, never the connection silently
+                status = "INTERNAL"
+                self._error(500, f"internal error: {type(exc).__name__}: {exc}")
+            finally:
+                if ctx.metrics is not None:
+                    ctx.metrics.observe("predict", "REST", status, time.perf_counter() - started)
+
+        def _predict(self, verb: str, body: bytes) -> None:
+            # The signature name lives in the body, so peek before decoding tensors.
+            dtypes_for = ctx.servable.input_dtypes
+            try:
+                sig_name = json.loads(body).get("signature_name", "") if body else ""
+            except (ValueError, AttributeError):
+                sig_name = ""
+            sig_name = sig_name if isinstance(sig_name, str) else ""
+            method = ctx.servable.method(sig_name)
+            if verb != "predict" and not method.endswith("/" + verb):
+                raise RequestError(400, f"signature '{sig_name or 'serving_default'}' is {method}, not {verb}")
+            if verb != "predict":
+                raise RequestError(400, f"{verb} with tf.Example input is not supported by autotune-model-server")
+            signature, inputs, row = decode_request(body, dtypes_for(sig_name))
+            outputs = ctx.servable.predict(signature, inputs)
+            self._send(200, encode_response(outputs, row))
+
+    return Handler
+
+
+class RestServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True  # TIME_WAIT from a previous server must not block; a live listener still does
+    request_queue_size = 1024
+
+
+def serve_rest(ctx: RestContext, port: int) -> RestServer:
+    """Bind 127.0.0.1:PORT and serve in a background thread."""
+    server = RestServer(("127.0.0.1", port), make_handler(ctx))
+    threading.Thread(target=server.serve_forever, name="rest", daemon=True).start()
+    return server

@@ -1,0 +1,136 @@
+"""A loaded SavedModel whose signatures run, optionally, behind TF's batch op.
+
+Batching uses `nondifferentiable_batch_function` (the BatchFunction kernel and
+shared batch scheduler TF Serving's in-graph batching uses), so concurrent
+requests from server threads are merged into batches in C++.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autotune.models.resolve import latest_version
+
+
+class RequestError(Exception):
+    """A request the model cannot serve; `status` is the HTTP code to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """The batching file's fields as the batch op takes them."""
+
+    max_batch_size: int
+    batch_timeout_micros: int
+    num_batch_threads: int
+    max_enqueued_batches: int
+    allowed_batch_sizes: tuple[int, ...]
+
+
+class Servable:
+    """The latest version of the model under a base path, ready to predict."""
+
+    def __init__(
+        self,
+        base_path: Path,
+        batching: BatchingOptions | None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        import tensorflow as tf
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        self.version = latest_version(base_path)
+        path = base_path / str(self.version)
+        self._tf = tf
+        self._loaded = tf.saved_model.load(str(path), tags=["serve"])
+        saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+        meta = next(m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags)
+        self.signature_defs = {k: v for k, v in meta.signature_def.items() if not k.startswith("__")}
+        self._lock = threading.Lock()
+        self._runners = {
+            name: self._runner(fn, batching, on_batch) for name, fn in self._loaded.signatures.items()
+        }
+
+    def _runner(self, fn: Any, batching: BatchingOptions | None, on_batch: Callable[[int], None] | None) -> Any:
+        tf = self._tf
+        specs = fn.structured_input_signature[1]
+        in_names = sorted(specs)
+        out_names = sorted(fn.structured_outputs)
+
+        def call(*args: Any) -> list[Any]:
+            if on_batch is not None:
+                tf.py_function(lambda n: on_batch(int(n)) or 0, [tf.shape(args[0])[0]], tf.int32)
+            outputs = fn(**dict(zip(in_names, args)))
+            return [outputs[k] for k in out_names]
+
+        if batching is not None:
+            call = tf.compat.v1.nondifferentiable_batch_function(
+                num_batch_threads=batching.num_batch_threads,
+                max_batch_size=batching.max_batch_size,
+                batch_timeout_micros=batching.batch_timeout_micros,
+                allowed_batch_sizes=list(batching.allowed_batch_sizes) or None,
+                max_enqueued_batches=batching.max_enqueued_batches,
+            )(call)
+        graph_fn = tf.function(call, input_signature=[specs[n] for n in in_names])
+        graph_fn.get_concrete_function()  # trace now, so the first request is not a compile
+        return in_names, out_names, specs, graph_fn
+
+    def input_dtypes(self, signature: str) -> dict[str, str]:
+        """Input name -> numpy dtype name ('string' for DT_STRING)."""
+        _, _, specs, _ = self._get(signature)
+        return {k: ("string" if v.dtype == self._tf.string else v.dtype.as_numpy_dtype.__name__) for k, v in specs.items()}
+
+    def method(self, signature: str) -> str:
+        self._get(signature)
+        return self.signature_defs[signature or "serving_default"].method_name
+
+    def _get(self, signature: str) -> Any:
+        name = signature or "serving_default"
+        if name not in self._runners:
+            raise RequestError(400, f"Serving signature name: \"{name}\" not found in signature def")
+        return self._runners[name]
+
+    def predict(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run SIGNATURE on a batch; raise RequestError for bad input or a full queue."""
+        tf = self._tf
+        in_names, out_names, specs, graph_fn = self._get(signature)
+        missing = [n for n in in_names if n not in inputs]
+        extra = [n for n in inputs if n not in specs]
+        if missing or extra:
+            raise RequestError(400, f"input names do not match the signature: missing {missing}, unexpected {extra}")
+        try:
+            args = [tf.convert_to_tensor(inputs[n], dtype=specs[n].dtype) for n in in_names]
+            for name, arg in zip(in_names, args):
+                if not specs[name].shape.is_compatible_with(arg.shape):
+                    raise RequestError(
+                        400, f"input '{name}' has shape {arg.shape.as_list()}, signature expects {specs[name].shape}"
+                    )
+            outputs = graph_fn(*args)
+        except RequestError:
+            raise
+        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as exc:
+            raise RequestError(400, _first_line(exc)) from None
+        except (tf.errors.UnavailableError, tf.errors.ResourceExhaustedError) as exc:
+            raise RequestError(503, _first_line(exc)) from None
+        except tf.errors.OpError as exc:
+            raise RequestError(500, _first_line(exc)) from None
+        return {k: v.numpy() for k, v in zip(out_names, outputs)}
+
+
+def _first_line(exc: BaseException) -> str:
+    """The informative line of a TF error (TF puts 'Graph execution error:' and frames first)."""
+    text = getattr(exc, "message", None) or str(exc)
+    noise = ("Graph execution error", "Detected at node", "File ", "[[", "Stack trace")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith((" ", "\t"))]
+    useful = [ln for ln in lines if not ln.startswith(noise)]
+    return (useful or lines or [type(exc).__name__])[-1 if useful else 0]
