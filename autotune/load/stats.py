@@ -1,0 +1,44 @@
+"""Pure statistics over measured latencies and windows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def percentiles(latencies_ms: Sequence[float]) -> dict[str, float | None]:
+    """Exact p50/p90/p99/max/mean of LATENCIES_MS (sorted, not averaged); None when empty."""
+    if len(latencies_ms) == 0:
+        return {"p50": None, "p90": None, "p99": None, "max": None, "mean": None}
+    arr = np.asarray(latencies_ms, dtype=float)
+    # 'higher' never reports a latency no request saw, and is what HDR histograms report.
+    p50, p90, p99 = np.percentile(arr, [50, 90, 99], method="higher")
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(arr.max()), "mean": float(arr.mean())}
+
+
+def spread(values: Sequence[float]) -> float:
+    """(max - min) / mean: how far apart values are, relative to their size."""
+    mean = float(np.mean(values))
+    if mean == 0:
+        return 0.0 if max(values) == min(values) else float("inf")
+    return (max(values) - min(values)) / mean
+
+
+def coefficient_of_variation(values: Sequence[float]) -> float:
+    """Sample standard deviation / mean."""
+    arr = np.asarray(values, dtype=float)
+    if len(arr) < 2 or arr.mean() == 0:
+        return 0.0
+    return float(arr.std(ddof=1) / arr.mean())
+
+
+def windows_agree(throughputs: Sequence[float], p99s: Sequence[float | None], k: int, tolerance: float) -> bool:
+    """True when the last K windows agree within TOLERANCE on throughput and p99."""
+    if len(throughputs) < k or len(p99s) < k:
+        return False
+    last_t = list(throughputs)[-k:]
+    last_p = list(p99s)[-k:]
+    if any(p is None for p in last_p) or min(last_t) <= 0:
+        return False
+    return spread(last_t) <= tolerance and spread([float(p) for p in last_p if p is not None]) <= tolerance

@@ -1,0 +1,32 @@
+"""Process-group helpers: every process autotune starts, it stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from typing import Any
+
+
+def kill_group(proc: subprocess.Popen[Any], grace_s: float = 0.0) -> None:
+    """SIGTERM then SIGKILL the process group PROC leads, and reap PROC."""
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        try:
+            proc.wait(timeout=wait)
+            if sig == signal.SIGTERM:
+                # The leader is gone; anything it left in the group goes too.
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                break
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass

@@ -1,0 +1,56 @@
+"""TF Serving command lines and files, built once for measuring and for exports.
+
+Every flag emitted here is a real tensorflow_model_server flag, so what autotune
+measures is exactly what it exports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from autotune.knobs import ServingConfig
+from autotune.protos import batching_parameters_text
+
+
+@dataclass(frozen=True)
+class ServerPaths:
+    """Where the server finds its model and config files, and its ports."""
+
+    model_name: str
+    model_base_path: Path
+    grpc_port: int
+    rest_port: int
+    batching_file: Path | None = None
+    monitoring_file: Path | None = None
+
+
+def tfserving_flags(config: ServingConfig, paths: ServerPaths) -> list[str]:
+    """The flags for CONFIG, in `--name=value` form."""
+    flags = [
+        f"--port={paths.grpc_port}",
+        f"--rest_api_port={paths.rest_port}",
+        f"--model_name={paths.model_name}",
+        f"--model_base_path={paths.model_base_path}",
+    ]
+    if config.enable_batching:
+        flags.append("--enable_batching=true")
+        if paths.batching_file is not None:
+            flags.append(f"--batching_parameters_file={paths.batching_file}")
+    if config.intra_op_threads:
+        flags.append(f"--tensorflow_intra_op_parallelism={config.intra_op_threads}")
+    if config.inter_op_threads:
+        flags.append(f"--tensorflow_inter_op_parallelism={config.inter_op_threads}")
+    if config.gpu_memory_fraction:
+        flags.append(f"--per_process_gpu_memory_fraction={config.gpu_memory_fraction:g}")
+    if paths.monitoring_file is not None:
+        flags.append(f"--monitoring_config_file={paths.monitoring_file}")
+    return flags
+
+
+def write_batching_file(config: ServingConfig, path: Path) -> Path | None:
+    """Write the BatchingParameters file when batching is on; return its path."""
+    if not config.enable_batching:
+        return None
+    path.write_text(batching_parameters_text(config))
+    return path

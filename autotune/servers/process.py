@@ -1,0 +1,87 @@
+"""A model server process: start in its own group, wait until ready, stop for sure."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import requests
+
+from autotune.procs import kill_group
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or never became ready; `reason` is a DESIGN failure_reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class ReadyInfo:
+    """When the model became AVAILABLE, seconds after the process started."""
+
+    load_time_s: float
+
+
+class ServerProcess:
+    """One server process (an argv list, no shell), logging to a file."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.log_path = log_path
+        self._log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+        self.pid = self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last LINES lines of the server log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def last_error_line(self) -> str:
+        """The most telling line of the log: the server's own error line if there is one."""
+        tail = self.log_tail(40).splitlines()
+        for line in reversed(tail):
+            if "error" in line.lower():
+                return line.strip()
+        return tail[-1].strip() if tail else f"exit code {self.proc.returncode}"
+
+    def wait_ready(self, rest_port: int, model_name: str, timeout_s: float) -> ReadyInfo:
+        """Poll GET /v1/models/NAME until a version is AVAILABLE."""
+        url = f"http://127.0.0.1:{rest_port}/v1/models/{model_name}"
+        deadline = self.started + timeout_s
+        with requests.Session() as session:
+            while time.monotonic() < deadline:
+                if not self.alive():
+                    raise ServerStartError(
+                        "server_start_failed", f"server exited with code {self.proc.returncode}: {self.last_error_line()}"
+                    )
+                try:
+                    r = session.get(url, timeout=2)
+                    if r.status_code == 200:
+                        states = [v.get("state") for v in r.json().get("model_version_status", [])]
+                        if "AVAILABLE" in states:
+                            return ReadyInfo(time.monotonic() - self.started)
+                except (requests.RequestException, ValueError):
+                    pass
+                time.sleep(0.1)
+        raise ServerStartError("timeout", f"model not AVAILABLE within {timeout_s:.0f}s")
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM the group, SIGKILL it after GRACE_S; always reaps."""
+        kill_group(self.proc, grace_s)
+        self._log.close()
