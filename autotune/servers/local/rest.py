@@ -128,21 +128,22 @@ def make_handler(ctx: RestContext) -> type[BaseHTTPRequestHandler]:
                 return
             if not ok:
                 return
-            status = "OK"
+            status, code = "OK", 200
             try:
                 with ctx.slots:
-                    self._predict(m["verb"], body)
+                    reply = self._predict(m["verb"], body)
             except RequestError as exc:
                 status = "INVALID_ARGUMENT" if exc.status == 400 else "UNAVAILABLE"
-                self._error(exc.status, str(exc))
+                code, reply = exc.status, json.dumps({"error": str(exc)}).encode()
             except Exception as exc:  # a bug must cost one request, never the connection silently
-                status = "INTERNAL"
-                self._error(500, f"internal error: {type(exc).__name__}: {exc}")
-            finally:
-                if ctx.metrics is not None:
-                    ctx.metrics.observe("predict", "REST", status, time.perf_counter() - started)
+                status, code = "INTERNAL", 500
+                reply = json.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"}).encode()
+            # Count before replying, so a client that reads metrics after its reply sees itself.
+            if ctx.metrics is not None:
+                ctx.metrics.observe("predict", "REST", status, time.perf_counter() - started)
+            self._send(code, reply)
 
-        def _predict(self, verb: str, body: bytes) -> None:
+        def _predict(self, verb: str, body: bytes) -> bytes:
             # The signature name lives in the body, so peek before decoding tensors.
             dtypes_for = ctx.servable.input_dtypes
             try:
@@ -157,7 +158,7 @@ def make_handler(ctx: RestContext) -> type[BaseHTTPRequestHandler]:
                 raise RequestError(400, f"{verb} with tf.Example input is not supported by autotune-model-server")
             signature, inputs, row = decode_request(body, dtypes_for(sig_name))
             outputs = ctx.servable.predict(signature, inputs)
-            self._send(200, encode_response(outputs, row))
+            return encode_response(outputs, row)
 
     return Handler
 

@@ -1,0 +1,200 @@
+"""The `autotune` command line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autotune.errors import AutotuneError
+
+app = typer.Typer(
+    name="autotune",
+    help="Measure and tune TensorFlow Serving on this machine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="Built-in models (random weights, real architectures).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_USER_ERROR = 1
+EXIT_TRIAL_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+
+class Protocol(str, Enum):
+    rest = "rest"
+    grpc = "grpc"
+
+
+class BackendName(str, Enum):
+    auto = "auto"
+    local = "local"
+    tfserving = "tfserving"
+
+
+def _quiet_tensorflow() -> None:
+    from autotune.tfimport import import_tensorflow
+
+    import_tensorflow()
+
+
+@models_app.command("build")
+def models_build(
+    name: Annotated[str, typer.Argument(help="resnet, mobilenet or tiny")],
+    out_dir: Annotated[Path, typer.Option("--out", help="base directory; the model goes to OUT/1")],
+) -> None:
+    """Write a built-in model as a SavedModel in TF Serving's layout (OUT/1/saved_model.pb)."""
+    _quiet_tensorflow()
+    from autotune.models.builtin import build
+
+    path = build(name, out_dir)
+    out.print(f"wrote {name} to {path}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the built-in models and whether they are cached."""
+    from autotune.models.builtin import BUILTINS
+    from autotune.paths import models_dir
+
+    for name in BUILTINS:
+        cached = (models_dir() / name / "1" / "saved_model.pb").exists()
+        out.print(f"{name}\t{'cached' if cached else 'not built'}")
+
+
+def _check_gpu_knob(config: Any) -> None:
+    from autotune import gpu
+
+    if config.gpu_memory_fraction and gpu.device_count() == 0:
+        raise AutotuneError("gpu_memory_fraction needs a GPU, and NVML sees none on this host")
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel base directory")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="knob=value (repeatable)")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="fixed closed-loop clients (default: ramp)")] = None,
+    rate: Annotated[float | None, typer.Option(help="open-loop Poisson arrivals per second")] = None,
+    protocol: Annotated[Protocol, typer.Option(help="rest or grpc")] = Protocol.rest,
+    slo_ms: Annotated[float | None, typer.Option("--slo-ms", help="p99 latency bound for the operating point")] = None,
+    backend: Annotated[BackendName, typer.Option(help="auto, local or tfserving")] = BackendName.auto,
+    server_binary: Annotated[str | None, typer.Option(help="path to tensorflow_model_server")] = None,
+    window_s: Annotated[float, typer.Option(help="measurement window length, seconds")] = 2.0,
+    warmup_s: Annotated[float, typer.Option(help="warm-up per load level, seconds")] = 1.0,
+    max_windows: Annotated[int, typer.Option(help="window cap per load level")] = 10,
+    max_concurrency: Annotated[int, typer.Option(help="ramp limit")] = 64,
+    signature: Annotated[str, typer.Option(help="signature to call")] = "serving_default",
+    monitoring: Annotated[bool, typer.Option(help="enable the server's Prometheus endpoint")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    windows: Annotated[bool, typer.Option(help="include every window in --json output")] = False,
+) -> None:
+    """Measure one serving configuration of one model on a live server."""
+    _quiet_tensorflow()
+    from autotune.knobs import parse_assignments
+    from autotune.trial import MeasureSettings, run_trial
+
+    config = parse_assignments(set_ or [])
+    if concurrency is not None and rate is not None:
+        raise AutotuneError("--concurrency and --rate are exclusive (closed loop or open loop)")
+    if concurrency is not None and not 1 <= concurrency <= 4096:
+        raise AutotuneError(f"--concurrency must be in 1..4096, got {concurrency}")
+    if rate is not None and not 0 < rate <= 1_000_000:
+        raise AutotuneError(f"--rate must be in (0, 1000000], got {rate:g}")
+    if slo_ms is not None and slo_ms <= 0:
+        raise AutotuneError(f"--slo-ms must be positive, got {slo_ms:g}")
+    if window_s <= 0 or warmup_s < 0 or max_windows < 3 or max_concurrency < 1:
+        raise AutotuneError("need --window-s > 0, --warmup-s >= 0, --max-windows >= 3, --max-concurrency >= 1")
+    _check_gpu_knob(config)
+
+    from autotune.models.resolve import resolve_model
+    from autotune.servers.backends import resolve_backend
+
+    chosen = resolve_backend(backend.value, server_binary)
+    with err.status(f"preparing model {model}"):
+        ref = resolve_model(model, signature)
+    settings = MeasureSettings(
+        protocol=protocol.value,
+        concurrency=concurrency,
+        rate=rate,
+        slo_ms=slo_ms,
+        window_s=window_s,
+        warmup_s=warmup_s,
+        max_windows=max_windows,
+        max_concurrency=max_concurrency,
+        monitoring=monitoring,
+    )
+    err.print(f"bench {ref.name} on backend {chosen.name} ({protocol.value}): {json.dumps(config.to_dict())}")
+    with err.status("measuring") as status:
+        result = run_trial(ref, config, settings, chosen, progress=lambda msg: status.update(msg))
+    if as_json:
+        print(json.dumps(result.to_json(windows=windows), indent=2))
+    else:
+        _print_result(result)
+    if result.failure_reason == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not result.ok:
+        err.print(f"bench failed: {result.failure_reason}: {result.failure_message}", markup=False)
+        raise typer.Exit(EXIT_TRIAL_FAILED)
+    if not result.metrics.get("stable"):
+        err.print("warning: windows did not agree within tolerance (stable=false); treat figures with care")
+    if result.metrics.get("client_saturated"):
+        err.print("warning: the load generator used a full core: this is a client limit, not the server's")
+
+
+def _print_result(result: Any) -> None:
+    table = Table(title=f"{result.model} · {result.backend} · {result.protocol}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.metrics.items():
+        table.add_row(key, "-" if value is None else str(value))
+    out.print(table)
+    if result.levels:
+        levels = Table(title="load levels")
+        for col in ("load", "rps", "p50 ms", "p99 ms", "errors", "cpu cores", "stable"):
+            levels.add_column(col, justify="right")
+        for lv in result.levels:
+            load = f"c={lv.concurrency}" if lv.mode == "closed" else f"{lv.rate:g}/s"
+            levels.add_row(
+                load,
+                f"{lv.throughput_rps:.1f}",
+                _fmt(lv.latency_p50_ms),
+                _fmt(lv.latency_p99_ms),
+                f"{lv.error_rate:.2%}",
+                _fmt(lv.cpu_cores, 2),
+                str(lv.stable),
+            )
+        out.print(levels)
+
+
+def _fmt(x: float | None, nd: int = 1) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Console-script entry: user errors are one line and exit 1, never a traceback."""
+    # SIGTERM takes the same clean path as Ctrl-C: servers and load generators are stopped.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        app()  # standalone: usage errors print one usage line and exit 2
+    except AutotuneError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(EXIT_INTERRUPTED)

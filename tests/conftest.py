@@ -1,0 +1,99 @@
+"""Shared fixtures: one AUTOTUNE_HOME per test session, built-in models, leak checks."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+OUR_PROCESS_MARKERS = ("autotune.servers.local", "autotune-model-server", "autotune.load.generator")
+
+
+def our_processes() -> list[psutil.Process]:
+    """Server and load generator processes started from this machine's autotune."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+            if p.info["status"] != psutil.STATUS_ZOMBIE and any(m in cmd for m in OUR_PROCESS_MARKERS):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def wait_no_processes(timeout: float = 10.0) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    left = our_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = our_processes()
+    return left
+
+
+@pytest.fixture(scope="session", autouse=True)
+def autotune_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Reuse a model cache across runs when the caller points at one; else a fresh home.
+    home = Path(os.environ.get("AUTOTUNE_TEST_HOME") or tmp_path_factory.mktemp("autotune-home"))
+    os.environ["AUTOTUNE_HOME"] = str(home)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return home
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Every test must leave no model server or load generator running."""
+    before = {p.pid for p in our_processes()}
+    yield
+    left = [p for p in wait_no_processes() if p.pid not in before]
+    for p in left:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    assert not left, f"processes left running: {[p.pid for p in left]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(autotune_home: Path):  # noqa: ANN201
+    from autotune.models.resolve import resolve_model
+
+    return resolve_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def resnet_model(autotune_home: Path):  # noqa: ANN201
+    from autotune.models.resolve import resolve_model
+
+    return resolve_model("resnet")
+
+
+@pytest.fixture
+def start_server(tmp_path: Path):  # noqa: ANN201
+    """Start autotune-model-server for a ModelRef with extra flags; stopped after the test."""
+    from autotune.servers.backends import local_backend
+    from autotune.servers.process import ServerProcess
+    from autotune.trial import free_ports
+
+    started: list[ServerProcess] = []
+
+    def start(model, *extra: str, wait: bool = True):  # noqa: ANN202
+        grpc_port, rest_port = free_ports(2)
+        argv = local_backend().argv(
+            [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_name={model.name}",
+             f"--model_base_path={model.base_path}", *extra]
+        )
+        server = ServerProcess(argv, tmp_path / f"server{len(started)}.log")
+        started.append(server)
+        if wait:
+            server.wait_ready(rest_port, model.name, 120)
+        server.grpc_port, server.rest_port = grpc_port, rest_port  # type: ignore[attr-defined]
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -1,0 +1,54 @@
+"""Command lines for TF Serving: only real tensorflow_model_server flags."""
+
+import sys
+from pathlib import Path
+
+from autotune.knobs import parse_assignments
+from autotune.servers.argv import ServerPaths, tfserving_flags, write_batching_file
+from autotune.servers.backends import local_backend, resolve_backend
+from autotune.servers.local.flags import parse_flags
+
+# Flags tensorflow_model_server documents in its --help (main.cc).
+REAL_FLAGS = {
+    "port", "rest_api_port", "model_name", "model_base_path", "enable_batching", "batching_parameters_file",
+    "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism", "per_process_gpu_memory_fraction",
+    "monitoring_config_file", "rest_api_num_threads", "grpc_max_threads", "rest_api_timeout_in_ms",
+}
+
+PATHS = ServerPaths("m", Path("/models/m"), 8500, 8501, Path("/tmp/b.txt"), Path("/tmp/mon.cfg"))
+
+
+def flag_names(flags):
+    return {f[2:].split("=", 1)[0] for f in flags}
+
+
+def test_defaults_emit_no_tuning_flags():
+    flags = tfserving_flags(parse_assignments([]), PATHS)
+    assert "--enable_batching=true" not in flags
+    assert not any("parallelism" in f for f in flags)
+
+
+def test_every_emitted_flag_is_a_real_tensorflow_model_server_flag():
+    config = parse_assignments(["max_batch_size=8", "intra_op_threads=2", "inter_op_threads=1"])
+    flags = tfserving_flags(config, PATHS)
+    assert flag_names(flags) <= REAL_FLAGS
+    assert "--batching_parameters_file=/tmp/b.txt" in flags
+    assert "--tensorflow_intra_op_parallelism=2" in flags
+
+
+def test_the_local_server_accepts_exactly_what_we_emit():
+    config = parse_assignments(["max_batch_size=8", "intra_op_threads=2", "gpu_memory_fraction=0.5"])
+    flags = parse_flags(tfserving_flags(config, PATHS))
+    assert flags.enable_batching is True and flags.tensorflow_intra_op_parallelism == 2
+    assert flags.per_process_gpu_memory_fraction == 0.5 and flags.port == 8500
+
+
+def test_batching_file_only_when_batching_is_on(tmp_path):
+    assert write_batching_file(parse_assignments([]), tmp_path / "b.txt") is None
+    assert write_batching_file(parse_assignments(["max_batch_size=4"]), tmp_path / "b.txt").exists()
+
+
+def test_auto_backend_falls_back_to_local_without_the_binary(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert resolve_backend("auto").name == "local"
+    assert local_backend().argv(["--port=1"])[:3] == [sys.executable, "-m", "autotune.servers.local"]

@@ -1,0 +1,170 @@
+"""autotune-model-server speaks TF Serving's REST and gRPC APIs, with TF's batch op."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import threading
+
+import grpc
+import numpy as np
+import pytest
+import requests
+
+from autotune.load.payload import synthetic_jpeg
+
+
+def url(server, model, suffix=""):
+    return f"http://127.0.0.1:{server.rest_port}/v1/models/{model.name}{suffix}"
+
+
+def test_status_and_metadata(start_server, tiny_model):
+    server = start_server(tiny_model)
+    status = requests.get(url(server, tiny_model)).json()
+    assert status["model_version_status"][0]["state"] == "AVAILABLE"
+    meta = requests.get(url(server, tiny_model, "/metadata")).json()
+    sig = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert sig["inputs"]["inputs"]["dtype"] == "DT_FLOAT"
+    assert meta["model_spec"]["version"] == "1"
+
+
+def test_predict_row_and_columnar_forms(start_server, tiny_model):
+    server = start_server(tiny_model)
+    rows = requests.post(url(server, tiny_model, ":predict"), json={"instances": [[0.1] * 32, [0.2] * 32]}).json()
+    assert len(rows["predictions"]) == 2
+    assert set(rows["predictions"][0]) == {"classes", "scores"}
+    assert abs(sum(rows["predictions"][0]["scores"]) - 1.0) < 1e-4
+    cols = requests.post(url(server, tiny_model, ":predict"), json={"inputs": [[0.1] * 32]}).json()
+    assert np.allclose(cols["outputs"]["scores"][0], rows["predictions"][0]["scores"], atol=1e-6)
+
+
+def test_errors_look_like_tf_servings(start_server, tiny_model):
+    server = start_server(tiny_model)
+    r = requests.post(f"http://127.0.0.1:{server.rest_port}/v1/models/other:predict", json={"instances": [[0.0] * 32]})
+    assert r.status_code == 404 and "Servable not found" in r.json()["error"]
+    r = requests.post(url(server, tiny_model, ":predict"), data=b"{not json")
+    assert r.status_code == 400 and "error" in r.json()
+    r = requests.post(url(server, tiny_model, ":predict"), json={"instances": [[0.0] * 31]})
+    assert r.status_code == 400 and "error" in r.json()
+    r = requests.post(url(server, tiny_model, ":predict"), json={"instances": [[0.0] * 32], "signature_name": "x"})
+    assert r.status_code == 400 and "not found" in r.json()["error"]
+    # The server is still healthy after bad requests.
+    assert requests.post(url(server, tiny_model, ":predict"), json={"instances": [[0.0] * 32]}).status_code == 200
+
+
+def test_oversized_body_is_refused_not_read(start_server, tiny_model):
+    import socket
+
+    server = start_server(tiny_model)
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n{}")
+        reply = sock.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 413")
+    assert requests.get(url(server, tiny_model)).status_code == 200
+
+
+def test_servers_bind_loopback_only(start_server, tiny_model):
+    import psutil
+
+    server = start_server(tiny_model)
+    conns = [c for c in psutil.Process(server.pid).net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+    assert conns, "server has no listening sockets"
+    assert {c.laddr.ip for c in conns} <= {"127.0.0.1", "::ffff:127.0.0.1"}
+
+
+def test_a_model_that_fails_to_load_exits_nonzero_with_one_line(tmp_path):
+    bad = tmp_path / "broken" / "1"
+    bad.mkdir(parents=True)
+    (bad / "saved_model.pb").write_bytes(b"this is not a protobuf")
+    proc = subprocess.run(
+        [sys.executable, "-m", "autotune.servers.local", "--port=0", f"--model_base_path={bad.parent}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    ours = [ln for ln in proc.stderr.splitlines() if ln.startswith("autotune-model-server")]
+    assert len(ours) == 1 and "failed to load model" in ours[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_busy_port_exits_nonzero_with_one_line(start_server, tiny_model):
+    first = start_server(tiny_model)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autotune.servers.local", f"--port={first.grpc_port}", "--rest_api_port=0",
+         f"--model_base_path={tiny_model.base_path}", f"--model_name={tiny_model.name}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "busy" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_prometheus_metrics_when_monitoring_is_enabled(start_server, tiny_model, tmp_path):
+    cfg = tmp_path / "monitoring.config"
+    cfg.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
+    server = start_server(tiny_model, f"--monitoring_config_file={cfg}")
+    for _ in range(3):
+        requests.post(url(server, tiny_model, ":predict"), json={"instances": [[0.0] * 32]})
+    text = requests.get(f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics").text
+    assert ':tensorflow:serving:request_count_total{model_name="tiny",status="OK"} 3.0' in text
+    assert ":tensorflow:serving:request_latency_bucket" in text
+
+
+@pytest.mark.slow
+def test_tf_serving_resnet_clients_work_unchanged_with_batching(start_server, resnet_model, tmp_path):
+    """The requests of TF Serving's resnet_client.py (REST, b64 JPEG) and resnet_client_grpc.py."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    batching = tmp_path / "batching.txt"
+    batching.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 20000 }\n"
+                        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n")
+    cfg = tmp_path / "monitoring.config"
+    cfg.write_text("prometheus_config { enable: true }\n")
+    server = start_server(resnet_model, "--enable_batching", f"--batching_parameters_file={batching}",
+                          f"--monitoring_config_file={cfg}")
+    jpeg = synthetic_jpeg()
+
+    # resnet_client.py (MODEL_ACCEPT_JPG = True): the request string, byte for byte in form.
+    predict_request = '{"instances" : [{"b64": "%s"}]}' % base64.b64encode(jpeg).decode()
+    rest_url = f"http://127.0.0.1:{server.rest_port}/v1/models/resnet:predict"
+    response = requests.post(rest_url, data=predict_request)
+    response.raise_for_status()
+    prediction = response.json()["predictions"][0]
+    assert isinstance(prediction["classes"], int) and len(prediction["probabilities"]) == 1000
+
+    # resnet_client_grpc.py: PredictRequest with image_bytes as a [1] string tensor.
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "resnet"
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(jpeg, shape=[1]))
+    result = stub.Predict(request, 30.0)
+    assert tf.make_ndarray(result.outputs["classes"]).shape == (1,)
+    assert tf.make_ndarray(result.outputs["probabilities"]).shape == (1, 1000)
+    channel.close()
+
+    # Eight concurrent single-image requests are merged by TF's batch op.
+    errors: list[str] = []
+
+    def one() -> None:
+        r = requests.post(rest_url, data=predict_request, timeout=120)
+        if r.status_code != 200:
+            errors.append(r.text)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    metrics = requests.get(f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics").text
+    sizes = {}
+    for line in metrics.splitlines():
+        if line.startswith(":tensorflow:serving:batching:processed_batch_size_"):
+            name, value = line.rsplit(" ", 1)
+            sizes[name.split("{")[0].rsplit("_", 1)[1]] = float(value)
+    assert sizes["sum"] == 10  # every image went through the batch op
+    assert sizes["count"] < 10  # and some batches held more than one image
+    print(json.dumps(sizes))
