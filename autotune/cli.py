@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,12 +33,12 @@ EXIT_TRIAL_FAILED = 3
 EXIT_INTERRUPTED = 130
 
 
-class Protocol(str, Enum):
+class Protocol(StrEnum):
     rest = "rest"
     grpc = "grpc"
 
 
-class BackendName(str, Enum):
+class BackendName(StrEnum):
     auto = "auto"
     local = "local"
     tfserving = "tfserving"
@@ -198,3 +198,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

@@ -64,7 +64,7 @@ class MeasureSettings:
     monitoring: bool = False  # enable TF Serving's Prometheus endpoint on the server
 
 
-class TrialFailure(Exception):
+class TrialError(Exception):
     """A trial that cannot produce a measurement; reason is one of FAILURE_REASONS."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -122,9 +122,7 @@ class TrialResult:
             backend=self.backend,
             protocol=self.protocol,
             config=self.config.to_dict(),
-            levels=[
-                {k: v for k, v in asdict(level).items() if windows or k != "windows"} for level in self.levels
-            ],
+            levels=[{k: v for k, v in asdict(level).items() if windows or k != "windows"} for level in self.levels],
         )
         if self.failure_reason:
             out["failure_reason"] = self.failure_reason
@@ -202,7 +200,8 @@ class _Session:
 
     def _check_server(self) -> None:
         if not self.server.alive():
-            raise TrialFailure(_exit_reason(self.server), f"server died during measurement: {self.server.last_error_line()}")
+            message = f"server died during measurement: {self.server.last_error_line()}"
+            raise TrialError(_exit_reason(self.server), message)
 
     def measure(self, mode: str, value: float) -> LevelResult:
         """Drive one load level until its windows agree or hit the cap."""
@@ -217,7 +216,7 @@ class _Session:
         wait = self.s.window_s + self.s.warmup_s + self.s.request_timeout_s
         while True:
             if time.monotonic() > self.deadline:
-                raise TrialFailure("timeout", f"trial exceeded {self.s.trial_timeout_s:.0f}s")
+                raise TrialError("timeout", f"trial exceeded {self.s.trial_timeout_s:.0f}s")
             event = self.gen.next_event(wait)
             self._check_server()
             if event.get("level") != self.level_id:
@@ -250,7 +249,7 @@ class _Session:
                 break
         self.gen.idle()
         if not windows:
-            raise TrialFailure("client_failed", "load generator produced no windows")
+            raise TrialError("client_failed", "load generator produced no windows")
         return _aggregate(mode, value, windows, stable, self.s)
 
 
@@ -357,7 +356,7 @@ def run_trial(
             result.levels = [unloaded, *[lv for lv in levels if lv is not unloaded]]
             result.metrics = _metrics(point, unloaded, ready.load_time_s, slo_met, settings)
             if point.error_rate > settings.max_error_rate:
-                raise TrialFailure(
+                raise TrialError(
                     "errors_over_limit",
                     f"error rate {point.error_rate:.1%} over the limit {settings.max_error_rate:.1%} "
                     f"({_error_kinds(point)})",
@@ -366,7 +365,7 @@ def run_trial(
             result.failure_reason, result.failure_message = exc.reason, str(exc)
             if server is not None and not server.alive() and _exit_reason(server) == "oom":
                 result.failure_reason = "oom"
-        except TrialFailure as exc:
+        except TrialError as exc:
             result.failure_reason, result.failure_message = exc.reason, str(exc)
         except LoadGeneratorError as exc:
             if server is not None and not server.alive():

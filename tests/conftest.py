@@ -59,21 +59,21 @@ def no_leftover_processes() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(autotune_home: Path):  # noqa: ANN201
+def tiny_model(autotune_home: Path):
     from autotune.models.resolve import resolve_model
 
     return resolve_model("tiny")
 
 
 @pytest.fixture(scope="session")
-def resnet_model(autotune_home: Path):  # noqa: ANN201
+def resnet_model(autotune_home: Path):
     from autotune.models.resolve import resolve_model
 
     return resolve_model("resnet")
 
 
 @pytest.fixture
-def start_server(tmp_path: Path):  # noqa: ANN201
+def start_server(tmp_path: Path):
     """Start autotune-model-server for a ModelRef with extra flags; stopped after the test."""
     from autotune.servers.backends import local_backend
     from autotune.servers.process import ServerProcess
@@ -81,11 +81,16 @@ def start_server(tmp_path: Path):  # noqa: ANN201
 
     started: list[ServerProcess] = []
 
-    def start(model, *extra: str, wait: bool = True):  # noqa: ANN202
+    def start(model, *extra: str, wait: bool = True):
         grpc_port, rest_port = free_ports(2)
         argv = local_backend().argv(
-            [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_name={model.name}",
-             f"--model_base_path={model.base_path}", *extra]
+            [
+                f"--port={grpc_port}",
+                f"--rest_api_port={rest_port}",
+                f"--model_name={model.name}",
+                f"--model_base_path={model.base_path}",
+                *extra,
+            ]
         )
         server = ServerProcess(argv, tmp_path / f"server{len(started)}.log")
         started.append(server)

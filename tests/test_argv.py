@@ -10,9 +10,19 @@ from autotune.servers.local.flags import parse_flags
 
 # Flags tensorflow_model_server documents in its --help (main.cc).
 REAL_FLAGS = {
-    "port", "rest_api_port", "model_name", "model_base_path", "enable_batching", "batching_parameters_file",
-    "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism", "per_process_gpu_memory_fraction",
-    "monitoring_config_file", "rest_api_num_threads", "grpc_max_threads", "rest_api_timeout_in_ms",
+    "port",
+    "rest_api_port",
+    "model_name",
+    "model_base_path",
+    "enable_batching",
+    "batching_parameters_file",
+    "tensorflow_intra_op_parallelism",
+    "tensorflow_inter_op_parallelism",
+    "per_process_gpu_memory_fraction",
+    "monitoring_config_file",
+    "rest_api_num_threads",
+    "grpc_max_threads",
+    "rest_api_timeout_in_ms",
 }
 
 PATHS = ServerPaths("m", Path("/models/m"), 8500, 8501, Path("/tmp/b.txt"), Path("/tmp/mon.cfg"))

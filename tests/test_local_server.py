@@ -80,7 +80,9 @@ def test_a_model_that_fails_to_load_exits_nonzero_with_one_line(tmp_path):
     (bad / "saved_model.pb").write_bytes(b"this is not a protobuf")
     proc = subprocess.run(
         [sys.executable, "-m", "autotune.servers.local", "--port=0", f"--model_base_path={bad.parent}"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     ours = [ln for ln in proc.stderr.splitlines() if ln.startswith("autotune-model-server")]
@@ -91,9 +93,18 @@ def test_a_model_that_fails_to_load_exits_nonzero_with_one_line(tmp_path):
 def test_a_busy_port_exits_nonzero_with_one_line(start_server, tiny_model):
     first = start_server(tiny_model)
     proc = subprocess.run(
-        [sys.executable, "-m", "autotune.servers.local", f"--port={first.grpc_port}", "--rest_api_port=0",
-         f"--model_base_path={tiny_model.base_path}", f"--model_name={tiny_model.name}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "autotune.servers.local",
+            f"--port={first.grpc_port}",
+            "--rest_api_port=0",
+            f"--model_base_path={tiny_model.base_path}",
+            f"--model_name={tiny_model.name}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert "busy" in proc.stderr and "Traceback" not in proc.stderr
@@ -117,16 +128,19 @@ def test_tf_serving_resnet_clients_work_unchanged_with_batching(start_server, re
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     batching = tmp_path / "batching.txt"
-    batching.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 20000 }\n"
-                        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n")
+    batching.write_text(
+        "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 20000 }\n"
+        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n"
+    )
     cfg = tmp_path / "monitoring.config"
     cfg.write_text("prometheus_config { enable: true }\n")
-    server = start_server(resnet_model, "--enable_batching", f"--batching_parameters_file={batching}",
-                          f"--monitoring_config_file={cfg}")
+    server = start_server(
+        resnet_model, "--enable_batching", f"--batching_parameters_file={batching}", f"--monitoring_config_file={cfg}"
+    )
     jpeg = synthetic_jpeg()
 
     # resnet_client.py (MODEL_ACCEPT_JPG = True): the request string, byte for byte in form.
-    predict_request = '{"instances" : [{"b64": "%s"}]}' % base64.b64encode(jpeg).decode()
+    predict_request = '{"instances" : [{"b64": "%s"}]}' % base64.b64encode(jpeg).decode()  # noqa: UP031
     rest_url = f"http://127.0.0.1:{server.rest_port}/v1/models/resnet:predict"
     response = requests.post(rest_url, data=predict_request)
     response.raise_for_status()

@@ -10,8 +10,13 @@ from autotune.protos import batching_parameters_text, message_class, monitoring_
 
 def test_batching_file_round_trips_through_the_batching_parameters_schema():
     config = parse_assignments(
-        ["max_batch_size=16", "batch_timeout_micros=2000", "num_batch_threads=3", "max_enqueued_batches=50",
-         "allowed_batch_sizes=4,8,16"]
+        [
+            "max_batch_size=16",
+            "batch_timeout_micros=2000",
+            "num_batch_threads=3",
+            "max_enqueued_batches=50",
+            "allowed_batch_sizes=4,8,16",
+        ]
     )
     msg = parse_text("BatchingParameters", batching_parameters_text(config), "batching_parameters.txt")
     assert msg.max_batch_size.value == 16
@@ -30,13 +35,18 @@ def test_schema_has_tf_servings_field_numbers():
     fields = message_class("BatchingParameters").DESCRIPTOR.fields_by_name
     numbers = {name: f.number for name, f in fields.items()}
     assert numbers == {
-        "max_batch_size": 1, "batch_timeout_micros": 2, "max_enqueued_batches": 3, "num_batch_threads": 4,
-        "thread_pool_name": 5, "allowed_batch_sizes": 6, "pad_variable_length_inputs": 7,
+        "max_batch_size": 1,
+        "batch_timeout_micros": 2,
+        "max_enqueued_batches": 3,
+        "num_batch_threads": 4,
+        "thread_pool_name": 5,
+        "allowed_batch_sizes": 6,
+        "pad_variable_length_inputs": 7,
     }
 
 
 def test_a_malformed_file_names_the_file():
-    with pytest.raises(AutotuneError, match="bp.txt: not a valid BatchingParameters"):
+    with pytest.raises(AutotuneError, match=r"bp\.txt: not a valid BatchingParameters"):
         parse_text("BatchingParameters", "max_batch_size { value: banana }", "bp.txt")
 
 

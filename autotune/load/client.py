@@ -59,7 +59,7 @@ class LoadGenerator:
         spec_path = workdir / "load-spec.json"
         spec_path.write_text(json.dumps(spec.to_json(payload)))
         self.log_path = workdir / "load-generator.log"
-        self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log: IO[bytes] = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "autotune.load.generator", str(spec_path)],
             stdin=subprocess.PIPE,

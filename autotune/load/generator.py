@@ -76,7 +76,9 @@ def _grpc_sender(target: str, body: bytes, timeout: float) -> Sender:
             code = exc.code() if hasattr(exc, "code") else None
             if code == grpc.StatusCode.UNAVAILABLE:
                 time.sleep(ERROR_BACKOFF_S)
-            return False, "timeout" if code == grpc.StatusCode.DEADLINE_EXCEEDED else f"grpc_{code.name if code else 'error'}"
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return False, "timeout"
+            return False, f"grpc_{code.name if code else 'error'}"
         return True, "ok"
 
     return send

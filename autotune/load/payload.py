@@ -81,6 +81,5 @@ def build_payload(model_name: str, signature: Signature, seed: int = 0) -> Paylo
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature.name
     for name, value in examples.items():
-        batched = value[np.newaxis, ...] if value.dtype != object else np.array([value], dtype=object)
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(batched))
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(value[np.newaxis, ...]))
     return Payload(json.dumps(doc).encode(), request.SerializeToString())

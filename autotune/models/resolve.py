@@ -27,9 +27,7 @@ class ModelRef:
 
 def latest_version(base: Path) -> int:
     """Highest numeric version under BASE holding a saved_model.pb, as TF Serving picks it."""
-    versions = [
-        int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()
-    ]
+    versions = [int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()]
     if not versions:
         if (base / "saved_model.pb").is_file():
             raise AutotuneError(

@@ -34,7 +34,7 @@ class ServerProcess:
     def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.argv = argv
         self.log_path = log_path
-        self._log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log: IO[bytes] = open(log_path, "wb")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env
@@ -67,9 +67,8 @@ class ServerProcess:
         with requests.Session() as session:
             while time.monotonic() < deadline:
                 if not self.alive():
-                    raise ServerStartError(
-                        "server_start_failed", f"server exited with code {self.proc.returncode}: {self.last_error_line()}"
-                    )
+                    message = f"server exited with code {self.proc.returncode}: {self.last_error_line()}"
+                    raise ServerStartError("server_start_failed", message)
                 try:
                     r = session.get(url, timeout=2)
                     if r.status_code == 200:

@@ -30,7 +30,9 @@ def _batching(flags: ServerFlags) -> object | None:
         return None
     d = ServingConfig()
     if not flags.batching_parameters_file:
-        return BatchingOptions(d.max_batch_size, d.batch_timeout_micros, d.num_batch_threads, d.max_enqueued_batches, ())
+        return BatchingOptions(
+            d.max_batch_size, d.batch_timeout_micros, d.num_batch_threads, d.max_enqueued_batches, ()
+        )
     path = Path(flags.batching_parameters_file)
     try:
         text = path.read_text()

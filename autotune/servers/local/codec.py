@@ -22,14 +22,14 @@ def _unwrap(value: Any, dtype: str) -> Any:
             try:
                 return base64.b64decode(value["b64"], validate=True)
             except (binascii.Error, ValueError):
-                raise RequestError(400, "invalid base64 in {\"b64\": ...} value") from None
+                raise RequestError(400, 'invalid base64 in {"b64": ...} value') from None
         raise RequestError(400, "unexpected JSON object where a tensor value was expected")
     if isinstance(value, list):
         return [_unwrap(v, dtype) for v in value]
     if dtype == "string":
         if isinstance(value, str):
             return value.encode()
-        raise RequestError(400, f"expected a string or {{\"b64\": ...}}, got {type(value).__name__}")
+        raise RequestError(400, f'expected a string or {{"b64": ...}}, got {type(value).__name__}')
     if isinstance(value, str):
         raise RequestError(400, f"expected a number for a {dtype} input, got a string")
     return value

@@ -98,7 +98,7 @@ def make_handler(ctx: RestContext) -> type[BaseHTTPRequestHandler]:
                 return m, False
             return m, True
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if ctx.metrics is not None and self.path.split("?", 1)[0] == ctx.metrics_path:
                 self._send(200, ctx.metrics.exposition(), "text/plain; version=0.0.4")
                 return
@@ -109,7 +109,7 @@ def make_handler(ctx: RestContext) -> type[BaseHTTPRequestHandler]:
                 doc = ctx.metadata_doc() if m["metadata"] else ctx.status_doc()
                 self._send(200, json.dumps(doc).encode())
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             started = time.perf_counter()
             try:
                 length = int(self.headers.get("Content-Length", ""))

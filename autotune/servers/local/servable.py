@@ -57,9 +57,7 @@ class Servable:
         meta = next(m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags)
         self.signature_defs = {k: v for k, v in meta.signature_def.items() if not k.startswith("__")}
         self._lock = threading.Lock()
-        self._runners = {
-            name: self._runner(fn, batching, on_batch) for name, fn in self._loaded.signatures.items()
-        }
+        self._runners = {name: self._runner(fn, batching, on_batch) for name, fn in self._loaded.signatures.items()}
 
     def _runner(self, fn: Any, batching: BatchingOptions | None, on_batch: Callable[[int], None] | None) -> Any:
         tf = self._tf
@@ -70,7 +68,7 @@ class Servable:
         def call(*args: Any) -> list[Any]:
             if on_batch is not None:
                 tf.py_function(lambda n: on_batch(int(n)) or 0, [tf.shape(args[0])[0]], tf.int32)
-            outputs = fn(**dict(zip(in_names, args)))
+            outputs = fn(**dict(zip(in_names, args, strict=True)))
             return [outputs[k] for k in out_names]
 
         if batching is not None:
@@ -88,7 +86,8 @@ class Servable:
     def input_dtypes(self, signature: str) -> dict[str, str]:
         """Input name -> numpy dtype name ('string' for DT_STRING)."""
         _, _, specs, _ = self._get(signature)
-        return {k: ("string" if v.dtype == self._tf.string else v.dtype.as_numpy_dtype.__name__) for k, v in specs.items()}
+        tf = self._tf
+        return {k: ("string" if v.dtype == tf.string else v.dtype.as_numpy_dtype.__name__) for k, v in specs.items()}
 
     def method(self, signature: str) -> str:
         self._get(signature)
@@ -97,7 +96,7 @@ class Servable:
     def _get(self, signature: str) -> Any:
         name = signature or "serving_default"
         if name not in self._runners:
-            raise RequestError(400, f"Serving signature name: \"{name}\" not found in signature def")
+            raise RequestError(400, f'Serving signature name: "{name}" not found in signature def')
         return self._runners[name]
 
     def predict(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -110,7 +109,7 @@ class Servable:
             raise RequestError(400, f"input names do not match the signature: missing {missing}, unexpected {extra}")
         try:
             args = [tf.convert_to_tensor(inputs[n], dtype=specs[n].dtype) for n in in_names]
-            for name, arg in zip(in_names, args):
+            for name, arg in zip(in_names, args, strict=True):
                 if not specs[name].shape.is_compatible_with(arg.shape):
                     raise RequestError(
                         400, f"input '{name}' has shape {arg.shape.as_list()}, signature expects {specs[name].shape}"
@@ -124,7 +123,7 @@ class Servable:
             raise RequestError(503, _first_line(exc)) from None
         except tf.errors.OpError as exc:
             raise RequestError(500, _first_line(exc)) from None
-        return {k: v.numpy() for k, v in zip(out_names, outputs)}
+        return {k: v.numpy() for k, v in zip(out_names, outputs, strict=True)}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,212 @@
+"""`autotune bench`: one config measured on a live server, failures reported, nothing left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import wait_no_processes
+
+METRICS = {
+    "throughput_rps",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
+    "unloaded_latency_p50_ms",
+    "error_rate",
+    "cpu_cores",
+    "rss_mb",
+    "gpu_util_pct",
+    "gpu_mem_mb",
+    "load_time_s",
+    "concurrency",
+    "stable",
+    "client_saturated",
+}
+SHORT = ["--window-s", "0.5", "--warmup-s", "0.3", "--max-windows", "4"]
+
+
+def autotune(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_bench_json_has_every_design_metric(tiny_model, protocol):
+    proc = autotune("bench", "--model", "tiny", "--concurrency", "2", "--protocol", protocol, "--json", *SHORT)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert METRICS <= set(result)
+    assert result["throughput_rps"] > 0
+    assert result["latency_p50_ms"] <= result["latency_p90_ms"] <= result["latency_p99_ms"]
+    assert result["error_rate"] == 0
+    assert result["concurrency"] == 2
+    assert result["cpu_cores"] > 0 and result["rss_mb"] > 50
+    assert result["gpu_util_pct"] is None and result["gpu_mem_mb"] is None  # no GPU here
+    assert result["config"] == {
+        "enable_batching": False,
+        "intra_op_threads": 0,
+        "inter_op_threads": 0,
+        "gpu_memory_fraction": 0.0,
+    }
+    assert [lv["concurrency"] for lv in result["levels"]] == [1, 2]
+    assert "failure_reason" not in result
+
+
+def test_bench_with_batching_and_open_loop(tiny_model):
+    proc = autotune(
+        "bench",
+        "--model",
+        "tiny",
+        "--rate",
+        "50",
+        "--set",
+        "max_batch_size=4",
+        "--set",
+        "batch_timeout_micros=2000",
+        "--json",
+        *SHORT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["config"]["enable_batching"] is True and result["config"]["max_batch_size"] == 4
+    assert result["rate_rps"] == 50 and result["concurrency"] is None
+    # Poisson arrivals at 50/s over short windows: the completed rate is near the offered rate.
+    assert 25 < result["throughput_rps"] < 80
+
+
+def test_ramp_without_concurrency_reports_an_operating_point(tiny_model):
+    proc = autotune("bench", "--model", "tiny", "--max-concurrency", "4", "--json", *SHORT)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    levels = [lv["concurrency"] for lv in result["levels"]]
+    assert levels[0] == 1 and levels == sorted(levels) and max(levels) <= 4
+    best = max(result["levels"], key=lambda lv: lv["throughput_rps"])
+    assert result["concurrency"] == best["concurrency"]
+
+
+def test_an_impossible_slo_is_reported_not_met(tiny_model):
+    proc = autotune("bench", "--model", "tiny", "--max-concurrency", "2", "--slo-ms", "0.001", "--json", *SHORT)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["slo_met"] is False
+    assert len(result["levels"]) == 1  # the ramp stops at the first level that breaks the SLO
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "nope"], "neither a built-in"),
+        (["--model", "tiny", "--set", "bogus=1"], "unknown knob 'bogus'"),
+        (["--model", "tiny", "--set", "max_batch_size=x"], "expected an integer"),
+        (["--model", "tiny", "--set", "num_batch_threads=0"], "out of range"),
+        (["--model", "tiny", "--set", "gpu_memory_fraction=0.5"], "needs a GPU"),
+        (["--model", "tiny", "--concurrency", "2", "--rate", "5"], "exclusive"),
+        (["--model", "tiny", "--rate", "-1"], "--rate"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(tiny_model, args, message):
+    proc = autotune("bench", *args)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]) == 1
+
+
+def test_a_directory_that_is_not_a_model(tmp_path):
+    (tmp_path / "1").mkdir()
+    proc = autotune("bench", "--model", str(tmp_path))
+    assert proc.returncode == 1 and "no version directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _server_of(bench: subprocess.Popen[str], timeout: float = 120) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in psutil.Process(bench.pid).children(recursive=True):
+            try:
+                if "autotune.servers.local" in " ".join(child.cmdline()):
+                    return child
+            except psutil.Error:
+                continue
+        time.sleep(0.2)
+    raise AssertionError("bench never started a server")
+
+
+def _wait_measuring(bench_server: psutil.Process, seconds: float) -> None:
+    # Wait until the server has served for a while (load is running), then a little more.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and bench_server.cpu_times().user < 5:
+        time.sleep(0.2)
+    time.sleep(seconds)
+
+
+def test_server_killed_mid_measurement_fails_the_bench_and_leaves_nothing(tiny_model):
+    bench = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autotune.cli",
+            "bench",
+            "--model",
+            "tiny",
+            "--concurrency",
+            "2",
+            "--json",
+            "--window-s",
+            "1",
+            "--max-windows",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server = _server_of(bench)
+    _wait_measuring(server, 1.0)
+    os.kill(server.pid, signal.SIGKILL)
+    stdout, stderr = bench.communicate(timeout=120)
+    assert bench.returncode == 3, stderr
+    result = json.loads(stdout)
+    assert result["failure_reason"] == "server_crashed"
+    assert "server" in result["failure_message"]
+    assert "bench failed: server_crashed" in stderr
+    assert not wait_no_processes()
+
+
+def test_sigterm_to_bench_stops_server_and_load_generator(tiny_model):
+    bench = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autotune.cli",
+            "bench",
+            "--model",
+            "tiny",
+            "--concurrency",
+            "2",
+            "--json",
+            "--window-s",
+            "1",
+            "--max-windows",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server = _server_of(bench)
+    _wait_measuring(server, 0.5)
+    bench.send_signal(signal.SIGTERM)
+    stdout, _ = bench.communicate(timeout=60)
+    assert bench.returncode == 130
+    assert json.loads(stdout)["failure_reason"] == "interrupted"
+    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+    assert not wait_no_processes()
