@@ -26,12 +26,14 @@ def our_processes() -> list[psutil.Process]:
     return found
 
 
-def wait_no_processes(timeout: float = 10.0) -> list[psutil.Process]:
+def wait_no_processes(timeout: float = 10.0, ignore: set[int] | None = None) -> list[psutil.Process]:
+    """Wait for our processes (except pids in IGNORE, e.g. started before the test) to be gone."""
+    ignore = ignore or set()
     deadline = time.monotonic() + timeout
-    left = our_processes()
+    left = [p for p in our_processes() if p.pid not in ignore]
     while left and time.monotonic() < deadline:
         time.sleep(0.2)
-        left = our_processes()
+        left = [p for p in our_processes() if p.pid not in ignore]
     return left
 
 
@@ -49,7 +51,7 @@ def no_leftover_processes() -> Iterator[None]:
     """Every test must leave no model server or load generator running."""
     before = {p.pid for p in our_processes()}
     yield
-    left = [p for p in wait_no_processes() if p.pid not in before]
+    left = wait_no_processes(ignore=before)
     for p in left:
         try:
             p.kill()

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import wait_no_processes
+from tests.conftest import our_processes, wait_no_processes
 
 METRICS = {
     "throughput_rps",
@@ -149,6 +149,7 @@ def _wait_measuring(bench_server: psutil.Process, seconds: float) -> None:
 
 
 def test_server_killed_mid_measurement_fails_the_bench_and_leaves_nothing(tiny_model):
+    before = {p.pid for p in our_processes()}
     bench = subprocess.Popen(
         [
             sys.executable,
@@ -178,10 +179,11 @@ def test_server_killed_mid_measurement_fails_the_bench_and_leaves_nothing(tiny_m
     assert result["failure_reason"] == "server_crashed"
     assert "server" in result["failure_message"]
     assert "bench failed: server_crashed" in stderr
-    assert not wait_no_processes()
+    assert not wait_no_processes(ignore=before)
 
 
 def test_sigterm_to_bench_stops_server_and_load_generator(tiny_model):
+    before = {p.pid for p in our_processes()}
     bench = subprocess.Popen(
         [
             sys.executable,
@@ -209,4 +211,19 @@ def test_sigterm_to_bench_stops_server_and_load_generator(tiny_model):
     assert bench.returncode == 130
     assert json.loads(stdout)["failure_reason"] == "interrupted"
     assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
-    assert not wait_no_processes()
+    assert not wait_no_processes(ignore=before)
+
+
+def test_a_model_the_server_cannot_load_is_server_start_failed(tiny_model, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model.base_path, broken)
+    shutil.rmtree(broken / "1" / "variables")  # the graph reads fine, the weights are gone
+    proc = autotune("bench", "--model", str(broken), "--concurrency", "1", "--json", *SHORT)
+    assert proc.returncode == 3
+    result = json.loads(proc.stdout)
+    assert result["failure_reason"] == "server_start_failed"
+    assert "failed to load model" in result["failure_message"]
+    assert result["server_log_tail"]
+    assert "bench failed: server_start_failed" in proc.stderr and "Traceback" not in proc.stderr

@@ -17,6 +17,7 @@ SERVICE_S = 0.02  # one request at a time, 20 ms each: capacity 50 requests/s
 
 class _Slow(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else the split header/body writes stall on delayed ACKs
     lock = threading.Lock()
 
     def log_message(self, *args):

@@ -182,3 +182,18 @@ def test_tf_serving_resnet_clients_work_unchanged_with_batching(start_server, re
     assert sizes["sum"] == 10  # every image went through the batch op
     assert sizes["count"] < 10  # and some batches held more than one image
     print(json.dumps(sizes))
+
+
+def test_sigterm_stops_the_server_promptly(start_server, tiny_model, tmp_path):
+    import signal
+    import time
+
+    cfg = tmp_path / "monitoring.config"
+    cfg.write_text("prometheus_config { enable: true }\n")
+    server = start_server(tiny_model, f"--monitoring_config_file={cfg}")
+    requests.post(url(server, tiny_model, ":predict"), json={"instances": [[0.0] * 32]})
+    requests.get(f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics")
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5

@@ -34,6 +34,10 @@ def test_server_tree_cpu_counts_children_and_foreign_load_is_separate():
         monitor.stop()
         summary = monitor.summary(start, end)
     finally:
+        import psutil
+
+        for child in psutil.Process(tree.pid).children(recursive=True):
+            child.kill()
         for p in (tree, foreign):
             p.kill()
             p.wait()

@@ -142,7 +142,7 @@ def serve(flags: ServerFlags) -> int:
     finally:
         if rest_server is not None:
             rest_server.shutdown()
-        grpc_server.stop(grace=1.0)
+        grpc_server.stop(grace=1.0).wait(timeout=3.0)
     return 0
 
 
@@ -151,13 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     flags = parse_flags(sys.argv[1:] if argv is None else argv)
     try:
-        return serve(flags)
-    except AutotuneError as exc:
+        code = serve(flags)
+    except (AutotuneError, OSError) as exc:
         _log(f"error: {exc}")
-        return 1
-    except OSError as exc:
-        _log(f"error: {exc}")
-        return 1
+        code = 1
+    # Leave without interpreter teardown: TF and gRPC worker threads must not be able to keep
+    # a stopped server alive (a SIGTERM'd server that lingers is an orphan for the trial runner).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
