@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotune.errors import TrialError
 from autotune.knobs import ServingConfig
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
 from autotune.load.payload import build_payload
@@ -62,14 +63,6 @@ class MeasureSettings:
     request_timeout_s: float = 30.0
     client_saturation_cores: float = 0.85
     monitoring: bool = False  # enable TF Serving's Prometheus endpoint on the server
-
-
-class TrialError(Exception):
-    """A trial that cannot produce a measurement; reason is one of FAILURE_REASONS."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass

@@ -148,30 +148,20 @@ def _wait_measuring(bench_server: psutil.Process, seconds: float) -> None:
     time.sleep(seconds)
 
 
-def test_server_killed_mid_measurement_fails_the_bench_and_leaves_nothing(tiny_model):
-    before = {p.pid for p in our_processes()}
+def _bench_under_load(settle_s: float) -> tuple[subprocess.Popen[str], psutil.Process]:
+    """A bench of tiny running in the background, once its server has been under load for SETTLE_S."""
+    cmd = [sys.executable, "-m", "autotune.cli", "bench", "--model", "tiny", "--concurrency", "2", "--json"]
     bench = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "autotune.cli",
-            "bench",
-            "--model",
-            "tiny",
-            "--concurrency",
-            "2",
-            "--json",
-            "--window-s",
-            "1",
-            "--max-windows",
-            "30",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [*cmd, "--window-s", "1", "--max-windows", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     server = _server_of(bench)
-    _wait_measuring(server, 1.0)
+    _wait_measuring(server, settle_s)
+    return bench, server
+
+
+def test_server_killed_mid_measurement_fails_the_bench_and_leaves_nothing(tiny_model):
+    before = {p.pid for p in our_processes()}
+    bench, server = _bench_under_load(1.0)
     os.kill(server.pid, signal.SIGKILL)
     stdout, stderr = bench.communicate(timeout=120)
     assert bench.returncode == 3, stderr
@@ -184,28 +174,7 @@ def test_server_killed_mid_measurement_fails_the_bench_and_leaves_nothing(tiny_m
 
 def test_sigterm_to_bench_stops_server_and_load_generator(tiny_model):
     before = {p.pid for p in our_processes()}
-    bench = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "autotune.cli",
-            "bench",
-            "--model",
-            "tiny",
-            "--concurrency",
-            "2",
-            "--json",
-            "--window-s",
-            "1",
-            "--max-windows",
-            "30",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    server = _server_of(bench)
-    _wait_measuring(server, 0.5)
+    bench, server = _bench_under_load(0.5)
     bench.send_signal(signal.SIGTERM)
     stdout, _ = bench.communicate(timeout=60)
     assert bench.returncode == 130

@@ -10,15 +10,12 @@ from typing import IO
 
 import requests
 
+from autotune.errors import TrialError
 from autotune.procs import kill_group
 
 
-class ServerStartError(RuntimeError):
-    """The server exited or never became ready; `reason` is a DESIGN failure_reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+class ServerStartError(TrialError):
+    """The server exited or never became ready."""
 
 
 @dataclass

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from autotune.errors import AutotuneError
 from autotune.servers.local.flags import ServerFlags, parse_flags
@@ -21,9 +22,19 @@ def _log(message: str) -> None:
     print(f"autotune-model-server: {message}", file=sys.stderr, flush=True)
 
 
+def _read_text_proto(message: str, path: Path) -> Any:
+    """Read and parse a config file; unreadable or malformed files are one-line errors."""
+    from autotune.protos import parse_text
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise AutotuneError(f"cannot read {message} file {path}: {exc.strerror}") from None
+    return parse_text(message, text, str(path))
+
+
 def _batching(flags: ServerFlags) -> object | None:
     from autotune.knobs import ServingConfig
-    from autotune.protos import parse_text
     from autotune.servers.local.servable import BatchingOptions
 
     if not flags.enable_batching:
@@ -34,11 +45,7 @@ def _batching(flags: ServerFlags) -> object | None:
             d.max_batch_size, d.batch_timeout_micros, d.num_batch_threads, d.max_enqueued_batches, ()
         )
     path = Path(flags.batching_parameters_file)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise AutotuneError(f"cannot read batching parameters file {path}: {exc.strerror}") from None
-    msg = parse_text("BatchingParameters", text, str(path))
+    msg = _read_text_proto("BatchingParameters", path)
 
     def get(field: str, default: int) -> int:
         return getattr(msg, field).value if msg.HasField(field) else default
@@ -59,16 +66,9 @@ def _batching(flags: ServerFlags) -> object | None:
 
 
 def _monitoring_path(flags: ServerFlags) -> str | None:
-    from autotune.protos import parse_text
-
     if not flags.monitoring_config_file:
         return None
-    path = Path(flags.monitoring_config_file)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise AutotuneError(f"cannot read monitoring config file {path}: {exc.strerror}") from None
-    msg = parse_text("MonitoringConfig", text, str(path))
+    msg = _read_text_proto("MonitoringConfig", Path(flags.monitoring_config_file))
     if not msg.prometheus_config.enable:
         return None
     return msg.prometheus_config.path or "/monitoring/prometheus/metrics"

@@ -1,0 +1,114 @@
+"""The search space: which knobs, over which ranges, on this host.
+
+Ranges adapt to the host (cores, GPU present); a study narrows or fixes knobs.
+Batching knobs are conditional: they are only suggested when enable_batching is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from autotune.errors import AutotuneError
+from autotune.knobs import KNOBS, ServingConfig, validate
+from autotune.spec import KnobSpec
+
+
+@dataclass(frozen=True)
+class Host:
+    """What the space adapts to."""
+
+    cpus: int
+    gpus: int
+
+    @staticmethod
+    def detect() -> Host:
+        from autotune import gpu
+
+        return Host(os.cpu_count() or 1, gpu.device_count())
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched or fixed knob."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+    fixed: Any = None
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.fixed is not None
+
+
+def default_space(host: Host) -> dict[str, Dimension]:
+    """DESIGN's default ranges for HOST."""
+    space = {
+        "enable_batching": Dimension("enable_batching", choices=(False, True)),
+        "max_batch_size": Dimension("max_batch_size", 1, 128, log=True),
+        # Log scale cannot hold 0; 1 µs and 0 are the same to the batch scheduler.
+        "batch_timeout_micros": Dimension("batch_timeout_micros", 1, 100_000, log=True),
+        "num_batch_threads": Dimension("num_batch_threads", 1, host.cpus),
+        "max_enqueued_batches": Dimension("max_enqueued_batches", 1, 1000, log=True),
+        "intra_op_threads": Dimension("intra_op_threads", 0, host.cpus),
+        "inter_op_threads": Dimension("inter_op_threads", 0, host.cpus),
+    }
+    if host.gpus:
+        space["gpu_memory_fraction"] = Dimension("gpu_memory_fraction", 0.1, 1.0)
+    return space
+
+
+def build_space(narrowing: dict[str, KnobSpec], host: Host) -> dict[str, Dimension]:
+    """The default space for HOST, narrowed or fixed by a study's [space] tables."""
+    space = default_space(host)
+    for name, spec in narrowing.items():
+        if name == "gpu_memory_fraction" and not host.gpus:
+            raise AutotuneError("space.gpu_memory_fraction: this host has no GPU (NVML sees none)")
+        if spec.value is not None:
+            space[name] = Dimension(name, fixed=spec.value)
+        elif spec.choices is not None:
+            space[name] = Dimension(name, choices=spec.choices)
+        else:
+            low = spec.low if spec.low is not None else 0
+            log = bool(spec.log) and low > 0
+            space[name] = Dimension(name, spec.low, spec.high, log=log)
+    return space
+
+
+def suggest(trial: Any, space: dict[str, Dimension]) -> ServingConfig:
+    """Ask an Optuna trial for one configuration (batching knobs only when batching is on)."""
+    values: dict[str, Any] = {}
+
+    def pick(dim: Dimension) -> Any:
+        if dim.is_fixed:
+            return dim.fixed
+        if dim.choices is not None:
+            return trial.suggest_categorical(dim.name, list(dim.choices))
+        if KNOBS[dim.name].kind is int:
+            return trial.suggest_int(dim.name, int(dim.low), int(dim.high), log=dim.log)
+        return trial.suggest_float(dim.name, float(dim.low), float(dim.high), log=dim.log)
+
+    enable = pick(space["enable_batching"])
+    values["enable_batching"] = enable
+    for name, dim in space.items():
+        if name == "enable_batching" or (KNOBS[name].batching and not enable):
+            continue
+        values[name] = pick(dim)
+    if isinstance(values.get("allowed_batch_sizes"), list):
+        values["allowed_batch_sizes"] = tuple(values["allowed_batch_sizes"])
+    return validate(dataclasses.replace(ServingConfig(), **values))
+
+
+def params_of(config: ServingConfig, space: dict[str, Dimension]) -> dict[str, Any]:
+    """Optuna params that make `suggest` return CONFIG (for enqueue_trial: defaults, warm starts)."""
+    params: dict[str, Any] = {}
+    for name, dim in space.items():
+        if dim.is_fixed or (KNOBS[name].batching and not config.enable_batching):
+            continue
+        params[name] = getattr(config, name)
+    return params

@@ -1,0 +1,228 @@
+"""Study files (TOML): what to tune, under which SLO, for how long. Validated on load.
+
+Every error names the file, the key and the reason on one line, and nothing is
+stored before a study is valid.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autotune.errors import AutotuneError
+from autotune.knobs import KNOBS
+
+OBJECTIVES = ("throughput_rps", "latency_p99_ms", "cpu_cores", "gpu_mem_mb")
+DIRECTIONS = ("maximize", "minimize")
+SAMPLERS = ("tpe", "gp", "nsga2", "random")
+BACKENDS = ("auto", "local", "tfserving")
+_TOP_KEYS = {"model", "backend", "slo", "objectives", "space", "budget", "load", "sampler", "seed", "signature"}
+
+
+@dataclass(frozen=True)
+class KnobSpec:
+    """How a study narrows one knob: a range, a list of choices, or a fixed value."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool | None = None
+    choices: tuple[Any, ...] | None = None
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study."""
+
+    source: str
+    model: str
+    backend: str = "auto"
+    signature: str = "serving_default"
+    slo_p99_ms: float | None = 500.0
+    max_error_rate: float = 0.001
+    objectives: dict[str, str] = field(
+        default_factory=lambda: {"throughput_rps": "maximize", "latency_p99_ms": "minimize"}
+    )
+    space: dict[str, KnobSpec] = field(default_factory=dict)
+    trials: int = 40
+    minutes: float = 60.0
+    protocol: str = "rest"
+    concurrency: int | None = None
+    rate: float | None = None
+    sampler: str = "tpe"
+    seed: int | None = None
+
+
+class _Checker:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, reason: str) -> AutotuneError:
+        return AutotuneError(f"{self.source}: {key}: {reason}")
+
+    def table(self, doc: dict[str, Any], key: str) -> dict[str, Any]:
+        value = doc.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return value
+
+    def number(self, value: Any, key: str, positive: bool = False, integer: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise self.fail(key, f"must be a number, got {value!r}")
+        if integer and not float(value).is_integer():
+            raise self.fail(key, f"must be an integer, got {value!r}")
+        if positive and value <= 0:
+            raise self.fail(key, f"must be > 0, got {value!r}")
+        return value
+
+    def string(self, value: Any, key: str, allowed: tuple[str, ...] | None = None) -> str:
+        if not isinstance(value, str):
+            raise self.fail(key, f"must be a string, got {value!r}")
+        if allowed is not None and value not in allowed:
+            raise self.fail(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def unknown(self, table: dict[str, Any], allowed: set[str], prefix: str) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.fail(f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
+
+
+def _knob_spec(c: _Checker, name: str, raw: Any) -> KnobSpec:
+    key = f"space.{name}"
+    if name not in KNOBS:
+        raise c.fail(key, f"unknown knob (known: {', '.join(KNOBS)})")
+    if not isinstance(raw, dict):
+        raise c.fail(key, "must be a table with low/high[/log], choices, or value")
+    c.unknown(raw, {"low", "high", "log", "choices", "value"}, f"{key}.")
+    knob = KNOBS[name]
+    forms = [("value" in raw), ("choices" in raw), ("low" in raw or "high" in raw)]
+    if sum(forms) != 1:
+        raise c.fail(key, "give exactly one of: value, choices, or low and high")
+
+    def check(v: Any, where: str) -> Any:
+        if knob.kind is bool:
+            if not isinstance(v, bool):
+                raise c.fail(where, f"must be true or false, got {v!r}")
+            return v
+        if knob.kind is list:
+            if not isinstance(v, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                raise c.fail(where, f"must be a list of integers, got {v!r}")
+            return tuple(v)
+        c.number(v, where, integer=knob.kind is int)
+        if knob.low is not None and knob.high is not None and not knob.low <= v <= knob.high:
+            raise c.fail(where, f"{v} is out of range {knob.low:g}..{knob.high:g}")
+        return int(v) if knob.kind is int else float(v)
+
+    if "value" in raw:
+        return KnobSpec(value=check(raw["value"], f"{key}.value"))
+    if "choices" in raw:
+        choices = raw["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise c.fail(f"{key}.choices", "must be a non-empty list")
+        return KnobSpec(choices=tuple(check(v, f"{key}.choices") for v in choices))
+    if knob.kind in (bool, list):
+        raise c.fail(key, "takes value or choices, not a range")
+    if "low" not in raw or "high" not in raw:
+        raise c.fail(key, "a range needs both low and high")
+    low, high = check(raw["low"], f"{key}.low"), check(raw["high"], f"{key}.high")
+    if low > high:
+        raise c.fail(key, f"low ({low}) > high ({high})")
+    log = raw.get("log", False)
+    if not isinstance(log, bool):
+        raise c.fail(f"{key}.log", f"must be true or false, got {log!r}")
+    if log and high <= 0:
+        raise c.fail(f"{key}.log", "a log range needs high > 0")
+    return KnobSpec(low=low, high=high, log=log)
+
+
+def parse_study(doc: dict[str, Any], source: str) -> Study:
+    """Validate a parsed TOML document into a Study."""
+    c = _Checker(source)
+    c.unknown(doc, _TOP_KEYS, "")
+    if "model" not in doc:
+        raise c.fail("model", "is required (a built-in name or a SavedModel base path)")
+    out: dict[str, Any] = {"source": source, "model": c.string(doc["model"], "model")}
+    if "backend" in doc:
+        out["backend"] = c.string(doc["backend"], "backend", BACKENDS)
+    if "signature" in doc:
+        out["signature"] = c.string(doc["signature"], "signature")
+    if "seed" in doc:
+        out["seed"] = int(c.number(doc["seed"], "seed", integer=True))
+
+    slo = c.table(doc, "slo")
+    c.unknown(slo, {"latency_p99_ms", "max_error_rate"}, "slo.")
+    if "latency_p99_ms" in slo:
+        out["slo_p99_ms"] = float(c.number(slo["latency_p99_ms"], "slo.latency_p99_ms", positive=True))
+    if "max_error_rate" in slo:
+        rate = c.number(slo["max_error_rate"], "slo.max_error_rate")
+        if not 0 <= rate <= 1:
+            raise c.fail("slo.max_error_rate", f"must be in 0..1, got {rate!r}")
+        out["max_error_rate"] = float(rate)
+
+    if "objectives" in doc:
+        objectives = c.table(doc, "objectives")
+        if not objectives:
+            raise c.fail("objectives", "needs at least one objective")
+        for name, direction in objectives.items():
+            if name not in OBJECTIVES:
+                raise c.fail(f"objectives.{name}", f"unknown objective (known: {', '.join(OBJECTIVES)})")
+            c.string(direction, f"objectives.{name}", DIRECTIONS)
+        out["objectives"] = dict(objectives)
+
+    space = c.table(doc, "space")
+    out["space"] = {name: _knob_spec(c, name, raw) for name, raw in space.items()}
+
+    budget = c.table(doc, "budget")
+    c.unknown(budget, {"trials", "minutes"}, "budget.")
+    if "trials" in budget:
+        out["trials"] = int(c.number(budget["trials"], "budget.trials", positive=True, integer=True))
+    if "minutes" in budget:
+        out["minutes"] = float(c.number(budget["minutes"], "budget.minutes", positive=True))
+
+    load = c.table(doc, "load")
+    c.unknown(load, {"protocol", "concurrency", "rate"}, "load.")
+    if "protocol" in load:
+        out["protocol"] = c.string(load["protocol"], "load.protocol", ("rest", "grpc"))
+    if "concurrency" in load and "rate" in load:
+        raise c.fail("load", "concurrency and rate are exclusive")
+    if "concurrency" in load:
+        out["concurrency"] = int(c.number(load["concurrency"], "load.concurrency", positive=True, integer=True))
+    if "rate" in load:
+        out["rate"] = float(c.number(load["rate"], "load.rate", positive=True))
+
+    if "sampler" in doc:
+        out["sampler"] = c.string(doc["sampler"], "sampler", SAMPLERS)
+    return Study(**out)
+
+
+def load_study(path: Path) -> Study:
+    """Read and validate a study file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AutotuneError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise AutotuneError(f"{path}: (syntax): {exc}") from None
+    return parse_study(doc, str(path))
+
+
+def studies_dirs() -> list[Path]:
+    """Where `--model NAME` looks for NAME.toml: ./studies, then the studies shipped with autotune."""
+    return [Path.cwd() / "studies", Path(__file__).resolve().parent.parent / "studies"]
+
+
+def study_for_model(model: str) -> Study:
+    """studies/MODEL.toml when there is one, else the default study for MODEL."""
+    if "/" not in model and not model.startswith("."):
+        for directory in studies_dirs():
+            candidate = directory / f"{model}.toml"
+            if candidate.is_file():
+                study = load_study(candidate)
+                return study
+    return Study(source="(defaults)", model=model)

@@ -1,0 +1,100 @@
+"""Study files: valid ones load into typed objects, invalid ones are refused in one line."""
+
+from pathlib import Path
+
+import pytest
+
+from autotune.errors import AutotuneError
+from autotune.spec import load_study, study_for_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", ["resnet", "mobilenet", "tiny"])
+def test_shipped_studies_are_valid(name):
+    study = load_study(ROOT / "studies" / f"{name}.toml")
+    assert study.model == name
+    assert study.objectives["throughput_rps"] == "maximize"
+    assert study.trials > 0 and study.slo_p99_ms > 0
+
+
+def test_model_name_uses_its_study_file_else_defaults():
+    assert study_for_model("tiny").source.endswith("studies/tiny.toml")
+    default = study_for_model("/some/path/model")
+    assert default.source == "(defaults)" and default.model == "/some/path/model"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_full_study_parses(tmp_path):
+    study = load_study(
+        write(
+            tmp_path,
+            """
+model = "tiny"
+backend = "local"
+sampler = "random"
+seed = 3
+[slo]
+latency_p99_ms = 50
+max_error_rate = 0.01
+[objectives]
+throughput_rps = "maximize"
+latency_p99_ms = "minimize"
+cpu_cores = "minimize"
+[space.max_batch_size]
+low = 2
+high = 16
+log = true
+[space.enable_batching]
+value = true
+[space.intra_op_threads]
+choices = [0, 1]
+[budget]
+trials = 5
+minutes = 2.5
+[load]
+protocol = "grpc"
+rate = 100
+""",
+        )
+    )
+    assert study.sampler == "random" and study.seed == 3
+    assert study.space["max_batch_size"].low == 2 and study.space["max_batch_size"].log is True
+    assert study.space["enable_batching"].value is True
+    assert study.space["intra_op_threads"].choices == (0, 1)
+    assert study.rate == 100 and study.protocol == "grpc" and study.minutes == 2.5
+    assert list(study.objectives) == ["throughput_rps", "latency_p99_ms", "cpu_cores"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('model = "tiny"\n[slo\n', "(syntax)"),
+        ('backend = "local"\n', "model: is required"),
+        ('model = "tiny"\n[space.turbo]\nvalue = 1\n', "space.turbo: unknown knob"),
+        ('model = "tiny"\n[space.max_batch_size]\nlow = 64\nhigh = 8\n', "space.max_batch_size: low (64) > high (8)"),
+        ('model = "tiny"\n[space.max_batch_size]\nlow = 1\n', "space.max_batch_size: a range needs both low and high"),
+        ('model = "tiny"\n[space.max_batch_size]\nvalue = "big"\n', "space.max_batch_size.value: must be a number"),
+        ('model = "tiny"\n[space.max_batch_size]\nvalue = 0\n', "space.max_batch_size.value: 0 is out of range"),
+        ('model = "tiny"\n[objectives]\nfun = "maximize"\n', "objectives.fun: unknown objective"),
+        ('model = "tiny"\n[objectives]\nthroughput_rps = "up"\n', "objectives.throughput_rps: must be one of"),
+        ('model = "tiny"\n[budget]\ntrials = 0\n', "budget.trials: must be > 0"),
+        ('model = "tiny"\n[budget]\ntrials = 2.5\n', "budget.trials: must be an integer"),
+        ('model = "tiny"\n[load]\nconcurrency = 2\nrate = 5\n', "load: concurrency and rate are exclusive"),
+        ('model = "tiny"\nsampler = "magic"\n', "sampler: must be one of"),
+        ('model = "tiny"\nextra = 1\n', "extra: unknown key"),
+        ('model = "tiny"\n[slo]\nmax_error_rate = 2\n', "slo.max_error_rate: must be in 0..1"),
+    ],
+)
+def test_invalid_studies_name_file_key_and_reason(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(AutotuneError) as info:
+        load_study(path)
+    assert str(info.value).startswith(str(path))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
