@@ -182,6 +182,187 @@ def _fmt(x: float | None, nd: int = 1) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
+@app.command()
+def start(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="built-in name or SavedModel path")] = None,
+    study_file: Annotated[Path | None, typer.Option("--study", help="a study file (TOML)")] = None,
+    trials: Annotated[int | None, typer.Option(help="trial budget (default: the study's)")] = None,
+    minutes: Annotated[float | None, typer.Option(help="time budget (default: the study's)")] = None,
+    foreground: Annotated[bool, typer.Option(help="run the job in this process")] = True,
+    window_s: Annotated[float, typer.Option(help="measurement window length, seconds")] = 2.0,
+    warmup_s: Annotated[float, typer.Option(help="warm-up per load level, seconds")] = 1.0,
+    max_windows: Annotated[int, typer.Option(help="window cap per load level")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="print the Pareto set as JSON at the end")] = False,
+) -> None:
+    """Tune a model: Bayesian search over the serving knobs, results kept in the database."""
+    _quiet_tensorflow()
+    from autotune.job import run_job
+    from autotune.spec import load_study, study_for_model
+    from autotune.trial import MeasureSettings
+
+    if (model is None) == (study_file is None):
+        raise AutotuneError("give exactly one of --model NAME|PATH or --study FILE")
+    study = load_study(study_file) if study_file else study_for_model(model or "")
+    if trials is not None and trials <= 0:
+        raise AutotuneError(f"--trials must be > 0, got {trials}")
+    if minutes is not None and minutes <= 0:
+        raise AutotuneError(f"--minutes must be > 0, got {minutes:g}")
+    if window_s <= 0 or warmup_s < 0 or max_windows < 3:
+        raise AutotuneError("need --window-s > 0, --warmup-s >= 0, --max-windows >= 3")
+    if not foreground:
+        raise AutotuneError("the background daemon is not available yet; run with --foreground")
+    budget = trials or study.trials
+    settings = MeasureSettings(
+        protocol=study.protocol,
+        concurrency=study.concurrency,
+        rate=study.rate,
+        slo_ms=study.slo_p99_ms,
+        max_error_rate=max(study.max_error_rate, 0.0),
+        window_s=window_s,
+        warmup_s=warmup_s,
+        max_windows=max_windows,
+    )
+    err.print(f"tuning {study.model} ({study.source}): {budget} trials, {minutes or study.minutes:g} min")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    best: dict[str, Any] = {"text": "-"}
+    with Progress(
+        TextColumn("trial"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("best {task.fields[best]}"),
+        TextColumn("{task.fields[now]}"),
+        console=err,
+    ) as bar:
+        task = bar.add_task("tune", total=budget, best="-", now="")
+
+        def progress(number: int, config: Any, msg: str) -> None:
+            bar.update(task, now=f"#{number} {_short(config.to_dict())}: {msg}")
+
+        def on_trial(t: Any) -> None:
+            if t.values is not None and t.feasible:
+                rps = t.result.metrics.get("throughput_rps") or 0.0
+                if best["text"] == "-" or rps > best["rps"]:
+                    best.update(rps=rps, text=f"{rps:.1f} rps (#{t.number})")
+            bar.update(task, advance=1, best=best["text"])
+            status = "ok" if t.values is not None else f"failed: {t.result.failure_reason}"
+            bar.console.print(f"trial {t.number}: {_short(t.config.to_dict())} -> {status} {_short(t.result.metrics)}")
+
+        result = run_job(study, budget, minutes or study.minutes, settings, progress, on_trial)
+    rows = [_pareto_row(t) for t in result.pareto]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_pareto(rows, f"Pareto set · {result.study_name}")
+    if any(t.result.failure_reason == "interrupted" for t in result.trials):
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command()
+def pareto(
+    model: Annotated[str, typer.Option("--model", "-m", help="model name (as tuned)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
+) -> None:
+    """Show the Pareto set of the latest tuning job of a model."""
+    import optuna
+
+    from autotune.job import studies_of
+    from autotune.storage import optuna_storage
+    from autotune.tuner import pareto_trials
+
+    storage = optuna_storage()
+    name = Path(model).name if "/" in model else model
+    names = studies_of(storage, name)
+    if not names:
+        raise AutotuneError(f"model '{name}' has not been tuned yet (run: autotune start --model {model})")
+    rows = [_pareto_row(t) for t in pareto_trials(optuna.load_study(study_name=names[-1], storage=storage))]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_pareto(rows, f"Pareto set · {names[-1]}")
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Option("--model", "-m", help="model name (as tuned)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="directory to write")],
+    pick: Annotated[str, typer.Option(help="max-throughput, min-latency, balanced, or 'trial N'")] = "balanced",
+    force: Annotated[bool, typer.Option(help="replace a non-empty directory")] = False,
+    image: Annotated[str, typer.Option(help="TF Serving image for docker-run.sh")] = "tensorflow/serving:latest",
+) -> None:
+    """Write the chosen Pareto configuration as TF Serving config files."""
+    import optuna
+
+    from autotune.export import check_out_dir, export_meta, pick_index, render, write_export
+    from autotune.job import config_from_attrs, studies_of
+    from autotune.storage import optuna_storage
+    from autotune.tuner import pareto_trials
+
+    storage = optuna_storage()
+    name = Path(model).name if "/" in model else model
+    names = studies_of(storage, name)
+    if not names:
+        raise AutotuneError(f"model '{name}' has not been tuned yet (run: autotune start --model {model})")
+    study = optuna.load_study(study_name=names[-1], storage=storage)
+    front = pareto_trials(study)
+    if pick.startswith("trial"):
+        number = pick.removeprefix("trial").strip()
+        if not number.isdigit():
+            raise AutotuneError(f"--pick trial N needs a trial number, got '{pick}'")
+        chosen = [t for t in study.get_trials() if t.number == int(number)]
+        if not chosen or chosen[0].state != optuna.trial.TrialState.COMPLETE:
+            raise AutotuneError(f"trial {number} of {names[-1]} does not exist or did not complete")
+        trial = chosen[0]
+    else:
+        trial = front[pick_index([t.user_attrs.get("metrics", {}) for t in front], pick)]
+    model_base = Path(study.user_attrs.get("model_path", ""))
+    target = check_out_dir(out_dir, model_base, force)
+    config = config_from_attrs(trial.user_attrs["config"])
+    metrics = trial.user_attrs.get("metrics", {})
+    write_export(
+        render(config, name, model_base, target, image), export_meta(config, metrics, study, trial.number), target
+    )
+    err.print(f"exported trial {trial.number} ({_short(config.to_dict())}) to {target}")
+
+
+_SHOWN = ("throughput_rps", "latency_p99_ms", "cpu_cores", "concurrency", "stable")
+
+
+def _short(d: dict[str, Any]) -> str:
+    keep = {k: v for k, v in d.items() if v not in (None, 0, 0.0, [], False) or k == "enable_batching"}
+    keep = {k: v for k, v in keep.items() if k not in ("gpu_memory_fraction",) or v}
+    if "throughput_rps" in d:
+        keep = {k: d[k] for k in _SHOWN if k in d}
+    return " ".join(f"{k}={v}" for k, v in keep.items())
+
+
+def _pareto_row(trial: Any) -> dict[str, Any]:
+    return {
+        "trial": trial.number,
+        "config": trial.user_attrs.get("config", {}),
+        "metrics": trial.user_attrs.get("metrics", {}),
+    }
+
+
+def _print_pareto(rows: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title)
+    for col in ("trial", "config", "throughput rps", "p99 ms", "cpu cores"):
+        table.add_column(col)
+    for row in sorted(rows, key=lambda r: -(r["metrics"].get("throughput_rps") or 0)):
+        m = row["metrics"]
+        table.add_row(
+            str(row["trial"]),
+            _short(row["config"]),
+            str(m.get("throughput_rps")),
+            str(m.get("latency_p99_ms")),
+            str(m.get("cpu_cores")),
+        )
+    if not rows:
+        err.print("no feasible trial yet: no configuration met the SLO and error limit")
+    out.print(table)
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 

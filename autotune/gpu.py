@@ -53,6 +53,19 @@ def total_memory_mb(index: int) -> int | None:
         return None
 
 
+def describe() -> list[str]:
+    """'NAME (driver X)' for each GPU NVML sees; empty without NVML."""
+    nvml = _nvml()
+    if nvml is None:
+        return []
+    try:
+        driver = nvml.nvmlSystemGetDriverVersion()
+        names = [nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i)) for i in range(nvml.nvmlDeviceGetCount())]
+    except Exception:
+        return []
+    return [f"{n.decode() if isinstance(n, bytes) else n} (driver {driver})" for n in names]
+
+
 @dataclass(frozen=True)
 class GpuSample:
     """GPU use at one instant: mean utilization over devices our processes use, their memory."""

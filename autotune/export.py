@@ -1,0 +1,152 @@
+"""Export a tuned configuration as the files TensorFlow Serving reads.
+
+The flags come from the same builder the trial runner uses, so what was measured
+is exactly what is exported. The directory is written beside its target and
+renamed into place, so a failed export never leaves half a deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from autotune import __version__
+from autotune.errors import AutotuneError
+from autotune.knobs import ServingConfig
+from autotune.protos import batching_parameters_text, monitoring_config_text
+from autotune.servers.argv import ServerPaths, tfserving_flags
+
+PICKS = ("max-throughput", "min-latency", "balanced")
+_SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr", "/var")
+
+
+def pick_index(metrics: Sequence[dict[str, Any]], how: str) -> int:
+    """Which Pareto row to export: most throughput, lowest p99, or closest to the ideal point."""
+    if not metrics:
+        raise AutotuneError("the Pareto set is empty: no configuration met the SLO")
+    tp = [m.get("throughput_rps") or 0.0 for m in metrics]
+    p99 = [m.get("latency_p99_ms") or math.inf for m in metrics]
+    if how == "max-throughput":
+        return max(range(len(metrics)), key=lambda i: (tp[i], -p99[i]))
+    if how == "min-latency":
+        return min(range(len(metrics)), key=lambda i: (p99[i], -tp[i]))
+    if how == "balanced":
+
+        def norm(v: float, lo: float, hi: float) -> float:
+            return 0.0 if hi == lo else (v - lo) / (hi - lo)
+
+        def distance(i: int) -> float:
+            # Distance to the ideal point (best throughput, best p99) with both scaled to 0..1.
+            gap_tp = 1.0 - norm(tp[i], min(tp), max(tp))
+            gap_p99 = norm(p99[i], min(p99), max(p99))
+            return math.hypot(gap_tp, gap_p99)
+
+        return min(range(len(metrics)), key=distance)
+    raise AutotuneError(f"--pick must be one of {', '.join(PICKS)} or 'trial N', got '{how}'")
+
+
+def check_out_dir(out: Path, model_base: Path, force: bool) -> Path:
+    """Refuse system directories, the model's own directory, and overwriting without --force."""
+    target = out.expanduser().resolve()
+    if str(target) in _SYSTEM_DIRS or target == Path.home().resolve():
+        raise AutotuneError(f"refusing to export into {target}: pick a dedicated directory")
+    if target == model_base or model_base in target.parents:
+        raise AutotuneError(f"refusing to export into the model directory {model_base}: TF Serving would scan it")
+    if target.exists() and not target.is_dir():
+        raise AutotuneError(f"{target} exists and is not a directory")
+    if target.exists() and any(target.iterdir()) and not force:
+        raise AutotuneError(f"{target} is not empty; pass --force to replace it")
+    return target
+
+
+def _models_config(name: str, base_path: str) -> str:
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    msg = model_server_config_pb2.ModelServerConfig()
+    entry = msg.model_config_list.config.add()
+    entry.name = name
+    entry.base_path = base_path
+    entry.model_platform = "tensorflow"
+    return text_format.MessageToString(msg)
+
+
+def render(
+    config: ServingConfig, model_name: str, model_base: Path, out: Path, image: str = "tensorflow/serving:latest"
+) -> dict[str, str]:
+    """File name -> contents of an export for CONFIG, with paths pointing into OUT."""
+    files: dict[str, str] = {}
+    batching = out / "batching_parameters.txt" if config.enable_batching else None
+    if batching is not None:
+        files["batching_parameters.txt"] = batching_parameters_text(config)
+    files["models.config"] = _models_config(model_name, str(model_base))
+    files["monitoring.config"] = monitoring_config_text()
+    paths = ServerPaths(model_name, model_base, 8500, 8501, batching, out / "monitoring.config")
+    files["tfserving.args"] = "\n".join(tfserving_flags(config, paths)) + "\n"
+    container = ServerPaths(
+        model_name,
+        Path(f"/models/{model_name}"),
+        8500,
+        8501,
+        Path("/config/batching_parameters.txt") if batching else None,
+        Path("/config/monitoring.config"),
+    )
+    q = shlex.quote
+    lines = [
+        "exec docker run --rm" + (" --gpus all" if config.gpu_memory_fraction else ""),
+        f"--name {q(f'tfserving-{model_name}')}",
+        "-p 127.0.0.1:8500:8500 -p 127.0.0.1:8501:8501",
+        f"-v {q(f'{model_base}:/models/{model_name}:ro')}",
+        f"-v {q(f'{out}:/config:ro')}",
+        q(image),
+        *(q(flag) for flag in tfserving_flags(config, container)),
+    ]
+    files["docker-run.sh"] = (
+        "#!/bin/sh\n# Serve the exported configuration with the TensorFlow Serving image.\n"
+        "# Ports are published on 127.0.0.1; change them to expose the server.\n" + " \\\n  ".join(lines) + "\n"
+    )
+    return files
+
+
+def write_export(files: dict[str, str], meta: dict[str, Any], target: Path) -> None:
+    """Write FILES plus autotune.json into TARGET atomically (temp dir, then rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        for name, text in {**files, "autotune.json": json.dumps(meta, indent=2) + "\n"}.items():
+            (staging / name).write_text(text)
+        # An executable script, and a directory the TF Serving container's user can read.
+        os.chmod(staging / "docker-run.sh", 0o755)  # noqa: S103
+        os.chmod(staging, 0o755)  # noqa: S103
+        if target.exists():
+            backup = target.with_name(f".{target.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            target.rename(backup)
+            staging.rename(target)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            staging.rename(target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise AutotuneError(f"cannot write the export to {target}: {exc.strerror}") from None
+
+
+def export_meta(config: ServingConfig, metrics: dict[str, Any], study: Any, trial_number: int) -> dict[str, Any]:
+    """autotune.json: what was exported, how it measured, where, and by which job."""
+    return {
+        "autotune_version": __version__,
+        "job": study.study_name,
+        "trial": trial_number,
+        "config": config.to_dict(),
+        "metrics": metrics,
+        "host": study.user_attrs.get("host"),
+        "host_fingerprint": study.user_attrs.get("host_fingerprint"),
+        "backend": study.user_attrs.get("backend"),
+    }
