@@ -265,22 +265,15 @@ def pareto(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
 ) -> None:
     """Show the Pareto set of the latest tuning job of a model."""
-    import optuna
-
-    from autotune.job import studies_of
-    from autotune.storage import optuna_storage
+    from autotune.job import latest_study
     from autotune.tuner import pareto_trials
 
-    storage = optuna_storage()
-    name = Path(model).name if "/" in model else model
-    names = studies_of(storage, name)
-    if not names:
-        raise AutotuneError(f"model '{name}' has not been tuned yet (run: autotune start --model {model})")
-    rows = [_pareto_row(t) for t in pareto_trials(optuna.load_study(study_name=names[-1], storage=storage))]
+    study = latest_study(model)
+    rows = [_pareto_row(t) for t in pareto_trials(study)]
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
-        _print_pareto(rows, f"Pareto set · {names[-1]}")
+        _print_pareto(rows, f"Pareto set · {study.study_name}")
 
 
 @app.command()
@@ -295,16 +288,11 @@ def export(
     import optuna
 
     from autotune.export import check_out_dir, export_meta, pick_index, render, write_export
-    from autotune.job import config_from_attrs, studies_of
-    from autotune.storage import optuna_storage
+    from autotune.job import config_from_attrs, latest_study, model_key
     from autotune.tuner import pareto_trials
 
-    storage = optuna_storage()
-    name = Path(model).name if "/" in model else model
-    names = studies_of(storage, name)
-    if not names:
-        raise AutotuneError(f"model '{name}' has not been tuned yet (run: autotune start --model {model})")
-    study = optuna.load_study(study_name=names[-1], storage=storage)
+    study = latest_study(model)
+    name = model_key(model)
     front = pareto_trials(study)
     if pick.startswith("trial"):
         number = pick.removeprefix("trial").strip()
@@ -312,7 +300,7 @@ def export(
             raise AutotuneError(f"--pick trial N needs a trial number, got '{pick}'")
         chosen = [t for t in study.get_trials() if t.number == int(number)]
         if not chosen or chosen[0].state != optuna.trial.TrialState.COMPLETE:
-            raise AutotuneError(f"trial {number} of {names[-1]} does not exist or did not complete")
+            raise AutotuneError(f"trial {number} of {study.study_name} does not exist or did not complete")
         trial = chosen[0]
     else:
         trial = front[pick_index([t.user_attrs.get("metrics", {}) for t in front], pick)]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -42,6 +44,24 @@ def studies_of(storage: optuna.storages.BaseStorage, model: str) -> list[str]:
     """Names of the studies of MODEL, oldest first (names carry their start time)."""
     prefix = f"{STUDY_PREFIX}/{model}/"
     return sorted(s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(prefix))
+
+
+def model_key(spec: str) -> str:
+    """The name a model is tuned under: a built-in's name, or its directory's (as resolve_model names it)."""
+    from autotune.models.builtin import BUILTINS
+
+    if spec in BUILTINS:
+        return spec
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(spec.rstrip("/")).name) or "model"
+
+
+def latest_study(spec: str) -> optuna.Study:
+    """The latest tuning job of a model; a clear error if it was never tuned."""
+    storage = optuna_storage()
+    names = studies_of(storage, model_key(spec))
+    if not names:
+        raise AutotuneError(f"model '{model_key(spec)}' has not been tuned yet (run: autotune start --model {spec})")
+    return optuna.load_study(study_name=names[-1], storage=storage)
 
 
 def run_job(
