@@ -217,7 +217,7 @@ def start(
         concurrency=study.concurrency,
         rate=study.rate,
         slo_ms=study.slo_p99_ms,
-        max_error_rate=max(study.max_error_rate, 0.0),
+        max_error_rate=study.max_error_rate,
         window_s=window_s,
         warmup_s=warmup_s,
         max_windows=max_windows,
@@ -288,11 +288,12 @@ def export(
     import optuna
 
     from autotune.export import check_out_dir, export_meta, pick_index, render, write_export
-    from autotune.job import config_from_attrs, latest_study, model_key
+    from autotune.job import config_from_attrs, latest_study
+    from autotune.models.resolve import served_name
     from autotune.tuner import pareto_trials
 
     study = latest_study(model)
-    name = model_key(model)
+    name = served_name(model)
     front = pareto_trials(study)
     if pick.startswith("trial"):
         number = pick.removeprefix("trial").strip()
@@ -318,10 +319,11 @@ _SHOWN = ("throughput_rps", "latency_p99_ms", "cpu_cores", "concurrency", "stabl
 
 
 def _short(d: dict[str, Any]) -> str:
-    keep = {k: v for k, v in d.items() if v not in (None, 0, 0.0, [], False) or k == "enable_batching"}
-    keep = {k: v for k, v in keep.items() if k not in ("gpu_memory_fraction",) or v}
+    """One line: a config's non-default knobs, or a metrics dict's headline figures."""
     if "throughput_rps" in d:
         keep = {k: d[k] for k in _SHOWN if k in d}
+    else:
+        keep = {k: v for k, v in d.items() if v not in (None, 0, 0.0, [], False) or k == "enable_batching"}
     return " ".join(f"{k}={v}" for k, v in keep.items())
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -14,7 +12,7 @@ import optuna
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import KNOBS, ServingConfig, validate
-from autotune.models.resolve import resolve_model
+from autotune.models.resolve import resolve_model, served_name
 from autotune.servers.backends import resolve_backend
 from autotune.space import Host, build_space
 from autotune.spec import Study
@@ -46,21 +44,12 @@ def studies_of(storage: optuna.storages.BaseStorage, model: str) -> list[str]:
     return sorted(s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(prefix))
 
 
-def model_key(spec: str) -> str:
-    """The name a model is tuned under: a built-in's name, or its directory's (as resolve_model names it)."""
-    from autotune.models.builtin import BUILTINS
-
-    if spec in BUILTINS:
-        return spec
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(spec.rstrip("/")).name) or "model"
-
-
 def latest_study(spec: str) -> optuna.Study:
     """The latest tuning job of a model; a clear error if it was never tuned."""
     storage = optuna_storage()
-    names = studies_of(storage, model_key(spec))
+    names = studies_of(storage, served_name(spec))
     if not names:
-        raise AutotuneError(f"model '{model_key(spec)}' has not been tuned yet (run: autotune start --model {spec})")
+        raise AutotuneError(f"model '{served_name(spec)}' has not been tuned yet (run: autotune start --model {spec})")
     return optuna.load_study(study_name=names[-1], storage=storage)
 
 
@@ -78,19 +67,20 @@ def run_job(
     host = Host.detect()
     space = build_space(study.space, host)
     info = host_info()
+    host_fp = fingerprint(info)
     storage = optuna_storage()
     previous = studies_of(storage, model.name)
     name = f"{STUDY_PREFIX}/{model.name}/{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S.%f')}"
     tuner = Tuner(study, model, backend, space, settings, storage, name)
     tuner.optuna.set_user_attr("host", info)
-    tuner.optuna.set_user_attr("host_fingerprint", fingerprint(info))
+    tuner.optuna.set_user_attr("host_fingerprint", host_fp)
     tuner.optuna.set_user_attr("model_path", str(model.base_path))
     tuner.optuna.set_user_attr("backend", backend.name)
     tuner.optuna.set_user_attr("study_source", study.source)
     warm: list[ServingConfig] = [ServingConfig()]
     if previous:
         last = optuna.load_study(study_name=previous[-1], storage=storage)
-        if last.user_attrs.get("host_fingerprint") == fingerprint(info):
+        if last.user_attrs.get("host_fingerprint") == host_fp:
             for t in pareto_trials(last):
                 try:
                     config = config_from_attrs(t.user_attrs.get("config", {}))

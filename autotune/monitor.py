@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import psutil
 
 from autotune import gpu
+from autotune.load.stats import max_of_present, mean_of_present
 
 
 @dataclass(frozen=True)
@@ -141,17 +142,12 @@ class ResourceMonitor:
         if not picked:
             return ResourceSummary(None, None, None, None, None, 0)
 
-        def mean(values: list[float | None]) -> float | None:
-            vals = [v for v in values if v is not None]
-            return sum(vals) / len(vals) if vals else None
-
-        gpu_mem = [s.gpu_mem_mb for s in picked if s.gpu_mem_mb is not None]
         return ResourceSummary(
-            cpu_cores=mean([s.server_cores for s in picked]),
+            cpu_cores=mean_of_present([s.server_cores for s in picked]),
             rss_mb=max(s.server_rss_mb for s in picked),
-            foreign_cores=mean([s.foreign_cores for s in picked]),
-            gpu_util_pct=mean([s.gpu_util_pct for s in picked]),
-            gpu_mem_mb=max(gpu_mem) if gpu_mem else None,
+            foreign_cores=mean_of_present([s.foreign_cores for s in picked]),
+            gpu_util_pct=mean_of_present([s.gpu_util_pct for s in picked]),
+            gpu_mem_mb=max_of_present([s.gpu_mem_mb for s in picked]),
             samples=len(picked),
         )
 

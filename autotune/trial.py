@@ -21,7 +21,7 @@ from autotune.errors import TrialError
 from autotune.knobs import ServingConfig
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
 from autotune.load.payload import build_payload
-from autotune.load.stats import percentiles, windows_agree
+from autotune.load.stats import max_of_present, mean_of_present, percentiles, windows_agree
 from autotune.models.resolve import ModelRef
 from autotune.monitor import ResourceMonitor
 from autotune.protos import monitoring_config_text
@@ -146,12 +146,10 @@ def _aggregate(mode: str, value: float, windows: list[dict[str, Any]], stable: b
     errors = sum(w["errors"] for w in last)
 
     def mean(key: str) -> float | None:
-        vals = [w[key] for w in last if w.get(key) is not None]
-        return sum(vals) / len(vals) if vals else None
+        return mean_of_present([w.get(key) for w in last])
 
     def peak(key: str) -> float | None:
-        vals = [w[key] for w in last if w.get(key) is not None]
-        return max(vals) if vals else None
+        return max_of_present([w.get(key) for w in last])
 
     client_cpu = max(w["client_cpu_cores"] for w in last)
     return LevelResult(
@@ -265,17 +263,20 @@ def _operating_point(levels: list[LevelResult], s: MeasureSettings) -> tuple[Lev
     return levels[0], False
 
 
-def _run_levels(session: _Session, s: MeasureSettings) -> tuple[list[LevelResult], LevelResult]:
-    """Unloaded level first, then the fixed load or the ramp; returns (levels, unloaded)."""
+def _run_levels(session: _Session, s: MeasureSettings) -> tuple[list[LevelResult], list[LevelResult]]:
+    """Unloaded level first, then the fixed load or the ramp.
+
+    Returns (every level measured, unloaded first; the levels that may be the operating point).
+    """
     unloaded = session.measure("closed", 1)
     levels = [unloaded]
     if s.rate is not None:
         levels.append(session.measure("open", s.rate))
-        return levels[1:], unloaded
+        return levels, levels[1:]
     if s.concurrency is not None:
         if s.concurrency != 1:
             levels.append(session.measure("closed", s.concurrency))
-        return levels[-1:], unloaded
+        return levels, levels[-1:]
     best = unloaded
     concurrency = 1
     while concurrency * 2 <= s.max_concurrency:
@@ -287,7 +288,7 @@ def _run_levels(session: _Session, s: MeasureSettings) -> tuple[list[LevelResult
         if level.throughput_rps < best.throughput_rps * (1 + s.min_growth):
             break  # saturated: throughput stopped growing
         best = max(best, level, key=lambda lv: lv.throughput_rps)
-    return levels, unloaded
+    return levels, levels
 
 
 def run_trial(
@@ -344,10 +345,9 @@ def run_trial(
             monitor.add_own_pid(gen.pid)
             gen.wait_ready()
             session = _Session(server, monitor, gen, settings, started + settings.trial_timeout_s, say)
-            levels, unloaded = _run_levels(session, settings)
-            point, slo_met = _operating_point(levels, settings)
-            result.levels = [unloaded, *[lv for lv in levels if lv is not unloaded]]
-            result.metrics = _metrics(point, unloaded, ready.load_time_s, slo_met, settings)
+            result.levels, candidates = _run_levels(session, settings)
+            point, slo_met = _operating_point(candidates, settings)
+            result.metrics = _metrics(point, result.levels[0], ready.load_time_s, slo_met, settings)
             if point.error_rate > settings.max_error_rate:
                 raise TrialError(
                     "errors_over_limit",

@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
 
-import psutil
-
+from autotune.fingerprint import host_info
 from autotune.load.stats import coefficient_of_variation
 
 
@@ -54,16 +52,13 @@ def bench(model: str, concurrency: int, settings: list[str], window_s: float, pr
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = psutil.virtual_memory().total / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}, no GPU"
+    """The host as autotune fingerprints it, in one line."""
+    info = host_info()
+    gpus = ", ".join(info["gpus"]) or "no GPU"
+    return (
+        f"{info['cpu_model']}, {info['cpus']} cores, {info['memory_gb']} GiB, "
+        f"{platform.system()} {platform.release()}, {gpus}, TensorFlow {info['tensorflow']}"
+    )
 
 
 def main() -> int:
@@ -84,7 +79,6 @@ def main() -> int:
         "max_enqueued_batches=100",
     ]
     one_thread = ["intra_op_threads=1", "inter_op_threads=1"]
-    rows: list[tuple[str, dict]] = []
     # Interleave defaults and batching so slow drift of the host hits both alike.
     runs = {"defaults": [], "batching": []}
     for _ in range(a.repeats):

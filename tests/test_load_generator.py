@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -63,13 +64,18 @@ def _generator(port: int, tmp_path: Path) -> LoadGenerator:
     return gen
 
 
-def test_closed_loop_latency_is_the_service_time(slow_server, tmp_path):
-    gen = _generator(slow_server, tmp_path)
+def _measure(port: int, tmp_path: Path, start: Callable[[LoadGenerator], None], n: int) -> list[dict]:
+    """Start a generator, begin level 1 with START, collect N windows, stop it on every path."""
+    gen = _generator(port, tmp_path)
     try:
-        gen.closed_loop(1, 1)
-        windows = _windows(gen, 1, 2)
+        start(gen)
+        return _windows(gen, 1, n)
     finally:
         gen.stop()
+
+
+def test_closed_loop_latency_is_the_service_time(slow_server, tmp_path):
+    windows = _measure(slow_server, tmp_path, lambda gen: gen.closed_loop(1, 1), 2)
     w = windows[-1]
     assert w["errors"] == 0
     assert 30 < w["throughput_rps"] <= 55
@@ -78,12 +84,7 @@ def test_closed_loop_latency_is_the_service_time(slow_server, tmp_path):
 
 def test_open_loop_over_capacity_counts_queueing_no_coordinated_omission(slow_server, tmp_path):
     """At 80/s offered to a 50/s server the backlog grows; latency from intended send time shows it."""
-    gen = _generator(slow_server, tmp_path)
-    try:
-        gen.open_loop(80.0, 1)
-        windows = _windows(gen, 1, 3)
-    finally:
-        gen.stop()
+    windows = _measure(slow_server, tmp_path, lambda gen: gen.open_loop(80.0, 1), 3)
     p99s = [w["latency_ms"]["p99"] for w in windows]
     assert p99s[-1] > 10 * SERVICE_S * 1000  # a closed-loop client would report ~20 ms here
     assert p99s[-1] > p99s[0]  # and it keeps growing while the queue does
@@ -94,12 +95,7 @@ def test_dead_target_counts_errors_and_does_not_spin(tmp_path):
     from autotune.trial import free_ports
 
     (port,) = free_ports(1)
-    gen = _generator(port, tmp_path)
-    try:
-        gen.closed_loop(2, 1)
-        w = _windows(gen, 1, 1)[0]
-    finally:
-        gen.stop()
+    (w,) = _measure(port, tmp_path, lambda gen: gen.closed_loop(2, 1), 1)
     assert w["ok"] == 0 and w["errors"] > 0
     assert w["error_kinds"].get("connection", 0) == w["errors"]
     assert w["errors"] < 2 / 0.05 * 1.5 + 5  # bounded by the back-off, not a busy loop

@@ -17,6 +17,18 @@ def percentiles(latencies_ms: Sequence[float]) -> dict[str, float | None]:
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(arr.max()), "mean": float(arr.mean())}
 
 
+def mean_of_present(values: Sequence[float | None]) -> float | None:
+    """Mean of the values that were measured (not None); None when none were."""
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def max_of_present(values: Sequence[float | None]) -> float | None:
+    """Largest measured value (None skipped); None when none were."""
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
 def spread(values: Sequence[float]) -> float:
     """(max - min) / mean: how far apart values are, relative to their size."""
     mean = float(np.mean(values))

@@ -38,6 +38,13 @@ def latest_version(base: Path) -> int:
     return max(versions)
 
 
+def served_name(spec: str) -> str:
+    """The name a model serves and is tuned under: a built-in's name, else its directory's, made URL-safe."""
+    if spec in BUILTINS:
+        return spec
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(spec.rstrip("/")).name) or "model"
+
+
 def resolve_model(spec: str, signature_name: str = "serving_default") -> ModelRef:
     """Resolve a built-in name or a SavedModel base directory."""
     if spec in BUILTINS:
@@ -47,7 +54,7 @@ def resolve_model(spec: str, signature_name: str = "serving_default") -> ModelRe
         if not base.is_dir():
             raise AutotuneError(f"model '{spec}' is neither a built-in ({', '.join(BUILTINS)}) nor a directory")
         base = base.resolve()
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", base.name) or "model"
+        name = served_name(str(base))
     version = latest_version(base)
     signatures = read_signatures(base / str(version))
     if signature_name not in signatures:

@@ -49,12 +49,12 @@ def _array(value: Any, dtype: str) -> np.ndarray:
     return arr
 
 
-def _is_named(obj: Any, names: set[str]) -> bool:
+def _is_named(obj: Any) -> bool:
     return isinstance(obj, dict) and not (set(obj) == {"b64"}) and bool(obj)
 
 
-def decode_request(body: bytes, dtypes: dict[str, str]) -> tuple[str, dict[str, np.ndarray], bool]:
-    """Parse a predict body -> (signature_name, inputs, row_format)."""
+def parse_body(body: bytes) -> tuple[dict[str, Any], str]:
+    """Parse a predict body once -> (document, signature_name)."""
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -64,6 +64,18 @@ def decode_request(body: bytes, dtypes: dict[str, str]) -> tuple[str, dict[str, 
     signature = doc.get("signature_name", "")
     if not isinstance(signature, str):
         raise RequestError(400, "signature_name must be a string")
+    return doc, signature
+
+
+def decode_request(body: bytes, dtypes: dict[str, str]) -> tuple[str, dict[str, np.ndarray], bool]:
+    """Parse a predict body -> (signature_name, inputs, row_format)."""
+    doc, signature = parse_body(body)
+    inputs, row = decode_inputs(doc, dtypes)
+    return signature, inputs, row
+
+
+def decode_inputs(doc: dict[str, Any], dtypes: dict[str, str]) -> tuple[dict[str, np.ndarray], bool]:
+    """Tensors from a parsed body's `instances` (row) or `inputs` (columnar) -> (inputs, row_format)."""
     names = set(dtypes)
     if ("instances" in doc) == ("inputs" in doc):
         raise RequestError(400, "request must have exactly one of 'instances' (row) or 'inputs' (columnar)")
@@ -73,7 +85,7 @@ def decode_request(body: bytes, dtypes: dict[str, str]) -> tuple[str, dict[str, 
             raise RequestError(400, "'instances' must be a non-empty list")
         columns: dict[str, list[Any]] = {n: [] for n in names}
         for inst in instances:
-            if _is_named(inst, names):
+            if _is_named(inst):
                 if set(inst) != names:
                     raise RequestError(400, f"instance keys {sorted(inst)} do not match inputs {sorted(names)}")
                 for n in names:
@@ -82,16 +94,16 @@ def decode_request(body: bytes, dtypes: dict[str, str]) -> tuple[str, dict[str, 
                 columns[next(iter(names))].append(inst)
             else:
                 raise RequestError(400, f"each instance must be an object with keys {sorted(names)}")
-        return signature, {n: _array(columns[n], dtypes[n]) for n in names}, True
+        return {n: _array(columns[n], dtypes[n]) for n in names}, True
     inputs = doc["inputs"]
-    if _is_named(inputs, names) and set(inputs) <= names:
+    if _is_named(inputs) and set(inputs) <= names:
         if set(inputs) != names:
             raise RequestError(400, f"'inputs' keys {sorted(inputs)} do not match inputs {sorted(names)}")
-        return signature, {n: _array(inputs[n], dtypes[n]) for n in names}, False
+        return {n: _array(inputs[n], dtypes[n]) for n in names}, False
     if len(names) != 1:
         raise RequestError(400, f"'inputs' must be an object with keys {sorted(names)}")
     name = next(iter(names))
-    return signature, {name: _array(inputs, dtypes[name])}, False
+    return {name: _array(inputs, dtypes[name])}, False
 
 
 def _jsonable(name: str, arr: np.ndarray) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from autotune.servers.local.codec import decode_request, encode_response
+from autotune.servers.local.codec import decode_inputs, encode_response, parse_body
 from autotune.servers.local.metrics import ServerMetrics
 from autotune.servers.local.servable import RequestError, Servable
 
@@ -144,20 +144,15 @@ def make_handler(ctx: RestContext) -> type[BaseHTTPRequestHandler]:
             self._send(code, reply)
 
         def _predict(self, verb: str, body: bytes) -> bytes:
-            # The signature name lives in the body, so peek before decoding tensors.
-            dtypes_for = ctx.servable.input_dtypes
-            try:
-                sig_name = json.loads(body).get("signature_name", "") if body else ""
-            except (ValueError, AttributeError):
-                sig_name = ""
-            sig_name = sig_name if isinstance(sig_name, str) else ""
+            # The signature name lives in the body: parse it once, check the method, then decode tensors.
+            doc, sig_name = parse_body(body)
             method = ctx.servable.method(sig_name)
             if verb != "predict" and not method.endswith("/" + verb):
                 raise RequestError(400, f"signature '{sig_name or 'serving_default'}' is {method}, not {verb}")
             if verb != "predict":
                 raise RequestError(400, f"{verb} with tf.Example input is not supported by autotune-model-server")
-            signature, inputs, row = decode_request(body, dtypes_for(sig_name))
-            outputs = ctx.servable.predict(signature, inputs)
+            inputs, row = decode_inputs(doc, ctx.servable.input_dtypes(sig_name))
+            outputs = ctx.servable.predict(sig_name, inputs)
             return encode_response(outputs, row)
 
     return Handler

@@ -7,7 +7,6 @@ requests from server threads are merged into batches in C++.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,17 @@ class BatchingOptions:
     allowed_batch_sizes: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class _Runner:
+    """One signature, ready to call: its tensor names and specs, input dtypes, the traced function."""
+
+    in_names: list[str]
+    out_names: list[str]
+    specs: dict[str, Any]
+    dtypes: dict[str, str]
+    fn: Any
+
+
 class Servable:
     """The latest version of the model under a base path, ready to predict."""
 
@@ -56,10 +66,9 @@ class Servable:
         saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
         meta = next(m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags)
         self.signature_defs = {k: v for k, v in meta.signature_def.items() if not k.startswith("__")}
-        self._lock = threading.Lock()
         self._runners = {name: self._runner(fn, batching, on_batch) for name, fn in self._loaded.signatures.items()}
 
-    def _runner(self, fn: Any, batching: BatchingOptions | None, on_batch: Callable[[int], None] | None) -> Any:
+    def _runner(self, fn: Any, batching: BatchingOptions | None, on_batch: Callable[[int], None] | None) -> _Runner:
         tf = self._tf
         specs = fn.structured_input_signature[1]
         in_names = sorted(specs)
@@ -81,19 +90,18 @@ class Servable:
             )(call)
         graph_fn = tf.function(call, input_signature=[specs[n] for n in in_names])
         graph_fn.get_concrete_function()  # trace now, so the first request is not a compile
-        return in_names, out_names, specs, graph_fn
+        dtypes = {k: ("string" if v.dtype == tf.string else v.dtype.as_numpy_dtype.__name__) for k, v in specs.items()}
+        return _Runner(in_names, out_names, specs, dtypes, graph_fn)
 
     def input_dtypes(self, signature: str) -> dict[str, str]:
         """Input name -> numpy dtype name ('string' for DT_STRING)."""
-        _, _, specs, _ = self._get(signature)
-        tf = self._tf
-        return {k: ("string" if v.dtype == tf.string else v.dtype.as_numpy_dtype.__name__) for k, v in specs.items()}
+        return self._get(signature).dtypes
 
     def method(self, signature: str) -> str:
         self._get(signature)
         return self.signature_defs[signature or "serving_default"].method_name
 
-    def _get(self, signature: str) -> Any:
+    def _get(self, signature: str) -> _Runner:
         name = signature or "serving_default"
         if name not in self._runners:
             raise RequestError(400, f'Serving signature name: "{name}" not found in signature def')
@@ -102,7 +110,8 @@ class Servable:
     def predict(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run SIGNATURE on a batch; raise RequestError for bad input or a full queue."""
         tf = self._tf
-        in_names, out_names, specs, graph_fn = self._get(signature)
+        runner = self._get(signature)
+        in_names, out_names, specs, graph_fn = runner.in_names, runner.out_names, runner.specs, runner.fn
         missing = [n for n in in_names if n not in inputs]
         extra = [n for n in inputs if n not in specs]
         if missing or extra:
