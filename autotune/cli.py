@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Built-in models (random weights, real architectures).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+db_app = typer.Typer(help="The results database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 out = Console()
 err = Console(stderr=True)
@@ -199,6 +201,7 @@ def start(
     from autotune.job import run_job
     from autotune.spec import load_study, study_for_model
     from autotune.trial import MeasureSettings
+    from autotune.tuner import TrialHooks
 
     if (model is None) == (study_file is None):
         raise AutotuneError("give exactly one of --model NAME|PATH or --study FILE")
@@ -249,13 +252,15 @@ def start(
             status = "ok" if t.values is not None else f"failed: {t.result.failure_reason}"
             bar.console.print(f"trial {t.number}: {_short(t.config.to_dict())} -> {status} {_short(t.result.metrics)}")
 
-        result = run_job(study, budget, minutes or study.minutes, settings, progress, on_trial)
-    rows = [_pareto_row(t) for t in result.pareto]
+        result = run_job(
+            study, budget, minutes or study.minutes, settings, TrialHooks(progress=progress, finished=on_trial)
+        )
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(result.pareto, indent=2))
     else:
-        _print_pareto(rows, f"Pareto set · {result.study_name}")
-    if any(t.result.failure_reason == "interrupted" for t in result.trials):
+        _print_pareto(result.pareto, f"Pareto set · job {result.job_id} · {result.study_name}")
+    if result.state == "cancelled":
+        err.print(f"job {result.job_id} cancelled; the trials measured so far are kept")
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -265,15 +270,16 @@ def pareto(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
 ) -> None:
     """Show the Pareto set of the latest tuning job of a model."""
-    from autotune.job import latest_study
-    from autotune.tuner import pareto_trials
+    from autotune.models.resolve import served_name
+    from autotune.store.pareto import front_entries
+    from autotune.store.queries import latest_job
 
-    study = latest_study(model)
-    rows = [_pareto_row(t) for t in pareto_trials(study)]
+    job = latest_job(served_name(model))
+    rows = front_entries(job)
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
-        _print_pareto(rows, f"Pareto set · {study.study_name}")
+        _print_pareto(rows, f"Pareto set · job {job.id} · {job.study_name}")
 
 
 @app.command()
@@ -285,34 +291,59 @@ def export(
     image: Annotated[str, typer.Option(help="TF Serving image for docker-run.sh")] = "tensorflow/serving:latest",
 ) -> None:
     """Write the chosen Pareto configuration as TF Serving config files."""
-    import optuna
-
     from autotune.export import check_out_dir, export_meta, pick_index, render, write_export
-    from autotune.job import config_from_attrs, latest_study
+    from autotune.job import config_from_dict
     from autotune.models.resolve import served_name
-    from autotune.tuner import pareto_trials
+    from autotune.store.pareto import front
+    from autotune.store.queries import latest_job
 
-    study = latest_study(model)
     name = served_name(model)
-    front = pareto_trials(study)
+    job = latest_job(name)
     if pick.startswith("trial"):
         number = pick.removeprefix("trial").strip()
         if not number.isdigit():
             raise AutotuneError(f"--pick trial N needs a trial number, got '{pick}'")
-        chosen = [t for t in study.get_trials() if t.number == int(number)]
-        if not chosen or chosen[0].state != optuna.trial.TrialState.COMPLETE:
-            raise AutotuneError(f"trial {number} of {study.study_name} does not exist or did not complete")
+        chosen = [t for t in job.trials if t.number == int(number) and t.state == "complete"]
+        if not chosen:
+            raise AutotuneError(f"trial {number} of job {job.id} does not exist or did not complete")
         trial = chosen[0]
     else:
-        trial = front[pick_index([t.user_attrs.get("metrics", {}) for t in front], pick)]
-    model_base = Path(study.user_attrs.get("model_path", ""))
+        rows = front(job)
+        trial = rows[pick_index([t.metrics for t in rows], pick)]
+    model_base = Path(job.model.path)
     target = check_out_dir(out_dir, model_base, force)
-    config = config_from_attrs(trial.user_attrs["config"])
-    metrics = trial.user_attrs.get("metrics", {})
-    write_export(
-        render(config, name, model_base, target, image), export_meta(config, metrics, study, trial.number), target
-    )
-    err.print(f"exported trial {trial.number} ({_short(config.to_dict())}) to {target}")
+    config = config_from_dict(trial.config)
+    meta = export_meta(config, trial.metrics, job, trial.number)
+    write_export(render(config, name, model_base, target, image), meta, target)
+    err.print(f"exported trial {trial.number} of job {job.id} ({_short(config.to_dict())}) to {target}")
+
+
+@app.command()
+def report(
+    model: Annotated[str, typer.Option("--model", "-m", help="model name (as tuned)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="directory to write")],
+    force: Annotated[bool, typer.Option(help="replace a non-empty directory")] = False,
+) -> None:
+    """Write a report of the latest job: Pareto plot (PNG, HTML) and every trial with its gain over defaults."""
+    from autotune.models.resolve import served_name
+    from autotune.report import write_report
+    from autotune.store.queries import latest_job
+
+    job = latest_job(served_name(model))
+    target = write_report(job, out_dir, force)
+    err.print(f"report of job {job.id} written to {target} (open {target / 'report.html'})")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate autotune's tables (idempotent); Optuna's tables are left to Optuna."""
+    from autotune.store.db import db_url, upgrade
+
+    before, after = upgrade(db_url())
+    if before == after:
+        out.print(f"database already at {after}")
+    else:
+        out.print(f"database upgraded from {before or 'empty'} to {after}")
 
 
 _SHOWN = ("throughput_rps", "latency_p99_ms", "cpu_cores", "concurrency", "stable")
@@ -325,14 +356,6 @@ def _short(d: dict[str, Any]) -> str:
     else:
         keep = {k: v for k, v in d.items() if v not in (None, 0, 0.0, [], False) or k == "enable_batching"}
     return " ".join(f"{k}={v}" for k, v in keep.items())
-
-
-def _pareto_row(trial: Any) -> dict[str, Any]:
-    return {
-        "trial": trial.number,
-        "config": trial.user_attrs.get("config", {}),
-        "metrics": trial.user_attrs.get("metrics", {}),
-    }
 
 
 def _print_pareto(rows: list[dict[str, Any]], title: str) -> None:

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from autotune import __version__
+from autotune import __version__, outdir
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.protos import batching_parameters_text, monitoring_config_text
 from autotune.servers.argv import ServerPaths, tfserving_flags
 
 PICKS = ("max-throughput", "min-latency", "balanced")
-_SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr", "/var")
 
 
 def pick_index(metrics: Sequence[dict[str, Any]], how: str) -> int:
@@ -53,16 +49,10 @@ def pick_index(metrics: Sequence[dict[str, Any]], how: str) -> int:
 
 
 def check_out_dir(out: Path, model_base: Path, force: bool) -> Path:
-    """Refuse system directories, the model's own directory, and overwriting without --force."""
-    target = out.expanduser().resolve()
-    if str(target) in _SYSTEM_DIRS or target == Path.home().resolve():
-        raise AutotuneError(f"refusing to export into {target}: pick a dedicated directory")
+    """Refuse unsafe targets (see outdir) and the model's own directory, which TF Serving would scan."""
+    target = outdir.check_out_dir(out, force)
     if target == model_base or model_base in target.parents:
         raise AutotuneError(f"refusing to export into the model directory {model_base}: TF Serving would scan it")
-    if target.exists() and not target.is_dir():
-        raise AutotuneError(f"{target} exists and is not a directory")
-    if target.exists() and any(target.iterdir()) and not force:
-        raise AutotuneError(f"{target} is not empty; pass --force to replace it")
     return target
 
 
@@ -116,37 +106,22 @@ def render(
 
 
 def write_export(files: dict[str, str], meta: dict[str, Any], target: Path) -> None:
-    """Write FILES plus autotune.json into TARGET atomically (temp dir, then rename)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        for name, text in {**files, "autotune.json": json.dumps(meta, indent=2) + "\n"}.items():
-            (staging / name).write_text(text)
-        # An executable script, and a directory the TF Serving container's user can read.
-        os.chmod(staging / "docker-run.sh", 0o755)  # noqa: S103
-        os.chmod(staging, 0o755)  # noqa: S103
-        if target.exists():
-            backup = target.with_name(f".{target.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            target.rename(backup)
-            staging.rename(target)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            staging.rename(target)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise AutotuneError(f"cannot write the export to {target}: {exc.strerror}") from None
+    """Write FILES plus autotune.json into TARGET atomically."""
+    everything: dict[str, str | bytes] = {**files, "autotune.json": json.dumps(meta, indent=2) + "\n"}
+    outdir.write_dir(everything, target, executable={"docker-run.sh"})
 
 
-def export_meta(config: ServingConfig, metrics: dict[str, Any], study: Any, trial_number: int) -> dict[str, Any]:
-    """autotune.json: what was exported, how it measured, where, and by which job."""
+def export_meta(config: ServingConfig, metrics: dict[str, Any], job: Any, trial_number: int) -> dict[str, Any]:
+    """autotune.json: what was exported, how it measured, where, and by which job (a stored job row)."""
     return {
         "autotune_version": __version__,
-        "job": study.study_name,
+        "job_id": job.id,
+        "job": job.study_name,
         "trial": trial_number,
         "config": config.to_dict(),
         "metrics": metrics,
-        "host": study.user_attrs.get("host"),
-        "host_fingerprint": study.user_attrs.get("host_fingerprint"),
-        "backend": study.user_attrs.get("backend"),
+        "model": {"path": job.model.path, "version": job.model.version, "content_hash": job.model.content_hash},
+        "host": job.host.info,
+        "host_fingerprint": job.host.fingerprint,
+        "backend": job.backend,
     }

@@ -1,93 +1,137 @@
-"""One tuning job: a study run on this host, warm-started from the last one on the same hardware."""
+"""One tuning job: a study run on this host, recorded in the store as it goes.
+
+The job warm-starts from the Pareto set of the last job of the same model on the
+same host fingerprint, and always measures TF Serving's defaults first.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
-
-import optuna
 
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import KNOBS, ServingConfig, validate
-from autotune.models.resolve import resolve_model, served_name
+from autotune.models.resolve import resolve_model
 from autotune.servers.backends import resolve_backend
 from autotune.space import Host, build_space
 from autotune.spec import Study
-from autotune.storage import optuna_storage
+from autotune.store.db import optuna_storage
+from autotune.store.queries import previous_front
+from autotune.store.records import Store
 from autotune.trial import MeasureSettings
-from autotune.tuner import TunedTrial, Tuner, pareto_trials
+from autotune.tuner import TrialHooks, TunedTrial, Tuner
 
 STUDY_PREFIX = "autotune"
 
 
 @dataclass
 class JobResult:
+    job_id: int
     study_name: str
     trials: list[TunedTrial]
-    pareto: list[optuna.trial.FrozenTrial]
+    pareto: list[dict[str, Any]]
+    state: str
 
 
-def config_from_attrs(attrs: dict[str, Any]) -> ServingConfig:
-    """Rebuild a ServingConfig from a trial's stored config dict."""
-    values = {k: v for k, v in attrs.items() if k in KNOBS}
+def config_from_dict(values: dict[str, Any]) -> ServingConfig:
+    """Rebuild a ServingConfig from a stored config dict."""
+    values = {k: v for k, v in values.items() if k in KNOBS}
     if "allowed_batch_sizes" in values:
         values["allowed_batch_sizes"] = tuple(values["allowed_batch_sizes"])
     return validate(ServingConfig(**values))
 
 
-def studies_of(storage: optuna.storages.BaseStorage, model: str) -> list[str]:
-    """Names of the studies of MODEL, oldest first (names carry their start time)."""
-    prefix = f"{STUDY_PREFIX}/{model}/"
-    return sorted(s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(prefix))
+def warm_start(entries: list[dict[str, Any]]) -> list[ServingConfig]:
+    """TF Serving's defaults, then the previous Pareto configs (unreadable ones skipped)."""
+    configs = [ServingConfig()]
+    for entry in entries:
+        try:
+            config = config_from_dict(entry.get("config", {}))
+        except (AutotuneError, TypeError):
+            continue
+        if config not in configs:
+            configs.append(config)
+    return configs
 
 
-def latest_study(spec: str) -> optuna.Study:
-    """The latest tuning job of a model; a clear error if it was never tuned."""
-    storage = optuna_storage()
-    names = studies_of(storage, served_name(spec))
-    if not names:
-        raise AutotuneError(f"model '{served_name(spec)}' has not been tuned yet (run: autotune start --model {spec})")
-    return optuna.load_study(study_name=names[-1], storage=storage)
+def trial_fields(t: TunedTrial) -> dict[str, Any]:
+    """A tuned trial as a store row's fields."""
+    r = t.result
+    if r.failure_reason == "interrupted":
+        state = "interrupted"
+    else:
+        state = "complete" if t.values is not None else "failed"
+    return {
+        "state": state,
+        "metrics": r.metrics,
+        "objective_values": t.values,
+        "constraints": t.constraints,
+        "feasible": t.feasible,
+        "levels": [asdict(level) for level in r.levels],
+        "argv": r.argv,
+        "failure_reason": r.failure_reason or (None if t.values is not None else "missing_objective"),
+        "failure_message": r.failure_message,
+        "server_log_tail": (r.server_log_tail or "")[-4000:] or None,
+    }
 
 
 def run_job(
-    study: Study,
-    trials: int,
-    minutes: float,
-    settings: MeasureSettings,
-    progress: Callable[[int, ServingConfig, str], None] | None = None,
-    on_trial: Callable[[TunedTrial], None] | None = None,
+    study: Study, trials: int, minutes: float, settings: MeasureSettings, hooks: TrialHooks | None = None
 ) -> JobResult:
-    """Resolve everything, warm-start from the previous study of this model on this host, run."""
+    """Resolve everything, record the job, warm-start, run the trials, freeze the Pareto set."""
+    hooks = hooks or TrialHooks()
     backend = resolve_backend(study.backend)
     model = resolve_model(study.model, study.signature)
-    host = Host.detect()
-    space = build_space(study.space, host)
+    space = build_space(study.space, Host.detect())
     info = host_info()
     host_fp = fingerprint(info)
-    storage = optuna_storage()
-    previous = studies_of(storage, model.name)
+    store = Store()
+    host_id = store.host(info, host_fp)
+    model_id = store.model(model)
+    warm = warm_start(previous_front(model.name, host_fp, store.url))
     name = f"{STUDY_PREFIX}/{model.name}/{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S.%f')}"
-    tuner = Tuner(study, model, backend, space, settings, storage, name)
-    tuner.optuna.set_user_attr("host", info)
-    tuner.optuna.set_user_attr("host_fingerprint", host_fp)
-    tuner.optuna.set_user_attr("model_path", str(model.base_path))
-    tuner.optuna.set_user_attr("backend", backend.name)
-    tuner.optuna.set_user_attr("study_source", study.source)
-    warm: list[ServingConfig] = [ServingConfig()]
-    if previous:
-        last = optuna.load_study(study_name=previous[-1], storage=storage)
-        if last.user_attrs.get("host_fingerprint") == host_fp:
-            for t in pareto_trials(last):
-                try:
-                    config = config_from_attrs(t.user_attrs.get("config", {}))
-                except (AutotuneError, TypeError):
-                    continue
-                if config not in warm:
-                    warm.append(config)
+    tuner = Tuner(study, model, backend, space, settings, optuna_storage(store.url), name)
+    for key, value in {"host": info, "host_fingerprint": host_fp, "model_path": str(model.base_path)}.items():
+        tuner.optuna.set_user_attr(key, value)
+    job_id = store.create_job(
+        model_id=model_id,
+        host_id=host_id,
+        study_name=name,
+        study=asdict(study),
+        settings=asdict(settings),
+        backend=backend.name,
+        trials_total=trials,
+        minutes=minutes,
+    )
+    tuner.optuna.set_user_attr("job_id", job_id)
     tuner.enqueue(warm)
-    done = tuner.run(trials, minutes, progress=progress, on_trial=on_trial)
-    return JobResult(name, done, pareto_trials(tuner.optuna))
+
+    def begin(n: int, config: ServingConfig) -> None:
+        store.begin_trial(job_id, n, config.to_dict())
+        if hooks.begin:
+            hooks.begin(n, config)
+
+    def server_started(n: int, pid: int) -> None:
+        store.server_started(job_id, n, pid)
+
+    def finished(t: TunedTrial) -> None:
+        store.finish_trial(job_id, t.number, **trial_fields(t))
+        if hooks.finished:
+            hooks.finished(t)
+
+    state, error = "failed", None
+    done: list[TunedTrial] = []
+    try:
+        done = tuner.run(trials, minutes, TrialHooks(begin, server_started, hooks.progress, finished))
+        state = "cancelled" if any(t.result.failure_reason == "interrupted" for t in done) else "done"
+    except KeyboardInterrupt:
+        state = "cancelled"
+        raise
+    except Exception as exc:
+        error = str(exc) or type(exc).__name__
+        raise
+    finally:
+        pareto = store.finish_job(job_id, state, error)
+    return JobResult(job_id, name, done, pareto, state)

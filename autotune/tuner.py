@@ -18,7 +18,6 @@ import optuna
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.models.resolve import ModelRef
-from autotune.pareto import pareto_front
 from autotune.servers.backends import Backend
 from autotune.space import Dimension, params_of, suggest
 from autotune.spec import Study
@@ -40,11 +39,6 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     raise AutotuneError(f"unknown sampler '{name}'")
 
 
-def constraints_of(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Constraint values we stored (<= 0 is feasible): p99 over the SLO, errors over the limit."""
-    return list(trial.user_attrs.get("constraints", [1.0]))
-
-
 @dataclass
 class TunedTrial:
     """One finished trial as the tuner saw it."""
@@ -53,6 +47,7 @@ class TunedTrial:
     config: ServingConfig
     result: TrialResult
     values: list[float] | None
+    constraints: list[float] | None
     feasible: bool
 
 
@@ -68,6 +63,16 @@ def constraint_values(metrics: dict[str, Any], study: Study) -> list[float]:
     p99 = metrics.get("latency_p99_ms")
     slo_gap = 0.0 if study.slo_p99_ms is None else (float("inf") if p99 is None else p99 - study.slo_p99_ms)
     return [slo_gap, float(metrics.get("error_rate", 1.0)) - study.max_error_rate]
+
+
+@dataclass
+class TrialHooks:
+    """Callbacks around each trial: the job records trials with them, the CLI draws progress."""
+
+    begin: Callable[[int, ServingConfig], None] | None = None
+    server_started: Callable[[int, int], None] | None = None
+    progress: Callable[[int, ServingConfig, str], None] | None = None
+    finished: Callable[[TunedTrial], None] | None = None
 
 
 class Tuner:
@@ -102,14 +107,9 @@ class Tuner:
         for config in configs:
             self.optuna.enqueue_trial(params_of(config, self.space), skip_if_exists=True)
 
-    def run(
-        self,
-        trials: int,
-        minutes: float,
-        progress: Callable[[int, ServingConfig, str], None] | None = None,
-        on_trial: Callable[[TunedTrial], None] | None = None,
-    ) -> list[TunedTrial]:
+    def run(self, trials: int, minutes: float, hooks: TrialHooks | None = None) -> list[TunedTrial]:
         """Run up to TRIALS trials within MINUTES; stops early when a trial is interrupted."""
+        hooks = hooks or TrialHooks()
         if not self.optuna.trials:
             self.enqueue([ServingConfig()])
         deadline = time.monotonic() + minutes * 60
@@ -118,18 +118,30 @@ class Tuner:
             if time.monotonic() >= deadline:
                 break
             trial = self.optuna.ask()
-            config = suggest(trial, self.space)
-            say = None
-            if progress is not None:
-                say = lambda msg, n=trial.number, c=config: progress(n, c, msg)  # noqa: E731
-            result = run_trial(self.model, config, self.settings, self.backend, progress=say)
+            try:
+                config, result = self._measure(trial, hooks)
+            except BaseException:
+                # Ctrl-C (or a crash) between trials must not leave the Optuna trial RUNNING forever.
+                trial.set_user_attr("failure_reason", "interrupted")
+                self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
             tuned = self._tell(trial, config, result)
             done.append(tuned)
-            if on_trial:
-                on_trial(tuned)
+            if hooks.finished:
+                hooks.finished(tuned)
             if result.failure_reason == "interrupted":
                 break
         return done
+
+    def _measure(self, trial: optuna.Trial, hooks: TrialHooks) -> tuple[ServingConfig, TrialResult]:
+        config = suggest(trial, self.space)
+        n = trial.number
+        if hooks.begin:
+            hooks.begin(n, config)
+        progress, started = hooks.progress, hooks.server_started
+        say = (lambda msg: progress(n, config, msg)) if progress else None
+        on_pid = (lambda pid: started(n, pid)) if started else None
+        return config, run_trial(self.model, config, self.settings, self.backend, progress=say, on_server_start=on_pid)
 
     def _tell(self, trial: optuna.Trial, config: ServingConfig, result: TrialResult) -> TunedTrial:
         trial.set_user_attr("config", config.to_dict())
@@ -141,22 +153,10 @@ class Tuner:
             trial.set_user_attr("failure_message", result.failure_message or "an objective was not measured")
             trial.set_user_attr("server_log_tail", (result.server_log_tail or "")[-4000:])
             self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
-            return TunedTrial(trial.number, config, result, None, False)
+            return TunedTrial(trial.number, config, result, None, None, False)
         constraints = constraint_values(result.metrics, self.study)
         trial.set_user_attr("constraints", constraints)
         trial.set_constraint("latency_p99_over_slo_ms", constraints[0])
         trial.set_constraint("error_rate_over_limit", constraints[1])
         self.optuna.tell(trial, values)
-        return TunedTrial(trial.number, config, result, values, all(c <= 0 for c in constraints))
-
-
-def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Feasible complete trials that no other feasible trial dominates."""
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if all(c <= 0 for c in constraints_of(t))
-    ]
-    directions = ["maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize" for d in study.directions]
-    front = pareto_front([t.values for t in complete], directions)
-    return [complete[i] for i in front]
+        return TunedTrial(trial.number, config, result, values, constraints, all(c <= 0 for c in constraints))

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 
 from autotune.pareto import dominates
-from autotune.tuner import pareto_trials
+from autotune.store.pareto import front_entries
+from autotune.store.queries import latest_job
 
 SHORT = ["--window-s", "0.5", "--warmup-s", "0.3", "--max-windows", "4"]
 
@@ -39,50 +42,108 @@ def test_start_tunes_defaults_first_and_keeps_a_true_pareto_set(db_env):
     proc = autotune(db_env, "start", "--model", "tiny", "--trials", "4", "--foreground", "--json", *SHORT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     front = json.loads(proc.stdout)
-    (study,) = _studies(db_env["AUTOTUNE_DB_URL"])
-    trials = study.get_trials()
-    assert len(trials) == 4
-    first = trials[0].user_attrs["config"]
+    url = db_env["AUTOTUNE_DB_URL"]
+    job = latest_job("tiny", url)
+    assert job.state == "done" and job.finished_at is not None
+    assert [t.number for t in job.trials] == [0, 1, 2, 3]
+    first = job.trials[0].config
     assert first["enable_batching"] is False and first["intra_op_threads"] == 0 and first["inter_op_threads"] == 0
-    assert all("metrics" in t.user_attrs for t in trials)  # failed ones too, with their reason
-    feasible = [
-        t
-        for t in trials
-        if t.state == optuna.trial.TrialState.COMPLETE and all(c <= 0 for c in t.user_attrs["constraints"])
-    ]
+    for t in job.trials:  # failed ones too, with their reason
+        assert t.state in ("complete", "failed") and t.finished_at is not None
+        assert t.server_pid and t.argv
+        assert t.state == "complete" or t.failure_reason
+    measured = [t for t in job.trials if t.state == "complete"]
+    assert measured and all(level["windows"] for t in measured for level in t.levels)  # every window is kept
+    feasible = [t for t in measured if t.feasible]
     front_numbers = {row["trial"] for row in front}
     directions = ["maximize", "minimize"]
     for t in feasible:
-        dominated = any(dominates(o.values, t.values, directions) for o in feasible if o is not t)
+        dominated = any(dominates(o.objective_values, t.objective_values, directions) for o in feasible if o is not t)
         assert (t.number in front_numbers) == (not dominated)
+    assert not front_numbers - {t.number for t in feasible}
+
+    # Optuna's study (what the sampler and optuna-dashboard see) agrees with our rows.
+    (study,) = _studies(url)
+    assert study.study_name == job.study_name
+    assert [t.state.name for t in study.trials] == ["COMPLETE" if t.state == "complete" else "FAIL" for t in job.trials]
 
     listed = autotune(db_env, "pareto", "--model", "tiny", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == front
 
-    out = Path(db_env["AUTOTUNE_DB_URL"].removeprefix("sqlite:///")).parent / "export"
+    out = Path(url.removeprefix("sqlite:///")).parent / "export"
     exported = autotune(db_env, "export", "--model", "tiny", "--out", str(out), "--pick", "max-throughput")
     assert exported.returncode == 0, exported.stderr
     meta = json.loads((out / "autotune.json").read_text())
     best = max(front, key=lambda row: row["metrics"]["throughput_rps"])
     assert meta["trial"] == best["trial"] and meta["config"] == best["config"]
-    assert meta["host_fingerprint"] and meta["job"].startswith("autotune/tiny/")
+    assert meta["host_fingerprint"] == job.host.fingerprint and meta["job_id"] == job.id
+    assert meta["model"]["content_hash"] == job.model.content_hash
     again = autotune(db_env, "export", "--model", "tiny", "--out", str(out))
     assert again.returncode == 1 and "--force" in again.stderr
 
+    report_dir = out.parent / "report"
+    reported = autotune(db_env, "report", "--model", "tiny", "--out", str(report_dir))
+    assert reported.returncode == 0, reported.stderr
+    summary = json.loads((report_dir / "summary.json").read_text())
+    assert summary["job_id"] == job.id and summary["trials"] == 4
+    assert (report_dir / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "plotly" in (report_dir / "pareto.html").read_text()
+    assert len((report_dir / "trials.csv").read_text().strip().splitlines()) == 1 + 4
+
 
 def test_a_second_job_warm_starts_from_the_previous_pareto_set(db_env):
+    url = db_env["AUTOTUNE_DB_URL"]
     assert autotune(db_env, "start", "--model", "tiny", "--trials", "2", *SHORT).returncode == 0
-    first = _studies(db_env["AUTOTUNE_DB_URL"])[0]
+    first = latest_job("tiny", url)
     proc = autotune(db_env, "start", "--model", "tiny", "--trials", "2", *SHORT)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    second = _studies(db_env["AUTOTUNE_DB_URL"])[1]
-    assert second.user_attrs["host_fingerprint"] == first.user_attrs["host_fingerprint"]
-    assert second.trials[0].user_attrs["config"]["enable_batching"] is False  # defaults, again first
-    defaults = second.trials[0].user_attrs["config"]
-    carried = [t.user_attrs["config"] for t in pareto_trials(first)]
-    carried = [c for c in carried if c != defaults]
+    second = latest_job("tiny", url)
+    assert second.id != first.id and second.host_id == first.host_id and second.model_id == first.model_id
+    defaults = second.trials[0].config
+    assert defaults["enable_batching"] is False  # defaults, again first
+    carried = [row["config"] for row in front_entries(first) if row["config"] != defaults]
     if carried:  # the previous job's non-default Pareto configs are measured right after the defaults
-        assert second.trials[1].user_attrs["config"] == carried[0]
+        assert second.trials[1].config == carried[0]
+
+
+def test_ctrl_c_during_start_cancels_the_job_and_keeps_what_was_measured(db_env):
+    url = db_env["AUTOTUNE_DB_URL"]
+    args = ["start", "--model", "tiny", "--trials", "5", "--window-s", "3", "--max-windows", "10"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autotune.cli", *args], env=db_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _running_trial_with_server(url):
+            time.sleep(0.5)
+        assert _running_trial_with_server(url), "no trial started within 120 s"
+        time.sleep(2)  # mid-window
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr.decode()[-2000:]
+    job = latest_job("tiny", url)
+    assert job.state == "cancelled"
+    assert job.trials[-1].state == "interrupted" and job.trials[-1].failure_reason == "interrupted"
+    (study,) = _studies(url)
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+    assert len(study.trials) == len(job.trials)
+
+
+def _running_trial_with_server(url: str) -> bool:
+    import sqlite3
+
+    path = url.removeprefix("sqlite:///")
+    if not Path(path).exists():
+        return False
+    try:
+        with sqlite3.connect(path, timeout=5) as conn:
+            rows = conn.execute("select 1 from autotune_trials where state='running' and server_pid is not null")
+            return rows.fetchone() is not None
+    except sqlite3.OperationalError:  # tables not created yet
+        return False
 
 
 def test_pareto_of_an_untuned_model_is_a_clear_error(db_env):

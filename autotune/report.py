@@ -1,0 +1,258 @@
+"""`autotune report`: a job's Pareto plot (PNG and interactive HTML) and its trials, as gains over defaults.
+
+Goodput is the throughput of a trial that met the SLO and error limit, 0 otherwise,
+so "x1.4 over defaults" always compares configurations under the same SLO.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autotune import outdir
+from autotune.knobs import ServingConfig
+from autotune.store.pareto import front
+from autotune.store.schema import JobRow, TrialRow
+
+_DEFAULTS = ServingConfig().to_dict()
+
+
+@dataclass
+class Row:
+    """One trial in the report."""
+
+    number: int
+    state: str
+    feasible: bool
+    pareto: bool
+    defaults: bool
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    goodput_rps: float
+    gain_goodput: float | None
+    gain_throughput: float | None
+    gain_p99: float | None
+    failure_reason: str | None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 3)
+
+
+def goodput(trial: TrialRow) -> float:
+    """Throughput if the trial met the SLO and error limit, else 0."""
+    if trial.state != "complete" or not trial.feasible:
+        return 0.0
+    return float(trial.metrics.get("throughput_rps") or 0.0)
+
+
+def is_defaults(trial: TrialRow) -> bool:
+    """Whether a trial measured TF Serving's defaults (the baseline)."""
+    return {k: trial.config.get(k) for k in _DEFAULTS} == _DEFAULTS
+
+
+def rows_of(job: JobRow) -> tuple[list[Row], dict[str, Any]]:
+    """Every trial with its gain over the defaults trial, and the job's headline figures."""
+    base = next((t for t in job.trials if is_defaults(t) and t.state == "complete"), None)
+    base_tp = base.metrics.get("throughput_rps") if base else None
+    base_p99 = base.metrics.get("latency_p99_ms") if base else None
+    base_good = goodput(base) if base else None
+    on_front = {t.number for t in front(job)}
+    rows = []
+    for t in job.trials:
+        m = t.metrics or {}
+        good = goodput(t)
+        rows.append(
+            Row(
+                number=t.number,
+                state=t.state,
+                feasible=t.feasible,
+                pareto=t.number in on_front,
+                defaults=is_defaults(t),
+                config=t.config,
+                metrics=m,
+                goodput_rps=good,
+                gain_goodput=_ratio(good, base_good) if good else None,
+                gain_throughput=_ratio(m.get("throughput_rps"), base_tp),
+                gain_p99=_ratio(m.get("latency_p99_ms"), base_p99),
+                failure_reason=t.failure_reason,
+            )
+        )
+    best = max(rows, key=lambda r: r.goodput_rps, default=None)
+    summary = {
+        "job_id": job.id,
+        "study": job.study_name,
+        "model": job.model.name,
+        "host": job.host.info,
+        "state": job.state,
+        "slo_p99_ms": job.study.get("slo_p99_ms"),
+        "max_error_rate": job.study.get("max_error_rate"),
+        "trials": len(rows),
+        "defaults_goodput_rps": base_good,
+        "defaults_feasible": bool(base and base.feasible),
+        "best_trial": best.number if best and best.goodput_rps > 0 else None,
+        "best_goodput_rps": best.goodput_rps if best else 0.0,
+        "best_gain_goodput": _ratio(best.goodput_rps, base_good) if best and best.goodput_rps else None,
+    }
+    return rows, summary
+
+
+def _points(rows: list[Row]) -> dict[str, list[Row]]:
+    measured = [r for r in rows if r.metrics.get("latency_p99_ms") is not None and r.state == "complete"]
+    return {
+        "infeasible": [r for r in measured if not r.feasible],
+        "feasible": [r for r in measured if r.feasible and not r.pareto],
+        "Pareto set": sorted((r for r in measured if r.pareto), key=lambda r: r.metrics["latency_p99_ms"]),
+    }
+
+
+def _label(r: Row) -> str:
+    knobs = " ".join(f"{k}={v}" for k, v in r.config.items() if v != _DEFAULTS.get(k))
+    return f"trial {r.number}" + (" (TF Serving defaults)" if r.defaults else f": {knobs}")
+
+
+def pareto_png(rows: list[Row], summary: dict[str, Any]) -> bytes:
+    """Throughput vs p99 scatter with the Pareto front, the defaults and the SLO."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    style = {"infeasible": ("x", "tab:orange"), "feasible": ("o", "tab:blue"), "Pareto set": ("o", "tab:red")}
+    for name, pts in _points(rows).items():
+        if pts:
+            xs = [r.metrics["latency_p99_ms"] for r in pts]
+            ys = [r.metrics["throughput_rps"] for r in pts]
+            marker, color = style[name]
+            ax.plot(xs, ys, marker, color=color, label=name, linestyle="-" if name == "Pareto set" else "none")
+    for r in rows:
+        if r.defaults and r.metrics.get("latency_p99_ms") is not None:
+            ax.plot(r.metrics["latency_p99_ms"], r.metrics["throughput_rps"], "*", ms=16, color="black")
+            xy = (r.metrics["latency_p99_ms"], r.metrics["throughput_rps"])
+            ax.annotate("TF Serving defaults", xy, xytext=(10, -4), textcoords="offset points")
+    if summary.get("slo_p99_ms"):
+        ax.axvline(summary["slo_p99_ms"], linestyle="--", color="grey", label=f"SLO p99 {summary['slo_p99_ms']:g} ms")
+    ax.set_xlabel("latency p99 (ms)")
+    ax.set_ylabel("throughput (requests/s)")
+    ax.set_title(f"{summary['model']} · job {summary['job_id']} · {summary['trials']} trials")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def pareto_html(rows: list[Row], summary: dict[str, Any]) -> str:
+    """The same plot, interactive (plotly, self-contained: serving hosts are often offline)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, pts in _points(rows).items():
+        fig.add_trace(
+            go.Scatter(
+                x=[r.metrics["latency_p99_ms"] for r in pts],
+                y=[r.metrics["throughput_rps"] for r in pts],
+                mode="lines+markers" if name == "Pareto set" else "markers",
+                name=name,
+                text=[_label(r) for r in pts],
+                hovertemplate="%{text}<br>p99 %{x:.1f} ms<br>%{y:.1f} rps<extra></extra>",
+            )
+        )
+    if summary.get("slo_p99_ms"):
+        fig.add_vline(x=summary["slo_p99_ms"], line_dash="dash", annotation_text="SLO")
+    fig.update_layout(
+        title=f"{summary['model']} · job {summary['job_id']}",
+        xaxis_title="latency p99 (ms)",
+        yaxis_title="throughput (requests/s)",
+    )
+    return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+_COLUMNS = ("trial", "state", "pareto", "goodput rps", "x goodput", "rps", "x rps", "p99 ms", "x p99", "cpu cores")
+
+
+def _cells(r: Row) -> list[str]:
+    def f(x: Any, nd: int = 1) -> str:
+        return "-" if x is None else f"{x:.{nd}f}" if isinstance(x, float) else str(x)
+
+    m = r.metrics
+    return [
+        _label(r),
+        r.state if r.state != "failed" else f"failed: {r.failure_reason}",
+        "yes" if r.pareto else "",
+        f(r.goodput_rps),
+        f(r.gain_goodput, 2),
+        f(m.get("throughput_rps")),
+        f(r.gain_throughput, 2),
+        f(m.get("latency_p99_ms")),
+        f(r.gain_p99, 2),
+        f(m.get("cpu_cores"), 2),
+    ]
+
+
+def trials_csv(rows: list[Row]) -> str:
+    """Every trial, one per line, with its gains over defaults and its config as JSON."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([*_COLUMNS, "feasible", "config"])
+    for r in rows:
+        w.writerow([*_cells(r), r.feasible, json.dumps(r.config, sort_keys=True)])
+    return buf.getvalue()
+
+
+def report_html(rows: list[Row], summary: dict[str, Any]) -> str:
+    """A single page: headline, the plot, and the trial table."""
+    e = html.escape
+    gain = summary["best_gain_goodput"]
+    if summary["best_trial"] is None:
+        headline = "No configuration met the SLO."
+    elif not summary["defaults_feasible"]:
+        headline = (
+            f"Best goodput {summary['best_goodput_rps']:.1f} rps (trial {summary['best_trial']}); "
+            "TF Serving's defaults miss the SLO (goodput 0)."
+        )
+    else:
+        headline = (
+            f"Best goodput {summary['best_goodput_rps']:.1f} rps (trial {summary['best_trial']}), "
+            f"x{gain:.2f} over TF Serving's defaults under the same SLO."
+        )
+    head = "".join(f"<th>{e(c)}</th>" for c in _COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in _cells(r)) + "</tr>" for r in rows)
+    host = summary["host"] or {}
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>autotune report: {e(summary["model"])}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head>
+<body><h1>{e(summary["model"])}: job {summary["job_id"]} ({e(summary["state"])})</h1>
+<p>{e(headline)}</p>
+<p>SLO: p99 &le; {e(str(summary["slo_p99_ms"]))} ms, error rate &le; {e(str(summary["max_error_rate"]))}.
+Host: {e(str(host.get("cpu_model")))}, {e(str(host.get("cpus")))} CPUs, GPUs: {e(str(host.get("gpus") or "none"))}.
+Study: {e(summary["study"])}.</p>
+<p><img src="pareto.png" alt="Pareto plot"><br><a href="pareto.html">interactive plot</a> ·
+<a href="trials.csv">trials.csv</a> · <a href="summary.json">summary.json</a></p>
+<table><tr>{head}</tr>{body}</table>
+</body></html>
+"""
+
+
+def write_report(job: JobRow, out: Path, force: bool) -> Path:
+    """Write report.html, pareto.png, pareto.html, trials.csv and summary.json into OUT atomically."""
+    target = outdir.check_out_dir(out, force)
+    rows, summary = rows_of(job)
+    files: dict[str, str | bytes] = {
+        "report.html": report_html(rows, summary),
+        "pareto.png": pareto_png(rows, summary),
+        "pareto.html": pareto_html(rows, summary),
+        "trials.csv": trials_csv(rows),
+        "summary.json": json.dumps(summary, indent=2) + "\n",
+    }
+    outdir.write_dir(files, target)
+    return target

@@ -1,0 +1,185 @@
+"""Where results live: one database, SQLite under $AUTOTUNE_HOME by default.
+
+AUTOTUNE_DB_URL overrides it with any SQLAlchemy URL (PostgreSQL for several
+hosts). Optuna's tables live in it too, so `optuna-dashboard <url>` opens
+autotune's studies. Our schema is created and evolved by Alembic (migrations/)
+with its own version table; every command upgrades a fresh database itself.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import optuna
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from filelock import FileLock, Timeout
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from autotune.errors import AutotuneError
+from autotune.paths import autotune_home
+
+VERSION_TABLE = "autotune_alembic_version"
+BUSY_TIMEOUT_S = 30
+
+
+def db_url() -> str:
+    """The database URL in force."""
+    return os.environ.get("AUTOTUNE_DB_URL") or f"sqlite:///{autotune_home() / 'autotune.db'}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
+def db_error(url: str, exc: BaseException) -> AutotuneError:
+    """A one-line error for a database that is locked, missing, read-only or unreachable."""
+    return AutotuneError(f"database {_redacted(url)}: {_first_line(exc)}")
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # a malformed URL is shown as given
+        return url
+
+
+def _sqlite_file(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # Wait for a busy writer (another autotune, optuna-dashboard) instead of failing at once.
+        return {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+    return {"pool_pre_ping": True}
+
+
+@cache
+def engine(url: str) -> Engine:
+    """One engine per URL per process; SQLite gets WAL, a busy timeout and foreign keys."""
+    path = _sqlite_file(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.exists():
+                # User-only from birth: trial logs and host details are nobody else's business.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise AutotuneError(f"database {url}: cannot create {path}: {exc.strerror}") from None
+    try:
+        eng = create_engine(url, **_engine_kwargs(url))
+    except Exception as exc:  # bad URL, missing driver
+        raise db_error(url, exc) from None
+    if eng.dialect.name == "sqlite":
+
+        @event.listens_for(eng, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            # WAL lets readers (status, dashboard) run while a trial is being written.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+    return eng
+
+
+def _migrations_dir() -> str:
+    return str(resources.files("autotune.migrations"))
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic's config for our migrations on URL (no alembic.ini needed)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", _migrations_dir())
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest migration this autotune ships."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(url: str) -> str | None:
+    """The schema revision the database is at (None: our tables were never created)."""
+    try:
+        with engine(url).connect() as conn:
+            return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise db_error(url, exc) from None
+
+
+def upgrade(url: str | None = None) -> tuple[str | None, str]:
+    """Apply pending migrations (idempotent); returns (revision before, revision after)."""
+    url = url or db_url()
+    engine(url)  # creates the SQLite file (user-only) or explains why it cannot
+    path = _sqlite_file(url)
+    lock = FileLock(f"{path}.migrate.lock", timeout=BUSY_TIMEOUT_S) if path else None
+    try:
+        if lock:
+            lock.acquire()
+        before = current_revision(url)
+        head = head_revision()
+        known = {s.revision for s in ScriptDirectory.from_config(alembic_config(url)).walk_revisions()}
+        if before is not None and before not in known:
+            raise AutotuneError(
+                f"database {_redacted(url)} has schema {before}, newer than this autotune knows; upgrade autotune"
+            )
+        if before != head:
+            cfg = alembic_config(url)
+            with engine(url).begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        return before, head
+    except Timeout:
+        raise AutotuneError(f"database {_redacted(url)}: another process is migrating it; try again") from None
+    except OSError as exc:
+        raise AutotuneError(f"database {_redacted(url)}: {exc.strerror}: {exc.filename}") from None
+    except SQLAlchemyError as exc:
+        raise db_error(url, exc) from None
+    finally:
+        if lock and lock.is_locked:
+            lock.release()
+
+
+@cache
+def _upgraded(url: str) -> bool:
+    upgrade(url)
+    return True
+
+
+def session(url: str | None = None) -> Session:
+    """A session on our tables, the schema brought up to date first (once per process)."""
+    url = url or db_url()
+    _upgraded(url)
+    return sessionmaker(engine(url), expire_on_commit=False)()
+
+
+def optuna_storage(url: str | None = None) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage on our database; a locked or unreachable one is a one-line error."""
+    url = url or db_url()
+    _upgraded(url)  # our pragmas (WAL) are set on the file before Optuna opens it
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except Exception as exc:  # SQLAlchemy raises many types for bad URLs and files
+        raise db_error(url, exc) from None

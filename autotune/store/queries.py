@@ -1,0 +1,54 @@
+"""Reading jobs back: the latest job of a model, its trials, the previous Pareto set on this host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import selectinload
+
+from autotune.errors import AutotuneError
+from autotune.store import db
+from autotune.store.pareto import front_entries
+from autotune.store.schema import HostRow, JobRow, ModelRow, ParetoSnapshotRow
+
+
+def _jobs_of(model: str, url: str | None = None, host_fingerprint: str | None = None) -> list[JobRow]:
+    url = url or db.db_url()
+    query = (
+        select(JobRow)
+        .join(ModelRow)
+        .where(ModelRow.name == model)
+        .options(selectinload(JobRow.trials), selectinload(JobRow.host), selectinload(JobRow.model))
+        .order_by(JobRow.id)
+    )
+    if host_fingerprint is not None:
+        query = query.join(HostRow).where(HostRow.fingerprint == host_fingerprint)
+    try:
+        with db.session(url) as s:
+            return list(s.scalars(query))
+    except SQLAlchemyError as exc:
+        raise db.db_error(url, exc) from None
+
+
+def latest_job(model: str, url: str | None = None) -> JobRow:
+    """The latest job of MODEL that measured anything; a clear error if it was never tuned."""
+    jobs = [j for j in _jobs_of(model, url) if any(t.state != "running" for t in j.trials)]
+    if not jobs:
+        raise AutotuneError(f"model '{model}' has not been tuned yet (run: autotune start --model {model})")
+    return jobs[-1]
+
+
+def previous_front(model: str, host_fingerprint: str, url: str | None = None) -> list[dict[str, Any]]:
+    """The Pareto set of the last job of MODEL on this hardware (empty when there is none)."""
+    jobs = [j for j in _jobs_of(model, url, host_fingerprint) if j.trials]
+    if not jobs:
+        return []
+    last = jobs[-1]
+    url = url or db.db_url()
+    with db.session(url) as s:
+        snap = s.scalar(
+            select(ParetoSnapshotRow).where(ParetoSnapshotRow.job_id == last.id).order_by(ParetoSnapshotRow.id.desc())
+        )
+    return snap.entries if snap is not None else front_entries(last)

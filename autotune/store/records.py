@@ -1,0 +1,159 @@
+"""Writing jobs and trials as they happen, so a crash loses at most the trial in flight."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from autotune.models.content import content_hash
+from autotune.models.resolve import ModelRef
+from autotune.store import db
+from autotune.store.pareto import front_entries
+from autotune.store.schema import HostRow, JobRow, ModelRow, ParetoSnapshotRow, TrialRow, utcnow
+
+
+def worker_id() -> str:
+    """Who runs a job: host name and pid, so a stale claim can be recognised."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Store:
+    """Our tables on one database URL; every method is one short transaction."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or db.db_url()
+        db.session(self.url).close()  # upgrade the schema now, not in the middle of a trial
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        s = db.session(self.url)
+        try:
+            with s.begin():
+                yield s
+        except SQLAlchemyError as exc:
+            raise db.db_error(self.url, exc) from None
+        finally:
+            s.close()
+
+    def host(self, info: dict[str, Any], fingerprint: str) -> int:
+        """The id of this host's row, created on first sight."""
+        with self._tx() as s:
+            row = s.scalar(select(HostRow).where(HostRow.fingerprint == fingerprint))
+            if row is None:
+                row = HostRow(fingerprint=fingerprint, info=info)
+                s.add(row)
+            row.last_seen = utcnow()
+            s.flush()
+            return row.id
+
+    def model(self, ref: ModelRef) -> int:
+        """The id of this model's bytes (path + content hash), created on first sight."""
+        digest = content_hash(ref.version_path)
+        path = str(ref.base_path)
+        with self._tx() as s:
+            row = s.scalar(select(ModelRow).where(ModelRow.path == path, ModelRow.content_hash == digest))
+            if row is None:
+                row = ModelRow(
+                    name=ref.name,
+                    path=path,
+                    version=ref.version,
+                    content_hash=digest,
+                    signature=asdict(ref.signature),
+                )
+                s.add(row)
+                s.flush()
+            return row.id
+
+    def create_job(
+        self,
+        *,
+        model_id: int,
+        host_id: int,
+        study_name: str,
+        study: dict[str, Any],
+        settings: dict[str, Any],
+        backend: str,
+        trials_total: int,
+        minutes: float,
+        state: str = "running",
+        trigger: str = "manual",
+    ) -> int:
+        """A new job row; a foreground job starts out running and owned by this process."""
+        now = utcnow()
+        running = state == "running"
+        with self._tx() as s:
+            job = JobRow(
+                model_id=model_id,
+                host_id=host_id,
+                study_name=study_name,
+                state=state,
+                trigger=trigger,
+                study=study,
+                settings=settings,
+                backend=backend,
+                trials_total=trials_total,
+                minutes=minutes,
+                worker=worker_id() if running else None,
+                started_at=now if running else None,
+                heartbeat_at=now if running else None,
+            )
+            s.add(job)
+            s.flush()
+            return job.id
+
+    def begin_trial(self, job_id: int, number: int, config: dict[str, Any]) -> None:
+        """Record a trial as running before its server starts (so a crash leaves a trace)."""
+        with self._tx() as s:
+            s.add(TrialRow(job_id=job_id, number=number, state="running", config=config))
+            job = s.get(JobRow, job_id)
+            if job is not None:
+                job.heartbeat_at = utcnow()
+
+    def server_started(self, job_id: int, number: int, pid: int) -> None:
+        """Remember the server's pid, so an orphan can be found and killed after a crash."""
+        with self._tx() as s:
+            row = self._trial(s, job_id, number)
+            row.server_pid = pid
+
+    def finish_trial(self, job_id: int, number: int, **fields: Any) -> None:
+        """Store a trial's outcome: state, metrics, objective values, levels, failure."""
+        with self._tx() as s:
+            row = self._trial(s, job_id, number)
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.finished_at = utcnow()
+            job = s.get(JobRow, job_id)
+            if job is not None:
+                job.heartbeat_at = utcnow()
+
+    def finish_job(self, job_id: int, state: str, error: str | None = None) -> list[dict[str, Any]]:
+        """Close a job and freeze its Pareto set; trials still running become interrupted."""
+        with self._tx() as s:
+            job = s.get(JobRow, job_id)
+            assert job is not None
+            for trial in job.trials:
+                if trial.state == "running":
+                    trial.state = "interrupted"
+                    trial.failure_reason = trial.failure_reason or "interrupted"
+                    trial.finished_at = utcnow()
+            entries = front_entries(job)
+            s.add(ParetoSnapshotRow(job_id=job_id, entries=entries))
+            job.state = state
+            job.error = error
+            job.finished_at = utcnow()
+            return entries
+
+    @staticmethod
+    def _trial(s: Session, job_id: int, number: int) -> TrialRow:
+        row = s.scalar(select(TrialRow).where(TrialRow.job_id == job_id, TrialRow.number == number))
+        if row is None:  # begin_trial always runs first; a missing row is a bug, not user input
+            raise RuntimeError(f"trial {number} of job {job_id} was never begun")
+        return row

@@ -1,0 +1,112 @@
+"""autotune's own tables (SQLAlchemy 2 ORM). Alembic in migrations/ creates and evolves them.
+
+They sit beside Optuna's tables in one database: Optuna keeps what the sampler
+needs, these keep what a serving engineer audits (which host, which model bytes,
+which job, every window of every trial, and the Pareto set each job ended with).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    """Timestamps are naive UTC everywhere (SQLite has no time zones)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
+
+
+class HostRow(Base):
+    """A machine as the results depend on it: CPU, cores, memory, GPUs, TF version."""
+
+    __tablename__ = "autotune_hosts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    info: Mapped[dict[str, Any]]
+    first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ModelRow(Base):
+    """A model's bytes: same path with other content is another model (drift)."""
+
+    __tablename__ = "autotune_models"
+    __table_args__ = (UniqueConstraint("path", "content_hash"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    version: Mapped[int]
+    content_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[dict[str, Any]]
+    first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class JobRow(Base):
+    """One tuning job: a study with a budget, on one host, for one model."""
+
+    __tablename__ = "autotune_jobs"
+    __table_args__ = (Index("ix_autotune_jobs_state", "state"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("autotune_models.id"))
+    host_id: Mapped[int] = mapped_column(ForeignKey("autotune_hosts.id"))
+    study_name: Mapped[str] = mapped_column(String(300), unique=True)
+    state: Mapped[str] = mapped_column(String(20))  # queued | running | done | failed | cancelled
+    trigger: Mapped[str] = mapped_column(String(20), default="manual")  # manual | schedule | retune
+    study: Mapped[dict[str, Any]]  # the validated study, as run
+    settings: Mapped[dict[str, Any]]  # measurement settings
+    backend: Mapped[str] = mapped_column(String(40))
+    trials_total: Mapped[int]
+    minutes: Mapped[float]
+    worker: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+    model: Mapped[ModelRow] = relationship()
+    host: Mapped[HostRow] = relationship()
+    trials: Mapped[list[TrialRow]] = relationship(back_populates="job", order_by="TrialRow.number")
+
+
+class TrialRow(Base):
+    """One measured config: params, metrics, every window, and why it failed if it did."""
+
+    __tablename__ = "autotune_trials"
+    __table_args__ = (UniqueConstraint("job_id", "number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("autotune_jobs.id"), index=True)
+    number: Mapped[int]  # Optuna's trial number in the job's study
+    state: Mapped[str] = mapped_column(String(20))  # running | complete | failed | interrupted
+    config: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    objective_values: Mapped[list[Any] | None]
+    constraints: Mapped[list[Any] | None]
+    feasible: Mapped[bool] = mapped_column(default=False)
+    levels: Mapped[list[Any]] = mapped_column(default=list)  # load levels, each with its windows
+    argv: Mapped[list[Any]] = mapped_column(default=list)
+    server_pid: Mapped[int | None]
+    failure_reason: Mapped[str | None] = mapped_column(String(40))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    server_log_tail: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+    job: Mapped[JobRow] = relationship(back_populates="trials")
+
+
+class ParetoSnapshotRow(Base):
+    """The Pareto set a job ended with, frozen, so later runs can show drift against it."""
+
+    __tablename__ = "autotune_pareto_snapshots"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("autotune_jobs.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    entries: Mapped[list[Any]]  # [{"trial": n, "config": {...}, "metrics": {...}}]

@@ -1,0 +1,1 @@
+"""Alembic migrations for autotune's own tables (shipped as autotune.migrations)."""

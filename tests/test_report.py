@@ -1,0 +1,87 @@
+"""`autotune report`: gains over TF Serving's defaults under the same SLO, plots, trial table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from autotune.knobs import ServingConfig, parse_assignments
+from autotune.report import rows_of, write_report
+from autotune.store.queries import latest_job
+from autotune.store.records import Store
+
+DEFAULTS = ServingConfig().to_dict()
+BATCHED = parse_assignments(["max_batch_size=8"]).to_dict()
+THREADS = parse_assignments(["intra_op_threads=1"]).to_dict()
+
+
+def _job(tiny_model, url, trials):
+    """Record a job with TRIALS = [(config, state, throughput, p99, feasible)] through the real store."""
+    store = Store(url)
+    job = store.create_job(
+        model_id=store.model(tiny_model),
+        host_id=store.host({"cpu_model": "test cpu", "cpus": 2}, "fp-test"),
+        study_name=f"autotune/tiny/{url[-12:]}",
+        study={"objectives": {"throughput_rps": "maximize", "latency_p99_ms": "minimize"}, "slo_p99_ms": 100.0},
+        settings={},
+        backend="local",
+        trials_total=len(trials),
+        minutes=1,
+    )
+    for n, (config, state, tp, p99, feasible) in enumerate(trials):
+        store.begin_trial(job, n, config)
+        metrics = {} if tp is None else {"throughput_rps": tp, "latency_p99_ms": p99, "cpu_cores": 1.0}
+        store.finish_trial(
+            job,
+            n,
+            state=state,
+            metrics=metrics,
+            objective_values=None if tp is None else [tp, p99],
+            feasible=feasible,
+            failure_reason=None if state == "complete" else "server_crashed",
+        )
+    store.finish_job(job, "done")
+    return latest_job("tiny", url)
+
+
+@pytest.fixture
+def url(tmp_path):
+    return f"sqlite:///{tmp_path / 'r.db'}"
+
+
+def test_gains_are_against_the_defaults_trial_under_the_same_slo(tiny_model, url):
+    job = _job(
+        tiny_model,
+        url,
+        [
+            (DEFAULTS, "complete", 100.0, 80.0, True),
+            (BATCHED, "complete", 150.0, 60.0, True),
+            (THREADS, "complete", 200.0, 140.0, False),  # faster but over the SLO: goodput 0
+            (BATCHED, "failed", None, None, False),
+        ],
+    )
+    rows, summary = rows_of(job)
+    assert [r.defaults for r in rows] == [True, False, False, False]
+    assert [r.goodput_rps for r in rows] == [100.0, 150.0, 0.0, 0.0]
+    assert rows[1].gain_goodput == 1.5 and rows[1].gain_p99 == 0.75 and rows[1].pareto
+    assert rows[2].gain_throughput == 2.0 and rows[2].gain_goodput is None and not rows[2].pareto
+    assert not rows[0].pareto  # dominated by trial 1
+    assert summary["best_trial"] == 1 and summary["best_gain_goodput"] == 1.5 and summary["defaults_feasible"]
+
+
+def test_defaults_missing_the_slo_are_said_plainly(tiny_model, url, tmp_path):
+    job = _job(
+        tiny_model, url, [(DEFAULTS, "complete", 100.0, 300.0, False), (BATCHED, "complete", 90.0, 70.0, True)]
+    )
+    _, summary = rows_of(job)
+    assert summary["defaults_goodput_rps"] == 0.0 and summary["best_gain_goodput"] is None
+    out = write_report(job, tmp_path / "rep", force=False)
+    page = (out / "report.html").read_text()
+    assert "defaults miss the SLO" in page
+    table = list(csv.DictReader(io.StringIO((out / "trials.csv").read_text())))
+    assert [row["goodput rps"] for row in table] == ["0.0", "90.0"]
+    assert json.loads((out / "summary.json").read_text())["best_trial"] == 1
+    assert (out / "pareto.png").stat().st_size > 10_000

@@ -1,0 +1,111 @@
+"""The store: our tables beside Optuna's in one database, created and migrated by Alembic."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+
+import optuna
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from autotune.errors import AutotuneError
+from autotune.store import db
+from autotune.store.records import Store
+from autotune.store.schema import Base
+
+OUR_TABLES = {"autotune_hosts", "autotune_models", "autotune_jobs", "autotune_trials", "autotune_pareto_snapshots"}
+
+
+def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AUTOTUNE_DB_URL": url}
+    return subprocess.run(
+        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def tables(path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
+
+
+def test_db_upgrade_creates_our_tables_on_an_empty_database_and_is_idempotent(tmp_path):
+    path = tmp_path / "a.db"
+    url = f"sqlite:///{path}"
+    first = cli(url, "db", "upgrade")
+    assert first.returncode == 0, first.stderr
+    assert f"from empty to {db.head_revision()}" in first.stdout
+    assert OUR_TABLES | {"autotune_alembic_version"} <= tables(path)
+    again = cli(url, "db", "upgrade")
+    assert again.returncode == 0 and f"already at {db.head_revision()}" in again.stdout
+
+
+def test_our_migrations_share_a_database_optuna_already_wrote(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    study = optuna.create_study(study_name="theirs", storage=url)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    with sqlite3.connect(tmp_path / "shared.db") as conn:
+        optuna_version = conn.execute("select version_num from alembic_version").fetchall()
+
+    assert db.upgrade(url) == (None, db.head_revision())
+
+    with sqlite3.connect(tmp_path / "shared.db") as conn:
+        assert conn.execute("select version_num from alembic_version").fetchall() == optuna_version
+        assert conn.execute("select version_num from autotune_alembic_version").fetchall() == [(db.head_revision(),)]
+    assert len(optuna.load_study(study_name="theirs", storage=url).trials) == 2
+    # Optuna can still open (and would still migrate) its own tables after ours were added.
+    optuna.storages.RDBStorage(url)
+
+
+def test_the_migrations_produce_exactly_the_orm_schema(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    db.upgrade(url)
+    with db.engine(url).connect() as conn:
+        ours = lambda o, n, t, r, c: t != "table" or n.startswith("autotune_")  # noqa: E731
+        ctx = MigrationContext.configure(conn, opts={"include_object": ours, "version_table": db.VERSION_TABLE})
+        assert compare_metadata(ctx, Base.metadata) == []
+
+
+def test_downgrade_to_base_and_back(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    db.upgrade(url)
+    cfg = db.alembic_config(url)
+    command.downgrade(cfg, "base")
+    assert not OUR_TABLES & tables(tmp_path / "a.db")
+    command.upgrade(cfg, "head")
+    assert OUR_TABLES <= tables(tmp_path / "a.db")
+
+
+def test_sqlite_database_is_wal_and_user_only(tmp_path):
+    path = tmp_path / "new" / "a.db"
+    Store(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_database_from_a_newer_autotune_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    db.upgrade(url)
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        conn.execute("update autotune_alembic_version set version_num = '9999'")
+    with pytest.raises(AutotuneError, match="newer than this autotune"):
+        db.upgrade(url)
+
+
+def test_an_unusable_database_is_one_line_and_exit_1(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = cli(f"sqlite:///{blocker}/a.db", "db", "upgrade")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite" * 100)
+    proc = cli(f"sqlite:///{garbage}", "db", "upgrade")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "database" in proc.stderr
