@@ -73,9 +73,7 @@ def test_gains_are_against_the_defaults_trial_under_the_same_slo(tiny_model, url
 
 
 def test_defaults_missing_the_slo_are_said_plainly(tiny_model, url, tmp_path):
-    job = _job(
-        tiny_model, url, [(DEFAULTS, "complete", 100.0, 300.0, False), (BATCHED, "complete", 90.0, 70.0, True)]
-    )
+    job = _job(tiny_model, url, [(DEFAULTS, "complete", 100.0, 300.0, False), (BATCHED, "complete", 90.0, 70.0, True)])
     _, summary = rows_of(job)
     assert summary["defaults_goodput_rps"] == 0.0 and summary["best_gain_goodput"] is None
     out = write_report(job, tmp_path / "rep", force=False)

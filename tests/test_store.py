@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -109,3 +112,35 @@ def test_an_unusable_database_is_one_line_and_exit_1(tmp_path):
     garbage.write_bytes(b"this is not sqlite" * 100)
     proc = cli(f"sqlite:///{garbage}", "db", "upgrade")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "database" in proc.stderr
+
+
+def test_optuna_dashboard_opens_our_database(tmp_path):
+    pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is in the test extra; not installed here")
+    import requests
+
+    from autotune.trial import free_ports
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    db.upgrade(url)  # our tables first, then Optuna's, as `autotune start` does
+    study = optuna.create_study(study_name="autotune/tiny/x", storage=db.optuna_storage(url), directions=["maximize"])
+    study.optimize(lambda t: t.suggest_int("max_batch_size", 1, 8), n_trials=2)
+    (port,) = free_ports(1)
+    dash = subprocess.Popen(
+        [Path(sys.executable).parent / "optuna-dashboard", url, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        names = None
+        for _ in range(60):
+            try:
+                reply = requests.get(f"http://127.0.0.1:{port}/api/studies", timeout=2)
+                names = [s["study_name"] for s in reply.json()["study_summaries"]]
+                break
+            except requests.RequestException:
+                time.sleep(0.5)
+        assert names == ["autotune/tiny/x"]
+    finally:
+        os.killpg(dash.pid, signal.SIGKILL)
+        dash.wait(timeout=10)
