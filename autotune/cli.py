@@ -44,6 +44,7 @@ class BackendName(StrEnum):
     auto = "auto"
     local = "local"
     tfserving = "tfserving"
+    docker = "docker"
 
 
 def _quiet_tensorflow() -> None:
@@ -91,8 +92,9 @@ def bench(
     rate: Annotated[float | None, typer.Option(help="open-loop Poisson arrivals per second")] = None,
     protocol: Annotated[Protocol, typer.Option(help="rest or grpc")] = Protocol.rest,
     slo_ms: Annotated[float | None, typer.Option("--slo-ms", help="p99 latency bound for the operating point")] = None,
-    backend: Annotated[BackendName, typer.Option(help="auto, local or tfserving")] = BackendName.auto,
+    backend: Annotated[BackendName, typer.Option(help="auto, local, tfserving or docker")] = BackendName.auto,
     server_binary: Annotated[str | None, typer.Option(help="path to tensorflow_model_server")] = None,
+    docker_image: Annotated[str | None, typer.Option(help="image for --backend docker")] = None,
     window_s: Annotated[float, typer.Option(help="measurement window length, seconds")] = 2.0,
     warmup_s: Annotated[float, typer.Option(help="warm-up per load level, seconds")] = 1.0,
     max_windows: Annotated[int, typer.Option(help="window cap per load level")] = 10,
@@ -101,6 +103,9 @@ def bench(
     monitoring: Annotated[bool, typer.Option(help="enable the server's Prometheus endpoint")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     windows: Annotated[bool, typer.Option(help="include every window in --json output")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the server command and write its files; run nothing")
+    ] = False,
 ) -> None:
     """Measure one serving configuration of one model on a live server."""
     _quiet_tensorflow()
@@ -121,11 +126,13 @@ def bench(
     _check_gpu_knob(config)
 
     from autotune.models.resolve import resolve_model
-    from autotune.servers.backends import resolve_backend
 
-    chosen = resolve_backend(backend.value, server_binary)
+    chosen = _backend(backend.value, server_binary, docker_image, check=not dry_run)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)
+    if dry_run:
+        _dry_run(ref, config, chosen, monitoring, as_json)
+        return
     settings = MeasureSettings(
         protocol=protocol.value,
         concurrency=concurrency,
@@ -153,6 +160,56 @@ def bench(
         err.print("warning: windows did not agree within tolerance (stable=false); treat figures with care")
     if result.metrics.get("client_saturated"):
         err.print("warning: the load generator used a full core: this is a client limit, not the server's")
+
+
+def _backend(name: str, server_binary: str | None, image: str | None, check: bool = True) -> Any:
+    """Resolve the backend, say which was picked, and warn where the real binary exposes a port."""
+    from autotune import gpu
+    from autotune.servers.backends import TFSERVING_EXPOSURE, resolve_backend
+
+    if image and name != "docker":
+        raise AutotuneError("--docker-image needs --backend docker")
+    gpus = bool(image and "gpu" in image.rsplit(":", 1)[-1] and gpu.device_count() > 0)
+    chosen = resolve_backend(name, server_binary, image, gpus=gpus, check=check)
+    if name == "auto":
+        err.print(f"backend auto: using {chosen.name} ({' '.join(chosen.program)})", markup=False)
+    if chosen.name == "tfserving":
+        err.print(TFSERVING_EXPOSURE, markup=False)
+    return chosen
+
+
+def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: bool) -> None:
+    """Print exactly what a trial would run, and leave its files in a directory for inspection."""
+    import datetime as dt
+    import shlex
+
+    from autotune.paths import autotune_home
+    from autotune.protos import monitoring_config_text
+    from autotune.servers.argv import ServerPaths, write_batching_file
+    from autotune.trial import free_ports
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")
+    workdir = autotune_home() / "dry-run" / stamp
+    workdir.mkdir(parents=True, mode=0o700)
+    monitoring_file = None
+    if monitoring:
+        monitoring_file = workdir / "monitoring.config"
+        monitoring_file.write_text(monitoring_config_text())
+    batching = write_batching_file(config, workdir / "batching_parameters.txt")
+    grpc_port, rest_port = free_ports(2)
+    paths = ServerPaths(ref.name, ref.base_path, grpc_port, rest_port, batching, monitoring_file)
+    launch = backend.launch(config, paths, workdir)
+    files = {p.name: str(p) for p in (batching, monitoring_file) if p is not None}
+    if as_json:
+        doc = {"backend": backend.name, "argv": launch.argv, "grpc_target": launch.grpc_target, "files": files}
+        doc["batching_parameters"] = batching.read_text() if batching else None
+        print(json.dumps(doc, indent=2))
+        return
+    print(shlex.join(launch.argv))
+    for name, path in files.items():
+        err.print(f"{name}: {path}", markup=False)
+    if batching is not None:
+        err.print(batching.read_text().rstrip(), markup=False)
 
 
 def _print_result(result: Any) -> None:
@@ -195,6 +252,9 @@ def start(
     warmup_s: Annotated[float, typer.Option(help="warm-up per load level, seconds")] = 1.0,
     max_windows: Annotated[int, typer.Option(help="window cap per load level")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="print the Pareto set as JSON at the end")] = False,
+    backend: Annotated[BackendName | None, typer.Option(help="override the study's backend")] = None,
+    server_binary: Annotated[str | None, typer.Option(help="path to tensorflow_model_server")] = None,
+    docker_image: Annotated[str | None, typer.Option(help="image for --backend docker")] = None,
 ) -> None:
     """Tune a model: Bayesian search over the serving knobs, results kept in the database."""
     _quiet_tensorflow()
@@ -215,6 +275,7 @@ def start(
     if not foreground:
         raise AutotuneError("the background daemon is not available yet; run with --foreground")
     budget = trials or study.trials
+    chosen = _backend(backend.value if backend else study.backend, server_binary, docker_image)
     settings = MeasureSettings(
         protocol=study.protocol,
         concurrency=study.concurrency,
@@ -253,7 +314,7 @@ def start(
             bar.console.print(f"trial {t.number}: {_short(t.config.to_dict())} -> {status} {_short(t.result.metrics)}")
 
         result = run_job(
-            study, budget, minutes or study.minutes, settings, TrialHooks(progress=progress, finished=on_trial)
+            study, budget, minutes or study.minutes, settings, TrialHooks(progress=progress, finished=on_trial), chosen
         )
     if as_json:
         print(json.dumps(result.pareto, indent=2))

@@ -19,6 +19,7 @@ from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.protos import batching_parameters_text, monitoring_config_text
 from autotune.servers.argv import ServerPaths, tfserving_flags
+from autotune.servers.docker import DockerRun, docker_argv
 
 PICKS = ("max-throughput", "min-latency", "balanced")
 
@@ -80,29 +81,27 @@ def render(
     files["monitoring.config"] = monitoring_config_text()
     paths = ServerPaths(model_name, model_base, 8500, 8501, batching, out / "monitoring.config")
     files["tfserving.args"] = "\n".join(tfserving_flags(config, paths)) + "\n"
-    container = ServerPaths(
-        model_name,
-        Path(f"/models/{model_name}"),
-        8500,
-        8501,
-        Path("/config/batching_parameters.txt") if batching else None,
-        Path("/config/monitoring.config"),
-    )
-    q = shlex.quote
-    lines = [
-        "exec docker run --rm" + (" --gpus all" if config.gpu_memory_fraction else ""),
-        f"--name {q(f'tfserving-{model_name}')}",
-        "-p 127.0.0.1:8500:8500 -p 127.0.0.1:8501:8501",
-        f"-v {q(f'{model_base}:/models/{model_name}:ro')}",
-        f"-v {q(f'{out}:/config:ro')}",
-        q(image),
-        *(q(flag) for flag in tfserving_flags(config, container)),
-    ]
+    gpus = bool(config.gpu_memory_fraction)
+    # No autotune label: autotune removes labelled containers it left behind, never a deployment.
+    run = DockerRun(image, f"tfserving-{model_name}", 8500, 8501, model_base, out, gpus, label=False)
+    argv = docker_argv(config, model_name, run, monitoring=True)
     files["docker-run.sh"] = (
         "#!/bin/sh\n# Serve the exported configuration with the TensorFlow Serving image.\n"
-        "# Ports are published on 127.0.0.1; change them to expose the server.\n" + " \\\n  ".join(lines) + "\n"
+        "# Ports are published on 127.0.0.1; change them to expose the server.\n"
+        "exec docker run " + " \\\n  ".join(_option_lines(argv[2:])) + "\n"
     )
     return files
+
+
+def _option_lines(argv: list[str]) -> list[str]:
+    """Shell-quoted argv grouped one option (with its value) per line."""
+    lines: list[str] = []
+    for arg in argv:
+        if lines and lines[-1].startswith("-") and " " not in lines[-1] and not arg.startswith("-"):
+            lines[-1] += " " + shlex.quote(arg)
+        else:
+            lines.append(shlex.quote(arg))
+    return lines
 
 
 def write_export(files: dict[str, str], meta: dict[str, Any], target: Path) -> None:

@@ -73,6 +73,7 @@ class GpuSample:
     util_pct: float | None
     mem_mb: float | None
     foreign_processes: int  # compute processes on any GPU that are not ours
+    power_w: float | None = None  # board power of the devices our processes use (None: not supported)
 
 
 def sample(pids: set[int]) -> GpuSample:
@@ -81,6 +82,7 @@ def sample(pids: set[int]) -> GpuSample:
     if nvml is None:
         return GpuSample(None, None, 0)
     utils: list[float] = []
+    power: list[float] = []
     mem = 0.0
     foreign = 0
     try:
@@ -92,6 +94,17 @@ def sample(pids: set[int]) -> GpuSample:
             if ours:
                 utils.append(float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
                 mem += sum((p.usedGpuMemory or 0) for p in ours) / 2**20
+                watts = _power_w(nvml, handle)
+                if watts is not None:
+                    power.append(watts)
     except Exception:
         return GpuSample(None, None, 0)
-    return GpuSample(sum(utils) / len(utils) if utils else 0.0, mem, foreign)
+    return GpuSample(sum(utils) / len(utils) if utils else 0.0, mem, foreign, sum(power) if power else None)
+
+
+def _power_w(nvml: Any, handle: Any) -> float | None:
+    # Many boards (and all MIG slices) do not report power; that is not an error.
+    try:
+        return nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
+    except Exception:
+        return None

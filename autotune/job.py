@@ -14,7 +14,7 @@ from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import KNOBS, ServingConfig, validate
 from autotune.models.resolve import resolve_model
-from autotune.servers.backends import resolve_backend
+from autotune.servers.backends import Backend, resolve_backend
 from autotune.space import Host, build_space
 from autotune.spec import Study
 from autotune.store.db import optuna_storage
@@ -78,11 +78,16 @@ def trial_fields(t: TunedTrial) -> dict[str, Any]:
 
 
 def run_job(
-    study: Study, trials: int, minutes: float, settings: MeasureSettings, hooks: TrialHooks | None = None
+    study: Study,
+    trials: int,
+    minutes: float,
+    settings: MeasureSettings,
+    hooks: TrialHooks | None = None,
+    backend: Backend | None = None,
 ) -> JobResult:
     """Resolve everything, record the job, warm-start, run the trials, freeze the Pareto set."""
     hooks = hooks or TrialHooks()
-    backend = resolve_backend(study.backend)
+    backend = backend or resolve_backend(study.backend)
     model = resolve_model(study.model, study.signature)
     space = build_space(study.space, Host.detect())
     info = host_info()

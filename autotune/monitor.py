@@ -27,6 +27,7 @@ class Sample:
     foreign_cores: float
     gpu_util_pct: float | None
     gpu_mem_mb: float | None
+    gpu_power_w: float | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ResourceSummary:
     gpu_util_pct: float | None
     gpu_mem_mb: float | None
     samples: int
+    gpu_power_w: float | None = None
 
 
 class _Tree:
@@ -127,7 +129,7 @@ class ResourceMonitor:
         busy = _busy_seconds()
         foreign = max(0.0, (busy - self._sys_busy) - server_cpu - own_cpu)
         g = gpu.sample(self.server.pids()) if self.gpu_present else gpu.GpuSample(None, None, 0)
-        self.samples.append(Sample(now, server_cpu / dt, rss, foreign / dt, g.util_pct, g.mem_mb))
+        self.samples.append(Sample(now, server_cpu / dt, rss, foreign / dt, g.util_pct, g.mem_mb, g.power_w))
         self._sys_busy = busy
         self._last_t = now
 
@@ -149,6 +151,7 @@ class ResourceMonitor:
             gpu_util_pct=mean_of_present([s.gpu_util_pct for s in picked]),
             gpu_mem_mb=max_of_present([s.gpu_mem_mb for s in picked]),
             samples=len(picked),
+            gpu_power_w=mean_of_present([s.gpu_power_w for s in picked]),
         )
 
 

@@ -25,9 +25,11 @@ from autotune.load.stats import max_of_present, mean_of_present, percentiles, wi
 from autotune.models.resolve import ModelRef
 from autotune.monitor import ResourceMonitor
 from autotune.protos import monitoring_config_text
-from autotune.servers.argv import ServerPaths, tfserving_flags, write_batching_file
+from autotune.servers.argv import ServerPaths, write_batching_file
 from autotune.servers.backends import Backend
+from autotune.servers.docker import container_pid
 from autotune.servers.process import ServerProcess, ServerStartError
+from autotune.servers.scrape import ServerCounters, scrape
 
 FAILURE_REASONS = (
     "server_start_failed",
@@ -83,9 +85,11 @@ class LevelResult:
     rss_mb: float | None
     gpu_util_pct: float | None
     gpu_mem_mb: float | None
+    gpu_power_w: float | None
     foreign_cores: float | None
     client_cpu_cores: float
     client_saturated: bool
+    server: dict[str, Any] | None = None  # the server's own Prometheus counters over the level
 
 
 @dataclass
@@ -115,6 +119,7 @@ class TrialResult:
             backend=self.backend,
             protocol=self.protocol,
             config=self.config.to_dict(),
+            argv=self.argv,
             levels=[{k: v for k, v in asdict(level).items() if windows or k != "windows"} for level in self.levels],
         )
         if self.failure_reason:
@@ -167,6 +172,7 @@ def _aggregate(mode: str, value: float, windows: list[dict[str, Any]], stable: b
         rss_mb=peak("rss_mb"),
         gpu_util_pct=mean("gpu_util_pct"),
         gpu_mem_mb=peak("gpu_mem_mb"),
+        gpu_power_w=mean("gpu_power_w"),
         foreign_cores=mean("foreign_cores"),
         client_cpu_cores=client_cpu,
         client_saturated=client_cpu >= s.client_saturation_cores,
@@ -184,9 +190,11 @@ class _Session:
         settings: MeasureSettings,
         deadline: float,
         progress: Callable[[str], None],
+        scraper: Callable[[], ServerCounters | None] | None = None,
     ) -> None:
         self.server, self.monitor, self.gen = server, monitor, gen
         self.s, self.deadline, self.progress = settings, deadline, progress
+        self.scraper = scraper
         self.level_id = 0
 
     def _check_server(self) -> None:
@@ -197,6 +205,7 @@ class _Session:
     def measure(self, mode: str, value: float) -> LevelResult:
         """Drive one load level until its windows agree or hit the cap."""
         self.level_id += 1
+        before = self.scraper() if self.scraper else None
         if mode == "closed":
             self.gen.closed_loop(int(value), self.level_id)
         else:
@@ -223,6 +232,7 @@ class _Session:
                 foreign_cores=res.foreign_cores,
                 gpu_util_pct=res.gpu_util_pct,
                 gpu_mem_mb=res.gpu_mem_mb,
+                gpu_power_w=res.gpu_power_w,
             )
             windows.append(event)
             p99 = event["latency_ms"]["p99"]
@@ -241,7 +251,14 @@ class _Session:
         self.gen.idle()
         if not windows:
             raise TrialError("client_failed", "load generator produced no windows")
-        return _aggregate(mode, value, windows, stable, self.s)
+        level = _aggregate(mode, value, windows, stable, self.s)
+        after = self.scraper() if self.scraper else None
+        if before is not None and after is not None:
+            # The server's own count over the level (warm-up and drain included) must cover the
+            # client's: fewer would mean the generator counted answers the server never gave.
+            level.server = after.since(before)
+            level.server["client_requests"] = sum(w["ok"] + w["errors"] for w in windows)
+        return level
 
 
 def _exit_reason(server: ServerProcess) -> str:
@@ -317,19 +334,22 @@ def run_trial(
             write_batching_file(config, workdir / "batching_parameters.txt"),
             monitoring_file,
         )
-        argv = backend.argv(tfserving_flags(config, paths))
+        launch = backend.launch(config, paths, workdir)
+        argv = launch.argv
         result = TrialResult(model.name, backend.name, settings.protocol, config, argv)
         server: ServerProcess | None = None
         monitor: ResourceMonitor | None = None
         gen: LoadGenerator | None = None
         try:
             say("starting server")
-            server = ServerProcess(argv, workdir / "server.log")
+            server = ServerProcess(argv, workdir / "server.log", cleanup=launch.cleanup)
             if on_server_start:
                 on_server_start(server.pid)
             ready = server.wait_ready(rest_port, model.name, settings.ready_timeout_s)
             say(f"model AVAILABLE after {ready.load_time_s:.1f}s")
-            monitor = ResourceMonitor(server.pid).start()
+            # A container's processes are not children of `docker run`: sample the container's own tree.
+            sampled = (container_pid(launch.container) if launch.container else None) or server.pid
+            monitor = ResourceMonitor(sampled).start()
             spec = LoadSpec(
                 protocol=settings.protocol,
                 rest_port=rest_port,
@@ -340,11 +360,14 @@ def run_trial(
                 max_windows=settings.max_windows,
                 timeout_s=settings.request_timeout_s,
                 max_lifetime_s=settings.trial_timeout_s + 60,
+                grpc_target=launch.grpc_target,
             )
             gen = LoadGenerator(spec, build_payload(model.name, model.signature), workdir)
             monitor.add_own_pid(gen.pid)
             gen.wait_ready()
-            session = _Session(server, monitor, gen, settings, started + settings.trial_timeout_s, say)
+            deadline = started + settings.trial_timeout_s
+            scraper = (lambda: scrape(rest_port, model.name)) if settings.monitoring else None
+            session = _Session(server, monitor, gen, settings, deadline, say, scraper)
             result.levels, candidates = _run_levels(session, settings)
             point, slo_met = _operating_point(candidates, settings)
             result.metrics = _metrics(point, result.levels[0], ready.load_time_s, slo_met, settings)
@@ -406,6 +429,7 @@ def _metrics(
         "rss_mb": r(point.rss_mb, 1),
         "gpu_util_pct": r(point.gpu_util_pct, 1),
         "gpu_mem_mb": r(point.gpu_mem_mb, 1),
+        "gpu_power_w": r(point.gpu_power_w, 1),
         "load_time_s": r(load_time_s),
         "concurrency": point.concurrency,
         "rate_rps": point.rate,
@@ -415,4 +439,8 @@ def _metrics(
         "foreign_cores": r(point.foreign_cores),
         "slo_ms": s.slo_ms,
         "slo_met": slo_met,
+        # From the server's own metrics (monitoring on): what it saw at the operating point.
+        "server_requests": (point.server or {}).get("requests"),
+        "server_latency_mean_ms": (point.server or {}).get("latency_mean_ms"),
+        "server_mean_batch_size": (point.server or {}).get("mean_batch_size"),
     }

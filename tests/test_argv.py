@@ -8,7 +8,7 @@ from autotune.servers.argv import ServerPaths, tfserving_flags, write_batching_f
 from autotune.servers.backends import local_backend, resolve_backend
 from autotune.servers.local.flags import parse_flags
 
-# Flags tensorflow_model_server documents in its --help (main.cc).
+# Flags tensorflow_model_server defines (tensorflow_serving/model_servers/main.cc, 2026 master).
 REAL_FLAGS = {
     "port",
     "rest_api_port",
@@ -23,6 +23,7 @@ REAL_FLAGS = {
     "rest_api_num_threads",
     "grpc_max_threads",
     "rest_api_timeout_in_ms",
+    "grpc_socket_path",
 }
 
 PATHS = ServerPaths("m", Path("/models/m"), 8500, 8501, Path("/tmp/b.txt"), Path("/tmp/mon.cfg"))
@@ -61,4 +62,6 @@ def test_batching_file_only_when_batching_is_on(tmp_path):
 def test_auto_backend_falls_back_to_local_without_the_binary(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert resolve_backend("auto").name == "local"
-    assert local_backend().argv(["--port=1"])[:3] == [sys.executable, "-m", "autotune.servers.local"]
+    launch = local_backend().launch(parse_assignments([]), PATHS, Path("/tmp"))
+    assert launch.argv[:3] == [sys.executable, "-m", "autotune.servers.local"]
+    assert launch.grpc_target == "127.0.0.1:8500"

@@ -76,6 +76,7 @@ def fake_nvml(monkeypatch):
         nvmlDeviceGetComputeRunningProcesses=lambda h: procs,
         nvmlDeviceGetUtilizationRates=lambda h: SimpleNamespace(gpu=73),
         nvmlDeviceGetMemoryInfo=lambda h: SimpleNamespace(total=16 * 2**30),
+        nvmlDeviceGetPowerUsage=lambda h: 215_500,  # milliwatts
     )
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     yield fake
@@ -85,7 +86,17 @@ def fake_nvml(monkeypatch):
 def test_gpu_sample_counts_our_processes_and_foreign_ones(fake_nvml):
     s = gpu.sample({111})
     assert s.util_pct == 73 and s.mem_mb == 512 and s.foreign_processes == 1
+    assert s.power_w == 215.5
     assert gpu.total_memory_mb(0) == 16384
+
+
+def test_a_board_without_power_readings_still_samples(fake_nvml):
+    def not_supported(handle):
+        raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+
+    fake_nvml.nvmlDeviceGetPowerUsage = not_supported
+    s = gpu.sample({111})
+    assert s.power_w is None and s.util_pct == 73
 
 
 def test_nvml_init_failure_means_no_gpu_not_a_crash(monkeypatch):

@@ -35,12 +35,13 @@ class LoadSpec:
     timeout_s: float = 30.0
     max_inflight: int = 64
     max_lifetime_s: float = 3600.0
+    grpc_target: str | None = None  # default 127.0.0.1:grpc_port; unix:PATH for a server on a UNIX socket
 
     def to_json(self, payload: Payload) -> dict[str, Any]:
         body = payload.grpc_request if self.protocol == "grpc" else payload.rest_body
         return {
             "protocol": self.protocol,
-            "target": f"127.0.0.1:{self.grpc_port}",
+            "target": self.grpc_target or f"127.0.0.1:{self.grpc_port}",
             "url": f"http://127.0.0.1:{self.rest_port}/v1/models/{self.model_name}:predict",
             "body_b64": base64.b64encode(body).decode(),
             "window_s": self.window_s,

@@ -204,7 +204,8 @@ class Generator:
 
 
 def _check_target(spec: dict[str, Any]) -> None:
-    hosts = [spec["target"].rsplit(":", 1)[0].strip("[]")]
+    # A UNIX socket is local by construction; anything else must name a loopback host.
+    hosts = [] if spec["target"].startswith("unix:") else [spec["target"].rsplit(":", 1)[0].strip("[]")]
     if "url" in spec:
         hosts.append(urlsplit(spec["url"]).hostname or "")
     for host in hosts:

@@ -23,12 +23,15 @@ class ServerPaths:
     rest_port: int
     batching_file: Path | None = None
     monitoring_file: Path | None = None
+    grpc_socket: Path | None = None  # gRPC on a UNIX socket instead of a TCP port (then grpc_port is 0)
 
 
 def tfserving_flags(config: ServingConfig, paths: ServerPaths) -> list[str]:
     """The flags for CONFIG, in `--name=value` form."""
-    flags = [
-        f"--port={paths.grpc_port}",
+    flags = [f"--port={paths.grpc_port}"]
+    if paths.grpc_socket is not None:
+        flags.append(f"--grpc_socket_path={paths.grpc_socket}")
+    flags += [
         f"--rest_api_port={paths.rest_port}",
         f"--model_name={paths.model_name}",
         f"--model_base_path={paths.model_base_path}",

@@ -28,8 +28,11 @@ class ReadyInfo:
 class ServerProcess:
     """One server process (an argv list, no shell), logging to a file."""
 
-    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, argv: list[str], log_path: Path, env: dict[str, str] | None = None, cleanup: list[str] | None = None
+    ) -> None:
         self.argv = argv
+        self.cleanup = cleanup
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "wb")
         self.started = time.monotonic()
@@ -80,4 +83,10 @@ class ServerProcess:
     def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM the group, SIGKILL it after GRACE_S; always reaps."""
         kill_group(self.proc, grace_s)
+        if self.cleanup:
+            # A container outlives its `docker run` client: remove it by name, bounded in time.
+            try:
+                subprocess.run(self.cleanup, stdout=self._log, stderr=subprocess.STDOUT, timeout=60, check=False)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
         self._log.close()

@@ -124,7 +124,12 @@ def serve(flags: ServerFlags) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    grpc_server = serve_grpc(flags.model_name, servable, flags.port, flags.grpc_max_threads, metrics)
+    try:
+        grpc_server = serve_grpc(
+            flags.model_name, servable, flags.port, flags.grpc_max_threads, metrics, flags.grpc_socket_path
+        )
+    except OSError as exc:
+        raise AutotuneError(str(exc)) from None
     rest_server = None
     try:
         if flags.rest_api_port:
@@ -133,8 +138,10 @@ def serve(flags: ServerFlags) -> int:
                 rest_server = serve_rest(ctx, flags.rest_api_port)
             except OSError as exc:
                 raise AutotuneError(f"REST port {flags.rest_api_port} on 127.0.0.1 is busy ({exc.strerror})") from None
+        grpc_at = [f"127.0.0.1:{flags.port}"] if flags.port else []
+        grpc_at += [f"unix:{flags.grpc_socket_path}"] if flags.grpc_socket_path else []
         _log(
-            f"serving gRPC on 127.0.0.1:{flags.port}"
+            f"serving gRPC on {' and '.join(grpc_at)}"
             + (f", REST on 127.0.0.1:{flags.rest_api_port}" if rest_server else "")
             + (" with batching" if batching else "")
         )

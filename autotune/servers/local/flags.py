@@ -21,6 +21,7 @@ class ServerFlags:
     """Parsed flags; field names are TF Serving's flag names."""
 
     port: int
+    grpc_socket_path: str
     rest_api_port: int
     model_name: str
     model_base_path: str
@@ -45,7 +46,8 @@ def parse_flags(argv: list[str]) -> ServerFlags:
     """Parse TF Serving style flags (`--name=value` or `--name value`)."""
     threads = max(64, 4 * (os.cpu_count() or 1))
     p = _Parser(prog="autotune-model-server", description="A TF Serving compatible model server for measurement.")
-    p.add_argument("--port", type=int, default=8500, help="gRPC port")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (0: no TCP gRPC listener)")
+    p.add_argument("--grpc_socket_path", default="", help="also (or only) serve gRPC on this UNIX socket")
     p.add_argument("--rest_api_port", type=int, default=0, help="REST port (0: REST disabled)")
     p.add_argument("--model_name", default="default")
     p.add_argument("--model_base_path", required=True)
@@ -62,6 +64,8 @@ def parse_flags(argv: list[str]) -> ServerFlags:
     for name in ("port", "rest_api_port"):
         if not 0 <= getattr(ns, name) <= 65535:
             p.error(f"--{name} must be in 0..65535")
+    if ns.port == 0 and not ns.grpc_socket_path:
+        p.error("--port=0 needs --grpc_socket_path (gRPC must listen somewhere)")
     for name in ("rest_api_num_threads", "grpc_max_threads"):
         if getattr(ns, name) < 1:
             p.error(f"--{name} must be >= 1")

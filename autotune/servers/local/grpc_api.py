@@ -98,9 +98,14 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
 
 
 def serve_grpc(
-    model_name: str, servable: Servable, port: int, max_threads: int, metrics: ServerMetrics | None
+    model_name: str,
+    servable: Servable,
+    port: int,
+    max_threads: int,
+    metrics: ServerMetrics | None,
+    socket_path: str = "",
 ) -> grpc.Server:
-    """Bind 127.0.0.1:PORT and start serving; raise OSError if the port is taken."""
+    """Bind 127.0.0.1:PORT (unless 0) and the UNIX socket SOCKET_PATH (if given); OSError if either fails."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_threads),
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],
@@ -109,11 +114,13 @@ def serve_grpc(
         PredictionServicer(model_name, servable, metrics), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(model_name, servable), server)
-    try:
-        bound = server.add_insecure_port(f"127.0.0.1:{port}")
-    except RuntimeError:
-        bound = 0
-    if bound == 0:
-        raise OSError(f"gRPC port {port} on 127.0.0.1 is busy or unavailable")
+    listeners = ([f"127.0.0.1:{port}"] if port else []) + ([f"unix:{socket_path}"] if socket_path else [])
+    for address in listeners:
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise OSError(f"gRPC address {address} is busy or unavailable")
     server.start()
     return server
