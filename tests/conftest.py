@@ -85,15 +85,14 @@ def start_server(tmp_path: Path):
 
     def start(model, *extra: str, wait: bool = True):
         grpc_port, rest_port = free_ports(2)
-        argv = local_backend().argv(
-            [
-                f"--port={grpc_port}",
-                f"--rest_api_port={rest_port}",
-                f"--model_name={model.name}",
-                f"--model_base_path={model.base_path}",
-                *extra,
-            ]
-        )
+        argv = [
+            *local_backend().program,
+            f"--port={grpc_port}",
+            f"--rest_api_port={rest_port}",
+            f"--model_name={model.name}",
+            f"--model_base_path={model.base_path}",
+            *extra,
+        ]
         server = ServerProcess(argv, tmp_path / f"server{len(started)}.log")
         started.append(server)
         if wait:

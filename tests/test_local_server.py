@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from autotune.load.payload import synthetic_jpeg
+from autotune.trial import free_ports
 
 
 def url(server, model, suffix=""):
@@ -79,7 +80,13 @@ def test_a_model_that_fails_to_load_exits_nonzero_with_one_line(tmp_path):
     bad.mkdir(parents=True)
     (bad / "saved_model.pb").write_bytes(b"this is not a protobuf")
     proc = subprocess.run(
-        [sys.executable, "-m", "autotune.servers.local", "--port=0", f"--model_base_path={bad.parent}"],
+        [
+            sys.executable,
+            "-m",
+            "autotune.servers.local",
+            f"--port={free_ports(1)[0]}",
+            f"--model_base_path={bad.parent}",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
