@@ -26,6 +26,10 @@ models_app = typer.Typer(help="Built-in models (random weights, real architectur
 app.add_typer(models_app, name="models")
 db_app = typer.Typer(help="The results database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+schedule_app = typer.Typer(help="Nightly (or any cron) retunes run by the daemon.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+cron_app = typer.Typer(help="Retunes from the system's cron instead of the daemon's schedules.", no_args_is_help=True)
+app.add_typer(cron_app, name="cron")
 
 out = Console()
 err = Console(stderr=True)
@@ -247,7 +251,8 @@ def start(
     study_file: Annotated[Path | None, typer.Option("--study", help="a study file (TOML)")] = None,
     trials: Annotated[int | None, typer.Option(help="trial budget (default: the study's)")] = None,
     minutes: Annotated[float | None, typer.Option(help="time budget (default: the study's)")] = None,
-    foreground: Annotated[bool, typer.Option(help="run the job in this process")] = True,
+    foreground: Annotated[bool, typer.Option(help="run the job in this process, not in the daemon")] = False,
+    detach: Annotated[bool, typer.Option(help="enqueue, make sure the daemon runs, print the job id")] = False,
     window_s: Annotated[float, typer.Option(help="measurement window length, seconds")] = 2.0,
     warmup_s: Annotated[float, typer.Option(help="warm-up per load level, seconds")] = 1.0,
     max_windows: Annotated[int, typer.Option(help="window cap per load level")] = 10,
@@ -272,8 +277,6 @@ def start(
         raise AutotuneError(f"--minutes must be > 0, got {minutes:g}")
     if window_s <= 0 or warmup_s < 0 or max_windows < 3:
         raise AutotuneError("need --window-s > 0, --warmup-s >= 0, --max-windows >= 3")
-    if not foreground:
-        raise AutotuneError("the background daemon is not available yet; run with --foreground")
     budget = trials or study.trials
     chosen = _backend(backend.value if backend else study.backend, server_binary, docker_image)
     settings = MeasureSettings(
@@ -286,6 +289,18 @@ def start(
         warmup_s=warmup_s,
         max_windows=max_windows,
     )
+    if not foreground:
+        from autotune.daemon import ensure_daemon
+        from autotune.job import enqueue_job
+
+        job_id = enqueue_job(study, budget, minutes or study.minutes, settings, chosen)
+        pid = ensure_daemon()
+        err.print(f"job {job_id} queued for {study.model} ({budget} trials); daemon pid {pid}")
+        if detach:
+            print(job_id)
+            return
+        _follow(job_id, as_json)
+        return
     err.print(f"tuning {study.model} ({study.source}): {budget} trials, {minutes or study.minutes:g} min")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -405,6 +420,281 @@ def db_upgrade() -> None:
         out.print(f"database already at {after}")
     else:
         out.print(f"database upgraded from {before or 'empty'} to {after}")
+
+
+def _follow(job_id: int, as_json: bool) -> None:
+    """Draw a job's progress from the database until it ends; Ctrl-C detaches, the job goes on."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from autotune.daemon import read_status
+    from autotune.store.pareto import front_entries
+    from autotune.store.queue import Queue, job_summary
+
+    queue = Queue()
+    shown: set[int] = set()
+    no_daemon_since: float | None = None
+    try:
+        with Progress(
+            TextColumn(f"job {job_id}"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=err,
+        ) as bar:
+            task = bar.add_task("job", total=None, note="")
+            while True:
+                job = queue.job(job_id)
+                if job is None:
+                    raise AutotuneError(f"job {job_id} does not exist")
+                info = job_summary(job)
+                for t in job.trials:
+                    if t.number not in shown and t.state != "running":
+                        shown.add(t.number)
+                        what = "ok" if t.state == "complete" else f"{t.state}: {t.failure_reason}"
+                        bar.console.print(f"trial {t.number}: {_short(t.config)} -> {what} {_short(t.metrics)}")
+                best = f"best {info['best_goodput_rps']:.1f} rps" if info["best_goodput_rps"] else ""
+                bar.update(task, total=job.trials_total, completed=info["trials_done"], note=info["waiting"] or best)
+                if job.state not in ("queued", "running"):
+                    break
+                if read_status() is None:
+                    no_daemon_since = no_daemon_since or time.monotonic()
+                    if time.monotonic() - no_daemon_since > 15:
+                        raise AutotuneError(
+                            f"no daemon is running job {job_id} (state {job.state}); start one: autotune daemon"
+                        )
+                else:
+                    no_daemon_since = None
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        err.print(f"detached; job {job_id} goes on in the daemon. Re-attach: autotune follow {job_id}")
+        return
+    rows = front_entries(job)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_pareto(rows, f"Pareto set · job {job.id} · {job.state}")
+    if job.state == "failed":
+        raise AutotuneError(f"job {job_id} failed: {job.error}")
+    if job.state == "cancelled":
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command()
+def follow(
+    job_id: Annotated[int, typer.Argument(help="job id (see autotune status)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the Pareto set as JSON at the end")] = False,
+) -> None:
+    """Re-attach to a job: progress until it ends, then its Pareto set."""
+    _follow(job_id, as_json)
+
+
+@app.command()
+def daemon(
+    log_file: Annotated[Path | None, typer.Option(help="log here instead of stderr")] = None,
+    poll_s: Annotated[float, typer.Option(help="how often to look for queued jobs and due schedules")] = 2.0,
+    metrics_port: Annotated[
+        int, typer.Option(help="Prometheus metrics on 127.0.0.1 (0: any free port)", envvar="AUTOTUNE_METRICS_PORT")
+    ] = 9468,
+    max_foreign_cores: Annotated[float, typer.Option(help="gate: CPU load outside autotune, in cores")] = 0.5,
+    quiet_s: Annotated[float, typer.Option(help="gate: seconds the host must be quiet before a trial")] = 5.0,
+    print_systemd_unit: Annotated[bool, typer.Option(help="print a systemd unit and exit")] = False,
+) -> None:
+    """The worker: one per host and database; runs queued jobs while the host is quiet."""
+    from autotune.daemon import DaemonOptions, run_daemon, systemd_unit
+    from autotune.gate import GateSettings
+
+    if print_systemd_unit:
+        print(systemd_unit(), end="")
+        return
+    if poll_s <= 0 or max_foreign_cores < 0 or quiet_s < 0 or not 0 <= metrics_port <= 65535:
+        raise AutotuneError("need --poll-s > 0, --max-foreign-cores >= 0, --quiet-s >= 0, --metrics-port in 0..65535")
+    _quiet_tensorflow()
+    gate = GateSettings(max_foreign_cores=max_foreign_cores, quiet_s=quiet_s)
+    raise typer.Exit(run_daemon(DaemonOptions(log_file, poll_s, metrics_port, gate)))
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False) -> None:
+    """The daemon (pid, uptime, gate) and the recent jobs."""
+    import datetime as dt
+
+    from autotune.daemon import read_status
+    from autotune.store.queue import Queue, job_summary
+
+    daemon_info = read_status()
+    if daemon_info:
+        started = dt.datetime.fromisoformat(daemon_info["started_at"].rstrip("Z"))
+        daemon_info["uptime_s"] = round((dt.datetime.now(dt.UTC).replace(tzinfo=None) - started).total_seconds())
+    queue = Queue()
+    jobs = [job_summary(j) for j in queue.jobs()]
+    drift = _drift_rows()
+    if as_json:
+        print(json.dumps({"daemon": daemon_info, "jobs": jobs, "drift": drift}, indent=2))
+        return
+    if daemon_info:
+        gate = daemon_info["gate"] + (f" ({daemon_info['gate_reason']})" if daemon_info.get("gate_reason") else "")
+        out.print(f"daemon pid {daemon_info['pid']}, up {daemon_info['uptime_s']}s, gate {gate}", markup=False)
+    else:
+        out.print("daemon not running")
+    table = Table(title="jobs")
+    for col in ("id", "model", "state", "trials", "best goodput rps", "note"):
+        table.add_column(col)
+    for j in jobs:
+        best = j["best_goodput_rps"]
+        table.add_row(
+            str(j["id"]),
+            j["model"],
+            j["state"],
+            f"{j['trials_done']}/{j['trials_total']}",
+            "-" if best is None else f"{best:.1f}",
+            j["waiting"] or j["error"] or "",
+        )
+    out.print(table)
+    for d in drift:
+        if d["drifted"]:
+            out.print(
+                f"drift: {d['model']} job {d['job_id']}: {_short(d['config'])} {d['before_goodput_rps']:.1f} -> "
+                f"{d['after_goodput_rps']:.1f} rps {'(' + ', '.join(d['causes']) + ')' if d['causes'] else ''}",
+                markup=False,
+            )
+
+
+def _drift_rows(limit: int = 20) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from autotune.store import db
+    from autotune.store.schema import DriftCheckRow
+
+    with db.session() as s:
+        rows = s.scalars(select(DriftCheckRow).order_by(DriftCheckRow.id.desc()).limit(limit)).all()
+    return [
+        {
+            "job_id": r.job_id,
+            "previous_job_id": r.previous_job_id,
+            "model": r.model,
+            "config": r.config,
+            "before_goodput_rps": r.before_goodput_rps,
+            "after_goodput_rps": r.after_goodput_rps,
+            "change": r.change,
+            "drifted": r.drifted,
+            "causes": r.causes,
+        }
+        for r in rows
+    ]
+
+
+@app.command()
+def stop(
+    job_id: Annotated[int | None, typer.Argument(help="cancel this job; without it, stop the daemon")] = None,
+) -> None:
+    """Cancel a job, or stop the daemon cleanly (its current trial is interrupted, the job resumes later)."""
+    if job_id is not None:
+        from autotune.store.queue import Queue
+
+        try:
+            state = Queue().cancel(job_id)
+        except LookupError:
+            raise AutotuneError(f"job {job_id} does not exist") from None
+        says = {"cancelled": "cancelled", "running": "cancel requested; the daemon stops it within seconds"}
+        out.print(f"job {job_id}: {says.get(state, f'already {state}')}")
+        return
+    from autotune.daemon import stop_daemon
+
+    pid = stop_daemon()
+    out.print("no daemon running" if pid is None else f"daemon {pid} stopped")
+
+
+@app.command()
+def retune(
+    model: Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel path")],
+    trials: Annotated[int | None, typer.Option(help="trial budget (default: the study's)")] = None,
+    minutes: Annotated[float | None, typer.Option(help="time budget (default: the study's)")] = None,
+) -> None:
+    """Enqueue a retune (re-measure the stored Pareto set, report drift, search again) and ensure a daemon."""
+    from autotune.daemon import enqueue_retune, ensure_daemon
+
+    if trials is not None and trials <= 0:
+        raise AutotuneError(f"--trials must be > 0, got {trials}")
+    _check_model_spec(model)
+    job_id = enqueue_retune(model, trials, minutes)
+    pid = ensure_daemon()
+    out.print(f"retune job {job_id} queued; daemon pid {pid}")
+
+
+def _check_model_spec(model: str) -> None:
+    from autotune.models.builtin import BUILTINS
+
+    if model not in BUILTINS and not Path(model).expanduser().is_dir():
+        raise AutotuneError(f"model '{model}' is neither a built-in ({', '.join(BUILTINS)}) nor a directory")
+
+
+@schedule_app.command("add")
+def schedule_add(
+    model: Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel path")],
+    cron: Annotated[str, typer.Option(help="cron expression, UTC (e.g. '0 2 * * *')")],
+    trials: Annotated[int | None, typer.Option(help="trial budget per retune")] = None,
+    minutes: Annotated[float | None, typer.Option(help="time budget per retune")] = None,
+) -> None:
+    """Retune MODEL on this host whenever CRON fires (the daemon enqueues it)."""
+    from autotune.fingerprint import fingerprint, host_info
+    from autotune.spec import study_for_model
+    from autotune.store import schedules
+    from autotune.store.records import Store
+
+    schedules.check_cron(cron)
+    _check_model_spec(model)  # refused now, not at 2 am
+    study_for_model(model)
+    info = host_info()
+    schedule_id = schedules.add(model, cron, Store().host(info, fingerprint(info)), trials, minutes)
+    row = next(r for r in schedules.listing() if r["id"] == schedule_id)
+    out.print(f"schedule {schedule_id}: retune {model} at '{row['cron']}' (next {row['next_run_at']})")
+
+
+@schedule_app.command("list")
+def schedule_list(as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False) -> None:
+    """Schedules with their next run time (UTC)."""
+    from autotune.store import schedules
+
+    rows = schedules.listing()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="schedules")
+    for col in ("id", "model", "cron", "next run (UTC)", "last job"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["id"]), r["model"], r["cron"], r["next_run_at"], str(r["last_job_id"] or "-"))
+    out.print(table)
+
+
+@schedule_app.command("remove")
+def schedule_remove(schedule_id: Annotated[int, typer.Argument(help="schedule id")]) -> None:
+    """Delete a schedule."""
+    from autotune.store import schedules
+
+    schedules.remove(schedule_id)
+    out.print(f"schedule {schedule_id} removed")
+
+
+@cron_app.command("install")
+def cron_install(
+    model: Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel path")],
+    cron: Annotated[str, typer.Option(help="cron expression (the host's cron time zone)")] = "0 2 * * *",
+    print_only: Annotated[bool, typer.Option("--print", help="print the crontab line, change nothing")] = False,
+    file: Annotated[Path | None, typer.Option(help="write to this crontab file instead of the user's crontab")] = None,
+) -> None:
+    """Install a crontab entry running `autotune retune --model MODEL` (for hosts that prefer cron)."""
+    from autotune.cron import crontab_line, install
+
+    line = crontab_line(model, cron)
+    if print_only:
+        print(line)
+        return
+    where = install(model, cron, file)
+    out.print(f"installed in {where}: {line}", markup=False)
 
 
 _SHOWN = ("throughput_rps", "latency_p99_ms", "cpu_cores", "concurrency", "stable")

@@ -1,29 +1,37 @@
-"""One tuning job: a study run on this host, recorded in the store as it goes.
+"""Tuning jobs: enqueue one (recorded in the store), then execute it here or in the daemon.
 
-The job warm-starts from the Pareto set of the last job of the same model on the
-same host fingerprint, and always measures TF Serving's defaults first.
+A job warm-starts from the Pareto set of the last job of the same model on the
+same host fingerprint (a retune: on any host, so drift shows), always measures
+TF Serving's defaults first, and resumes where it stopped after a crash: trials
+already complete or failed count against the budget, interrupted ones are redone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import optuna
 
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import KNOBS, ServingConfig, validate
 from autotune.models.resolve import resolve_model
-from autotune.servers.backends import Backend, resolve_backend
+from autotune.servers.backends import Backend, local_backend, resolve_backend
 from autotune.space import Host, build_space
-from autotune.spec import Study
+from autotune.spec import Study, study_from_dict
 from autotune.store.db import optuna_storage
-from autotune.store.queries import previous_front
+from autotune.store.drift import record_drift
+from autotune.store.queries import previous_front_job
+from autotune.store.queue import Queue
 from autotune.store.records import Store
 from autotune.trial import MeasureSettings
 from autotune.tuner import TrialHooks, TunedTrial, Tuner
 
 STUDY_PREFIX = "autotune"
+RETUNE_TRIGGERS = ("retune", "schedule")
 
 
 @dataclass
@@ -33,6 +41,16 @@ class JobResult:
     trials: list[TunedTrial]
     pareto: list[dict[str, Any]]
     state: str
+
+
+@dataclass
+class JobControl:
+    """How the runner of a job steers it: a user's cancel, a daemon stopping, the resource gate."""
+
+    cancelled: Callable[[], bool] = lambda: False
+    stopping: Callable[[], bool] = lambda: False
+    accept: Callable[[Any], bool] | None = None
+    before_trial: Callable[[], None] | None = None  # e.g. wait for the resource gate
 
 
 def config_from_dict(values: dict[str, Any]) -> ServingConfig:
@@ -77,6 +95,129 @@ def trial_fields(t: TunedTrial) -> dict[str, Any]:
     }
 
 
+def backend_options(backend: Backend) -> dict[str, Any]:
+    """A backend as stored with a job."""
+    return {"name": backend.name, "program": list(backend.program), "image": backend.image, "gpus": backend.gpus}
+
+
+def backend_from_options(options: dict[str, Any], study: Study) -> Backend:
+    """The backend a queued job asked for; the local server runs on this interpreter."""
+    if not options:
+        return resolve_backend(study.backend)
+    if options["name"] == "local":
+        return local_backend()
+    return Backend(options["name"], tuple(options["program"]), options.get("image"), bool(options.get("gpus")))
+
+
+def enqueue_job(
+    study: Study,
+    trials: int,
+    minutes: float,
+    settings: MeasureSettings,
+    backend: Backend | None = None,
+    state: str = "queued",
+    trigger: str = "manual",
+) -> int:
+    """Resolve the model (building a built-in if needed) and record a job pinned to this host."""
+    backend = backend or resolve_backend(study.backend)
+    model = resolve_model(study.model, study.signature)
+    info = host_info()
+    store = Store()
+    name = f"{STUDY_PREFIX}/{model.name}/{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S.%f')}"
+    return store.create_job(
+        model_id=store.model(model),
+        host_id=store.host(info, fingerprint(info)),
+        study_name=name,
+        study=asdict(study),
+        settings=asdict(settings),
+        backend=backend.name,
+        trials_total=trials,
+        minutes=minutes,
+        state=state,
+        trigger=trigger,
+        backend_options=backend_options(backend),
+    )
+
+
+def _fail_stale_optuna_trials(study: optuna.Study) -> None:
+    # A process killed mid-trial leaves its Optuna trial RUNNING; nobody will ever tell it.
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "failure_reason", "interrupted")
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+
+
+def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobControl | None = None) -> JobResult:
+    """Run (or resume) a claimed job to its budget; the job ends done, cancelled, failed, or requeued."""
+    hooks = hooks or TrialHooks()
+    control = control or JobControl()
+    store = Store()
+    job = Queue(store.url).job(job_id)
+    if job is None:
+        raise AutotuneError(f"job {job_id} does not exist")
+    study = study_from_dict(job.study)
+    state, error = "failed", None
+    done: list[TunedTrial] = []
+    try:
+        settings = MeasureSettings(**job.settings)
+        backend = backend_from_options(job.backend_options, study)
+        model = resolve_model(study.model, study.signature)
+        space = build_space(study.space, Host.detect())
+        tuner = Tuner(study, model, backend, space, settings, optuna_storage(store.url), job.study_name)
+        _fail_stale_optuna_trials(tuner.optuna)
+        previous = previous_front_job(job, any_host=job.trigger in RETUNE_TRIGGERS, url=store.url)
+        if not tuner.optuna.trials:
+            for key, value in {"host": job.host.info, "host_fingerprint": job.host.fingerprint}.items():
+                tuner.optuna.set_user_attr(key, value)
+            tuner.optuna.set_user_attr("model_path", str(model.base_path))
+            tuner.optuna.set_user_attr("job_id", job_id)
+            tuner.enqueue(warm_start(previous[1] if previous else []))
+
+        def begin(n: int, config: ServingConfig) -> None:
+            if control.before_trial:
+                control.before_trial()
+            if control.cancelled() or control.stopping():
+                raise KeyboardInterrupt
+            store.begin_trial(job_id, n, config.to_dict())
+            if hooks.begin:
+                hooks.begin(n, config)
+
+        def finished(t: TunedTrial) -> None:
+            store.finish_trial(job_id, t.number, **trial_fields(t))
+            if previous and job.trigger in RETUNE_TRIGGERS:
+                record_drift(
+                    store.url, job_id, previous[0], previous[1], t.config.to_dict(), t.result.metrics, t.feasible
+                )
+            if hooks.finished:
+                hooks.finished(t)
+
+        def progress(n: int, config: ServingConfig, msg: str) -> None:
+            if control.cancelled() or control.stopping():
+                raise KeyboardInterrupt  # run_trial stops its server and reports the trial interrupted
+            if hooks.progress:
+                hooks.progress(n, config, msg)
+
+        remaining = job.trials_total - store.trial_count(job_id)
+        run_hooks = TrialHooks(
+            begin, lambda n, pid: store.server_started(job_id, n, pid), progress, finished, control.accept
+        )
+        done = tuner.run(max(remaining, 0), job.minutes, run_hooks) if remaining > 0 else []
+        interrupted = any(t.result.failure_reason == "interrupted" for t in done)
+        state = "done" if not interrupted else ("queued" if control.stopping() else "cancelled")
+    except KeyboardInterrupt:
+        state = "queued" if control.stopping() else "cancelled"
+        if not control.stopping():
+            raise
+    except AutotuneError as exc:
+        error = str(exc)
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        pareto = store.finish_job(job_id, state, error)
+    return JobResult(job_id, job.study_name, done, pareto, state)
+
+
 def run_job(
     study: Study,
     trials: int,
@@ -85,58 +226,6 @@ def run_job(
     hooks: TrialHooks | None = None,
     backend: Backend | None = None,
 ) -> JobResult:
-    """Resolve everything, record the job, warm-start, run the trials, freeze the Pareto set."""
-    hooks = hooks or TrialHooks()
-    backend = backend or resolve_backend(study.backend)
-    model = resolve_model(study.model, study.signature)
-    space = build_space(study.space, Host.detect())
-    info = host_info()
-    host_fp = fingerprint(info)
-    store = Store()
-    host_id = store.host(info, host_fp)
-    model_id = store.model(model)
-    warm = warm_start(previous_front(model.name, host_fp, store.url))
-    name = f"{STUDY_PREFIX}/{model.name}/{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S.%f')}"
-    tuner = Tuner(study, model, backend, space, settings, optuna_storage(store.url), name)
-    for key, value in {"host": info, "host_fingerprint": host_fp, "model_path": str(model.base_path)}.items():
-        tuner.optuna.set_user_attr(key, value)
-    job_id = store.create_job(
-        model_id=model_id,
-        host_id=host_id,
-        study_name=name,
-        study=asdict(study),
-        settings=asdict(settings),
-        backend=backend.name,
-        trials_total=trials,
-        minutes=minutes,
-    )
-    tuner.optuna.set_user_attr("job_id", job_id)
-    tuner.enqueue(warm)
-
-    def begin(n: int, config: ServingConfig) -> None:
-        store.begin_trial(job_id, n, config.to_dict())
-        if hooks.begin:
-            hooks.begin(n, config)
-
-    def server_started(n: int, pid: int) -> None:
-        store.server_started(job_id, n, pid)
-
-    def finished(t: TunedTrial) -> None:
-        store.finish_trial(job_id, t.number, **trial_fields(t))
-        if hooks.finished:
-            hooks.finished(t)
-
-    state, error = "failed", None
-    done: list[TunedTrial] = []
-    try:
-        done = tuner.run(trials, minutes, TrialHooks(begin, server_started, hooks.progress, finished))
-        state = "cancelled" if any(t.result.failure_reason == "interrupted" for t in done) else "done"
-    except KeyboardInterrupt:
-        state = "cancelled"
-        raise
-    except Exception as exc:
-        error = str(exc) or type(exc).__name__
-        raise
-    finally:
-        pareto = store.finish_job(job_id, state, error)
-    return JobResult(job_id, name, done, pareto, state)
+    """A foreground job: recorded as running by this process, executed here."""
+    job_id = enqueue_job(study, trials, minutes, settings, backend, state="running")
+    return execute_job(job_id, hooks)

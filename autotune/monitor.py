@@ -43,7 +43,7 @@ class ResourceSummary:
     gpu_power_w: float | None = None
 
 
-class _Tree:
+class ProcessTree:
     """CPU-time accounting of a process tree; children that come and go are tracked."""
 
     def __init__(self, root_pid: int) -> None:
@@ -86,8 +86,8 @@ class ResourceMonitor:
 
     def __init__(self, server_pid: int, own_pids: set[int] | None = None, interval_s: float = 0.25) -> None:
         self.interval_s = interval_s
-        self.server = _Tree(server_pid)
-        self.own_trees: dict[int, _Tree] = {}
+        self.server = ProcessTree(server_pid)
+        self.own_trees: dict[int, ProcessTree] = {}
         for pid in own_pids or set():
             self.add_own_pid(pid)
         self.samples: list[Sample] = []
@@ -97,7 +97,7 @@ class ResourceMonitor:
 
     def add_own_pid(self, pid: int) -> None:
         """Count PID's tree (e.g. the load generator) as ours, not foreign."""
-        tree = _Tree(pid)
+        tree = ProcessTree(pid)
         tree.poll()  # CPU it used before now is not this interval's
         self.own_trees[pid] = tree
 
@@ -108,7 +108,7 @@ class ResourceMonitor:
 
     def _prime(self) -> None:
         self.server.poll()
-        self._sys_busy = _busy_seconds()
+        self._sys_busy = host_busy_seconds()
         self._self_cpu = _self_cpu_seconds()
         self._last_t = time.monotonic()
 
@@ -126,7 +126,7 @@ class ResourceMonitor:
         self._self_cpu += own_cpu
         for tree in list(self.own_trees.values()):
             own_cpu += tree.poll()[0]
-        busy = _busy_seconds()
+        busy = host_busy_seconds()
         foreign = max(0.0, (busy - self._sys_busy) - server_cpu - own_cpu)
         g = gpu.sample(self.server.pids()) if self.gpu_present else gpu.GpuSample(None, None, 0)
         self.samples.append(Sample(now, server_cpu / dt, rss, foreign / dt, g.util_pct, g.mem_mb, g.power_w))
@@ -155,7 +155,7 @@ class ResourceMonitor:
         )
 
 
-def _busy_seconds() -> float:
+def host_busy_seconds() -> float:
     """Host CPU seconds spent not idle, summed over all cores, since boot."""
     t = psutil.cpu_times()
     return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)

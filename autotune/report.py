@@ -16,7 +16,7 @@ from typing import Any
 
 from autotune import outdir
 from autotune.knobs import ServingConfig
-from autotune.store.pareto import front
+from autotune.store.pareto import front, goodput
 from autotune.store.schema import JobRow, TrialRow
 
 _DEFAULTS = ServingConfig().to_dict()
@@ -42,13 +42,6 @@ class Row:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else round(a / b, 3)
-
-
-def goodput(trial: TrialRow) -> float:
-    """Throughput if the trial met the SLO and error limit, else 0."""
-    if trial.state != "complete" or not trial.feasible:
-        return 0.0
-    return float(trial.metrics.get("throughput_rps") or 0.0)
 
 
 def is_defaults(trial: TrialRow) -> bool:

@@ -226,3 +226,16 @@ def study_for_model(model: str) -> Study:
                 study = load_study(candidate)
                 return study
     return Study(source="(defaults)", model=model)
+
+
+def study_from_dict(values: dict[str, Any]) -> Study:
+    """Rebuild a validated Study stored as a dict (a queued job's study)."""
+    fields = dict(values)
+    space = {}
+    for name, knob in (values.get("space") or {}).items():
+        knob = dict(knob)
+        if knob.get("choices") is not None:
+            knob["choices"] = tuple(knob["choices"])
+        space[name] = KnobSpec(**knob)
+    fields["space"] = space
+    return Study(**fields)

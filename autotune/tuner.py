@@ -73,6 +73,10 @@ class TrialHooks:
     server_started: Callable[[int, int], None] | None = None
     progress: Callable[[int, ServingConfig, str], None] | None = None
     finished: Callable[[TunedTrial], None] | None = None
+    # Whether a measurement may be stored as truth (the daemon refuses ones disturbed by foreign load);
+    # a refused one is measured again, up to `remeasure` more times, then kept and flagged.
+    accept: Callable[[TrialResult], bool] | None = None
+    remeasure: int = 2
 
 
 class Tuner:
@@ -141,7 +145,18 @@ class Tuner:
         progress, started = hooks.progress, hooks.server_started
         say = (lambda msg: progress(n, config, msg)) if progress else None
         on_pid = (lambda pid: started(n, pid)) if started else None
-        return config, run_trial(self.model, config, self.settings, self.backend, progress=say, on_server_start=on_pid)
+        attempt, accepted = 0, False
+        while True:
+            result = run_trial(self.model, config, self.settings, self.backend, progress=say, on_server_start=on_pid)
+            accepted = not result.ok or hooks.accept is None or hooks.accept(result)
+            if accepted or attempt == hooks.remeasure:
+                break
+            attempt += 1
+        if attempt:
+            result.metrics["remeasured"] = attempt
+        if not accepted:
+            result.metrics["interference"] = True
+        return config, result
 
     def _tell(self, trial: optuna.Trial, config: ServingConfig, result: TrialResult) -> TunedTrial:
         trial.set_user_attr("config", config.to_dict())

@@ -10,7 +10,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-OUR_PROCESS_MARKERS = ("autotune.servers.local", "autotune-model-server", "autotune.load.generator")
+OUR_PROCESS_MARKERS = (
+    "autotune.servers.local",
+    "autotune-model-server",
+    "autotune.load.generator",
+    "autotune.cli daemon",
+)
 
 
 def our_processes() -> list[psutil.Process]:

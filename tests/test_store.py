@@ -144,3 +144,37 @@ def test_optuna_dashboard_opens_our_database(tmp_path):
     finally:
         os.killpg(dash.pid, signal.SIGKILL)
         dash.wait(timeout=10)
+
+
+def test_upgrading_a_database_with_jobs_keeps_them_and_a_failed_migration_leaves_nothing_half_done(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    db.engine(url)
+    command.upgrade(db.alembic_config(url), "0001")
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        conn.execute("insert into autotune_hosts values (1, 'fp', '{}', '2026-01-01', '2026-01-01')")
+        conn.execute("insert into autotune_models values (1, 'm', '/m', 1, 'h', '{}', '2026-01-01')")
+        conn.execute(
+            "insert into autotune_jobs (id, model_id, host_id, study_name, state, trigger, study, settings, backend,"
+            " trials_total, minutes, created_at) values (1, 1, 1, 's', 'done', 'manual', '{}', '{}', 'local', 1, 1,"
+            " '2026-01-01')"
+        )
+        conn.execute(
+            "insert into autotune_trials (id, job_id, number, state, config, metrics, feasible, levels, argv,"
+            " started_at) values (1, 1, 0, 'complete', '{}', '{}', 1, '[]', '[]', '2026-01-01')"
+        )
+    assert db.upgrade(url) == ("0001", db.head_revision())
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        assert conn.execute("select state, cancel_requested from autotune_jobs").fetchall() == [("done", 0)]
+        assert conn.execute("select count(*) from autotune_trials").fetchone() == (1,)
+        assert conn.execute("pragma foreign_key_check").fetchall() == []
+
+    # DDL is transactional: a migration that fails half-way leaves the schema as it was.
+    broken = f"sqlite:///{tmp_path / 'b.db'}"
+    db.engine(broken)
+    command.upgrade(db.alembic_config(broken), "0001")
+    with sqlite3.connect(tmp_path / "b.db") as conn:
+        conn.execute("create table autotune_drift_checks (x int)")  # 0002 will collide with this
+    with pytest.raises(AutotuneError):
+        db.upgrade(broken)
+    assert "autotune_schedules" not in tables(tmp_path / "b.db")
+    assert db.current_revision(broken) == "0001"

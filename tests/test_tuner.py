@@ -93,9 +93,9 @@ def test_start_tunes_defaults_first_and_keeps_a_true_pareto_set(db_env):
 
 def test_a_second_job_warm_starts_from_the_previous_pareto_set(db_env):
     url = db_env["AUTOTUNE_DB_URL"]
-    assert autotune(db_env, "start", "--model", "tiny", "--trials", "2", *SHORT).returncode == 0
+    assert autotune(db_env, "start", "--model", "tiny", "--trials", "2", "--foreground", *SHORT).returncode == 0
     first = latest_job("tiny", url)
-    proc = autotune(db_env, "start", "--model", "tiny", "--trials", "2", *SHORT)
+    proc = autotune(db_env, "start", "--model", "tiny", "--trials", "2", "--foreground", *SHORT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     second = latest_job("tiny", url)
     assert second.id != first.id and second.host_id == first.host_id and second.model_id == first.model_id
@@ -108,7 +108,7 @@ def test_a_second_job_warm_starts_from_the_previous_pareto_set(db_env):
 
 def test_ctrl_c_during_start_cancels_the_job_and_keeps_what_was_measured(db_env):
     url = db_env["AUTOTUNE_DB_URL"]
-    args = ["start", "--model", "tiny", "--trials", "5", "--window-s", "3", "--max-windows", "10"]
+    args = ["start", "--model", "tiny", "--trials", "5", "--window-s", "3", "--max-windows", "10", "--foreground"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "autotune.cli", *args], env=db_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

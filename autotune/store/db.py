@@ -91,12 +91,19 @@ def engine(url: str) -> Engine:
 
         @event.listens_for(eng, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # pysqlite commits DDL implicitly; take transactions over (BEGIN below) so a failed
+            # migration rolls back whole instead of leaving half a schema.
+            dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             # WAL lets readers (status, dashboard) run while a trial is being written.
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        @event.listens_for(eng, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
 
     return eng
 
@@ -147,9 +154,20 @@ def upgrade(url: str | None = None) -> tuple[str | None, str]:
             )
         if before != head:
             cfg = alembic_config(url)
-            with engine(url).begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+            with engine(url).connect() as conn:
+                sqlite = conn.dialect.name == "sqlite"
+                if sqlite:
+                    # Batch migrations copy tables; with foreign keys enforced, dropping the old copy of a
+                    # referenced table fails. The pragma only works outside a transaction: set it on the
+                    # driver connection before SQLAlchemy begins one.
+                    conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+                try:
+                    with conn.begin():
+                        cfg.attributes["connection"] = conn
+                        command.upgrade(cfg, "head")
+                finally:
+                    if sqlite:
+                        conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
         return before, head
     except Timeout:
         raise AutotuneError(f"database {_redacted(url)}: another process is migrating it; try again") from None

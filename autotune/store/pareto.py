@@ -28,3 +28,10 @@ def entry(trial: TrialRow) -> dict[str, Any]:
 def front_entries(job: JobRow) -> list[dict[str, Any]]:
     """The job's Pareto set as plain rows."""
     return [entry(t) for t in front(job)]
+
+
+def goodput(trial: TrialRow) -> float:
+    """Throughput if the trial met the SLO and error limit, else 0."""
+    if trial.state != "complete" or not trial.feasible:
+        return 0.0
+    return float(trial.metrics.get("throughput_rps") or 0.0)

@@ -40,15 +40,18 @@ def latest_job(model: str, url: str | None = None) -> JobRow:
     return jobs[-1]
 
 
-def previous_front(model: str, host_fingerprint: str, url: str | None = None) -> list[dict[str, Any]]:
-    """The Pareto set of the last job of MODEL on this hardware (empty when there is none)."""
-    jobs = [j for j in _jobs_of(model, url, host_fingerprint) if j.trials]
-    if not jobs:
-        return []
-    last = jobs[-1]
+def previous_front_job(
+    job: JobRow, any_host: bool = False, url: str | None = None
+) -> tuple[JobRow, list[dict[str, Any]]] | None:
+    """The last earlier job of JOB's model (on JOB's host unless ANY_HOST) that measured anything, and its front."""
+    fp = None if any_host else job.host.fingerprint
+    earlier = [j for j in _jobs_of(job.model.name, url, fp) if j.id < job.id and j.trials]
+    if not earlier:
+        return None
+    last = earlier[-1]
     url = url or db.db_url()
     with db.session(url) as s:
         snap = s.scalar(
             select(ParetoSnapshotRow).where(ParetoSnapshotRow.job_id == last.id).order_by(ParetoSnapshotRow.id.desc())
         )
-    return snap.entries if snap is not None else front_entries(last)
+    return last, (snap.entries if snap is not None else front_entries(last))

@@ -85,6 +85,7 @@ class Store:
         minutes: float,
         state: str = "running",
         trigger: str = "manual",
+        backend_options: dict[str, Any] | None = None,
     ) -> int:
         """A new job row; a foreground job starts out running and owned by this process."""
         now = utcnow()
@@ -104,6 +105,7 @@ class Store:
                 worker=worker_id() if running else None,
                 started_at=now if running else None,
                 heartbeat_at=now if running else None,
+                backend_options=backend_options or {},
             )
             s.add(job)
             s.flush()
@@ -135,15 +137,17 @@ class Store:
                 job.heartbeat_at = utcnow()
 
     def finish_job(self, job_id: int, state: str, error: str | None = None) -> list[dict[str, Any]]:
-        """Close a job and freeze its Pareto set; trials still running become interrupted."""
+        """Close a job and freeze its Pareto set; trials still running become interrupted.
+
+        STATE "queued" hands the job back (a daemon stopping): no snapshot, it resumes later.
+        """
         with self._tx() as s:
             job = s.get(JobRow, job_id)
             assert job is not None
-            for trial in job.trials:
-                if trial.state == "running":
-                    trial.state = "interrupted"
-                    trial.failure_reason = trial.failure_reason or "interrupted"
-                    trial.finished_at = utcnow()
+            _interrupt_running(job)
+            if state == "queued":
+                job.state, job.worker, job.waiting_reason = "queued", None, None
+                return []
             entries = front_entries(job)
             s.add(ParetoSnapshotRow(job_id=job_id, entries=entries))
             job.state = state
@@ -151,9 +155,24 @@ class Store:
             job.finished_at = utcnow()
             return entries
 
+    def trial_count(self, job_id: int) -> int:
+        """Trials that count against the budget: complete or failed (interrupted ones are redone)."""
+        with self._tx() as s:
+            job = s.get(JobRow, job_id)
+            assert job is not None
+            return sum(1 for t in job.trials if t.state in ("complete", "failed"))
+
     @staticmethod
     def _trial(s: Session, job_id: int, number: int) -> TrialRow:
         row = s.scalar(select(TrialRow).where(TrialRow.job_id == job_id, TrialRow.number == number))
         if row is None:  # begin_trial always runs first; a missing row is a bug, not user input
             raise RuntimeError(f"trial {number} of job {job_id} was never begun")
         return row
+
+
+def _interrupt_running(job: JobRow) -> None:
+    for trial in job.trials:
+        if trial.state == "running":
+            trial.state = "interrupted"
+            trial.failure_reason = trial.failure_reason or "interrupted"
+            trial.finished_at = utcnow()

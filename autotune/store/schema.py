@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -70,6 +70,10 @@ class JobRow(Base):
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    # Added in 0002 (the daemon): how to start the server, a user's cancel, why the job is waiting.
+    backend_options: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
+    waiting_reason: Mapped[str | None] = mapped_column(Text)
 
     model: Mapped[ModelRow] = relationship()
     host: Mapped[HostRow] = relationship()
@@ -110,3 +114,36 @@ class ParetoSnapshotRow(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("autotune_jobs.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     entries: Mapped[list[Any]]  # [{"trial": n, "config": {...}, "metrics": {...}}]
+
+
+class ScheduleRow(Base):
+    """A recurring retune of a model on one host (cron expression, evaluated in UTC)."""
+
+    __tablename__ = "autotune_schedules"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(Text)  # as given to --model: built-in name or path
+    cron: Mapped[str] = mapped_column(String(200))
+    host_id: Mapped[int] = mapped_column(ForeignKey("autotune_hosts.id"))
+    trials: Mapped[int | None]
+    minutes: Mapped[float | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_run_at: Mapped[dt.datetime | None]
+    next_run_at: Mapped[dt.datetime]
+    last_job_id: Mapped[int | None]
+
+
+class DriftCheckRow(Base):
+    """A retune's re-measurement of a stored Pareto config; `drifted` marks the drift events."""
+
+    __tablename__ = "autotune_drift_checks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("autotune_jobs.id"), index=True)
+    previous_job_id: Mapped[int] = mapped_column(ForeignKey("autotune_jobs.id"))
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    config: Mapped[dict[str, Any]]
+    before_goodput_rps: Mapped[float]
+    after_goodput_rps: Mapped[float]
+    change: Mapped[float | None]  # after / before - 1 (None when before was 0)
+    drifted: Mapped[bool]
+    causes: Mapped[list[Any]]  # model_changed, host_changed: what differs since the previous job
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,63 @@
+"""Drift: a retune re-measures the stored Pareto configs and says which moved beyond noise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autotune.store import db
+from autotune.store.schema import DriftCheckRow, JobRow
+
+# Repeat measurements of one config on a quiet host stay within this (see benchmarks/RESULTS.md).
+DRIFT_TOLERANCE = 0.15
+
+
+def compare(before_rps: float, after_rps: float, tolerance: float = DRIFT_TOLERANCE) -> tuple[float | None, bool]:
+    """Relative change of goodput and whether it is beyond TOLERANCE (0 before: any goodput now is drift)."""
+    if before_rps <= 0:
+        return None, after_rps > 0
+    change = after_rps / before_rps - 1
+    return round(change, 4), abs(change) > tolerance
+
+
+def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = set(a) | set(b)
+    return all(a.get(k) == b.get(k) or (not a.get(k) and not b.get(k)) for k in keys)
+
+
+def record_drift(
+    url: str,
+    job_id: int,
+    previous: JobRow,
+    entries: list[dict[str, Any]],
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    feasible: bool,
+) -> DriftCheckRow | None:
+    """If CONFIG was in the previous job's Pareto set, store how its goodput moved."""
+    entry = next((e for e in entries if _same_config(e.get("config", {}), config)), None)
+    if entry is None:
+        return None
+    before = float(entry.get("metrics", {}).get("throughput_rps") or 0.0)
+    after = float(metrics.get("throughput_rps") or 0.0) if feasible else 0.0
+    change, drifted = compare(before, after)
+    with db.session(url) as s, s.begin():
+        job = s.get(JobRow, job_id)
+        assert job is not None
+        causes = []
+        if job.model_id != previous.model_id:
+            causes.append("model_changed")
+        if job.host_id != previous.host_id:
+            causes.append("host_changed")
+        row = DriftCheckRow(
+            job_id=job_id,
+            previous_job_id=previous.id,
+            model=previous.model.name,
+            config=config,
+            before_goodput_rps=before,
+            after_goodput_rps=after,
+            change=change,
+            drifted=drifted,
+            causes=causes,
+        )
+        s.add(row)
+    return row

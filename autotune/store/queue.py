@@ -1,0 +1,167 @@
+"""The job queue in the database: claim exactly once, heartbeat, cancel, recover after a crash.
+
+Claims are a conditional UPDATE (state queued -> running) checked by its row
+count, which is atomic on SQLite and PostgreSQL alike, so several daemons on
+several hosts can share one database without taking a job twice.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, selectinload
+
+from autotune.store import db
+from autotune.store.pareto import goodput
+from autotune.store.records import _interrupt_running, worker_id
+from autotune.store.schema import HostRow, JobRow, TrialRow, utcnow
+
+ACTIVE = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A trial that was running when its worker died, and the server pid it left."""
+
+    job_id: int
+    trial: int
+    server_pid: int | None
+
+
+class Queue:
+    """Queue operations on one database URL."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or db.db_url()
+        db.session(self.url).close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        s = db.session(self.url)
+        try:
+            with s.begin():
+                yield s
+        except SQLAlchemyError as exc:
+            raise db.db_error(self.url, exc) from None
+        finally:
+            s.close()
+
+    def claim_next(self, host_fingerprint: str) -> int | None:
+        """Take the oldest queued job pinned to this host; None when there is none."""
+        with self._tx() as s:
+            ids = s.scalars(
+                select(JobRow.id)
+                .join(HostRow)
+                .where(JobRow.state == "queued", HostRow.fingerprint == host_fingerprint)
+                .order_by(JobRow.id)
+            ).all()
+        for job_id in ids:
+            now = utcnow()
+            with self._tx() as s:
+                claimed = s.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.state == "queued")
+                    .values(state="running", worker=worker_id(), heartbeat_at=now, started_at=now)
+                ).rowcount
+            if claimed == 1:
+                return job_id
+        return None
+
+    def heartbeat(self, job_id: int, waiting_reason: str | None = None) -> bool:
+        """Mark the job alive (and why it waits, if it does); returns whether a cancel was requested."""
+        with self._tx() as s:
+            job = s.get(JobRow, job_id)
+            if job is None:
+                return True
+            job.heartbeat_at = utcnow()
+            job.waiting_reason = waiting_reason
+            return job.cancel_requested
+
+    def cancel(self, job_id: int) -> str:
+        """Cancel a queued job now, or ask the daemon running it to stop; returns the resulting state."""
+        with self._tx() as s:
+            job = s.get(JobRow, job_id)
+            if job is None:
+                raise LookupError(job_id)
+            if job.state == "queued":
+                job.state, job.finished_at = "cancelled", utcnow()
+            elif job.state == "running":
+                job.cancel_requested = True
+            return job.state
+
+    def stale_jobs(self) -> list[Orphan]:
+        """Running trials of jobs whose worker on this host is gone; the jobs go back to the queue."""
+        host = socket.gethostname()
+        orphans: list[Orphan] = []
+        with self._tx() as s:
+            jobs = s.scalars(select(JobRow).where(JobRow.state == "running").options(selectinload(JobRow.trials))).all()
+            for job in jobs:
+                if not job.worker or not _dead_worker_here(job.worker, host):
+                    continue
+                orphans += [Orphan(job.id, t.number, t.server_pid) for t in job.trials if t.state == "running"]
+                _interrupt_running(job)
+                job.state, job.worker, job.waiting_reason = "queued", None, None
+        return orphans
+
+    def jobs(self, limit: int = 50) -> list[JobRow]:
+        """Recent jobs, newest first, with their trials, model and host loaded."""
+        with self._tx() as s:
+            rows = s.scalars(
+                select(JobRow)
+                .options(selectinload(JobRow.trials), selectinload(JobRow.model), selectinload(JobRow.host))
+                .order_by(JobRow.id.desc())
+                .limit(limit)
+            ).all()
+            return list(rows)
+
+    def job(self, job_id: int) -> JobRow | None:
+        """One job with its trials."""
+        with self._tx() as s:
+            return s.scalar(
+                select(JobRow)
+                .where(JobRow.id == job_id)
+                .options(selectinload(JobRow.trials), selectinload(JobRow.model), selectinload(JobRow.host))
+            )
+
+    def running_trial_pids(self) -> list[int]:
+        """Server pids of trials marked running (for tests and `status`)."""
+        with self._tx() as s:
+            return [p for p in s.scalars(select(TrialRow.server_pid).where(TrialRow.state == "running")) if p]
+
+
+def _dead_worker_here(worker: str, host: str) -> bool:
+    import psutil
+
+    name, _, pid = worker.rpartition(":")
+    if name != host or not pid.isdigit():
+        return False  # another host's worker: its own daemon recovers it
+    try:
+        proc = psutil.Process(int(pid))
+        return proc.status() == psutil.STATUS_ZOMBIE or "autotune" not in " ".join(proc.cmdline())
+    except psutil.Error:
+        return True
+
+
+def job_summary(job: JobRow) -> dict[str, Any]:
+    """A job as `status` shows it."""
+    done = [t for t in job.trials if t.state in ("complete", "failed")]
+    best = max((goodput(t) for t in job.trials), default=0.0)
+    return {
+        "id": job.id,
+        "model": job.model.name,
+        "state": job.state,
+        "trigger": job.trigger,
+        "trials_done": len(done),
+        "trials_total": job.trials_total,
+        "best_goodput_rps": best or None,
+        "waiting": job.waiting_reason,
+        "worker": job.worker,
+        "created_at": job.created_at.isoformat() + "Z",
+        "error": job.error,
+    }

@@ -1,0 +1,219 @@
+"""The daemon with real processes: one per database, crash recovery, SIGTERM, the resource gate, schedules."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import optuna
+import psutil
+import pytest
+
+SHORT = ["--window-s", "0.5", "--warmup-s", "0.3", "--max-windows", "4"]
+
+
+@pytest.fixture
+def env(tmp_path, tiny_model):
+    e = dict(os.environ)
+    e["AUTOTUNE_DB_URL"] = f"sqlite:///{tmp_path / 'autotune.db'}"
+    e["AUTOTUNE_METRICS_PORT"] = "0"
+    return e
+
+
+def cli(env, *args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+class Daemons:
+    """Daemons started by a test; whatever is still alive at the end is killed with its servers."""
+
+    def __init__(self, env, tmp_path):
+        self.env, self.tmp_path, self.procs = env, tmp_path, []
+
+    def start(self, *args):
+        log = open(self.tmp_path / f"daemon{len(self.procs)}.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autotune.cli", "daemon", "--poll-s", "0.3", "--quiet-s", "0.5", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        wait_for(lambda: status(self.env)["daemon"] is not None or proc.poll() is not None, 60, "daemon up")
+        return proc
+
+    def cleanup(self):
+        cli(self.env, "stop", timeout=90)  # also one that `start` spawned itself
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+@pytest.fixture
+def daemons(env, tmp_path):
+    d = Daemons(env, tmp_path)
+    yield d
+    d.cleanup()
+
+
+def wait_for(check, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
+def status(env):
+    proc = cli(env, "status", "--json", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def job(env, job_id):
+    return next(j for j in status(env)["jobs"] if j["id"] == job_id)
+
+
+def db_path(env):
+    return env["AUTOTUNE_DB_URL"].removeprefix("sqlite:///")
+
+
+def running_server_pid(env):
+    with sqlite3.connect(db_path(env), timeout=10) as conn:
+        row = conn.execute(
+            "select server_pid from autotune_trials where state='running' and server_pid is not null"
+        ).fetchone()
+    return row[0] if row else None
+
+
+def enqueue(env, trials, *extra):
+    proc = cli(env, "start", "--model", "tiny", "--trials", str(trials), "--detach", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.strip())
+
+
+def trial_states(env, job_id):
+    with sqlite3.connect(db_path(env), timeout=10) as conn:
+        return [
+            r[0] for r in conn.execute("select state from autotune_trials where job_id=? order by number", (job_id,))
+        ]
+
+
+def test_one_daemon_per_database_and_sigterm_hands_the_job_back(env, daemons):
+    first = daemons.start()
+    second = subprocess.run(
+        [sys.executable, "-m", "autotune.cli", "daemon"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert second.returncode == 1 and f"already running (pid {first.pid})" in second.stderr
+
+    job_id = enqueue(env, 3, "--window-s", "2", "--max-windows", "10")
+    wait_for(lambda: running_server_pid(env), 120, "a trial with a live server")
+    time.sleep(1.5)  # mid-window
+    stopped_at = time.monotonic()
+    first.send_signal(signal.SIGTERM)
+    first.wait(30)
+    assert time.monotonic() - stopped_at < 30 and first.returncode == 0
+    assert status(env)["daemon"] is None
+    assert job(env, job_id)["state"] == "queued"  # resumes with the next daemon
+    assert trial_states(env, job_id)[-1] == "interrupted"
+
+
+def test_kill_9_mid_trial_then_restart_kills_the_orphan_and_finishes_the_job(env, daemons):
+    first = daemons.start()
+    job_id = enqueue(env, 3, *SHORT)
+    wait_for(lambda: running_server_pid(env), 120, "a trial with a live server")
+    orphan = running_server_pid(env)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    assert psutil.pid_exists(orphan)  # the server outlives its daemon: it runs in its own session
+
+    daemons.start()
+    wait_for(
+        lambda: not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE,
+        30,
+        "the orphan server killed",
+    )
+    wait_for(lambda: job(env, job_id)["state"] == "done", 240, "the job to finish")
+    states = trial_states(env, job_id)
+    assert states.count("interrupted") == 1 and states.count("complete") + states.count("failed") == 3
+    info = job(env, job_id)
+    assert info["trials_done"] == 3
+    # Optuna saw the same trials: none left RUNNING, none counted twice.
+    studies = optuna.get_all_study_summaries(env["AUTOTUNE_DB_URL"])
+    (study,) = [optuna.load_study(study_name=s.study_name, storage=env["AUTOTUNE_DB_URL"]) for s in studies]
+    assert len(study.trials) == len(states)
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_foreign_cpu_load_closes_the_gate_and_the_job_waits(env, daemons, tmp_path):
+    hog = subprocess.Popen(  # bounded: spins one core for 8 s, then exits
+        [sys.executable, "-c", "import time\nt=time.time()+8\nwhile time.time()<t: pass"]
+    )
+    try:
+        daemons.start("--max-foreign-cores", "0.5")
+        job_id = enqueue(env, 1, *SHORT)
+        wait_for(lambda: "resource gate closed" in (job(env, job_id)["waiting"] or ""), 30, "the gate to close")
+        assert "foreign CPU load" in status(env)["daemon"]["gate_reason"]
+        assert trial_states(env, job_id) == []  # nothing measured while the host is busy
+    finally:
+        hog.wait(30)
+    wait_for(lambda: job(env, job_id)["state"] == "done", 120, "the job to run once the host is quiet")
+    assert trial_states(env, job_id) == ["complete"]
+
+
+def test_start_follows_the_daemon_and_a_due_schedule_retunes_with_a_drift_report(env, daemons):
+    proc = cli(env, "start", "--model", "tiny", "--trials", "2", "--json", *SHORT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)  # the Pareto set, once the daemon finished the job
+    first = status(env)
+    assert first["daemon"] is not None and first["jobs"][0]["state"] == "done"
+
+    added = cli(env, "schedule", "add", "--model", "tiny", "--cron", "0 2 * * *", "--trials", "2")
+    assert added.returncode == 0, added.stderr
+    (schedule,) = json.loads(cli(env, "schedule", "list", "--json").stdout)
+    assert schedule["next_run_at"].endswith("02:00:00Z")
+    with sqlite3.connect(db_path(env)) as conn:  # make it due now
+        conn.execute("update autotune_schedules set next_run_at = '2000-01-01 00:00:00'")
+    wait_for(lambda: any(j["trigger"] == "schedule" for j in status(env)["jobs"]), 30, "the schedule to fire")
+    retune = next(j for j in status(env)["jobs"] if j["trigger"] == "schedule")
+    wait_for(lambda: job(env, retune["id"])["state"] == "done", 240, "the retune to finish")
+    drift = [d for d in status(env)["drift"] if d["job_id"] == retune["id"]]
+    assert drift, "the retune re-measured the stored Pareto configs"
+    for d in drift:
+        assert d["previous_job_id"] == first["jobs"][0]["id"]
+        if d["before_goodput_rps"]:
+            assert d["change"] == pytest.approx(d["after_goodput_rps"] / d["before_goodput_rps"] - 1, abs=1e-3)
+    (schedule,) = json.loads(cli(env, "schedule", "list", "--json").stdout)
+    assert schedule["last_job_id"] == retune["id"] and schedule["next_run_at"] > "2026"
+
+    stop = cli(env, "stop")
+    assert stop.returncode == 0 and "stopped" in stop.stdout
+
+
+def test_bad_schedules_and_unknown_jobs_are_one_line_errors(env):
+    bad = cli(env, "schedule", "add", "--model", "tiny", "--cron", "61 * * * *")
+    assert bad.returncode == 1 and "invalid cron expression" in bad.stderr
+    missing = cli(env, "schedule", "add", "--model", "/no/such/model", "--cron", "0 2 * * *")
+    assert missing.returncode == 1 and "neither a built-in" in missing.stderr
+    assert cli(env, "stop", "99").returncode == 1
+    line = cli(env, "cron", "install", "--model", "my model", "--print").stdout
+    assert line.startswith("0 2 * * * ") and "retune --model 'my model'" in line
+
+
+def test_systemd_unit_quotes_paths(env):
+    unit = cli(env, "daemon", "--print-systemd-unit").stdout
+    assert f"ExecStart={sys.executable} -m autotune.cli daemon" in unit
+    assert f'Environment="AUTOTUNE_DB_URL={env["AUTOTUNE_DB_URL"]}"' in unit
