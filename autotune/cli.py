@@ -498,8 +498,12 @@ def daemon(
     metrics_port: Annotated[
         int, typer.Option(help="Prometheus metrics on 127.0.0.1 (0: any free port)", envvar="AUTOTUNE_METRICS_PORT")
     ] = 9468,
-    max_foreign_cores: Annotated[float, typer.Option(help="gate: CPU load outside autotune, in cores")] = 0.5,
-    quiet_s: Annotated[float, typer.Option(help="gate: seconds the host must be quiet before a trial")] = 5.0,
+    max_foreign_cores: Annotated[
+        float, typer.Option(help="gate: CPU load outside autotune, in cores", envvar="AUTOTUNE_GATE_MAX_FOREIGN_CORES")
+    ] = 0.5,
+    quiet_s: Annotated[
+        float, typer.Option(help="gate: seconds the host must be quiet before a trial", envvar="AUTOTUNE_GATE_QUIET_S")
+    ] = 5.0,
     print_systemd_unit: Annotated[bool, typer.Option(help="print a systemd unit and exit")] = False,
 ) -> None:
     """The worker: one per host and database; runs queued jobs while the host is quiet."""

@@ -301,17 +301,24 @@ class Daemon:
 def enqueue_retune(model: str, trials: int | None, minutes: float | None, trigger: str = "retune") -> int:
     """Enqueue a retune of MODEL with its study's settings (re-measures the stored Pareto set first)."""
     from autotune.job import enqueue_job
+    from autotune.models.resolve import served_name
     from autotune.spec import study_for_model
+    from autotune.store.queries import last_job_settings
     from autotune.trial import MeasureSettings
 
     study = study_for_model(model)
-    settings = MeasureSettings(
-        protocol=study.protocol,
-        concurrency=study.concurrency,
-        rate=study.rate,
-        slo_ms=study.slo_p99_ms,
-        max_error_rate=study.max_error_rate,
-    )
+    previous = last_job_settings(served_name(model))
+    if previous is not None:
+        # Measure exactly as the job being checked for drift did, or the comparison means nothing.
+        settings = MeasureSettings(**previous)
+    else:
+        settings = MeasureSettings(
+            protocol=study.protocol,
+            concurrency=study.concurrency,
+            rate=study.rate,
+            slo_ms=study.slo_p99_ms,
+            max_error_rate=study.max_error_rate,
+        )
     return enqueue_job(study, trials or study.trials, minutes or study.minutes, settings, trigger=trigger)
 
 
@@ -392,13 +399,16 @@ def stop_daemon(timeout_s: float = 60.0) -> int | None:
         return None
     pid = int(status["pid"])
     os.kill(pid, signal.SIGTERM)
-    try:
-        psutil.Process(pid).wait(timeout_s)
-    except psutil.NoSuchProcess:
-        pass
-    except psutil.TimeoutExpired:
-        raise AutotuneError(f"daemon {pid} did not stop within {timeout_s:.0f}s") from None
-    return pid
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        # Gone, or a zombie its parent has not reaped yet: either way it has stopped.
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return pid
+        except psutil.NoSuchProcess:
+            return pid
+        time.sleep(0.2)
+    raise AutotuneError(f"daemon {pid} did not stop within {timeout_s:.0f}s")
 
 
 def systemd_unit() -> str:

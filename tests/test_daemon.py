@@ -22,6 +22,7 @@ def env(tmp_path, tiny_model):
     e = dict(os.environ)
     e["AUTOTUNE_DB_URL"] = f"sqlite:///{tmp_path / 'autotune.db'}"
     e["AUTOTUNE_METRICS_PORT"] = "0"
+    e["AUTOTUNE_GATE_QUIET_S"] = "0.5"  # for daemons that `autotune start` spawns
     return e
 
 
@@ -47,7 +48,7 @@ class Daemons:
             start_new_session=True,
         )
         self.procs.append(proc)
-        wait_for(lambda: status(self.env)["daemon"] is not None or proc.poll() is not None, 60, "daemon up")
+        wait_for(lambda: daemon_up(self.env) or proc.poll() is not None, 60, "daemon up")
         return proc
 
     def cleanup(self):
@@ -73,7 +74,7 @@ def wait_for(check, timeout, what):
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(0.3)
+        time.sleep(0.5)
     raise AssertionError(f"timed out waiting for: {what}")
 
 
@@ -84,7 +85,25 @@ def status(env):
 
 
 def job(env, job_id):
-    return next(j for j in status(env)["jobs"] if j["id"] == job_id)
+    """A job's row, read in-process: polling `autotune status` would itself be foreign CPU load for the gate."""
+    with sqlite3.connect(db_path(env), timeout=10) as conn:
+        conn.row_factory = sqlite3.Row
+        row = conn.execute("select * from autotune_jobs where id=?", (job_id,)).fetchone()
+        done = conn.execute(
+            "select count(*) from autotune_trials where job_id=? and state in ('complete','failed')", (job_id,)
+        ).fetchone()[0]
+    return {"state": row["state"], "waiting": row["waiting_reason"], "trigger": row["trigger"], "trials_done": done}
+
+
+def jobs_with_trigger(env, trigger):
+    with sqlite3.connect(db_path(env), timeout=10) as conn:
+        return [r[0] for r in conn.execute("select id from autotune_jobs where trigger=?", (trigger,))]
+
+
+def daemon_up(env):
+    from autotune.daemon import status_path
+
+    return status_path(env["AUTOTUNE_DB_URL"]).exists()
 
 
 def db_path(env):
@@ -149,8 +168,7 @@ def test_kill_9_mid_trial_then_restart_kills_the_orphan_and_finishes_the_job(env
     wait_for(lambda: job(env, job_id)["state"] == "done", 240, "the job to finish")
     states = trial_states(env, job_id)
     assert states.count("interrupted") == 1 and states.count("complete") + states.count("failed") == 3
-    info = job(env, job_id)
-    assert info["trials_done"] == 3
+    assert job(env, job_id)["trials_done"] == 3
     # Optuna saw the same trials: none left RUNNING, none counted twice.
     studies = optuna.get_all_study_summaries(env["AUTOTUNE_DB_URL"])
     (study,) = [optuna.load_study(study_name=s.study_name, storage=env["AUTOTUNE_DB_URL"]) for s in studies]
@@ -187,17 +205,17 @@ def test_start_follows_the_daemon_and_a_due_schedule_retunes_with_a_drift_report
     assert schedule["next_run_at"].endswith("02:00:00Z")
     with sqlite3.connect(db_path(env)) as conn:  # make it due now
         conn.execute("update autotune_schedules set next_run_at = '2000-01-01 00:00:00'")
-    wait_for(lambda: any(j["trigger"] == "schedule" for j in status(env)["jobs"]), 30, "the schedule to fire")
-    retune = next(j for j in status(env)["jobs"] if j["trigger"] == "schedule")
-    wait_for(lambda: job(env, retune["id"])["state"] == "done", 240, "the retune to finish")
-    drift = [d for d in status(env)["drift"] if d["job_id"] == retune["id"]]
+    wait_for(lambda: jobs_with_trigger(env, "schedule"), 30, "the schedule to fire")
+    (retune_id,) = jobs_with_trigger(env, "schedule")
+    wait_for(lambda: job(env, retune_id)["state"] == "done", 240, "the retune to finish")
+    drift = [d for d in status(env)["drift"] if d["job_id"] == retune_id]
     assert drift, "the retune re-measured the stored Pareto configs"
     for d in drift:
         assert d["previous_job_id"] == first["jobs"][0]["id"]
         if d["before_goodput_rps"]:
             assert d["change"] == pytest.approx(d["after_goodput_rps"] / d["before_goodput_rps"] - 1, abs=1e-3)
     (schedule,) = json.loads(cli(env, "schedule", "list", "--json").stdout)
-    assert schedule["last_job_id"] == retune["id"] and schedule["next_run_at"] > "2026"
+    assert schedule["last_job_id"] == retune_id and schedule["next_run_at"] > "2026"
 
     stop = cli(env, "stop")
     assert stop.returncode == 0 and "stopped" in stop.stdout

@@ -55,3 +55,9 @@ def previous_front_job(
             select(ParetoSnapshotRow).where(ParetoSnapshotRow.job_id == last.id).order_by(ParetoSnapshotRow.id.desc())
         )
     return last, (snap.entries if snap is not None else front_entries(last))
+
+
+def last_job_settings(model: str, url: str | None = None) -> dict[str, Any] | None:
+    """The measurement settings of the latest job of MODEL (a retune measures the same way)."""
+    jobs = _jobs_of(model, url)
+    return dict(jobs[-1].settings) if jobs else None

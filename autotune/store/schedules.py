@@ -86,7 +86,8 @@ def claim_due(host_fingerprint: str, url: str | None = None) -> list[ScheduleRow
         with db.session(url) as s, s.begin():
             won = s.execute(
                 update(ScheduleRow)
-                .where(ScheduleRow.id == row.id, ScheduleRow.next_run_at == row.next_run_at)
+                # Still due: another daemon that fired it first has already moved next_run_at on.
+                .where(ScheduleRow.id == row.id, ScheduleRow.next_run_at <= now)
                 .values(next_run_at=next_run(row.cron, now), last_run_at=now)
             ).rowcount
         if won == 1:
