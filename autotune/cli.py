@@ -112,7 +112,6 @@ def bench(
     ] = False,
 ) -> None:
     """Measure one serving configuration of one model on a live server."""
-    _quiet_tensorflow()
     from autotune.knobs import parse_assignments
     from autotune.trial import MeasureSettings, run_trial
 
@@ -128,6 +127,7 @@ def bench(
     if window_s <= 0 or warmup_s < 0 or max_windows < 3 or max_concurrency < 1:
         raise AutotuneError("need --window-s > 0, --warmup-s >= 0, --max-windows >= 3, --max-concurrency >= 1")
     _check_gpu_knob(config)
+    _quiet_tensorflow()  # after validation: bad input is answered without paying for TensorFlow's import
 
     from autotune.models.resolve import resolve_model
 
@@ -262,7 +262,6 @@ def start(
     docker_image: Annotated[str | None, typer.Option(help="image for --backend docker")] = None,
 ) -> None:
     """Tune a model: Bayesian search over the serving knobs, results kept in the database."""
-    _quiet_tensorflow()
     from autotune.job import run_job
     from autotune.spec import load_study, study_for_model
     from autotune.trial import MeasureSettings
@@ -278,6 +277,7 @@ def start(
     if window_s <= 0 or warmup_s < 0 or max_windows < 3:
         raise AutotuneError("need --window-s > 0, --warmup-s >= 0, --max-windows >= 3")
     budget = trials or study.trials
+    _quiet_tensorflow()
     chosen = _backend(backend.value if backend else study.backend, server_binary, docker_image)
     settings = MeasureSettings(
         protocol=study.protocol,

@@ -30,7 +30,7 @@ METRICS = {
     "stable",
     "client_saturated",
 }
-SHORT = ["--window-s", "0.5", "--warmup-s", "0.3", "--max-windows", "4"]
+SHORT = ["--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4"]
 
 
 def autotune(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

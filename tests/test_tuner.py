@@ -14,10 +14,9 @@ import optuna
 import pytest
 
 from autotune.pareto import dominates
-from autotune.store.pareto import front_entries
 from autotune.store.queries import latest_job
 
-SHORT = ["--window-s", "0.5", "--warmup-s", "0.3", "--max-windows", "4"]
+SHORT = ["--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4"]
 
 
 def autotune(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -38,14 +37,14 @@ def _studies(url: str) -> list[optuna.Study]:
     return [optuna.load_study(study_name=n, storage=url) for n in names]
 
 
-def test_start_tunes_defaults_first_and_keeps_a_true_pareto_set(db_env):
-    proc = autotune(db_env, "start", "--model", "tiny", "--trials", "4", "--foreground", "--json", *SHORT)
+def test_start_tunes_defaults_first_keeps_a_true_pareto_set_and_the_next_job_warm_starts(db_env):
+    proc = autotune(db_env, "start", "--model", "tiny", "--trials", "3", "--foreground", "--json", *SHORT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     front = json.loads(proc.stdout)
     url = db_env["AUTOTUNE_DB_URL"]
     job = latest_job("tiny", url)
     assert job.state == "done" and job.finished_at is not None
-    assert [t.number for t in job.trials] == [0, 1, 2, 3]
+    assert [t.number for t in job.trials] == [0, 1, 2]
     first = job.trials[0].config
     assert first["enable_batching"] is False and first["intra_op_threads"] == 0 and first["inter_op_threads"] == 0
     for t in job.trials:  # failed ones too, with their reason
@@ -85,24 +84,20 @@ def test_start_tunes_defaults_first_and_keeps_a_true_pareto_set(db_env):
     reported = autotune(db_env, "report", "--model", "tiny", "--out", str(report_dir))
     assert reported.returncode == 0, reported.stderr
     summary = json.loads((report_dir / "summary.json").read_text())
-    assert summary["job_id"] == job.id and summary["trials"] == 4
+    assert summary["job_id"] == job.id and summary["trials"] == 3
     assert (report_dir / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "plotly" in (report_dir / "pareto.html").read_text()
-    assert len((report_dir / "trials.csv").read_text().strip().splitlines()) == 1 + 4
+    assert len((report_dir / "trials.csv").read_text().strip().splitlines()) == 1 + 3
 
-
-def test_a_second_job_warm_starts_from_the_previous_pareto_set(db_env):
-    url = db_env["AUTOTUNE_DB_URL"]
-    assert autotune(db_env, "start", "--model", "tiny", "--trials", "2", "--foreground", *SHORT).returncode == 0
-    first = latest_job("tiny", url)
+    # A second job of the same model on the same host measures the defaults, then the previous front.
     proc = autotune(db_env, "start", "--model", "tiny", "--trials", "2", "--foreground", *SHORT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     second = latest_job("tiny", url)
-    assert second.id != first.id and second.host_id == first.host_id and second.model_id == first.model_id
+    assert second.id != job.id and second.host_id == job.host_id and second.model_id == job.model_id
     defaults = second.trials[0].config
-    assert defaults["enable_batching"] is False  # defaults, again first
-    carried = [row["config"] for row in front_entries(first) if row["config"] != defaults]
-    if carried:  # the previous job's non-default Pareto configs are measured right after the defaults
+    assert defaults["enable_batching"] is False and defaults["intra_op_threads"] == 0
+    carried = [row["config"] for row in front if row["config"] != defaults]
+    if carried:
         assert second.trials[1].config == carried[0]
 
 
