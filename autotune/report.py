@@ -232,14 +232,36 @@ Study: {e(summary["study"])}.</p>
 <p><img src="pareto.png" alt="Pareto plot"><br><a href="pareto.html">interactive plot</a> ·
 <a href="trials.csv">trials.csv</a> · <a href="summary.json">summary.json</a></p>
 <table><tr>{head}</tr>{body}</table>
+{drift_html(summary.get("drift") or [])}
 </body></html>
 """
 
 
+def drift_html(drift: list[dict[str, Any]]) -> str:
+    """The retune's re-measurements of the previous Pareto set, drifted ones first."""
+    if not drift:
+        return ""
+    e = html.escape
+    lines = []
+    for d in sorted(drift, key=lambda d: not d["drifted"]):
+        change = "-" if d["change"] is None else f"{d['change']:+.1%}"
+        knobs = " ".join(f"{k}={v}" for k, v in d["config"].items() if v != _DEFAULTS.get(k)) or "TF Serving defaults"
+        causes = ", ".join(d["causes"]) or ""
+        lines.append(
+            f"<tr><td>{e(knobs)}</td><td>{d['before_goodput_rps']:.1f}</td><td>{d['after_goodput_rps']:.1f}</td>"
+            f"<td>{e(change)}</td><td>{'DRIFT' if d['drifted'] else 'within noise'}</td><td>{e(causes)}</td></tr>"
+        )
+    head = "<tr><th>config</th><th>before rps</th><th>now rps</th><th>change</th><th></th><th>causes</th></tr>"
+    return f"<h2>Drift since job {drift[0]['previous_job_id']}</h2><table>{head}{''.join(lines)}</table>"
+
+
 def write_report(job: JobRow, out: Path, force: bool) -> Path:
     """Write report.html, pareto.png, pareto.html, trials.csv and summary.json into OUT atomically."""
+    from autotune.store.queries import drift_checks
+
     target = outdir.check_out_dir(out, force)
     rows, summary = rows_of(job)
+    summary["drift"] = drift_checks(job.id)
     files: dict[str, str | bytes] = {
         "report.html": report_html(rows, summary),
         "pareto.png": pareto_png(rows, summary),

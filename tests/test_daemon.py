@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import psutil
@@ -216,6 +217,10 @@ def test_start_follows_the_daemon_and_a_due_schedule_retunes_with_a_drift_report
         assert d["previous_job_id"] == 1
         if d["before_goodput_rps"]:
             assert d["change"] == pytest.approx(d["after_goodput_rps"] / d["before_goodput_rps"] - 1, abs=1e-3)
+    report = Path(db_path(env)).parent / "report"
+    assert cli(env, "report", "--model", "tiny", "--out", str(report)).returncode == 0
+    assert len(json.loads((report / "summary.json").read_text())["drift"]) == len(drift)
+    assert f"Drift since job {drift[0]['previous_job_id']}" in (report / "report.html").read_text()
     (schedule,) = json.loads(cli(env, "schedule", "list", "--json").stdout)
     assert schedule["last_job_id"] == retune_id and schedule["next_run_at"] > "2026"
 

@@ -61,3 +61,13 @@ def last_job_settings(model: str, url: str | None = None) -> dict[str, Any] | No
     """The measurement settings of the latest job of MODEL (a retune measures the same way)."""
     jobs = _jobs_of(model, url)
     return dict(jobs[-1].settings) if jobs else None
+
+
+def drift_checks(job_id: int, url: str | None = None) -> list[dict[str, Any]]:
+    """The drift checks a retune job recorded (empty for other jobs)."""
+    from autotune.store.schema import DriftCheckRow
+
+    with db.session(url) as s:
+        rows = s.scalars(select(DriftCheckRow).where(DriftCheckRow.job_id == job_id).order_by(DriftCheckRow.id)).all()
+    keys = ("previous_job_id", "config", "before_goodput_rps", "after_goodput_rps", "change", "drifted", "causes")
+    return [{k: getattr(r, k) for k in keys} for r in rows]
