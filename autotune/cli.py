@@ -262,9 +262,8 @@ def start(
     docker_image: Annotated[str | None, typer.Option(help="image for --backend docker")] = None,
 ) -> None:
     """Tune a model: Bayesian search over the serving knobs, results kept in the database."""
-    from autotune.job import run_job
+    from autotune.job import run_job, study_settings
     from autotune.spec import load_study, study_for_model
-    from autotune.trial import MeasureSettings
     from autotune.tuner import TrialHooks
 
     if (model is None) == (study_file is None):
@@ -279,16 +278,7 @@ def start(
     budget = trials or study.trials
     _quiet_tensorflow()
     chosen = _backend(backend.value if backend else study.backend, server_binary, docker_image)
-    settings = MeasureSettings(
-        protocol=study.protocol,
-        concurrency=study.concurrency,
-        rate=study.rate,
-        slo_ms=study.slo_p99_ms,
-        max_error_rate=study.max_error_rate,
-        window_s=window_s,
-        warmup_s=warmup_s,
-        max_windows=max_windows,
-    )
+    settings = study_settings(study, window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
     if not foreground:
         from autotune.daemon import ensure_daemon
         from autotune.job import enqueue_job

@@ -300,7 +300,7 @@ class Daemon:
 
 def enqueue_retune(model: str, trials: int | None, minutes: float | None, trigger: str = "retune") -> int:
     """Enqueue a retune of MODEL with its study's settings (re-measures the stored Pareto set first)."""
-    from autotune.job import enqueue_job
+    from autotune.job import enqueue_job, study_settings
     from autotune.models.resolve import served_name
     from autotune.spec import study_for_model
     from autotune.store.queries import last_job_settings
@@ -308,17 +308,8 @@ def enqueue_retune(model: str, trials: int | None, minutes: float | None, trigge
 
     study = study_for_model(model)
     previous = last_job_settings(served_name(model))
-    if previous is not None:
-        # Measure exactly as the job being checked for drift did, or the comparison means nothing.
-        settings = MeasureSettings(**previous)
-    else:
-        settings = MeasureSettings(
-            protocol=study.protocol,
-            concurrency=study.concurrency,
-            rate=study.rate,
-            slo_ms=study.slo_p99_ms,
-            max_error_rate=study.max_error_rate,
-        )
+    # Measure exactly as the job being checked for drift did, or the comparison means nothing.
+    settings = MeasureSettings(**previous) if previous is not None else study_settings(study)
     return enqueue_job(study, trials or study.trials, minutes or study.minutes, settings, trigger=trigger)
 
 

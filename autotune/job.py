@@ -53,6 +53,18 @@ class JobControl:
     before_trial: Callable[[], None] | None = None  # e.g. wait for the resource gate
 
 
+def study_settings(study: Study, **overrides: Any) -> MeasureSettings:
+    """How a study's trials are measured: its load and SLO, plus window overrides."""
+    return MeasureSettings(
+        protocol=study.protocol,
+        concurrency=study.concurrency,
+        rate=study.rate,
+        slo_ms=study.slo_p99_ms,
+        max_error_rate=study.max_error_rate,
+        **overrides,
+    )
+
+
 def config_from_dict(values: dict[str, Any]) -> ServingConfig:
     """Rebuild a ServingConfig from a stored config dict."""
     values = {k: v for k, v in values.items() if k in KNOBS}

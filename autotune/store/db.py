@@ -9,6 +9,8 @@ with its own version table; every command upgrades a fresh database itself.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -191,6 +193,19 @@ def session(url: str | None = None) -> Session:
     url = url or db_url()
     _upgraded(url)
     return sessionmaker(engine(url), expire_on_commit=False)()
+
+
+@contextmanager
+def transaction(url: str) -> Iterator[Session]:
+    """One short transaction on our tables; database errors become one-line AutotuneErrors."""
+    s = session(url)
+    try:
+        with s.begin():
+            yield s
+    except SQLAlchemyError as exc:
+        raise db_error(url, exc) from None
+    finally:
+        s.close()
 
 
 def optuna_storage(url: str | None = None) -> optuna.storages.RDBStorage:

@@ -8,18 +8,16 @@ several hosts can share one database without taking a job twice.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from autotune.store import db
 from autotune.store.pareto import goodput
-from autotune.store.records import _interrupt_running, worker_id
+from autotune.store.records import interrupt_running, worker_id
 from autotune.store.schema import HostRow, JobRow, TrialRow, utcnow
 
 ACTIVE = ("queued", "running")
@@ -41,16 +39,8 @@ class Queue:
         self.url = url or db.db_url()
         db.session(self.url).close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        s = db.session(self.url)
-        try:
-            with s.begin():
-                yield s
-        except SQLAlchemyError as exc:
-            raise db.db_error(self.url, exc) from None
-        finally:
-            s.close()
+    def _tx(self) -> AbstractContextManager[Session]:
+        return db.transaction(self.url)
 
     def claim_next(self, host_fingerprint: str) -> int | None:
         """Take the oldest queued job pinned to this host; None when there is none."""
@@ -105,7 +95,7 @@ class Queue:
                 if not job.worker or not _dead_worker_here(job.worker, host):
                     continue
                 orphans += [Orphan(job.id, t.number, t.server_pid) for t in job.trials if t.state == "running"]
-                _interrupt_running(job)
+                interrupt_running(job)
                 job.state, job.worker, job.waiting_reason = "queued", None, None
         return orphans
 

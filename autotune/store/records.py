@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from autotune.models.content import content_hash
@@ -32,16 +30,8 @@ class Store:
         self.url = url or db.db_url()
         db.session(self.url).close()  # upgrade the schema now, not in the middle of a trial
 
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        s = db.session(self.url)
-        try:
-            with s.begin():
-                yield s
-        except SQLAlchemyError as exc:
-            raise db.db_error(self.url, exc) from None
-        finally:
-            s.close()
+    def _tx(self) -> AbstractContextManager[Session]:
+        return db.transaction(self.url)
 
     def host(self, info: dict[str, Any], fingerprint: str) -> int:
         """The id of this host's row, created on first sight."""
@@ -144,7 +134,7 @@ class Store:
         with self._tx() as s:
             job = s.get(JobRow, job_id)
             assert job is not None
-            _interrupt_running(job)
+            interrupt_running(job)
             if state == "queued":
                 job.state, job.worker, job.waiting_reason = "queued", None, None
                 return []
@@ -170,7 +160,7 @@ class Store:
         return row
 
 
-def _interrupt_running(job: JobRow) -> None:
+def interrupt_running(job: JobRow) -> None:
     for trial in job.trials:
         if trial.state == "running":
             trial.state = "interrupted"
