@@ -105,7 +105,9 @@ def engine(url: str) -> Engine:
 
         @event.listens_for(eng, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            # IMMEDIATE takes the write lock up front, so a transaction that reads and then writes waits
+            # (busy timeout) for another writer instead of failing at once with a stale WAL snapshot.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return eng
 
