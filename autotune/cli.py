@@ -516,6 +516,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print one JSON 
     import datetime as dt
 
     from autotune.daemon import read_status
+    from autotune.store.queries import drift_checks
     from autotune.store.queue import Queue, job_summary
 
     daemon_info = read_status()
@@ -524,7 +525,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print one JSON 
         daemon_info["uptime_s"] = round((dt.datetime.now(dt.UTC).replace(tzinfo=None) - started).total_seconds())
     queue = Queue()
     jobs = [job_summary(j) for j in queue.jobs()]
-    drift = _drift_rows()
+    drift = drift_checks()
     if as_json:
         print(json.dumps({"daemon": daemon_info, "jobs": jobs, "drift": drift}, indent=2))
         return
@@ -554,30 +555,6 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print one JSON 
                 f"{d['after_goodput_rps']:.1f} rps {'(' + ', '.join(d['causes']) + ')' if d['causes'] else ''}",
                 markup=False,
             )
-
-
-def _drift_rows(limit: int = 20) -> list[dict[str, Any]]:
-    from sqlalchemy import select
-
-    from autotune.store import db
-    from autotune.store.schema import DriftCheckRow
-
-    with db.session() as s:
-        rows = s.scalars(select(DriftCheckRow).order_by(DriftCheckRow.id.desc()).limit(limit)).all()
-    return [
-        {
-            "job_id": r.job_id,
-            "previous_job_id": r.previous_job_id,
-            "model": r.model,
-            "config": r.config,
-            "before_goodput_rps": r.before_goodput_rps,
-            "after_goodput_rps": r.after_goodput_rps,
-            "change": r.change,
-            "drifted": r.drifted,
-            "causes": r.causes,
-        }
-        for r in rows
-    ]
 
 
 @app.command()

@@ -196,9 +196,7 @@ def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobContro
         def finished(t: TunedTrial) -> None:
             store.finish_trial(job_id, t.number, **trial_fields(t))
             if previous and job.trigger in RETUNE_TRIGGERS:
-                record_drift(
-                    store.url, job_id, previous[0], previous[1], t.config.to_dict(), t.result.metrics, t.feasible
-                )
+                record_drift(store.url, job, previous[0], previous[1], t.config.to_dict(), t.result.metrics, t.feasible)
             if hooks.finished:
                 hooks.finished(t)
 
@@ -212,7 +210,7 @@ def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobContro
         run_hooks = TrialHooks(
             begin, lambda n, pid: store.server_started(job_id, n, pid), progress, finished, control.accept
         )
-        done = tuner.run(max(remaining, 0), job.minutes, run_hooks) if remaining > 0 else []
+        done = tuner.run(remaining, job.minutes, run_hooks) if remaining > 0 else []
         interrupted = any(t.result.failure_reason == "interrupted" for t in done)
         state = "done" if not interrupted else ("queued" if control.stopping() else "cancelled")
     except KeyboardInterrupt:

@@ -185,7 +185,8 @@ def upgrade(url: str | None = None) -> tuple[str | None, str]:
 
 
 @cache
-def _upgraded(url: str) -> bool:
+def ensure_schema(url: str) -> bool:
+    """Bring our tables up to date, once per process and URL."""
     upgrade(url)
     return True
 
@@ -193,13 +194,14 @@ def _upgraded(url: str) -> bool:
 def session(url: str | None = None) -> Session:
     """A session on our tables, the schema brought up to date first (once per process)."""
     url = url or db_url()
-    _upgraded(url)
+    ensure_schema(url)
     return sessionmaker(engine(url), expire_on_commit=False)()
 
 
 @contextmanager
-def transaction(url: str) -> Iterator[Session]:
+def transaction(url: str | None = None) -> Iterator[Session]:
     """One short transaction on our tables; database errors become one-line AutotuneErrors."""
+    url = url or db_url()
     s = session(url)
     try:
         with s.begin():
@@ -213,7 +215,7 @@ def transaction(url: str) -> Iterator[Session]:
 def optuna_storage(url: str | None = None) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage on our database; a locked or unreachable one is a one-line error."""
     url = url or db_url()
-    _upgraded(url)  # our pragmas (WAL) are set on the file before Optuna opens it
+    ensure_schema(url)  # our pragmas (WAL) are set on the file before Optuna opens it
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:  # SQLAlchemy raises many types for bad URLs and files

@@ -26,7 +26,7 @@ def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def record_drift(
     url: str,
-    job_id: int,
+    job: JobRow,
     previous: JobRow,
     entries: list[dict[str, Any]],
     config: dict[str, Any],
@@ -40,16 +40,14 @@ def record_drift(
     before = float(entry.get("metrics", {}).get("throughput_rps") or 0.0)
     after = float(metrics.get("throughput_rps") or 0.0) if feasible else 0.0
     change, drifted = compare(before, after)
-    with db.session(url) as s, s.begin():
-        job = s.get(JobRow, job_id)
-        assert job is not None
-        causes = []
-        if job.model_id != previous.model_id:
-            causes.append("model_changed")
-        if job.host_id != previous.host_id:
-            causes.append("host_changed")
+    causes = []
+    if job.model_id != previous.model_id:
+        causes.append("model_changed")
+    if job.host_id != previous.host_id:
+        causes.append("host_changed")
+    with db.transaction(url) as s:
         row = DriftCheckRow(
-            job_id=job_id,
+            job_id=job.id,
             previous_job_id=previous.id,
             model=previous.model.name,
             config=config,

@@ -5,31 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import selectinload
 
 from autotune.errors import AutotuneError
 from autotune.store import db
 from autotune.store.pareto import front_entries
-from autotune.store.schema import HostRow, JobRow, ModelRow, ParetoSnapshotRow
+from autotune.store.schema import WHOLE_JOB, DriftCheckRow, HostRow, JobRow, ModelRow, ParetoSnapshotRow
 
 
 def _jobs_of(model: str, url: str | None = None, host_fingerprint: str | None = None) -> list[JobRow]:
     url = url or db.db_url()
-    query = (
-        select(JobRow)
-        .join(ModelRow)
-        .where(ModelRow.name == model)
-        .options(selectinload(JobRow.trials), selectinload(JobRow.host), selectinload(JobRow.model))
-        .order_by(JobRow.id)
-    )
+    query = select(JobRow).join(ModelRow).where(ModelRow.name == model).options(*WHOLE_JOB).order_by(JobRow.id)
     if host_fingerprint is not None:
         query = query.join(HostRow).where(HostRow.fingerprint == host_fingerprint)
-    try:
-        with db.session(url) as s:
-            return list(s.scalars(query))
-    except SQLAlchemyError as exc:
-        raise db.db_error(url, exc) from None
+    with db.transaction(url) as s:
+        return list(s.scalars(query))
 
 
 def latest_job(model: str, url: str | None = None) -> JobRow:
@@ -49,8 +38,7 @@ def previous_front_job(
     if not earlier:
         return None
     last = earlier[-1]
-    url = url or db.db_url()
-    with db.session(url) as s:
+    with db.transaction(url) as s:
         snap = s.scalar(
             select(ParetoSnapshotRow).where(ParetoSnapshotRow.job_id == last.id).order_by(ParetoSnapshotRow.id.desc())
         )
@@ -63,11 +51,25 @@ def last_job_settings(model: str, url: str | None = None) -> dict[str, Any] | No
     return dict(jobs[-1].settings) if jobs else None
 
 
-def drift_checks(job_id: int, url: str | None = None) -> list[dict[str, Any]]:
-    """The drift checks a retune job recorded (empty for other jobs)."""
-    from autotune.store.schema import DriftCheckRow
+_DRIFT_FIELDS = (
+    "job_id",
+    "previous_job_id",
+    "model",
+    "config",
+    "before_goodput_rps",
+    "after_goodput_rps",
+    "change",
+    "drifted",
+    "causes",
+)
 
-    with db.session(url) as s:
-        rows = s.scalars(select(DriftCheckRow).where(DriftCheckRow.job_id == job_id).order_by(DriftCheckRow.id)).all()
-    keys = ("previous_job_id", "config", "before_goodput_rps", "after_goodput_rps", "change", "drifted", "causes")
-    return [{k: getattr(r, k) for k in keys} for r in rows]
+
+def drift_checks(job_id: int | None = None, limit: int = 20, url: str | None = None) -> list[dict[str, Any]]:
+    """The drift checks of one retune job (in order), or the LIMIT most recent ones (newest first)."""
+    query = select(DriftCheckRow)
+    if job_id is not None:
+        query = query.where(DriftCheckRow.job_id == job_id).order_by(DriftCheckRow.id)
+    else:
+        query = query.order_by(DriftCheckRow.id.desc()).limit(limit)
+    with db.transaction(url) as s:
+        return [{k: getattr(r, k) for k in _DRIFT_FIELDS} for r in s.scalars(query)]

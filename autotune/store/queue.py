@@ -17,10 +17,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from autotune.store import db
 from autotune.store.pareto import goodput
-from autotune.store.records import interrupt_running, worker_id
-from autotune.store.schema import HostRow, JobRow, TrialRow, utcnow
-
-ACTIVE = ("queued", "running")
+from autotune.store.records import hand_back, worker_id
+from autotune.store.schema import COUNTED_STATES, WHOLE_JOB, HostRow, JobRow, utcnow
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class Queue:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url or db.db_url()
-        db.session(self.url).close()
+        db.ensure_schema(self.url)
 
     def _tx(self) -> AbstractContextManager[Session]:
         return db.transaction(self.url)
@@ -95,34 +93,18 @@ class Queue:
                 if not job.worker or not _dead_worker_here(job.worker, host):
                     continue
                 orphans += [Orphan(job.id, t.number, t.server_pid) for t in job.trials if t.state == "running"]
-                interrupt_running(job)
-                job.state, job.worker, job.waiting_reason = "queued", None, None
+                hand_back(job)
         return orphans
 
     def jobs(self, limit: int = 50) -> list[JobRow]:
         """Recent jobs, newest first, with their trials, model and host loaded."""
         with self._tx() as s:
-            rows = s.scalars(
-                select(JobRow)
-                .options(selectinload(JobRow.trials), selectinload(JobRow.model), selectinload(JobRow.host))
-                .order_by(JobRow.id.desc())
-                .limit(limit)
-            ).all()
-            return list(rows)
+            return list(s.scalars(select(JobRow).options(*WHOLE_JOB).order_by(JobRow.id.desc()).limit(limit)))
 
     def job(self, job_id: int) -> JobRow | None:
         """One job with its trials."""
         with self._tx() as s:
-            return s.scalar(
-                select(JobRow)
-                .where(JobRow.id == job_id)
-                .options(selectinload(JobRow.trials), selectinload(JobRow.model), selectinload(JobRow.host))
-            )
-
-    def running_trial_pids(self) -> list[int]:
-        """Server pids of trials marked running (for tests and `status`)."""
-        with self._tx() as s:
-            return [p for p in s.scalars(select(TrialRow.server_pid).where(TrialRow.state == "running")) if p]
+            return s.scalar(select(JobRow).where(JobRow.id == job_id).options(*WHOLE_JOB))
 
 
 def _dead_worker_here(worker: str, host: str) -> bool:
@@ -140,7 +122,7 @@ def _dead_worker_here(worker: str, host: str) -> bool:
 
 def job_summary(job: JobRow) -> dict[str, Any]:
     """A job as `status` shows it."""
-    done = [t for t in job.trials if t.state in ("complete", "failed")]
+    done = [t for t in job.trials if t.state in COUNTED_STATES]
     best = max((goodput(t) for t in job.trials), default=0.0)
     return {
         "id": job.id,

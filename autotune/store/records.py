@@ -15,7 +15,7 @@ from autotune.models.content import content_hash
 from autotune.models.resolve import ModelRef
 from autotune.store import db
 from autotune.store.pareto import front_entries
-from autotune.store.schema import HostRow, JobRow, ModelRow, ParetoSnapshotRow, TrialRow, utcnow
+from autotune.store.schema import COUNTED_STATES, HostRow, JobRow, ModelRow, ParetoSnapshotRow, TrialRow, utcnow
 
 
 def worker_id() -> str:
@@ -28,7 +28,7 @@ class Store:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url or db.db_url()
-        db.session(self.url).close()  # upgrade the schema now, not in the middle of a trial
+        db.ensure_schema(self.url)  # now, not in the middle of a trial
 
     def _tx(self) -> AbstractContextManager[Session]:
         return db.transaction(self.url)
@@ -105,9 +105,7 @@ class Store:
         """Record a trial as running before its server starts (so a crash leaves a trace)."""
         with self._tx() as s:
             s.add(TrialRow(job_id=job_id, number=number, state="running", config=config))
-            job = s.get(JobRow, job_id)
-            if job is not None:
-                job.heartbeat_at = utcnow()
+            _touch(s, job_id)
 
     def server_started(self, job_id: int, number: int, pid: int) -> None:
         """Remember the server's pid, so an orphan can be found and killed after a crash."""
@@ -122,9 +120,7 @@ class Store:
             for key, value in fields.items():
                 setattr(row, key, value)
             row.finished_at = utcnow()
-            job = s.get(JobRow, job_id)
-            if job is not None:
-                job.heartbeat_at = utcnow()
+            _touch(s, job_id)
 
     def finish_job(self, job_id: int, state: str, error: str | None = None) -> list[dict[str, Any]]:
         """Close a job and freeze its Pareto set; trials still running become interrupted.
@@ -134,10 +130,10 @@ class Store:
         with self._tx() as s:
             job = s.get(JobRow, job_id)
             assert job is not None
-            interrupt_running(job)
             if state == "queued":
-                job.state, job.worker, job.waiting_reason = "queued", None, None
+                hand_back(job)
                 return []
+            interrupt_running(job)
             entries = front_entries(job)
             s.add(ParetoSnapshotRow(job_id=job_id, entries=entries))
             job.state = state
@@ -150,7 +146,7 @@ class Store:
         with self._tx() as s:
             job = s.get(JobRow, job_id)
             assert job is not None
-            return sum(1 for t in job.trials if t.state in ("complete", "failed"))
+            return sum(1 for t in job.trials if t.state in COUNTED_STATES)
 
     @staticmethod
     def _trial(s: Session, job_id: int, number: int) -> TrialRow:
@@ -160,9 +156,22 @@ class Store:
         return row
 
 
+def _touch(s: Session, job_id: int) -> None:
+    job = s.get(JobRow, job_id)
+    if job is not None:
+        job.heartbeat_at = utcnow()
+
+
 def interrupt_running(job: JobRow) -> None:
+    """Trials still marked running will never finish: record them as interrupted."""
     for trial in job.trials:
         if trial.state == "running":
             trial.state = "interrupted"
             trial.failure_reason = trial.failure_reason or "interrupted"
             trial.finished_at = utcnow()
+
+
+def hand_back(job: JobRow) -> None:
+    """Return a job to the queue (its worker stopped or died); it resumes with the next daemon."""
+    interrupt_running(job)
+    job.state, job.worker, job.waiting_reason = "queued", None, None

@@ -29,7 +29,7 @@ def next_run(expr: str, after: dt.datetime) -> dt.datetime:
 def add(model: str, expr: str, host_id: int, trials: int | None, minutes: float | None, url: str | None = None) -> int:
     """Store a schedule; it first fires at the next matching minute."""
     expr = check_cron(expr)
-    with db.session(url) as s, s.begin():
+    with db.transaction(url) as s:
         row = ScheduleRow(
             model=model,
             cron=expr,
@@ -45,7 +45,7 @@ def add(model: str, expr: str, host_id: int, trials: int | None, minutes: float 
 
 def remove(schedule_id: int, url: str | None = None) -> None:
     """Delete a schedule; an unknown id is a clear error."""
-    with db.session(url) as s, s.begin():
+    with db.transaction(url) as s:
         row = s.get(ScheduleRow, schedule_id)
         if row is None:
             raise AutotuneError(f"no schedule {schedule_id} (see: autotune schedule list)")
@@ -54,7 +54,7 @@ def remove(schedule_id: int, url: str | None = None) -> None:
 
 def listing(url: str | None = None) -> list[dict[str, Any]]:
     """Every schedule with its next run time."""
-    with db.session(url) as s:
+    with db.transaction(url) as s:
         rows = s.execute(select(ScheduleRow, HostRow.fingerprint).join(HostRow).order_by(ScheduleRow.id)).all()
     return [
         {
@@ -75,7 +75,7 @@ def listing(url: str | None = None) -> list[dict[str, Any]]:
 def claim_due(host_fingerprint: str, url: str | None = None) -> list[ScheduleRow]:
     """Schedules of this host that are due, each advanced to its next run exactly once (safe across daemons)."""
     now = utcnow()
-    with db.session(url) as s:
+    with db.transaction(url) as s:
         due = s.scalars(
             select(ScheduleRow)
             .join(HostRow)
@@ -83,7 +83,7 @@ def claim_due(host_fingerprint: str, url: str | None = None) -> list[ScheduleRow
         ).all()
     claimed = []
     for row in due:
-        with db.session(url) as s, s.begin():
+        with db.transaction(url) as s:
             won = s.execute(
                 update(ScheduleRow)
                 # Still due: another daemon that fired it first has already moved next_run_at on.
@@ -97,7 +97,7 @@ def claim_due(host_fingerprint: str, url: str | None = None) -> list[ScheduleRow
 
 def fired(schedule_id: int, job_id: int, url: str | None = None) -> None:
     """Remember which job a schedule produced."""
-    with db.session(url) as s, s.begin():
+    with db.transaction(url) as s:
         row = s.get(ScheduleRow, schedule_id)
         if row is not None:
             row.last_job_id = job_id

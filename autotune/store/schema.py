@@ -11,12 +11,16 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
 
 
 def utcnow() -> dt.datetime:
     """Timestamps are naive UTC everywhere (SQLite has no time zones)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+# Trial states that count against a job's budget; interrupted trials are measured again.
+COUNTED_STATES = ("complete", "failed")
 
 
 class Base(DeclarativeBase):
@@ -147,3 +151,7 @@ class DriftCheckRow(Base):
     drifted: Mapped[bool]
     causes: Mapped[list[Any]]  # model_changed, host_changed: what differs since the previous job
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# Loader options for a job with everything `status`, reports and exports read from it.
+WHOLE_JOB = (selectinload(JobRow.trials), selectinload(JobRow.model), selectinload(JobRow.host))
