@@ -81,6 +81,18 @@ def models_list() -> None:
         out.print(f"{name}\t{'cached' if cached else 'not built'}")
 
 
+def _check_windows(window_s: float, warmup_s: float, max_windows: int) -> None:
+    if window_s <= 0 or warmup_s < 0 or max_windows < 3:
+        raise AutotuneError("need --window-s > 0, --warmup-s >= 0, --max-windows >= 3")
+
+
+def _check_budget(trials: int | None, minutes: float | None) -> None:
+    if trials is not None and trials <= 0:
+        raise AutotuneError(f"--trials must be > 0, got {trials}")
+    if minutes is not None and minutes <= 0:
+        raise AutotuneError(f"--minutes must be > 0, got {minutes:g}")
+
+
 def _check_gpu_knob(config: Any) -> None:
     from autotune import gpu
 
@@ -124,8 +136,9 @@ def bench(
         raise AutotuneError(f"--rate must be in (0, 1000000], got {rate:g}")
     if slo_ms is not None and slo_ms <= 0:
         raise AutotuneError(f"--slo-ms must be positive, got {slo_ms:g}")
-    if window_s <= 0 or warmup_s < 0 or max_windows < 3 or max_concurrency < 1:
-        raise AutotuneError("need --window-s > 0, --warmup-s >= 0, --max-windows >= 3, --max-concurrency >= 1")
+    _check_windows(window_s, warmup_s, max_windows)
+    if max_concurrency < 1:
+        raise AutotuneError(f"--max-concurrency must be >= 1, got {max_concurrency}")
     _check_gpu_knob(config)
     _quiet_tensorflow()  # after validation: bad input is answered without paying for TensorFlow's import
 
@@ -269,12 +282,8 @@ def start(
     if (model is None) == (study_file is None):
         raise AutotuneError("give exactly one of --model NAME|PATH or --study FILE")
     study = load_study(study_file) if study_file else study_for_model(model or "")
-    if trials is not None and trials <= 0:
-        raise AutotuneError(f"--trials must be > 0, got {trials}")
-    if minutes is not None and minutes <= 0:
-        raise AutotuneError(f"--minutes must be > 0, got {minutes:g}")
-    if window_s <= 0 or warmup_s < 0 or max_windows < 3:
-        raise AutotuneError("need --window-s > 0, --warmup-s >= 0, --max-windows >= 3")
+    _check_budget(trials, minutes)
+    _check_windows(window_s, warmup_s, max_windows)
     budget = trials or study.trials
     _quiet_tensorflow()
     chosen = _backend(backend.value if backend else study.backend, server_binary, docker_image)
@@ -586,20 +595,13 @@ def retune(
 ) -> None:
     """Enqueue a retune (re-measure the stored Pareto set, report drift, search again) and ensure a daemon."""
     from autotune.daemon import enqueue_retune, ensure_daemon
+    from autotune.models.resolve import check_spec
 
-    if trials is not None and trials <= 0:
-        raise AutotuneError(f"--trials must be > 0, got {trials}")
-    _check_model_spec(model)
+    _check_budget(trials, minutes)
+    check_spec(model)
     job_id = enqueue_retune(model, trials, minutes)
     pid = ensure_daemon()
     out.print(f"retune job {job_id} queued; daemon pid {pid}")
-
-
-def _check_model_spec(model: str) -> None:
-    from autotune.models.builtin import BUILTINS
-
-    if model not in BUILTINS and not Path(model).expanduser().is_dir():
-        raise AutotuneError(f"model '{model}' is neither a built-in ({', '.join(BUILTINS)}) nor a directory")
 
 
 @schedule_app.command("add")
@@ -611,12 +613,13 @@ def schedule_add(
 ) -> None:
     """Retune MODEL on this host whenever CRON fires (the daemon enqueues it)."""
     from autotune.fingerprint import fingerprint, host_info
+    from autotune.models.resolve import check_spec
     from autotune.spec import study_for_model
     from autotune.store import schedules
     from autotune.store.records import Store
 
     schedules.check_cron(cron)
-    _check_model_spec(model)  # refused now, not at 2 am
+    check_spec(model)  # refused now, not at 2 am
     study_for_model(model)
     info = host_info()
     schedule_id = schedules.add(model, cron, Store().host(info, fingerprint(info)), trials, minutes)

@@ -45,15 +45,19 @@ def served_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(spec.rstrip("/")).name) or "model"
 
 
+def check_spec(spec: str) -> None:
+    """Refuse a model that is neither a built-in name nor a directory (cheap: nothing is built or loaded)."""
+    if spec not in BUILTINS and not Path(spec).expanduser().is_dir():
+        raise AutotuneError(f"model '{spec}' is neither a built-in ({', '.join(BUILTINS)}) nor a directory")
+
+
 def resolve_model(spec: str, signature_name: str = "serving_default") -> ModelRef:
     """Resolve a built-in name or a SavedModel base directory."""
+    check_spec(spec)
     if spec in BUILTINS:
         base, name = ensure_builtin(spec), spec
     else:
-        base = Path(spec).expanduser()
-        if not base.is_dir():
-            raise AutotuneError(f"model '{spec}' is neither a built-in ({', '.join(BUILTINS)}) nor a directory")
-        base = base.resolve()
+        base = Path(spec).expanduser().resolve()
         name = served_name(str(base))
     version = latest_version(base)
     signatures = read_signatures(base / str(version))
