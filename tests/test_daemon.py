@@ -181,16 +181,17 @@ def test_a_job_survives_sigterm_and_kill_9_of_its_daemons(env, daemons):
 
 
 def test_foreign_cpu_load_closes_the_gate_and_the_job_waits(env, daemons, tmp_path):
-    hog = subprocess.Popen(  # bounded: spins one core for 6 s, then exits
-        [sys.executable, "-c", "import time\nt=time.time()+6\nwhile time.time()<t: pass"]
-    )
+    # Spins one core until the test has seen the gate close (bounded at 90 s), so a slow daemon start
+    # cannot outlast the load it is meant to notice.
+    hog = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()+90\nwhile time.time()<t: pass"])
     try:
         daemons.start("--max-foreign-cores", "0.5")
         job_id = enqueue(env, 1, *SHORT)
-        wait_for(lambda: "resource gate closed" in (job(env, job_id)["waiting"] or ""), 30, "the gate to close")
+        wait_for(lambda: "resource gate closed" in (job(env, job_id)["waiting"] or ""), 60, "the gate to close")
         assert "foreign CPU load" in status(env)["daemon"]["gate_reason"]
         assert trial_states(env, job_id) == []  # nothing measured while the host is busy
     finally:
+        hog.kill()
         hog.wait(30)
     wait_for(lambda: job(env, job_id)["state"] == "done", 120, "the job to run once the host is quiet")
     assert trial_states(env, job_id) == ["complete"]
