@@ -62,7 +62,15 @@ class Servable:
         self.version = latest_version(base_path)
         path = base_path / str(self.version)
         self._tf = tf
-        self._loaded = tf.saved_model.load(str(path), tags=["serve"])
+        try:
+            self._loaded = tf.saved_model.load(str(path), tags=["serve"])
+        except Exception:
+            # The server imports TF without Keras; a model that needs its registrations gets them and a retry.
+            from autotune.tfimport import load_keras
+
+            if not load_keras():
+                raise
+            self._loaded = tf.saved_model.load(str(path), tags=["serve"])
         saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
         meta = next(m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags)
         self.signature_defs = {k: v for k, v in meta.signature_def.items() if not k.startswith("__")}
