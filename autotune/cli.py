@@ -115,6 +115,9 @@ def bench(
     warmup_s: Annotated[float, typer.Option(help="warm-up per load level, seconds")] = 1.0,
     max_windows: Annotated[int, typer.Option(help="window cap per load level")] = 10,
     max_concurrency: Annotated[int, typer.Option(help="ramp limit")] = 64,
+    request_timeout_s: Annotated[
+        float, typer.Option(help="a request slower than this is an error; a server silent this long is hung")
+    ] = 30.0,
     signature: Annotated[str, typer.Option(help="signature to call")] = "serving_default",
     monitoring: Annotated[bool, typer.Option(help="enable the server's Prometheus endpoint")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
@@ -139,6 +142,8 @@ def bench(
     _check_windows(window_s, warmup_s, max_windows)
     if max_concurrency < 1:
         raise AutotuneError(f"--max-concurrency must be >= 1, got {max_concurrency}")
+    if not 0 < request_timeout_s <= 3600:
+        raise AutotuneError(f"--request-timeout-s must be in (0, 3600], got {request_timeout_s:g}")
     _check_gpu_knob(config)
     _quiet_tensorflow()  # after validation: bad input is answered without paying for TensorFlow's import
 
@@ -159,6 +164,7 @@ def bench(
         warmup_s=warmup_s,
         max_windows=max_windows,
         max_concurrency=max_concurrency,
+        request_timeout_s=request_timeout_s,
         monitoring=monitoring,
     )
     err.print(f"bench {ref.name} on backend {chosen.name} ({protocol.value}): {json.dumps(config.to_dict())}")

@@ -182,7 +182,7 @@ def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobContro
                 tuner.optuna.set_user_attr(key, value)
             tuner.optuna.set_user_attr("model_path", str(model.base_path))
             tuner.optuna.set_user_attr("job_id", job_id)
-            tuner.enqueue(warm_start(previous[1] if previous else []))
+            tuner.enqueue(warm_start(previous[1] if previous else []) + tuner.first_configs()[1:])
 
         def begin(n: int, config: ServingConfig) -> None:
             if control.before_trial:

@@ -17,7 +17,7 @@ from autotune.knobs import KNOBS
 
 OBJECTIVES = ("throughput_rps", "latency_p99_ms", "cpu_cores", "gpu_mem_mb")
 DIRECTIONS = ("maximize", "minimize")
-SAMPLERS = ("tpe", "nsga2", "random")
+SAMPLERS = ("autotune", "tpe", "nsga2", "random")
 BACKENDS = ("auto", "local", "tfserving", "docker")
 _TOP_KEYS = {"model", "backend", "slo", "objectives", "space", "budget", "load", "sampler", "seed", "signature"}
 

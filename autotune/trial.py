@@ -65,6 +65,7 @@ class MeasureSettings:
     request_timeout_s: float = 30.0
     client_saturation_cores: float = 0.85
     monitoring: bool = False  # enable TF Serving's Prometheus endpoint on the server
+    measure_unloaded: bool = True  # the concurrency-1 level first (off only for grid recording)
 
 
 @dataclass
@@ -214,6 +215,9 @@ class _Session:
         windows: list[dict[str, Any]] = []
         stable = False
         wait = self.s.window_s + self.s.warmup_s + self.s.request_timeout_s
+        # A live server that completes nothing for longer than a request may take is hung (SIGSTOP,
+        # deadlock): a timeout, not a measurement of zero throughput.
+        last_answer = time.monotonic()
         while True:
             if time.monotonic() > self.deadline:
                 raise TrialError("timeout", f"trial exceeded {self.s.trial_timeout_s:.0f}s")
@@ -225,6 +229,14 @@ class _Session:
                 break
             if event["event"] != "window":
                 continue
+            if event["ok"]:
+                last_answer = time.monotonic()
+            elif time.monotonic() - last_answer > self.s.request_timeout_s + self.s.window_s:
+                raise TrialError(
+                    "timeout",
+                    f"server stopped answering: no request succeeded for {time.monotonic() - last_answer:.0f}s "
+                    f"(request timeout {self.s.request_timeout_s:g}s)",
+                )
             res = self.monitor.summary(event["start"], event["end"])
             event.update(
                 cpu_cores=res.cpu_cores,
@@ -284,7 +296,11 @@ def _run_levels(session: _Session, s: MeasureSettings) -> tuple[list[LevelResult
     """Unloaded level first, then the fixed load or the ramp.
 
     Returns (every level measured, unloaded first; the levels that may be the operating point).
+    Without the unloaded level, levels[0] is the fixed load itself.
     """
+    if not s.measure_unloaded and (s.rate is not None or s.concurrency is not None):
+        level = session.measure("open", s.rate) if s.rate is not None else session.measure("closed", s.concurrency or 1)
+        return [level], [level]
     unloaded = session.measure("closed", 1)
     levels = [unloaded]
     if s.rate is not None:
@@ -375,7 +391,8 @@ def run_trial(
             session = _Session(server, monitor, gen, settings, deadline, say, scraper)
             result.levels, candidates = _run_levels(session, settings)
             point, slo_met = _operating_point(candidates, settings)
-            result.metrics = _metrics(point, result.levels[0], ready.load_time_s, slo_met, settings)
+            unloaded = result.levels[0] if settings.measure_unloaded else None
+            result.metrics = _metrics(point, unloaded, ready.load_time_s, slo_met, settings)
             if point.error_rate > settings.max_error_rate:
                 raise TrialError(
                     "errors_over_limit",
@@ -424,7 +441,7 @@ def _error_kinds(level: LevelResult) -> str:
 
 
 def _metrics(
-    point: LevelResult, unloaded: LevelResult, load_time_s: float, slo_met: bool, s: MeasureSettings
+    point: LevelResult, unloaded: LevelResult | None, load_time_s: float, slo_met: bool, s: MeasureSettings
 ) -> dict[str, Any]:
     def r(x: float | None, nd: int = 3) -> float | None:
         return None if x is None else round(x, nd)
@@ -434,7 +451,7 @@ def _metrics(
         "latency_p50_ms": r(point.latency_p50_ms),
         "latency_p90_ms": r(point.latency_p90_ms),
         "latency_p99_ms": r(point.latency_p99_ms),
-        "unloaded_latency_p50_ms": r(unloaded.latency_p50_ms),
+        "unloaded_latency_p50_ms": r(unloaded.latency_p50_ms) if unloaded else None,
         "error_rate": r(point.error_rate, 6),
         "cpu_cores": r(point.cpu_cores),
         "rss_mb": r(point.rss_mb, 1),

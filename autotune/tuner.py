@@ -7,6 +7,7 @@ configs steer the sampler; failed trials are told as failed with their reason.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import optuna
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.models.resolve import ModelRef
+from autotune.seeds import heuristic_seeds
 from autotune.servers.backends import Backend
 from autotune.space import Dimension, params_of, suggest
 from autotune.spec import Study
@@ -28,8 +30,11 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
-    """The study's sampler; constraints reach it through Trial.set_constraint."""
-    if name == "tpe":
+    """The study's sampler; constraints reach it through Trial.set_constraint.
+
+    `autotune` is TPE after the informed first trials of `autotune.seeds` (the Tuner enqueues those).
+    """
+    if name in ("autotune", "tpe"):
         # group=True keeps the conditional batching knobs in their own sub-space.
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5)
     if name == "nsga2":
@@ -91,7 +96,11 @@ class Tuner:
         settings: MeasureSettings,
         storage: optuna.storages.BaseStorage | str | None,
         study_name: str,
+        measure: Callable[[ServingConfig, Callable[[str], None] | None, Callable[[int], None] | None], TrialResult]
+        | None = None,
+        cpus: int | None = None,
     ) -> None:
+        """MEASURE replaces live trials (benchmarks replay recorded ones); CPUS is the host's core count."""
         self.study = study
         self.model = model
         self.backend = backend
@@ -105,6 +114,19 @@ class Tuner:
             load_if_exists=True,
         )
         self.optuna.set_metric_names(list(study.objectives))
+        self.cpus = cpus or os.cpu_count() or 1
+        self._measure_config = measure or (
+            lambda config, say, on_pid: run_trial(
+                self.model, config, self.settings, self.backend, progress=say, on_server_start=on_pid
+            )
+        )
+
+    def first_configs(self) -> list[ServingConfig]:
+        """What a fresh study measures first: TF Serving's defaults, then the sampler's informed seeds."""
+        seeds = []
+        if self.study.sampler == "autotune":
+            seeds = heuristic_seeds(self.space, self.cpus, self.settings.concurrency)
+        return [ServingConfig(), *seeds]
 
     def enqueue(self, configs: list[ServingConfig]) -> None:
         """Measure these configs first (defaults, a previous Pareto set)."""
@@ -115,7 +137,7 @@ class Tuner:
         """Run up to TRIALS trials within MINUTES; stops early when a trial is interrupted."""
         hooks = hooks or TrialHooks()
         if not self.optuna.trials:
-            self.enqueue([ServingConfig()])
+            self.enqueue(self.first_configs())
         deadline = time.monotonic() + minutes * 60
         done: list[TunedTrial] = []
         for _ in range(trials):
@@ -147,7 +169,7 @@ class Tuner:
         on_pid = (lambda pid: started(n, pid)) if started else None
         attempt, accepted = 0, False
         while True:
-            result = run_trial(self.model, config, self.settings, self.backend, progress=say, on_server_start=on_pid)
+            result = self._measure_config(config, say, on_pid)
             accepted = not result.ok or hooks.accept is None or hooks.accept(result)
             if accepted or attempt == hooks.remeasure:
                 break

@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
-from autotune.fingerprint import host_info
+from _common import machine
+
 from autotune.load.stats import coefficient_of_variation
 
 
@@ -49,16 +49,6 @@ def bench(model: str, concurrency: int, settings: list[str], window_s: float, pr
         flush=True,
     )
     return result
-
-
-def machine() -> str:
-    """The host as autotune fingerprints it, in one line."""
-    info = host_info()
-    gpus = ", ".join(info["gpus"]) or "no GPU"
-    return (
-        f"{info['cpu_model']}, {info['cpus']} cores, {info['memory_gb']} GiB, "
-        f"{platform.system()} {platform.release()}, {gpus}, TensorFlow {info['tensorflow']}"
-    )
 
 
 def main() -> int:

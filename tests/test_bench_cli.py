@@ -127,34 +127,37 @@ def test_a_directory_that_is_not_a_model(tmp_path):
     assert proc.returncode == 1 and "no version directory" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def _server_of(bench: subprocess.Popen[str], timeout: float = 120) -> psutil.Process:
+def _child_of(bench: subprocess.Popen[str], marker: str, timeout: float = 120) -> psutil.Process:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in psutil.Process(bench.pid).children(recursive=True):
             try:
-                if "autotune.servers.local" in " ".join(child.cmdline()):
+                if marker in " ".join(child.cmdline()):
                     return child
             except psutil.Error:
                 continue
         time.sleep(0.2)
-    raise AssertionError("bench never started a server")
+    raise AssertionError(f"bench never started {marker}")
 
 
-def _wait_measuring(bench_server: psutil.Process, seconds: float) -> None:
-    # Wait until the server has served for a while (load is running), then a little more.
+def _wait_measuring(server: psutil.Process, seconds: float) -> None:
+    # Serving starts once the server listens; the load follows within the warm-up. Then a little more.
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and bench_server.cpu_times().user < 5:
+    while time.monotonic() < deadline and not any(c.status == psutil.CONN_LISTEN for c in server.net_connections()):
         time.sleep(0.2)
-    time.sleep(seconds)
+    time.sleep(1.5 + seconds)
 
 
-def _bench_under_load(settle_s: float) -> tuple[subprocess.Popen[str], psutil.Process]:
+def _bench_under_load(settle_s: float, *extra: str) -> tuple[subprocess.Popen[str], psutil.Process]:
     """A bench of tiny running in the background, once its server has been under load for SETTLE_S."""
     cmd = [sys.executable, "-m", "autotune.cli", "bench", "--model", "tiny", "--concurrency", "2", "--json"]
     bench = subprocess.Popen(
-        [*cmd, "--window-s", "1", "--max-windows", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*cmd, "--window-s", "1", "--max-windows", "30", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    server = _server_of(bench)
+    server = _child_of(bench, "autotune.servers.local")
     _wait_measuring(server, settle_s)
     return bench, server
 
@@ -169,6 +172,32 @@ def test_server_killed_mid_measurement_fails_the_bench_and_leaves_nothing(tiny_m
     assert result["failure_reason"] == "server_crashed"
     assert "server" in result["failure_message"]
     assert "bench failed: server_crashed" in stderr
+    assert not wait_no_processes(ignore=before)
+
+
+def test_a_hung_server_is_a_timeout_and_its_whole_group_is_killed(tiny_model):
+    before = {p.pid for p in our_processes()}
+    bench, server = _bench_under_load(0.5, "--request-timeout-s", "2")
+    os.kill(server.pid, signal.SIGSTOP)  # alive, listening, answering nothing
+    stdout, stderr = bench.communicate(timeout=120)
+    assert bench.returncode == 3, stderr
+    result = json.loads(stdout)
+    assert result["failure_reason"] == "timeout"
+    assert "stopped answering" in result["failure_message"]
+    assert not wait_no_processes(ignore=before)  # SIGKILL reaches a stopped process
+
+
+def test_a_killed_load_generator_fails_the_trial_and_stops_the_server(tiny_model):
+    before = {p.pid for p in our_processes()}
+    bench, server = _bench_under_load(0.5)
+    generator = _child_of(bench, "autotune.load.generator")
+    generator.kill()
+    stdout, stderr = bench.communicate(timeout=120)
+    assert bench.returncode == 3, stderr
+    result = json.loads(stdout)
+    assert result["failure_reason"] == "client_failed"
+    assert "load generator" in result["failure_message"]
+    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
     assert not wait_no_processes(ignore=before)
 
 

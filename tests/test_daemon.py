@@ -108,6 +108,17 @@ def daemon_up(env):
     return status_path(env["AUTOTUNE_DB_URL"]).exists()
 
 
+def listening_sockets(procs):
+    """TCP sockets in LISTEN state of PROCS (the daemon's tree: itself, servers, load generators)."""
+    found = []
+    for p in procs:
+        try:
+            found += [c for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN]
+        except psutil.Error:
+            continue  # a process that just exited listens on nothing
+    return found
+
+
 def db_path(env):
     return env["AUTOTUNE_DB_URL"].removeprefix("sqlite:///")
 
@@ -148,6 +159,8 @@ def test_a_job_survives_sigterm_and_kill_9_of_its_daemons(env, daemons):
     job_id = enqueue(env, 2, "--window-s", "0.6", "--warmup-s", "0.2", "--max-windows", "4")
     wait_for(lambda: running_server_pid(env), 120, "a trial with a live server")
     time.sleep(0.5)  # the server is up: starting, warming up or measuring
+    listening = listening_sockets([psutil.Process(first.pid), *psutil.Process(first.pid).children(recursive=True)])
+    assert all(c.laddr.ip in ("127.0.0.1", "::ffff:127.0.0.1") for c in listening), listening
     stopped_at = time.monotonic()
     first.send_signal(signal.SIGTERM)
     first.wait(30)

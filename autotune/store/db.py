@@ -30,7 +30,21 @@ from autotune.errors import AutotuneError
 from autotune.paths import autotune_home
 
 VERSION_TABLE = "autotune_alembic_version"
-BUSY_TIMEOUT_S = 30
+BUSY_TIMEOUT_S = 30.0
+
+
+def busy_timeout_s() -> float:
+    """How long to wait for another writer: AUTOTUNE_DB_BUSY_TIMEOUT_S, default 30 s."""
+    raw = os.environ.get("AUTOTUNE_DB_BUSY_TIMEOUT_S")
+    if raw is None:
+        return BUSY_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise AutotuneError(f"AUTOTUNE_DB_BUSY_TIMEOUT_S must be seconds in 0..3600, got {raw!r}")
+    return value
 
 
 def db_url() -> str:
@@ -57,6 +71,7 @@ def _redacted(url: str) -> str:
         return url
 
 
+@cache
 def _sqlite_file(url: str) -> Path | None:
     from sqlalchemy.engine import make_url
 
@@ -69,7 +84,7 @@ def _sqlite_file(url: str) -> Path | None:
 def _engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Wait for a busy writer (another autotune, optuna-dashboard) instead of failing at once.
-        return {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+        return {"connect_args": {"timeout": busy_timeout_s()}}
     return {"pool_pre_ping": True}
 
 
@@ -99,7 +114,7 @@ def engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             # WAL lets readers (status, dashboard) run while a trial is being written.
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s() * 1000)}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
@@ -145,7 +160,7 @@ def upgrade(url: str | None = None) -> tuple[str | None, str]:
     url = url or db_url()
     engine(url)  # creates the SQLite file (user-only) or explains why it cannot
     path = _sqlite_file(url)
-    lock = FileLock(f"{path}.migrate.lock", timeout=BUSY_TIMEOUT_S) if path else None
+    lock = FileLock(f"{path}.migrate.lock", timeout=busy_timeout_s()) if path else None
     try:
         if lock:
             lock.acquire()
@@ -203,6 +218,11 @@ def transaction(url: str | None = None) -> Iterator[Session]:
     """One short transaction on our tables; database errors become one-line AutotuneErrors."""
     url = url or db_url()
     s = session(url)
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():
+        # SQLite keeps writing to a deleted file's inode, and every write would vanish at exit: stop instead.
+        s.close()
+        raise AutotuneError(f"database {path} was deleted while autotune was using it; stopping, nothing more is saved")
     try:
         with s.begin():
             yield s

@@ -104,7 +104,7 @@ class Store:
     def begin_trial(self, job_id: int, number: int, config: dict[str, Any]) -> None:
         """Record a trial as running before its server starts (so a crash leaves a trace)."""
         with self._tx() as s:
-            s.add(TrialRow(job_id=job_id, number=number, state="running", config=config))
+            s.add(TrialRow(job_id=job_id, number=number, state="running", config=config, worker=worker_id()))
             _touch(s, job_id)
 
     def server_started(self, job_id: int, number: int, pid: int) -> None:

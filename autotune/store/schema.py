@@ -101,6 +101,7 @@ class TrialRow(Base):
     levels: Mapped[list[Any]] = mapped_column(default=list)  # load levels, each with its windows
     argv: Mapped[list[Any]] = mapped_column(default=list)
     server_pid: Mapped[int | None]
+    worker: Mapped[str | None] = mapped_column(String(200))  # host:pid of the daemon (or CLI) that measured it
     failure_reason: Mapped[str | None] = mapped_column(String(40))
     failure_message: Mapped[str | None] = mapped_column(Text)
     server_log_tail: Mapped[str | None] = mapped_column(Text)

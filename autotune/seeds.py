@@ -1,0 +1,87 @@
+"""Informed first trials: the configurations TF Serving's batching guide would have an engineer try first.
+
+The `autotune` sampler measures these right after the defaults, then lets TPE search from them. They
+follow from the host and the load alone (cores, concurrency), never from earlier measurements:
+- batching with one batch thread per core and the batch as large as the concurrent requests, timeout ~0
+  (the guide's CPU starting point), intra-op threads splitting the cores between batch threads;
+- the same with one batch thread using every core (fewer, larger batches);
+- no batching, one intra-op thread per request (many concurrent requests should not oversubscribe cores);
+- batching with a short timeout (1 ms), so batches fill under lighter load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from autotune.errors import AutotuneError
+from autotune.knobs import KNOBS, ServingConfig, validate
+from autotune.space import Dimension
+
+
+def _fit(dim: Dimension | None, value: Any) -> Any:
+    """VALUE moved into DIM: the fixed value, the nearest choice, or clamped to the range."""
+    if dim is None:
+        return value
+    if dim.is_fixed:
+        return dim.fixed
+    if dim.choices is not None:
+        if value in dim.choices:
+            return value
+        numeric = [c for c in dim.choices if isinstance(c, int | float) and not isinstance(c, bool)]
+        if numeric and isinstance(value, int | float) and not isinstance(value, bool):
+            return min(numeric, key=lambda c: abs(math.log((c or 1e-9) / (value or 1e-9))))
+        return dim.choices[0]
+    low = dim.low if dim.low is not None else value
+    high = dim.high if dim.high is not None else value
+    clamped = min(max(value, low), high)
+    return type(value)(clamped) if isinstance(value, int) else clamped
+
+
+def heuristic_seeds(space: dict[str, Dimension], cpus: int, concurrency: int | None) -> list[ServingConfig]:
+    """The guide's starting configurations for a host with CPUS cores under CONCURRENCY requests, fit to SPACE."""
+    cpus = max(1, cpus)
+    batch = 2 ** max(0, math.ceil(math.log2(max(1, concurrency or 8))))
+    raw = [
+        dict(
+            enable_batching=True,
+            max_batch_size=batch,
+            batch_timeout_micros=1,
+            num_batch_threads=cpus,
+            intra_op_threads=1,
+            inter_op_threads=1,
+        ),
+        dict(
+            enable_batching=True,
+            max_batch_size=batch,
+            batch_timeout_micros=1,
+            num_batch_threads=1,
+            intra_op_threads=cpus,
+            inter_op_threads=1,
+        ),
+        dict(enable_batching=False, intra_op_threads=1, inter_op_threads=cpus),
+        dict(
+            enable_batching=True,
+            max_batch_size=batch,
+            batch_timeout_micros=1000,
+            num_batch_threads=cpus,
+            intra_op_threads=1,
+            inter_op_threads=1,
+        ),
+    ]
+    seeds: list[ServingConfig] = []
+    for values in raw:
+        fitted = {name: _fit(space.get(name), value) for name, value in values.items()}
+        for name, dim in space.items():  # knobs the seed leaves alone still honour a fixed value
+            if name not in fitted and dim.is_fixed:
+                fitted[name] = dim.fixed
+        if not fitted.get("enable_batching", False):
+            fitted = {k: v for k, v in fitted.items() if not KNOBS[k].batching}
+        try:
+            config = validate(dataclasses.replace(ServingConfig(), **fitted))
+        except AutotuneError:  # a narrowed space can make a seed invalid: skip it, the sampler covers the rest
+            continue
+        if config not in seeds and config != ServingConfig():
+            seeds.append(config)
+    return seeds

@@ -1,0 +1,161 @@
+"""Faults injected from outside: a database held by another writer, full and read-only filesystems.
+
+Full and read-only filesystems are real: a small tmpfs mounted for the test (root in the sandbox can
+mount). Where mounting is not allowed the tests say so and skip; nothing is simulated.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autotune.errors import AutotuneError
+from autotune.export import write_export
+
+
+def cli(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "AUTOTUNE_DB_URL": url, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, timeout=120, env=full_env
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs of our own, unmounted afterwards."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'not permitted'}): no real full disk")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(fs: Path) -> Path:
+    """Write until the filesystem is full; the filler file is returned so a test can free the space."""
+    filler = fs / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_writer_holding_the_database_for_seconds_is_waited_for(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    assert cli(url, "db", "upgrade").returncode == 0
+    holder = sqlite3.connect(tmp_path / "a.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # another writer (a second autotune, a script) mid-transaction
+    threading.Timer(3.0, lambda: holder.execute("COMMIT")).start()
+    started = time.monotonic()
+    proc = cli(url, "schedule", "add", "--model", "tiny", "--cron", "0 2 * * *")
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started >= 2.5  # it waited for the lock instead of failing
+    assert len(json.loads(cli(url, "schedule", "list", "--json").stdout)) == 1
+    holder.close()
+
+
+def test_a_lock_held_past_the_busy_timeout_is_a_one_line_error_and_nothing_is_half_written(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    assert cli(url, "db", "upgrade").returncode == 0
+    holder = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        proc = cli(url, "schedule", "add", "--model", "tiny", "--cron", "0 2 * * *",
+                   env={"AUTOTUNE_DB_BUSY_TIMEOUT_S": "1"})  # fmt: skip
+        assert "locked" in one_line_error(proc)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert json.loads(cli(url, "schedule", "list", "--json").stdout) == []
+
+
+def test_a_full_disk_under_the_database_is_a_one_line_error_and_the_database_survives(small_fs):
+    url = f"sqlite:///{small_fs / 'a.db'}"
+    assert cli(url, "db", "upgrade").returncode == 0
+    assert cli(url, "schedule", "add", "--model", "tiny", "--cron", "0 2 * * *").returncode == 0
+    filler = fill(small_fs)
+    error = one_line_error(cli(url, "schedule", "add", "--model", "tiny", "--cron", "0 3 * * *"))
+    assert "full" in error or "space" in error
+    filler.unlink()
+    with sqlite3.connect(small_fs / "a.db") as conn:
+        assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+    assert len(json.loads(cli(url, "schedule", "list", "--json").stdout)) == 1  # the first write is intact
+
+
+def test_a_read_only_database_is_a_one_line_error_for_writes(small_fs):
+    url = f"sqlite:///{small_fs / 'a.db'}"
+    assert cli(url, "db", "upgrade").returncode == 0
+    assert cli(url, "schedule", "add", "--model", "tiny", "--cron", "0 2 * * *").returncode == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    try:
+        one_line_error(cli(url, "schedule", "add", "--model", "tiny", "--cron", "0 3 * * *"))
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+    assert len(json.loads(cli(url, "schedule", "list", "--json").stdout)) == 1
+
+
+def test_an_export_onto_a_full_disk_fails_cleanly_and_keeps_the_previous_export(small_fs):
+    target = small_fs / "export"
+    write_export({"a.txt": "old", "docker-run.sh": "#!/bin/sh\n"}, {"trial": 1}, target)
+    fill(small_fs)
+    with pytest.raises(AutotuneError) as raised:
+        write_export({"a.txt": "x" * 200_000, "docker-run.sh": "#!/bin/sh\n"}, {"trial": 2}, target)
+    assert "No space left" in str(raised.value) and "\n" not in str(raised.value)
+    assert (target / "a.txt").read_text() == "old"  # the deployment's files were not touched
+    assert sorted(p.name for p in small_fs.iterdir()) == ["export", "filler"]  # no staging left behind
+
+
+def test_a_database_deleted_under_a_running_job_stops_it_with_one_line_and_no_orphans(tmp_path, tiny_model):
+    from tests.conftest import our_processes, wait_no_processes
+
+    before = {p.pid for p in our_processes()}
+    path = tmp_path / "a.db"
+    env = {**os.environ, "AUTOTUNE_DB_URL": f"sqlite:///{path}"}
+    job = subprocess.Popen(
+        [sys.executable, "-m", "autotune.cli", "start", "--model", "tiny", "--trials", "4", "--foreground",
+         "--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def completed() -> int:
+        try:
+            with sqlite3.connect(path, timeout=5) as conn:
+                return conn.execute("select count(*) from autotune_trials where state='complete'").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.monotonic() + 180
+    while completed() < 1 and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.3)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    _, stderr = job.communicate(timeout=180)
+    assert job.returncode == 1, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert "was deleted while autotune was using it" in stderr.strip().splitlines()[-1]
+    assert not wait_no_processes(ignore=before)

@@ -1,0 +1,47 @@
+"""The autotune sampler's informed first trials: derived from host and load, fit to the study's space."""
+
+from __future__ import annotations
+
+import optuna
+
+from autotune.knobs import ServingConfig
+from autotune.seeds import heuristic_seeds
+from autotune.space import Dimension, Host, build_space, default_space, params_of, suggest
+from autotune.spec import KnobSpec
+
+
+def test_seeds_follow_the_batching_guide_for_the_host_and_load():
+    seeds = heuristic_seeds(default_space(Host(4, 0)), cpus=4, concurrency=6)
+    first = seeds[0]
+    assert first.enable_batching and first.max_batch_size == 8  # the concurrency, rounded up to a power of 2
+    assert first.num_batch_threads == 4 and first.intra_op_threads == 1  # one batch thread per core
+    assert any(not s.enable_batching and s.intra_op_threads == 1 for s in seeds)
+    assert ServingConfig() not in seeds  # the defaults are trial 0 already
+    assert len(set(seeds)) == len(seeds)
+
+
+def test_seeds_stay_inside_a_narrowed_space_and_honour_fixed_knobs():
+    space = build_space(
+        {"max_batch_size": KnobSpec(low=1, high=4, log=True), "max_enqueued_batches": KnobSpec(value=7)}, Host(8, 0)
+    )
+    for seed in heuristic_seeds(space, cpus=8, concurrency=64):
+        if seed.enable_batching:
+            assert seed.max_batch_size <= 4 and seed.max_enqueued_batches == 7
+        assert seed.intra_op_threads <= 8 and seed.inter_op_threads <= 8
+
+
+def test_with_batching_fixed_off_only_thread_seeds_remain():
+    space = default_space(Host(2, 0))
+    space["enable_batching"] = Dimension("enable_batching", fixed=False)
+    seeds = heuristic_seeds(space, cpus=2, concurrency=8)
+    assert seeds and all(not s.enable_batching for s in seeds)
+
+
+def test_every_seed_round_trips_through_optuna_as_the_tuner_enqueues_it():
+    space = build_space({"max_batch_size": KnobSpec(low=1, high=32, log=True)}, Host(2, 0))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    seeds = heuristic_seeds(space, cpus=2, concurrency=8)
+    for seed in seeds:
+        study.enqueue_trial(params_of(seed, space))
+    asked = [suggest(study.ask(), space) for _ in seeds]
+    assert asked == seeds
