@@ -509,6 +509,10 @@ def daemon(
     quiet_s: Annotated[
         float, typer.Option(help="gate: seconds the host must be quiet before a trial", envvar="AUTOTUNE_GATE_QUIET_S")
     ] = 5.0,
+    stale_after_s: Annotated[
+        float,
+        typer.Option(help="take back a job whose worker on another host has been silent this long (seconds)"),
+    ] = 120.0,
     print_systemd_unit: Annotated[bool, typer.Option(help="print a systemd unit and exit")] = False,
 ) -> None:
     """The worker: one per host and database; runs queued jobs while the host is quiet."""
@@ -520,9 +524,13 @@ def daemon(
         return
     if poll_s <= 0 or max_foreign_cores < 0 or quiet_s < 0 or not 0 <= metrics_port <= 65535:
         raise AutotuneError("need --poll-s > 0, --max-foreign-cores >= 0, --quiet-s >= 0, --metrics-port in 0..65535")
+    if stale_after_s < 10:
+        # Heartbeats come every 2 s; less than a few missed ones would take jobs from live daemons.
+        raise AutotuneError(f"--stale-after-s must be >= 10, got {stale_after_s:g}")
     _quiet_tensorflow()
     gate = GateSettings(max_foreign_cores=max_foreign_cores, quiet_s=quiet_s)
-    raise typer.Exit(run_daemon(DaemonOptions(log_file, poll_s, metrics_port, gate)))
+    options = DaemonOptions(log_file, poll_s, metrics_port, gate, stale_after_s=stale_after_s)
+    raise typer.Exit(run_daemon(options))
 
 
 @app.command()

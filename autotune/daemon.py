@@ -43,6 +43,9 @@ class DaemonOptions:
     poll_s: float = 2.0
     metrics_port: int = 9468  # 0: any free port (written to the status file)
     gate: GateSettings = field(default_factory=GateSettings)
+    # A job whose worker on another host has not heartbeaten for this long is taken back (the host died).
+    stale_after_s: float = 120.0
+    recover_every_s: float = 15.0
 
 
 def _key(url: str) -> str:
@@ -195,8 +198,8 @@ class Daemon:
             raise KeyboardInterrupt  # run_trial stops its server; the trial is recorded interrupted
 
     def recover(self) -> None:
-        """Requeue jobs whose worker on this host died; kill the servers they left behind."""
-        orphans = self.queue.stale_jobs()
+        """Requeue jobs whose worker died (here, or silent on another host); kill servers left here."""
+        orphans = self.queue.stale_jobs(self.host_fp, self.opts.stale_after_s)
         for o in orphans:
             killed = kill_orphan(o.server_pid)
             log.info(
@@ -208,8 +211,13 @@ class Daemon:
         from autotune.store import schedules
 
         self.recover()
+        recovered_at = time.monotonic()
         while not self.stop.is_set():
             self._fire_schedules(schedules)
+            if time.monotonic() - recovered_at > self.opts.recover_every_s:
+                # Not only at start: another daemon sharing the database may die while this one runs.
+                self.recover()
+                recovered_at = time.monotonic()
             job_id = self.queue.claim_next(self.host_fp)
             if job_id is None:
                 self.stop.wait(self.opts.poll_s)

@@ -26,6 +26,8 @@ from autotune.spec import Study
 from autotune.trial import MeasureSettings, TrialResult, run_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# How a config becomes a result: (config, progress, on_server_pid) -> result. Live trials by default.
+Measure = Callable[[ServingConfig, Callable[[str], None] | None, Callable[[int], None] | None], TrialResult]
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
@@ -96,8 +98,7 @@ class Tuner:
         settings: MeasureSettings,
         storage: optuna.storages.BaseStorage | str | None,
         study_name: str,
-        measure: Callable[[ServingConfig, Callable[[str], None] | None, Callable[[int], None] | None], TrialResult]
-        | None = None,
+        measure: Measure | None = None,
         cpus: int | None = None,
     ) -> None:
         """MEASURE replaces live trials (benchmarks replay recorded ones); CPUS is the host's core count."""

@@ -162,13 +162,20 @@ def hypervolume(points: list[Point], slo_ms: float, max_error_rate: float) -> fl
 # --- strategies: each returns the sequence of grid points it measured, defaults first -------------------
 
 
+MAX_BATCH_HIGH = 32  # the grids' largest batch; the replayed space ends there too
+
+
 def _study(sampler: str, seed: int, slo_ms: float, max_error_rate: float) -> Study:
+    # The grids hold max_enqueued_batches at TF Serving's 100, so the replayed space fixes it there.
     return Study(
         source="replay",
-        model="tiny",
+        model="replay",
         slo_p99_ms=slo_ms,
         max_error_rate=max_error_rate,
-        space={"max_batch_size": KnobSpec(low=1, high=32, log=True), "max_enqueued_batches": KnobSpec(value=100)},
+        space={
+            "max_batch_size": KnobSpec(low=1, high=MAX_BATCH_HIGH, log=True),
+            "max_enqueued_batches": KnobSpec(value=100),
+        },
         sampler=sampler,
         seed=seed,
     )
@@ -363,9 +370,11 @@ def main() -> None:
     )
     medians: dict[str, float] = {}
     curves: dict[str, list[list[float]]] = {}
+    hv_curves: dict[str, list[list[float]]] = {}
+    fronts: dict[str, list[Point]] = {}
     for name, run in strategies.items():
         started = time.monotonic()
-        counts, hvs, curve = [], {c: [] for c in CHECKPOINTS}, []
+        counts, hvs, curve, hv_curve = [], {c: [] for c in CHECKPOINTS}, [], []
         for seed in range(a.seeds):
             pts = run(grid, seed, a.budget, a.slo_ms, a.max_error_rate, a.concurrency)
             counts.append(trials_to(pts, target, a.slo_ms, a.max_error_rate, a.budget))
@@ -377,8 +386,13 @@ def main() -> None:
                 best_so_far = max(best_so_far, pt.goodput(a.slo_ms, a.max_error_rate))
                 running.append(best_so_far / best)
             curve.append(running + [running[-1]] * (a.budget - len(running)))
+            hv_run = [hypervolume(pts[:i], a.slo_ms, a.max_error_rate) / grid_hv for i in range(1, len(pts) + 1)]
+            hv_curve.append(hv_run + [hv_run[-1]] * (a.budget - len(hv_run)))
+            if seed == 0:
+                fronts[name] = pts[:20]
         medians[name] = statistics.median(counts)
         curves[name] = curve
+        hv_curves[name] = hv_curve
         q = statistics.quantiles(counts, n=4) if len(counts) > 1 else [counts[0]] * 3
         misses = sum(c > a.budget for c in counts)
         hv_text = "/".join(f"{statistics.median(v):.2f}" if v else "-" for v in hvs.values())
@@ -388,33 +402,86 @@ def main() -> None:
             flush=True,
         )
     if a.plots:
-        plot(curves, a.plots, a.budget)
+        plot(curves, hv_curves, a.plots, a.budget, a.grid.stem)
+        plot_fronts(grid, fronts, a.plots, a.slo_ms, a.max_error_rate, a.grid.stem)
     if "autotune" in medians and "random" in medians:
         ours, rnd = medians["autotune"], medians["random"]
         print(f"trials-to-95%: ours={ours:g} random={rnd:g} ratio={ours / rnd:.2f}")
 
 
-def plot(curves: dict[str, list[list[float]]], out: Path, budget: int) -> None:
-    """Median best-goodput-so-far (fraction of the grid's best) against trials, per strategy."""
+def plot(
+    curves: dict[str, list[list[float]]], hv_curves: dict[str, list[list[float]]], out: Path, budget: int, tag: str
+) -> None:
+    """Median best goodput so far and hypervolume (fractions of the grid's) against trials, per strategy."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     xs = list(range(1, budget + 1))
-    for name, runs in curves.items():
-        med = [statistics.median(r[i] for r in runs) for i in range(budget)]
-        ax.plot(xs, med, label=name, linewidth=2.2 if name == "autotune" else 1.2)
-    ax.axhline(0.95, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("trials")
-    ax.set_ylabel("best goodput so far / grid best (median over seeds)")
-    ax.set_ylim(0, 1.02)
+    for ax, data, label in (
+        (axes[0], curves, "best goodput so far / grid best"),
+        (axes[1], hv_curves, "hypervolume found / grid's"),
+    ):
+        for name, runs in data.items():
+            med = [statistics.median(r[i] for r in runs) for i in range(budget)]
+            ax.plot(xs, med, label=name, linewidth=2.4 if name == "autotune" else 1.2)
+        ax.set_xlabel("trials")
+        ax.set_ylabel(f"{label} (median over seeds)")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].axhline(0.95, color="grey", linestyle=":", linewidth=1)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"search strategies replayed on {tag}")
+    fig.tight_layout()
+    fig.savefig(out / f"search_convergence_{tag}.png", dpi=120)
+    plt.close(fig)
+
+
+def plot_fronts(
+    grid: Grid, fronts: dict[str, list[Point]], out: Path, slo_ms: float, max_error_rate: float, tag: str
+) -> None:
+    """The grid (grey), its feasible Pareto front, and what autotune and random found in 20 trials (seed 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def front(points: list[Point]) -> list[tuple[float, float]]:
+        feas = sorted(
+            {(p.latency_p99_ms, p.throughput_rps) for p in points if p.goodput(slo_ms, max_error_rate) > 0},
+            key=lambda x: (x[0], -x[1]),
+        )
+        out_, best = [], -1.0
+        for p99, thr in feas:
+            if thr > best:
+                out_.append((p99, thr))
+                best = thr
+        return out_
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ok = [p for p in grid.points if p.latency_p99_ms is not None and p.throughput_rps is not None]
+    ax.scatter([p.latency_p99_ms for p in ok], [p.throughput_rps for p in ok], s=8, color="0.75", label="grid")
+    for name, style in (("grid", "k-"), ("autotune", "C0o-"), ("random", "C1s--")):
+        pts = grid.points if name == "grid" else fronts.get(name, [])
+        f = front(pts)
+        if f:
+            ax.plot(
+                [x for x, _ in f],
+                [y for _, y in f],
+                style,
+                label=f"{name} front" + ("" if name == "grid" else ", 20 trials"),
+            )
+    ax.axvline(slo_ms, color="red", linestyle=":", linewidth=1, label="SLO")
+    ax.set_xscale("log")
+    ax.set_xlabel("p99 latency, ms (log)")
+    ax.set_ylabel("throughput, rps")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "search_convergence.png", dpi=120)
+    fig.savefig(out / f"pareto_fronts_{tag}.png", dpi=120)
     plt.close(fig)
 
 

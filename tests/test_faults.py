@@ -159,3 +159,45 @@ def test_a_database_deleted_under_a_running_job_stops_it_with_one_line_and_no_or
     assert "Traceback" not in stderr
     assert "was deleted while autotune was using it" in stderr.strip().splitlines()[-1]
     assert not wait_no_processes(ignore=before)
+
+
+def _wrapper(tmp_path: Path, name: str, body: str) -> Path:
+    """A stand-in 'tensorflow_model_server' for the tfserving backend: a shell script around ours."""
+    script = tmp_path / name
+    script.write_text(f"#!/bin/sh\n{body}\nexec {sys.executable} -m autotune.servers.local \"$@\"\n")
+    script.chmod(0o755)
+    return script
+
+
+def _bench_with(server: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "autotune.cli", "bench", "--model", "tiny", "--concurrency", "2", "--json",
+         "--backend", "tfserving", "--server-binary", str(server),
+         "--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "3"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_server_that_refuses_its_flags_is_server_start_failed(tmp_path, tiny_model):
+    from tests.conftest import our_processes, wait_no_processes
+
+    before = {p.pid for p in our_processes()}
+    server = _wrapper(tmp_path, "server", 'set -- "$@" --no_such_flag=1')
+    result = _bench_with(server)
+    assert result["failure_reason"] == "server_start_failed"
+    assert "no_such_flag" in result["failure_message"]
+    assert not wait_no_processes(ignore=before)
+
+
+def test_a_server_under_a_memory_limit_it_cannot_meet_is_reported_as_oom(tmp_path, tiny_model):
+    from tests.conftest import our_processes, wait_no_processes
+
+    before = {p.pid for p in our_processes()}
+    server = _wrapper(tmp_path, "server", f"ulimit -v {MEMORY_LIMIT_KB}")
+    result = _bench_with(server)
+    assert result["failure_reason"] == "oom", result["failure_message"]
+    assert result["server_log_tail"]
+    assert not wait_no_processes(ignore=before)

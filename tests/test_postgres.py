@@ -7,6 +7,7 @@ study, and no trial is lost or duplicated.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -134,16 +135,27 @@ def test_the_schema_and_optunas_tables_live_in_postgresql(postgres_url, tmp_path
     assert cli(env, "db", "upgrade").returncode == 0  # idempotent
 
 
-def test_two_daemons_share_jobs_and_a_handed_back_job_finishes_in_the_same_study(postgres_url, tmp_path, tiny_model):
+def _second_host_argv() -> list[str]:
+    """A daemon command that runs under another host name (a UTS namespace) where that is allowed."""
+    probe = subprocess.run(["unshare", "--uts", "true"], capture_output=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0:
+        return []
+    return ["unshare", "--uts", "sh", "-c", 'hostname host-b && exec "$0" "$@"']
+
+
+def test_two_hosts_share_jobs_and_a_dead_hosts_job_finishes_on_the_other_in_the_same_study(
+    postgres_url, tmp_path, tiny_model
+):
     envs = [host_env(postgres_url, tmp_path / name) for name in ("host-a", "host-b")]
     for env in envs:  # the tiny model cache is shared: each "host" would build its own otherwise
         (Path(env["AUTOTUNE_HOME"]) / "models").symlink_to(tiny_model.base_path.parent)
     procs: list[subprocess.Popen] = []
 
-    def start_daemon(env: dict) -> subprocess.Popen:
+    def start_daemon(env: dict, prefix: list[str]) -> subprocess.Popen:
         log = open(Path(env["AUTOTUNE_HOME"]) / "daemon.log", "ab")
+        argv = [sys.executable, "-m", "autotune.cli", "daemon", "--poll-s", "0.3", "--quiet-s", "0.2"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "autotune.cli", "daemon", "--poll-s", "0.3", "--quiet-s", "0.2"],
+            [*prefix, *argv, "--stale-after-s", "10"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         procs.append(proc)
@@ -152,16 +164,24 @@ def test_two_daemons_share_jobs_and_a_handed_back_job_finishes_in_the_same_study
         assert proc.poll() is None, (home / "daemon.log").read_text()[-2000:]
         return proc
 
+    def enqueue(env: dict, trials: int) -> int:
+        proc = cli(env, "start", "--model", "tiny", "--trials", str(trials), "--detach", *SHORT)
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stdout)
+
     try:
-        a = start_daemon(envs[0])
-        long_job = int(cli(envs[0], "start", "--model", "tiny", "--trials", "3", "--detach", *SHORT).stdout)
-        wait_for(lambda: any(t[1] == "complete" for t in jobs(postgres_url)[long_job]["trials"]), 180, "a first trial")
-        b = start_daemon(envs[1])
-        short_jobs = [
-            int(cli(envs[1], "start", "--model", "tiny", "--trials", "1", "--detach", *SHORT).stdout) for _ in range(2)
-        ]
-        a.send_signal(signal.SIGTERM)  # host A goes down mid-job: the job is handed back, host B finishes it
-        assert a.wait(60) == 0
+        a = start_daemon(envs[0], [])
+        long_job = enqueue(envs[0], 3)
+        wait_for(lambda: any(t[1] == "complete" for t in jobs(postgres_url)[long_job]["trials"]), 180, "a trial")
+        b = start_daemon(envs[1], _second_host_argv())
+        short_jobs = [enqueue(envs[1], 1) for _ in range(2)]
+        wait_for(lambda: running_server(postgres_url, long_job), 120, "host A measuring")
+        os.kill(a.pid, signal.SIGKILL)  # host A dies mid-trial: no hand-back, only a heartbeat gone silent
+        a.wait(10)
+        orphan = running_server(postgres_url, long_job)
+        if orphan:  # what the dead host's power cut would do to its server
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(orphan, signal.SIGKILL)
         wait_for(lambda: all(j["state"] == "done" for j in jobs(postgres_url).values()), 300, "every job done")
         b.send_signal(signal.SIGTERM)
         assert b.wait(60) == 0
@@ -173,15 +193,29 @@ def test_two_daemons_share_jobs_and_a_handed_back_job_finishes_in_the_same_study
 
     state = jobs(postgres_url)
     long = state[long_job]
-    numbers = [n for n, s, _ in long["trials"] if s in ("complete", "failed")]
-    assert sorted(numbers) == sorted(set(numbers)) and len(numbers) == 3  # none lost, none twice
-    workers = {w.split(":")[1] for _, s, w in long["trials"] if s in ("complete", "failed")}
-    assert workers == {str(a.pid), str(b.pid)}  # both hosts measured trials of this one job
-    # Optuna's view of the same study: the same finished trial numbers, interrupted ones marked as such.
+    measured = [(n, w) for n, s, w in long["trials"] if s in ("complete", "failed")]
+    numbers = [n for n, _ in measured]
+    assert len(numbers) == 3 and len(set(numbers)) == 3  # none lost, none twice
+    assert [s for _, s, _ in long["trials"]].count("interrupted") == 1  # the trial host A died in
+    assert {w.rsplit(":", 1)[1] for _, w in measured} == {str(a.pid), str(b.pid)}  # both hosts measured it
+    # Optuna's view of the same study: the same finished trial numbers, the interrupted one marked as such.
     study = optuna.load_study(study_name=long["study"], storage=postgres_url)
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-    measured = [t.number for t in study.trials if t.user_attrs.get("failure_reason") != "interrupted"]
-    assert sorted(measured) == sorted(numbers)
-    for job_id in short_jobs:
-        assert state[job_id]["state"] == "done" and len(state[job_id]["trials"]) == 1
+    assert sorted(t.number for t in study.trials if t.user_attrs.get("failure_reason") != "interrupted") == sorted(
+        numbers
+    )
+    for job_id in short_jobs:  # claimed exactly once each
+        assert state[job_id]["state"] == "done" and [s for _, s, _ in state[job_id]["trials"]] == ["complete"]
     assert json.loads(cli(envs[1], "pareto", "--model", "tiny", "--json").stdout)
+
+
+def running_server(url: str, job_id: int) -> int | None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as c:
+        pid = c.execute(
+            text("select server_pid from autotune_trials where job_id=:j and state='running'"), {"j": job_id}
+        ).scalar()
+    engine.dispose()
+    return pid

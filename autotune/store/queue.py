@@ -83,16 +83,33 @@ class Queue:
                 job.cancel_requested = True
             return job.state
 
-    def stale_jobs(self) -> list[Orphan]:
-        """Running trials of jobs whose worker on this host is gone; the jobs go back to the queue."""
+    def stale_jobs(self, host_fingerprint: str | None = None, stale_after_s: float | None = None) -> list[Orphan]:
+        """Running jobs whose worker is gone go back to the queue; returns their running trials.
+
+        Gone means: a worker on this host whose process is dead, or (given STALE_AFTER_S) a worker on
+        another host whose heartbeat is that old, for jobs pinned to HOST_FINGERPRINT (a host that died
+        outright cannot hand its job back). Another host's server pids mean nothing here: not returned.
+        """
         host = socket.gethostname()
+        now = utcnow()
         orphans: list[Orphan] = []
         with self._tx() as s:
-            jobs = s.scalars(select(JobRow).where(JobRow.state == "running").options(selectinload(JobRow.trials))).all()
-            for job in jobs:
-                if not job.worker or not _dead_worker_here(job.worker, host):
+            query = select(JobRow).where(JobRow.state == "running").options(selectinload(JobRow.trials))
+            for job in s.scalars(query.options(selectinload(JobRow.host))).all():
+                if not job.worker:
                     continue
-                orphans += [Orphan(job.id, t.number, t.server_pid) for t in job.trials if t.state == "running"]
+                if _dead_worker_here(job.worker, host):
+                    orphans += [Orphan(job.id, t.number, t.server_pid) for t in job.trials if t.state == "running"]
+                elif (
+                    stale_after_s is not None
+                    and job.worker.rpartition(":")[0] != host
+                    and job.host.fingerprint == host_fingerprint
+                    and job.heartbeat_at is not None
+                    and (now - job.heartbeat_at).total_seconds() > stale_after_s
+                ):
+                    orphans += [Orphan(job.id, t.number, None) for t in job.trials if t.state == "running"]
+                else:
+                    continue
                 hand_back(job)
         return orphans
 
