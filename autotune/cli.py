@@ -383,7 +383,7 @@ def export(
     if pick.startswith("trial"):
         number = pick.removeprefix("trial").strip()
         if not number.isdigit():
-            raise AutotuneError(f"--pick trial N needs a trial number, got '{pick}'")
+            raise AutotuneError(f"--pick trial N needs a trial number, got {pick!r}")
         chosen = [t for t in job.trials if t.number == int(number) and t.state == "complete"]
         if not chosen:
             raise AutotuneError(f"trial {number} of job {job.id} does not exist or did not complete")

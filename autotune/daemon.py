@@ -336,7 +336,7 @@ def _setup_logging(log_file: Path | None) -> None:
 def run_daemon(opts: DaemonOptions) -> int:
     """Run in the foreground until SIGTERM/SIGINT; a second daemon for the same database refuses."""
     url = db_url()
-    lock = FileLock(lock_path(url), timeout=0)
+    lock = FileLock(lock_path(url), timeout=0, mode=0o600)
     try:
         lock.acquire()
     except Timeout:

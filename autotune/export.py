@@ -46,7 +46,7 @@ def pick_index(metrics: Sequence[dict[str, Any]], how: str) -> int:
             return math.hypot(gap_tp, gap_p99)
 
         return min(range(len(metrics)), key=distance)
-    raise AutotuneError(f"--pick must be one of {', '.join(PICKS)} or 'trial N', got '{how}'")
+    raise AutotuneError(f"--pick must be one of {', '.join(PICKS)} or 'trial N', got {how!r}")
 
 
 def check_out_dir(out: Path, model_base: Path, force: bool) -> Path:

@@ -101,7 +101,7 @@ def _fmt(x: float) -> str:
 def parse_value(name: str, text: str) -> Any:
     """Parse one knob value from its command-line text."""
     if name not in KNOBS:
-        raise AutotuneError(f"unknown knob '{name}' (known: {', '.join(KNOBS)})")
+        raise AutotuneError(f"unknown knob {name!r} (known: {', '.join(KNOBS)})")
     knob = KNOBS[name]
     text = text.strip()
     try:
@@ -123,7 +123,7 @@ def parse_value(name: str, text: str) -> Any:
         return tuple(int(t) for t in items)
     except ValueError:
         kind = {bool: "true/false", int: "an integer", float: "a number", list: "a comma-separated list of integers"}
-        raise AutotuneError(f"{name}: expected {kind[knob.kind]}, got '{text}'") from None
+        raise AutotuneError(f"{name}: expected {kind[knob.kind]}, got {text!r}") from None
 
 
 def parse_assignments(assignments: list[str], base: ServingConfig | None = None) -> ServingConfig:
@@ -134,11 +134,11 @@ def parse_assignments(assignments: list[str], base: ServingConfig | None = None)
     changes: dict[str, Any] = {}
     for item in assignments:
         if "=" not in item:
-            raise AutotuneError(f"--set expects knob=value, got '{item}'")
+            raise AutotuneError(f"--set expects knob=value, got {item!r}")
         name, _, text = item.partition("=")
         name = name.strip().replace("-", "_")
         if name in changes:
-            raise AutotuneError(f"knob '{name}' is set twice")
+            raise AutotuneError(f"knob {name!r} is set twice")
         changes[name] = parse_value(name, text)
     if "enable_batching" not in changes and any(KNOBS[n].batching for n in changes):
         changes["enable_batching"] = True

@@ -15,7 +15,10 @@ _SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/proc", "/sbin", 
 
 def check_out_dir(out: Path, force: bool) -> Path:
     """Refuse system directories, the home directory, and replacing a non-empty one without --force."""
-    target = out.expanduser().resolve()
+    try:
+        target = out.expanduser().resolve()
+    except RuntimeError:  # "~name" of a user that does not exist
+        raise AutotuneError(f"cannot expand {str(out)!r}: no such user") from None
     if str(target) in _SYSTEM_DIRS or target == Path.home().resolve():
         raise AutotuneError(f"refusing to write into {target}: pick a dedicated directory")
     if target.exists() and not target.is_dir():

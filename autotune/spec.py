@@ -6,6 +6,8 @@ stored before a study is valid.
 
 from __future__ import annotations
 
+import re
+
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -52,8 +54,11 @@ class Study:
     protocol: str = "rest"
     concurrency: int | None = None
     rate: float | None = None
-    sampler: str = "tpe"
+    sampler: str = "autotune"  # chosen by benchmarks/search_efficiency.py (see RESULTS.md)
     seed: int | None = None
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 class _Checker:
@@ -61,7 +66,9 @@ class _Checker:
         self.source = source
 
     def fail(self, key: str, reason: str) -> AutotuneError:
-        return AutotuneError(f"{self.source}: {key}: {reason}")
+        # A key TOML had to quote (spaces, newlines) is shown quoted, so the error stays one line.
+        shown = key if _BARE_KEY.fullmatch(key) else repr(key)
+        return AutotuneError(f"{self.source}: {shown}: {reason}")
 
     def table(self, doc: dict[str, Any], key: str) -> dict[str, Any]:
         value = doc.get(key, {})

@@ -41,7 +41,17 @@ FAILURE_REASONS = (
     "interrupted",
     "client_failed",
 )
-_OOM_MARKERS = ("MemoryError", "std::bad_alloc", "OOM", "Out of memory", "ResourceExhausted", "Cannot allocate memory")
+# "failed to map segment" is the dynamic loader's mmap failing: under an address-space limit that is
+# the first thing to run out, before any allocation TensorFlow makes itself.
+_OOM_MARKERS = (
+    "MemoryError",
+    "std::bad_alloc",
+    "OOM",
+    "Out of memory",
+    "ResourceExhausted",
+    "Cannot allocate memory",
+    "failed to map segment",
+)
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def test_model_paths_with_spaces_symlinks_and_dotdot_are_served_as_the_directory
     dotted = tmp_path / "elsewhere" / ".." / "link"
     (tmp_path / "elsewhere").mkdir()
     ref = resolve_model(str(dotted))
-    assert ref.base_path == real.resolve() and ref.name == "my_model___id_"  # URL-safe served name
+    assert ref.base_path == real.resolve() and ref.name == "my_model____id_"  # URL-safe served name
     proc = subprocess.run(
         [sys.executable, "-m", "autotune.cli", "bench", "--model", str(dotted), "--concurrency", "1", "--json",
          "--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "3"],

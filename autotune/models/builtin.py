@@ -91,7 +91,7 @@ _BUILDERS: dict[str, Callable[[], Any]] = {"resnet": _resnet, "mobilenet": _mobi
 def build(name: str, out: Path, version: int = 1) -> Path:
     """Write built-in model NAME as a SavedModel at OUT/VERSION (TF Serving layout)."""
     if name not in _BUILDERS:
-        raise AutotuneError(f"unknown built-in model '{name}' (built-ins: {', '.join(BUILTINS)})")
+        raise AutotuneError(f"unknown built-in model {name!r} (built-ins: {', '.join(BUILTINS)})")
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)  # same random weights every build
@@ -112,7 +112,7 @@ def ensure_builtin(name: str) -> Path:
     base = models_dir() / name
     if (base / "1" / "saved_model.pb").exists():
         return base
-    with FileLock(str(models_dir() / f".{name}.lock")):
+    with FileLock(str(models_dir() / f".{name}.lock"), mode=0o600):
         if not (base / "1" / "saved_model.pb").exists():
             if base.exists():
                 shutil.rmtree(base)

@@ -45,10 +45,18 @@ def served_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(spec.rstrip("/")).name) or "model"
 
 
+def _expand(spec: str) -> Path:
+    # "~name" for a user that does not exist stays a literal path rather than a crash.
+    try:
+        return Path(spec).expanduser()
+    except RuntimeError:
+        return Path(spec)
+
+
 def check_spec(spec: str) -> None:
     """Refuse a model that is neither a built-in name nor a directory (cheap: nothing is built or loaded)."""
-    if spec not in BUILTINS and not Path(spec).expanduser().is_dir():
-        raise AutotuneError(f"model '{spec}' is neither a built-in ({', '.join(BUILTINS)}) nor a directory")
+    if spec not in BUILTINS and not _expand(spec).is_dir():
+        raise AutotuneError(f"model {spec!r} is neither a built-in ({', '.join(BUILTINS)}) nor a directory")
 
 
 def resolve_model(spec: str, signature_name: str = "serving_default") -> ModelRef:
@@ -57,7 +65,7 @@ def resolve_model(spec: str, signature_name: str = "serving_default") -> ModelRe
     if spec in BUILTINS:
         base, name = ensure_builtin(spec), spec
     else:
-        base = Path(spec).expanduser().resolve()
+        base = _expand(spec).resolve()
         name = served_name(str(base))
     version = latest_version(base)
     signatures = read_signatures(base / str(version))

@@ -160,7 +160,7 @@ def upgrade(url: str | None = None) -> tuple[str | None, str]:
     url = url or db_url()
     engine(url)  # creates the SQLite file (user-only) or explains why it cannot
     path = _sqlite_file(url)
-    lock = FileLock(f"{path}.migrate.lock", timeout=busy_timeout_s()) if path else None
+    lock = FileLock(f"{path}.migrate.lock", timeout=busy_timeout_s(), mode=0o600) if path else None
     try:
         if lock:
             lock.acquire()

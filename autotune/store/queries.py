@@ -25,7 +25,7 @@ def latest_job(model: str, url: str | None = None) -> JobRow:
     """The latest job of MODEL that measured anything; a clear error if it was never tuned."""
     jobs = [j for j in _jobs_of(model, url) if any(t.state != "running" for t in j.trials)]
     if not jobs:
-        raise AutotuneError(f"model '{model}' has not been tuned yet (run: autotune start --model {model})")
+        raise AutotuneError(f"model {model!r} has not been tuned yet (run: autotune start --model {model})")
     return jobs[-1]
 
 

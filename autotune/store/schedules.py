@@ -17,7 +17,7 @@ def check_cron(expr: str) -> str:
     """A valid five-field cron expression, or a one-line error."""
     expr = " ".join(expr.split())
     if len(expr.split()) != 5 or not croniter.is_valid(expr):
-        raise AutotuneError(f"invalid cron expression '{expr}' (five fields: minute hour day month weekday)")
+        raise AutotuneError(f"invalid cron expression {expr!r} (five fields: minute hour day month weekday)")
     return expr
 
 
