@@ -62,7 +62,7 @@ def no_leftover_processes() -> Iterator[None]:
             p.kill()
         except psutil.Error:
             pass
-    assert not left, f"processes left running: {[p.pid for p in left]}"
+    assert not left, f"processes left running: {[(p.pid, p.ppid(), p.status(), p.cmdline()[:4]) for p in left]}"
 
 
 @pytest.fixture(scope="session")

@@ -40,10 +40,10 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs of our own, unmounted afterwards."""
+    """An 8 MiB tmpfs of our own, unmounted afterwards."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'not permitted'}): no real full disk")
     try:
@@ -55,13 +55,13 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 def fill(fs: Path) -> Path:
     """Write until the filesystem is full; the filler file is returned so a test can free the space."""
     filler = fs / "filler"
-    with open(filler, "wb") as f:
-        try:
+    try:
+        with open(filler, "wb") as f:
             while True:
                 f.write(b"\0" * 4096)
                 f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    except OSError as exc:  # opening can fail already, if what the test wrote filled it
+        assert exc.errno == errno.ENOSPC
     return filler
 
 

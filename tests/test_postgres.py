@@ -1,8 +1,8 @@
 """Several hosts on one PostgreSQL database: a real server, started by the fixture as an unprivileged cluster.
 
 Two daemons (each with its own AUTOTUNE_HOME, as on two hosts of the same hardware) share the database:
-every job is claimed exactly once, a job one daemon hands back is finished by the other in the same Optuna
-study, and no trial is lost or duplicated.
+every job is claimed exactly once; when one host dies mid-trial (SIGKILL: no hand-back, its heartbeat goes
+stale) the other reclaims its job and finishes it in the same Optuna study, and no trial is lost or duplicated.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 
 from autotune.trial import free_ports
@@ -170,21 +171,32 @@ def test_two_hosts_share_jobs_and_a_dead_hosts_job_finishes_on_the_other_in_the_
         return int(proc.stdout)
 
     try:
-        a = start_daemon(envs[0], [])
-        long_job = enqueue(envs[0], 3)
-        wait_for(lambda: any(t[1] == "complete" for t in jobs(postgres_url)[long_job]["trials"]), 180, "a trial")
-        b = start_daemon(envs[1], _second_host_argv())
-        short_jobs = [enqueue(envs[1], 1) for _ in range(2)]
-        wait_for(lambda: running_server(postgres_url, long_job), 120, "host A measuring")
-        os.kill(a.pid, signal.SIGKILL)  # host A dies mid-trial: no hand-back, only a heartbeat gone silent
-        a.wait(10)
-        orphan = running_server(postgres_url, long_job)
-        if orphan:  # what the dead host's power cut would do to its server
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(orphan, signal.SIGKILL)
+        daemons = [start_daemon(envs[0], []), start_daemon(envs[1], _second_host_argv())]
+        long_job = enqueue(envs[0], 4)
+
+        def mid_second_trial() -> bool:
+            done = any(t[1] == "complete" for t in jobs(postgres_url)[long_job]["trials"])
+            return done and running_trial(postgres_url, long_job) is not None
+
+        wait_for(mid_second_trial, 240, "the long job measuring its second trial")
+        worker, _ = running_trial(postgres_url, long_job) or ("", None)
+        victim = next(d for d in daemons if worker.endswith(f":{d.pid}"))
+        survivor = next(d for d in daemons if d is not victim)
+        # That host loses power mid-trial: the daemon, its server and its load generator all stop at once,
+        # with no hand-back; the only sign left is a heartbeat gone silent.
+        os.kill(victim.pid, signal.SIGSTOP)  # frozen first, so it cannot start a child while we list them
+        tree = psutil.Process(victim.pid).children(recursive=True)
+        for proc in [victim, *tree]:
+            with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+                proc.kill()
+        victim.wait(10)
+        psutil.wait_procs(tree, timeout=10)
+        # Enqueued where a daemon still runs: `start` on the dead host's home would start a new daemon there.
+        survivor_env = envs[daemons.index(survivor)]
+        short_jobs = [enqueue(survivor_env, 1) for _ in range(2)]
         wait_for(lambda: all(j["state"] == "done" for j in jobs(postgres_url).values()), 300, "every job done")
-        b.send_signal(signal.SIGTERM)
-        assert b.wait(60) == 0
+        survivor.send_signal(signal.SIGTERM)
+        assert survivor.wait(60) == 0
     finally:
         for p in procs:
             if p.poll() is None:
@@ -195,9 +207,9 @@ def test_two_hosts_share_jobs_and_a_dead_hosts_job_finishes_on_the_other_in_the_
     long = state[long_job]
     measured = [(n, w) for n, s, w in long["trials"] if s in ("complete", "failed")]
     numbers = [n for n, _ in measured]
-    assert len(numbers) == 3 and len(set(numbers)) == 3  # none lost, none twice
-    assert [s for _, s, _ in long["trials"]].count("interrupted") == 1  # the trial host A died in
-    assert {w.rsplit(":", 1)[1] for _, w in measured} == {str(a.pid), str(b.pid)}  # both hosts measured it
+    assert len(numbers) == 4 and len(set(numbers)) == 4  # none lost, none twice
+    assert [s for _, s, _ in long["trials"]].count("interrupted") == 1  # the trial the dead host was measuring
+    assert {w.rsplit(":", 1)[1] for _, w in measured} == {str(victim.pid), str(survivor.pid)}  # both measured it
     # Optuna's view of the same study: the same finished trial numbers, the interrupted one marked as such.
     study = optuna.load_study(study_name=long["study"], storage=postgres_url)
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
@@ -209,13 +221,14 @@ def test_two_hosts_share_jobs_and_a_dead_hosts_job_finishes_on_the_other_in_the_
     assert json.loads(cli(envs[1], "pareto", "--model", "tiny", "--json").stdout)
 
 
-def running_server(url: str, job_id: int) -> int | None:
+def running_trial(url: str, job_id: int) -> tuple[str, int] | None:
+    """(worker, server pid) of the job's trial being measured now, once its server is up."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
     with engine.connect() as c:
-        pid = c.execute(
-            text("select server_pid from autotune_trials where job_id=:j and state='running'"), {"j": job_id}
-        ).scalar()
+        row = c.execute(
+            text("select worker, server_pid from autotune_trials where job_id=:j and state='running'"), {"j": job_id}
+        ).first()
     engine.dispose()
-    return pid
+    return (row.worker, row.server_pid) if row is not None and row.server_pid else None
