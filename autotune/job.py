@@ -158,6 +158,26 @@ def _fail_stale_optuna_trials(study: optuna.Study) -> None:
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
 
 
+def _requeue_interrupted(study: optuna.Study) -> None:
+    # An interrupted trial measured nothing: its config (the defaults baseline, a seed, a warm-start entry)
+    # is measured again when the job resumes, rather than lost to the interruption.
+    trials = study.get_trials(deepcopy=False)
+    state = optuna.trial.TrialState
+
+    def interrupted(t: optuna.trial.FrozenTrial) -> bool:
+        return t.state == state.FAIL and t.user_attrs.get("failure_reason") == "interrupted"
+
+    def params(t: optuna.trial.FrozenTrial) -> dict:
+        # A WAITING (enqueued) trial has no params yet: what it will measure sits in its fixed_params.
+        return t.system_attrs.get("fixed_params", {}) if t.state == state.WAITING else t.params
+
+    settled = [params(t) for t in trials if not interrupted(t) and t.state != state.RUNNING]
+    for t in trials:
+        if interrupted(t) and t.params and t.params not in settled:
+            study.enqueue_trial(t.params, skip_if_exists=False)
+            settled.append(t.params)
+
+
 def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobControl | None = None) -> JobResult:
     """Run (or resume) a claimed job to its budget; the job ends done, cancelled, failed, or requeued."""
     hooks = hooks or TrialHooks()
@@ -176,13 +196,16 @@ def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobContro
         space = build_space(study.space, Host.detect())
         tuner = Tuner(study, model, backend, space, settings, optuna_storage(store.url), job.study_name)
         _fail_stale_optuna_trials(tuner.optuna)
+        _requeue_interrupted(tuner.optuna)
         previous = previous_front_job(job, any_host=job.trigger in RETUNE_TRIGGERS, url=store.url)
         if not tuner.optuna.trials:
             for key, value in {"host": job.host.info, "host_fingerprint": job.host.fingerprint}.items():
                 tuner.optuna.set_user_attr(key, value)
             tuner.optuna.set_user_attr("model_path", str(model.base_path))
             tuner.optuna.set_user_attr("job_id", job_id)
-            tuner.enqueue(warm_start(previous[1] if previous else []) + tuner.first_configs()[1:])
+            # No more than the budget: configs left WAITING would sit in the Optuna study forever.
+            firsts = warm_start(previous[1] if previous else []) + tuner.first_configs()[1:]
+            tuner.enqueue(firsts[: job.trials_total])
 
         def begin(n: int, config: ServingConfig) -> None:
             if control.before_trial:

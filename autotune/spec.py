@@ -6,9 +6,8 @@ stored before a study is valid.
 
 from __future__ import annotations
 
-import re
-
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path

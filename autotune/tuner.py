@@ -138,7 +138,7 @@ class Tuner:
         """Run up to TRIALS trials within MINUTES; stops early when a trial is interrupted."""
         hooks = hooks or TrialHooks()
         if not self.optuna.trials:
-            self.enqueue(self.first_configs())
+            self.enqueue(self.first_configs()[:trials])
         deadline = time.monotonic() + minutes * 60
         done: list[TunedTrial] = []
         for _ in range(trials):

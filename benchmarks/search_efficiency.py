@@ -354,7 +354,9 @@ def main() -> None:
     elif gp is not None:
         strategies["gp"] = gp
     else:
-        print("gp: skipped, Optuna's GPSampler needs torch and scipy (pip install torch==2.13.0 scipy)", file=sys.stderr)
+        print(
+            "gp: skipped, Optuna's GPSampler needs torch and scipy (pip install torch==2.13.0 scipy)", file=sys.stderr
+        )
     if a.only:
         strategies = {k: v for k, v in strategies.items() if k in a.only.split(",")}
 

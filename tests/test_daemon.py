@@ -191,6 +191,9 @@ def test_a_job_survives_sigterm_and_kill_9_of_its_daemons(env, daemons):
     (study,) = [optuna.load_study(study_name=s.study_name, storage=env["AUTOTUNE_DB_URL"]) for s in studies]
     assert len(study.trials) == len(states)
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    # The interrupted defaults trial was measured again on resume: the baseline is never lost.
+    complete = [t.params for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert {"enable_batching": False, "intra_op_threads": 0, "inter_op_threads": 0} in complete
 
 
 def test_foreign_cpu_load_closes_the_gate_and_the_job_waits(env, daemons, tmp_path):

@@ -164,7 +164,7 @@ def test_a_database_deleted_under_a_running_job_stops_it_with_one_line_and_no_or
 def _wrapper(tmp_path: Path, name: str, body: str) -> Path:
     """A stand-in 'tensorflow_model_server' for the tfserving backend: a shell script around ours."""
     script = tmp_path / name
-    script.write_text(f"#!/bin/sh\n{body}\nexec {sys.executable} -m autotune.servers.local \"$@\"\n")
+    script.write_text(f'#!/bin/sh\n{body}\nexec {sys.executable} -m autotune.servers.local "$@"\n')
     script.chmod(0o755)
     return script
 
