@@ -24,6 +24,7 @@ from concurrent import futures
 from pathlib import Path
 
 import psutil
+from _common import provenance
 
 from autotune.load.client import LoadGenerator, LoadSpec
 from autotune.load.payload import Payload
@@ -162,6 +163,10 @@ def main() -> None:
             server.stop(0)  # type: ignore[attr-defined]
             pool.shutdown(wait=False)
     lines = [
+        "## Load generator ceiling: a trivial endpoint on 127.0.0.1",
+        "",
+        *provenance("load_generator.py"),
+        "",
         "| protocol | generator | concurrency | requests/s | client CPU (cores) | client CPU-ms per 1k requests |",
         "|---|---|---:|---:|---:|---:|",
     ]
