@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -42,6 +42,16 @@ def wait_no_processes(timeout: float = 10.0, ignore: set[int] | None = None) -> 
     return left
 
 
+def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll CHECK until it is truthy; fail the test naming WHAT after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def autotune_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Reuse a model cache across runs when the caller points at one; else a fresh home.
@@ -62,7 +72,7 @@ def no_leftover_processes() -> Iterator[None]:
             p.kill()
         except psutil.Error:
             pass
-    assert not left, f"processes left running: {[(p.pid, p.ppid(), p.status(), p.cmdline()[:4]) for p in left]}"
+    assert not left, f"processes left running: {[p.pid for p in left]}"
 
 
 @pytest.fixture(scope="session")

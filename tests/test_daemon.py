@@ -16,6 +16,8 @@ import psutil
 import pytest
 import requests
 
+from tests.conftest import wait_for
+
 SHORT = ["--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4"]
 
 
@@ -69,15 +71,6 @@ def daemons(env, tmp_path):
     d = Daemons(env, tmp_path)
     yield d
     d.cleanup()
-
-
-def wait_for(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for: {what}")
 
 
 def status(env):

@@ -26,6 +26,7 @@ import psutil
 import pytest
 
 from autotune.trial import free_ports
+from tests.conftest import wait_for
 
 SHORT = ["--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4"]
 
@@ -118,15 +119,6 @@ def jobs(url: str) -> dict[int, dict]:
     for t in trials:
         out[t.job_id]["trials"].append((t.number, t.state, t.worker))
     return out
-
-
-def wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for: {what}")
 
 
 def test_the_schema_and_optunas_tables_live_in_postgresql(postgres_url, tmp_path):
