@@ -214,7 +214,8 @@ class Daemon:
         recovered_at = time.monotonic()
         while not self.stop.is_set():
             self._fire_schedules(schedules)
-            if time.monotonic() - recovered_at > self.opts.recover_every_s:
+            # Often enough that a host silent for stale_after_s is noticed soon after, not a period later.
+            if time.monotonic() - recovered_at > min(self.opts.recover_every_s, self.opts.stale_after_s / 2):
                 # Not only at start: another daemon sharing the database may die while this one runs.
                 self.recover()
                 recovered_at = time.monotonic()

@@ -13,6 +13,9 @@ def kill_group(proc: subprocess.Popen[Any], grace_s: float = 0.0) -> None:
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
+            if sig == signal.SIGTERM:
+                # A stopped (SIGSTOP, traced) process acts on SIGTERM only once continued.
+                os.killpg(proc.pid, signal.SIGCONT)
         except (ProcessLookupError, PermissionError):
             break
         try:
