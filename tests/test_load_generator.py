@@ -113,3 +113,49 @@ def test_non_loopback_targets_are_refused(tmp_path):
         [sys.executable, "-m", "autotune.load.generator", str(spec)], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode != 0 and "non-loopback" in proc.stderr
+
+
+class _Closing(BaseHTTPRequestHandler):
+    """Keep-alive, but every connection ends after 3 answers: said in a header, or silently (as an
+    idle-timeout close that races the next request looks to the client)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    announce = True
+
+    def log_message(self, *args):
+        pass
+
+    def setup(self):
+        super().setup()
+        self.answered = 0
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.answered += 1
+        last = self.answered == 3
+        body = b'{"predictions": [1]}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        if last and self.announce:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = last
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["connection-close-header", "silent-close"])
+def test_connections_the_server_closes_are_reopened_without_errors(tmp_path, announce):
+    from socketserver import ThreadingMixIn
+
+    class Server(ThreadingMixIn, HTTPServer):
+        daemon_threads = True
+
+    handler = type("Handler", (_Closing,), {"announce": announce})
+    server = Server(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (w,) = _measure(server.server_address[1], tmp_path, lambda gen: gen.closed_loop(2, 1), 1)
+    finally:
+        server.shutdown()
+    assert w["ok"] > 30 and w["errors"] == 0, w.get("error_kinds")

@@ -40,21 +40,51 @@ ERROR_BACKOFF_S = 0.05
 
 
 def _rest_sender(url: str, body: bytes, timeout: float) -> Sender:
-    import requests
+    # http.client rather than requests: requests' per-call overhead (~0.8 ms of CPU under the GIL) made
+    # the generator, not the server, the limit for fast models (benchmarks/RESULTS.md, load generator).
+    import http.client
 
-    session = requests.Session()
+    parts = urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
     headers = {"Content-Type": "application/json"}
+    conn: http.client.HTTPConnection | None = None
+
+    def close() -> None:
+        nonlocal conn
+        if conn is not None:
+            conn.close()
+            conn = None
+
+    def post() -> http.client.HTTPResponse:
+        nonlocal conn
+        if conn is None:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()  # the whole body: reading it is part of the latency
+        if response.will_close:
+            close()
+        return response
 
     def send() -> tuple[bool, str]:
+        reused = conn is not None
         try:
-            r = session.post(url, data=body, headers=headers, timeout=timeout)
-        except requests.Timeout:
+            try:
+                response = post()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                close()
+                if not reused:
+                    raise
+                response = post()  # the server closed an idle kept-alive connection: one fresh try, as urllib3
+        except TimeoutError:
+            close()
             return False, "timeout"
-        except requests.ConnectionError:
+        except (OSError, http.client.HTTPException):
+            close()
             time.sleep(ERROR_BACKOFF_S)
             return False, "connection"
-        r.content  # noqa: B018 - read the whole body: that is part of the latency
-        return r.status_code == 200, "ok" if r.status_code == 200 else f"http_{r.status_code}"
+        ok = response.status == 200
+        return ok, "ok" if ok else f"http_{response.status}"
 
     return send
 
