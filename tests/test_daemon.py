@@ -137,6 +137,7 @@ def trial_states(env, job_id):
         ]
 
 
+@pytest.mark.slow
 def test_a_job_survives_sigterm_and_kill_9_of_its_daemons(env, daemons):
     first = daemons.start()
     second = subprocess.run(
@@ -189,6 +190,7 @@ def test_a_job_survives_sigterm_and_kill_9_of_its_daemons(env, daemons):
     assert {"enable_batching": False, "intra_op_threads": 0, "inter_op_threads": 0} in complete
 
 
+@pytest.mark.slow
 def test_foreign_cpu_load_closes_the_gate_and_the_job_waits(env, daemons, tmp_path):
     # Spins one core until the test has seen the gate close (bounded at 90 s), so a slow daemon start
     # cannot outlast the load it is meant to notice.
@@ -206,6 +208,7 @@ def test_foreign_cpu_load_closes_the_gate_and_the_job_waits(env, daemons, tmp_pa
     assert trial_states(env, job_id) == ["complete"]
 
 
+@pytest.mark.slow
 def test_start_follows_the_daemon_and_a_due_schedule_retunes_with_a_drift_report(env, daemons):
     proc = cli(env, "start", "--model", "tiny", "--trials", "2", "--json", *SHORT)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -130,6 +130,7 @@ def test_an_export_onto_a_full_disk_fails_cleanly_and_keeps_the_previous_export(
     assert sorted(p.name for p in small_fs.iterdir()) == ["export", "filler"]  # no staging left behind
 
 
+@pytest.mark.slow
 def test_a_database_deleted_under_a_running_job_stops_it_with_one_line_and_no_orphans(tmp_path, tiny_model):
     from tests.conftest import our_processes, wait_no_processes
 

@@ -136,6 +136,7 @@ def _second_host_argv() -> list[str]:
     return ["unshare", "--uts", "sh", "-c", 'hostname host-b && exec "$0" "$@"']
 
 
+@pytest.mark.slow
 def test_two_hosts_share_jobs_and_a_dead_hosts_job_finishes_on_the_other_in_the_same_study(
     postgres_url, tmp_path, tiny_model
 ):

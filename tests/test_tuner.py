@@ -37,6 +37,7 @@ def _studies(url: str) -> list[optuna.Study]:
     return [optuna.load_study(study_name=n, storage=url) for n in names]
 
 
+@pytest.mark.slow
 def test_start_tunes_defaults_first_keeps_a_true_pareto_set_and_the_next_job_warm_starts(db_env):
     proc = autotune(db_env, "start", "--model", "tiny", "--trials", "3", "--foreground", "--json", *SHORT)
     assert proc.returncode == 0, proc.stderr[-2000:]
