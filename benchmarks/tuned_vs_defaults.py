@@ -47,13 +47,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--window-s", type=float, default=2.0)
     p.add_argument("--db", help="use this store's tuning instead of tuning now (an AUTOTUNE_DB_URL)")
+    p.add_argument("--keep-db", type=Path, help="tune into this SQLite file and keep it (the tuning trials)")
     p.add_argument("--out", type=Path)
     a = p.parse_args()
 
     study = study_for_model(a.model)
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="autotune-tvd-") as tmp:
-        env["AUTOTUNE_DB_URL"] = a.db or f"sqlite:///{Path(tmp) / 'tune.db'}"
+        tune_db = a.keep_db.resolve() if a.keep_db else Path(tmp) / "tune.db"
+        env["AUTOTUNE_DB_URL"] = a.db or f"sqlite:///{tune_db}"
         if not a.db:
             window = ["--window-s", str(a.window_s)]
             tuned = cli(env, "start", "--model", a.model, "--trials", str(a.trials), "--minutes", str(a.minutes),
