@@ -144,19 +144,28 @@ class Grid:
         )
 
 
+def feasible_front(points: list[Point], slo_ms: float, max_error_rate: float) -> list[tuple[float, float]]:
+    """The non-dominated feasible (p99, throughput) pairs, by rising p99 (each faster one serves more)."""
+    feasible = sorted(
+        {
+            (p.latency_p99_ms, p.throughput_rps)
+            for p in points
+            if p.goodput(slo_ms, max_error_rate) > 0 and p.latency_p99_ms is not None and p.throughput_rps is not None
+        },
+        key=lambda x: (x[0], -x[1]),
+    )
+    front: list[tuple[float, float]] = []
+    for p99, thr in feasible:
+        if not front or thr > front[-1][1]:
+            front.append((p99, thr))
+    return front
+
+
 def hypervolume(points: list[Point], slo_ms: float, max_error_rate: float) -> float:
     """Area dominated by the feasible points in (p99 down, throughput up), reference (SLO, 0 rps)."""
-    feasible = sorted(
-        (p.latency_p99_ms, p.throughput_rps)
-        for p in points
-        if p.goodput(slo_ms, max_error_rate) > 0 and p.latency_p99_ms is not None and p.throughput_rps is not None
-    )
-    area, best = 0.0, 0.0
-    for i, (p99, thr) in enumerate(feasible):
-        best = max(best, thr)
-        nxt = feasible[i + 1][0] if i + 1 < len(feasible) else slo_ms
-        area += (nxt - p99) * best
-    return area
+    front = feasible_front(points, slo_ms, max_error_rate)
+    edges = [p99 for p99, _ in front[1:]] + [slo_ms]  # each point's throughput holds until the next one's p99
+    return sum(((nxt - p99) * thr for (p99, thr), nxt in zip(front, edges, strict=False)), 0.0)
 
 
 # --- strategies: each returns the sequence of grid points it measured, defaults first -------------------
@@ -455,24 +464,12 @@ def plot_fronts(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def front(points: list[Point]) -> list[tuple[float, float]]:
-        feas = sorted(
-            {(p.latency_p99_ms, p.throughput_rps) for p in points if p.goodput(slo_ms, max_error_rate) > 0},
-            key=lambda x: (x[0], -x[1]),
-        )
-        out_, best = [], -1.0
-        for p99, thr in feas:
-            if thr > best:
-                out_.append((p99, thr))
-                best = thr
-        return out_
-
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ok = [p for p in grid.points if p.latency_p99_ms is not None and p.throughput_rps is not None]
     ax.scatter([p.latency_p99_ms for p in ok], [p.throughput_rps for p in ok], s=8, color="0.75", label="grid")
     for name, style in (("grid", "k-"), ("autotune", "C0o-"), ("random", "C1s--")):
         pts = grid.points if name == "grid" else fronts.get(name, [])
-        f = front(pts)
+        f = feasible_front(pts, slo_ms, max_error_rate)
         if f:
             ax.plot(
                 [x for x, _ in f],

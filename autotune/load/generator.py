@@ -71,7 +71,7 @@ def _rest_sender(url: str, body: bytes, timeout: float) -> Sender:
         try:
             try:
                 response = post()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError):  # RemoteDisconnected is a ConnectionResetError
                 close()
                 if not reused:
                     raise

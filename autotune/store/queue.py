@@ -94,8 +94,8 @@ class Queue:
         now = utcnow()
         orphans: list[Orphan] = []
         with self._tx() as s:
-            query = select(JobRow).where(JobRow.state == "running").options(selectinload(JobRow.trials))
-            for job in s.scalars(query.options(selectinload(JobRow.host))).all():
+            query = select(JobRow).where(JobRow.state == "running")
+            for job in s.scalars(query.options(selectinload(JobRow.trials), selectinload(JobRow.host))).all():
                 if not job.worker:
                     continue
                 if _dead_worker_here(job.worker, host):
