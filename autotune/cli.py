@@ -207,29 +207,25 @@ def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: boo
     import shlex
 
     from autotune.paths import autotune_home
-    from autotune.protos import monitoring_config_text
-    from autotune.servers.argv import ServerPaths, write_batching_file
-    from autotune.trial import free_ports
+    from autotune.trial import prepare_launch
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")
     workdir = autotune_home() / "dry-run" / stamp
     workdir.mkdir(parents=True, mode=0o700)
-    monitoring_file = None
-    if monitoring:
-        monitoring_file = workdir / "monitoring.config"
-        monitoring_file.write_text(monitoring_config_text())
-    batching = write_batching_file(config, workdir / "batching_parameters.txt")
-    grpc_port, rest_port = free_ports(2)
-    paths = ServerPaths(ref.name, ref.base_path, grpc_port, rest_port, batching, monitoring_file)
-    launch = backend.launch(config, paths, workdir)
-    files = {p.name: str(p) for p in (batching, monitoring_file) if p is not None}
+    prepared = prepare_launch(ref, config, backend, workdir, monitoring)
+    batching = prepared.paths.batching_file
     if as_json:
-        doc = {"backend": backend.name, "argv": launch.argv, "grpc_target": launch.grpc_target, "files": files}
-        doc["batching_parameters"] = batching.read_text() if batching else None
+        doc = {
+            "backend": backend.name,
+            "argv": prepared.launch.argv,
+            "grpc_target": prepared.launch.grpc_target,
+            "files": prepared.files,
+            "batching_parameters": batching.read_text() if batching else None,
+        }
         print(json.dumps(doc, indent=2))
         return
-    print(shlex.join(launch.argv))
-    for name, path in files.items():
+    print(shlex.join(prepared.launch.argv))
+    for name, path in prepared.files.items():
         err.print(f"{name}: {path}", markup=False)
     if batching is not None:
         err.print(batching.read_text().rstrip(), markup=False)

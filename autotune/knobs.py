@@ -26,15 +26,49 @@ class Knob:
     help: str = ""
 
 
+def schedulable_cpus() -> int:
+    """CPUs this process may run on, counted as TF's port::NumSchedulableCPUs does (the affinity mask)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class TFServingBatchingDefaults:
+    """What TF Serving batches with when a BatchingParameters field is unset (or no batching file is given).
+
+    TF Serving copies only the fields that are set into TensorFlow's shared batch scheduler options
+    (tensorflow_serving/servables/tensorflow/bundle_factory_util.h: GetQueueOptions, CreateBatchScheduler);
+    the others keep the defaults of tensorflow/core/kernels/batching_util/shared_batch_scheduler.h.
+    """
+
+    # shared_batch_scheduler.h SharedBatchScheduler::QueueOptions::input_batch_size_limit.
+    max_batch_size: int = 1000
+    # shared_batch_scheduler.h SharedBatchScheduler::QueueOptions::batch_timeout_micros.
+    batch_timeout_micros: int = 0
+    # shared_batch_scheduler.h SharedBatchScheduler::QueueOptions::max_enqueued_batches.
+    max_enqueued_batches: int = 10
+
+    @property
+    def num_batch_threads(self) -> int:
+        """SharedBatchScheduler::Options::num_batch_threads is port::MaxParallelism(): the schedulable CPUs."""
+        return schedulable_cpus()
+
+
+TFSERVING_BATCHING_DEFAULTS = TFServingBatchingDefaults()
+
+_TF = TFSERVING_BATCHING_DEFAULTS
+_UNSET = "batching file field; when unset TF Serving uses"
+
 KNOBS: dict[str, Knob] = {
     k.name: k
     for k in (
-        Knob("enable_batching", bool, help="--enable_batching"),
-        Knob("max_batch_size", int, 1, 1_000_000, True, "batching file max_batch_size"),
-        Knob("batch_timeout_micros", int, 0, 60_000_000, True, "batching file batch_timeout_micros"),
-        Knob("num_batch_threads", int, 1, 4096, True, "batching file num_batch_threads"),
-        Knob("max_enqueued_batches", int, 1, 1_000_000, True, "batching file max_enqueued_batches"),
-        Knob("allowed_batch_sizes", list, 1, 1_000_000, True, "batching file allowed_batch_sizes"),
+        Knob("enable_batching", bool, help="--enable_batching (TF Serving default: off)"),
+        Knob("max_batch_size", int, 1, 1_000_000, True, f"{_UNSET} {_TF.max_batch_size}"),
+        Knob("batch_timeout_micros", int, 0, 60_000_000, True, f"{_UNSET} {_TF.batch_timeout_micros}"),
+        Knob("num_batch_threads", int, 1, 4096, True, f"{_UNSET} the schedulable CPUs"),
+        Knob("max_enqueued_batches", int, 1, 1_000_000, True, f"{_UNSET} {_TF.max_enqueued_batches}"),
+        Knob("allowed_batch_sizes", list, 1, 1_000_000, True, f"{_UNSET} any size (no padding)"),
         Knob("intra_op_threads", int, 0, 4096, help="--tensorflow_intra_op_parallelism (0: TF picks)"),
         Knob("inter_op_threads", int, 0, 4096, help="--tensorflow_inter_op_parallelism (0: TF picks)"),
         Knob("gpu_memory_fraction", float, 0.0, 1.0, help="--per_process_gpu_memory_fraction (0: unset)"),
@@ -42,19 +76,20 @@ KNOBS: dict[str, Knob] = {
 }
 
 
-def _default_batch_threads() -> int:
-    return os.cpu_count() or 1
-
-
 @dataclass(frozen=True)
 class ServingConfig:
-    """One concrete serving configuration. Defaults are TensorFlow Serving's own."""
+    """One concrete serving configuration. Defaults are TensorFlow Serving's own.
+
+    Batching is off, as without --enable_batching; the batching fields default to what TF Serving
+    uses when the batching file leaves them unset (TFSERVING_BATCHING_DEFAULTS), so turning batching
+    on alone means what `--enable_batching` with an empty batching file means to TF Serving.
+    """
 
     enable_batching: bool = False
-    max_batch_size: int = 32
-    batch_timeout_micros: int = 1000
-    num_batch_threads: int = field(default_factory=_default_batch_threads)
-    max_enqueued_batches: int = 100
+    max_batch_size: int = TFSERVING_BATCHING_DEFAULTS.max_batch_size
+    batch_timeout_micros: int = TFSERVING_BATCHING_DEFAULTS.batch_timeout_micros
+    num_batch_threads: int = field(default_factory=schedulable_cpus)
+    max_enqueued_batches: int = TFSERVING_BATCHING_DEFAULTS.max_enqueued_batches
     allowed_batch_sizes: tuple[int, ...] = ()
     intra_op_threads: int = 0
     inter_op_threads: int = 0

@@ -1,9 +1,11 @@
 """Measure one serving configuration on a live server: the trial protocol.
 
-write batching file -> start server (own process group) -> wait until AVAILABLE
--> load generator (own process) -> per load level: warm-up, then windows until
-the last K agree or the cap is hit -> operating point -> stop everything, on
-every exit path.
+prepare (batching file, ports, argv) -> start server (own process group) -> wait
+until AVAILABLE -> load generator (own process) -> warm the model up until its
+unloaded latency settles -> per load level: warm-up, then windows (requests
+belong to the window they were sent in) until the last K agree and hold enough
+requests, or the cap is hit (then once more) -> operating point -> stop
+everything, on every exit path.
 """
 
 from __future__ import annotations
@@ -12,35 +14,35 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from autotune.errors import TrialError
+from autotune.cores import schedulable_cores, split_cores
+from autotune.errors import FailureReason, TrialError
 from autotune.knobs import ServingConfig
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
 from autotune.load.payload import build_payload
-from autotune.load.stats import max_of_present, mean_of_present, percentiles, windows_agree
+from autotune.load.stats import (
+    max_of_present,
+    mean_ci95,
+    mean_of_present,
+    percentiles,
+    quantile_ci95,
+    spread,
+    stable_span,
+)
 from autotune.models.resolve import ModelRef
 from autotune.monitor import ResourceMonitor
 from autotune.protos import monitoring_config_text
 from autotune.servers.argv import ServerPaths, write_batching_file
-from autotune.servers.backends import Backend
+from autotune.servers.backends import Backend, Launch
 from autotune.servers.docker import container_pid
 from autotune.servers.process import ServerProcess, ServerStartError
 from autotune.servers.scrape import ServerCounters, scrape
 
-FAILURE_REASONS = (
-    "server_start_failed",
-    "server_crashed",
-    "timeout",
-    "errors_over_limit",
-    "oom",
-    "unstable",
-    "interrupted",
-    "client_failed",
-)
+FAILURE_REASONS = tuple(r.value for r in FailureReason)
 # "failed to map segment" is the dynamic loader's mmap failing: under an address-space limit that is
 # the first thing to run out, before any allocation TensorFlow makes itself.
 _OOM_MARKERS = (
@@ -76,11 +78,20 @@ class MeasureSettings:
     client_saturation_cores: float = 0.85
     monitoring: bool = False  # enable TF Serving's Prometheus endpoint on the server
     measure_unloaded: bool = True  # the concurrency-1 level first (off only for grid recording)
+    # A p99 needs requests behind it: windows extend until the aggregate holds this many.
+    min_requests: int = 200
+    # The unloaded level only reports its p50, which needs far fewer.
+    min_requests_unloaded: int = 30
+    remeasure_unstable: bool = True  # an unstable level is measured once more on the same server
+    # Model warm-up before the first level: short c=1 windows until two in a row agree on p50.
+    model_warmup_window_s: float = 0.5
+    model_warmup_max_s: float = 30.0
+    min_achieved_fraction: float = 0.95  # open loop: a level achieving less than this of its offer is infeasible
 
 
 @dataclass
 class LevelResult:
-    """One load level: its windows and their aggregate over the last K windows."""
+    """One load level: its windows and their aggregate over the stable span (the last K or more windows)."""
 
     mode: str  # closed | open
     concurrency: int | None
@@ -101,6 +112,18 @@ class LevelResult:
     client_cpu_cores: float
     client_saturated: bool
     server: dict[str, Any] | None = None  # the server's own Prometheus counters over the level
+    requests: int = 0  # answered requests behind the aggregate
+    censored: int = 0  # requests still in flight at their window's close, counted with their elapsed time
+    dropped: int = 0  # open loop: arrivals never sent
+    windows_used: int = 0
+    throughput_ci95: tuple[float, float] | None = None  # Student-t over the windows used (batch means)
+    latency_p99_ci95: tuple[float, float] | None = None  # order statistics at binomial ranks
+    offered_rps: float | None = None  # open loop
+    remeasured: bool = False  # the first attempt did not stabilise; this is the second
+
+    def delivered(self, fraction: float) -> bool:
+        """Open loop: whether the server achieved FRACTION of the offered rate (closed loop: always)."""
+        return self.offered_rps is None or self.throughput_rps >= fraction * self.offered_rps
 
 
 @dataclass
@@ -154,12 +177,44 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _aggregate(mode: str, value: float, windows: list[dict[str, Any]], stable: bool, s: MeasureSettings) -> LevelResult:
-    last = windows[-s.stable_windows :]
+@dataclass(frozen=True)
+class PreparedLaunch:
+    """A trial's server, ready to start: its files written, its ports chosen, its argv built."""
+
+    paths: ServerPaths
+    launch: Launch
+    workdir: Path
+
+    @property
+    def files(self) -> dict[str, str]:
+        """The config files the server reads, by name."""
+        found = (self.paths.batching_file, self.paths.monitoring_file)
+        return {p.name: str(p) for p in found if p is not None}
+
+
+def prepare_launch(
+    model: ModelRef, config: ServingConfig, backend: Backend, workdir: Path, monitoring: bool
+) -> PreparedLaunch:
+    """Write the batching (and monitoring) file into WORKDIR, pick ports, build the argv; start nothing."""
+    monitoring_file = None
+    if monitoring:
+        monitoring_file = workdir / "monitoring.config"
+        monitoring_file.write_text(monitoring_config_text())
+    grpc_port, rest_port = free_ports(2)
+    batching = write_batching_file(config, workdir / "batching_parameters.txt")
+    paths = ServerPaths(model.name, model.base_path, grpc_port, rest_port, batching, monitoring_file)
+    return PreparedLaunch(paths, backend.launch(config, paths, workdir), workdir)
+
+
+def _aggregate(
+    mode: str, value: float, windows: list[dict[str, Any]], span: int | None, stable: bool, s: MeasureSettings
+) -> LevelResult:
+    last = windows[-(span or s.stable_windows) :]
     latencies = [lat for w in last for lat in w["latencies_ms"]]
     pct = percentiles(latencies)
     ok = sum(w["ok"] for w in last)
     errors = sum(w["errors"] for w in last)
+    censored = sum(w.get("censored", 0) for w in last)
 
     def mean(key: str) -> float | None:
         return mean_of_present([w.get(key) for w in last])
@@ -187,11 +242,18 @@ def _aggregate(mode: str, value: float, windows: list[dict[str, Any]], stable: b
         foreign_cores=mean("foreign_cores"),
         client_cpu_cores=client_cpu,
         client_saturated=client_cpu >= s.client_saturation_cores,
+        requests=ok,
+        censored=censored,
+        dropped=sum(w.get("dropped", 0) for w in last),
+        windows_used=len(last),
+        throughput_ci95=mean_ci95([w["throughput_rps"] for w in last]),
+        latency_p99_ci95=quantile_ci95(latencies),
+        offered_rps=mean([w.get("offered_rps") for w in last]) if mode == "open" else None,  # type: ignore[arg-type]
     )
 
 
 class _Session:
-    """The live parts of one trial: server, monitor, load generator."""
+    """The live parts of one trial in use: drives levels on the generator, samples on the monitor."""
 
     def __init__(
         self,
@@ -213,40 +275,80 @@ class _Session:
             message = f"server died during measurement: {self.server.last_error_line()}"
             raise TrialError(_exit_reason(self.server), message)
 
-    def measure(self, mode: str, value: float) -> LevelResult:
-        """Drive one load level until its windows agree or hit the cap."""
+    def _start(self, mode: str, value: float, **window: float) -> None:
         self.level_id += 1
-        before = self.scraper() if self.scraper else None
         if mode == "closed":
-            self.gen.closed_loop(int(value), self.level_id)
+            self.gen.closed_loop(int(value), self.level_id, **window)
         else:
-            self.gen.open_loop(float(value), self.level_id)
-        label = f"c={int(value)}" if mode == "closed" else f"rate={value:g}/s"
-        windows: list[dict[str, Any]] = []
-        stable = False
-        wait = self.s.window_s + self.s.warmup_s + self.s.request_timeout_s
-        # A live server that completes nothing for longer than a request may take is hung (SIGSTOP,
+            self.gen.open_loop(float(value), self.level_id, **window)
+
+    def _windows(self, window_s: float) -> Any:
+        """Yield this level's windows as they come; raise on a dead, hung or silent server."""
+        drain = min(self.s.request_timeout_s, max(2 * window_s, 2.0))
+        wait = window_s + self.s.warmup_s + drain + self.s.request_timeout_s
+        # A live server that answers nothing for longer than a request may take is hung (SIGSTOP,
         # deadlock): a timeout, not a measurement of zero throughput.
         last_answer = time.monotonic()
         while True:
             if time.monotonic() > self.deadline:
-                raise TrialError("timeout", f"trial exceeded {self.s.trial_timeout_s:.0f}s")
+                raise TrialError(FailureReason.timeout, f"trial exceeded {self.s.trial_timeout_s:.0f}s")
             event = self.gen.next_event(wait)
             self._check_server()
             if event.get("level") != self.level_id:
                 continue  # a late window of the previous level
             if event["event"] == "level_done":
-                break
+                return
             if event["event"] != "window":
                 continue
             if event["ok"]:
                 last_answer = time.monotonic()
-            elif time.monotonic() - last_answer > self.s.request_timeout_s + self.s.window_s:
+            elif time.monotonic() - last_answer > self.s.request_timeout_s + drain + window_s:
                 raise TrialError(
-                    "timeout",
+                    FailureReason.timeout,
                     f"server stopped answering: no request succeeded for {time.monotonic() - last_answer:.0f}s "
                     f"(request timeout {self.s.request_timeout_s:g}s)",
                 )
+            yield event
+
+    def warm_up(self) -> tuple[float, bool]:
+        """Closed loop c=1 in short windows until two in a row agree on p50 within tolerance, bounded.
+
+        What TF Serving's --enable_model_warmup does before it reports AVAILABLE: first requests pay for
+        graph tracing and allocation. Returns (seconds it took, whether the latency settled).
+        """
+        started = time.monotonic()
+        w = self.s.model_warmup_window_s
+        cap = max(2, int(self.s.model_warmup_max_s / w))
+        self._start("closed", 1, window_s=w, warmup_s=0.0, max_windows=cap)
+        previous: float | None = None
+        settled = False
+        for event in self._windows(w):
+            p50 = event["latency_ms"]["p50"]
+            if p50 is not None and previous is not None and spread([previous, p50]) <= self.s.tolerance:
+                settled = True
+                break
+            previous = p50
+        self.gen.idle()
+        took = time.monotonic() - started
+        self.progress(f"model warm-up {'settled' if settled else 'did not settle'} after {took:.1f}s")
+        return took, settled
+
+    def measure(self, mode: str, value: float, need: int) -> LevelResult:
+        """Drive one load level until stable with NEED requests; once more if it does not stabilise."""
+        level = self._measure_once(mode, value, need)
+        if not level.stable and self.s.remeasure_unstable:
+            self.progress("unstable: measuring the level once more")
+            level = self._measure_once(mode, value, need)
+            level.remeasured = True
+        return level
+
+    def _measure_once(self, mode: str, value: float, need: int) -> LevelResult:
+        before = self.scraper() if self.scraper else None
+        self._start(mode, value)
+        label = f"c={int(value)}" if mode == "closed" else f"rate={value:g}/s"
+        windows: list[dict[str, Any]] = []
+        span: int | None = None
+        for event in self._windows(self.s.window_s):
             res = self.monitor.summary(event["start"], event["end"])
             event.update(
                 cpu_cores=res.cpu_cores,
@@ -262,18 +364,20 @@ class _Session:
                 f"{label} window {len(windows)}: {event['throughput_rps']:.1f} rps, "
                 f"p99 {p99 if p99 is None else round(p99, 1)} ms, errors {event['errors']}"
             )
-            if windows_agree(
+            span = stable_span(
                 [w["throughput_rps"] for w in windows],
                 [w["latency_ms"]["p99"] for w in windows],
+                [len(w["latencies_ms"]) for w in windows],
                 self.s.stable_windows,
                 self.s.tolerance,
-            ):
-                stable = True
+                need,
+            )
+            if span is not None:
                 break
         self.gen.idle()
         if not windows:
-            raise TrialError("client_failed", "load generator produced no windows")
-        level = _aggregate(mode, value, windows, stable, self.s)
+            raise TrialError(FailureReason.client_failed, "load generator produced no windows")
+        level = _aggregate(mode, value, windows, span, span is not None, self.s)
         after = self.scraper() if self.scraper else None
         if before is not None and after is not None:
             # The server's own count over the level (warm-up and drain included) must cover the
@@ -283,23 +387,105 @@ class _Session:
         return level
 
 
-def _exit_reason(server: ServerProcess) -> str:
+def _exit_reason(server: ServerProcess) -> FailureReason:
     # SIGKILL alone is not proof of OOM (a user or the daemon may send it), so look for the words.
     tail = server.log_tail(40)
-    return "oom" if any(m in tail for m in _OOM_MARKERS) else "server_crashed"
+    return FailureReason.oom if any(m in tail for m in _OOM_MARKERS) else FailureReason.server_crashed
+
+
+def classify_failure(exc: BaseException, server: ServerProcess | None) -> tuple[str, str]:
+    """(failure_reason, message) for anything that ended a trial early; a dead server explains most."""
+    dead = server is not None and not server.alive()
+    if isinstance(exc, KeyboardInterrupt):
+        return FailureReason.interrupted, "interrupted by the user"
+    if isinstance(exc, ServerStartError):
+        return (FailureReason.oom if dead and _exit_reason(server) == "oom" else exc.reason), str(exc)  # type: ignore[arg-type]
+    if isinstance(exc, TrialError):
+        return exc.reason, str(exc)
+    if dead:  # the generator lost its server: the server's death is the cause
+        return _exit_reason(server), f"server died during measurement: {server.last_error_line()}"  # type: ignore[union-attr]
+    return FailureReason.client_failed, str(exc)
+
+
+class LiveTrial:
+    """Owns a trial's server, resource monitor and load generator; stops all three on every exit path."""
+
+    def __init__(self, model: ModelRef, prepared: PreparedLaunch, settings: MeasureSettings) -> None:
+        self.model, self.prepared, self.s = model, prepared, settings
+        self.server: ServerProcess | None = None
+        self.monitor: ResourceMonitor | None = None
+        self.gen: LoadGenerator | None = None
+        self.log_tail: str | None = None
+        self.stopping_at: float | None = None
+        # Disjoint cores for server and generator where the host has enough; else they share (recorded).
+        self.cores = split_cores(schedulable_cores())
+
+    def __enter__(self) -> LiveTrial:
+        return self
+
+    def start(self, on_server_start: Callable[[int], None] | None) -> float:
+        """Start the server and the generator; return the model's load time once it is AVAILABLE."""
+        launch, paths, s = self.prepared.launch, self.prepared.paths, self.s
+        server_cores, client_cores = self.cores or (None, None)
+        self.server = ServerProcess(
+            launch.argv, self.prepared.workdir / "server.log", cleanup=launch.cleanup, cores=server_cores
+        )
+        if on_server_start:
+            on_server_start(self.server.pid)
+        spec = LoadSpec(
+            protocol=s.protocol,
+            rest_port=paths.rest_port,
+            grpc_port=paths.grpc_port,
+            model_name=self.model.name,
+            window_s=s.window_s,
+            warmup_s=s.warmup_s,
+            max_windows=s.max_windows,
+            timeout_s=s.request_timeout_s,
+            max_lifetime_s=s.trial_timeout_s + 60,
+            grpc_target=launch.grpc_target,
+        )
+        # The generator starts while the model loads (it sends nothing until told): its start-up
+        # is hidden behind the server's instead of added to every trial.
+        payload = build_payload(self.model.name, self.model.signature)
+        self.gen = LoadGenerator(spec, payload, self.prepared.workdir, cores=client_cores)
+        ready = self.server.wait_ready(paths.rest_port, self.model.name, s.ready_timeout_s)
+        # A container's processes are not children of `docker run`: sample the container's own tree.
+        sampled = (container_pid(launch.container) if launch.container else None) or self.server.pid
+        self.monitor = ResourceMonitor(sampled).start()
+        self.monitor.add_own_pid(self.gen.pid)
+        self.gen.wait_ready()
+        return ready.load_time_s
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # Load first, then sampling, then the server; the log tail is read before the workdir goes.
+        if self.gen is not None:
+            self.gen.stop()
+        if self.monitor is not None:
+            self.monitor.stop()
+        self.stopping_at = time.monotonic()
+        if self.server is not None:
+            self.server.stop()
+            self.log_tail = self.server.log_tail(30)
 
 
 def _operating_point(levels: list[LevelResult], s: MeasureSettings) -> tuple[LevelResult, bool]:
-    """The best-throughput level within the SLO and error limit; (level, slo_met)."""
+    """The best-throughput trustworthy level within the SLO and error limit; (level, slo_met).
+
+    Stable levels are preferred: an unstable level is chosen only when no stable one qualifies.
+    """
     good = [
         lv
         for lv in levels
         if lv.error_rate <= s.max_error_rate
+        and lv.delivered(s.min_achieved_fraction)
         and (s.slo_ms is None or (lv.latency_p99_ms is not None and lv.latency_p99_ms <= s.slo_ms))
     ]
-    if good:
-        return max(good, key=lambda lv: lv.throughput_rps), True
-    return levels[0], False
+    trusted = [lv for lv in good if lv.stable] or good
+    if trusted:
+        return max(trusted, key=lambda lv: lv.throughput_rps), True
+    return levels[-1] if s.rate is not None else levels[0], False
 
 
 def _run_levels(session: _Session, s: MeasureSettings) -> tuple[list[LevelResult], list[LevelResult]]:
@@ -308,17 +494,20 @@ def _run_levels(session: _Session, s: MeasureSettings) -> tuple[list[LevelResult
     Returns (every level measured, unloaded first; the levels that may be the operating point).
     Without the unloaded level, levels[0] is the fixed load itself.
     """
+    need = s.min_requests
     if not s.measure_unloaded and (s.rate is not None or s.concurrency is not None):
-        level = session.measure("open", s.rate) if s.rate is not None else session.measure("closed", s.concurrency or 1)
+        mode, value = ("open", s.rate) if s.rate is not None else ("closed", s.concurrency or 1)
+        level = session.measure(mode, value, need)  # type: ignore[arg-type]
         return [level], [level]
-    unloaded = session.measure("closed", 1)
+    fixed_c1 = s.rate is None and s.concurrency == 1
+    unloaded = session.measure("closed", 1, need if fixed_c1 else s.min_requests_unloaded)
     levels = [unloaded]
     if s.rate is not None:
-        levels.append(session.measure("open", s.rate))
+        levels.append(session.measure("open", s.rate, need))
         return levels, levels[1:]
     if s.concurrency is not None:
         if s.concurrency != 1:
-            levels.append(session.measure("closed", s.concurrency))
+            levels.append(session.measure("closed", s.concurrency, need))
         return levels, levels[-1:]
     best = unloaded
     concurrency = 1
@@ -326,7 +515,7 @@ def _run_levels(session: _Session, s: MeasureSettings) -> tuple[list[LevelResult
         if s.slo_ms is not None and levels[-1].latency_p99_ms is not None and levels[-1].latency_p99_ms > s.slo_ms:
             break  # the SLO broke: more load only makes it worse
         concurrency *= 2
-        level = session.measure("closed", concurrency)
+        level = session.measure("closed", concurrency, need)
         levels.append(level)
         if level.throughput_rps < best.throughput_rps * (1 + s.min_growth):
             break  # saturated: throughput stopped growing
@@ -345,95 +534,44 @@ def run_trial(
     """Measure CONFIG for MODEL; never raises for server or load failures (see failure_reason)."""
     say = progress or (lambda _msg: None)
     started = time.monotonic()
-    with ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="autotune-trial-")))
-        grpc_port, rest_port = free_ports(2)
-        monitoring_file = None
-        if settings.monitoring:
-            monitoring_file = workdir / "monitoring.config"
-            monitoring_file.write_text(monitoring_config_text())
-        paths = ServerPaths(
-            model.name,
-            model.base_path,
-            grpc_port,
-            rest_port,
-            write_batching_file(config, workdir / "batching_parameters.txt"),
-            monitoring_file,
-        )
-        launch = backend.launch(config, paths, workdir)
-        argv = launch.argv
-        result = TrialResult(model.name, backend.name, settings.protocol, config, argv)
-        server: ServerProcess | None = None
-        monitor: ResourceMonitor | None = None
-        gen: LoadGenerator | None = None
+    with tempfile.TemporaryDirectory(prefix="autotune-trial-") as tmp:
+        prepared = prepare_launch(model, config, backend, Path(tmp), settings.monitoring)
+        result = TrialResult(model.name, backend.name, settings.protocol, config, prepared.launch.argv)
+        live = LiveTrial(model, prepared, settings)
         measure_started: float | None = None
-        stopping = time.monotonic()
         try:
-            say("starting server")
-            server = ServerProcess(argv, workdir / "server.log", cleanup=launch.cleanup)
-            if on_server_start:
-                on_server_start(server.pid)
-            spec = LoadSpec(
-                protocol=settings.protocol,
-                rest_port=rest_port,
-                grpc_port=grpc_port,
-                model_name=model.name,
-                window_s=settings.window_s,
-                warmup_s=settings.warmup_s,
-                max_windows=settings.max_windows,
-                timeout_s=settings.request_timeout_s,
-                max_lifetime_s=settings.trial_timeout_s + 60,
-                grpc_target=launch.grpc_target,
-            )
-            # The generator starts while the model loads (it sends nothing until told): its start-up
-            # is hidden behind the server's instead of added to every trial.
-            gen = LoadGenerator(spec, build_payload(model.name, model.signature), workdir)
-            ready = server.wait_ready(rest_port, model.name, settings.ready_timeout_s)
-            say(f"model AVAILABLE after {ready.load_time_s:.1f}s")
-            # A container's processes are not children of `docker run`: sample the container's own tree.
-            sampled = (container_pid(launch.container) if launch.container else None) or server.pid
-            monitor = ResourceMonitor(sampled).start()
-            monitor.add_own_pid(gen.pid)
-            gen.wait_ready()
-            measure_started = time.monotonic()
-            deadline = started + settings.trial_timeout_s
-            scraper = (lambda: scrape(rest_port, model.name)) if settings.monitoring else None
-            session = _Session(server, monitor, gen, settings, deadline, say, scraper)
-            result.levels, candidates = _run_levels(session, settings)
-            point, slo_met = _operating_point(candidates, settings)
-            unloaded = result.levels[0] if settings.measure_unloaded else None
-            result.metrics = _metrics(point, unloaded, ready.load_time_s, slo_met, settings)
-            if point.error_rate > settings.max_error_rate:
-                raise TrialError(
-                    "errors_over_limit",
-                    f"error rate {point.error_rate:.1%} over the limit {settings.max_error_rate:.1%} "
-                    f"({_error_kinds(point)})",
+            with live:
+                say("starting server")
+                load_time_s = live.start(on_server_start)
+                say(f"model AVAILABLE after {load_time_s:.1f}s")
+                measure_started = time.monotonic()
+                rest_port = prepared.paths.rest_port
+                scraper = (lambda: scrape(rest_port, model.name)) if settings.monitoring else None
+                assert live.server and live.monitor and live.gen
+                session = _Session(
+                    live.server, live.monitor, live.gen, settings, started + settings.trial_timeout_s, say, scraper
                 )
-        except ServerStartError as exc:
-            result.failure_reason, result.failure_message = exc.reason, str(exc)
-            if server is not None and not server.alive() and _exit_reason(server) == "oom":
-                result.failure_reason = "oom"
-        except TrialError as exc:
-            result.failure_reason, result.failure_message = exc.reason, str(exc)
-        except LoadGeneratorError as exc:
-            if server is not None and not server.alive():
-                result.failure_reason = _exit_reason(server)
-                result.failure_message = f"server died during measurement: {server.last_error_line()}"
-            else:
-                result.failure_reason, result.failure_message = "client_failed", str(exc)
-        except KeyboardInterrupt:
-            result.failure_reason, result.failure_message = "interrupted", "interrupted by the user"
-        finally:
-            # Load first, then sampling, then the server; the log tail is read before workdir goes.
-            if gen is not None:
-                gen.stop()
-            if monitor is not None:
-                monitor.stop()
-            stopping = time.monotonic()
-            if server is not None:
-                server.stop()
-                result.server_log_tail = server.log_tail(30)
+                warmup = session.warm_up()
+                result.levels, candidates = _run_levels(session, settings)
+                point, slo_met = _operating_point(candidates, settings)
+                unloaded = result.levels[0] if settings.measure_unloaded else None
+                result.metrics = _metrics(point, unloaded, load_time_s, slo_met, settings)
+                result.metrics.update(model_warmup_s=round(warmup[0], 3), model_warmup_settled=warmup[1])
+                # Sharing cores with the server, a generator using a quarter of their CPU can slow it.
+                share = result.metrics.get("client_cpu_share") or 0.0
+                result.metrics["cores_shared"] = live.cores is None
+                result.metrics["client_interference"] = live.cores is None and share > 0.25
+                if point.error_rate > settings.max_error_rate:
+                    raise TrialError(
+                        FailureReason.errors_over_limit,
+                        f"error rate {point.error_rate:.1%} over the limit {settings.max_error_rate:.1%} "
+                        f"({_error_kinds(point)})",
+                    )
+        except (ServerStartError, TrialError, LoadGeneratorError, KeyboardInterrupt) as exc:
+            result.failure_reason, result.failure_message = classify_failure(exc, live.server)
+        result.server_log_tail = live.log_tail
         # Where the trial's time went (benchmarks/trial_overhead.py): start-up and teardown are overhead.
+        stopping = live.stopping_at or time.monotonic()
         result.metrics["trial_wall_s"] = round(time.monotonic() - started, 3)
         if measure_started is not None:
             result.metrics["setup_s"] = round(measure_started - started, 3)
@@ -456,11 +594,20 @@ def _metrics(
     def r(x: float | None, nd: int = 3) -> float | None:
         return None if x is None else round(x, nd)
 
+    def ci(x: tuple[float, float] | None, nd: int = 3) -> list[float] | None:
+        return None if x is None else [round(x[0], nd), round(x[1], nd)]
+
+    server_cores = point.cpu_cores or 0.0
     return {
         "throughput_rps": r(point.throughput_rps),
+        "throughput_ci95": ci(point.throughput_ci95),
         "latency_p50_ms": r(point.latency_p50_ms),
         "latency_p90_ms": r(point.latency_p90_ms),
         "latency_p99_ms": r(point.latency_p99_ms),
+        "latency_p99_ci95": ci(point.latency_p99_ci95),
+        "requests": point.requests,
+        "censored": point.censored,
+        "windows_used": point.windows_used,
         "unloaded_latency_p50_ms": r(unloaded.latency_p50_ms) if unloaded else None,
         "error_rate": r(point.error_rate, 6),
         "cpu_cores": r(point.cpu_cores),
@@ -471,9 +618,18 @@ def _metrics(
         "load_time_s": r(load_time_s),
         "concurrency": point.concurrency,
         "rate_rps": point.rate,
+        # Open loop: what was asked, what was served, and the arrivals never sent (counted as errors).
+        "offered_rps": r(point.offered_rps),
+        "achieved_rps": r(point.throughput_rps) if point.offered_rps is not None else None,
+        "dropped": point.dropped if point.mode == "open" else None,
         "stable": point.stable,
+        "remeasured": point.remeasured,
         "client_saturated": point.client_saturated,
         "client_cpu_cores": r(point.client_cpu_cores),
+        # The generator's share of the CPU the two used: on shared cores, a large share slows the server.
+        "client_cpu_share": r(point.client_cpu_cores / (point.client_cpu_cores + server_cores))
+        if point.client_cpu_cores + server_cores > 0
+        else None,
         "foreign_cores": r(point.foreign_cores),
         "slo_ms": s.slo_ms,
         "slo_met": slo_met,

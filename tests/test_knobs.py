@@ -1,9 +1,13 @@
 """The knob parser: what users type after --set."""
 
+import os
+
 import pytest
 
 from autotune.errors import AutotuneError
-from autotune.knobs import ServingConfig, parse_assignments
+from autotune.knobs import TFSERVING_BATCHING_DEFAULTS, ServingConfig, parse_assignments
+from autotune.protos import parse_text
+from autotune.servers.argv import write_batching_file
 
 
 def test_defaults_are_tensorflow_servings_own():
@@ -53,3 +57,26 @@ def test_bad_values_are_refused_with_the_knob_and_reason(assignment, message):
 def test_to_dict_leaves_out_batching_fields_when_batching_is_off():
     assert "max_batch_size" not in ServingConfig().to_dict()
     assert parse_assignments(["max_batch_size=4"]).to_dict()["max_batch_size"] == 4
+
+
+def test_tf_serving_batching_defaults_are_tensorflows_shared_batch_scheduler_options():
+    # tensorflow/core/kernels/batching_util/shared_batch_scheduler.h: QueueOptions input_batch_size_limit,
+    # batch_timeout_micros, max_enqueued_batches; Options num_batch_threads = port::MaxParallelism().
+    d = TFSERVING_BATCHING_DEFAULTS
+    assert (d.max_batch_size, d.batch_timeout_micros, d.max_enqueued_batches) == (1000, 0, 10)
+    assert d.num_batch_threads == len(os.sched_getaffinity(0))
+
+
+def test_enable_batching_alone_writes_what_tf_serving_does_with_an_empty_batching_file(tmp_path):
+    config = parse_assignments(["enable_batching=true"])
+    assert config == ServingConfig(enable_batching=True)
+    msg = parse_text("BatchingParameters", write_batching_file(config, tmp_path / "b.txt").read_text(), "b.txt")
+    written = (msg.max_batch_size.value, msg.batch_timeout_micros.value, msg.max_enqueued_batches.value)
+    assert written == (1000, 0, 10)
+    assert msg.num_batch_threads.value == len(os.sched_getaffinity(0))
+    assert list(msg.allowed_batch_sizes) == []
+
+
+def test_one_batching_knob_leaves_the_others_at_tf_servings_defaults():
+    config = parse_assignments(["batch_timeout_micros=500"])
+    assert (config.max_batch_size, config.max_enqueued_batches) == (1000, 10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -14,6 +15,8 @@ import pytest
 import requests
 
 from autotune.load.payload import synthetic_jpeg
+from autotune.servers.local.__main__ import _batching
+from autotune.servers.local.flags import parse_flags
 from autotune.trial import free_ports
 
 
@@ -204,3 +207,122 @@ def test_sigterm_stops_the_server_promptly(start_server, tiny_model, tmp_path):
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=10) == 0
     assert time.monotonic() - started < 5
+
+
+def _schedulable_cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def test_thread_defaults_are_tf_servings_four_per_schedulable_cpu():
+    # TF Serving: Server::Options http_num_threads and grpc_max_threads = 4 * port::NumSchedulableCPUs().
+    flags = parse_flags(["--model_base_path=/m"])
+    assert flags.rest_api_num_threads == 4 * _schedulable_cpus()
+    assert flags.grpc_max_threads == 4 * _schedulable_cpus()
+    assert parse_flags(["--model_base_path=/m", "--rest_api_num_threads=3"]).rest_api_num_threads == 3
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two schedulable CPUs to narrow the mask")
+def test_thread_defaults_follow_the_affinity_mask_not_the_machine():
+    mask = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(mask)})
+    try:
+        flags = parse_flags(["--model_base_path=/m"])
+    finally:
+        os.sched_setaffinity(0, mask)
+    assert (flags.rest_api_num_threads, flags.grpc_max_threads) == (4, 4)
+
+
+def _batching_of(tmp_path, text: str | None):
+    argv = ["--model_base_path=/m", "--enable_batching"]
+    if text is not None:
+        (tmp_path / "batching.txt").write_text(text)
+        argv.append(f"--batching_parameters_file={tmp_path / 'batching.txt'}")
+    return _batching(parse_flags(argv))
+
+
+def test_unset_batching_fields_take_tf_servings_scheduler_defaults(tmp_path):
+    from autotune.servers.local.servable import BatchingOptions
+
+    # tensorflow/core/kernels/batching_util/shared_batch_scheduler.h: QueueOptions and Options defaults.
+    tf_serving = BatchingOptions(1000, 0, _schedulable_cpus(), 10, ())
+    assert _batching_of(tmp_path, "") == tf_serving  # an empty batching file
+    assert _batching_of(tmp_path, None) == tf_serving  # --enable_batching without a file
+    partial = _batching_of(tmp_path, "max_batch_size { value: 8 }\nnum_batch_threads { value: 2 }\n")
+    assert partial == BatchingOptions(8, 0, 2, 10, ())
+    assert _batching(parse_flags(["--model_base_path=/m"])) is None
+
+
+def test_tf_servings_default_batching_loads_serves_and_refuses_oversized_requests(start_server, tiny_model):
+    server = start_server(tiny_model, "--enable_batching")  # max_batch_size 1000, timeout 0, 10 enqueued batches
+    full = requests.post(url(server, tiny_model, ":predict"), json={"instances": [[0.1] * 32] * 1000})
+    assert full.status_code == 200 and len(full.json()["predictions"]) == 1000
+    # Like TF Serving (enable_large_batch_splitting unset), a request over max_batch_size is refused, not split.
+    over = requests.post(url(server, tiny_model, ":predict"), json={"instances": [[0.1] * 32] * 1001})
+    assert over.status_code == 400 and "1001" in over.json()["error"]
+
+
+def _batch_sizes(server) -> dict[str, float]:
+    """The processed_batch_size histogram: its buckets by `le`, plus 'sum' and 'count'."""
+    text = requests.get(f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics").text
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(":tensorflow:serving:batching:processed_batch_size_"):
+            name, value = line.rsplit(" ", 1)
+            le = name.split('le="', 1)[1].split('"', 1)[0] if 'le="' in name else name.split("{")[0].rsplit("_", 1)[1]
+            found[le] = float(value)
+    return found
+
+
+def _all_at_once(send, n: int) -> list[bool]:
+    """Call SEND from N threads at once; what each call returned."""
+    answered: list[bool] = []
+    threads = [threading.Thread(target=lambda: answered.append(send())) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return answered
+
+
+def test_thread_limits_cap_the_requests_in_flight(start_server, tiny_model, tmp_path):
+    """Six concurrent requests, two threads per API: all answered, never more than two inside the batch op.
+
+    The batch op waits 0.5 s for a batch to fill, so requests in flight together share one batch:
+    the largest batch is the number of requests the server let in at once.
+    """
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    batching = tmp_path / "batching.txt"
+    batching.write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 500000 }\n")
+    cfg = tmp_path / "monitoring.config"
+    cfg.write_text("prometheus_config { enable: true }\n")
+    server = start_server(
+        tiny_model,
+        "--rest_api_num_threads=2",
+        "--grpc_max_threads=2",
+        "--enable_batching",
+        f"--batching_parameters_file={batching}",
+        f"--monitoring_config_file={cfg}",
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = tiny_model.name
+    request.inputs["inputs"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 32), np.float32)))
+
+    def rest() -> bool:
+        r = requests.post(url(server, tiny_model, ":predict"), json={"instances": [[0.0] * 32]}, timeout=60)
+        return r.status_code == 200
+
+    def grpc_call() -> bool:
+        return "scores" in stub.Predict(request, 60.0).outputs
+
+    for send in (rest, grpc_call):
+        before = _batch_sizes(server).get("count", 0.0)
+        answered = _all_at_once(send, 6)
+        sizes = _batch_sizes(server)
+        assert answered == [True] * 6, send.__name__
+        assert sizes["2.0"] == sizes["count"], f"{send.__name__}: a batch held more than 2 requests: {sizes}"
+        assert sizes["count"] - before < 6, f"{send.__name__}: never two requests in flight at once: {sizes}"
+    channel.close()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from autotune.cores import pin_to
 from autotune.load.payload import Payload
 from autotune.procs import kill_group
 
@@ -56,7 +57,7 @@ class LoadSpec:
 class LoadGenerator:
     """Start, command and stop `python -m autotune.load.generator` in its own process group."""
 
-    def __init__(self, spec: LoadSpec, payload: Payload, workdir: Path) -> None:
+    def __init__(self, spec: LoadSpec, payload: Payload, workdir: Path, cores: list[int] | None = None) -> None:
         spec_path = workdir / "load-spec.json"
         spec_path.write_text(json.dumps(spec.to_json(payload)))
         self.log_path = workdir / "load-generator.log"
@@ -68,6 +69,7 @@ class LoadGenerator:
             stderr=self._log,
             start_new_session=True,
             text=True,
+            preexec_fn=pin_to(cores),
         )
         self.pid = self.proc.pid
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -113,13 +115,13 @@ class LoadGenerator:
         if event.get("event") != "ready":
             raise LoadGeneratorError(f"unexpected first event from load generator: {event}")
 
-    def closed_loop(self, concurrency: int, level_id: int) -> None:
-        """Start N clients sending back to back; windows carry LEVEL_ID."""
-        self._send({"cmd": "level", "mode": "closed", "concurrency": concurrency, "id": level_id})
+    def closed_loop(self, concurrency: int, level_id: int, **window: float) -> None:
+        """Start N clients sending back to back; windows carry LEVEL_ID (WINDOW overrides window_s etc.)."""
+        self._send({"cmd": "level", "mode": "closed", "concurrency": concurrency, "id": level_id, **window})
 
-    def open_loop(self, rate: float, level_id: int) -> None:
+    def open_loop(self, rate: float, level_id: int, **window: float) -> None:
         """Start Poisson arrivals at RATE requests/s; windows carry LEVEL_ID."""
-        self._send({"cmd": "level", "mode": "open", "rate": rate, "id": level_id})
+        self._send({"cmd": "level", "mode": "open", "rate": rate, "id": level_id, **window})
 
     def idle(self) -> None:
         """Stop sending; connections stay open for the next level."""

@@ -9,7 +9,9 @@ drives it over stdin with one JSON command per line:
   {"cmd": "stop"}
 
 and reads JSON events from stdout: `ready`, one `window` per measurement window,
-`level_done` when a level hit its window cap. Closed loop: N clients, each with
+`level_done` when a level hit its window cap. A level command may carry its own
+`window_s`, `warmup_s` and `max_windows` (the model warm-up uses short windows).
+Windows hold the requests *sent* in them (see `Generator`). Closed loop: N clients, each with
 its own connection, send back to back. Open loop: Poisson arrivals at a rate;
 latency is measured from the intended send time, so a slow server cannot hide
 its queueing (no coordinated omission). Only loopback targets are accepted.
@@ -114,18 +116,32 @@ def _grpc_sender(target: str, body: bytes, timeout: float) -> Sender:
     return send
 
 
+Record = tuple[float, float, bool, str]  # (sent, latency_s, ok, kind): sent is the intended time in open loop
+
+
 class Generator:
-    """Workers, records and windows for one target."""
+    """Workers, records and windows for one target.
+
+    A request belongs to the window in which it was sent (open loop: its intended send time), so a
+    slow start or a stuck batch is charged to the window that caused it, never to a later one. A window
+    is summarised once every request sent inside it has answered, or after a drain bound, when the ones
+    still in flight are censored: counted for the percentiles with their elapsed time (a lower bound),
+    never dropped. Open-loop arrivals not yet sent by then are counted as dropped.
+    """
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.body = base64.b64decode(spec["body_b64"])
-        self.records: collections.deque[tuple[float, float, bool, str]] = collections.deque()
+        self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
+        self.records: list[Record] = []
+        self.inflight: dict[int, float] = {}  # worker index -> sent time of its request
+        self.arrivals: collections.deque[tuple[int, float]] = collections.deque()
+        self.closed_until = 0.0  # requests sent before this are accounted for; late answers are ignored
         self.mode = "idle"
         self.concurrency = 0
         self.generation = 0  # bumped per level so workers of an old level stand down
         self.workers: list[threading.Thread] = []
-        self.arrivals: queue.Queue[tuple[int, float]] = queue.Queue()
         self.stopping = False
         self.lag_ms = 0.0
         self.process = psutil.Process()
@@ -143,6 +159,27 @@ class Generator:
             self.workers.append(t)
             t.start()
 
+    def _next_arrival(self, index: int) -> tuple[int, float] | None:
+        # Taking an arrival and marking it in flight is one step, so a window closing in between
+        # finds it either queued (dropped) or in flight (censored), never lost.
+        with self.arrived:
+            if not self.arrivals:
+                self.arrived.wait(0.05)
+            if not self.arrivals or self.mode != "open":
+                return None
+            generation, intended = self.arrivals.popleft()
+            if generation != self.generation or intended < self.closed_until:
+                return None
+            self.inflight[index] = intended
+            return generation, intended
+
+    def _finish(self, index: int, generation: int, sent: float, ok: bool, kind: str) -> None:
+        done = time.monotonic()
+        with self.lock:
+            self.inflight.pop(index, None)
+            if generation == self.generation and sent >= self.closed_until:
+                self.records.append((sent, done - sent, ok, kind))
+
     def _work(self, index: int) -> None:
         send = self._sender()
         while not self.stopping:
@@ -150,26 +187,21 @@ class Generator:
                 if index >= self.concurrency:
                     time.sleep(0.01)
                     continue
-                generation = self.generation
-                start = time.monotonic()
+                with self.lock:
+                    generation, sent = self.generation, time.monotonic()
+                    self.inflight[index] = sent
                 ok, kind = send()
-                done = time.monotonic()
-                if generation == self.generation:
-                    self.records.append((done, done - start, ok, kind))
+                self._finish(index, generation, sent, ok, kind)
             elif self.mode == "open":
-                try:
-                    generation, intended = self.arrivals.get(timeout=0.05)
-                except queue.Empty:
+                taken = self._next_arrival(index)
+                if taken is None:
                     continue
-                if generation != self.generation:
-                    continue
+                generation, intended = taken
                 delay = intended - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 ok, kind = send()
-                done = time.monotonic()
-                if generation == self.generation:
-                    self.records.append((done, done - intended, ok, kind))
+                self._finish(index, generation, intended, ok, kind)
             else:
                 time.sleep(0.01)
 
@@ -183,15 +215,18 @@ class Generator:
                 time.sleep(delay)
             else:
                 self.lag_ms = max(self.lag_ms, -delay * 1000)
-            self.arrivals.put((generation, intended))
+            with self.arrived:
+                self.arrivals.append((generation, intended))
+                self.arrived.notify()
 
-    def start_level(self, cmd: dict[str, Any]) -> None:
-        """Switch to a new load level; records of the old one are dropped."""
-        self.generation += 1
-        self.mode = "idle"
-        while not self.arrivals.empty():
-            self.arrivals.get_nowait()
-        self.records.clear()
+    def start_level(self, cmd: dict[str, Any], measure_from: float) -> None:
+        """Switch to a new load level; requests sent before MEASURE_FROM (its warm-up) are not measured."""
+        with self.lock:
+            self.generation += 1
+            self.mode = "idle"
+            self.arrivals.clear()
+            self.records.clear()
+            self.closed_until = measure_from
         self.lag_ms = 0.0
         if cmd["mode"] == "closed":
             self.concurrency = int(cmd["concurrency"])
@@ -204,31 +239,47 @@ class Generator:
             threading.Thread(target=self._dispatch, args=args, daemon=True).start()
 
     def idle(self) -> None:
-        self.generation += 1
-        self.mode = "idle"
+        with self.lock:
+            self.generation += 1
+            self.mode = "idle"
+            self.arrivals.clear()
 
-    def take_window(self, start: float, end: float, carry: list[tuple[float, float, bool, str]]) -> dict[str, Any]:
-        """Summarise requests that completed in [start, end)."""
-        rows = carry[:]
-        carry.clear()
-        while self.records:
-            rows.append(self.records.popleft())
-        inside = [r for r in rows if start <= r[0] < end]
-        carry.extend(r for r in rows if r[0] >= end)
+    def take_window(self, start: float, end: float, now: float, censor: bool) -> dict[str, Any] | None:
+        """Summarise requests sent in [start, end); None while some are unanswered and CENSOR is off."""
+        with self.lock:
+            pending = [s for s in self.inflight.values() if s < end]
+            queued = sum(1 for _, t in self.arrivals if t < end)
+            if (pending or queued) and not censor:
+                return None
+            inside = [r for r in self.records if start <= r[0] < end]
+            self.records = [r for r in self.records if r[0] >= end]
+            censored = [round((now - s) * 1000, 3) for s in pending if s >= start]
+            dropped = 0
+            while self.arrivals and self.arrivals[0][1] < end:
+                _, t = self.arrivals.popleft()
+                dropped += t >= start
+            self.closed_until = max(self.closed_until, end)
         ok_latencies = [round(r[1] * 1000, 3) for r in inside if r[2]]
         kinds = collections.Counter(r[3] for r in inside if not r[2])
+        if dropped:
+            kinds["dropped"] = dropped
         duration = end - start
+        # Censored requests are lower bounds: they count for the percentiles, not as answers.
+        latencies = ok_latencies + censored
         return {
             "event": "window",
             "start": start,
             "end": end,
             "ok": len(ok_latencies),
             "errors": sum(kinds.values()),
+            "censored": len(censored),
+            "dropped": dropped,
             "error_kinds": dict(kinds),
             "throughput_rps": len(ok_latencies) / duration,
-            "latency_ms": percentiles(ok_latencies),
-            "latencies_ms": ok_latencies,
-            "backlog": self.arrivals.qsize(),
+            "offered_rps": (len(inside) + len(censored) + dropped) / duration if self.mode == "open" else None,
+            "latency_ms": percentiles(latencies),
+            "latencies_ms": latencies,
+            "backlog": len(self.arrivals),
             "lag_ms": round(self.lag_ms, 3),
         }
 
@@ -262,52 +313,75 @@ def run(spec: dict[str, Any]) -> int:
 
     threading.Thread(target=read_stdin, daemon=True).start()
     deadline = time.monotonic() + float(spec.get("max_lifetime_s", 3600))
-    window_s = float(spec.get("window_s", 2.0))
-    warmup_s = float(spec.get("warmup_s", 1.0))
-    max_windows = int(spec.get("max_windows", 10))
-    carry: list[tuple[float, float, bool, str]] = []
-    window_start = window_end = 0.0
-    emitted = 0
-    cpu_mark = 0.0
-    level_id = 0
+    level: _Level | None = None
     _emit({"event": "ready"})
     while time.monotonic() < deadline:
-        active = gen.mode != "idle"
-        timeout = max(0.0, window_end - time.monotonic()) if active else max(0.0, deadline - time.monotonic())
+        timeout = level.wait_s() if level else max(0.0, deadline - time.monotonic())
         try:
             cmd = commands.get(timeout=timeout)
         except queue.Empty:
-            cmd = {"cmd": "_window"}
+            cmd = {"cmd": "_tick"}
         if cmd is None or cmd["cmd"] == "stop":
             break
         if cmd["cmd"] == "idle":
             gen.idle()
+            level = None
         elif cmd["cmd"] == "level":
-            gen.start_level(cmd)
-            level_id = cmd.get("id", 0)
-            time.sleep(warmup_s)  # warm-up: connections open, caches hot; its requests are dropped
-            window_start = time.monotonic()
-            window_end = window_start + window_s
-            gen.records.clear()
-            carry.clear()
-            emitted = 0
-            cpu_mark = _cpu_seconds(gen.process)
-        elif cmd["cmd"] == "_window" and active:
-            event = gen.take_window(window_start, window_end, carry)
-            cpu_now = _cpu_seconds(gen.process)
-            event["client_cpu_cores"] = round((cpu_now - cpu_mark) / (window_end - window_start), 4)
-            cpu_mark = cpu_now
-            event["index"] = emitted
-            event["level"] = level_id
-            _emit(event)
-            emitted += 1
-            window_start, window_end = window_end, window_end + window_s
-            if emitted >= max_windows:
-                gen.idle()
-                _emit({"event": "level_done", "windows": emitted, "level": level_id})
+            level = _Level(gen, spec, cmd)
+        elif cmd["cmd"] == "_tick" and level is not None and level.tick():
+            gen.idle()
+            _emit({"event": "level_done", "windows": level.emitted, "level": level.id})
+            level = None
     gen.stopping = True
     _emit({"event": "stopped"})
     return 0
+
+
+class _Level:
+    """Window bookkeeping for one load level: boundaries, drain bound, client CPU per window."""
+
+    def __init__(self, gen: Generator, spec: dict[str, Any], cmd: dict[str, Any]) -> None:
+        self.gen = gen
+        self.id = cmd.get("id", 0)
+        self.window_s = float(cmd.get("window_s", spec.get("window_s", 2.0)))
+        self.max_windows = int(cmd.get("max_windows", spec.get("max_windows", 10)))
+        warmup_s = float(cmd.get("warmup_s", spec.get("warmup_s", 1.0)))
+        # How long a closed window waits for its last answers before censoring them.
+        self.drain_s = min(float(spec.get("timeout_s", 30.0)), max(2 * self.window_s, 2.0))
+        # Warm-up: connections open, caches hot; requests sent before t0 are not measured.
+        self.t0 = time.monotonic() + warmup_s
+        gen.start_level(cmd, self.t0)
+        self.emitted = 0
+        self.cpu_mark = _cpu_seconds(gen.process)
+        self.cpu_at = time.monotonic()
+
+    def _bounds(self) -> tuple[float, float]:
+        start = self.t0 + self.emitted * self.window_s
+        return start, start + self.window_s
+
+    def wait_s(self) -> float:
+        """How long to wait for a command before the next window may be due (polls while draining)."""
+        _, end = self._bounds()
+        now = time.monotonic()
+        return end - now if now < end else 0.02
+
+    def tick(self) -> bool:
+        """Emit the next window if it is complete; True when the level hit its window cap."""
+        start, end = self._bounds()
+        now = time.monotonic()
+        if now < end:
+            return False
+        event = self.gen.take_window(start, end, now, censor=now >= end + self.drain_s)
+        if event is None:
+            return False
+        cpu_now = _cpu_seconds(self.gen.process)
+        event["client_cpu_cores"] = round((cpu_now - self.cpu_mark) / max(now - self.cpu_at, 1e-6), 4)
+        self.cpu_mark, self.cpu_at = cpu_now, now
+        event["index"] = self.emitted
+        event["level"] = self.id
+        _emit(event)
+        self.emitted += 1
+        return self.emitted >= self.max_windows
 
 
 def _cpu_seconds(process: psutil.Process) -> float:

@@ -54,3 +54,51 @@ def windows_agree(throughputs: Sequence[float], p99s: Sequence[float | None], k:
     if any(p is None for p in last_p) or min(last_t) <= 0:
         return False
     return spread(last_t) <= tolerance and spread([float(p) for p in last_p if p is not None]) <= tolerance
+
+
+def stable_span(
+    throughputs: Sequence[float],
+    p99s: Sequence[float | None],
+    samples: Sequence[int],
+    k: int,
+    tolerance: float,
+    need: int,
+) -> int | None:
+    """How many trailing windows form a stable aggregate, or None.
+
+    The last K (or more, up to all) windows must agree within TOLERANCE and hold at least NEED latency
+    samples together: a p99 over 45 requests is not a p99, so a slow level extends its span.
+    """
+    for m in range(k, len(throughputs) + 1):
+        if windows_agree(throughputs, p99s, m, tolerance) and sum(list(samples)[-m:]) >= need:
+            return m
+    return None
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float, float] | None:
+    """95% Student-t interval for the mean of VALUES (window throughputs as batch means); None below 2."""
+    from scipy import stats
+
+    arr = np.asarray(values, dtype=float)
+    if len(arr) < 2:
+        return None
+    half = float(stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / np.sqrt(len(arr)))
+    return float(arr.mean() - half), float(arr.mean() + half)
+
+
+def quantile_ci95(latencies: Sequence[float], q: float = 0.99) -> tuple[float, float] | None:
+    """Distribution-free 95% interval for the Q-quantile: order statistics at binomial ranks.
+
+    Exact for independent samples, with no assumption on the latency distribution's shape (latencies are
+    skewed and often bimodal, so normal-theory intervals would mislead). The upper bound is the largest
+    sample when too few samples lie above the quantile: the interval then says how little is known.
+    """
+    from scipy import stats
+
+    arr = np.sort(np.asarray(latencies, dtype=float))
+    n = len(arr)
+    if n == 0:
+        return None
+    lo_rank = int(stats.binom.ppf(0.025, n, q))  # 0-based index of the lower order statistic
+    hi_rank = int(stats.binom.ppf(0.975, n, q)) + 1
+    return float(arr[max(0, min(lo_rank, n - 1))]), float(arr[min(hi_rank, n - 1)])

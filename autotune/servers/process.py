@@ -10,6 +10,7 @@ from typing import IO
 
 import requests
 
+from autotune.cores import pin_to
 from autotune.errors import TrialError
 from autotune.procs import kill_group
 
@@ -29,7 +30,12 @@ class ServerProcess:
     """One server process (an argv list, no shell), logging to a file."""
 
     def __init__(
-        self, argv: list[str], log_path: Path, env: dict[str, str] | None = None, cleanup: list[str] | None = None
+        self,
+        argv: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cleanup: list[str] | None = None,
+        cores: list[int] | None = None,
     ) -> None:
         self.argv = argv
         self.cleanup = cleanup
@@ -37,7 +43,13 @@ class ServerProcess:
         self._log: IO[bytes] = open(log_path, "wb")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            preexec_fn=pin_to(cores),
         )
         self.pid = self.proc.pid
 

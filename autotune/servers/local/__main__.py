@@ -34,18 +34,20 @@ def _read_text_proto(message: str, path: Path) -> Any:
 
 
 def _batching(flags: ServerFlags) -> object | None:
-    from autotune.knobs import ServingConfig
+    """The batch op's options: the batching file's fields, TF Serving's defaults for those it leaves unset."""
+    from autotune.knobs import TFSERVING_BATCHING_DEFAULTS
+    from autotune.protos import message_class
     from autotune.servers.local.servable import BatchingOptions
 
     if not flags.enable_batching:
         return None
-    d = ServingConfig()
-    if not flags.batching_parameters_file:
-        return BatchingOptions(
-            d.max_batch_size, d.batch_timeout_micros, d.num_batch_threads, d.max_enqueued_batches, ()
-        )
+    d = TFSERVING_BATCHING_DEFAULTS
     path = Path(flags.batching_parameters_file)
-    msg = _read_text_proto("BatchingParameters", path)
+    # TF Serving with --enable_batching and no file batches with every field unset (server.cc BuildAndStart).
+    if flags.batching_parameters_file:
+        msg = _read_text_proto("BatchingParameters", path)
+    else:
+        msg = message_class("BatchingParameters")()
 
     def get(field: str, default: int) -> int:
         return getattr(msg, field).value if msg.HasField(field) else default

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
+
+from autotune.knobs import schedulable_cpus
 
 
 def _bool(text: str) -> bool:
@@ -44,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_flags(argv: list[str]) -> ServerFlags:
     """Parse TF Serving style flags (`--name=value` or `--name value`)."""
-    threads = max(64, 4 * (os.cpu_count() or 1))
+    cpus = schedulable_cpus()
     p = _Parser(prog="autotune-model-server", description="A TF Serving compatible model server for measurement.")
     p.add_argument("--port", type=int, default=8500, help="gRPC port (0: no TCP gRPC listener)")
     p.add_argument("--grpc_socket_path", default="", help="also (or only) serve gRPC on this UNIX socket")
@@ -57,8 +58,10 @@ def parse_flags(argv: list[str]) -> ServerFlags:
     p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0)
     p.add_argument("--per_process_gpu_memory_fraction", type=float, default=0.0)
     p.add_argument("--monitoring_config_file", default="")
-    p.add_argument("--rest_api_num_threads", type=int, default=threads)
-    p.add_argument("--grpc_max_threads", type=int, default=threads)
+    # TF Serving's Server::Options::http_num_threads = 4 * port::NumSchedulableCPUs() (model_servers/server.h).
+    p.add_argument("--rest_api_num_threads", type=int, default=4 * cpus, help="REST requests processed at once")
+    # TF Serving's Server::Options::grpc_max_threads = 4 * port::NumSchedulableCPUs() (model_servers/server.h).
+    p.add_argument("--grpc_max_threads", type=int, default=4 * cpus, help="gRPC requests processed at once")
     p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
     ns = p.parse_args(argv)
     for name in ("port", "rest_api_port"):

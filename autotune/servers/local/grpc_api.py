@@ -107,6 +107,7 @@ def serve_grpc(
 ) -> grpc.Server:
     """Bind 127.0.0.1:PORT (unless 0) and the UNIX socket SOCKET_PATH (if given); OSError if either fails."""
     server = grpc.server(
+        # TF Serving caps its gRPC server's threads at --grpc_max_threads (server.cc ResourceQuota::SetMaxThreads).
         futures.ThreadPoolExecutor(max_workers=max_threads),
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],
     )

@@ -36,7 +36,7 @@ class RestContext:
     ) -> None:
         self.model_name = model_name
         self.servable = servable
-        # TF Serving processes at most rest_api_num_threads requests at once.
+        # TF Serving runs REST requests on a pool of rest_api_num_threads threads (http_server.cc RequestExecutor).
         self.slots = threading.BoundedSemaphore(num_threads)
         self.metrics = metrics
         self.metrics_path = metrics_path

@@ -95,6 +95,8 @@ class Servable:
                 batch_timeout_micros=batching.batch_timeout_micros,
                 allowed_batch_sizes=list(batching.allowed_batch_sizes) or None,
                 max_enqueued_batches=batching.max_enqueued_batches,
+                # TF Serving splits no request across batches unless the file sets enable_large_batch_splitting.
+                enable_large_batch_splitting=False,
             )(call)
         graph_fn = tf.function(call, input_signature=[specs[n] for n in in_names])
         graph_fn.get_concrete_function()  # trace now, so the first request is not a compile
