@@ -185,6 +185,92 @@ def bench(
         err.print("warning: the load generator used a full core: this is a client limit, not the server's")
 
 
+@app.command()
+def compare(
+    model: Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel base directory")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="candidate knob=value (repeatable)")] = None,
+    base_set: Annotated[
+        list[str] | None, typer.Option("--base-set", help="baseline knob=value (default: TF Serving's defaults)")
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="fresh servers per side")] = 3,
+    concurrency: Annotated[int | None, typer.Option(help="closed-loop clients (default 8)")] = None,
+    rate: Annotated[float | None, typer.Option(help="open-loop Poisson arrivals per second")] = None,
+    protocol: Annotated[Protocol, typer.Option(help="rest or grpc")] = Protocol.rest,
+    backend: Annotated[BackendName, typer.Option(help="auto, local, tfserving or docker")] = BackendName.auto,
+    server_binary: Annotated[str | None, typer.Option(help="path to tensorflow_model_server")] = None,
+    docker_image: Annotated[str | None, typer.Option(help="image for --backend docker")] = None,
+    window_s: Annotated[float, typer.Option(help="measurement window length, seconds")] = 2.0,
+    warmup_s: Annotated[float, typer.Option(help="warm-up per load level, seconds")] = 1.0,
+    max_windows: Annotated[int, typer.Option(help="window cap per load level")] = 10,
+    signature: Annotated[str, typer.Option(help="signature to call")] = "serving_default",
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Is a config really better? Measure it (--set) against a baseline (--base-set) on fresh servers, interleaved."""
+    from autotune.knobs import parse_assignments
+    from autotune.trial import MeasureSettings
+
+    candidate = parse_assignments(set_ or [])
+    baseline = parse_assignments(base_set or [])
+    if concurrency is not None and rate is not None:
+        raise AutotuneError("--concurrency and --rate are exclusive (closed loop or open loop)")
+    if concurrency is not None and not 1 <= concurrency <= 4096:
+        raise AutotuneError(f"--concurrency must be in 1..4096, got {concurrency}")
+    if rate is not None and not 0 < rate <= 1_000_000:
+        raise AutotuneError(f"--rate must be in (0, 1000000], got {rate:g}")
+    if not 2 <= repeats <= 50:
+        raise AutotuneError(f"--repeats must be in 2..50 (an interval needs two figures a side), got {repeats}")
+    _check_windows(window_s, warmup_s, max_windows)
+    _check_gpu_knob(candidate)
+    _check_gpu_knob(baseline)
+    _quiet_tensorflow()
+    from autotune.compare import compare as run_compare
+    from autotune.compare import live_measure
+    from autotune.models.resolve import resolve_model
+
+    chosen = _backend(backend.value, server_binary, docker_image)
+    with err.status(f"preparing model {model}"):
+        ref = resolve_model(model, signature)
+    # The same fixed load on both sides: a ramp could compare two configs at different loads.
+    settings = MeasureSettings(
+        protocol=protocol.value,
+        concurrency=concurrency if rate is not None or concurrency is not None else 8,
+        rate=rate,
+        window_s=window_s,
+        warmup_s=warmup_s,
+        max_windows=max_windows,
+        measure_unloaded=False,
+    )
+    load = f"rate {rate:g}/s" if rate is not None else f"c={settings.concurrency}"
+    err.print(
+        f"compare {ref.name} ({chosen.name}, {protocol.value}, {load}), {repeats} fresh servers a side: "
+        f"A={json.dumps(baseline.to_dict())} B={json.dumps(candidate.to_dict())}",
+        markup=False,
+    )
+    with err.status("measuring") as status:
+        result = run_compare(baseline, candidate, repeats, live_measure(ref, settings, chosen), status.update)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        _print_comparison(result)
+    failed = result.a.medians()["runs"] < 2 or result.b.medians()["runs"] < 2
+    if failed:
+        reasons = sorted({r.failure_reason or "" for r in result.a.runs + result.b.runs if not r.ok})
+        err.print(f"compare failed: fewer than two good runs on a side ({', '.join(reasons)})", markup=False)
+        raise typer.Exit(EXIT_TRIAL_FAILED)
+
+
+def _print_comparison(result: Any) -> None:
+    table = Table(title=f"B against A · {result.a.medians()['runs']} + {result.b.medians()['runs']} fresh servers")
+    for col in ("metric", "A median", "B median", "B/A", "95% CI", "verdict"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    for name, m in result.metrics.items():
+        ci = f"{m.ratio_ci95[0]:.3f}-{m.ratio_ci95[1]:.3f}" if m.ratio_ci95 else "-"
+        ratio = f"x{m.ratio:.3f}" if m.ratio is not None else "-"
+        table.add_row(name, _fmt(m.a_median, 2), _fmt(m.b_median, 2), ratio, ci, m.verdict.value)
+    out.print(table)
+    out.print(f"verdict on {', '.join(result.objectives)}: {result.verdict.value}")
+
+
 def _backend(name: str, server_binary: str | None, image: str | None, check: bool = True) -> Any:
     """Resolve the backend, say which was picked, and warn where the real binary exposes a port."""
     from autotune import gpu
@@ -336,6 +422,8 @@ def start(
         print(json.dumps(result.pareto, indent=2))
     else:
         _print_pareto(result.pareto, f"Pareto set · job {result.job_id} · {result.study_name}")
+    if result.state == "done":
+        _print_verdict(result.pareto, list(study.objectives))
     if result.state == "cancelled":
         err.print(f"job {result.job_id} cancelled; the trials measured so far are kept")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -346,17 +434,27 @@ def pareto(
     model: Annotated[str, typer.Option("--model", "-m", help="model name (as tuned)")],
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
 ) -> None:
-    """Show the Pareto set of the latest tuning job of a model."""
+    """Show the Pareto set of the latest tuning job of a model (confirmed figures where confirmed)."""
     from autotune.models.resolve import served_name
-    from autotune.store.pareto import front_entries
-    from autotune.store.queries import latest_job
+    from autotune.store.queries import job_front, latest_job
 
     job = latest_job(served_name(model))
-    rows = front_entries(job)
+    rows = job_front(job)
     if as_json:
         print(json.dumps(rows, indent=2))
-    else:
-        _print_pareto(rows, f"Pareto set · job {job.id} · {job.study_name}")
+        return
+    _print_pareto(rows, f"Pareto set · job {job.id} · {job.study_name}")
+    unstable = [t.number for t in job.trials if t.state == "complete" and not (t.metrics or {}).get("stable", True)]
+    if unstable:
+        err.print(f"unstable (never on the front, never exported): trials {', '.join(map(str, unstable))}")
+    _print_verdict(rows, list(job.study["objectives"]))
+
+
+def _print_verdict(rows: list[dict[str, Any]], objectives: list[str]) -> None:
+    from autotune.confirm import summary_line
+
+    line = summary_line(rows, objectives)
+    err.print(line or "not confirmed: these are single draws of the search (confirm_repeats = 0 or job unfinished)")
 
 
 @app.command()
@@ -371,28 +469,38 @@ def export(
     from autotune.export import check_out_dir, export_meta, pick_index, render, write_export
     from autotune.job import config_from_dict
     from autotune.models.resolve import served_name
-    from autotune.store.pareto import front
-    from autotune.store.queries import latest_job
+    from autotune.store.queries import job_front, latest_job
 
     name = served_name(model)
     job = latest_job(name)
+    rows = job_front(job)
     if pick.startswith("trial"):
         number = pick.removeprefix("trial").strip()
         if not number.isdigit():
             raise AutotuneError(f"--pick trial N needs a trial number, got {pick!r}")
-        chosen = [t for t in job.trials if t.number == int(number) and t.state == "complete"]
-        if not chosen:
+        on_front = [r for r in rows if r["trial"] == int(number)]
+        trials = [t for t in job.trials if t.number == int(number) and t.state == "complete"]
+        if not on_front and not trials:
             raise AutotuneError(f"trial {number} of job {job.id} does not exist or did not complete")
-        trial = chosen[0]
+        if not on_front and not (trials[0].metrics or {}).get("stable", True):
+            raise AutotuneError(f"trial {number} of job {job.id} was unstable: its figures are not exported")
+        chosen = (
+            on_front[0]
+            if on_front
+            else {"trial": trials[0].number, "config": trials[0].config, "metrics": trials[0].metrics}
+        )
     else:
-        rows = front(job)
-        trial = rows[pick_index([t.metrics for t in rows], pick)]
+        chosen = rows[pick_index([r["metrics"] for r in rows], pick)]
     model_base = Path(job.model.path)
     target = check_out_dir(out_dir, model_base, force)
-    config = config_from_dict(trial.config)
-    meta = export_meta(config, trial.metrics, job, trial.number)
+    config = config_from_dict(chosen["config"])
+    meta = export_meta(config, chosen["metrics"], job, chosen["trial"])
+    for key in ("confirmed", "verdict", "vs_defaults", "defaults", "search_metrics"):
+        if key in chosen:
+            meta[key] = chosen[key]
     write_export(render(config, name, model_base, target, image), meta, target)
-    err.print(f"exported trial {trial.number} of job {job.id} ({_short(config.to_dict())}) to {target}")
+    err.print(f"exported trial {chosen['trial']} of job {job.id} ({_short(config.to_dict())}) to {target}")
+    _print_verdict(rows, list(job.study["objectives"]))
 
 
 @app.command()
@@ -430,7 +538,7 @@ def _follow(job_id: int, as_json: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from autotune.daemon import read_status
-    from autotune.store.pareto import front_entries
+    from autotune.store.queries import job_front
     from autotune.store.queue import Queue, job_summary
 
     queue = Queue()
@@ -472,7 +580,7 @@ def _follow(job_id: int, as_json: bool) -> None:
     except KeyboardInterrupt:
         err.print(f"detached; job {job_id} goes on in the daemon. Re-attach: autotune follow {job_id}")
         return
-    rows = front_entries(job)
+    rows = job_front(job)
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
@@ -695,20 +803,43 @@ def _short(d: dict[str, Any]) -> str:
 
 def _print_pareto(rows: list[dict[str, Any]], title: str) -> None:
     table = Table(title=title)
-    for col in ("trial", "config", "throughput rps", "p99 ms", "cpu cores"):
+    for col in (
+        "trial",
+        "config",
+        "throughput rps (95% CI)",
+        "p99 ms (95% CI)",
+        "requests",
+        "cpu cores",
+        "vs defaults",
+    ):
         table.add_column(col)
-    for row in sorted(rows, key=lambda r: -(r["metrics"].get("throughput_rps") or 0)):
+    for row in sorted(rows, key=lambda r: (-(r["metrics"].get("throughput_rps") or 0), r["trial"])):
         m = row["metrics"]
+        if row.get("confirmed"):
+            tp = row["vs_defaults"]["throughput_rps"]
+            versus = (
+                f"{row['verdict']} (tp x{tp['ratio']:.2f}, {m.get('runs')} runs)" if tp.get("ratio") else row["verdict"]
+            )
+        else:
+            versus = "not confirmed"
         table.add_row(
             str(row["trial"]),
             _short(row["config"]),
-            str(m.get("throughput_rps")),
-            str(m.get("latency_p99_ms")),
+            _with_ci(m.get("throughput_rps"), m.get("throughput_ci95")),
+            _with_ci(m.get("latency_p99_ms"), m.get("latency_p99_ci95")),
+            str(m.get("requests", "-")),
             str(m.get("cpu_cores")),
+            versus,
         )
     if not rows:
         err.print("no feasible trial yet: no configuration met the SLO and error limit")
     out.print(table)
+
+
+def _with_ci(value: float | None, ci: list[float] | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f} ({ci[0]:.1f}-{ci[1]:.1f})" if ci else f"{value:.1f}"
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

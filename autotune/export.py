@@ -8,45 +8,17 @@ renamed into place, so a failed export never leaves half a deployment.
 from __future__ import annotations
 
 import json
-import math
 import shlex
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from autotune import __version__, outdir
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
+from autotune.pareto import PICKS, pick_index  # noqa: F401  (re-exported: the CLI picks through export)
 from autotune.protos import batching_parameters_text, monitoring_config_text
 from autotune.servers.argv import ServerPaths, tfserving_flags
 from autotune.servers.docker import DockerRun, docker_argv
-
-PICKS = ("max-throughput", "min-latency", "balanced")
-
-
-def pick_index(metrics: Sequence[dict[str, Any]], how: str) -> int:
-    """Which Pareto row to export: most throughput, lowest p99, or closest to the ideal point."""
-    if not metrics:
-        raise AutotuneError("the Pareto set is empty: no configuration met the SLO")
-    tp = [m.get("throughput_rps") or 0.0 for m in metrics]
-    p99 = [m.get("latency_p99_ms") or math.inf for m in metrics]
-    if how == "max-throughput":
-        return max(range(len(metrics)), key=lambda i: (tp[i], -p99[i]))
-    if how == "min-latency":
-        return min(range(len(metrics)), key=lambda i: (p99[i], -tp[i]))
-    if how == "balanced":
-
-        def norm(v: float, lo: float, hi: float) -> float:
-            return 0.0 if hi == lo else (v - lo) / (hi - lo)
-
-        def distance(i: int) -> float:
-            # Distance to the ideal point (best throughput, best p99) with both scaled to 0..1.
-            gap_tp = 1.0 - norm(tp[i], min(tp), max(tp))
-            gap_p99 = norm(p99[i], min(p99), max(p99))
-            return math.hypot(gap_tp, gap_p99)
-
-        return min(range(len(metrics)), key=distance)
-    raise AutotuneError(f"--pick must be one of {', '.join(PICKS)} or 'trial N', got {how!r}")
 
 
 def check_out_dir(out: Path, model_base: Path, force: bool) -> Path:

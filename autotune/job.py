@@ -15,6 +15,8 @@ from typing import Any
 
 import optuna
 
+from autotune.compare import live_measure
+from autotune.confirm import confirm_front
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import KNOBS, ServingConfig, validate
@@ -73,6 +75,10 @@ def config_from_dict(values: dict[str, Any]) -> ServingConfig:
     return validate(ServingConfig(**values))
 
 
+def _entry_config(entry: dict[str, Any]) -> ServingConfig:
+    return config_from_dict(entry["config"])
+
+
 def warm_start(entries: list[dict[str, Any]]) -> list[ServingConfig]:
     """TF Serving's defaults, then the previous Pareto configs (unreadable ones skipped)."""
     configs = [ServingConfig()]
@@ -84,6 +90,13 @@ def warm_start(entries: list[dict[str, Any]]) -> list[ServingConfig]:
         if config not in configs:
             configs.append(config)
     return configs
+
+
+def _unmeasured_reason(t: TunedTrial) -> str | None:
+    # A complete trial whose level never stabilised keeps its figures but is marked: never trusted.
+    if t.values is None:
+        return "missing_objective"
+    return "unstable" if t.result.metrics.get("stable") is False else None
 
 
 def trial_fields(t: TunedTrial) -> dict[str, Any]:
@@ -101,7 +114,7 @@ def trial_fields(t: TunedTrial) -> dict[str, Any]:
         "feasible": t.feasible,
         "levels": [asdict(level) for level in r.levels],
         "argv": r.argv,
-        "failure_reason": r.failure_reason or (None if t.values is not None else "missing_objective"),
+        "failure_reason": r.failure_reason or _unmeasured_reason(t),
         "failure_message": r.failure_message,
         "server_log_tail": (r.server_log_tail or "")[-4000:] or None,
     }
@@ -189,6 +202,7 @@ def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobContro
     study = study_from_dict(job.study)
     state, error = "failed", None
     done: list[TunedTrial] = []
+    confirmed: list[dict[str, Any]] | None = None
     try:
         settings = MeasureSettings(**job.settings)
         backend = backend_from_options(job.backend_options, study)
@@ -236,6 +250,15 @@ def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobContro
         done = tuner.run(remaining, job.minutes, run_hooks) if remaining > 0 else []
         interrupted = any(t.result.failure_reason == "interrupted" for t in done)
         state = "done" if not interrupted else ("queued" if control.stopping() else "cancelled")
+        if state == "done" and study.confirm_repeats > 0:
+
+            def say(msg: str) -> None:
+                progress(-1, ServingConfig(), f"confirm {msg}")
+
+            measure = live_measure(model, settings, backend)
+            confirmed = confirm_front(
+                store.front(job_id), study.confirm_repeats, measure, _entry_config, list(study.objectives), say
+            )
     except KeyboardInterrupt:
         state = "queued" if control.stopping() else "cancelled"
         if not control.stopping():
@@ -247,7 +270,7 @@ def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobContro
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        pareto = store.finish_job(job_id, state, error)
+        pareto = store.finish_job(job_id, state, error, confirmed)
     return JobResult(job_id, job.study_name, done, pareto, state)
 
 

@@ -169,7 +169,22 @@ def pareto_html(rows: list[Row], summary: dict[str, Any]) -> str:
     return fig.to_html(include_plotlyjs=True, full_html=True)
 
 
-_COLUMNS = ("trial", "state", "pareto", "goodput rps", "x goodput", "rps", "x rps", "p99 ms", "x p99", "cpu cores")
+_COLUMNS = (
+    "trial",
+    "state",
+    "pareto",
+    "stable",
+    "goodput rps",
+    "x goodput",
+    "rps",
+    "rps 95% CI",
+    "x rps",
+    "p99 ms",
+    "p99 95% CI",
+    "x p99",
+    "requests",
+    "cpu cores",
+)
 
 
 def _cells(r: Row) -> list[str]:
@@ -181,14 +196,22 @@ def _cells(r: Row) -> list[str]:
         _label(r),
         r.state if r.state != "failed" else f"failed: {r.failure_reason}",
         "yes" if r.pareto else "",
+        {True: "yes", False: "NO"}.get(m.get("stable"), "-"),  # type: ignore[arg-type]
         f(r.goodput_rps),
         f(r.gain_goodput, 2),
         f(m.get("throughput_rps")),
+        _ci(m.get("throughput_ci95")),
         f(r.gain_throughput, 2),
         f(m.get("latency_p99_ms")),
+        _ci(m.get("latency_p99_ci95")),
         f(r.gain_p99, 2),
+        f(m.get("requests")),
         f(m.get("cpu_cores"), 2),
     ]
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "-" if not ci else f"{ci[0]:.1f}-{ci[1]:.1f}"
 
 
 def trials_csv(rows: list[Row]) -> str:
@@ -205,7 +228,9 @@ def report_html(rows: list[Row], summary: dict[str, Any]) -> str:
     """A single page: headline, the plot, and the trial table."""
     e = html.escape
     gain = summary["best_gain_goodput"]
-    if summary["best_trial"] is None:
+    if summary.get("verdict_line"):
+        headline = f"Confirmed on fresh servers: {summary['verdict_line']}."
+    elif summary["best_trial"] is None:
         headline = "No configuration met the SLO."
     elif not summary["defaults_feasible"]:
         headline = (
@@ -215,7 +240,8 @@ def report_html(rows: list[Row], summary: dict[str, Any]) -> str:
     else:
         headline = (
             f"Best goodput {summary['best_goodput_rps']:.1f} rps (trial {summary['best_trial']}), "
-            f"x{gain:.2f} over TF Serving's defaults under the same SLO."
+            f"x{gain:.2f} over TF Serving's defaults under the same SLO, from single draws "
+            "(not confirmed: no verdict on significance)."
         )
     head = "".join(f"<th>{e(c)}</th>" for c in _COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in _cells(r)) + "</tr>" for r in rows)
@@ -260,8 +286,14 @@ def write_report(job: JobRow, out: Path, force: bool) -> Path:
     from autotune.store.queries import drift_checks
 
     target = outdir.check_out_dir(out, force)
+    from autotune.confirm import summary_line
+    from autotune.store.queries import drift_checks, job_front
+
     rows, summary = rows_of(job)
     summary["drift"] = drift_checks(job.id)
+    entries = job_front(job)
+    summary["confirmed_front"] = [e for e in entries if e.get("confirmed")]
+    summary["verdict_line"] = summary_line(entries, list(job.study["objectives"]))
     files: dict[str, str | bytes] = {
         "report.html": report_html(rows, summary),
         "pareto.png": pareto_png(rows, summary),

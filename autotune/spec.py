@@ -50,6 +50,8 @@ class Study:
     space: dict[str, KnobSpec] = field(default_factory=dict)
     trials: int = 40
     minutes: float = 60.0
+    # After the search: fresh servers per side when re-measuring the front against the defaults (0: off).
+    confirm_repeats: int = 3
     protocol: str = "rest"
     concurrency: int | None = None
     rate: float | None = None
@@ -183,11 +185,16 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
     out["space"] = {name: _knob_spec(c, name, raw) for name, raw in space.items()}
 
     budget = c.table(doc, "budget")
-    c.unknown(budget, {"trials", "minutes"}, "budget.")
+    c.unknown(budget, {"trials", "minutes", "confirm_repeats"}, "budget.")
     if "trials" in budget:
         out["trials"] = int(c.number(budget["trials"], "budget.trials", positive=True, integer=True))
     if "minutes" in budget:
         out["minutes"] = float(c.number(budget["minutes"], "budget.minutes", positive=True))
+    if "confirm_repeats" in budget:
+        repeats = int(c.number(budget["confirm_repeats"], "budget.confirm_repeats", integer=True))
+        if repeats < 0 or repeats == 1 or repeats > 20:
+            raise c.fail("budget.confirm_repeats", f"must be 0 (off) or 2..20, got {repeats}")
+        out["confirm_repeats"] = repeats
 
     load = c.table(doc, "load")
     c.unknown(load, {"protocol", "concurrency", "rate"}, "load.")

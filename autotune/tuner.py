@@ -66,10 +66,21 @@ def objective_values(metrics: dict[str, Any], study: Study) -> list[float] | Non
     return [float(v) for v in values]  # type: ignore[arg-type]
 
 
-def constraint_values(metrics: dict[str, Any], study: Study) -> list[float]:
+def constraint_values(metrics: dict[str, Any], study: Study) -> dict[str, float]:
+    """Optuna constraints by name: each feasible when <= 0, its size saying how far off it is."""
     p99 = metrics.get("latency_p99_ms")
     slo_gap = 0.0 if study.slo_p99_ms is None else (float("inf") if p99 is None else p99 - study.slo_p99_ms)
-    return [slo_gap, float(metrics.get("error_rate", 1.0)) - study.max_error_rate]
+    offered, achieved = metrics.get("offered_rps"), metrics.get("achieved_rps")
+    shortfall = 0.0
+    if offered and achieved is not None:
+        shortfall = 0.95 - achieved / offered  # open loop: under 95% of the offered rate is overload
+    return {
+        "latency_p99_over_slo_ms": slo_gap,
+        "error_rate_over_limit": float(metrics.get("error_rate", 1.0)) - study.max_error_rate,
+        # An unstable measurement is never trusted: infeasible, so never on the front or exported.
+        "unstable": 0.0 if metrics.get("stable", True) else 1.0,
+        "offered_rate_shortfall": shortfall,
+    }
 
 
 @dataclass
@@ -192,9 +203,10 @@ class Tuner:
             trial.set_user_attr("server_log_tail", (result.server_log_tail or "")[-4000:])
             self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
             return TunedTrial(trial.number, config, result, None, None, False)
-        constraints = constraint_values(result.metrics, self.study)
-        trial.set_user_attr("constraints", constraints)
-        trial.set_constraint("latency_p99_over_slo_ms", constraints[0])
-        trial.set_constraint("error_rate_over_limit", constraints[1])
+        named = constraint_values(result.metrics, self.study)
+        constraints = list(named.values())
+        trial.set_user_attr("constraints", named)
+        for name, value in named.items():
+            trial.set_constraint(name, value)
         self.optuna.tell(trial, values)
         return TunedTrial(trial.number, config, result, values, constraints, all(c <= 0 for c in constraints))

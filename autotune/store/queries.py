@@ -38,11 +38,16 @@ def previous_front_job(
     if not earlier:
         return None
     last = earlier[-1]
-    with db.transaction(url) as s:
+    return last, job_front(last, url)
+
+
+def job_front(job: JobRow, url: str | None = None) -> list[dict[str, Any]]:
+    """JOB's Pareto set as stored when it ended (with confirmed figures), else computed from its trials."""
+    with db.transaction(url or db.db_url()) as s:
         snap = s.scalar(
-            select(ParetoSnapshotRow).where(ParetoSnapshotRow.job_id == last.id).order_by(ParetoSnapshotRow.id.desc())
+            select(ParetoSnapshotRow).where(ParetoSnapshotRow.job_id == job.id).order_by(ParetoSnapshotRow.id.desc())
         )
-    return last, (snap.entries if snap is not None else front_entries(last))
+    return snap.entries if snap is not None else front_entries(job)
 
 
 def last_job_settings(model: str, url: str | None = None) -> dict[str, Any] | None:

@@ -122,8 +122,17 @@ class Store:
             row.finished_at = utcnow()
             _touch(s, job_id)
 
-    def finish_job(self, job_id: int, state: str, error: str | None = None) -> list[dict[str, Any]]:
-        """Close a job and freeze its Pareto set; trials still running become interrupted.
+    def front(self, job_id: int) -> list[dict[str, Any]]:
+        """The job's current Pareto set from its trial rows (before confirmation)."""
+        with self._tx() as s:
+            job = s.get(JobRow, job_id)
+            assert job is not None
+            return front_entries(job)
+
+    def finish_job(
+        self, job_id: int, state: str, error: str | None = None, entries: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Close a job and freeze its Pareto set (ENTRIES: the confirmed one); running trials become interrupted.
 
         STATE "queued" hands the job back (a daemon stopping): no snapshot, it resumes later.
         """
@@ -134,7 +143,7 @@ class Store:
                 hand_back(job)
                 return []
             interrupt_running(job)
-            entries = front_entries(job)
+            entries = entries if entries is not None else front_entries(job)
             s.add(ParetoSnapshotRow(job_id=job_id, entries=entries))
             job.state = state
             job.error = error

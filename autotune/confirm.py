@@ -1,0 +1,88 @@
+"""Confirm a search's Pareto set: re-measure its candidates against the defaults before anyone trusts it.
+
+The search's single draws only nominate. At most three candidates (the most throughput,
+the lowest p99, the balanced one) and TF Serving's defaults are measured again on fresh
+servers, interleaved (`compare`); the front that is stored, shown and exported carries
+these confirmed medians and a verdict against the defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from autotune.compare import COMPARED_METRICS, MeasureOne, judge, measure_interleaved
+from autotune.knobs import ServingConfig
+from autotune.pareto import PICKS, pick_index
+from autotune.significance import Verdict
+
+MAX_CANDIDATES = 3
+
+
+def candidates(entries: Sequence[dict[str, Any]], limit: int = MAX_CANDIDATES) -> list[int]:
+    """Indices of the front entries worth confirming: one per pick, distinct, TF Serving's defaults left out."""
+    metrics = [e["metrics"] for e in entries]
+    defaults = ServingConfig().to_dict()
+    chosen: list[int] = []
+    for how in PICKS:
+        if not metrics:
+            break
+        i = pick_index(metrics, how)
+        if i not in chosen and entries[i]["config"] != defaults:
+            chosen.append(i)
+    return chosen[:limit]
+
+
+def confirm_front(
+    entries: list[dict[str, Any]],
+    repeats: int,
+    measure: MeasureOne,
+    config_of: Callable[[dict[str, Any]], ServingConfig],
+    objectives: Sequence[str],
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """The front with confirmed figures: each confirmed entry gets medians, its runs and `vs_defaults`."""
+    picked = candidates(entries)
+    if repeats <= 0 or not picked:
+        return [{**e, "confirmed": False} for e in entries]
+    compared = [m for m in objectives if m in COMPARED_METRICS]
+    sides = measure_interleaved([ServingConfig()] + [config_of(entries[i]) for i in picked], repeats, measure, progress)
+    defaults = sides[0]
+    out = [{**e, "confirmed": False} for e in entries]
+    for i, side in zip(picked, sides[1:], strict=True):
+        comparison = judge(defaults, side, compared)
+        medians = side.medians()
+        trusted = medians["runs"] >= 2 and medians["stable"]
+        out[i] = {
+            **entries[i],
+            "search_metrics": entries[i]["metrics"],
+            # The confirmed medians replace the search's single draw; other fields keep the draw's values.
+            "metrics": {**entries[i]["metrics"], **{k: v for k, v in medians.items() if v is not None}},
+            "confirmed": trusted,
+            "confirm_runs": side.good,
+            "defaults": defaults.medians(),
+            "vs_defaults": {k: v.to_json() for k, v in comparison.metrics.items()},
+            "verdict": comparison.verdict.value if trusted else Verdict.not_measured.value,
+        }
+    return out
+
+
+def summary_line(entries: Sequence[dict[str, Any]], objectives: Sequence[str]) -> str | None:
+    """One plain line on whether the tuning beat TF Serving's defaults; None when nothing was confirmed."""
+    confirmed = [e for e in entries if e.get("confirmed")]
+    if not confirmed:
+        return None
+    better = [e for e in confirmed if e.get("verdict") == Verdict.better.value]
+    if better:
+        parts = []
+        for e in better:
+            tp = e["vs_defaults"].get("throughput_rps", {})
+            if tp.get("ratio") and tp.get("ratio_ci95"):
+                lo, hi = tp["ratio_ci95"]
+                parts.append(f"trial {e['trial']}: throughput x{tp['ratio']:.2f} (95% CI {lo:.2f}-{hi:.2f})")
+        return "significantly better than TF Serving's defaults: " + ("; ".join(parts) or "see pareto --json")
+    names = ", ".join(m for m in objectives if m in COMPARED_METRICS)
+    return (
+        f"no configuration is significantly better than TF Serving's defaults on {names} "
+        f"({len(confirmed)} candidates confirmed): the defaults are as good"
+    )
