@@ -283,11 +283,10 @@ def drift_html(drift: list[dict[str, Any]]) -> str:
 
 def write_report(job: JobRow, out: Path, force: bool) -> Path:
     """Write report.html, pareto.png, pareto.html, trials.csv and summary.json into OUT atomically."""
-    from autotune.store.queries import drift_checks
-
-    target = outdir.check_out_dir(out, force)
     from autotune.confirm import summary_line
     from autotune.store.queries import drift_checks, job_front
+
+    target = outdir.check_out_dir(out, force)
 
     rows, summary = rows_of(job)
     summary["drift"] = drift_checks(job.id)

@@ -248,7 +248,7 @@ def _aggregate(
         windows_used=len(last),
         throughput_ci95=mean_ci95([w["throughput_rps"] for w in last]),
         latency_p99_ci95=quantile_ci95(latencies),
-        offered_rps=mean([w.get("offered_rps") for w in last]) if mode == "open" else None,  # type: ignore[arg-type]
+        offered_rps=mean("offered_rps") if mode == "open" else None,
     )
 
 
@@ -539,8 +539,8 @@ def run_trial(
         result = TrialResult(model.name, backend.name, settings.protocol, config, prepared.launch.argv)
         live = LiveTrial(model, prepared, settings)
         measure_started: float | None = None
-        try:
-            with live:
+        with live:
+            try:
                 say("starting server")
                 load_time_s = live.start(on_server_start)
                 say(f"model AVAILABLE after {load_time_s:.1f}s")
@@ -567,8 +567,8 @@ def run_trial(
                         f"error rate {point.error_rate:.1%} over the limit {settings.max_error_rate:.1%} "
                         f"({_error_kinds(point)})",
                     )
-        except (ServerStartError, TrialError, LoadGeneratorError, KeyboardInterrupt) as exc:
-            result.failure_reason, result.failure_message = classify_failure(exc, live.server)
+            except (ServerStartError, TrialError, LoadGeneratorError, KeyboardInterrupt) as exc:
+                result.failure_reason, result.failure_message = classify_failure(exc, live.server)
         result.server_log_tail = live.log_tail
         # Where the trial's time went (benchmarks/trial_overhead.py): start-up and teardown are overhead.
         stopping = live.stopping_at or time.monotonic()

@@ -7,6 +7,9 @@ requests from server threads are merged into batches in C++.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +122,7 @@ class Servable:
 
     def predict(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run SIGNATURE on a batch; raise RequestError for bad input or a full queue."""
+        _COLD_START.wait()
         tf = self._tf
         runner = self._get(signature)
         in_names, out_names, specs, graph_fn = runner.in_names, runner.out_names, runner.specs, runner.fn
@@ -143,6 +147,31 @@ class Servable:
         except tf.errors.OpError as exc:
             raise RequestError(500, _first_line(exc)) from None
         return {k: v.numpy() for k, v in zip(out_names, outputs, strict=True)}
+
+
+class _ColdStart:
+    """Test-only: AUTOTUNE_TEST_COLD_START="SECONDS:DELAY_S" makes the first SECONDS after the first request
+    slow, one request at a time, DELAY_S at first and less and less, as a cold model's first requests are.
+    The measurement protocol must keep this out of its windows (tests/test_measurement.py)."""
+
+    def __init__(self, setting: str) -> None:
+        seconds, delay = [*setting.split(":"), "0"][:2] if setting else ("0", "0")
+        self.seconds, self.delay = float(seconds), float(delay)
+        self.first: float | None = None
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        if self.seconds <= 0:
+            return
+        with self.lock:
+            now = time.monotonic()
+            self.first = self.first or now
+            left = 1 - (now - self.first) / self.seconds
+            if left > 0:
+                time.sleep(self.delay * left)
+
+
+_COLD_START = _ColdStart(os.environ.get("AUTOTUNE_TEST_COLD_START", ""))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,139 @@
+"""The measurement protocol on live servers: send-time windows, model warm-up, stability, open-loop
+overload, `compare`, and a confirmed front."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from autotune.job import run_job
+from autotune.spec import study_for_model
+from autotune.store.queries import job_front, latest_job
+from autotune.trial import MeasureSettings
+
+SHORT = ["--window-s", "0.5", "--warmup-s", "0.2", "--max-windows", "6"]
+
+
+def autotune(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autotune.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_a_server_slow_for_its_first_seconds_does_not_leak_into_the_windows(tiny_model):
+    # For its first 4 s the server answers one request at a time, 400 ms at first and less and less:
+    # a cold model. Tiny's warm p99 is a few ms; any cold request in a window would show as >= 40 ms.
+    cold = {"AUTOTUNE_TEST_COLD_START": "4:0.4"}
+    proc = autotune("bench", "--model", "tiny", "--concurrency", "4", "--json", "--windows", *SHORT, env=cold)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["model_warmup_s"] >= 2.0  # the warm-up saw the cold phase and waited it out
+    for level in result["levels"]:
+        for w in level["windows"]:
+            assert w["latency_ms"]["max"] < 40, (level["concurrency"], w["latency_ms"])
+
+
+def test_open_loop_overload_counts_dropped_arrivals_and_is_infeasible(tiny_model):
+    proc = autotune("bench", "--model", "tiny", "--rate", "20000", "--json", *SHORT)
+    result = json.loads(proc.stdout)
+    assert result["offered_rps"] > 5000  # the offer really was made (Poisson arrivals at 20000/s)
+    assert result["achieved_rps"] < 0.95 * result["offered_rps"]
+    assert result["dropped"] > 0 and result["error_rate"] > 0  # arrivals never sent count as errors
+    assert result["slo_met"] is False
+    assert proc.returncode == 3  # errors over the limit: the bench says it failed
+    assert "errors_over_limit" in proc.stderr
+
+
+def _tiny_study(**changes):
+    return replace(study_for_model("tiny"), slo_p99_ms=None, max_error_rate=0.01, concurrency=2, **changes)
+
+
+def test_an_unstable_level_is_measured_again_then_stored_unstable_and_never_exported(tiny_model, tmp_path):
+    # Zero tolerance: windows never agree exactly, so every level is unstable.
+    settings = MeasureSettings(
+        concurrency=2, tolerance=0.0, window_s=0.3, warmup_s=0.1, max_windows=3, max_error_rate=0.01
+    )
+    result = run_job(_tiny_study(confirm_repeats=0), 1, 5, settings)
+    (trial,) = result.trials
+    assert trial.result.metrics["stable"] is False and trial.result.metrics["remeasured"] is True
+    assert all(level.remeasured for level in trial.result.levels)
+    assert not trial.feasible  # told to Optuna as a violated constraint
+    row = latest_job("tiny").trials[0]
+    assert row.state == "complete" and row.failure_reason == "unstable" and not row.feasible
+    assert row.metrics["throughput_rps"] > 0  # the figures are kept
+    assert job_front(latest_job("tiny")) == []
+    proc = autotune("export", "--model", "tiny", "--out", str(tmp_path / "out"), "--pick", "trial 0")
+    assert proc.returncode == 1 and "unstable" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    proc = autotune("pareto", "--model", "tiny")
+    assert "unstable" in proc.stderr and "0" in proc.stderr
+
+
+def _compare(*args: str) -> dict:
+    proc = autotune("compare", "--model", *args, "--json", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_compare_of_a_config_with_itself_finds_no_significant_difference(tiny_model):
+    # A 95% interval excludes the truth 1 time in 20 by design: one re-run keeps the test's own false
+    # alarm rate at 1 in 400, while a systematic bias between the sides would fail both runs.
+    args = ("tiny", "--concurrency", "2", "--protocol", "grpc", "--repeats", "3", *SHORT)
+    for _attempt in range(2):
+        result = _compare(*args)
+        tp = result["metrics"]["throughput_rps"]
+        assert result["a"]["config"] == result["b"]["config"]
+        assert tp["n_a"] == tp["n_b"] == 3 and tp["ratio_ci95"][0] <= tp["ratio"] <= tp["ratio_ci95"][1]
+        if tp["verdict"] == "no_significant_difference":
+            return
+    pytest.fail(f"A/A compare found a difference twice: {tp}")
+
+
+@pytest.mark.slow
+def test_compare_finds_one_thread_mobilenet_slower_than_the_defaults():
+    result = _compare(
+        "mobilenet",
+        "--set",
+        "intra_op_threads=1",
+        "--set",
+        "inter_op_threads=1",
+        "--concurrency",
+        "4",
+        "--repeats",
+        "3",
+        "--window-s",
+        "1",
+        "--max-windows",
+        "8",
+    )
+    tp = result["metrics"]["throughput_rps"]
+    assert tp["verdict"] == "worse", tp
+    assert tp["ratio_ci95"][1] < 1
+
+
+@pytest.mark.slow
+def test_a_finished_job_stores_a_front_confirmed_against_the_defaults(tiny_model):
+    settings = MeasureSettings(concurrency=2, window_s=0.3, warmup_s=0.1, max_windows=6, max_error_rate=0.01)
+    result = run_job(_tiny_study(confirm_repeats=2), 3, 10, settings)
+    assert result.state == "done" and result.pareto
+    proc = autotune("pareto", "--model", "tiny", "--json")
+    entries = json.loads(proc.stdout)
+    assert entries == json.loads(json.dumps(result.pareto))
+    confirmed = [e for e in entries if "vs_defaults" in e]
+    assert confirmed, entries
+    for e in confirmed:
+        assert e["defaults"]["runs"] + e["defaults"]["failed_runs"] == 2
+        assert len(e["confirm_runs"]) <= 2
+        assert e["verdict"] in ("better", "worse", "no_significant_difference", "mixed", "not_measured")
+        tp = e["vs_defaults"]["throughput_rps"]
+        assert tp["verdict"] in ("better", "worse", "no_significant_difference", "not_measured")
+        assert e["metrics"]["throughput_rps"] == e["vs_defaults"]["throughput_rps"]["b_median"]
