@@ -7,10 +7,10 @@ ranges here are what TensorFlow Serving accepts; search ranges live in the space
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from autotune.cores import schedulable_cores
 from autotune.errors import AutotuneError
 
 
@@ -28,9 +28,7 @@ class Knob:
 
 def schedulable_cpus() -> int:
     """CPUs this process may run on, counted as TF's port::NumSchedulableCPUs does (the affinity mask)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
+    return len(schedulable_cores()) or 1
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,165 @@
+"""Can the figures be trusted? Repeatability across fresh servers, and `compare`'s error rates.
+
+    python benchmarks/trust.py repeat --model tiny --protocol grpc --concurrency 8 --repeats 5
+    python benchmarks/trust.py repeat --model mobilenet --protocol rest --concurrency 16 --repeats 5
+    python benchmarks/trust.py repeat --model resnet --protocol rest --concurrency 8 --repeats 5
+    python benchmarks/trust.py aa --model tiny --protocol grpc --concurrency 8 --runs 20
+    python benchmarks/trust.py ab --model mobilenet --concurrency 8 --runs 5
+
+`repeat` measures TF Serving's defaults REPEATS times, a fresh server each, with autotune's protocol
+(send-time windows, model warm-up, stable span of >= 200 requests, one re-measure); it reports the
+coefficient of variation of throughput and p99 across the repeats, and p99/p50. `aa` runs `compare`
+with the same config on both sides RUNS times and counts verdicts other than
+no_significant_difference (false positives); `ab` compares 1 intra-op / 1 inter-op thread against the
+defaults (a known loss on a multi-core host) RUNS times and counts how often it is found `worse`.
+Raw per-run metrics go to benchmarks/data/trust-*.json; the markdown summary to stdout and --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from _common import provenance
+
+from autotune.compare import compare, live_measure
+from autotune.knobs import ServingConfig
+from autotune.load.stats import coefficient_of_variation
+from autotune.models.resolve import resolve_model
+from autotune.servers.backends import resolve_backend
+from autotune.trial import MeasureSettings, run_trial
+
+DATA = Path(__file__).parent / "data"
+
+
+def _settings(a: argparse.Namespace) -> MeasureSettings:
+    return MeasureSettings(protocol=a.protocol, concurrency=a.concurrency, window_s=a.window_s, measure_unloaded=False)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def repeat(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    model, backend = resolve_model(a.model), resolve_backend("local")
+    runs = []
+    for i in range(a.repeats):
+        r = run_trial(model, ServingConfig(), _settings(a), backend)
+        m = {**r.metrics, "failure_reason": r.failure_reason}
+        runs.append(m)
+        _say(
+            f"[{i + 1}/{a.repeats}] {m.get('throughput_rps')} rps {m.get('throughput_ci95')}, p99 "
+            f"{m.get('latency_p99_ms')} ms {m.get('latency_p99_ci95')}, n={m.get('requests')}, "
+            f"stable={m.get('stable')} remeasured={m.get('remeasured')} {r.failure_reason or ''}"
+        )
+    ok = [m for m in runs if m.get("throughput_rps") is not None and not m["failure_reason"]]
+    tp = [m["throughput_rps"] for m in ok]
+    p99 = [m["latency_p99_ms"] for m in ok]
+    ratio = [m["latency_p99_ms"] / m["latency_p50_ms"] for m in ok if m.get("latency_p50_ms")]
+    lines = [
+        f"### Repeatability: {a.model}, {a.protocol}, concurrency {a.concurrency}, {a.repeats} fresh servers",
+        "",
+        *provenance("trust.py repeat"),
+        "",
+        "| throughput median rps | throughput CV | p99 median ms | p99 CV | p99/p50 median | requests per run"
+        " | stable runs | re-measured | failed |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {median(tp):.1f} | {coefficient_of_variation(tp):.1%} | {median(p99):.1f} | "
+        f"{coefficient_of_variation(p99):.1%} | {median(ratio):.2f} | "
+        f"{min(m['requests'] for m in ok)}-{max(m['requests'] for m in ok)} | "
+        f"{sum(bool(m['stable']) for m in ok)}/{len(runs)} | {sum(bool(m.get('remeasured')) for m in ok)} | "
+        f"{len(runs) - len(ok)} |",
+    ]
+    return lines, {"runs": runs}
+
+
+def _compares(a: argparse.Namespace, b_config: ServingConfig) -> list[dict[str, Any]]:
+    model, backend = resolve_model(a.model), resolve_backend("local")
+    measure = live_measure(model, _settings(a), backend)
+    out = []
+    for i in range(a.runs):
+        result = compare(ServingConfig(), b_config, a.repeats, measure).to_json()
+        tp, p99 = result["metrics"]["throughput_rps"], result["metrics"]["latency_p99_ms"]
+        _say(
+            f"[{i + 1}/{a.runs}] throughput x{tp['ratio']:.3f} {tp['ratio_ci95']} {tp['verdict']}; "
+            f"p99 x{p99['ratio']:.3f} {p99['ratio_ci95']} {p99['verdict']}; overall {result['verdict']}"
+        )
+        out.append(result)
+    return out
+
+
+def _verdict_table(results: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| metric | better | worse | no significant difference | not measured | median ratio B/A |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for metric in ("throughput_rps", "latency_p99_ms", "cpu_cores"):
+        verdicts = [r["metrics"][metric]["verdict"] for r in results]
+        ratios = [r["metrics"][metric]["ratio"] for r in results if r["metrics"][metric]["ratio"]]
+        lines.append(
+            f"| {metric} | {verdicts.count('better')} | {verdicts.count('worse')} | "
+            f"{verdicts.count('no_significant_difference')} | {verdicts.count('not_measured')} | "
+            f"{median(ratios):.3f} |"
+        )
+    overall = [r["verdict"] for r in results]
+    lines.append(
+        "\nOverall verdicts (throughput and p99): "
+        + ", ".join(f"{v} {overall.count(v)}" for v in sorted(set(overall)))
+    )
+    return lines
+
+
+def aa(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    results = _compares(a, ServingConfig())
+    lines = [
+        f"### A/A compare: {a.model}, {a.protocol}, concurrency {a.concurrency}, {a.runs} runs of "
+        f"{a.repeats}+{a.repeats} fresh servers, TF Serving's defaults on both sides",
+        "",
+        *provenance("trust.py aa"),
+        "",
+        *_verdict_table(results),
+    ]
+    return lines, {"compares": results}
+
+
+def ab(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    results = _compares(a, ServingConfig(intra_op_threads=1, inter_op_threads=1))
+    lines = [
+        f"### Known effect: {a.model}, {a.protocol}, concurrency {a.concurrency}, {a.runs} runs of "
+        f"{a.repeats}+{a.repeats} fresh servers, B = 1 intra-op and 1 inter-op thread, A = defaults",
+        "",
+        *provenance("trust.py ab"),
+        "",
+        *_verdict_table(results),
+    ]
+    return lines, {"compares": results}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=("repeat", "aa", "ab"))
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--protocol", default="rest")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--window-s", type=float, default=1.0)
+    p.add_argument("--repeats", type=int, default=3, help="fresh servers per side (aa, ab) or in all (repeat)")
+    p.add_argument("--runs", type=int, default=20, help="compares (aa, ab)")
+    p.add_argument("--out", type=Path, help="append the markdown summary here")
+    a = p.parse_args()
+    lines, data = {"repeat": repeat, "aa": aa, "ab": ab}[a.what](a)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    DATA.mkdir(exist_ok=True)
+    name = f"trust-{a.what}-{a.model}-{a.protocol}-c{a.concurrency}.json"
+    (DATA / name).write_text(json.dumps({"args": vars(a) | {"out": str(a.out)}, "summary": text, **data}, indent=1))
+    if a.out:
+        with a.out.open("a") as f:
+            f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
