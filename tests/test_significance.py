@@ -93,13 +93,27 @@ def test_p99_interval_of_few_samples_reaches_the_maximum():
     assert quantile_ci95(sample)[1] == 50  # type: ignore[index]
 
 
+def _w(rps: float, lat: float, n: int) -> dict:
+    return {"throughput_rps": rps, "latencies_ms": [lat] * n}
+
+
 def test_a_stable_span_needs_agreement_and_enough_requests():
-    tp = [100, 100, 100, 100, 100]
-    p99 = [10.0, 10.0, 10.0, 10.0, 10.0]
-    assert stable_span(tp, p99, [50, 50, 50, 50, 50], 3, 0.1, 200) == 4  # 3 windows hold 150: extend to 4
-    assert stable_span(tp, p99, [100, 100, 100, 100, 100], 3, 0.1, 200) == 3
-    assert stable_span(tp, p99, [10, 10, 10, 10, 10], 3, 0.1, 200) is None  # never enough
-    assert stable_span([100, 100, 130], p99[:3], [300] * 3, 3, 0.1, 200) is None  # no agreement
+    steady = [_w(100, 10.0, 50)] * 5
+    assert stable_span(steady, 3, 0.1, 0.2, 200) == 4  # 3 windows hold 150: extend to 4
+    assert stable_span([_w(100, 10.0, 100)] * 5, 3, 0.1, 0.2, 200) == 3
+    assert stable_span([_w(100, 10.0, 10)] * 5, 3, 0.1, 0.2, 200) is None  # never enough
+    assert stable_span([_w(100, 10.0, 300), _w(100, 10.0, 300), _w(130, 10.0, 300)], 3, 0.1, 0.2, 200) is None
+    slow_start = [_w(100, 30.0, 300), _w(100, 10.0, 300), _w(100, 10.0, 300)]
+    assert stable_span(slow_start, 3, 0.1, 0.2, 200) is None  # p99 drifting: no agreement
+
+
+def test_a_stable_span_of_a_slow_model_compares_chunk_p90s_not_window_maxima():
+    # Windows of 40 requests: each one's "p99" is its slowest request, 10 or 30 ms by luck. The latency
+    # distribution is not drifting, and the chunks' p90s say so.
+    windows = [{"throughput_rps": 20.0, "latencies_ms": [10.0] * 39 + [10.0 + 20 * (i % 2)]} for i in range(6)]
+    assert stable_span(windows, 3, 0.1, 0.2, 200) is not None
+    drifting = [{"throughput_rps": 20.0, "latencies_ms": [10.0 + 5 * i] * 40} for i in range(6)]
+    assert stable_span(drifting, 3, 0.1, 0.2, 200) is None
 
 
 FRONT = [

@@ -56,21 +56,27 @@ def windows_agree(throughputs: Sequence[float], p99s: Sequence[float | None], k:
     return spread(last_t) <= tolerance and spread([float(p) for p in last_p if p is not None]) <= tolerance
 
 
-def stable_span(
-    throughputs: Sequence[float],
-    p99s: Sequence[float | None],
-    samples: Sequence[int],
-    k: int,
-    tolerance: float,
-    need: int,
-) -> int | None:
-    """How many trailing windows form a stable aggregate, or None.
+def stable_span(windows: Sequence[dict], k: int, tolerance: float, p99_tolerance: float, need: int) -> int | None:
+    """How many trailing WINDOWS form a stable aggregate, or None.
 
-    The last K (or more, up to all) windows must agree within TOLERANCE and hold at least NEED latency
-    samples together: a p99 over 45 requests is not a p99, so a slow level extends its span.
+    The last m >= K windows, cut into K consecutive chunks, must agree: chunk throughputs within
+    TOLERANCE, chunk tail latencies (pooled over each chunk's requests) within P99_TOLERANCE, and the
+    span must hold NEED latency samples. The tail is the p99 where a chunk holds 100+ requests, else its
+    p90: a 2 s window of a 20 rps model holds 40 requests, whose "p99" is their maximum, so comparing
+    it would test luck, not drift. The reported p99 is pooled over the whole span, with its interval.
     """
-    for m in range(k, len(throughputs) + 1):
-        if windows_agree(throughputs, p99s, m, tolerance) and sum(list(samples)[-m:]) >= need:
+    for m in range(k, len(windows) + 1):
+        span = list(windows)[-m:]
+        if sum(len(w["latencies_ms"]) for w in span) < need:
+            continue
+        chunks = [span[i * m // k : (i + 1) * m // k] for i in range(k)]
+        throughputs = [sum(w["throughput_rps"] for w in c) / len(c) for c in chunks]
+        pooled = [[lat for w in c for lat in w["latencies_ms"]] for c in chunks]
+        tail = "p99" if min(len(p) for p in pooled) >= 100 else "p90"
+        p99s = [percentiles(p)[tail] for p in pooled]
+        if min(throughputs) <= 0 or any(p is None for p in p99s):
+            continue
+        if spread(throughputs) <= tolerance and spread([float(p) for p in p99s if p is not None]) <= p99_tolerance:
             return m
     return None
 
