@@ -20,7 +20,7 @@ MAX_CANDIDATES = 3
 
 
 def candidates(entries: Sequence[dict[str, Any]], limit: int = MAX_CANDIDATES) -> list[int]:
-    """Indices of the front entries worth confirming: one per pick, distinct, TF Serving's defaults left out."""
+    """Indices of the front entries worth confirming: one per pick, then the rest by throughput; defaults left out."""
     metrics = [e["metrics"] for e in entries]
     defaults = ServingConfig().to_dict()
     chosen: list[int] = []
@@ -30,6 +30,9 @@ def candidates(entries: Sequence[dict[str, Any]], limit: int = MAX_CANDIDATES) -
         i = pick_index(metrics, how)
         if i not in chosen and entries[i]["config"] != defaults:
             chosen.append(i)
+    # Picks can coincide (a front of one, or ties): fill up from the rest, most throughput first.
+    rest = sorted(range(len(entries)), key=lambda i: (-(metrics[i].get("throughput_rps") or 0.0), entries[i]["trial"]))
+    chosen += [i for i in rest if i not in chosen and entries[i]["config"] != defaults]
     return chosen[:limit]
 
 
@@ -70,6 +73,9 @@ def confirm_front(
 def summary_line(entries: Sequence[dict[str, Any]], objectives: Sequence[str]) -> str | None:
     """One plain line on whether the tuning beat TF Serving's defaults; None when nothing was confirmed."""
     confirmed = [e for e in entries if e.get("confirmed")]
+    defaults = ServingConfig().to_dict()
+    if entries and all(e["config"] == defaults for e in entries):
+        return "TF Serving's defaults dominate every configuration measured: keep the defaults"
     if not confirmed:
         return None
     better = [e for e in confirmed if e.get("verdict") == Verdict.better.value]

@@ -145,7 +145,7 @@ def main() -> None:
     p.add_argument("--model", default="tiny")
     p.add_argument("--protocol", default="rest")
     p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--window-s", type=float, default=1.0)
+    p.add_argument("--window-s", type=float, default=2.0)
     p.add_argument("--repeats", type=int, default=3, help="fresh servers per side (aa, ab) or in all (repeat)")
     p.add_argument("--runs", type=int, default=20, help="compares (aa, ab)")
     p.add_argument("--out", type=Path, help="append the markdown summary here")
