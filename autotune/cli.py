@@ -585,6 +585,8 @@ def _follow(job_id: int, as_json: bool) -> None:
         print(json.dumps(rows, indent=2))
     else:
         _print_pareto(rows, f"Pareto set · job {job.id} · {job.state}")
+        if job.state == "done":
+            _print_verdict(rows, list(job.study["objectives"]))
     if job.state == "failed":
         raise AutotuneError(f"job {job_id} failed: {job.error}")
     if job.state == "cancelled":

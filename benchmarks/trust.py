@@ -63,7 +63,7 @@ def repeat(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     lines = [
         f"### Repeatability: {a.model}, {a.protocol}, concurrency {a.concurrency}, {a.repeats} fresh servers",
         "",
-        *provenance("trust.py repeat"),
+        *provenance("trust.py"),
         "",
         "| throughput median rps | throughput CV | p99 median ms | p99 CV | p99/p50 median | requests per run"
         " | stable runs | re-measured | failed |",
@@ -119,7 +119,7 @@ def aa(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
         f"### A/A compare: {a.model}, {a.protocol}, concurrency {a.concurrency}, {a.runs} runs of "
         f"{a.repeats}+{a.repeats} fresh servers, TF Serving's defaults on both sides",
         "",
-        *provenance("trust.py aa"),
+        *provenance("trust.py"),
         "",
         *_verdict_table(results),
     ]
@@ -132,7 +132,7 @@ def ab(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
         f"### Known effect: {a.model}, {a.protocol}, concurrency {a.concurrency}, {a.runs} runs of "
         f"{a.repeats}+{a.repeats} fresh servers, B = 1 intra-op and 1 inter-op thread, A = defaults",
         "",
-        *provenance("trust.py ab"),
+        *provenance("trust.py"),
         "",
         *_verdict_table(results),
     ]

@@ -78,6 +78,20 @@ def test_an_unstable_level_is_measured_again_then_stored_unstable_and_never_expo
     assert "unstable" in proc.stderr and "0" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--repeats", "1"], "--repeats"),
+        (["--concurrency", "2", "--rate", "5"], "exclusive"),
+        (["--set", "max_batch_size=0"], "max_batch_size"),
+    ],
+)
+def test_compare_refuses_bad_input_in_one_line(args, says):
+    proc = autotune("compare", "--model", "tiny", *args)
+    assert proc.returncode == 1 and says in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
 def _compare(*args: str) -> dict:
     proc = autotune("compare", "--model", *args, "--json", timeout=900)
     assert proc.returncode == 0, proc.stderr
