@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -361,6 +362,10 @@ def start(
     backend: Annotated[BackendName | None, typer.Option(help="override the study's backend")] = None,
     server_binary: Annotated[str | None, typer.Option(help="path to tensorflow_model_server")] = None,
     docker_image: Annotated[str | None, typer.Option(help="image for --backend docker")] = None,
+    confirm_repeats: Annotated[
+        int | None,
+        typer.Option(help="fresh servers a side when confirming the front against the defaults (0: off)"),
+    ] = None,
 ) -> None:
     """Tune a model: Bayesian search over the serving knobs, results kept in the database."""
     from autotune.job import run_job, study_settings
@@ -371,6 +376,10 @@ def start(
         raise AutotuneError("give exactly one of --model NAME|PATH or --study FILE")
     study = load_study(study_file) if study_file else study_for_model(model or "")
     _check_budget(trials, minutes)
+    if confirm_repeats is not None:
+        if confirm_repeats < 0 or confirm_repeats == 1 or confirm_repeats > 20:
+            raise AutotuneError(f"--confirm-repeats must be 0 (off) or 2..20, got {confirm_repeats}")
+        study = dataclasses.replace(study, confirm_repeats=confirm_repeats)
     _check_windows(window_s, warmup_s, max_windows)
     budget = trials or study.trials
     _quiet_tensorflow()
