@@ -17,6 +17,8 @@ from autotune.pareto import PICKS, pick_index
 from autotune.significance import Verdict
 
 MAX_CANDIDATES = 3
+# Figures of one run that have no meaning for a median over several.
+_PER_RUN = ("throughput_ci95", "latency_p99_ci95", "requests", "censored", "windows_used")
 
 
 def candidates(entries: Sequence[dict[str, Any]], limit: int = MAX_CANDIDATES) -> list[int]:
@@ -59,8 +61,13 @@ def confirm_front(
         out[i] = {
             **entries[i],
             "search_metrics": entries[i]["metrics"],
-            # The confirmed medians replace the search's single draw; other fields keep the draw's values.
-            "metrics": {**entries[i]["metrics"], **{k: v for k, v in medians.items() if v is not None}},
+            # The confirmed medians replace the search's single draw; the draw's own intervals and counts
+            # described one server and would mislead beside medians of several: they stay in search_metrics.
+            "metrics": {
+                **{k: v for k, v in entries[i]["metrics"].items() if k not in _PER_RUN},
+                **{k: v for k, v in medians.items() if v is not None},
+                "requests": sum(m.get("requests") or 0 for m in side.good),
+            },
             "confirmed": trusted,
             "confirm_runs": side.good,
             "defaults": defaults.medians(),
