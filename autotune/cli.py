@@ -87,6 +87,15 @@ def _check_windows(window_s: float, warmup_s: float, max_windows: int) -> None:
         raise AutotuneError("need --window-s > 0, --warmup-s >= 0, --max-windows >= 3")
 
 
+def _check_load(concurrency: int | None, rate: float | None) -> None:
+    if concurrency is not None and rate is not None:
+        raise AutotuneError("--concurrency and --rate are exclusive (closed loop or open loop)")
+    if concurrency is not None and not 1 <= concurrency <= 4096:
+        raise AutotuneError(f"--concurrency must be in 1..4096, got {concurrency}")
+    if rate is not None and not 0 < rate <= 1_000_000:
+        raise AutotuneError(f"--rate must be in (0, 1000000], got {rate:g}")
+
+
 def _check_budget(trials: int | None, minutes: float | None) -> None:
     if trials is not None and trials <= 0:
         raise AutotuneError(f"--trials must be > 0, got {trials}")
@@ -132,12 +141,7 @@ def bench(
     from autotune.trial import MeasureSettings, run_trial
 
     config = parse_assignments(set_ or [])
-    if concurrency is not None and rate is not None:
-        raise AutotuneError("--concurrency and --rate are exclusive (closed loop or open loop)")
-    if concurrency is not None and not 1 <= concurrency <= 4096:
-        raise AutotuneError(f"--concurrency must be in 1..4096, got {concurrency}")
-    if rate is not None and not 0 < rate <= 1_000_000:
-        raise AutotuneError(f"--rate must be in (0, 1000000], got {rate:g}")
+    _check_load(concurrency, rate)
     if slo_ms is not None and slo_ms <= 0:
         raise AutotuneError(f"--slo-ms must be positive, got {slo_ms:g}")
     _check_windows(window_s, warmup_s, max_windows)
@@ -212,12 +216,7 @@ def compare(
 
     candidate = parse_assignments(set_ or [])
     baseline = parse_assignments(base_set or [])
-    if concurrency is not None and rate is not None:
-        raise AutotuneError("--concurrency and --rate are exclusive (closed loop or open loop)")
-    if concurrency is not None and not 1 <= concurrency <= 4096:
-        raise AutotuneError(f"--concurrency must be in 1..4096, got {concurrency}")
-    if rate is not None and not 0 < rate <= 1_000_000:
-        raise AutotuneError(f"--rate must be in (0, 1000000], got {rate:g}")
+    _check_load(concurrency, rate)
     if not 2 <= repeats <= 50:
         raise AutotuneError(f"--repeats must be in 2..50 (an interval needs two figures a side), got {repeats}")
     _check_windows(window_s, warmup_s, max_windows)
