@@ -107,8 +107,7 @@ def _verdict_table(results: list[dict[str, Any]]) -> list[str]:
         )
     overall = [r["verdict"] for r in results]
     lines.append(
-        "\nOverall verdicts (throughput and p99): "
-        + ", ".join(f"{v} {overall.count(v)}" for v in sorted(set(overall)))
+        "\nOverall verdicts (throughput and p99): " + ", ".join(f"{v} {overall.count(v)}" for v in sorted(set(overall)))
     )
     return lines
 
