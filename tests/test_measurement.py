@@ -101,12 +101,12 @@ def _compare(*args: str) -> dict:
 def test_compare_of_a_config_with_itself_finds_no_significant_difference(tiny_model):
     # A 95% interval excludes the truth 1 time in 20 by design: one re-run keeps the test's own false
     # alarm rate at 1 in 400, while a systematic bias between the sides would fail both runs.
-    args = ("tiny", "--concurrency", "2", "--protocol", "grpc", "--repeats", "3", *SHORT)
+    args = ("tiny", "--concurrency", "2", "--protocol", "grpc", "--repeats", "2", *SHORT)
     for _attempt in range(2):
         result = _compare(*args)
         tp = result["metrics"]["throughput_rps"]
         assert result["a"]["config"] == result["b"]["config"]
-        assert tp["n_a"] == tp["n_b"] == 3 and tp["ratio_ci95"][0] <= tp["ratio"] <= tp["ratio_ci95"][1]
+        assert tp["n_a"] == tp["n_b"] == 2 and tp["ratio_ci95"][0] <= tp["ratio"] <= tp["ratio_ci95"][1]
         if tp["verdict"] == "no_significant_difference":
             return
     pytest.fail(f"A/A compare found a difference twice: {tp}")
@@ -170,7 +170,7 @@ def test_front_candidates_are_confirmed_on_fresh_servers_against_the_defaults(ti
 @pytest.mark.slow
 def test_a_finished_job_stores_its_front_with_the_confirmation_and_says_how_it_compares(tiny_model):
     settings = MeasureSettings(concurrency=2, window_s=0.3, warmup_s=0.1, max_windows=8, max_error_rate=0.01)
-    result = run_job(_tiny_study(confirm_repeats=2), 3, 10, settings)
+    result = run_job(_tiny_study(confirm_repeats=2), 2, 10, settings)
     assert result.state == "done" and result.pareto
     proc = autotune("pareto", "--model", "tiny", "--json")
     entries = json.loads(proc.stdout)
