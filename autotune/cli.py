@@ -368,7 +368,7 @@ def start(
 ) -> None:
     """Tune a model: Bayesian search over the serving knobs, results kept in the database."""
     from autotune.job import run_job, study_settings
-    from autotune.spec import load_study, study_for_model
+    from autotune.spec import confirm_repeats_problem, load_study, study_for_model
     from autotune.tuner import TrialHooks
 
     if (model is None) == (study_file is None):
@@ -376,8 +376,9 @@ def start(
     study = load_study(study_file) if study_file else study_for_model(model or "")
     _check_budget(trials, minutes)
     if confirm_repeats is not None:
-        if confirm_repeats < 0 or confirm_repeats == 1 or confirm_repeats > 20:
-            raise AutotuneError(f"--confirm-repeats must be 0 (off) or 2..20, got {confirm_repeats}")
+        problem = confirm_repeats_problem(confirm_repeats)
+        if problem:
+            raise AutotuneError(f"--confirm-repeats {problem}")
         study = dataclasses.replace(study, confirm_repeats=confirm_repeats)
     _check_windows(window_s, warmup_s, max_windows)
     budget = trials or study.trials

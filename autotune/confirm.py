@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from autotune.compare import COMPARED_METRICS, MeasureOne, judge, measure_interleaved
-from autotune.knobs import ServingConfig
+from autotune.knobs import ServingConfig, is_default_config
 from autotune.pareto import PICKS, pick_index
 from autotune.significance import Verdict
 
@@ -24,17 +24,16 @@ _PER_RUN = ("throughput_ci95", "latency_p99_ci95", "requests", "censored", "wind
 def candidates(entries: Sequence[dict[str, Any]], limit: int = MAX_CANDIDATES) -> list[int]:
     """Indices of the front entries worth confirming: one per pick, then the rest by throughput; defaults left out."""
     metrics = [e["metrics"] for e in entries]
-    defaults = ServingConfig().to_dict()
     chosen: list[int] = []
     for how in PICKS:
         if not metrics:
             break
         i = pick_index(metrics, how)
-        if i not in chosen and entries[i]["config"] != defaults:
+        if i not in chosen and not is_default_config(entries[i]["config"]):
             chosen.append(i)
     # Picks can coincide (a front of one, or ties): fill up from the rest, most throughput first.
     rest = sorted(range(len(entries)), key=lambda i: (-(metrics[i].get("throughput_rps") or 0.0), entries[i]["trial"]))
-    chosen += [i for i in rest if i not in chosen and entries[i]["config"] != defaults]
+    chosen += [i for i in rest if i not in chosen and not is_default_config(entries[i]["config"])]
     return chosen[:limit]
 
 
@@ -80,8 +79,7 @@ def confirm_front(
 def summary_line(entries: Sequence[dict[str, Any]], objectives: Sequence[str]) -> str | None:
     """One plain line on whether the tuning beat TF Serving's defaults; None when nothing was confirmed."""
     confirmed = [e for e in entries if e.get("confirmed")]
-    defaults = ServingConfig().to_dict()
-    if entries and all(e["config"] == defaults for e in entries):
+    if entries and all(is_default_config(e["config"]) for e in entries):
         return "TF Serving's defaults dominate every configuration measured: keep the defaults"
     if not confirmed:
         return None

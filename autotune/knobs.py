@@ -74,6 +74,12 @@ KNOBS: dict[str, Knob] = {
 }
 
 
+def is_default_config(config: dict[str, Any]) -> bool:
+    """Whether a stored config dict is TF Serving's defaults (the baseline every job measures first)."""
+    defaults = ServingConfig().to_dict()
+    return {k: config.get(k) for k in defaults} == defaults
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     """One concrete serving configuration. Defaults are TensorFlow Serving's own.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune import outdir
-from autotune.knobs import ServingConfig
+from autotune.knobs import ServingConfig, is_default_config
 from autotune.store.pareto import front, goodput
 from autotune.store.schema import JobRow, TrialRow
 
@@ -46,7 +46,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def is_defaults(trial: TrialRow) -> bool:
     """Whether a trial measured TF Serving's defaults (the baseline)."""
-    return {k: trial.config.get(k) for k in _DEFAULTS} == _DEFAULTS
+    return is_default_config(trial.config)
 
 
 def rows_of(job: JobRow) -> tuple[list[Row], dict[str, Any]]:
@@ -287,7 +287,6 @@ def write_report(job: JobRow, out: Path, force: bool) -> Path:
     from autotune.store.queries import drift_checks, job_front
 
     target = outdir.check_out_dir(out, force)
-
     rows, summary = rows_of(job)
     summary["drift"] = drift_checks(job.id)
     entries = job_front(job)

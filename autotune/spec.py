@@ -59,6 +59,11 @@ class Study:
     seed: int | None = None
 
 
+def confirm_repeats_problem(repeats: int) -> str | None:
+    """Why REPEATS cannot be a confirm_repeats (an interval needs two figures a side), or None."""
+    return None if repeats == 0 or 2 <= repeats <= 20 else f"must be 0 (off) or 2..20, got {repeats}"
+
+
 _BARE_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
@@ -192,8 +197,9 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
         out["minutes"] = float(c.number(budget["minutes"], "budget.minutes", positive=True))
     if "confirm_repeats" in budget:
         repeats = int(c.number(budget["confirm_repeats"], "budget.confirm_repeats", integer=True))
-        if repeats < 0 or repeats == 1 or repeats > 20:
-            raise c.fail("budget.confirm_repeats", f"must be 0 (off) or 2..20, got {repeats}")
+        problem = confirm_repeats_problem(repeats)
+        if problem:
+            raise c.fail("budget.confirm_repeats", problem)
         out["confirm_repeats"] = repeats
 
     load = c.table(doc, "load")

@@ -23,6 +23,7 @@ from autotune.cores import schedulable_cores, split_cores
 from autotune.errors import FailureReason, TrialError
 from autotune.knobs import ServingConfig
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
+from autotune.load.generator import drain_s
 from autotune.load.payload import build_payload
 from autotune.load.stats import (
     max_of_present,
@@ -210,8 +211,9 @@ def prepare_launch(
 
 
 def _aggregate(
-    mode: str, value: float, windows: list[dict[str, Any]], span: int | None, stable: bool, s: MeasureSettings
+    mode: str, value: float, windows: list[dict[str, Any]], span: int | None, s: MeasureSettings
 ) -> LevelResult:
+    """The level over its stable SPAN of windows, or over the last K when it never stabilised (SPAN None)."""
     last = windows[-(span or s.stable_windows) :]
     latencies = [lat for w in last for lat in w["latencies_ms"]]
     pct = percentiles(latencies)
@@ -230,7 +232,7 @@ def _aggregate(
         mode=mode,
         concurrency=int(value) if mode == "closed" else None,
         rate=float(value) if mode == "open" else None,
-        stable=stable,
+        stable=span is not None,
         windows=[{k: v for k, v in w.items() if k != "latencies_ms"} for w in windows],
         throughput_rps=sum(w["throughput_rps"] for w in last) / len(last),
         latency_p50_ms=pct["p50"],
@@ -287,7 +289,7 @@ class _Session:
 
     def _windows(self, window_s: float) -> Any:
         """Yield this level's windows as they come; raise on a dead, hung or silent server."""
-        drain = min(self.s.request_timeout_s, max(2 * window_s, 2.0))
+        drain = drain_s(window_s, self.s.request_timeout_s)
         wait = window_s + self.s.warmup_s + drain + self.s.request_timeout_s
         # A live server that answers nothing for longer than a request may take is hung (SIGSTOP,
         # deadlock): a timeout, not a measurement of zero throughput.
@@ -373,7 +375,7 @@ class _Session:
         self.gen.idle()
         if not windows:
             raise TrialError(FailureReason.client_failed, "load generator produced no windows")
-        level = _aggregate(mode, value, windows, span, span is not None, self.s)
+        level = _aggregate(mode, value, windows, span, self.s)
         after = self.scraper() if self.scraper else None
         if before is not None and after is not None:
             # The server's own count over the level (warm-up and drain included) must cover the
@@ -395,7 +397,7 @@ def classify_failure(exc: BaseException, server: ServerProcess | None) -> tuple[
     if isinstance(exc, KeyboardInterrupt):
         return FailureReason.interrupted, "interrupted by the user"
     if isinstance(exc, ServerStartError):
-        return (FailureReason.oom if dead and _exit_reason(server) == "oom" else exc.reason), str(exc)  # type: ignore[arg-type]
+        return (FailureReason.oom if dead and _exit_reason(server) is FailureReason.oom else exc.reason), str(exc)  # type: ignore[arg-type]
     if isinstance(exc, TrialError):
         return exc.reason, str(exc)
     if dead:  # the generator lost its server: the server's death is the cause

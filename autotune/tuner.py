@@ -66,14 +66,14 @@ def objective_values(metrics: dict[str, Any], study: Study) -> list[float] | Non
     return [float(v) for v in values]  # type: ignore[arg-type]
 
 
-def constraint_values(metrics: dict[str, Any], study: Study) -> dict[str, float]:
+def constraint_values(metrics: dict[str, Any], study: Study, min_achieved_fraction: float) -> dict[str, float]:
     """Optuna constraints by name: each feasible when <= 0, its size saying how far off it is."""
     p99 = metrics.get("latency_p99_ms")
     slo_gap = 0.0 if study.slo_p99_ms is None else (float("inf") if p99 is None else p99 - study.slo_p99_ms)
     offered, achieved = metrics.get("offered_rps"), metrics.get("achieved_rps")
     shortfall = 0.0
     if offered and achieved is not None:
-        shortfall = 0.95 - achieved / offered  # open loop: under 95% of the offered rate is overload
+        shortfall = min_achieved_fraction - achieved / offered  # open loop: under this share of the offer is overload
     return {
         "latency_p99_over_slo_ms": slo_gap,
         "error_rate_over_limit": float(metrics.get("error_rate", 1.0)) - study.max_error_rate,
@@ -203,7 +203,7 @@ class Tuner:
             trial.set_user_attr("server_log_tail", (result.server_log_tail or "")[-4000:])
             self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
             return TunedTrial(trial.number, config, result, None, None, False)
-        named = constraint_values(result.metrics, self.study)
+        named = constraint_values(result.metrics, self.study, self.settings.min_achieved_fraction)
         constraints = list(named.values())
         trial.set_user_attr("constraints", named)
         for name, value in named.items():

@@ -116,6 +116,11 @@ def _grpc_sender(target: str, body: bytes, timeout: float) -> Sender:
     return send
 
 
+def drain_s(window_s: float, timeout_s: float) -> float:
+    """How long a closed window waits for its last answers before censoring them (the runner waits as long)."""
+    return min(timeout_s, max(2 * window_s, 2.0))
+
+
 Record = tuple[float, float, bool, str]  # (sent, latency_s, ok, kind): sent is the intended time in open loop
 
 
@@ -358,8 +363,7 @@ class _Level:
         self.window_s = float(cmd.get("window_s", spec.get("window_s", 2.0)))
         self.max_windows = int(cmd.get("max_windows", spec.get("max_windows", 10)))
         warmup_s = float(cmd.get("warmup_s", spec.get("warmup_s", 1.0)))
-        # How long a closed window waits for its last answers before censoring them.
-        self.drain_s = min(float(spec.get("timeout_s", 30.0)), max(2 * self.window_s, 2.0))
+        self.drain_s = drain_s(self.window_s, float(spec.get("timeout_s", 30.0)))
         # Warm-up: connections open, caches hot; requests sent before t0 are not measured.
         self.t0 = time.monotonic() + warmup_s
         gen.start_level(cmd, self.t0)

@@ -45,15 +45,22 @@ def coefficient_of_variation(values: Sequence[float]) -> float:
     return float(arr.std(ddof=1) / arr.mean())
 
 
-def windows_agree(throughputs: Sequence[float], p99s: Sequence[float | None], k: int, tolerance: float) -> bool:
-    """True when the last K windows agree within TOLERANCE on throughput and p99."""
+def windows_agree(
+    throughputs: Sequence[float],
+    p99s: Sequence[float | None],
+    k: int,
+    tolerance: float,
+    p99_tolerance: float | None = None,
+) -> bool:
+    """True when the last K windows agree within TOLERANCE on throughput and P99_TOLERANCE (default: same) on p99."""
     if len(throughputs) < k or len(p99s) < k:
         return False
     last_t = list(throughputs)[-k:]
     last_p = list(p99s)[-k:]
     if any(p is None for p in last_p) or min(last_t) <= 0:
         return False
-    return spread(last_t) <= tolerance and spread([float(p) for p in last_p if p is not None]) <= tolerance
+    p99_tolerance = tolerance if p99_tolerance is None else p99_tolerance
+    return spread(last_t) <= tolerance and spread([float(p) for p in last_p if p is not None]) <= p99_tolerance
 
 
 def stable_span(windows: Sequence[dict], k: int, tolerance: float, p99_tolerance: float, need: int) -> int | None:
@@ -73,10 +80,8 @@ def stable_span(windows: Sequence[dict], k: int, tolerance: float, p99_tolerance
         throughputs = [sum(w["throughput_rps"] for w in c) / len(c) for c in chunks]
         pooled = [[lat for w in c for lat in w["latencies_ms"]] for c in chunks]
         tail = "p99" if min(len(p) for p in pooled) >= 100 else "p90"
-        p99s = [percentiles(p)[tail] for p in pooled]
-        if min(throughputs) <= 0 or any(p is None for p in p99s):
-            continue
-        if spread(throughputs) <= tolerance and spread([float(p) for p in p99s if p is not None]) <= p99_tolerance:
+        tails = [percentiles(p)[tail] for p in pooled]
+        if windows_agree(throughputs, tails, k, tolerance, p99_tolerance):
             return m
     return None
 
