@@ -1,11 +1,15 @@
-"""Record a grid of real measurements once, for replaying samplers against it (search_efficiency.py).
+"""Record a grid of real measurements, each point several times, for replaying samplers (search_efficiency.py).
 
-Every grid point is a real trial (fresh local server, real load over sockets) at the study's fixed load.
-Rows are appended to a CSV as they are measured, so an interrupted recording resumes where it stopped.
-Points are measured in a shuffled order, so slow drift of the host does not line up with one knob.
+Every measurement is a real trial under autotune's protocol (fresh local server, model warm-up, windows
+until stable with enough requests behind the p99) at one fixed load. Points are measured in rounds: each
+round visits every point once in its own shuffled order, so a point's repeats are spread over the whole
+recording and slow drift of the host becomes noise instead of lining up with one knob. The grid includes
+the first configurations autotune's sampler tries on this host (seeds.py), so a replay never has to guess
+where they land. Rows are appended as they are measured: an interrupted recording resumes where it stopped.
 
-    python benchmarks/record_grid.py --model tiny --concurrency 4 --out benchmarks/data/grid-tiny.csv
-    python benchmarks/record_grid.py --model resnet --grid coarse --concurrency 8 --window-s 3 \
+    python benchmarks/record_grid.py --model tiny --protocol grpc --concurrency 8 --window-s 1 --slo-ms 25 \
+        --out benchmarks/data/grid-tiny.csv
+    python benchmarks/record_grid.py --model resnet --grid small --concurrency 8 --slo-ms 1000 \
         --out benchmarks/data/grid-resnet.csv
 """
 
@@ -13,48 +17,30 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import itertools
 import random
+import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
-from autotune.knobs import ServingConfig
+from _common import machine
+from grid_file import COLUMNS, point_key, read_grid, write_header
+
+from autotune.fingerprint import host_info
+from autotune.knobs import ServingConfig, schedulable_cpus
 from autotune.models.resolve import resolve_model
+from autotune.seeds import heuristic_seeds
 from autotune.servers.backends import resolve_backend
+from autotune.space import Host, default_space
 from autotune.trial import MeasureSettings, run_trial
 
-KNOB_COLUMNS = [
-    "enable_batching",
-    "max_batch_size",
-    "batch_timeout_micros",
-    "num_batch_threads",
-    "intra_op_threads",
-    "inter_op_threads",
-]
-METRIC_COLUMNS = [
-    "throughput_rps",
-    "latency_p50_ms",
-    "latency_p99_ms",
-    "error_rate",
-    "cpu_cores",
-    "stable",
-    "failure_reason",
-    "setup_s",
-    "measure_s",
-    "teardown_s",
-]
-
 # Grids over the default space on a 2-core host. Thread value 0 means "TF picks" (the core count), so
-# batching-on points use explicit 1 and 2 only; the TF Serving defaults (batching off, 0/0) are a point.
+# batching-on points use explicit 1 and 2 only; TF Serving's defaults (batching off, 0/0) are a point.
+# max_enqueued_batches stays at TF Serving's default everywhere.
 GRIDS: dict[str, dict[str, list]] = {
-    "fine": {
-        "max_batch_size": [1, 2, 4, 8, 16, 32],
-        "batch_timeout_micros": [1, 500, 5000, 50000],
-        "num_batch_threads": [1, 2],
-        "threads": [(1, 1), (2, 1), (1, 2), (2, 2)],
-        "unbatched_threads": [(a, b) for a in (0, 1, 2) for b in (0, 1, 2)],
-    },
     "coarse": {
         "max_batch_size": [1, 4, 8, 16, 32],
         "batch_timeout_micros": [1, 5000, 50000],
@@ -62,11 +48,19 @@ GRIDS: dict[str, dict[str, list]] = {
         "threads": [(2, 1), (1, 2)],
         "unbatched_threads": [(0, 0), (1, 1), (2, 1), (1, 2), (2, 2)],
     },
+    # For the slow models (ResNet50 serves ~20 images/s on 2 cores, ~25 s a measurement): fewer batch points.
+    "small": {
+        "max_batch_size": [1, 4, 8, 16],
+        "batch_timeout_micros": [1, 50000],
+        "num_batch_threads": [1, 2],
+        "threads": [(2, 1), (1, 2)],
+        "unbatched_threads": [(0, 0), (1, 1), (2, 1), (1, 2), (2, 2)],
+    },
 }
 
 
-def grid_configs(name: str) -> list[ServingConfig]:
-    """Every config of grid NAME (max_enqueued_batches stays at TF Serving's 100)."""
+def grid_configs(name: str, cpus: int, concurrency: int) -> list[ServingConfig]:
+    """Every config of grid NAME, plus the sampler's seeds for a host of CPUS cores at CONCURRENCY."""
     g = GRIDS[name]
     configs = [ServingConfig(intra_op_threads=a, inter_op_threads=b) for a, b in g["unbatched_threads"]]
     for mbs, timeout, nbt, (intra, inter) in itertools.product(
@@ -82,31 +76,43 @@ def grid_configs(name: str) -> list[ServingConfig]:
                 inter_op_threads=inter,
             )
         )
+    keys = {point_key(_row(c)) for c in configs}
+    for seed in heuristic_seeds(default_space(Host(cpus, 0)), cpus, concurrency):
+        if point_key(_row(seed)) not in keys:
+            keys.add(point_key(_row(seed)))
+            configs.append(seed)
     return configs
 
 
-def key(row: dict) -> tuple:
-    """A grid point's identity, from a config's fields or a CSV row."""
-    on = str(row["enable_batching"]) in ("True", "true", "1")
-    batch = tuple(int(row[k]) for k in KNOB_COLUMNS[1:4]) if on else ()
-    return (on, *batch, int(row["intra_op_threads"]), int(row["inter_op_threads"]))
+def _row(c: ServingConfig) -> dict:
+    return {k: getattr(c, k) for k in COLUMNS[:7]}
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="tiny")
-    p.add_argument("--grid", choices=sorted(GRIDS), default="fine")
-    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--grid", choices=sorted(GRIDS), default="coarse")
+    p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--protocol", default="rest")
-    p.add_argument("--window-s", type=float, default=1.0)
-    p.add_argument("--warmup-s", type=float, default=0.5)
-    p.add_argument("--max-windows", type=int, default=6)
-    p.add_argument("--limit", type=int, default=0, help="measure at most this many new points")
+    p.add_argument("--slo-ms", type=float, required=True, help="the p99 SLO replays judge feasibility by")
+    p.add_argument("--max-error-rate", type=float, default=0.01)
+    p.add_argument("--window-s", type=float, default=2.0)
+    p.add_argument("--warmup-s", type=float, default=1.0)
+    p.add_argument("--max-windows", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3, help="measurements per point, each on a fresh server")
+    p.add_argument("--limit", type=int, default=0, help="measure at most this many new rows")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
 
-    model = resolve_model(a.model)
-    backend = resolve_backend("local")
+    cpus = schedulable_cpus()
     settings = MeasureSettings(
         protocol=a.protocol,
         concurrency=a.concurrency,
@@ -115,34 +121,76 @@ def main() -> None:
         max_windows=a.max_windows,
         measure_unloaded=False,
     )
-    configs = grid_configs(a.grid)
-    random.Random(0).shuffle(configs)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    done: set[tuple] = set()
+    recorded = {
+        "model": a.model,
+        "grid": a.grid,
+        "protocol": a.protocol,
+        "concurrency": a.concurrency,
+        "slo_ms": a.slo_ms,
+        "max_error_rate": a.max_error_rate,
+        "cpus": cpus,
+    }
+    info = host_info()
+    header = {
+        **recorded,
+        "window_s": a.window_s,
+        "warmup_s": a.warmup_s,
+        "max_windows": a.max_windows,
+        "min_requests": settings.min_requests,
+        "repeats": a.repeats,
+        "cpu_model": info["cpu_model"],
+        "tensorflow": info["tensorflow"],
+        "machine": machine(),
+        "autotune_commit": _commit(),
+        "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python benchmarks/record_grid.py " + " ".join(sys.argv[1:]),
+    }
+    counts: Counter = Counter()
     if a.out.exists():
-        with a.out.open() as f:
-            done = {key(r) for r in csv.DictReader(f)}
-    todo = [c for c in configs if key(c.to_dict() | {"enable_batching": c.enable_batching}) not in done]
+        old, rows = read_grid(a.out)
+        clash = {k: (old.get(k), str(v)) for k, v in recorded.items() if old.get(k) != str(v)}
+        if clash:
+            raise SystemExit(f"error: {a.out} was recorded with other settings {clash}; use another --out")
+        if old.get("cpu_model") != info["cpu_model"]:
+            raise SystemExit(f"error: {a.out} was recorded on {old.get('cpu_model')}, this host is {info['cpu_model']}")
+        counts.update(point_key(r) for r in rows)
+    else:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        write_header(a.out, header)
+
+    model = resolve_model(a.model)
+    backend = resolve_backend("local")
+    configs = grid_configs(a.grid, cpus, a.concurrency)
+    todo: list[tuple[int, ServingConfig]] = []
+    for r in range(a.repeats):  # round r: every point still short of r+1 measurements, in a fresh order
+        round_ = [c for c in configs if counts[point_key(_row(c))] <= r]
+        random.Random(r).shuffle(round_)
+        todo += [(r + 1, c) for c in round_]
     if a.limit:
         todo = todo[: a.limit]
-    print(f"{len(configs)} grid points, {len(done)} recorded, {len(todo)} to measure", file=sys.stderr)
-    new_file = not a.out.exists()
+    print(
+        f"{len(configs)} grid points x {a.repeats}, {sum(counts.values())} recorded, {len(todo)} to measure",
+        file=sys.stderr,
+    )
+    started = time.monotonic()
     with a.out.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=KNOB_COLUMNS + METRIC_COLUMNS)
-        if new_file:
-            writer.writeheader()
-        started = time.monotonic()
-        for i, config in enumerate(todo, 1):
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        for i, (repeat, config) in enumerate(todo, 1):
             result = run_trial(model, config, settings, backend)
-            row = {k: getattr(config, k) for k in KNOB_COLUMNS}
-            row.update({k: result.metrics.get(k) for k in METRIC_COLUMNS})
+            m = result.metrics
+            row = _row(config) | {k: m.get(k) for k in COLUMNS if k in m}
+            for name in ("throughput_ci95", "latency_p99_ci95"):
+                low, high = m.get(name) or (None, None)
+                row[f"{name}_low"], row[f"{name}_high"] = low, high
+            row["repeat"] = repeat
+            row["measured_at"] = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
             row["failure_reason"] = result.failure_reason or ""
             writer.writerow(row)
             f.flush()
             eta = (time.monotonic() - started) / i * (len(todo) - i)
             print(
-                f"[{i}/{len(todo)}] {config.to_dict()} -> {row['throughput_rps']} rps, p99 {row['latency_p99_ms']} ms"
-                f" {row['failure_reason']} (eta {eta / 60:.0f} min)",
+                f"[{i}/{len(todo)}] r{repeat} {config.to_dict()} -> {row.get('throughput_rps')} rps, "
+                f"p99 {row.get('latency_p99_ms')} ms {row['failure_reason']} (eta {eta / 60:.0f} min)",
                 file=sys.stderr,
                 flush=True,
             )

@@ -1,36 +1,38 @@
-"""Tabular replay: compare search strategies against a grid of real measurements (record_grid.py).
+"""Tabular replay: compare search strategies against a grid of real, repeated measurements (record_grid.py).
 
-A trial returns the recorded metrics of the nearest grid point, so strategies are compared over many
-seeds without re-running hardware. Optuna-based strategies go through autotune's own Tuner (same space,
-defaults first, same constraints); only the measurement is replayed. Every strategy's trial 1 is TF
-Serving's defaults, as in a real job.
+A trial measures the nearest grid point (ties broken at random) and gets one of that point's recorded
+repeats, drawn at random: a strategy sees the noise a live job sees. What it *found* is judged on the
+points' medians: trials until it first measured a point whose median goodput is within 5% of the grid's
+best median, or, where the top of the grid is a plateau inside the noise, a point not significantly below
+the best (Welch's t on the repeats, 95%). Hypervolume (throughput up, p99 down, reference (0 rps, SLO)) of
+the points found, on their medians, as a fraction of the grid's, after 10/20/40 trials; it does not count
+for a grid whose feasible front has fewer than 3 points. Optuna strategies go through autotune's own Tuner
+(same space, defaults first, same constraints); only the measurement is replayed. The grid file's `#`
+header says how it was recorded (cores, load, SLO), so no other flag is needed.
 
-Reported per strategy (median over seeds): trials until the best feasible goodput found is within 5% of
-the grid's best, and the hypervolume of the feasible Pareto set found (throughput up, p99 down, reference
-point (0 rps, SLO)) as a fraction of the grid's, after 10/20/40 trials.
-
-    python benchmarks/search_efficiency.py --quick        # 20 seeds, 40 trials; last line: the ratio
-    python benchmarks/search_efficiency.py --seeds 50 --plots benchmarks/plots
+    python benchmarks/search_efficiency.py --quick --grid benchmarks/data/grid-resnet.csv  # last line: ratio
+    python benchmarks/search_efficiency.py --seeds 50 --plots benchmarks/plots --shuffle-check
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from grid_file import point_key, read_grid
 
 from autotune.knobs import ServingConfig
 from autotune.models.resolve import ModelRef
 from autotune.servers.backends import local_backend
+from autotune.significance import ratio_ci95
 from autotune.space import Host, build_space
 from autotune.spec import KnobSpec, Study
 from autotune.trial import MeasureSettings, TrialResult
@@ -38,183 +40,226 @@ from autotune.tuner import Tuner
 
 DEFAULT_GRID = Path(__file__).parent / "data" / "grid-tiny.csv"
 CHECKPOINTS = (10, 20, 40)
+NEAR = 0.95  # "found the optimum": within 5% of the best median goodput
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One recorded measurement of a grid point."""
+
+    throughput_rps: float | None
+    latency_p99_ms: float | None
+    error_rate: float | None
+    cpu_cores: float | None
+    stable: bool
+    failure_reason: str
+
+    def goodput(self, slo_ms: float, max_error_rate: float) -> float:
+        """Throughput if this measurement was stable and met the SLO and error limit, else 0."""
+        if self.failure_reason or not self.stable or self.throughput_rps is None or self.latency_p99_ms is None:
+            return 0.0
+        if self.latency_p99_ms > slo_ms or (self.error_rate if self.error_rate is not None else 1.0) > max_error_rate:
+            return 0.0
+        return self.throughput_rps
+
+    def metrics(self) -> dict:
+        return {
+            "throughput_rps": self.throughput_rps,
+            "latency_p99_ms": self.latency_p99_ms,
+            "error_rate": self.error_rate if self.error_rate is not None else 1.0,
+            "cpu_cores": self.cpu_cores,
+            "stable": self.stable,
+        }
+
+
+def _median(xs: list[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return statistics.median(vals) if vals else None
 
 
 @dataclass(frozen=True)
 class Point:
-    """One recorded grid point."""
+    """A grid point: its knobs and every recorded measurement of it."""
 
-    batching: bool
-    max_batch_size: int
-    batch_timeout_micros: int
-    num_batch_threads: int
-    intra: int
-    inter: int
-    throughput_rps: float | None
-    latency_p99_ms: float | None
-    error_rate: float | None
-    failure_reason: str
+    key: tuple
+    config: ServingConfig
+    draws: tuple[Draw, ...] = field(compare=False)
 
     def goodput(self, slo_ms: float, max_error_rate: float) -> float:
-        """Throughput if the point met the SLO and error limit, else 0."""
-        if self.failure_reason or self.throughput_rps is None or self.latency_p99_ms is None:
-            return 0.0
-        if self.latency_p99_ms > slo_ms or (self.error_rate or 0.0) > max_error_rate:
-            return 0.0
-        return self.throughput_rps
+        """The median of the draws' goodputs: the point's goodput, noise aside."""
+        return statistics.median(d.goodput(slo_ms, max_error_rate) for d in self.draws)
+
+    @property
+    def throughput_rps(self) -> float | None:
+        return _median([d.throughput_rps for d in self.draws])
+
+    @property
+    def latency_p99_ms(self) -> float | None:
+        return _median([d.latency_p99_ms for d in self.draws])
+
+    def spread(self, metric: str) -> tuple[float, float] | None:
+        """Lowest and highest recorded value of METRIC (the whiskers of a front plot)."""
+        vals = [getattr(d, metric) for d in self.draws if getattr(d, metric) is not None]
+        return (min(vals), max(vals)) if vals else None
 
 
-def _point(r: dict[str, str]) -> Point:
+def _config(r: dict[str, str]) -> ServingConfig:
+    threads = {"intra_op_threads": int(r["intra_op_threads"]), "inter_op_threads": int(r["inter_op_threads"])}
+    if r["enable_batching"] != "True":
+        return ServingConfig(**threads)
+    batch = {k: int(r[k]) for k in ("max_batch_size", "batch_timeout_micros", "num_batch_threads")}
+    return ServingConfig(enable_batching=True, max_enqueued_batches=int(r["max_enqueued_batches"]), **batch, **threads)
+
+
+def _draw(r: dict[str, str]) -> Draw:
     def num(k: str) -> float | None:
         return float(r[k]) if r.get(k) not in (None, "") else None
 
-    return Point(
-        r["enable_batching"] == "True",
-        int(r["max_batch_size"]),
-        int(r["batch_timeout_micros"]),
-        int(r["num_batch_threads"]),
-        int(r["intra_op_threads"]),
-        int(r["inter_op_threads"]),
+    return Draw(
         num("throughput_rps"),
         num("latency_p99_ms"),
         num("error_rate"),
-        r["failure_reason"],
+        num("cpu_cores"),
+        r.get("stable", "True") == "True",
+        r.get("failure_reason", ""),
     )
 
 
 class Grid:
-    """The recorded table and nearest-point lookup (thread value 0 means the core count, as in TF)."""
+    """The recorded points and nearest-point lookup (thread value 0 means the core count, as in TF)."""
 
-    def __init__(self, path: Path, cpus: int) -> None:
-        self.cpus = cpus
-        self.points: list[Point] = []
-        with path.open() as f:
-            for r in csv.DictReader(f):
-                self.points.append(_point(r))
+    def __init__(self, path: Path, shuffle_seed: int | None = None) -> None:
+        self.header, rows = read_grid(path)
+        if shuffle_seed is not None:
+            random.Random(shuffle_seed).shuffle(rows)
+        self.cpus = int(self.header.get("cpus", 2))
+        self.concurrency = int(self.header.get("concurrency", 8))
+        self.slo_ms = float(self.header.get("slo_ms", 100.0))
+        self.max_error_rate = float(self.header.get("max_error_rate", 0.01))
+        grouped: dict[tuple, list[dict[str, str]]] = {}
+        for r in rows:
+            grouped.setdefault(point_key(r), []).append(r)
+        # Sorted by knobs and repeat number, so nothing downstream can depend on the file's row order.
+        self.points = [
+            Point(k, _config(rs[0]), tuple(_draw(r) for r in sorted(rs, key=lambda r: int(r.get("repeat") or 0))))
+            for k, rs in sorted(grouped.items(), key=lambda kv: repr(kv[0]))
+        ]
+        self.max_batch = max((p.config.max_batch_size for p in self.points if p.config.enable_batching), default=32)
+        self.max_enqueued = max(
+            (p.config.max_enqueued_batches for p in self.points if p.config.enable_batching), default=10
+        )
+
+    def goodput(self, p: Point) -> float:
+        return p.goodput(self.slo_ms, self.max_error_rate)
 
     def _threads(self, n: int) -> int:
         return n or self.cpus
 
-    def _features(self, batching: bool, mbs: int, timeout: int, nbt: int, intra: int, inter: int) -> tuple:
-        if not batching:
-            return (intra, inter)  # batching-off points are recorded for every thread value, 0 included
+    def _features(self, c: ServingConfig) -> tuple:
+        if not c.enable_batching:
+            return (c.intra_op_threads, c.inter_op_threads)  # batching-off points include thread value 0
         return (
-            math.log2(max(mbs, 1)) / 5,
-            math.log10(max(timeout, 1)) / 5,
-            (nbt - 1) / max(self.cpus - 1, 1),
-            (self._threads(intra) - 1) / max(self.cpus - 1, 1),
-            (self._threads(inter) - 1) / max(self.cpus - 1, 1),
+            math.log2(max(c.max_batch_size, 1)) / 5,
+            math.log10(max(c.batch_timeout_micros, 1)) / 5,
+            (c.num_batch_threads - 1) / max(self.cpus - 1, 1),
+            (self._threads(c.intra_op_threads) - 1) / max(self.cpus - 1, 1),
+            (self._threads(c.inter_op_threads) - 1) / max(self.cpus - 1, 1),
         )
 
-    def nearest(self, c: ServingConfig) -> Point:
-        """The recorded point closest to config C."""
-        want = self._features(
-            c.enable_batching,
-            c.max_batch_size,
-            c.batch_timeout_micros,
-            c.num_batch_threads,
-            c.intra_op_threads,
-            c.inter_op_threads,
-        )
-        same = [p for p in self.points if p.batching == c.enable_batching]
-        return min(
-            same,
-            key=lambda p: sum(
-                (a - b) ** 2
-                for a, b in zip(
-                    want,
-                    self._features(
-                        p.batching, p.max_batch_size, p.batch_timeout_micros, p.num_batch_threads, p.intra, p.inter
-                    ),
-                    strict=True,
-                )
-            ),
-        )
+    def nearest(self, c: ServingConfig, rng: random.Random) -> Point:
+        """The recorded point closest to config C; equally close points are chosen between at random."""
+        want = self._features(c)
+        same = [p for p in self.points if p.config.enable_batching == c.enable_batching]
+        dist = {p: sum((a - b) ** 2 for a, b in zip(want, self._features(p.config), strict=True)) for p in same}
+        best = min(dist.values())
+        return rng.choice([p for p in same if dist[p] - best < 1e-12])
 
-    def config_of(self, p: Point) -> ServingConfig:
-        if not p.batching:
-            return ServingConfig(intra_op_threads=p.intra, inter_op_threads=p.inter)
-        return ServingConfig(
-            enable_batching=True,
-            max_batch_size=p.max_batch_size,
-            batch_timeout_micros=p.batch_timeout_micros,
-            num_batch_threads=p.num_batch_threads,
-            intra_op_threads=p.intra,
-            inter_op_threads=p.inter,
+    def best(self) -> Point:
+        return max(self.points, key=self.goodput)
+
+    def within_noise_of_best(self, p: Point) -> bool:
+        """P is feasible and not significantly slower than the best point (Welch's t on log throughput)."""
+        if self.goodput(p) <= 0:
+            return False
+        best = self.best()
+        ci = ratio_ci95(
+            [d.goodput(self.slo_ms, self.max_error_rate) for d in best.draws],
+            [d.goodput(self.slo_ms, self.max_error_rate) for d in p.draws],
         )
+        return ci is not None and ci[2] >= 1.0
+
+    def targets(self) -> tuple[set[Point], set[Point]]:
+        """(points within 5% of the best median goodput, further points within noise of the best)."""
+        top = self.goodput(self.best())
+        near = {p for p in self.points if self.goodput(p) >= NEAR * top}
+        noisy = {p for p in self.points if p not in near and self.within_noise_of_best(p)}
+        return near, noisy
 
 
-def feasible_front(points: list[Point], slo_ms: float, max_error_rate: float) -> list[tuple[float, float]]:
-    """The non-dominated feasible (p99, throughput) pairs, by rising p99 (each faster one serves more)."""
+def feasible_front(points: list[Point], slo_ms: float, max_error_rate: float) -> list[Point]:
+    """The non-dominated feasible points on their medians, by rising p99 (each faster one serves more)."""
     feasible = sorted(
-        {
-            (p.latency_p99_ms, p.throughput_rps)
-            for p in points
-            if p.goodput(slo_ms, max_error_rate) > 0 and p.latency_p99_ms is not None and p.throughput_rps is not None
-        },
-        key=lambda x: (x[0], -x[1]),
+        {p for p in points if p.goodput(slo_ms, max_error_rate) > 0},
+        key=lambda p: (p.latency_p99_ms, -(p.throughput_rps or 0), repr(p.key)),
     )
-    front: list[tuple[float, float]] = []
-    for p99, thr in feasible:
-        if not front or thr > front[-1][1]:
-            front.append((p99, thr))
+    front: list[Point] = []
+    for p in feasible:
+        if not front or (p.throughput_rps or 0) > (front[-1].throughput_rps or 0):
+            front.append(p)
     return front
 
 
 def hypervolume(points: list[Point], slo_ms: float, max_error_rate: float) -> float:
-    """Area dominated by the feasible points in (p99 down, throughput up), reference (SLO, 0 rps)."""
+    """Area dominated by the feasible points' medians in (p99 down, throughput up), reference (SLO, 0 rps)."""
     front = feasible_front(points, slo_ms, max_error_rate)
-    edges = [p99 for p99, _ in front[1:]] + [slo_ms]  # each point's throughput holds until the next one's p99
-    return sum(((nxt - p99) * thr for (p99, thr), nxt in zip(front, edges, strict=False)), 0.0)
+    edges = [p.latency_p99_ms for p in front[1:]] + [slo_ms]  # each throughput holds until the next p99
+    return sum(((nxt - p.latency_p99_ms) * p.throughput_rps for p, nxt in zip(front, edges, strict=False)), 0.0)
 
 
-# --- strategies: each returns the sequence of grid points it measured, defaults first -------------------
+# --- strategies: each returns the grid points it measured, in order, defaults first --------------------
 
 
-MAX_BATCH_HIGH = 32  # the grids' largest batch; the replayed space ends there too
-
-
-def _study(sampler: str, seed: int, slo_ms: float, max_error_rate: float) -> Study:
-    # The grids hold max_enqueued_batches at TF Serving's 100, so the replayed space fixes it there.
+def _study(sampler: str, seed: int, grid: Grid) -> Study:
+    # The grids hold max_enqueued_batches at one value (TF Serving's default), so the replayed space fixes it.
     return Study(
         source="replay",
         model="replay",
-        slo_p99_ms=slo_ms,
-        max_error_rate=max_error_rate,
+        slo_p99_ms=grid.slo_ms,
+        max_error_rate=grid.max_error_rate,
         space={
-            "max_batch_size": KnobSpec(low=1, high=MAX_BATCH_HIGH, log=True),
-            "max_enqueued_batches": KnobSpec(value=100),
+            "max_batch_size": KnobSpec(low=1, high=grid.max_batch, log=True),
+            "max_enqueued_batches": KnobSpec(value=grid.max_enqueued),
         },
         sampler=sampler,
         seed=seed,
     )
 
 
-def optuna_strategy(sampler: str, make: Callable[[int], optuna.samplers.BaseSampler] | None = None):
+Strategy = Callable[[Grid, int, int], list[Point]]
+
+
+def optuna_strategy(sampler: str, make: Callable[[int], optuna.samplers.BaseSampler] | None = None) -> Strategy:
     """A strategy that runs autotune's Tuner with SAMPLER (or a custom sampler MAKE(seed)) on the replay."""
 
-    def run(grid: Grid, seed: int, budget: int, slo_ms: float, max_error_rate: float, concurrency: int) -> list[Point]:
-        study = _study(sampler, seed, slo_ms, max_error_rate)
+    def run(grid: Grid, seed: int, budget: int) -> list[Point]:
+        rng = random.Random(seed)  # the same seed gives every strategy the same stream of noise
+        study = _study(sampler, seed, grid)
         space = build_space(study.space, Host(grid.cpus, 0))
         visited: list[Point] = []
-        model = ModelRef("tiny", Path("."), 1, None)  # type: ignore[arg-type]
+        model = ModelRef("replay", Path("."), 1, None)  # type: ignore[arg-type]
 
         def measure(config: ServingConfig, _say: object, _pid: object) -> TrialResult:
-            p = grid.nearest(config)
+            p = grid.nearest(config, rng)
             visited.append(p)
-            metrics = {
-                "throughput_rps": p.throughput_rps,
-                "latency_p99_ms": p.latency_p99_ms,
-                "error_rate": p.error_rate if p.error_rate is not None else 1.0,
-            }
-            return TrialResult("tiny", "replay", "grpc", config, [], metrics, [], p.failure_reason or None)
+            d = rng.choice(p.draws)
+            return TrialResult("replay", "replay", "replay", config, [], d.metrics(), [], d.failure_reason or None)
 
         tuner = Tuner(
             study,
             model,
             local_backend(),
             space,
-            MeasureSettings(concurrency=concurrency, slo_ms=slo_ms),
+            MeasureSettings(concurrency=grid.concurrency, slo_ms=grid.slo_ms),
             None,
             f"replay-{sampler}-{seed}",
             measure=measure,
@@ -228,74 +273,71 @@ def optuna_strategy(sampler: str, make: Callable[[int], optuna.samplers.BaseSamp
     return run
 
 
-def grid_order(grid: Grid, seed: int, budget: int, slo_ms: float, max_error_rate: float, concurrency: int):
+def grid_order(grid: Grid, seed: int, budget: int) -> list[Point]:
     """Grid search: every grid point once, in a random order (what Optuna's GridSampler does)."""
-    default = grid.nearest(ServingConfig())
+    rng = random.Random(seed)
+    default = grid.nearest(ServingConfig(), rng)
     rest = [p for p in grid.points if p != default]
-    random.Random(seed).shuffle(rest)
+    rng.shuffle(rest)
     return [default, *rest][:budget]
 
 
-def hill_climb(grid: Grid, seed: int, budget: int, slo_ms: float, max_error_rate: float, concurrency: int):
+def hill_climb(grid: Grid, seed: int, budget: int) -> list[Point]:
     """Model Analyzer's quick search, on our knobs: from the defaults, move to the best neighbour on the
-    grid's value ladders while goodput improves (ties broken by lower p99); restart at random when stuck."""
+    grid's value ladders while the measured goodput improves (ties broken by lower p99); restart at random
+    when stuck. It judges by the draws it measured, as a live search must."""
     rng = random.Random(seed)
+    batched = [p.config for p in grid.points if p.config.enable_batching]
     ladders = {
-        "max_batch_size": sorted({p.max_batch_size for p in grid.points if p.batching}),
-        "batch_timeout_micros": sorted({p.batch_timeout_micros for p in grid.points if p.batching}),
-        "num_batch_threads": sorted({p.num_batch_threads for p in grid.points if p.batching}),
-        "intra": sorted({p.intra for p in grid.points}),
-        "inter": sorted({p.inter for p in grid.points}),
+        "max_batch_size": sorted({c.max_batch_size for c in batched}),
+        "batch_timeout_micros": sorted({c.batch_timeout_micros for c in batched}),
+        "num_batch_threads": sorted({c.num_batch_threads for c in batched}),
+        "intra_op_threads": sorted({p.config.intra_op_threads for p in grid.points}),
+        "inter_op_threads": sorted({p.config.inter_op_threads for p in grid.points}),
     }
     visited: list[Point] = []
-    seen: set[Point] = set()
-
-    def score(p: Point) -> tuple[float, float]:
-        return (p.goodput(slo_ms, max_error_rate), -(p.latency_p99_ms or 1e9))
+    seen: dict[Point, tuple[float, float]] = {}
 
     def visit(p: Point) -> None:
         if p not in seen and len(visited) < budget:
-            seen.add(p)
+            d = rng.choice(p.draws)
+            seen[p] = (d.goodput(grid.slo_ms, grid.max_error_rate), -(d.latency_p99_ms or 1e9))
             visited.append(p)
 
     def neighbours(p: Point) -> list[Point]:
+        c = p.config
         out = []
-        if not p.batching:  # turning batching on starts at the smallest batch
+        if not c.enable_batching:  # turning batching on starts at the smallest batch
             out.append(
                 grid.nearest(
-                    ServingConfig(
+                    c.replace(
                         enable_batching=True,
                         max_batch_size=ladders["max_batch_size"][0],
                         batch_timeout_micros=ladders["batch_timeout_micros"][0],
                         num_batch_threads=ladders["num_batch_threads"][-1],
-                        intra_op_threads=p.intra,
-                        inter_op_threads=p.inter,
-                    )
+                    ),
+                    rng,
                 )
             )
         for knob, values in ladders.items():
-            if knob not in ("intra", "inter") and not p.batching:
+            if not c.enable_batching and not knob.endswith("_op_threads"):
                 continue
-            cur = getattr(p, knob)
+            cur = getattr(c, knob)
             if cur not in values:
                 continue
             i = values.index(cur)
-            for j in (i - 1, i + 1):
-                if 0 <= j < len(values):
-                    c = grid.config_of(p)
-                    field = {"intra": "intra_op_threads", "inter": "inter_op_threads"}.get(knob, knob)
-                    out.append(grid.nearest(c.replace(**{field: values[j]})))
+            out += [grid.nearest(c.replace(**{knob: values[j]}), rng) for j in (i - 1, i + 1) if 0 <= j < len(values)]
         return out
 
-    current = grid.nearest(ServingConfig())
+    current = grid.nearest(ServingConfig(), rng)
     visit(current)
     while len(visited) < budget:
         options = [n for n in neighbours(current) if n not in seen]
         for n in options:
             visit(n)
-        better = [n for n in options if score(n) > score(current)]
+        better = [n for n in options if n in seen and seen[n] > seen[current]]
         if better:
-            current = max(better, key=score)
+            current = max(better, key=lambda n: seen[n])
             continue
         fresh = [p for p in grid.points if p not in seen]
         if not fresh:
@@ -305,7 +347,7 @@ def hill_climb(grid: Grid, seed: int, budget: int, slo_ms: float, max_error_rate
     return visited
 
 
-STRATEGIES = {
+STRATEGIES: dict[str, Strategy] = {
     "autotune": optuna_strategy("autotune"),
     "random": optuna_strategy("random"),
     "grid": grid_order,
@@ -316,7 +358,7 @@ STRATEGIES = {
 }
 
 
-def gp_strategy():
+def gp_strategy() -> Strategy | None:
     """Optuna's GP sampler when torch and scipy are installed (it needs both), else None."""
     try:
         import scipy  # noqa: F401
@@ -326,108 +368,157 @@ def gp_strategy():
     return optuna_strategy("tpe", lambda seed: optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False))
 
 
-def trials_to(points: list[Point], target: float, slo_ms: float, max_error_rate: float, budget: int) -> int:
-    """1-based trial at which the best goodput so far reached TARGET; budget+1 when it never did."""
-    best = 0.0
-    for i, p in enumerate(points, 1):
-        best = max(best, p.goodput(slo_ms, max_error_rate))
-        if best >= target:
-            return i
-    return budget + 1
+def trials_to(points: list[Point], targets: set[Point], budget: int) -> int:
+    """1-based trial at which a point of TARGETS was first measured; budget+1 when none was."""
+    return next((i for i, p in enumerate(points, 1) if p in targets), budget + 1)
+
+
+@dataclass
+class Outcome:
+    """One strategy over all seeds."""
+
+    counts: list[int]
+    hv: dict[int, list[float]]
+    curves: list[list[float]]  # best median goodput found so far / grid best, per trial
+    hv_curves: list[list[float]]
+    first: list[Point]  # seed 0's first 20 points
+
+    def quartiles(self) -> tuple[float, float, float]:
+        q = statistics.quantiles(self.counts, n=4, method="inclusive") if len(self.counts) > 1 else [self.counts[0]] * 3
+        return q[0], statistics.median(self.counts), q[2]
+
+
+def replay(grid: Grid, run: Strategy, seeds: int, budget: int, targets: set[Point]) -> Outcome:
+    """Run one strategy for SEEDS seeds of BUDGET trials and judge what it found on the points' medians."""
+    slo, err = grid.slo_ms, grid.max_error_rate
+    best = grid.goodput(grid.best())
+    grid_hv = hypervolume(grid.points, slo, err)
+    out = Outcome([], {c: [] for c in CHECKPOINTS if c <= budget}, [], [], [])
+    for seed in range(seeds):
+        pts = run(grid, seed, budget)
+        out.counts.append(trials_to(pts, targets, budget))
+        for c in out.hv:
+            out.hv[c].append(hypervolume(pts[:c], slo, err) / grid_hv if grid_hv else 0.0)
+        running, so_far = [], 0.0
+        for p in pts:
+            so_far = max(so_far, grid.goodput(p))
+            running.append(so_far / best if best else 0.0)
+        out.curves.append(running + [running[-1]] * (budget - len(running)))
+        hv_run = [hypervolume(pts[:i], slo, err) / grid_hv if grid_hv else 0.0 for i in range(1, len(pts) + 1)]
+        out.hv_curves.append(hv_run + [hv_run[-1]] * (budget - len(hv_run)))
+        if seed == 0:
+            out.first = pts[:20]
+    return out
+
+
+def describe(grid: Grid, path: Path) -> set[Point]:
+    """Print what the grid holds and what counts as the optimum; return that set of points."""
+    slo, err = grid.slo_ms, grid.max_error_rate
+    best = grid.best()
+    near, noisy = grid.targets()
+    feasible = [p for p in grid.points if grid.goodput(p) > 0]
+    front = feasible_front(grid.points, slo, err)
+    draws = [len(p.draws) for p in grid.points]
+    default = grid.nearest(ServingConfig(), random.Random(0))
+    h = grid.header
+    print(
+        f"grid {path.name}: {h.get('model', '?')}, {h.get('protocol', '?')} c={grid.concurrency}, "
+        f"{len(grid.points)} points x {min(draws)}-{max(draws)} repeats, recorded on {h.get('cpu_model', '?')} "
+        f"({grid.cpus} cores) {h.get('started', '')}"
+    )
+    print(
+        f"{len(feasible)} points feasible (median goodput > 0) under p99 <= {slo:g} ms, error rate <= {err:g}; "
+        f"best median goodput {grid.goodput(best):.1f} rps ({best.config.to_dict()}); "
+        f"defaults {grid.goodput(default):.1f} rps; feasible front {len(front)} points"
+    )
+    print(
+        f"optimum: {len(near)} points within 5% of the best median"
+        + (
+            f", {len(noisy)} more not significantly below it (the top is a plateau inside the noise: "
+            "all of them count as the optimum)"
+            if noisy
+            else ""
+        )
+    )
+    return near | noisy
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--grid", type=Path, default=DEFAULT_GRID)
-    p.add_argument("--cpus", type=int, default=2, help="cores of the host the grid was recorded on")
-    p.add_argument("--concurrency", type=int, default=8, help="the load the grid was recorded at")
-    p.add_argument("--slo-ms", type=float, default=100.0)
-    p.add_argument("--max-error-rate", type=float, default=0.01)
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--budget", type=int, default=40)
-    p.add_argument("--quick", action="store_true", help="20 seeds, 40 trials (under 5 minutes)")
+    p.add_argument("--quick", action="store_true", help="20 seeds, 40 trials, autotune and random first")
     p.add_argument("--only", default="", help="comma-separated strategies")
-    p.add_argument("--plots", type=Path, help="write convergence plots (PNG) here")
+    p.add_argument("--shuffle-check", action="store_true", help="replay ours and random again on shuffled rows")
+    p.add_argument("--plots", type=Path, help="write convergence and front plots (PNG) here")
     a = p.parse_args()
     if a.quick:
         a.seeds, a.budget = 20, 40
     if not a.grid.is_file():
         raise SystemExit(f"error: grid {a.grid} not found (record one with benchmarks/record_grid.py)")
+    grid = Grid(a.grid)
+    targets = describe(grid, a.grid)
+    front_size = len(feasible_front(grid.points, grid.slo_ms, grid.max_error_rate))
 
-    grid = Grid(a.grid, a.cpus)
     strategies = dict(STRATEGIES)
     gp = gp_strategy()
     if a.quick and "gp" not in a.only.split(","):
-        # GP costs ~4 minutes of the 20x40 replay on 2 cores, which would break --quick's 5-minute bound.
         print("gp: left out of --quick (run without --quick, or --only gp)", file=sys.stderr)
     elif gp is not None:
         strategies["gp"] = gp
     else:
-        print(
-            "gp: skipped, Optuna's GPSampler needs torch and scipy (pip install torch==2.13.0 scipy)", file=sys.stderr
-        )
+        print("gp: skipped, Optuna's GPSampler needs torch and scipy", file=sys.stderr)
     if a.only:
         strategies = {k: v for k, v in strategies.items() if k in a.only.split(",")}
 
-    best = max(pt.goodput(a.slo_ms, a.max_error_rate) for pt in grid.points)
-    target = 0.95 * best
-    grid_hv = hypervolume(grid.points, a.slo_ms, a.max_error_rate)
-    near = sum(pt.goodput(a.slo_ms, a.max_error_rate) >= target for pt in grid.points)
-    feasible = sum(pt.goodput(a.slo_ms, a.max_error_rate) > 0 for pt in grid.points)
     print(
-        f"grid {a.grid.name}: {len(grid.points)} points, {feasible} feasible under p99 <= {a.slo_ms:g} ms, "
-        f"best goodput {best:.1f} rps, {near} points within 5% of it; defaults "
-        f"{grid.nearest(ServingConfig()).goodput(a.slo_ms, a.max_error_rate):.1f} rps"
+        f"{'strategy':<20} {'trials-to-95% median':>20} {'IQR':>9} {'miss':>5}  hypervolume/grid (median) at "
+        + "/".join(str(c) for c in CHECKPOINTS if c <= a.budget)
     )
-    print(
-        f"{'strategy':<20} {'trials-to-95% median':>20} {'p25-p75':>9} {'miss':>5}  hypervolume/grid at "
-        + "/".join(map(str, CHECKPOINTS))
-    )
-    medians: dict[str, float] = {}
-    curves: dict[str, list[list[float]]] = {}
-    hv_curves: dict[str, list[list[float]]] = {}
-    fronts: dict[str, list[Point]] = {}
+    outcomes: dict[str, Outcome] = {}
     for name, run in strategies.items():
         started = time.monotonic()
-        counts, hvs, curve, hv_curve = [], {c: [] for c in CHECKPOINTS}, [], []
-        for seed in range(a.seeds):
-            pts = run(grid, seed, a.budget, a.slo_ms, a.max_error_rate, a.concurrency)
-            counts.append(trials_to(pts, target, a.slo_ms, a.max_error_rate, a.budget))
-            for c in CHECKPOINTS:
-                if c <= a.budget:
-                    hvs[c].append(hypervolume(pts[:c], a.slo_ms, a.max_error_rate) / grid_hv)
-            running, best_so_far = [], 0.0
-            for pt in pts:
-                best_so_far = max(best_so_far, pt.goodput(a.slo_ms, a.max_error_rate))
-                running.append(best_so_far / best)
-            curve.append(running + [running[-1]] * (a.budget - len(running)))
-            hv_run = [hypervolume(pts[:i], a.slo_ms, a.max_error_rate) / grid_hv for i in range(1, len(pts) + 1)]
-            hv_curve.append(hv_run + [hv_run[-1]] * (a.budget - len(hv_run)))
-            if seed == 0:
-                fronts[name] = pts[:20]
-        medians[name] = statistics.median(counts)
-        curves[name] = curve
-        hv_curves[name] = hv_curve
-        q = statistics.quantiles(counts, n=4) if len(counts) > 1 else [counts[0]] * 3
-        misses = sum(c > a.budget for c in counts)
-        hv_text = "/".join(f"{statistics.median(v):.2f}" if v else "-" for v in hvs.values())
+        o = outcomes[name] = replay(grid, run, a.seeds, a.budget, targets)
+        q1, med, q3 = o.quartiles()
+        misses = sum(c > a.budget for c in o.counts)
+        hv_text = "/".join(f"{statistics.median(v):.2f}" for v in o.hv.values()) if front_size >= 3 else "n/a"
         print(
-            f"{name:<20} {medians[name]:>20g} {q[0]:>4g}-{q[2]:<4g} {misses:>5}  {hv_text}"
-            f"   ({time.monotonic() - started:.0f}s)",
+            f"{name:<20} {med:>20g} {q1:>4g}-{q3:<4g} {misses:>5}  {hv_text}   ({time.monotonic() - started:.0f}s)",
             flush=True,
         )
+    if front_size < 3:
+        print(f"hypervolume: not counted, the grid's feasible front has {front_size} point(s) (fewer than 3)")
     if a.plots:
-        plot(curves, hv_curves, a.plots, a.budget, a.grid.stem)
-        plot_fronts(grid, fronts, a.plots, a.slo_ms, a.max_error_rate, a.grid.stem)
-    if "autotune" in medians and "random" in medians:
-        ours, rnd = medians["autotune"], medians["random"]
-        print(f"trials-to-95%: ours={ours:g} random={rnd:g} ratio={ours / rnd:.2f}")
+        plot(outcomes, a.plots, a.budget, a.grid.stem)
+        plot_fronts(grid, outcomes, a.plots, a.grid.stem)
+    if "autotune" not in outcomes or "random" not in outcomes:
+        return
+    ours, rnd = outcomes["autotune"].quartiles()[1], outcomes["random"].quartiles()[1]
+    ratio = ours / rnd
+    if a.shuffle_check:
+        shuffled = Grid(a.grid, shuffle_seed=1)
+        s_targets = shuffled.targets()
+        s_ours = replay(shuffled, STRATEGIES["autotune"], a.seeds, a.budget, s_targets[0] | s_targets[1])
+        s_rnd = replay(shuffled, STRATEGIES["random"], a.seeds, a.budget, s_targets[0] | s_targets[1])
+        s_ratio = s_ours.quartiles()[1] / s_rnd.quartiles()[1]
+        moved = abs(s_ratio - ratio) / ratio
+        print(
+            f"row-shuffle check: ratio {ratio:.2f} on the file's order, {s_ratio:.2f} on shuffled rows "
+            f"(moved {moved:.0%}; {'ok' if moved <= 0.10 else 'MOVED MORE THAN 10%'})"
+        )
+    hv40 = statistics.median(outcomes["autotune"].hv[max(outcomes["autotune"].hv)]) if front_size >= 3 else None
+    checks = [
+        f"ours <= 0.5x random: {'met' if ratio <= 0.5 else 'missed'}",
+        f"ours <= 15: {'met' if ours <= 15 else 'missed'}",
+        "hypervolume at 40 >= 0.9: " + ("n/a" if hv40 is None else ("met" if hv40 >= 0.9 else "missed")),
+    ]
+    print("targets: " + "; ".join(checks))
+    print(f"trials-to-95%: ours={ours:g} random={rnd:g} ratio={ratio:.2f}")
 
 
-def plot(
-    curves: dict[str, list[list[float]]], hv_curves: dict[str, list[list[float]]], out: Path, budget: int, tag: str
-) -> None:
-    """Median best goodput so far and hypervolume (fractions of the grid's) against trials, per strategy."""
+def plot(outcomes: dict[str, Outcome], out: Path, budget: int, tag: str) -> None:
+    """Best median goodput found so far and hypervolume against trials: median over seeds, IQR band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -436,18 +527,21 @@ def plot(
     out.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     xs = list(range(1, budget + 1))
-    for ax, data, label in (
-        (axes[0], curves, "best goodput so far / grid best"),
-        (axes[1], hv_curves, "hypervolume found / grid's"),
+    for ax, attr, label in (
+        (axes[0], "curves", "best median goodput found / grid best"),
+        (axes[1], "hv_curves", "hypervolume found / grid's"),
     ):
-        for name, runs in data.items():
-            med = [statistics.median(r[i] for r in runs) for i in range(budget)]
-            ax.plot(xs, med, label=name, linewidth=2.4 if name == "autotune" else 1.2)
+        for i, (name, o) in enumerate(outcomes.items()):
+            runs = getattr(o, attr)
+            qs = [statistics.quantiles([r[t] for r in runs], n=4, method="inclusive") for t in range(budget)]
+            ax.plot(xs, [q[1] for q in qs], color=f"C{i}", label=name, linewidth=2.4 if name == "autotune" else 1.2)
+            if name in ("autotune", "random"):
+                ax.fill_between(xs, [q[0] for q in qs], [q[2] for q in qs], color=f"C{i}", alpha=0.15)
         ax.set_xlabel("trials")
-        ax.set_ylabel(f"{label} (median over seeds)")
+        ax.set_ylabel(f"{label}\n(median over seeds; IQR shaded for autotune, random)")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-    axes[0].axhline(0.95, color="grey", linestyle=":", linewidth=1)
+    axes[0].axhline(NEAR, color="grey", linestyle=":", linewidth=1)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"search strategies replayed on {tag}")
     fig.tight_layout()
@@ -455,31 +549,38 @@ def plot(
     plt.close(fig)
 
 
-def plot_fronts(
-    grid: Grid, fronts: dict[str, list[Point]], out: Path, slo_ms: float, max_error_rate: float, tag: str
-) -> None:
-    """The grid (grey), its feasible Pareto front, and what autotune and random found in 20 trials (seed 0)."""
+def plot_fronts(grid: Grid, outcomes: dict[str, Outcome], out: Path, tag: str) -> None:
+    """Every point's median with whiskers over its repeats, the feasible front, and what autotune and
+    random found in 20 trials (seed 0)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     ok = [p for p in grid.points if p.latency_p99_ms is not None and p.throughput_rps is not None]
-    ax.scatter([p.latency_p99_ms for p in ok], [p.throughput_rps for p in ok], s=8, color="0.75", label="grid")
+    for p in ok:
+        (x0, x1), (y0, y1) = p.spread("latency_p99_ms"), p.spread("throughput_rps")
+        ax.errorbar(
+            p.latency_p99_ms,
+            p.throughput_rps,
+            xerr=[[p.latency_p99_ms - x0], [x1 - p.latency_p99_ms]],
+            yerr=[[p.throughput_rps - y0], [y1 - p.throughput_rps]],
+            fmt="o",
+            color="0.7",
+            markersize=3,
+            elinewidth=0.6,
+        )
     for name, style in (("grid", "k-"), ("autotune", "C0o-"), ("random", "C1s--")):
-        pts = grid.points if name == "grid" else fronts.get(name, [])
-        f = feasible_front(pts, slo_ms, max_error_rate)
+        pts = grid.points if name == "grid" else (outcomes[name].first if name in outcomes else [])
+        f = feasible_front(pts, grid.slo_ms, grid.max_error_rate)
         if f:
-            ax.plot(
-                [x for x, _ in f],
-                [y for _, y in f],
-                style,
-                label=f"{name} front" + ("" if name == "grid" else ", 20 trials"),
-            )
-    ax.axvline(slo_ms, color="red", linestyle=":", linewidth=1, label="SLO")
+            label = f"{name} front" + ("" if name == "grid" else ", 20 trials (seed 0)")
+            ax.plot([p.latency_p99_ms for p in f], [p.throughput_rps for p in f], style, label=label)
+    ax.axvline(grid.slo_ms, color="red", linestyle=":", linewidth=1, label="SLO")
     ax.set_xscale("log")
-    ax.set_xlabel("p99 latency, ms (log)")
+    ax.set_xlabel("p99 latency, ms (log): median, whiskers min-max of the repeats")
     ax.set_ylabel("throughput, rps")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

@@ -1,0 +1,74 @@
+"""The grid CSV format shared by record_grid.py (writes it) and search_efficiency.py (replays it).
+
+A grid file starts with `# key: value` lines that say how it was recorded (model, protocol, load, SLO,
+host), then one CSV row per measurement: a grid point's knobs, which repeat it was, and what it measured.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+KNOB_COLUMNS = [
+    "enable_batching",
+    "max_batch_size",
+    "batch_timeout_micros",
+    "num_batch_threads",
+    "max_enqueued_batches",
+    "intra_op_threads",
+    "inter_op_threads",
+]
+METRIC_COLUMNS = [
+    "throughput_rps",
+    "throughput_ci95_low",
+    "throughput_ci95_high",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "latency_p99_ci95_low",
+    "latency_p99_ci95_high",
+    "requests",
+    "censored",
+    "windows_used",
+    "error_rate",
+    "cpu_cores",
+    "stable",
+    "remeasured",
+    "foreign_cores",
+    "client_cpu_share",
+    "model_warmup_s",
+    "failure_reason",
+    "setup_s",
+    "measure_s",
+    "teardown_s",
+]
+COLUMNS = [*KNOB_COLUMNS, "repeat", "measured_at", *METRIC_COLUMNS]
+
+
+def read_grid(path: Path) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The `# key: value` header and the measurement rows of grid file PATH."""
+    header: dict[str, str] = {}
+    body: list[str] = []
+    with path.open() as f:
+        for line in f:
+            if line.startswith("#"):
+                key, _, value = line[1:].partition(":")
+                header[key.strip()] = value.strip()
+            elif line.strip():
+                body.append(line)
+    return header, list(csv.DictReader(body))
+
+
+def write_header(path: Path, header: dict[str, Any]) -> None:
+    """Start grid file PATH with HEADER's `# key: value` lines and the CSV column row."""
+    with path.open("w", newline="") as f:
+        for key, value in header.items():
+            f.write(f"# {key}: {value}\n")
+        csv.DictWriter(f, fieldnames=COLUMNS).writeheader()
+
+
+def point_key(row: dict[str, Any]) -> tuple:
+    """A grid point's identity, from a config's fields or a CSV row (batching knobs only when batching)."""
+    on = str(row["enable_batching"]) in ("True", "true", "1")
+    batch = tuple(int(row[k]) for k in KNOB_COLUMNS[1:5]) if on else ()
+    return (on, *batch, int(row["intra_op_threads"]), int(row["inter_op_threads"]))
