@@ -3,12 +3,13 @@
 A trial measures the nearest grid point (ties broken at random) and gets one of that point's recorded
 repeats, drawn at random: a strategy sees the noise a live job sees. What it *found* is judged on the
 points' medians: trials until it first measured a point whose median goodput is within 5% of the grid's
-best median, or, where the top of the grid is a plateau inside the noise, a point not significantly below
-the best (Welch's t on the repeats, 95%). Hypervolume (throughput up, p99 down, reference (0 rps, SLO)) of
-the points found, on their medians, as a fraction of the grid's, after 10/20/40 trials; it does not count
-for a grid whose feasible front has fewer than 3 points. Optuna strategies go through autotune's own Tuner
-(same space, defaults first, same constraints); only the measurement is replayed. The grid file's `#`
-header says how it was recorded (cores, load, SLO), so no other flag is needed.
+best median or, where the repeats are too noisy to tell 5% apart, within the grid's noise floor (the
+smallest difference the pooled spread of the repeats resolves at 95%). Hypervolume (throughput up, p99
+down, reference (0 rps, SLO)) of the points found, on their medians, as a fraction of the grid's, after
+10/20/40 trials; it does not count for a grid whose feasible front has fewer than 3 points. Optuna
+strategies go through autotune's own Tuner (same space, defaults first, same constraints); only the
+measurement is replayed. The grid file's `#` header says how it was recorded (cores, load, SLO), so no
+other flag is needed.
 
     python benchmarks/search_efficiency.py --quick --grid benchmarks/data/grid-resnet.csv  # last line: ratio
     python benchmarks/search_efficiency.py --seeds 50 --plots benchmarks/plots --shuffle-check
@@ -32,7 +33,6 @@ from grid_file import point_key, read_grid
 from autotune.knobs import ServingConfig
 from autotune.models.resolve import ModelRef
 from autotune.servers.backends import local_backend
-from autotune.significance import ratio_ci95
 from autotune.space import Host, build_space
 from autotune.spec import KnobSpec, Study
 from autotune.trial import MeasureSettings, TrialResult
@@ -177,23 +177,37 @@ class Grid:
     def best(self) -> Point:
         return max(self.points, key=self.goodput)
 
-    def within_noise_of_best(self, p: Point) -> bool:
-        """P is feasible and not significantly slower than the best point (Welch's t on log throughput)."""
-        if self.goodput(p) <= 0:
-            return False
-        best = self.best()
-        ci = ratio_ci95(
-            [d.goodput(self.slo_ms, self.max_error_rate) for d in best.draws],
-            [d.goodput(self.slo_ms, self.max_error_rate) for d in p.draws],
-        )
-        return ci is not None and ci[2] >= 1.0
+    def noise_floor(self) -> tuple[float, int]:
+        """(smallest relative goodput difference two grid points can be told apart by, pooled df).
 
-    def targets(self) -> tuple[set[Point], set[Point]]:
-        """(points within 5% of the best median goodput, further points within noise of the best)."""
+        The repeats' spread pooled over every feasible point (log throughput, one variance for the grid):
+        two points of n repeats differ significantly (95%) only beyond t * s * sqrt(2/n).
+        """
+        ss, df, sizes = 0.0, 0, []
+        for p in self.points:
+            logs = [math.log(g) for d in p.draws if (g := d.goodput(self.slo_ms, self.max_error_rate)) > 0]
+            if len(logs) >= 2:
+                mean = sum(logs) / len(logs)
+                ss += sum((x - mean) ** 2 for x in logs)
+                df += len(logs) - 1
+                sizes.append(len(logs))
+        if df == 0:
+            return 0.0, 0
+        from scipy import stats
+
+        n = statistics.median(sizes)
+        half = float(stats.t.ppf(0.975, df)) * math.sqrt(ss / df) * math.sqrt(2 / n)
+        return 1 - math.exp(-half), df
+
+    def target_fraction(self) -> float:
+        """Found the optimum = a point with median goodput at least this fraction of the best's: 95%, or
+        lower where the noise floor is wider than 5% (closer than the floor is a tie)."""
+        return min(NEAR, 1 - self.noise_floor()[0])
+
+    def targets(self) -> set[Point]:
+        """The points that count as the optimum."""
         top = self.goodput(self.best())
-        near = {p for p in self.points if self.goodput(p) >= NEAR * top}
-        noisy = {p for p in self.points if p not in near and self.within_noise_of_best(p)}
-        return near, noisy
+        return {p for p in self.points if self.goodput(p) >= self.target_fraction() * top}
 
 
 def feasible_front(points: list[Point], slo_ms: float, max_error_rate: float) -> list[Point]:
@@ -415,7 +429,9 @@ def describe(grid: Grid, path: Path) -> set[Point]:
     """Print what the grid holds and what counts as the optimum; return that set of points."""
     slo, err = grid.slo_ms, grid.max_error_rate
     best = grid.best()
-    near, noisy = grid.targets()
+    floor, df = grid.noise_floor()
+    fraction = grid.target_fraction()
+    targets = grid.targets()
     feasible = [p for p in grid.points if grid.goodput(p) > 0]
     front = feasible_front(grid.points, slo, err)
     draws = [len(p.draws) for p in grid.points]
@@ -432,15 +448,17 @@ def describe(grid: Grid, path: Path) -> set[Point]:
         f"defaults {grid.goodput(default):.1f} rps; feasible front {len(front)} points"
     )
     print(
-        f"optimum: {len(near)} points within 5% of the best median"
-        + (
-            f", {len(noisy)} more not significantly below it (the top is a plateau inside the noise: "
-            "all of them count as the optimum)"
-            if noisy
-            else ""
-        )
+        f"noise floor: two points differ significantly (95%) only beyond {floor:.1%} in goodput "
+        f"(the repeats' spread pooled over the grid, {df} df)"
     )
-    return near | noisy
+    if fraction < NEAR:
+        print(
+            f"optimum: the top of the grid is a plateau inside the noise; found = a point within "
+            f"{1 - fraction:.1%} of the best median (the noise floor, not 5%): {len(targets)} points"
+        )
+    else:
+        print(f"optimum: found = a point within 5% of the best median: {len(targets)} points")
+    return targets
 
 
 def main() -> None:
@@ -498,9 +516,8 @@ def main() -> None:
     ratio = ours / rnd
     if a.shuffle_check:
         shuffled = Grid(a.grid, shuffle_seed=1)
-        s_targets = shuffled.targets()
-        s_ours = replay(shuffled, STRATEGIES["autotune"], a.seeds, a.budget, s_targets[0] | s_targets[1])
-        s_rnd = replay(shuffled, STRATEGIES["random"], a.seeds, a.budget, s_targets[0] | s_targets[1])
+        s_ours = replay(shuffled, STRATEGIES["autotune"], a.seeds, a.budget, shuffled.targets())
+        s_rnd = replay(shuffled, STRATEGIES["random"], a.seeds, a.budget, shuffled.targets())
         s_ratio = s_ours.quartiles()[1] / s_rnd.quartiles()[1]
         moved = abs(s_ratio - ratio) / ratio
         print(

@@ -1,9 +1,13 @@
-"""Tuned vs defaults: tune a model with `autotune start`, then measure the best config and TF Serving's
-defaults side by side (alternating, fresh server each run) at the study's load, under its SLO.
+"""Tuned vs defaults, confirmed: tune a model with `autotune start` (the search, then its confirmation of
+the front against TF Serving's defaults), then `autotune compare` the config `autotune export` would
+deploy (the balanced pick) against the defaults on fresh servers, interleaved, at the study's load.
 
-Goodput of one run = throughput if p99 met the study's SLO and the error limit, else 0.
+A gain is claimed only where compare's verdict says `better`; the JSON keeps every figure behind it
+(the job's confirmed front, each compared run).
 
-    python benchmarks/tuned_vs_defaults.py --model resnet --trials 10 --repeats 3 --out benchmarks/tuned-resnet.md
+    python benchmarks/tuned_vs_defaults.py --model resnet --out benchmarks/data/tuned-resnet.json
+    python benchmarks/tuned_vs_defaults.py --study benchmarks/studies/tiny-grpc.toml \
+        --out benchmarks/data/tuned-tiny.json
 """
 
 from __future__ import annotations
@@ -14,16 +18,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from _common import provenance
 
-from autotune.job import config_from_dict, study_settings
-from autotune.knobs import ServingConfig
-from autotune.models.resolve import resolve_model
-from autotune.servers.backends import resolve_backend
-from autotune.spec import study_for_model
-from autotune.trial import run_trial
+from autotune.knobs import ServingConfig, is_default_config
+from autotune.pareto import pick_index
+from autotune.spec import load_study, study_for_model
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -32,81 +34,97 @@ def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def goodput(m: dict, slo_ms: float | None, max_error_rate: float) -> float:
-    p99, tp = m.get("latency_p99_ms"), m.get("throughput_rps")
-    if tp is None or p99 is None or (slo_ms is not None and p99 > slo_ms):
-        return 0.0
-    return tp if (m.get("error_rate") or 0) <= max_error_rate else 0.0
+def assignments(config: dict) -> list[str]:
+    """`--set` arguments for the knobs of CONFIG that differ from TF Serving's defaults."""
+    defaults = ServingConfig().to_dict()
+    out = []
+    for k, v in config.items():
+        if k in defaults and defaults[k] == v:
+            continue
+        out += ["--set", f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"]
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="resnet")
-    p.add_argument("--trials", type=int, default=10)
-    p.add_argument("--minutes", type=float, default=30)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--model", help="a built-in model (its study in studies/)")
+    p.add_argument("--study", type=Path, help="a study file instead of --model's")
+    p.add_argument("--trials", type=int, help="default: the study's")
+    p.add_argument("--confirm-repeats", type=int, default=3)
+    p.add_argument("--compare-repeats", type=int, default=5)
     p.add_argument("--window-s", type=float, default=2.0)
-    p.add_argument("--db", help="use this store's tuning instead of tuning now (an AUTOTUNE_DB_URL)")
-    p.add_argument("--keep-db", type=Path, help="tune into this SQLite file and keep it (the tuning trials)")
-    p.add_argument("--out", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="the JSON data file")
     a = p.parse_args()
-
-    study = study_for_model(a.model)
+    if not a.model and not a.study:
+        raise SystemExit("error: give --model or --study")
+    study = load_study(a.study) if a.study else study_for_model(a.model)
+    model = study.model
     env = dict(os.environ)
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autotune-tvd-") as tmp:
-        tune_db = a.keep_db.resolve() if a.keep_db else Path(tmp) / "tune.db"
-        env["AUTOTUNE_DB_URL"] = a.db or f"sqlite:///{tune_db}"
-        if not a.db:
-            window = ["--window-s", str(a.window_s)]
-            tuned = cli(env, "start", "--model", a.model, "--trials", str(a.trials), "--minutes", str(a.minutes),
-                        "--foreground", "--json", *window)  # fmt: skip
-            if tuned.returncode != 0:
-                raise SystemExit(f"error: tuning failed: {tuned.stderr.strip().splitlines()[-1:]}")
-        front = json.loads(cli(env, "pareto", "--model", a.model, "--json").stdout or "[]")
+        env["AUTOTUNE_HOME"] = str(Path(tmp) / "home")
+        env["AUTOTUNE_DB_URL"] = f"sqlite:///{tmp}/tune.db"
+        source = ["--study", str(a.study)] if a.study else ["--model", model]
+        budget = ["--trials", str(a.trials)] if a.trials else []
+        tune_args = [*source, *budget, "--confirm-repeats", str(a.confirm_repeats), "--window-s", str(a.window_s)]
+        print(f"tuning: autotune start {' '.join(tune_args)} --foreground", file=sys.stderr, flush=True)
+        tuned = cli(env, "start", *tune_args, "--foreground", "--json")
+        if tuned.returncode != 0:
+            raise SystemExit(f"error: tuning failed: {tuned.stderr.strip().splitlines()[-1:]}")
+        tune_s = time.monotonic() - started
+        front = json.loads(cli(env, "pareto", "--model", model, "--json").stdout or "[]")
+        verdict_line = cli(env, "pareto", "--model", model).stderr.strip().splitlines()[-1:]
     if not front:
-        raise SystemExit("error: no Pareto set to compare")
-    best_entry = max(front, key=lambda e: goodput(e["metrics"], study.slo_p99_ms, study.max_error_rate))
-    best = config_from_dict(best_entry["config"])
-    model, backend = resolve_model(study.model), resolve_backend("local")
-    settings = study_settings(study, window_s=a.window_s, measure_unloaded=False)
-    runs: dict[str, list[dict]] = {"defaults": [], "tuned": []}
-    for i in range(a.repeats):
-        for name, config in (("defaults", ServingConfig()), ("tuned", best)):
-            m = run_trial(model, config, settings, backend).metrics
-            runs[name].append(m)
-            print(f"[{i + 1}/{a.repeats}] {name}: {m.get('throughput_rps')} rps, p99 {m.get('latency_p99_ms')} ms",
-                  file=sys.stderr, flush=True)  # fmt: skip
-
-    def mean(name: str, f) -> float:
-        vals = [f(m) for m in runs[name]]
-        return sum(vals) / len(vals)
-
-    g = {n: mean(n, lambda m: goodput(m, study.slo_p99_ms, study.max_error_rate)) for n in runs}
-    tp = {n: mean(n, lambda m: m.get("throughput_rps") or 0.0) for n in runs}
-    p99 = {n: mean(n, lambda m: m.get("latency_p99_ms") or 0.0) for n in runs}
-    ratio = "defaults miss the SLO in every run" if g["defaults"] == 0 else f"x{g['tuned'] / g['defaults']:.2f}"
-    lines = [
-        f"## Tuned vs defaults: {a.model} ({study.protocol}, concurrency {study.concurrency}, "
-        f"SLO p99 <= {study.slo_p99_ms:g} ms)",
-        "",
-        *provenance("tuned_vs_defaults.py"),
-        f"- tuned config (trial {best_entry.get('trial')} of the tuning run): `{json.dumps(best.to_dict())}`",
-        "",
-        "| config | runs | goodput rps (mean) | throughput rps | p99 ms | each run: rps / p99 ms |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for n in runs:
-        each = ", ".join(f"{m.get('throughput_rps')}/{m.get('latency_p99_ms')}" for m in runs[n])
-        lines.append(f"| {n} | {len(runs[n])} | {g[n]:.2f} | {tp[n]:.2f} | {p99[n]:.1f} | {each} |")
-    lines += [
-        "",
-        f"- goodput, tuned vs defaults: **{ratio}**; throughput x{tp['tuned'] / tp['defaults']:.2f}, "
-        f"p99 x{p99['tuned'] / p99['defaults']:.2f}",
-    ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.out:
-        a.out.write_text(text)
+        raise SystemExit("error: the job left no Pareto set")
+    pick = front[pick_index([e["metrics"] for e in front], "balanced")]
+    out = {
+        "provenance": provenance("tuned_vs_defaults.py"),
+        "study": {
+            "model": model,
+            "protocol": study.protocol,
+            "concurrency": study.concurrency,
+            "slo_p99_ms": study.slo_p99_ms,
+            "max_error_rate": study.max_error_rate,
+            "trials": a.trials or study.trials,
+        },
+        "tune_s": round(tune_s),
+        "front": front,
+        "job_verdict": verdict_line[0] if verdict_line else None,
+        "pick": {"trial": pick["trial"], "config": pick["config"]},
+        "compare": None,
+    }
+    if is_default_config(pick["config"]):
+        print("the balanced pick is TF Serving's defaults: nothing to compare", file=sys.stderr)
+    else:
+        load = ["--concurrency", str(study.concurrency)] if study.concurrency else ["--rate", str(study.rate)]
+        args = ["--model", model, *assignments(pick["config"]), "--repeats", str(a.compare_repeats)]
+        args += [*load, "--protocol", study.protocol, "--window-s", str(a.window_s), "--json"]
+        print(f"comparing: autotune compare {' '.join(args)}", file=sys.stderr, flush=True)
+        compared = cli(env, "compare", *args)
+        if compared.returncode != 0:
+            raise SystemExit(f"error: compare failed: {compared.stderr.strip().splitlines()[-1:]}")
+        result = json.loads(compared.stdout)
+        slo, err = study.slo_p99_ms, study.max_error_rate
+        for side in ("a", "b"):  # how many runs of each side met the study's SLO and error limit
+            runs = result[side]["runs"]
+            result[side]["slo_met_runs"] = sum(
+                (slo is None or (r.get("latency_p99_ms") or 1e18) <= slo) and (r.get("error_rate") or 0) <= err
+                for r in runs
+            )
+        out["compare"] = {"command": "autotune compare " + " ".join(args), **result}
+    out["total_s"] = round(time.monotonic() - started)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(out, indent=1) + "\n")
+    c = out["compare"]
+    if c:
+        tp, p99 = c["metrics"]["throughput_rps"], c["metrics"]["latency_p99_ms"]
+        print(
+            f"{model}: pick trial {pick['trial']} vs defaults: throughput x{tp['ratio']:.3f} "
+            f"(95% CI {tp['ratio_ci95'][0]:.3f}-{tp['ratio_ci95'][1]:.3f}) {tp['verdict']}, p99 x{p99['ratio']:.3f} "
+            f"({p99['ratio_ci95'][0]:.3f}-{p99['ratio_ci95'][1]:.3f}) {p99['verdict']}; overall {c['verdict']}; "
+            f"SLO met {c['a']['slo_met_runs']}/{len(c['a']['runs'])} defaults, "
+            f"{c['b']['slo_met_runs']}/{len(c['b']['runs'])} pick"
+        )
 
 
 if __name__ == "__main__":
