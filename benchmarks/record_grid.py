@@ -120,6 +120,9 @@ def main() -> None:
         warmup_s=a.warmup_s,
         max_windows=a.max_windows,
         measure_unloaded=False,
+        # As a live job of the same study: over the error limit is a failed trial, not a measured one.
+        slo_ms=a.slo_ms,
+        max_error_rate=a.max_error_rate,
     )
     recorded = {
         "model": a.model,
@@ -177,13 +180,15 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         for i, (repeat, config) in enumerate(todo, 1):
             result = run_trial(model, config, settings, backend)
+            if result.failure_reason == "interrupted":  # Ctrl-C is not a measurement: resume measures it again
+                raise SystemExit("interrupted: rerun the same command to resume")
             m = result.metrics
             row = _row(config) | {k: m.get(k) for k in COLUMNS if k in m}
             for name in ("throughput_ci95", "latency_p99_ci95"):
                 low, high = m.get(name) or (None, None)
                 row[f"{name}_low"], row[f"{name}_high"] = low, high
             row["repeat"] = repeat
-            row["measured_at"] = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
+            row["measured_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             row["failure_reason"] = result.failure_reason or ""
             writer.writerow(row)
             f.flush()

@@ -97,6 +97,13 @@ class Point:
     def latency_p99_ms(self) -> float | None:
         return _median([d.latency_p99_ms for d in self.draws])
 
+    def front_coords(self, slo_ms: float, max_error_rate: float) -> tuple[float, float] | None:
+        """(p99, throughput) medians over the draws that met the SLO: where the point sits on a front."""
+        ok = [d for d in self.draws if d.goodput(slo_ms, max_error_rate) > 0]
+        if not ok or self.goodput(slo_ms, max_error_rate) <= 0:
+            return None
+        return statistics.median(d.latency_p99_ms for d in ok), statistics.median(d.throughput_rps for d in ok)
+
     def spread(self, metric: str) -> tuple[float, float] | None:
         """Lowest and highest recorded value of METRIC (the whiskers of a front plot)."""
         vals = [getattr(d, metric) for d in self.draws if getattr(d, metric) is not None]
@@ -105,7 +112,7 @@ class Point:
 
 def _config(r: dict[str, str]) -> ServingConfig:
     threads = {"intra_op_threads": int(r["intra_op_threads"]), "inter_op_threads": int(r["inter_op_threads"])}
-    if r["enable_batching"] != "True":
+    if not point_key(r)[0]:
         return ServingConfig(**threads)
     batch = {k: int(r[k]) for k in ("max_batch_size", "batch_timeout_micros", "num_batch_threads")}
     return ServingConfig(enable_batching=True, max_enqueued_batches=int(r["max_enqueued_batches"]), **batch, **threads)
@@ -125,25 +132,44 @@ def _draw(r: dict[str, str]) -> Draw:
     )
 
 
+class GridError(Exception):
+    """A grid file the replay cannot use."""
+
+
+def _row_order(r: dict[str, str]) -> tuple:
+    # Repeat number first; the rest only breaks ties, so the order never depends on the file.
+    return (int(r.get("repeat") or 0), r.get("measured_at") or "", sorted(r.items()))
+
+
 class Grid:
     """The recorded points and nearest-point lookup (thread value 0 means the core count, as in TF)."""
 
     def __init__(self, path: Path, shuffle_seed: int | None = None) -> None:
         self.header, rows = read_grid(path)
+        missing = [k for k in ("cpus", "concurrency", "slo_ms", "max_error_rate") if k not in self.header]
+        if missing or (rows and not {"repeat", "max_enqueued_batches"} <= rows[0].keys()):
+            raise GridError(f"{path}: not a grid of record_grid.py (no {', '.join(missing) or 'repeat column'})")
         if shuffle_seed is not None:
             random.Random(shuffle_seed).shuffle(rows)
-        self.cpus = int(self.header.get("cpus", 2))
-        self.concurrency = int(self.header.get("concurrency", 8))
-        self.slo_ms = float(self.header.get("slo_ms", 100.0))
-        self.max_error_rate = float(self.header.get("max_error_rate", 0.01))
+        self.cpus = int(self.header["cpus"])
+        self.concurrency = int(self.header["concurrency"])
+        self.slo_ms = float(self.header["slo_ms"])
+        self.max_error_rate = float(self.header["max_error_rate"])
         grouped: dict[tuple, list[dict[str, str]]] = {}
         for r in rows:
-            grouped.setdefault(point_key(r), []).append(r)
+            if r.get("failure_reason") != "interrupted":  # Ctrl-C during recording is not a measurement
+                grouped.setdefault(point_key(r), []).append(r)
         # Sorted by knobs and repeat number, so nothing downstream can depend on the file's row order.
         self.points = [
-            Point(k, _config(rs[0]), tuple(_draw(r) for r in sorted(rs, key=lambda r: int(r.get("repeat") or 0))))
+            Point(k, _config(rs[0]), tuple(_draw(r) for r in sorted(rs, key=_row_order)))
             for k, rs in sorted(grouped.items(), key=lambda kv: repr(kv[0]))
         ]
+        kinds = {p.config.enable_batching for p in self.points}
+        if kinds != {False, True} or ServingConfig() not in {p.config for p in self.points}:
+            raise GridError(f"{path}: a grid needs TF Serving's defaults and points with and without batching")
+        if self.goodput(self.best()) <= 0:
+            raise GridError(f"{path}: no point meets p99 <= {self.slo_ms:g} ms: nothing to find")
+        self._floor: tuple[float, int] | None = None
         self.max_batch = max((p.config.max_batch_size for p in self.points if p.config.enable_batching), default=32)
         self.max_enqueued = max(
             (p.config.max_enqueued_batches for p in self.points if p.config.enable_batching), default=10
@@ -157,7 +183,7 @@ class Grid:
 
     def _features(self, c: ServingConfig) -> tuple:
         if not c.enable_batching:
-            return (c.intra_op_threads, c.inter_op_threads)  # batching-off points include thread value 0
+            return (self._threads(c.intra_op_threads), self._threads(c.inter_op_threads))
         return (
             math.log2(max(c.max_batch_size, 1)) / 5,
             math.log10(max(c.batch_timeout_micros, 1)) / 5,
@@ -168,6 +194,10 @@ class Grid:
 
     def nearest(self, c: ServingConfig, rng: random.Random) -> Point:
         """The recorded point closest to config C; equally close points are chosen between at random."""
+        key = point_key({**c.to_dict(), "enable_batching": c.enable_batching})
+        exact = [p for p in self.points if p.key == key]
+        if exact:  # thread value 0 and the core count behave alike, but the grid may hold both
+            return exact[0]
         want = self._features(c)
         same = [p for p in self.points if p.config.enable_batching == c.enable_batching]
         dist = {p: sum((a - b) ** 2 for a, b in zip(want, self._features(p.config), strict=True)) for p in same}
@@ -181,8 +211,14 @@ class Grid:
         """(smallest relative goodput difference two grid points can be told apart by, pooled df).
 
         The repeats' spread pooled over every feasible point (log throughput, one variance for the grid):
-        two points of n repeats differ significantly (95%) only beyond t * s * sqrt(2/n).
+        the medians of two points of n repeats differ significantly (95%) only beyond t * s * m * sqrt(2/n),
+        where m is how much wider a median's spread is than a mean's for n normal draws.
         """
+        if self._floor is None:
+            self._floor = self._noise_floor()
+        return self._floor
+
+    def _noise_floor(self) -> tuple[float, int]:
         ss, df, sizes = 0.0, 0, []
         for p in self.points:
             logs = [math.log(g) for d in p.draws if (g := d.goodput(self.slo_ms, self.max_error_rate)) > 0]
@@ -195,8 +231,8 @@ class Grid:
             return 0.0, 0
         from scipy import stats
 
-        n = statistics.median(sizes)
-        half = float(stats.t.ppf(0.975, df)) * math.sqrt(ss / df) * math.sqrt(2 / n)
+        n = round(statistics.median(sizes))
+        half = float(stats.t.ppf(0.975, df)) * math.sqrt(ss / df) * _median_se_factor(n) * math.sqrt(2 / n)
         return 1 - math.exp(-half), df
 
     def target_fraction(self) -> float:
@@ -206,28 +242,36 @@ class Grid:
 
     def targets(self) -> set[Point]:
         """The points that count as the optimum."""
-        top = self.goodput(self.best())
-        return {p for p in self.points if self.goodput(p) >= self.target_fraction() * top}
+        bar = self.target_fraction() * self.goodput(self.best())
+        return {p for p in self.points if self.goodput(p) >= bar}
 
 
-def feasible_front(points: list[Point], slo_ms: float, max_error_rate: float) -> list[Point]:
-    """The non-dominated feasible points on their medians, by rising p99 (each faster one serves more)."""
-    feasible = sorted(
-        {p for p in points if p.goodput(slo_ms, max_error_rate) > 0},
-        key=lambda p: (p.latency_p99_ms, -(p.throughput_rps or 0), repr(p.key)),
-    )
-    front: list[Point] = []
-    for p in feasible:
-        if not front or (p.throughput_rps or 0) > (front[-1].throughput_rps or 0):
-            front.append(p)
+def _median_se_factor(n: int) -> float:
+    """Standard error of the median of N normal draws over that of their mean (1 for N <= 2; ~1.25 for large N)."""
+    if n <= 2:
+        return 1.0
+    import numpy as np
+
+    draws = np.random.default_rng(0).standard_normal((20000, n))
+    return float(np.median(draws, axis=1).std() / draws.mean(axis=1).std())
+
+
+def feasible_front(points: list[Point], slo_ms: float, max_error_rate: float) -> list[tuple[Point, float, float]]:
+    """The non-dominated feasible points as (point, p99, throughput) on their feasible draws' medians, by
+    rising p99 (each faster one serves more)."""
+    placed = {p: xy for p in set(points) if (xy := p.front_coords(slo_ms, max_error_rate)) is not None}
+    front: list[tuple[Point, float, float]] = []
+    for p, (p99, thr) in sorted(placed.items(), key=lambda kv: (kv[1][0], -kv[1][1], repr(kv[0].key))):
+        if not front or thr > front[-1][2]:
+            front.append((p, p99, thr))
     return front
 
 
 def hypervolume(points: list[Point], slo_ms: float, max_error_rate: float) -> float:
     """Area dominated by the feasible points' medians in (p99 down, throughput up), reference (SLO, 0 rps)."""
     front = feasible_front(points, slo_ms, max_error_rate)
-    edges = [p.latency_p99_ms for p in front[1:]] + [slo_ms]  # each throughput holds until the next p99
-    return sum(((nxt - p.latency_p99_ms) * p.throughput_rps for p, nxt in zip(front, edges, strict=False)), 0.0)
+    edges = [p99 for _, p99, _ in front[1:]] + [slo_ms]  # each throughput holds until the next p99
+    return sum(((nxt - p99) * thr for (_, p99, thr), nxt in zip(front, edges, strict=False)), 0.0)
 
 
 # --- strategies: each returns the grid points it measured, in order, defaults first --------------------
@@ -256,7 +300,7 @@ def optuna_strategy(sampler: str, make: Callable[[int], optuna.samplers.BaseSamp
     """A strategy that runs autotune's Tuner with SAMPLER (or a custom sampler MAKE(seed)) on the replay."""
 
     def run(grid: Grid, seed: int, budget: int) -> list[Point]:
-        rng = random.Random(seed)  # the same seed gives every strategy the same stream of noise
+        rng = random.Random(seed)  # reproducible per seed: ties and draws
         study = _study(sampler, seed, grid)
         space = build_space(study.space, Host(grid.cpus, 0))
         visited: list[Point] = []
@@ -475,7 +519,12 @@ def main() -> None:
         a.seeds, a.budget = 20, 40
     if not a.grid.is_file():
         raise SystemExit(f"error: grid {a.grid} not found (record one with benchmarks/record_grid.py)")
-    grid = Grid(a.grid)
+    if a.plots and a.seeds < 2:
+        raise SystemExit("error: --plots needs --seeds 2 or more (it draws quartiles over seeds)")
+    try:
+        grid = Grid(a.grid)
+    except GridError as exc:
+        raise SystemExit(f"error: {exc}") from None
     targets = describe(grid, a.grid)
     front_size = len(feasible_front(grid.points, grid.slo_ms, grid.max_error_rate))
 
@@ -524,11 +573,12 @@ def main() -> None:
             f"row-shuffle check: ratio {ratio:.2f} on the file's order, {s_ratio:.2f} on shuffled rows "
             f"(moved {moved:.0%}; {'ok' if moved <= 0.10 else 'MOVED MORE THAN 10%'})"
         )
-    hv40 = statistics.median(outcomes["autotune"].hv[max(outcomes["autotune"].hv)]) if front_size >= 3 else None
+    hv = outcomes["autotune"].hv
+    hv_last = statistics.median(hv[40]) if front_size >= 3 and 40 in hv else None
     checks = [
         f"ours <= 0.5x random: {'met' if ratio <= 0.5 else 'missed'}",
         f"ours <= 15: {'met' if ours <= 15 else 'missed'}",
-        "hypervolume at 40 >= 0.9: " + ("n/a" if hv40 is None else ("met" if hv40 >= 0.9 else "missed")),
+        "hypervolume at 40 >= 0.9: " + ("n/a" if hv_last is None else ("met" if hv_last >= 0.9 else "missed")),
     ]
     print("targets: " + "; ".join(checks))
     print(f"trials-to-95%: ours={ours:g} random={rnd:g} ratio={ratio:.2f}")
@@ -594,7 +644,7 @@ def plot_fronts(grid: Grid, outcomes: dict[str, Outcome], out: Path, tag: str) -
         f = feasible_front(pts, grid.slo_ms, grid.max_error_rate)
         if f:
             label = f"{name} front" + ("" if name == "grid" else ", 20 trials (seed 0)")
-            ax.plot([p.latency_p99_ms for p in f], [p.throughput_rps for p in f], style, label=label)
+            ax.plot([p99 for _, p99, _ in f], [thr for _, _, thr in f], style, label=label)
     ax.axvline(grid.slo_ms, color="red", linestyle=":", linewidth=1, label="SLO")
     ax.set_xscale("log")
     ax.set_xlabel("p99 latency, ms (log): median, whiskers min-max of the repeats")

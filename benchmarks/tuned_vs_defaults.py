@@ -23,9 +23,10 @@ from pathlib import Path
 
 from _common import provenance
 
+from autotune.confirm import summary_line
 from autotune.knobs import ServingConfig, is_default_config
 from autotune.pareto import pick_index
-from autotune.spec import load_study, study_for_model
+from autotune.spec import Study, load_study, study_for_model
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -45,6 +46,29 @@ def assignments(config: dict) -> list[str]:
     return out
 
 
+def run_compare(env: dict, study: Study, model: str, config: dict, a: argparse.Namespace) -> dict:
+    """`autotune compare` of CONFIG (B) against the defaults (A) at the study's load, backend and signature."""
+    load = ["--concurrency", str(study.concurrency)] if study.rate is None else ["--rate", str(study.rate)]
+    args = ["--model", model, *assignments(config), "--repeats", str(a.compare_repeats), *load]
+    args += ["--protocol", study.protocol, "--window-s", str(a.window_s), "--json"]
+    args += ["--backend", study.backend, "--signature", study.signature]
+    print(f"comparing: autotune compare {' '.join(args)}", file=sys.stderr, flush=True)
+    compared = cli(env, "compare", *args)
+    if compared.returncode != 0:
+        raise SystemExit(f"error: compare failed: {compared.stderr.strip().splitlines()[-1:]}")
+    result = json.loads(compared.stdout)
+    slo, err = study.slo_p99_ms, study.max_error_rate
+    for side in ("a", "b"):  # runs of each side that met the study's SLO and error limit, stably
+        runs = result[side]["runs"]
+        result[side]["slo_met_runs"] = sum(
+            bool(r.get("stable"))
+            and (slo is None or (r.get("latency_p99_ms") or 1e18) <= slo)
+            and (r.get("error_rate") or 0) <= err
+            for r in runs
+        )
+    return {"command": "autotune compare " + " ".join(args), **result}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="a built-in model (its study in studies/)")
@@ -58,9 +82,12 @@ def main() -> None:
     if not a.model and not a.study:
         raise SystemExit("error: give --model or --study")
     study = load_study(a.study) if a.study else study_for_model(a.model)
+    if study.concurrency is None and study.rate is None:
+        raise SystemExit("error: the study ramps its load; compare needs a fixed one (set [load] concurrency)")
     model = study.model
     env = dict(os.environ)
     started = time.monotonic()
+    # One home and store for the tuning and the compare: the model is built once, nothing is left behind.
     with tempfile.TemporaryDirectory(prefix="autotune-tvd-") as tmp:
         env["AUTOTUNE_HOME"] = str(Path(tmp) / "home")
         env["AUTOTUNE_DB_URL"] = f"sqlite:///{tmp}/tune.db"
@@ -73,45 +100,30 @@ def main() -> None:
             raise SystemExit(f"error: tuning failed: {tuned.stderr.strip().splitlines()[-1:]}")
         tune_s = time.monotonic() - started
         front = json.loads(cli(env, "pareto", "--model", model, "--json").stdout or "[]")
-        verdict_line = cli(env, "pareto", "--model", model).stderr.strip().splitlines()[-1:]
-    if not front:
-        raise SystemExit("error: the job left no Pareto set")
-    pick = front[pick_index([e["metrics"] for e in front], "balanced")]
-    out = {
-        "provenance": provenance("tuned_vs_defaults.py"),
-        "study": {
-            "model": model,
-            "protocol": study.protocol,
-            "concurrency": study.concurrency,
-            "slo_p99_ms": study.slo_p99_ms,
-            "max_error_rate": study.max_error_rate,
-            "trials": a.trials or study.trials,
-        },
-        "tune_s": round(tune_s),
-        "front": front,
-        "job_verdict": verdict_line[0] if verdict_line else None,
-        "pick": {"trial": pick["trial"], "config": pick["config"]},
-        "compare": None,
-    }
-    if is_default_config(pick["config"]):
-        print("the balanced pick is TF Serving's defaults: nothing to compare", file=sys.stderr)
-    else:
-        load = ["--concurrency", str(study.concurrency)] if study.concurrency else ["--rate", str(study.rate)]
-        args = ["--model", model, *assignments(pick["config"]), "--repeats", str(a.compare_repeats)]
-        args += [*load, "--protocol", study.protocol, "--window-s", str(a.window_s), "--json"]
-        print(f"comparing: autotune compare {' '.join(args)}", file=sys.stderr, flush=True)
-        compared = cli(env, "compare", *args)
-        if compared.returncode != 0:
-            raise SystemExit(f"error: compare failed: {compared.stderr.strip().splitlines()[-1:]}")
-        result = json.loads(compared.stdout)
-        slo, err = study.slo_p99_ms, study.max_error_rate
-        for side in ("a", "b"):  # how many runs of each side met the study's SLO and error limit
-            runs = result[side]["runs"]
-            result[side]["slo_met_runs"] = sum(
-                (slo is None or (r.get("latency_p99_ms") or 1e18) <= slo) and (r.get("error_rate") or 0) <= err
-                for r in runs
-            )
-        out["compare"] = {"command": "autotune compare " + " ".join(args), **result}
+        if not front:
+            raise SystemExit("error: the job left no Pareto set")
+        pick = front[pick_index([e["metrics"] for e in front], "balanced")]
+        out = {
+            "provenance": provenance("tuned_vs_defaults.py"),
+            "study": {
+                "model": model,
+                "protocol": study.protocol,
+                "concurrency": study.concurrency,
+                "rate": study.rate,
+                "slo_p99_ms": study.slo_p99_ms,
+                "max_error_rate": study.max_error_rate,
+                "trials": a.trials or study.trials,
+            },
+            "tune_s": round(tune_s),
+            "front": front,
+            "job_verdict": summary_line(front, list(study.objectives)),
+            "pick": {"trial": pick["trial"], "config": pick["config"]},
+            "compare": None,
+        }
+        if is_default_config(pick["config"]):
+            print("the balanced pick is TF Serving's defaults: nothing to compare", file=sys.stderr)
+        else:
+            out["compare"] = run_compare(env, study, model, pick["config"], a)
     out["total_s"] = round(time.monotonic() - started)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=1) + "\n")
@@ -123,7 +135,8 @@ def main() -> None:
             f"(95% CI {tp['ratio_ci95'][0]:.3f}-{tp['ratio_ci95'][1]:.3f}) {tp['verdict']}, p99 x{p99['ratio']:.3f} "
             f"({p99['ratio_ci95'][0]:.3f}-{p99['ratio_ci95'][1]:.3f}) {p99['verdict']}; overall {c['verdict']}; "
             f"SLO met {c['a']['slo_met_runs']}/{len(c['a']['runs'])} defaults, "
-            f"{c['b']['slo_met_runs']}/{len(c['b']['runs'])} pick"
+            f"{c['b']['slo_met_runs']}/{len(c['b']['runs'])} pick (failed runs: "
+            f"{c['a']['median']['failed_runs']} defaults, {c['b']['median']['failed_runs']} pick)"
         )
 
 
