@@ -3,10 +3,16 @@
 The `autotune` sampler measures these right after the defaults, then lets TPE search from them. They
 follow from the host and the load alone (cores, concurrency), never from earlier measurements:
 - batching with one batch thread per core and the batch as large as the concurrent requests, timeout ~0
-  (the guide's CPU starting point), intra-op threads splitting the cores between batch threads;
-- the same with one batch thread using every core (fewer, larger batches);
-- no batching, one intra-op thread per request (many concurrent requests should not oversubscribe cores);
+  (the guide's CPU starting point), one intra-op thread per op and one inter-op thread per core, so the
+  batch threads' ops run side by side;
+- the same with one batch thread using every core for each op (fewer, larger batches);
+- no batching, one intra-op thread per op and one inter-op thread per core (many concurrent requests
+  should not oversubscribe cores, nor wait for one another);
 - batching with a short timeout (1 ms), so batches fill under lighter load.
+
+One intra-op thread never comes with one inter-op thread on a multi-core host: TF would then run one op at
+a time on one core (ResNet50 on 2 cores: the three worst of 39 grid points, half the best throughput;
+benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ def heuristic_seeds(space: dict[str, Dimension], cpus: int, concurrency: int | N
             batch_timeout_micros=1,
             num_batch_threads=cpus,
             intra_op_threads=1,
-            inter_op_threads=1,
+            inter_op_threads=cpus,
         ),
         dict(
             enable_batching=True,
@@ -67,7 +73,7 @@ def heuristic_seeds(space: dict[str, Dimension], cpus: int, concurrency: int | N
             batch_timeout_micros=1000,
             num_batch_threads=cpus,
             intra_op_threads=1,
-            inter_op_threads=1,
+            inter_op_threads=cpus,
         ),
     ]
     seeds: list[ServingConfig] = []

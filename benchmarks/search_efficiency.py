@@ -32,6 +32,7 @@ from grid_file import point_key, read_grid
 
 from autotune.knobs import ServingConfig
 from autotune.models.resolve import ModelRef
+from autotune.seeds import heuristic_seeds
 from autotune.servers.backends import local_backend
 from autotune.space import Host, build_space
 from autotune.spec import KnobSpec, Study
@@ -296,8 +297,14 @@ def _study(sampler: str, seed: int, grid: Grid) -> Study:
 Strategy = Callable[[Grid, int, int], list[Point]]
 
 
-def optuna_strategy(sampler: str, make: Callable[[int], optuna.samplers.BaseSampler] | None = None) -> Strategy:
-    """A strategy that runs autotune's Tuner with SAMPLER (or a custom sampler MAKE(seed)) on the replay."""
+Seeds = Callable[[dict, int, int | None], list[ServingConfig]]
+
+
+def optuna_strategy(
+    sampler: str, make: Callable[[int], optuna.samplers.BaseSampler] | None = None, seeds: Seeds | None = None
+) -> Strategy:
+    """A strategy that runs autotune's Tuner with SAMPLER (or a custom sampler MAKE(seed)) on the replay;
+    SEEDS(space, cpus, concurrency) replaces the first configs after the defaults."""
 
     def run(grid: Grid, seed: int, budget: int) -> list[Point]:
         rng = random.Random(seed)  # reproducible per seed: ties and draws
@@ -312,7 +319,7 @@ def optuna_strategy(sampler: str, make: Callable[[int], optuna.samplers.BaseSamp
             d = rng.choice(p.draws)
             return TrialResult("replay", "replay", "replay", config, [], d.metrics(), [], d.failure_reason or None)
 
-        tuner = Tuner(
+        tuner = (_SeededTuner if seeds else Tuner)(
             study,
             model,
             local_backend(),
@@ -325,10 +332,28 @@ def optuna_strategy(sampler: str, make: Callable[[int], optuna.samplers.BaseSamp
         )
         if make is not None:
             tuner.optuna.sampler = make(seed)
+        if seeds is not None:
+            tuner.seeds = seeds  # type: ignore[attr-defined]
         tuner.run(budget, minutes=1e9)
         return visited
 
     return run
+
+
+class _SeededTuner(Tuner):
+    seeds: Seeds
+
+    def first_configs(self) -> list[ServingConfig]:
+        return [ServingConfig(), *self.seeds(self.space, self.cpus, self.settings.concurrency)]
+
+
+def seeds_before_issue_13(space: dict, cpus: int, concurrency: int | None) -> list[ServingConfig]:
+    """The autotune sampler's seeds until issue 13: its batched seeds ran 1 intra-op and 1 inter-op thread
+    (one op at a time on one core), kept here to show what the change bought."""
+    return [
+        c.replace(inter_op_threads=1) if c.enable_batching and c.intra_op_threads == 1 else c
+        for c in heuristic_seeds(space, cpus, concurrency)
+    ]
 
 
 def grid_order(grid: Grid, seed: int, budget: int) -> list[Point]:
@@ -408,6 +433,7 @@ def hill_climb(grid: Grid, seed: int, budget: int) -> list[Point]:
 STRATEGIES: dict[str, Strategy] = {
     "autotune": optuna_strategy("autotune"),
     "random": optuna_strategy("random"),
+    "autotune-seeds-before": optuna_strategy("tpe", seeds=seeds_before_issue_13),
     "grid": grid_order,
     "tpe": optuna_strategy("tpe"),
     "tpe-optuna-default": optuna_strategy("tpe", lambda seed: optuna.samplers.TPESampler(seed=seed)),
