@@ -85,15 +85,31 @@ def summary_line(entries: Sequence[dict[str, Any]], objectives: Sequence[str]) -
         return None
     better = [e for e in confirmed if e.get("verdict") == Verdict.better.value]
     if better:
-        parts = []
-        for e in better:
-            tp = e["vs_defaults"].get("throughput_rps", {})
-            if tp.get("ratio") and tp.get("ratio_ci95"):
-                lo, hi = tp["ratio_ci95"]
-                parts.append(f"trial {e['trial']}: throughput x{tp['ratio']:.2f} (95% CI {lo:.2f}-{hi:.2f})")
-        return "significantly better than TF Serving's defaults: " + ("; ".join(parts) or "see pareto --json")
+        parts = [f"trial {e['trial']}: {_gains(e['vs_defaults'])}" for e in better]
+        return "significantly better than TF Serving's defaults: " + "; ".join(parts)
     names = ", ".join(m for m in objectives if m in COMPARED_METRICS)
     return (
         f"no configuration is significantly better than TF Serving's defaults on {names} "
         f"({len(confirmed)} candidates confirmed): the defaults are as good"
     )
+
+
+_LABELS = {"throughput_rps": "throughput", "latency_p99_ms": "p99", "cpu_cores": "cpu"}
+
+
+def _gains(vs_defaults: dict[str, Any]) -> str:
+    """The significant changes first, then the rest marked as not significant: a ratio whose interval
+    holds 1 must never read as a gain."""
+    significant, other = [], []
+    for metric, c in vs_defaults.items():
+        if not c.get("ratio") or not c.get("ratio_ci95"):
+            continue
+        lo, hi = c["ratio_ci95"]
+        text = f"{_LABELS.get(metric, metric)} x{c['ratio']:.2f} (95% CI {lo:.2f}-{hi:.2f})"
+        if c.get("verdict") in (Verdict.better.value, Verdict.worse.value):
+            significant.append(f"{text} {c['verdict']}")
+        elif c.get("verdict") == Verdict.no_significant_difference.value:
+            other.append(f"{text} not significant")
+        else:
+            other.append(text)
+    return ", ".join(significant + other) or "see pareto --json"

@@ -160,3 +160,21 @@ def test_the_summary_says_plainly_whether_the_defaults_were_beaten(verdict, expe
     line = summary_line([entry], ["throughput_rps", "latency_p99_ms"])
     assert line is not None and expected in line
     assert summary_line([{**FRONT[1], "confirmed": False}], ["throughput_rps"]) is None
+
+
+def test_the_summary_names_which_metric_is_significant_and_which_is_not():
+    # Seen on ResNet50: p99 significantly lower, throughput x1.09 with an interval holding 1.
+    entry = {
+        **FRONT[1],
+        "confirmed": True,
+        "verdict": "better",
+        "vs_defaults": {
+            "throughput_rps": {"ratio": 1.09, "ratio_ci95": [0.97, 1.22], "verdict": "no_significant_difference"},
+            "latency_p99_ms": {"ratio": 0.90, "ratio_ci95": [0.82, 0.99], "verdict": "better"},
+        },
+    }
+    line = summary_line([entry], ["throughput_rps", "latency_p99_ms"])
+    assert line is not None
+    assert "p99 x0.90 (95% CI 0.82-0.99) better" in line
+    assert "throughput x1.09 (95% CI 0.97-1.22) not significant" in line
+    assert line.index("p99") < line.index("throughput")
