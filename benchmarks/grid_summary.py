@@ -21,6 +21,11 @@ def _cv(xs: list[float]) -> float | None:
     return statistics.stdev(xs) / statistics.mean(xs) if len(xs) >= 2 and statistics.mean(xs) > 0 else None
 
 
+def _repeats(grid: Grid) -> str:
+    counts = sorted({len(p.draws) for p in grid.points})
+    return f"{counts[0]}-{counts[-1]}" if len(counts) > 1 else str(counts[0])
+
+
 def _cvs(grid: Grid, metric: str) -> list[float]:
     """Each point's CV of METRIC over its repeats (points with fewer than two figures left out)."""
     out = []
@@ -61,7 +66,7 @@ def summarize(path: Path) -> list[str]:
 
     name = f"{header.get('model')} ({header.get('protocol')}, c={header.get('concurrency')}, p99 <= {slo:g} ms)"
     return [
-        f"| {name} | {len(grid.points)} x {len(rows) // max(len(grid.points), 1)} = {len(rows)} "
+        f"| {name} | {len(grid.points)} x {_repeats(grid)} = {len(rows)} "
         f"| {unstable} / {remeasured} / {failed} | {statistics.median(cvs):.1%} ({max(cvs):.0%}) "
         f"| {statistics.median(p99_cvs):.1%} | {floor:.1%} | {foreign:.2f} "
         f"| {_med(rows, 'setup_s'):.1f} / {_med(rows, 'measure_s'):.1f} / {_med(rows, 'teardown_s'):.1f} |",
