@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import platform
 import sys
+from typing import Any
 
 from autotune.fingerprint import host_info
+from autotune.knobs import ServingConfig
 
 
 def machine() -> str:
@@ -17,6 +19,12 @@ def machine() -> str:
         f"{info['cpu_model']}, {info['cpus']} cores, {info['memory_gb']} GiB, "
         f"{platform.system()} {platform.release()}, {gpus}, TensorFlow {info['tensorflow']}"
     )
+
+
+def changed_knobs(config: dict[str, Any]) -> dict[str, Any]:
+    """The knobs of a config dict that differ from ServingConfig()'s (batching knobs all count when on)."""
+    defaults = ServingConfig().to_dict()
+    return {k: v for k, v in config.items() if defaults.get(k) != v}
 
 
 def provenance(script: str) -> list[str]:

@@ -10,6 +10,7 @@ import argparse
 import statistics
 from pathlib import Path
 
+from _common import changed_knobs
 from grid_file import read_grid
 from search_efficiency import Grid, feasible_front
 
@@ -77,8 +78,8 @@ def summarize(path: Path) -> list[str]:
 
 
 def _knobs(c: ServingConfig) -> str:
-    d, base = c.to_dict(), ServingConfig().to_dict()
-    return " ".join(f"{k}={v}" for k, v in d.items() if base.get(k) != v and k != "gpu_memory_fraction") or "defaults"
+    changed = changed_knobs(c.to_dict())
+    return " ".join(f"{k}={v}" for k, v in changed.items() if k != "gpu_memory_fraction") or "defaults"
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from _common import machine
-from grid_file import COLUMNS, point_key, read_grid, write_header
+from grid_file import COLUMNS, KNOB_COLUMNS, point_key, read_grid, write_header
 
 from autotune.fingerprint import host_info
 from autotune.knobs import ServingConfig, schedulable_cpus
@@ -85,7 +85,7 @@ def grid_configs(name: str, cpus: int, concurrency: int) -> list[ServingConfig]:
 
 
 def _row(c: ServingConfig) -> dict:
-    return {k: getattr(c, k) for k in COLUMNS[:7]}
+    return {k: getattr(c, k) for k in KNOB_COLUMNS}
 
 
 def _commit() -> str:

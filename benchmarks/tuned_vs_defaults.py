@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import provenance
+from _common import changed_knobs, provenance
 
 from autotune.confirm import summary_line
-from autotune.knobs import ServingConfig, is_default_config
+from autotune.knobs import is_default_config
 from autotune.pareto import pick_index
 from autotune.spec import Study, load_study, study_for_model
 
@@ -37,11 +37,8 @@ def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 def assignments(config: dict) -> list[str]:
     """`--set` arguments for the knobs of CONFIG that differ from TF Serving's defaults."""
-    defaults = ServingConfig().to_dict()
     out = []
-    for k, v in config.items():
-        if k in defaults and defaults[k] == v:
-            continue
+    for k, v in changed_knobs(config).items():
         out += ["--set", f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"]
     return out
 

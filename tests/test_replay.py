@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from grid_file import COLUMNS, write_header
+from grid_file import COLUMNS, KNOB_COLUMNS, write_header
 from search_efficiency import Grid, GridError, hypervolume, optuna_strategy, replay
 
 from autotune.knobs import ServingConfig
@@ -21,7 +21,7 @@ HEADER = {"model": "synthetic", "cpus": 2, "concurrency": 8, "slo_ms": 50, "max_
 
 
 def _row(config: ServingConfig, repeat: int, rps: float, p99: float) -> dict:
-    row = {k: getattr(config, k) for k in COLUMNS[:7]}
+    row = {k: getattr(config, k) for k in KNOB_COLUMNS}
     row.update(repeat=repeat, throughput_rps=rps, latency_p99_ms=p99, error_rate=0.0, stable=True, failure_reason="")
     return row
 
