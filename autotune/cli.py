@@ -1,4 +1,10 @@
-"""The `autotune` command line."""
+"""The `autotune` command line: parse, validate, call one function, print the result.
+
+Every command that prints a result takes `--json`; with it, errors are JSON too
+(`{"error": "..."}` on stdout, same exit codes). Options shared by several
+commands are declared once below. Heavy imports (TensorFlow, Optuna, plotting)
+happen inside the commands that need them, so read-only commands stay light.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import dataclasses
 import json
 import signal
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,14 +21,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from autotune import __version__
 from autotune.errors import AutotuneError
+from autotune.states import FailureReason, JobState, TrialState
+from autotune.windows import WINDOW_DEFAULTS, WindowOptions
 
+_SETTINGS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="autotune",
     help="Measure and tune TensorFlow Serving on this machine.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    context_settings=_SETTINGS,
 )
 models_app = typer.Typer(help="Built-in models (random weights, real architectures).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -45,46 +56,101 @@ class Protocol(StrEnum):
     grpc = "grpc"
 
 
-class BackendName(StrEnum):
-    auto = "auto"
-    local = "local"
-    tfserving = "tfserving"
-    docker = "docker"
+# The names live with the factory (servers/backends.py); repeated here only because importing that module
+# would cost every command protobuf's import. tests/test_cli.py checks that the two agree.
+BackendName = StrEnum("BackendName", {n: n for n in ("auto", "local", "tfserving", "docker")})  # type: ignore[misc]
+
+# Options shared by several commands, each declared once.
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel base directory")]
+TunedModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="model name as tuned (its latest job on this host)")
+]
+JobOpt = Annotated[int | None, typer.Option("--job", help="this job instead of the model's latest on this host")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON (errors too)")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="knob=value (repeatable)")]
+ConcurrencyOpt = Annotated[int | None, typer.Option(help="fixed closed-loop clients")]
+RateOpt = Annotated[float | None, typer.Option(help="open-loop Poisson arrivals per second")]
+ProtocolOpt = Annotated[Protocol, typer.Option(help="rest or grpc")]
+ServerBinaryOpt = Annotated[str | None, typer.Option(help="path to tensorflow_model_server")]
+DockerImageOpt = Annotated[str | None, typer.Option(help="image for --backend docker")]
+SignatureOpt = Annotated[str, typer.Option(help="signature to call")]
+WindowSOpt = Annotated[float | None, typer.Option(help=WindowOptions.help("window_s"))]
+WarmupSOpt = Annotated[float | None, typer.Option(help=WindowOptions.help("warmup_s"))]
+MaxWindowsOpt = Annotated[int | None, typer.Option(help=WindowOptions.help("max_windows"))]
+TrialsOpt = Annotated[int | None, typer.Option(help="trial budget (default: the study's)")]
+MinutesOpt = Annotated[float | None, typer.Option(help="time budget (default: the study's)")]
+OutDirOpt = Annotated[Path, typer.Option("--out", help="directory to write")]
+ForceOpt = Annotated[bool, typer.Option(help="replace a non-empty directory")]
 
 
-def _quiet_tensorflow() -> None:
+def emit(as_json: bool, doc: Any, human: Callable[[], None] | str | None = None) -> None:
+    """The one way a command prints its result: DOC as JSON under --json, else HUMAN (a line or a printer)."""
+    if as_json:
+        print(json.dumps(doc, indent=2, default=str))
+    elif callable(human):
+        human()
+    elif human is not None:
+        out.print(human, markup=False, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"autotune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Measure and tune TensorFlow Serving on this machine."""
+
+
+def _import_tensorflow() -> None:
     from autotune.tfimport import import_tensorflow
 
     import_tensorflow()
+
+
+def _here() -> str:
+    """This host's fingerprint: jobs are picked among this host's unless an id names another's."""
+    from autotune.fingerprint import fingerprint, host_info
+
+    return fingerprint(host_info())
+
+
+def _pick_job(model: str | None, job_id: int | None) -> Any:
+    from autotune.models.resolve import served_name
+    from autotune.store import Store
+
+    return Store().pick_job(served_name(model) if model else None, job_id, _here())
 
 
 @models_app.command("build")
 def models_build(
     name: Annotated[str, typer.Argument(help="resnet, mobilenet or tiny")],
     out_dir: Annotated[Path, typer.Option("--out", help="base directory; the model goes to OUT/1")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Write a built-in model as a SavedModel in TF Serving's layout (OUT/1/saved_model.pb)."""
-    _quiet_tensorflow()
+    _import_tensorflow()
     from autotune.models.builtin import build
 
     path = build(name, out_dir)
-    out.print(f"wrote {name} to {path}")
+    emit(as_json, {"model": name, "path": str(path)}, f"wrote {name} to {path}")
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(as_json: JsonOpt = False) -> None:
     """List the built-in models and whether they are cached."""
     from autotune.models.builtin import BUILTINS
     from autotune.paths import models_dir
 
-    for name in BUILTINS:
-        cached = (models_dir() / name / "1" / "saved_model.pb").exists()
-        out.print(f"{name}\t{'cached' if cached else 'not built'}")
-
-
-def _check_windows(window_s: float, warmup_s: float, max_windows: int) -> None:
-    if window_s <= 0 or warmup_s < 0 or max_windows < 3:
-        raise AutotuneError("need --window-s > 0, --warmup-s >= 0, --max-windows >= 3")
+    rows = [{"name": n, "cached": (models_dir() / n / "1" / "saved_model.pb").exists()} for n in BUILTINS]
+    lines = "\n".join(f"{r['name']}\t{'cached' if r['cached'] else 'not built'}" for r in rows)
+    emit(as_json, rows, lines)
 
 
 def _check_load(concurrency: int | None, rate: float | None) -> None:
@@ -110,27 +176,41 @@ def _check_gpu_knob(config: Any) -> None:
         raise AutotuneError("gpu_memory_fraction needs a GPU, and NVML sees none on this host")
 
 
+def _backend(name: str, server_binary: str | None, image: str | None, check: bool = True) -> Any:
+    """Resolve the backend, say which was picked, and warn where the real binary exposes a port."""
+    from autotune import gpu
+    from autotune.servers.backends import TFSERVING_EXPOSURE, resolve_backend
+
+    gpus = bool(image and "gpu" in image.rsplit(":", 1)[-1] and gpu.device_count() > 0)
+    chosen = resolve_backend(name, server_binary, image, gpus=gpus, check=check)
+    if name == "auto":
+        err.print(f"backend auto: using {chosen.name} ({' '.join(chosen.program)})", markup=False)
+    if chosen.name == "tfserving":
+        err.print(TFSERVING_EXPOSURE, markup=False)
+    return chosen
+
+
 @app.command()
 def bench(
-    model: Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel base directory")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="knob=value (repeatable)")] = None,
+    model: ModelOpt,
+    set_: SetOpt = None,
     concurrency: Annotated[int | None, typer.Option(help="fixed closed-loop clients (default: ramp)")] = None,
-    rate: Annotated[float | None, typer.Option(help="open-loop Poisson arrivals per second")] = None,
-    protocol: Annotated[Protocol, typer.Option(help="rest or grpc")] = Protocol.rest,
+    rate: RateOpt = None,
+    protocol: ProtocolOpt = Protocol.rest,
     slo_ms: Annotated[float | None, typer.Option("--slo-ms", help="p99 latency bound for the operating point")] = None,
     backend: Annotated[BackendName, typer.Option(help="auto, local, tfserving or docker")] = BackendName.auto,
-    server_binary: Annotated[str | None, typer.Option(help="path to tensorflow_model_server")] = None,
-    docker_image: Annotated[str | None, typer.Option(help="image for --backend docker")] = None,
-    window_s: Annotated[float, typer.Option(help="measurement window length, seconds")] = 2.0,
-    warmup_s: Annotated[float, typer.Option(help="warm-up per load level, seconds")] = 1.0,
-    max_windows: Annotated[int, typer.Option(help="window cap per load level")] = 10,
+    server_binary: ServerBinaryOpt = None,
+    docker_image: DockerImageOpt = None,
+    window_s: WindowSOpt = None,
+    warmup_s: WarmupSOpt = None,
+    max_windows: MaxWindowsOpt = None,
     max_concurrency: Annotated[int, typer.Option(help="ramp limit")] = 64,
     request_timeout_s: Annotated[
         float, typer.Option(help="a request slower than this is an error; a server silent this long is hung")
     ] = 30.0,
-    signature: Annotated[str, typer.Option(help="signature to call")] = "serving_default",
+    signature: SignatureOpt = "serving_default",
     monitoring: Annotated[bool, typer.Option(help="enable the server's Prometheus endpoint")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    as_json: JsonOpt = False,
     windows: Annotated[bool, typer.Option(help="include every window in --json output")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the server command and write its files; run nothing")
@@ -144,13 +224,13 @@ def bench(
     _check_load(concurrency, rate)
     if slo_ms is not None and slo_ms <= 0:
         raise AutotuneError(f"--slo-ms must be positive, got {slo_ms:g}")
-    _check_windows(window_s, warmup_s, max_windows)
+    window = WINDOW_DEFAULTS.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
     if max_concurrency < 1:
         raise AutotuneError(f"--max-concurrency must be >= 1, got {max_concurrency}")
     if not 0 < request_timeout_s <= 3600:
         raise AutotuneError(f"--request-timeout-s must be in (0, 3600], got {request_timeout_s:g}")
     _check_gpu_knob(config)
-    _quiet_tensorflow()  # after validation: bad input is answered without paying for TensorFlow's import
+    _import_tensorflow()  # after validation: bad input is answered without paying for TensorFlow's import
 
     from autotune.models.resolve import resolve_model
 
@@ -165,21 +245,16 @@ def bench(
         concurrency=concurrency,
         rate=rate,
         slo_ms=slo_ms,
-        window_s=window_s,
-        warmup_s=warmup_s,
-        max_windows=max_windows,
         max_concurrency=max_concurrency,
         request_timeout_s=request_timeout_s,
         monitoring=monitoring,
+        **dataclasses.asdict(window),
     )
     err.print(f"bench {ref.name} on backend {chosen.name} ({protocol.value}): {json.dumps(config.to_dict())}")
     with err.status("measuring") as status:
         result = run_trial(ref, config, settings, chosen, progress=lambda msg: status.update(msg))
-    if as_json:
-        print(json.dumps(result.to_json(windows=windows), indent=2))
-    else:
-        _print_result(result)
-    if result.failure_reason == "interrupted":
+    emit(as_json, result.to_json(windows=windows), lambda: _print_result(result))
+    if result.failure_reason == FailureReason.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if not result.ok:
         err.print(f"bench failed: {result.failure_reason}: {result.failure_message}", markup=False)
@@ -192,23 +267,23 @@ def bench(
 
 @app.command()
 def compare(
-    model: Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel base directory")],
+    model: ModelOpt,
     set_: Annotated[list[str] | None, typer.Option("--set", help="candidate knob=value (repeatable)")] = None,
     base_set: Annotated[
         list[str] | None, typer.Option("--base-set", help="baseline knob=value (default: TF Serving's defaults)")
     ] = None,
     repeats: Annotated[int, typer.Option(help="fresh servers per side")] = 3,
     concurrency: Annotated[int | None, typer.Option(help="closed-loop clients (default 8)")] = None,
-    rate: Annotated[float | None, typer.Option(help="open-loop Poisson arrivals per second")] = None,
-    protocol: Annotated[Protocol, typer.Option(help="rest or grpc")] = Protocol.rest,
+    rate: RateOpt = None,
+    protocol: ProtocolOpt = Protocol.rest,
     backend: Annotated[BackendName, typer.Option(help="auto, local, tfserving or docker")] = BackendName.auto,
-    server_binary: Annotated[str | None, typer.Option(help="path to tensorflow_model_server")] = None,
-    docker_image: Annotated[str | None, typer.Option(help="image for --backend docker")] = None,
-    window_s: Annotated[float, typer.Option(help="measurement window length, seconds")] = 2.0,
-    warmup_s: Annotated[float, typer.Option(help="warm-up per load level, seconds")] = 1.0,
-    max_windows: Annotated[int, typer.Option(help="window cap per load level")] = 10,
-    signature: Annotated[str, typer.Option(help="signature to call")] = "serving_default",
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    server_binary: ServerBinaryOpt = None,
+    docker_image: DockerImageOpt = None,
+    window_s: WindowSOpt = None,
+    warmup_s: WarmupSOpt = None,
+    max_windows: MaxWindowsOpt = None,
+    signature: SignatureOpt = "serving_default",
+    as_json: JsonOpt = False,
 ) -> None:
     """Is a config really better? Measure it (--set) against a baseline (--base-set) on fresh servers, interleaved."""
     from autotune.knobs import parse_assignments
@@ -219,10 +294,10 @@ def compare(
     _check_load(concurrency, rate)
     if not 2 <= repeats <= 50:
         raise AutotuneError(f"--repeats must be in 2..50 (an interval needs two figures a side), got {repeats}")
-    _check_windows(window_s, warmup_s, max_windows)
+    window = WINDOW_DEFAULTS.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
     _check_gpu_knob(candidate)
     _check_gpu_knob(baseline)
-    _quiet_tensorflow()
+    _import_tensorflow()
     from autotune.compare import compare as run_compare
     from autotune.compare import live_measure
     from autotune.models.resolve import resolve_model
@@ -235,10 +310,8 @@ def compare(
         protocol=protocol.value,
         concurrency=concurrency if rate is not None or concurrency is not None else 8,
         rate=rate,
-        window_s=window_s,
-        warmup_s=warmup_s,
-        max_windows=max_windows,
         measure_unloaded=False,
+        **dataclasses.asdict(window),
     )
     load = f"rate {rate:g}/s" if rate is not None else f"c={settings.concurrency}"
     err.print(
@@ -248,12 +321,8 @@ def compare(
     )
     with err.status("measuring") as status:
         result = run_compare(baseline, candidate, repeats, live_measure(ref, settings, chosen), status.update)
-    if as_json:
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        _print_comparison(result)
-    failed = result.a.medians()["runs"] < 2 or result.b.medians()["runs"] < 2
-    if failed:
+    emit(as_json, result.to_json(), lambda: _print_comparison(result))
+    if result.a.medians()["runs"] < 2 or result.b.medians()["runs"] < 2:
         reasons = sorted({r.failure_reason or "" for r in result.a.runs + result.b.runs if not r.ok})
         err.print(f"compare failed: fewer than two good runs on a side ({', '.join(reasons)})", markup=False)
         raise typer.Exit(EXIT_TRIAL_FAILED)
@@ -271,22 +340,6 @@ def _print_comparison(result: Any) -> None:
     out.print(f"verdict on {', '.join(result.objectives)}: {result.verdict.value}")
 
 
-def _backend(name: str, server_binary: str | None, image: str | None, check: bool = True) -> Any:
-    """Resolve the backend, say which was picked, and warn where the real binary exposes a port."""
-    from autotune import gpu
-    from autotune.servers.backends import TFSERVING_EXPOSURE, resolve_backend
-
-    if image and name != "docker":
-        raise AutotuneError("--docker-image needs --backend docker")
-    gpus = bool(image and "gpu" in image.rsplit(":", 1)[-1] and gpu.device_count() > 0)
-    chosen = resolve_backend(name, server_binary, image, gpus=gpus, check=check)
-    if name == "auto":
-        err.print(f"backend auto: using {chosen.name} ({' '.join(chosen.program)})", markup=False)
-    if chosen.name == "tfserving":
-        err.print(TFSERVING_EXPOSURE, markup=False)
-    return chosen
-
-
 def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: bool) -> None:
     """Print exactly what a trial would run, and leave its files in a directory for inspection."""
     import datetime as dt
@@ -300,21 +353,22 @@ def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: boo
     workdir.mkdir(parents=True, mode=0o700)
     prepared = prepare_launch(ref, config, backend, workdir, monitoring)
     batching = prepared.paths.batching_file
-    if as_json:
-        doc = {
-            "backend": backend.name,
-            "argv": prepared.launch.argv,
-            "grpc_target": prepared.launch.grpc_target,
-            "files": prepared.files,
-            "batching_parameters": batching.read_text() if batching else None,
-        }
-        print(json.dumps(doc, indent=2))
-        return
-    print(shlex.join(prepared.launch.argv))
-    for name, path in prepared.files.items():
-        err.print(f"{name}: {path}", markup=False)
-    if batching is not None:
-        err.print(batching.read_text().rstrip(), markup=False)
+    doc = {
+        "backend": backend.name,
+        "argv": prepared.launch.argv,
+        "grpc_target": prepared.launch.grpc_target,
+        "files": prepared.files,
+        "batching_parameters": batching.read_text() if batching else None,
+    }
+
+    def show() -> None:
+        print(shlex.join(prepared.launch.argv))
+        for name, path in prepared.files.items():
+            err.print(f"{name}: {path}", markup=False)
+        if batching is not None:
+            err.print(batching.read_text().rstrip(), markup=False)
+
+    emit(as_json, doc, show)
 
 
 def _print_result(result: Any) -> None:
@@ -350,26 +404,28 @@ def _fmt(x: float | None, nd: int = 1) -> str:
 def start(
     model: Annotated[str | None, typer.Option("--model", "-m", help="built-in name or SavedModel path")] = None,
     study_file: Annotated[Path | None, typer.Option("--study", help="a study file (TOML)")] = None,
-    trials: Annotated[int | None, typer.Option(help="trial budget (default: the study's)")] = None,
-    minutes: Annotated[float | None, typer.Option(help="time budget (default: the study's)")] = None,
+    trials: TrialsOpt = None,
+    minutes: MinutesOpt = None,
     foreground: Annotated[bool, typer.Option(help="run the job in this process, not in the daemon")] = False,
     detach: Annotated[bool, typer.Option(help="enqueue, make sure the daemon runs, print the job id")] = False,
-    window_s: Annotated[float, typer.Option(help="measurement window length, seconds")] = 2.0,
-    warmup_s: Annotated[float, typer.Option(help="warm-up per load level, seconds")] = 1.0,
-    max_windows: Annotated[int, typer.Option(help="window cap per load level")] = 10,
+    window_s: WindowSOpt = None,
+    warmup_s: WarmupSOpt = None,
+    max_windows: MaxWindowsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the Pareto set as JSON at the end")] = False,
     backend: Annotated[BackendName | None, typer.Option(help="override the study's backend")] = None,
-    server_binary: Annotated[str | None, typer.Option(help="path to tensorflow_model_server")] = None,
-    docker_image: Annotated[str | None, typer.Option(help="image for --backend docker")] = None,
+    server_binary: ServerBinaryOpt = None,
+    docker_image: DockerImageOpt = None,
     confirm_repeats: Annotated[
         int | None,
         typer.Option(help="fresh servers a side when confirming the front against the defaults (0: off)"),
     ] = None,
 ) -> None:
-    """Tune a model: Bayesian search over the serving knobs, results kept in the database."""
-    from autotune.job import run_job, study_settings
+    """Tune a model: Bayesian search over the serving knobs, results kept in the database.
+
+    Window options default to the study's [load] table, else to the values shown.
+    """
+    from autotune.job import study_settings
     from autotune.spec import confirm_repeats_problem, load_study, study_for_model
-    from autotune.tuner import TrialHooks
 
     if (model is None) == (study_file is None):
         raise AutotuneError("give exactly one of --model NAME|PATH or --study FILE")
@@ -380,27 +436,36 @@ def start(
         if problem:
             raise AutotuneError(f"--confirm-repeats {problem}")
         study = dataclasses.replace(study, confirm_repeats=confirm_repeats)
-    _check_windows(window_s, warmup_s, max_windows)
-    budget = trials or study.trials
-    _quiet_tensorflow()
+    study = dataclasses.replace(
+        study, windows=study.windows.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
+    )
+    budget, limit = trials or study.trials, minutes or study.minutes
+    _import_tensorflow()
     chosen = _backend(backend.value if backend else study.backend, server_binary, docker_image)
-    settings = study_settings(study, window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
+    settings = study_settings(study)
     if not foreground:
-        from autotune.daemon import ensure_daemon
+        from autotune.daemon_control import ensure_daemon
         from autotune.job import enqueue_job
 
-        job_id = enqueue_job(study, budget, minutes or study.minutes, settings, chosen)
+        job_id = enqueue_job(study, budget, limit, settings, chosen)
         pid = ensure_daemon()
         err.print(f"job {job_id} queued for {study.model} ({budget} trials); daemon pid {pid}")
         if detach:
-            print(job_id)
+            emit(as_json, {"job_id": job_id, "daemon_pid": pid}, lambda: print(job_id))
             return
         _follow(job_id, as_json)
         return
-    err.print(f"tuning {study.model} ({study.source}): {budget} trials, {minutes or study.minutes:g} min")
+    _start_foreground(study, budget, limit, settings, chosen, as_json)
+
+
+def _start_foreground(study: Any, budget: int, minutes: float, settings: Any, backend: Any, as_json: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    best: dict[str, Any] = {"text": "-"}
+    from autotune.job import run_job
+    from autotune.tuner import TrialHooks
+
+    err.print(f"tuning {study.model} ({study.source}): {budget} trials, {minutes:g} min")
+    best: dict[str, Any] = {"rps": 0.0, "text": "-"}
     with Progress(
         TextColumn("trial"),
         MofNCompleteColumn(),
@@ -416,44 +481,39 @@ def start(
             bar.update(task, now=f"#{number} {_short(config.to_dict())}: {msg}")
 
         def on_trial(t: Any) -> None:
-            if t.values is not None and t.feasible:
-                rps = t.result.metrics.get("throughput_rps") or 0.0
-                if best["text"] == "-" or rps > best["rps"]:
-                    best.update(rps=rps, text=f"{rps:.1f} rps (#{t.number})")
+            if t.goodput > best["rps"]:
+                best.update(rps=t.goodput, text=f"{t.goodput:.1f} rps (#{t.number})")
             bar.update(task, advance=1, best=best["text"])
-            status = "ok" if t.values is not None else f"failed: {t.result.failure_reason}"
+            status = "ok" if t.values is not None else f"failed: {t.failure_reason}"
             bar.console.print(f"trial {t.number}: {_short(t.config.to_dict())} -> {status} {_short(t.result.metrics)}")
 
-        result = run_job(
-            study, budget, minutes or study.minutes, settings, TrialHooks(progress=progress, finished=on_trial), chosen
-        )
-    if as_json:
-        print(json.dumps(result.pareto, indent=2))
-    else:
-        _print_pareto(result.pareto, f"Pareto set · job {result.job_id} · {result.study_name}")
-    if result.state == "done":
+        hooks = TrialHooks(progress=progress, finished=on_trial)
+        result = run_job(study, budget, minutes, settings, hooks, backend)
+    _show_front(result.pareto, f"Pareto set · job {result.job_id} · {result.study_name}", as_json)
+    if result.state == JobState.done:
         _print_verdict(result.pareto, list(study.objectives))
-    if result.state == "cancelled":
+    if result.state == JobState.cancelled:
         err.print(f"job {result.job_id} cancelled; the trials measured so far are kept")
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
-@app.command()
-def pareto(
-    model: Annotated[str, typer.Option("--model", "-m", help="model name (as tuned)")],
-    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
-) -> None:
-    """Show the Pareto set of the latest tuning job of a model (confirmed figures where confirmed)."""
-    from autotune.models.resolve import served_name
-    from autotune.store.queries import job_front, latest_job
+def _show_front(rows: list[dict[str, Any]], title: str, as_json: bool) -> None:
+    emit(as_json, rows, lambda: _print_pareto(rows, title))
 
-    job = latest_job(served_name(model))
-    rows = job_front(job)
+
+@app.command()
+def pareto(model: TunedModelOpt = None, job_id: JobOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the Pareto set of a job (confirmed figures where confirmed): the model's latest on this host by default."""
+    from autotune.store import Store
+
+    job = _pick_job(model, job_id)
+    rows = Store().job_front(job)
+    _show_front(rows, f"Pareto set · job {job.id} · {job.study_name}", as_json)
     if as_json:
-        print(json.dumps(rows, indent=2))
         return
-    _print_pareto(rows, f"Pareto set · job {job.id} · {job.study_name}")
-    unstable = [t.number for t in job.trials if t.state == "complete" and not (t.metrics or {}).get("stable", True)]
+    unstable = [
+        t.number for t in job.trials if t.state == TrialState.complete and not (t.metrics or {}).get("stable", True)
+    ]
     if unstable:
         err.print(f"unstable (never on the front, never exported): trials {', '.join(map(str, unstable))}")
     _print_verdict(rows, list(job.study["objectives"]))
@@ -468,38 +528,23 @@ def _print_verdict(rows: list[dict[str, Any]], objectives: list[str]) -> None:
 
 @app.command()
 def export(
-    model: Annotated[str, typer.Option("--model", "-m", help="model name (as tuned)")],
-    out_dir: Annotated[Path, typer.Option("--out", help="directory to write")],
+    out_dir: OutDirOpt,
+    model: TunedModelOpt = None,
+    job_id: JobOpt = None,
     pick: Annotated[str, typer.Option(help="max-throughput, min-latency, balanced, or 'trial N'")] = "balanced",
-    force: Annotated[bool, typer.Option(help="replace a non-empty directory")] = False,
+    force: ForceOpt = False,
     image: Annotated[str, typer.Option(help="TF Serving image for docker-run.sh")] = "tensorflow/serving:latest",
+    as_json: JsonOpt = False,
 ) -> None:
-    """Write the chosen Pareto configuration as TF Serving config files."""
-    from autotune.export import check_out_dir, export_meta, pick_index, render, write_export
-    from autotune.job import config_from_dict
-    from autotune.models.resolve import served_name
-    from autotune.store.queries import job_front, latest_job
+    """Write a job's chosen Pareto configuration as TF Serving config files."""
+    from autotune.confirm import summary_line
+    from autotune.export import check_out_dir, choose_entry, export_meta, render, write_export
+    from autotune.knobs import config_from_dict
+    from autotune.store import Store
 
-    name = served_name(model)
-    job = latest_job(name)
-    rows = job_front(job)
-    if pick.startswith("trial"):
-        number = pick.removeprefix("trial").strip()
-        if not number.isdigit():
-            raise AutotuneError(f"--pick trial N needs a trial number, got {pick!r}")
-        on_front = [r for r in rows if r["trial"] == int(number)]
-        trials = [t for t in job.trials if t.number == int(number) and t.state == "complete"]
-        if not on_front and not trials:
-            raise AutotuneError(f"trial {number} of job {job.id} does not exist or did not complete")
-        if not on_front and not (trials[0].metrics or {}).get("stable", True):
-            raise AutotuneError(f"trial {number} of job {job.id} was unstable: its figures are not exported")
-        chosen = (
-            on_front[0]
-            if on_front
-            else {"trial": trials[0].number, "config": trials[0].config, "metrics": trials[0].metrics}
-        )
-    else:
-        chosen = rows[pick_index([r["metrics"] for r in rows], pick)]
+    job = _pick_job(model, job_id)
+    rows = Store().job_front(job)
+    chosen = choose_entry(job, rows, pick)
     model_base = Path(job.model.path)
     target = check_out_dir(out_dir, model_base, force)
     config = config_from_dict(chosen["config"])
@@ -507,37 +552,45 @@ def export(
     for key in ("confirmed", "verdict", "vs_defaults", "defaults", "search_metrics"):
         if key in chosen:
             meta[key] = chosen[key]
-    write_export(render(config, name, model_base, target, image), meta, target)
-    err.print(f"exported trial {chosen['trial']} of job {job.id} ({_short(config.to_dict())}) to {target}")
-    _print_verdict(rows, list(job.study["objectives"]))
+    files = render(config, job.model.name, model_base, target, image)
+    write_export(files, meta, target)
+    verdict = summary_line(rows, list(job.study["objectives"]))
+    doc = {**meta, "out": str(target), "files": sorted([*files, "autotune.json"]), "verdict_line": verdict}
+
+    def show() -> None:
+        err.print(f"exported trial {chosen['trial']} of job {job.id} ({_short(config.to_dict())}) to {target}")
+        _print_verdict(rows, list(job.study["objectives"]))
+
+    emit(as_json, doc, show)
 
 
 @app.command()
 def report(
-    model: Annotated[str, typer.Option("--model", "-m", help="model name (as tuned)")],
-    out_dir: Annotated[Path, typer.Option("--out", help="directory to write")],
-    force: Annotated[bool, typer.Option(help="replace a non-empty directory")] = False,
+    out_dir: OutDirOpt,
+    model: TunedModelOpt = None,
+    job_id: JobOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Write a report of the latest job: Pareto plot (PNG, HTML) and every trial with its gain over defaults."""
-    from autotune.models.resolve import served_name
+    """Write a job's report: Pareto plot (PNG, HTML) and every trial with its gain over defaults."""
     from autotune.report import write_report
-    from autotune.store.queries import latest_job
 
-    job = latest_job(served_name(model))
+    job = _pick_job(model, job_id)
     target = write_report(job, out_dir, force)
-    err.print(f"report of job {job.id} written to {target} (open {target / 'report.html'})")
+    doc = {"job_id": job.id, "out": str(target), "files": sorted(p.name for p in target.iterdir())}
+    emit(as_json, doc, lambda: err.print(f"report of job {job.id} written to {target} (open {target / 'report.html'})"))
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(as_json: JsonOpt = False) -> None:
     """Create or migrate autotune's tables (idempotent); Optuna's tables are left to Optuna."""
     from autotune.store.db import db_url, upgrade
 
     before, after = upgrade(db_url())
-    if before == after:
-        out.print(f"database already at {after}")
-    else:
-        out.print(f"database upgraded from {before or 'empty'} to {after}")
+    said = (
+        f"database already at {after}" if before == after else f"database upgraded from {before or 'empty'} to {after}"
+    )
+    emit(as_json, {"before": before, "after": after}, said)
 
 
 def _follow(job_id: int, as_json: bool) -> None:
@@ -546,11 +599,10 @@ def _follow(job_id: int, as_json: bool) -> None:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from autotune.daemon import read_status
-    from autotune.store.queries import job_front
-    from autotune.store.queue import Queue, job_summary
+    from autotune.daemon_control import read_status
+    from autotune.store import Store, job_summary
 
-    queue = Queue()
+    store = Store()
     shown: set[int] = set()
     no_daemon_since: float | None = None
     try:
@@ -564,18 +616,18 @@ def _follow(job_id: int, as_json: bool) -> None:
         ) as bar:
             task = bar.add_task("job", total=None, note="")
             while True:
-                job = queue.job(job_id)
+                job = store.job(job_id)
                 if job is None:
                     raise AutotuneError(f"job {job_id} does not exist")
                 info = job_summary(job)
                 for t in job.trials:
-                    if t.number not in shown and t.state != "running":
+                    if t.number not in shown and TrialState(t.state).finished:
                         shown.add(t.number)
-                        what = "ok" if t.state == "complete" else f"{t.state}: {t.failure_reason}"
+                        what = "ok" if t.state == TrialState.complete else f"{t.state}: {t.failure_reason}"
                         bar.console.print(f"trial {t.number}: {_short(t.config)} -> {what} {_short(t.metrics)}")
                 best = f"best {info['best_goodput_rps']:.1f} rps" if info["best_goodput_rps"] else ""
                 bar.update(task, total=job.trials_total, completed=info["trials_done"], note=info["waiting"] or best)
-                if job.state not in ("queued", "running"):
+                if not JobState(job.state).active:
                     break
                 if read_status() is None:
                     no_daemon_since = no_daemon_since or time.monotonic()
@@ -589,16 +641,13 @@ def _follow(job_id: int, as_json: bool) -> None:
     except KeyboardInterrupt:
         err.print(f"detached; job {job_id} goes on in the daemon. Re-attach: autotune follow {job_id}")
         return
-    rows = job_front(job)
-    if as_json:
-        print(json.dumps(rows, indent=2))
-    else:
-        _print_pareto(rows, f"Pareto set · job {job.id} · {job.state}")
-        if job.state == "done":
-            _print_verdict(rows, list(job.study["objectives"]))
-    if job.state == "failed":
+    rows = store.job_front(job)
+    _show_front(rows, f"Pareto set · job {job.id} · {job.state}", as_json)
+    if job.state == JobState.done:
+        _print_verdict(rows, list(job.study["objectives"]))
+    if job.state == JobState.failed:
         raise AutotuneError(f"job {job_id} failed: {job.error}")
-    if job.state == "cancelled":
+    if job.state == JobState.cancelled:
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -631,10 +680,9 @@ def daemon(
     print_systemd_unit: Annotated[bool, typer.Option(help="print a systemd unit and exit")] = False,
 ) -> None:
     """The worker: one per host and database; runs queued jobs while the host is quiet."""
-    from autotune.daemon import DaemonOptions, run_daemon, systemd_unit
-    from autotune.gate import GateSettings
-
     if print_systemd_unit:
+        from autotune.daemon_control import systemd_unit
+
         print(systemd_unit(), end="")
         return
     if poll_s <= 0 or max_foreign_cores < 0 or quiet_s < 0 or not 0 <= metrics_port <= 65535:
@@ -642,31 +690,36 @@ def daemon(
     if stale_after_s < 10:
         # Heartbeats come every 2 s; less than a few missed ones would take jobs from live daemons.
         raise AutotuneError(f"--stale-after-s must be >= 10, got {stale_after_s:g}")
-    _quiet_tensorflow()
+    _import_tensorflow()
+    from autotune.daemon import DaemonOptions, run_daemon
+    from autotune.gate import GateSettings
+
     gate = GateSettings(max_foreign_cores=max_foreign_cores, quiet_s=quiet_s)
     options = DaemonOptions(log_file, poll_s, metrics_port, gate, stale_after_s=stale_after_s)
     raise typer.Exit(run_daemon(options))
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False) -> None:
+def status(as_json: JsonOpt = False) -> None:
     """The daemon (pid, uptime, gate) and the recent jobs."""
     import datetime as dt
 
-    from autotune.daemon import read_status
-    from autotune.store.queries import drift_checks
-    from autotune.store.queue import Queue, job_summary
+    from autotune.daemon_control import read_status
+    from autotune.store import Store, job_summary
 
     daemon_info = read_status()
     if daemon_info:
         started = dt.datetime.fromisoformat(daemon_info["started_at"].rstrip("Z"))
         daemon_info["uptime_s"] = round((dt.datetime.now(dt.UTC).replace(tzinfo=None) - started).total_seconds())
-    queue = Queue()
-    jobs = [job_summary(j) for j in queue.jobs()]
-    drift = drift_checks()
-    if as_json:
-        print(json.dumps({"daemon": daemon_info, "jobs": jobs, "drift": drift}, indent=2))
-        return
+    store = Store()
+    jobs = [job_summary(j) for j in store.jobs()]
+    drift = store.drift_checks()
+    emit(
+        as_json, {"daemon": daemon_info, "jobs": jobs, "drift": drift}, lambda: _print_status(daemon_info, jobs, drift)
+    )
+
+
+def _print_status(daemon_info: dict[str, Any] | None, jobs: list[dict[str, Any]], drift: list[dict[str, Any]]) -> None:
     if daemon_info:
         gate = daemon_info["gate"] + (f" ({daemon_info['gate_reason']})" if daemon_info.get("gate_reason") else "")
         out.print(f"daemon pid {daemon_info['pid']}, up {daemon_info['uptime_s']}s, gate {gate}", markup=False)
@@ -697,40 +750,55 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print one JSON 
 
 @app.command()
 def stop(
-    job_id: Annotated[int | None, typer.Argument(help="cancel this job; without it, stop the daemon")] = None,
+    job_id: Annotated[int | None, typer.Argument(help="the job to cancel")] = None,
+    stop_daemon: Annotated[
+        bool, typer.Option("--daemon", help="stop the daemon (its current trial is interrupted, the job resumes later)")
+    ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Cancel a job, or stop the daemon cleanly (its current trial is interrupted, the job resumes later)."""
+    """Cancel a job (`stop JOB`), or stop the daemon cleanly (`stop --daemon`)."""
+    if (job_id is None) == (not stop_daemon):
+        raise AutotuneError("give a job id to cancel (autotune stop JOB) or --daemon to stop the daemon, not both")
     if job_id is not None:
-        from autotune.store.queue import Queue
+        from autotune.store import Store
 
         try:
-            state = Queue().cancel(job_id)
+            state = Store().cancel(job_id)
         except LookupError:
             raise AutotuneError(f"job {job_id} does not exist") from None
-        says = {"cancelled": "cancelled", "running": "cancel requested; the daemon stops it within seconds"}
-        out.print(f"job {job_id}: {says.get(state, f'already {state}')}")
+        says = {
+            JobState.cancelled: "cancelled",
+            JobState.running: "cancel requested; the daemon stops it within seconds",
+        }
+        emit(as_json, {"job_id": job_id, "state": state}, f"job {job_id}: {says.get(state, f'already {state}')}")
         return
-    from autotune.daemon import stop_daemon
+    from autotune.daemon_control import stop_daemon as stop_it
 
-    pid = stop_daemon()
-    out.print("no daemon running" if pid is None else f"daemon {pid} stopped")
+    pid = stop_it()
+    emit(
+        as_json,
+        {"daemon_pid": pid, "stopped": pid is not None},
+        "no daemon running" if pid is None else f"daemon {pid} stopped",
+    )
 
 
 @app.command()
 def retune(
     model: Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel path")],
-    trials: Annotated[int | None, typer.Option(help="trial budget (default: the study's)")] = None,
-    minutes: Annotated[float | None, typer.Option(help="time budget (default: the study's)")] = None,
+    trials: TrialsOpt = None,
+    minutes: MinutesOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Enqueue a retune (re-measure the stored Pareto set, report drift, search again) and ensure a daemon."""
-    from autotune.daemon import enqueue_retune, ensure_daemon
+    from autotune.daemon import enqueue_retune
+    from autotune.daemon_control import ensure_daemon
     from autotune.models.resolve import check_spec
 
     _check_budget(trials, minutes)
     check_spec(model)
     job_id = enqueue_retune(model, trials, minutes)
     pid = ensure_daemon()
-    out.print(f"retune job {job_id} queued; daemon pid {pid}")
+    emit(as_json, {"job_id": job_id, "daemon_pid": pid}, f"retune job {job_id} queued; daemon pid {pid}")
 
 
 @schedule_app.command("add")
@@ -739,47 +807,50 @@ def schedule_add(
     cron: Annotated[str, typer.Option(help="cron expression, UTC (e.g. '0 2 * * *')")],
     trials: Annotated[int | None, typer.Option(help="trial budget per retune")] = None,
     minutes: Annotated[float | None, typer.Option(help="time budget per retune")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Retune MODEL on this host whenever CRON fires (the daemon enqueues it)."""
     from autotune.fingerprint import fingerprint, host_info
     from autotune.models.resolve import check_spec
     from autotune.spec import study_for_model
-    from autotune.store import schedules
-    from autotune.store.records import Store
+    from autotune.store import Store
+    from autotune.store.schedules import check_cron
 
-    schedules.check_cron(cron)
+    check_cron(cron)
     check_spec(model)  # refused now, not at 2 am
     study_for_model(model)
     info = host_info()
-    schedule_id = schedules.add(model, cron, Store().host(info, fingerprint(info)), trials, minutes)
-    row = next(r for r in schedules.listing() if r["id"] == schedule_id)
-    out.print(f"schedule {schedule_id}: retune {model} at '{row['cron']}' (next {row['next_run_at']})")
+    store = Store()
+    schedule_id = store.add_schedule(model, cron, store.host(info, fingerprint(info)), trials, minutes)
+    row = next(r for r in store.schedules() if r["id"] == schedule_id)
+    emit(as_json, row, f"schedule {schedule_id}: retune {model} at '{row['cron']}' (next {row['next_run_at']})")
 
 
 @schedule_app.command("list")
-def schedule_list(as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False) -> None:
+def schedule_list(as_json: JsonOpt = False) -> None:
     """Schedules with their next run time (UTC)."""
-    from autotune.store import schedules
+    from autotune.store import Store
 
-    rows = schedules.listing()
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    table = Table(title="schedules")
-    for col in ("id", "model", "cron", "next run (UTC)", "last job"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(str(r["id"]), r["model"], r["cron"], r["next_run_at"], str(r["last_job_id"] or "-"))
-    out.print(table)
+    rows = Store().schedules()
+
+    def show() -> None:
+        table = Table(title="schedules")
+        for col in ("id", "model", "cron", "next run (UTC)", "last job"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(str(r["id"]), r["model"], r["cron"], r["next_run_at"], str(r["last_job_id"] or "-"))
+        out.print(table)
+
+    emit(as_json, rows, show)
 
 
 @schedule_app.command("remove")
-def schedule_remove(schedule_id: Annotated[int, typer.Argument(help="schedule id")]) -> None:
+def schedule_remove(schedule_id: Annotated[int, typer.Argument(help="schedule id")], as_json: JsonOpt = False) -> None:
     """Delete a schedule."""
-    from autotune.store import schedules
+    from autotune.store import Store
 
-    schedules.remove(schedule_id)
-    out.print(f"schedule {schedule_id} removed")
+    Store().remove_schedule(schedule_id)
+    emit(as_json, {"removed": schedule_id}, f"schedule {schedule_id} removed")
 
 
 @cron_app.command("install")
@@ -788,16 +859,17 @@ def cron_install(
     cron: Annotated[str, typer.Option(help="cron expression (the host's cron time zone)")] = "0 2 * * *",
     print_only: Annotated[bool, typer.Option("--print", help="print the crontab line, change nothing")] = False,
     file: Annotated[Path | None, typer.Option(help="write to this crontab file instead of the user's crontab")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Install a crontab entry running `autotune retune --model MODEL` (for hosts that prefer cron)."""
     from autotune.cron import crontab_line, install
 
     line = crontab_line(model, cron)
     if print_only:
-        print(line)
+        emit(as_json, {"line": line, "installed_in": None}, lambda: print(line))
         return
     where = install(model, cron, file)
-    out.print(f"installed in {where}: {line}", markup=False)
+    emit(as_json, {"line": line, "installed_in": str(where)}, f"installed in {where}: {line}")
 
 
 _SHOWN = ("throughput_rps", "latency_p99_ms", "cpu_cores", "concurrency", "stable")
@@ -857,18 +929,32 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _fail(as_json: bool, message: str, code: int) -> None:
+    # Under --json, a script reads stdout: the error is a JSON object there, with the same exit code.
+    if as_json:
+        print(json.dumps({"error": message}))
+    else:
+        err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Console-script entry: user errors are one line and exit 1, never a traceback."""
+    """Console-script entry: user errors are one line (a JSON object under --json) and exit 1, never a traceback."""
+    from typer.exceptions import TyperException  # usage errors: unknown options, bad values
+
     # SIGTERM takes the same clean path as Ctrl-C: servers and load generators are stopped.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    as_json = "--json" in sys.argv[1:]
     try:
-        app()  # standalone: usage errors print one usage line and exit 2
+        # Standalone, typer prints usage errors itself (exit 2); under --json they are ours to print.
+        code = app(standalone_mode=not as_json)
     except AutotuneError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(EXIT_USER_ERROR)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(EXIT_INTERRUPTED)
+        _fail(as_json, str(exc), EXIT_USER_ERROR)
+    except TyperException as exc:
+        _fail(as_json, exc.format_message(), exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        _fail(as_json, "interrupted", EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

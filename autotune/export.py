@@ -19,6 +19,7 @@ from autotune.pareto import PICKS, pick_index  # noqa: F401  (re-exported: the C
 from autotune.protos import batching_parameters_text, monitoring_config_text
 from autotune.servers.argv import ServerPaths, tfserving_flags
 from autotune.servers.docker import DockerRun, docker_argv
+from autotune.states import TrialState
 
 
 def check_out_dir(out: Path, model_base: Path, force: bool) -> Path:
@@ -80,6 +81,24 @@ def write_export(files: dict[str, str], meta: dict[str, Any], target: Path) -> N
     """Write FILES plus autotune.json into TARGET atomically."""
     everything: dict[str, str | bytes] = {**files, "autotune.json": json.dumps(meta, indent=2) + "\n"}
     outdir.write_dir(everything, target, executable={"docker-run.sh"})
+
+
+def choose_entry(job: Any, rows: list[dict[str, Any]], pick: str) -> dict[str, Any]:
+    """The front row PICK names (max-throughput, min-latency, balanced), or 'trial N' of JOB (a stored job row)."""
+    if not pick.startswith("trial"):
+        return rows[pick_index([r["metrics"] for r in rows], pick)]
+    number = pick.removeprefix("trial").strip()
+    if not number.isdigit():
+        raise AutotuneError(f"--pick trial N needs a trial number, got {pick!r}")
+    on_front = [r for r in rows if r["trial"] == int(number)]
+    if on_front:
+        return on_front[0]
+    trials = [t for t in job.trials if t.number == int(number) and t.state == TrialState.complete]
+    if not trials:
+        raise AutotuneError(f"trial {number} of job {job.id} does not exist or did not complete")
+    if not (trials[0].metrics or {}).get("stable", True):
+        raise AutotuneError(f"trial {number} of job {job.id} was unstable: its figures are not exported")
+    return {"trial": trials[0].number, "config": trials[0].config, "metrics": trials[0].metrics}
 
 
 def export_meta(config: ServingConfig, metrics: dict[str, Any], job: Any, trial_number: int) -> dict[str, Any]:

@@ -19,21 +19,19 @@ from autotune.compare import live_measure
 from autotune.confirm import confirm_front
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
-from autotune.knobs import KNOBS, ServingConfig, validate
-from autotune.models.resolve import resolve_model
-from autotune.servers.backends import Backend, local_backend, resolve_backend
+from autotune.knobs import ServingConfig, config_from_dict
+from autotune.models.resolve import ModelRef, resolve_model
+from autotune.servers.backends import Backend, backend_from_options, resolve_backend
 from autotune.space import Host, build_space
 from autotune.spec import Study, study_from_dict
+from autotune.states import FailureReason, JobState, Trigger
+from autotune.store import PreviousFront, Store
 from autotune.store.db import optuna_storage
-from autotune.store.drift import record_drift
-from autotune.store.queries import previous_front_job
-from autotune.store.queue import Queue
-from autotune.store.records import Store
+from autotune.store.schema import JobRow
 from autotune.trial import MeasureSettings
 from autotune.tuner import TrialHooks, TunedTrial, Tuner
 
 STUDY_PREFIX = "autotune"
-RETUNE_TRIGGERS = ("retune", "schedule")
 
 
 @dataclass
@@ -42,7 +40,7 @@ class JobResult:
     study_name: str
     trials: list[TunedTrial]
     pareto: list[dict[str, Any]]
-    state: str
+    state: JobState
 
 
 @dataclass
@@ -54,84 +52,38 @@ class JobControl:
     accept: Callable[[Any], bool] | None = None
     before_trial: Callable[[], None] | None = None  # e.g. wait for the resource gate
 
+    def should_stop(self) -> bool:
+        return self.cancelled() or self.stopping()
+
 
 def study_settings(study: Study, **overrides: Any) -> MeasureSettings:
-    """How a study's trials are measured: its load and SLO, plus window overrides."""
+    """How a study's trials are measured: its load, SLO and windows, plus overrides."""
+    windows = asdict(study.windows)
+    windows.update(overrides)
     return MeasureSettings(
         protocol=study.protocol,
         concurrency=study.concurrency,
         rate=study.rate,
         slo_ms=study.slo_p99_ms,
         max_error_rate=study.max_error_rate,
-        **overrides,
+        **windows,
     )
-
-
-def config_from_dict(values: dict[str, Any]) -> ServingConfig:
-    """Rebuild a ServingConfig from a stored config dict."""
-    values = {k: v for k, v in values.items() if k in KNOBS}
-    if "allowed_batch_sizes" in values:
-        values["allowed_batch_sizes"] = tuple(values["allowed_batch_sizes"])
-    return validate(ServingConfig(**values))
-
-
-def _entry_config(entry: dict[str, Any]) -> ServingConfig:
-    return config_from_dict(entry["config"])
-
-
-def warm_start(entries: list[dict[str, Any]]) -> list[ServingConfig]:
-    """TF Serving's defaults, then the previous Pareto configs (unreadable ones skipped)."""
-    configs = [ServingConfig()]
-    for entry in entries:
-        try:
-            config = config_from_dict(entry.get("config", {}))
-        except (AutotuneError, TypeError):
-            continue
-        if config not in configs:
-            configs.append(config)
-    return configs
-
-
-def _unmeasured_reason(t: TunedTrial) -> str | None:
-    # A complete trial whose level never stabilised keeps its figures but is marked: never trusted.
-    if t.values is None:
-        return "missing_objective"
-    return "unstable" if t.result.metrics.get("stable") is False else None
 
 
 def trial_fields(t: TunedTrial) -> dict[str, Any]:
     """A tuned trial as a store row's fields."""
-    r = t.result
-    if r.failure_reason == "interrupted":
-        state = "interrupted"
-    else:
-        state = "complete" if t.values is not None else "failed"
     return {
-        "state": state,
-        "metrics": r.metrics,
+        "state": t.state,
+        "metrics": t.result.metrics,
         "objective_values": t.values,
         "constraints": t.constraints,
         "feasible": t.feasible,
-        "levels": [asdict(level) for level in r.levels],
-        "argv": r.argv,
-        "failure_reason": r.failure_reason or _unmeasured_reason(t),
-        "failure_message": r.failure_message,
-        "server_log_tail": (r.server_log_tail or "")[-4000:] or None,
+        "levels": [asdict(level) for level in t.result.levels],
+        "argv": t.result.argv,
+        "failure_reason": t.failure_reason,
+        "failure_message": t.result.failure_message,
+        "server_log_tail": t.log_tail,
     }
-
-
-def backend_options(backend: Backend) -> dict[str, Any]:
-    """A backend as stored with a job."""
-    return {"name": backend.name, "program": list(backend.program), "image": backend.image, "gpus": backend.gpus}
-
-
-def backend_from_options(options: dict[str, Any], study: Study) -> Backend:
-    """The backend a queued job asked for; the local server runs on this interpreter."""
-    if not options:
-        return resolve_backend(study.backend)
-    if options["name"] == "local":
-        return local_backend()
-    return Backend(options["name"], tuple(options["program"]), options.get("image"), bool(options.get("gpus")))
 
 
 def enqueue_job(
@@ -140,8 +92,8 @@ def enqueue_job(
     minutes: float,
     settings: MeasureSettings,
     backend: Backend | None = None,
-    state: str = "queued",
-    trigger: str = "manual",
+    state: JobState = JobState.queued,
+    trigger: Trigger = Trigger.manual,
 ) -> int:
     """Resolve the model (building a built-in if needed) and record a job pinned to this host."""
     backend = backend or resolve_backend(study.backend)
@@ -160,15 +112,20 @@ def enqueue_job(
         minutes=minutes,
         state=state,
         trigger=trigger,
-        backend_options=backend_options(backend),
+        backend_options=backend.to_options(),
     )
 
 
-def _fail_stale_optuna_trials(study: optuna.Study) -> None:
+def _interrupted(t: optuna.trial.FrozenTrial) -> bool:
+    # A trial failed without a reason was running when its process died (see _fail_stale_trials).
+    reason = t.user_attrs.get("failure_reason", FailureReason.interrupted)
+    return t.state == optuna.trial.TrialState.FAIL and reason == FailureReason.interrupted
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
     # A process killed mid-trial leaves its Optuna trial RUNNING; nobody will ever tell it.
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "failure_reason", "interrupted")
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
 
 
 def _requeue_interrupted(study: optuna.Study) -> None:
@@ -177,101 +134,123 @@ def _requeue_interrupted(study: optuna.Study) -> None:
     trials = study.get_trials(deepcopy=False)
     state = optuna.trial.TrialState
 
-    def interrupted(t: optuna.trial.FrozenTrial) -> bool:
-        return t.state == state.FAIL and t.user_attrs.get("failure_reason") == "interrupted"
-
     def params(t: optuna.trial.FrozenTrial) -> dict:
         # A WAITING (enqueued) trial has no params yet: what it will measure sits in its fixed_params.
         return t.system_attrs.get("fixed_params", {}) if t.state == state.WAITING else t.params
 
-    settled = [params(t) for t in trials if not interrupted(t) and t.state != state.RUNNING]
+    settled = [params(t) for t in trials if not _interrupted(t) and t.state != state.RUNNING]
     for t in trials:
-        if interrupted(t) and t.params and t.params not in settled:
+        if _interrupted(t) and t.params and t.params not in settled:
             study.enqueue_trial(t.params, skip_if_exists=False)
             settled.append(t.params)
 
 
+class _JobRunner:
+    """One run of a claimed job: its tuner, each trial recorded as it happens, then the front confirmed."""
+
+    def __init__(self, job_id: int, hooks: TrialHooks, control: JobControl) -> None:
+        self.store = Store()
+        job = self.store.job(job_id)
+        if job is None:
+            raise AutotuneError(f"job {job_id} does not exist")
+        self.job: JobRow = job
+        self.study = study_from_dict(job.study)
+        self.hooks, self.control = hooks, control
+        self.previous: PreviousFront | None = None
+
+    def run(self) -> JobResult:
+        """Run the job to its budget; it ends done, cancelled, failed, or handed back to the queue."""
+        job, control = self.job, self.control
+        state, error = JobState.failed, None
+        done: list[TunedTrial] = []
+        confirmed: list[dict[str, Any]] | None = None
+        try:
+            settings = MeasureSettings(**job.settings)
+            backend = backend_from_options(job.backend_options, self.study.backend)
+            model = resolve_model(self.study.model, self.study.signature)
+            tuner = self._tuner(model, backend, settings)
+            remaining = job.trials_total - self.store.trial_count(job.id)
+            hooks = TrialHooks(
+                self._begin,
+                lambda n, pid: self.store.server_started(job.id, n, pid),
+                self._progress,
+                self._finished,
+                control.accept,
+            )
+            entries = self.previous.entries if self.previous else []
+            done = tuner.run(remaining, job.minutes, hooks, entries) if remaining > 0 else []
+            if any(t.result.failure_reason == FailureReason.interrupted for t in done):
+                state = JobState.queued if control.stopping() else JobState.cancelled
+            else:
+                state = JobState.done
+                confirmed = self._confirm(model, settings, backend)
+        except KeyboardInterrupt:
+            state = JobState.queued if control.stopping() else JobState.cancelled
+            if not control.stopping():
+                raise
+        except AutotuneError as exc:
+            error = str(exc)
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            pareto = self.store.finish_job(job.id, state, error, confirmed)
+        return JobResult(job.id, job.study_name, done, pareto, state)
+
+    def _tuner(self, model: ModelRef, backend: Backend, settings: MeasureSettings) -> Tuner:
+        job = self.job
+        space = build_space(self.study.space, Host.detect())
+        tuner = Tuner(self.study, model, backend, space, settings, optuna_storage(self.store.url), job.study_name)
+        _fail_stale_trials(tuner.optuna)
+        _requeue_interrupted(tuner.optuna)
+        self.previous = self.store.previous_front(job, any_host=Trigger(job.trigger).retunes)
+        if not tuner.optuna.trials:
+            attrs = {"host": job.host.info, "host_fingerprint": job.host.fingerprint, "job_id": job.id}
+            for key, value in {**attrs, "model_path": str(model.base_path)}.items():
+                tuner.optuna.set_user_attr(key, value)
+        return tuner
+
+    def _begin(self, n: int, config: ServingConfig) -> None:
+        if self.control.before_trial:
+            self.control.before_trial()
+        if self.control.should_stop():
+            raise KeyboardInterrupt
+        self.store.begin_trial(self.job.id, n, config.to_dict())
+        if self.hooks.begin:
+            self.hooks.begin(n, config)
+
+    def _progress(self, n: int, config: ServingConfig, msg: str) -> None:
+        if self.control.should_stop():
+            raise KeyboardInterrupt  # run_trial stops its server and reports the trial interrupted
+        if self.hooks.progress:
+            self.hooks.progress(n, config, msg)
+
+    def _finished(self, t: TunedTrial) -> None:
+        self.store.finish_trial(self.job.id, t.number, **trial_fields(t))
+        if self.previous and Trigger(self.job.trigger).retunes:
+            self.store.record_drift(self.job, self.previous, t.config.to_dict(), t.result.metrics, t.feasible)
+        if self.hooks.finished:
+            self.hooks.finished(t)
+
+    def _confirm(self, model: ModelRef, settings: MeasureSettings, backend: Backend) -> list[dict[str, Any]] | None:
+        if self.study.confirm_repeats <= 0:
+            return None
+        entries = self.store.front(self.job.id)
+        measure = live_measure(model, settings, backend)
+
+        def say(msg: str) -> None:
+            self._progress(-1, ServingConfig(), f"confirm {msg}")
+
+        def config_of(entry: dict[str, Any]) -> ServingConfig:
+            return config_from_dict(entry["config"])
+
+        return confirm_front(entries, self.study.confirm_repeats, measure, config_of, list(self.study.objectives), say)
+
+
 def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobControl | None = None) -> JobResult:
     """Run (or resume) a claimed job to its budget; the job ends done, cancelled, failed, or requeued."""
-    hooks = hooks or TrialHooks()
-    control = control or JobControl()
-    store = Store()
-    job = Queue(store.url).job(job_id)
-    if job is None:
-        raise AutotuneError(f"job {job_id} does not exist")
-    study = study_from_dict(job.study)
-    state, error = "failed", None
-    done: list[TunedTrial] = []
-    confirmed: list[dict[str, Any]] | None = None
-    try:
-        settings = MeasureSettings(**job.settings)
-        backend = backend_from_options(job.backend_options, study)
-        model = resolve_model(study.model, study.signature)
-        space = build_space(study.space, Host.detect())
-        tuner = Tuner(study, model, backend, space, settings, optuna_storage(store.url), job.study_name)
-        _fail_stale_optuna_trials(tuner.optuna)
-        _requeue_interrupted(tuner.optuna)
-        previous = previous_front_job(job, any_host=job.trigger in RETUNE_TRIGGERS, url=store.url)
-        if not tuner.optuna.trials:
-            for key, value in {"host": job.host.info, "host_fingerprint": job.host.fingerprint}.items():
-                tuner.optuna.set_user_attr(key, value)
-            tuner.optuna.set_user_attr("model_path", str(model.base_path))
-            tuner.optuna.set_user_attr("job_id", job_id)
-            # No more than the budget: configs left WAITING would sit in the Optuna study forever.
-            firsts = warm_start(previous[1] if previous else []) + tuner.first_configs()[1:]
-            tuner.enqueue(firsts[: job.trials_total])
-
-        def begin(n: int, config: ServingConfig) -> None:
-            if control.before_trial:
-                control.before_trial()
-            if control.cancelled() or control.stopping():
-                raise KeyboardInterrupt
-            store.begin_trial(job_id, n, config.to_dict())
-            if hooks.begin:
-                hooks.begin(n, config)
-
-        def finished(t: TunedTrial) -> None:
-            store.finish_trial(job_id, t.number, **trial_fields(t))
-            if previous and job.trigger in RETUNE_TRIGGERS:
-                record_drift(store.url, job, previous[0], previous[1], t.config.to_dict(), t.result.metrics, t.feasible)
-            if hooks.finished:
-                hooks.finished(t)
-
-        def progress(n: int, config: ServingConfig, msg: str) -> None:
-            if control.cancelled() or control.stopping():
-                raise KeyboardInterrupt  # run_trial stops its server and reports the trial interrupted
-            if hooks.progress:
-                hooks.progress(n, config, msg)
-
-        remaining = job.trials_total - store.trial_count(job_id)
-        run_hooks = TrialHooks(
-            begin, lambda n, pid: store.server_started(job_id, n, pid), progress, finished, control.accept
-        )
-        done = tuner.run(remaining, job.minutes, run_hooks) if remaining > 0 else []
-        interrupted = any(t.result.failure_reason == "interrupted" for t in done)
-        state = "done" if not interrupted else ("queued" if control.stopping() else "cancelled")
-        if state == "done" and study.confirm_repeats > 0:
-
-            def say(msg: str) -> None:
-                progress(-1, ServingConfig(), f"confirm {msg}")
-
-            measure = live_measure(model, settings, backend)
-            confirmed = confirm_front(
-                store.front(job_id), study.confirm_repeats, measure, _entry_config, list(study.objectives), say
-            )
-    except KeyboardInterrupt:
-        state = "queued" if control.stopping() else "cancelled"
-        if not control.stopping():
-            raise
-    except AutotuneError as exc:
-        error = str(exc)
-        raise
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        pareto = store.finish_job(job_id, state, error, confirmed)
-    return JobResult(job_id, job.study_name, done, pareto, state)
+    return _JobRunner(job_id, hooks or TrialHooks(), control or JobControl()).run()
 
 
 def run_job(
@@ -283,5 +262,5 @@ def run_job(
     backend: Backend | None = None,
 ) -> JobResult:
     """A foreground job: recorded as running by this process, executed here."""
-    job_id = enqueue_job(study, trials, minutes, settings, backend, state="running")
+    job_id = enqueue_job(study, trials, minutes, settings, backend, state=JobState.running)
     return execute_job(job_id, hooks)

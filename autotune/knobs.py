@@ -133,6 +133,14 @@ def validate(config: ServingConfig) -> ServingConfig:
     return config
 
 
+def config_from_dict(values: dict[str, Any]) -> ServingConfig:
+    """Rebuild a ServingConfig from a stored config dict (unknown keys ignored), validated."""
+    values = {k: v for k, v in values.items() if k in KNOBS}
+    if "allowed_batch_sizes" in values:
+        values["allowed_batch_sizes"] = tuple(values["allowed_batch_sizes"])
+    return validate(ServingConfig(**values))
+
+
 def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 

@@ -1,14 +1,21 @@
-"""Pareto dominance over measured objectives (pure functions)."""
+"""What goodput means, Pareto dominance over measured objectives, and which front row to deploy (pure functions)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from autotune.errors import AutotuneError
 
 PICKS = ("max-throughput", "min-latency", "balanced")
+
+
+def goodput(metrics: Mapping[str, Any] | None, feasible: bool) -> float:
+    """Throughput that counts: a measurement's requests/s if it met the SLO and the error limit, else 0."""
+    if not feasible or not metrics:
+        return 0.0
+    return float(metrics.get("throughput_rps") or 0.0)
 
 
 def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str]) -> bool:

@@ -16,7 +16,8 @@ from typing import Any
 
 from autotune import outdir
 from autotune.knobs import ServingConfig, is_default_config
-from autotune.store.pareto import front, goodput
+from autotune.states import TrialState
+from autotune.store.pareto import front, trial_goodput
 from autotune.store.schema import JobRow, TrialRow
 
 _DEFAULTS = ServingConfig().to_dict()
@@ -51,15 +52,15 @@ def is_defaults(trial: TrialRow) -> bool:
 
 def rows_of(job: JobRow) -> tuple[list[Row], dict[str, Any]]:
     """Every trial with its gain over the defaults trial, and the job's headline figures."""
-    base = next((t for t in job.trials if is_defaults(t) and t.state == "complete"), None)
+    base = next((t for t in job.trials if is_defaults(t) and t.state == TrialState.complete), None)
     base_tp = base.metrics.get("throughput_rps") if base else None
     base_p99 = base.metrics.get("latency_p99_ms") if base else None
-    base_good = goodput(base) if base else None
+    base_good = trial_goodput(base) if base else None
     on_front = {t.number for t in front(job)}
     rows = []
     for t in job.trials:
         m = t.metrics or {}
-        good = goodput(t)
+        good = trial_goodput(t)
         rows.append(
             Row(
                 number=t.number,
@@ -96,7 +97,7 @@ def rows_of(job: JobRow) -> tuple[list[Row], dict[str, Any]]:
 
 
 def _points(rows: list[Row]) -> dict[str, list[Row]]:
-    measured = [r for r in rows if r.metrics.get("latency_p99_ms") is not None and r.state == "complete"]
+    measured = [r for r in rows if r.metrics.get("latency_p99_ms") is not None and r.state == TrialState.complete]
     return {
         "infeasible": [r for r in measured if not r.feasible],
         "feasible": [r for r in measured if r.feasible and not r.pareto],
@@ -194,7 +195,7 @@ def _cells(r: Row) -> list[str]:
     m = r.metrics
     return [
         _label(r),
-        r.state if r.state != "failed" else f"failed: {r.failure_reason}",
+        r.state if r.state != TrialState.failed else f"failed: {r.failure_reason}",
         "yes" if r.pareto else "",
         {True: "yes", False: "NO"}.get(m.get("stable"), "-"),  # type: ignore[arg-type]
         f(r.goodput_rps),
@@ -284,12 +285,13 @@ def drift_html(drift: list[dict[str, Any]]) -> str:
 def write_report(job: JobRow, out: Path, force: bool) -> Path:
     """Write report.html, pareto.png, pareto.html, trials.csv and summary.json into OUT atomically."""
     from autotune.confirm import summary_line
-    from autotune.store.queries import drift_checks, job_front
+    from autotune.store import Store
 
     target = outdir.check_out_dir(out, force)
     rows, summary = rows_of(job)
-    summary["drift"] = drift_checks(job.id)
-    entries = job_front(job)
+    store = Store()
+    summary["drift"] = store.drift_checks(job.id)
+    entries = store.job_front(job)
     summary["confirmed_front"] = [e for e in entries if e.get("confirmed")]
     summary["verdict_line"] = summary_line(entries, list(job.study["objectives"]))
     files: dict[str, str | bytes] = {

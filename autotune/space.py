@@ -7,6 +7,7 @@ Batching knobs are conditional: they are only suggested when enable_batching is.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,46 @@ def build_space(narrowing: dict[str, KnobSpec], host: Host) -> dict[str, Dimensi
             log = bool(spec.log) and low > 0
             space[name] = Dimension(name, spec.low, spec.high, log=log)
     return space
+
+
+# A grid sweep visits the product of every knob's values: a handful per knob keeps it countable.
+GRID_STEPS = 5
+
+
+def _ladder(dim: Dimension) -> tuple[Any, ...]:
+    """At most GRID_STEPS values spanning DIM: powers-of-two steps on log ranges, even steps otherwise."""
+    low, high = float(dim.low), float(dim.high)  # type: ignore[arg-type]
+    integer = KNOBS[dim.name].kind is int
+    if dim.log:
+        ratio = 2.0
+        while math.floor(math.log(high / low, ratio)) + 2 > GRID_STEPS:
+            ratio *= 2
+        values = [low * ratio**i for i in range(math.floor(math.log(high / low, ratio)) + 1)] + [high]
+    else:
+        values = [low + (high - low) * i / (GRID_STEPS - 1) for i in range(GRID_STEPS)]
+    rounded = [round(v) if integer else round(v, 3) for v in values]
+    return tuple(sorted(set(rounded)))
+
+
+def grid_of(space: dict[str, Dimension]) -> dict[str, Dimension]:
+    """SPACE with every range replaced by a ladder of choices, for an exhaustive sweep (the `grid` sampler)."""
+    return {
+        name: dim if dim.is_fixed or dim.choices is not None else Dimension(name, choices=_ladder(dim))
+        for name, dim in space.items()
+    }
+
+
+def grid_size(space: dict[str, Dimension]) -> int:
+    """How many configs a sweep of a discretized SPACE visits (batching knobs only count with batching on)."""
+
+    def count(names: list[str]) -> int:
+        return math.prod(1 if space[n].is_fixed else len(space[n].choices or ()) for n in names)
+
+    plain = [n for n in space if n != "enable_batching" and not KNOBS[n].batching]
+    batching = [n for n in space if KNOBS[n].batching]
+    switch = space["enable_batching"]
+    options = (switch.fixed,) if switch.is_fixed else tuple(switch.choices or ())
+    return sum(count(plain) * (count(batching) if on else 1) for on in options)
 
 
 def suggest(trial: Any, space: dict[str, Dimension]) -> ServingConfig:

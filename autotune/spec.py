@@ -15,11 +15,12 @@ from typing import Any
 
 from autotune.errors import AutotuneError
 from autotune.knobs import KNOBS
+from autotune.servers.backends import BACKEND_NAMES
+from autotune.windows import WindowOptions
 
 OBJECTIVES = ("throughput_rps", "latency_p99_ms", "cpu_cores", "gpu_mem_mb")
 DIRECTIONS = ("maximize", "minimize")
-SAMPLERS = ("autotune", "tpe", "nsga2", "random")
-BACKENDS = ("auto", "local", "tfserving", "docker")
+SAMPLERS = ("autotune", "tpe", "nsga2", "random", "grid")
 _TOP_KEYS = {"model", "backend", "slo", "objectives", "space", "budget", "load", "sampler", "seed", "signature"}
 
 
@@ -57,6 +58,7 @@ class Study:
     rate: float | None = None
     sampler: str = "autotune"  # chosen by benchmarks/search_efficiency.py (see RESULTS.md)
     seed: int | None = None
+    windows: WindowOptions = field(default_factory=WindowOptions)
 
 
 def confirm_repeats_problem(repeats: int) -> str | None:
@@ -160,7 +162,7 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
         raise c.fail("model", "is required (a built-in name or a SavedModel base path)")
     out: dict[str, Any] = {"source": source, "model": c.string(doc["model"], "model")}
     if "backend" in doc:
-        out["backend"] = c.string(doc["backend"], "backend", BACKENDS)
+        out["backend"] = c.string(doc["backend"], "backend", BACKEND_NAMES)
     if "signature" in doc:
         out["signature"] = c.string(doc["signature"], "signature")
     if "seed" in doc:
@@ -203,7 +205,8 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
         out["confirm_repeats"] = repeats
 
     load = c.table(doc, "load")
-    c.unknown(load, {"protocol", "concurrency", "rate"}, "load.")
+    window_keys = set(WindowOptions.__dataclass_fields__)
+    c.unknown(load, {"protocol", "concurrency", "rate", *window_keys}, "load.")
     if "protocol" in load:
         out["protocol"] = c.string(load["protocol"], "load.protocol", ("rest", "grpc"))
     if "concurrency" in load and "rate" in load:
@@ -212,6 +215,15 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
         out["concurrency"] = int(c.number(load["concurrency"], "load.concurrency", positive=True, integer=True))
     if "rate" in load:
         out["rate"] = float(c.number(load["rate"], "load.rate", positive=True))
+    windows = {
+        k: int(c.number(load[k], f"load.{k}", integer=True))
+        if k == "max_windows"
+        else float(c.number(load[k], f"load.{k}"))
+        for k in window_keys & set(load)
+    }
+    out["windows"] = WindowOptions(**windows)
+    for key, problem in out["windows"].problems().items():
+        raise c.fail(f"load.{key}", f"{problem}, got {load[key]!r}")
 
     if "sampler" in doc:
         out["sampler"] = c.string(doc["sampler"], "sampler", SAMPLERS)
@@ -257,4 +269,5 @@ def study_from_dict(values: dict[str, Any]) -> Study:
             knob["choices"] = tuple(knob["choices"])
         space[name] = KnobSpec(**knob)
     fields["space"] = space
+    fields["windows"] = WindowOptions(**values.get("windows") or {})  # absent in jobs stored before it existed
     return Study(**fields)

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from autotune.cores import schedulable_cores, split_cores
-from autotune.errors import FailureReason, TrialError
+from autotune.errors import TrialError
 from autotune.knobs import ServingConfig
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
 from autotune.load.generator import drain_s
@@ -42,8 +42,9 @@ from autotune.servers.backends import Backend, Launch
 from autotune.servers.docker import container_pid
 from autotune.servers.process import ServerProcess, ServerStartError
 from autotune.servers.scrape import ServerCounters, scrape
+from autotune.states import FailureReason
+from autotune.windows import WINDOW_DEFAULTS
 
-FAILURE_REASONS = tuple(r.value for r in FailureReason)
 # "failed to map segment" is the dynamic loader's mmap failing: under an address-space limit that is
 # the first thing to run out, before any allocation TensorFlow makes itself.
 _OOM_MARKERS = (
@@ -65,14 +66,14 @@ class MeasureSettings:
     concurrency: int | None = None  # fixed closed-loop load; None ramps 1, 2, 4, ...
     rate: float | None = None  # open loop at this many requests/s
     slo_ms: float | None = None  # p99 bound for the operating point
-    window_s: float = 2.0
-    warmup_s: float = 1.0
+    window_s: float = WINDOW_DEFAULTS.window_s
+    warmup_s: float = WINDOW_DEFAULTS.warmup_s
     stable_windows: int = 3
     tolerance: float = 0.10  # throughput: the stable span's chunks agree within this
     # p99 of a chunk of ~70 requests is nearly its maximum: its sampling spread is a few times the
     # throughput's, so the same 10% would call a steady server unstable.
     p99_tolerance: float = 0.20
-    max_windows: int = 10
+    max_windows: int = WINDOW_DEFAULTS.max_windows
     max_concurrency: int = 64
     min_growth: float = 0.05  # the ramp stops when throughput grows less than this
     max_error_rate: float = 0.01
@@ -257,8 +258,8 @@ def _aggregate(
     )
 
 
-class _Session:
-    """The live parts of one trial in use: drives levels on the generator, samples on the monitor."""
+class _LevelRunner:
+    """Drives a trial's load levels on its live generator and reads their samples from its monitor."""
 
     def __init__(
         self,
@@ -271,7 +272,7 @@ class _Session:
         scraper: Callable[[], ServerCounters | None] | None = None,
     ) -> None:
         self.server, self.monitor, self.gen = server, monitor, gen
-        self.s, self.deadline, self.progress = settings, deadline, progress
+        self.settings, self.deadline, self.progress = settings, deadline, progress
         self.scraper = scraper
         self.level_id = 0
 
@@ -289,14 +290,14 @@ class _Session:
 
     def _windows(self, window_s: float) -> Any:
         """Yield this level's windows as they come; raise on a dead, hung or silent server."""
-        drain = drain_s(window_s, self.s.request_timeout_s)
-        wait = window_s + self.s.warmup_s + drain + self.s.request_timeout_s
+        drain = drain_s(window_s, self.settings.request_timeout_s)
+        wait = window_s + self.settings.warmup_s + drain + self.settings.request_timeout_s
         # A live server that answers nothing for longer than a request may take is hung (SIGSTOP,
         # deadlock): a timeout, not a measurement of zero throughput.
         last_answer = time.monotonic()
         while True:
             if time.monotonic() > self.deadline:
-                raise TrialError(FailureReason.timeout, f"trial exceeded {self.s.trial_timeout_s:.0f}s")
+                raise TrialError(FailureReason.timeout, f"trial exceeded {self.settings.trial_timeout_s:.0f}s")
             event = self.gen.next_event(wait)
             self._check_server()
             if event.get("level") != self.level_id:
@@ -307,11 +308,11 @@ class _Session:
                 continue
             if event["ok"]:
                 last_answer = time.monotonic()
-            elif time.monotonic() - last_answer > self.s.request_timeout_s + drain + window_s:
+            elif time.monotonic() - last_answer > self.settings.request_timeout_s + drain + window_s:
                 raise TrialError(
                     FailureReason.timeout,
                     f"server stopped answering: no request succeeded for {time.monotonic() - last_answer:.0f}s "
-                    f"(request timeout {self.s.request_timeout_s:g}s)",
+                    f"(request timeout {self.settings.request_timeout_s:g}s)",
                 )
             yield event
 
@@ -322,14 +323,14 @@ class _Session:
         graph tracing and allocation. Returns (seconds it took, whether the latency settled).
         """
         started = time.monotonic()
-        w = self.s.model_warmup_window_s
-        cap = max(2, int(self.s.model_warmup_max_s / w))
+        w = self.settings.model_warmup_window_s
+        cap = max(2, int(self.settings.model_warmup_max_s / w))
         self._start("closed", 1, window_s=w, warmup_s=0.0, max_windows=cap)
         previous: float | None = None
         settled = False
         for event in self._windows(w):
             p50 = event["latency_ms"]["p50"]
-            if p50 is not None and previous is not None and spread([previous, p50]) <= self.s.tolerance:
+            if p50 is not None and previous is not None and spread([previous, p50]) <= self.settings.tolerance:
                 settled = True
                 break
             previous = p50
@@ -341,7 +342,7 @@ class _Session:
     def measure(self, mode: str, value: float, need: int) -> LevelResult:
         """Drive one load level until stable with NEED requests; once more if it does not stabilise."""
         level = self._measure_once(mode, value, need)
-        if not level.stable and self.s.remeasure_unstable:
+        if not level.stable and self.settings.remeasure_unstable:
             self.progress("unstable: measuring the level once more")
             level = self._measure_once(mode, value, need)
             level.remeasured = True
@@ -353,7 +354,7 @@ class _Session:
         label = f"c={int(value)}" if mode == "closed" else f"rate={value:g}/s"
         windows: list[dict[str, Any]] = []
         span: int | None = None
-        for event in self._windows(self.s.window_s):
+        for event in self._windows(self.settings.window_s):
             res = self.monitor.summary(event["start"], event["end"])
             event.update(
                 cpu_cores=res.cpu_cores,
@@ -369,13 +370,15 @@ class _Session:
                 f"{label} window {len(windows)}: {event['throughput_rps']:.1f} rps, "
                 f"p99 {p99 if p99 is None else round(p99, 1)} ms, errors {event['errors']}"
             )
-            span = stable_span(windows, self.s.stable_windows, self.s.tolerance, self.s.p99_tolerance, need)
+            span = stable_span(
+                windows, self.settings.stable_windows, self.settings.tolerance, self.settings.p99_tolerance, need
+            )
             if span is not None:
                 break
         self.gen.idle()
         if not windows:
             raise TrialError(FailureReason.client_failed, "load generator produced no windows")
-        level = _aggregate(mode, value, windows, span, self.s)
+        level = _aggregate(mode, value, windows, span, self.settings)
         after = self.scraper() if self.scraper else None
         if before is not None and after is not None:
             # The server's own count over the level (warm-up and drain included) must cover the
@@ -409,7 +412,7 @@ class LiveTrial:
     """Owns a trial's server, resource monitor and load generator; stops all three on every exit path."""
 
     def __init__(self, model: ModelRef, prepared: PreparedLaunch, settings: MeasureSettings) -> None:
-        self.model, self.prepared, self.s = model, prepared, settings
+        self.model, self.prepared, self.settings = model, prepared, settings
         self.server: ServerProcess | None = None
         self.monitor: ResourceMonitor | None = None
         self.gen: LoadGenerator | None = None
@@ -423,7 +426,7 @@ class LiveTrial:
 
     def start(self, on_server_start: Callable[[int], None] | None) -> float:
         """Start the server and the generator; return the model's load time once it is AVAILABLE."""
-        launch, paths, s = self.prepared.launch, self.prepared.paths, self.s
+        launch, paths, s = self.prepared.launch, self.prepared.paths, self.settings
         server_cores, client_cores = self.cores or (None, None)
         self.server = ServerProcess(
             launch.argv, self.prepared.workdir / "server.log", cleanup=launch.cleanup, cores=server_cores
@@ -486,7 +489,7 @@ def _operating_point(levels: list[LevelResult], s: MeasureSettings) -> tuple[Lev
     return levels[-1] if s.rate is not None else levels[0], False
 
 
-def _run_levels(session: _Session, s: MeasureSettings) -> tuple[list[LevelResult], list[LevelResult]]:
+def _run_levels(runner: _LevelRunner, s: MeasureSettings) -> tuple[list[LevelResult], list[LevelResult]]:
     """Unloaded level first, then the fixed load or the ramp.
 
     Returns (every level measured, unloaded first; the levels that may be the operating point).
@@ -495,17 +498,17 @@ def _run_levels(session: _Session, s: MeasureSettings) -> tuple[list[LevelResult
     need = s.min_requests
     if not s.measure_unloaded and (s.rate is not None or s.concurrency is not None):
         mode, value = ("open", s.rate) if s.rate is not None else ("closed", s.concurrency or 1)
-        level = session.measure(mode, value, need)  # type: ignore[arg-type]
+        level = runner.measure(mode, value, need)  # type: ignore[arg-type]
         return [level], [level]
     fixed_c1 = s.rate is None and s.concurrency == 1
-    unloaded = session.measure("closed", 1, need if fixed_c1 else s.min_requests_unloaded)
+    unloaded = runner.measure("closed", 1, need if fixed_c1 else s.min_requests_unloaded)
     levels = [unloaded]
     if s.rate is not None:
-        levels.append(session.measure("open", s.rate, need))
+        levels.append(runner.measure("open", s.rate, need))
         return levels, levels[1:]
     if s.concurrency is not None:
         if s.concurrency != 1:
-            levels.append(session.measure("closed", s.concurrency, need))
+            levels.append(runner.measure("closed", s.concurrency, need))
         return levels, levels[-1:]
     best = unloaded
     concurrency = 1
@@ -513,7 +516,7 @@ def _run_levels(session: _Session, s: MeasureSettings) -> tuple[list[LevelResult
         if s.slo_ms is not None and levels[-1].latency_p99_ms is not None and levels[-1].latency_p99_ms > s.slo_ms:
             break  # the SLO broke: more load only makes it worse
         concurrency *= 2
-        level = session.measure("closed", concurrency, need)
+        level = runner.measure("closed", concurrency, need)
         levels.append(level)
         if level.throughput_rps < best.throughput_rps * (1 + s.min_growth):
             break  # saturated: throughput stopped growing
@@ -546,11 +549,11 @@ def run_trial(
                 rest_port = prepared.paths.rest_port
                 scraper = (lambda: scrape(rest_port, model.name)) if settings.monitoring else None
                 assert live.server and live.monitor and live.gen
-                session = _Session(
+                runner = _LevelRunner(
                     live.server, live.monitor, live.gen, settings, started + settings.trial_timeout_s, say, scraper
                 )
-                warmup = session.warm_up()
-                result.levels, candidates = _run_levels(session, settings)
+                warmup = runner.warm_up()
+                result.levels, candidates = _run_levels(runner, settings)
                 point, slo_met = _operating_point(candidates, settings)
                 unloaded = result.levels[0] if settings.measure_unloaded else None
                 result.metrics = _metrics(point, unloaded, load_time_s, slo_met, settings)

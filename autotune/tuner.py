@@ -17,25 +17,46 @@ from typing import Any
 import optuna
 
 from autotune.errors import AutotuneError
-from autotune.knobs import ServingConfig
+from autotune.knobs import ServingConfig, config_from_dict
 from autotune.models.resolve import ModelRef
+from autotune.pareto import goodput
 from autotune.seeds import heuristic_seeds
 from autotune.servers.backends import Backend
-from autotune.space import Dimension, params_of, suggest
+from autotune.space import Dimension, grid_of, params_of, suggest
 from autotune.spec import Study
+from autotune.states import FailureReason, TrialState
 from autotune.trial import MeasureSettings, TrialResult, run_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # How a config becomes a result: (config, progress, on_server_pid) -> result. Live trials by default.
 Measure = Callable[[ServingConfig, Callable[[str], None] | None, Callable[[int], None] | None], TrialResult]
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# What a trial keeps of its server's log: the end, where the reason for a failure is.
+LOG_TAIL_CHARS = 4000
+
+
+class GridSweep(optuna.samplers.BruteForceSampler):
+    """Optuna's exhaustive sampler under ask/tell: it says when every config was measured instead of stopping."""
+
+    exhausted = False
+
+    def after_trial(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState, values: Any
+    ) -> None:
+        try:
+            super().after_trial(study, trial, state, values)
+        except RuntimeError:  # its Study.stop() only works inside optimize(): the grid is done
+            self.exhausted = True
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     """The study's sampler; constraints reach it through Trial.set_constraint.
 
-    `autotune` is TPE after the informed first trials of `autotune.seeds` (the Tuner enqueues those).
+    `autotune` is TPE after the informed first trials of `autotune.seeds` (the Tuner enqueues those);
+    `grid` sweeps the space exhaustively (the Tuner discretizes its ranges: space.grid_of).
     """
+    if name == "grid":
+        return GridSweep(seed=seed)
     if name in ("autotune", "tpe"):
         # group=True keeps the conditional batching knobs in their own sub-space.
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5)
@@ -56,6 +77,30 @@ class TunedTrial:
     values: list[float] | None
     constraints: list[float] | None
     feasible: bool
+
+    @property
+    def state(self) -> TrialState:
+        if self.result.failure_reason == FailureReason.interrupted:
+            return TrialState.interrupted
+        return TrialState.complete if self.values is not None else TrialState.failed
+
+    @property
+    def failure_reason(self) -> str | None:
+        """Why the trial is not trusted: its run's failure, a missing objective, or an unstable level."""
+        if self.result.failure_reason:
+            return self.result.failure_reason
+        if self.values is None:
+            return FailureReason.missing_objective
+        # A complete trial whose level never stabilised keeps its figures but is marked: never trusted.
+        return FailureReason.unstable if self.result.metrics.get("stable") is False else None
+
+    @property
+    def log_tail(self) -> str | None:
+        return (self.result.server_log_tail or "")[-LOG_TAIL_CHARS:] or None
+
+    @property
+    def goodput(self) -> float:
+        return goodput(self.result.metrics, self.values is not None and self.feasible)
 
 
 def objective_values(metrics: dict[str, Any], study: Study) -> list[float] | None:
@@ -116,7 +161,7 @@ class Tuner:
         self.study = study
         self.model = model
         self.backend = backend
-        self.space = space
+        self.space = grid_of(space) if study.sampler == "grid" else space
         self.settings = settings
         self.optuna = optuna.create_study(
             study_name=study_name,
@@ -133,23 +178,40 @@ class Tuner:
             )
         )
 
-    def first_configs(self) -> list[ServingConfig]:
-        """What a fresh study measures first: TF Serving's defaults, then the sampler's informed seeds."""
-        seeds = []
-        if self.study.sampler == "autotune":
-            seeds = heuristic_seeds(self.space, self.cpus, self.settings.concurrency)
-        return [ServingConfig(), *seeds]
+    def first_configs(self, previous: list[dict[str, Any]], budget: int) -> list[ServingConfig]:
+        """What a fresh study measures first, at most BUDGET: TF Serving's defaults, the PREVIOUS front's configs
+        (unreadable ones skipped), then the sampler's informed seeds."""
+        configs = [ServingConfig()]
+        for entry in previous:
+            try:
+                configs.append(config_from_dict(entry.get("config", {})))
+            except (AutotuneError, TypeError):
+                continue
+        if self.study.sampler == "grid":
+            configs = configs[:1]  # a sweep measures its own grid; off-grid configs would only add to it
+        elif self.study.sampler == "autotune":
+            configs += heuristic_seeds(self.space, self.cpus, self.settings.concurrency)
+        unique = [c for i, c in enumerate(configs) if c not in configs[:i]]
+        # No more than the budget: configs left WAITING would sit in the Optuna study forever.
+        return unique[:budget]
 
     def enqueue(self, configs: list[ServingConfig]) -> None:
         """Measure these configs first (defaults, a previous Pareto set)."""
         for config in configs:
             self.optuna.enqueue_trial(params_of(config, self.space), skip_if_exists=True)
 
-    def run(self, trials: int, minutes: float, hooks: TrialHooks | None = None) -> list[TunedTrial]:
-        """Run up to TRIALS trials within MINUTES; stops early when a trial is interrupted."""
+    def run(
+        self,
+        trials: int,
+        minutes: float,
+        hooks: TrialHooks | None = None,
+        previous: list[dict[str, Any]] | None = None,
+    ) -> list[TunedTrial]:
+        """Run up to TRIALS trials within MINUTES (a fresh study starts from `first_configs`, warm from PREVIOUS);
+        stops early when a trial is interrupted."""
         hooks = hooks or TrialHooks()
         if not self.optuna.trials:
-            self.enqueue(self.first_configs()[:trials])
+            self.enqueue(self.first_configs(previous or [], trials))
         deadline = time.monotonic() + minutes * 60
         done: list[TunedTrial] = []
         for _ in range(trials):
@@ -160,14 +222,16 @@ class Tuner:
                 config, result = self._measure(trial, hooks)
             except BaseException:
                 # Ctrl-C (or a crash) between trials must not leave the Optuna trial RUNNING forever.
-                trial.set_user_attr("failure_reason", "interrupted")
+                trial.set_user_attr("failure_reason", FailureReason.interrupted)
                 self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
             tuned = self._tell(trial, config, result)
             done.append(tuned)
             if hooks.finished:
                 hooks.finished(tuned)
-            if result.failure_reason == "interrupted":
+            if result.failure_reason == FailureReason.interrupted:
+                break
+            if isinstance(self.optuna.sampler, GridSweep) and self.optuna.sampler.exhausted:
                 break
         return done
 
@@ -197,12 +261,12 @@ class Tuner:
         trial.set_user_attr("metrics", result.metrics)
         values = objective_values(result.metrics, self.study) if result.ok else None
         if values is None:
-            reason = result.failure_reason or "missing_objective"
-            trial.set_user_attr("failure_reason", reason)
+            failed = TunedTrial(trial.number, config, result, None, None, False)
+            trial.set_user_attr("failure_reason", failed.failure_reason)
             trial.set_user_attr("failure_message", result.failure_message or "an objective was not measured")
-            trial.set_user_attr("server_log_tail", (result.server_log_tail or "")[-4000:])
+            trial.set_user_attr("server_log_tail", failed.log_tail or "")
             self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
-            return TunedTrial(trial.number, config, result, None, None, False)
+            return failed
         named = constraint_values(result.metrics, self.study, self.settings.min_achieved_fraction)
         constraints = list(named.values())
         trial.set_user_attr("constraints", named)

@@ -343,8 +343,8 @@ def optuna_strategy(
 class _SeededTuner(Tuner):
     seeds: Seeds
 
-    def first_configs(self) -> list[ServingConfig]:
-        return [ServingConfig(), *self.seeds(self.space, self.cpus, self.settings.concurrency)]
+    def first_configs(self, previous: list[dict], budget: int) -> list[ServingConfig]:
+        return [ServingConfig(), *self.seeds(self.space, self.cpus, self.settings.concurrency)][:budget]
 
 
 def seeds_before_issue_13(space: dict, cpus: int, concurrency: int | None) -> list[ServingConfig]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +18,20 @@ OUR_PROCESS_MARKERS = (
     "autotune.load.generator",
     "autotune.cli daemon",
 )
+
+# Short measurement windows for tests that only need a trial to finish, not a precise figure.
+SHORT = ["--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4"]
+AUTOTUNE = [sys.executable, "-m", "autotune.cli"]
+
+
+def autotune(
+    *args: str, env: dict[str, str] | None = None, db: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the autotune CLI: ENV entries override this process's environment, DB sets AUTOTUNE_DB_URL."""
+    full = {**os.environ, **(env or {})}
+    if db is not None:
+        full["AUTOTUNE_DB_URL"] = db
+    return subprocess.run([*AUTOTUNE, *args], capture_output=True, text=True, timeout=timeout, env=full)
 
 
 def our_processes() -> list[psutil.Process]:

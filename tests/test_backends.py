@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from autotune.servers.argv import ServerPaths
 from autotune.servers.backends import resolve_backend
 from autotune.servers.docker import LABEL
 from autotune.servers.local.flags import parse_flags
+from tests.conftest import autotune
 from tests.test_argv import REAL_FLAGS, flag_names
 
 CONFIG = parse_assignments(["max_batch_size=8", "intra_op_threads=2"])
@@ -32,12 +32,6 @@ def stand_in_binary(tmp_path: Path) -> Path:
     script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m autotune.servers.local "$@"\n')
     script.chmod(0o755)
     return bindir
-
-
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
 
 
 def test_tfserving_backend_serves_grpc_on_a_unix_socket_not_a_tcp_port(tmp_path):
@@ -79,7 +73,7 @@ def test_docker_without_a_daemon_is_a_clear_error(tmp_path):
     )
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{bindir}:/usr/bin:/bin"}
-    proc = cli("bench", "--model", "tiny", "--backend", "docker", env=env)
+    proc = autotune("bench", "--model", "tiny", "--backend", "docker", env=env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "docker daemon is not reachable: Cannot connect to the Docker daemon" in proc.stderr
     with pytest.raises(AutotuneError, match="not on PATH"):
@@ -93,7 +87,7 @@ def test_docker_without_a_daemon_is_a_clear_error(tmp_path):
 
 def test_dry_run_prints_the_exact_argv_and_writes_the_batching_file(tiny_model, tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}  # no tensorflow_model_server
-    proc = cli(
+    proc = autotune(
         "bench",
         "--model",
         "tiny",
@@ -122,7 +116,7 @@ def test_dry_run_prints_the_exact_argv_and_writes_the_batching_file(tiny_model, 
 
 def test_tfserving_backend_measures_over_the_unix_socket_and_the_server_counts_agree(tiny_model, tmp_path):
     env = {**os.environ, "PATH": f"{stand_in_binary(tmp_path)}:{os.environ['PATH']}"}
-    proc = cli(
+    proc = autotune(
         "bench",
         "--model",
         "tiny",

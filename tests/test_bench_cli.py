@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import psutil
 import pytest
 
-from tests.conftest import our_processes, wait_no_processes
+from tests.conftest import AUTOTUNE, SHORT, autotune, our_processes, wait_no_processes
 
 METRICS = {
     "throughput_rps",
@@ -30,18 +29,13 @@ METRICS = {
     "stable",
     "client_saturated",
 }
-SHORT = ["--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4"]
-
-
-def autotune(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
 def test_bench_json_has_every_design_metric(tiny_model, protocol):
-    proc = autotune("bench", "--model", "tiny", "--concurrency", "2", "--protocol", protocol, "--json", *SHORT)
+    proc = autotune(
+        "bench", "--model", "tiny", "--concurrency", "2", "--protocol", protocol, "--json", *SHORT, timeout=240
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert METRICS <= set(result)
@@ -74,6 +68,7 @@ def test_bench_with_batching_and_open_loop(tiny_model):
         "batch_timeout_micros=2000",
         "--json",
         *SHORT,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -84,7 +79,7 @@ def test_bench_with_batching_and_open_loop(tiny_model):
 
 
 def test_ramp_without_concurrency_reports_an_operating_point(tiny_model):
-    proc = autotune("bench", "--model", "tiny", "--max-concurrency", "4", "--json", *SHORT)
+    proc = autotune("bench", "--model", "tiny", "--max-concurrency", "4", "--json", *SHORT, timeout=240)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     levels = [lv["concurrency"] for lv in result["levels"]]
@@ -96,7 +91,9 @@ def test_ramp_without_concurrency_reports_an_operating_point(tiny_model):
 
 
 def test_an_impossible_slo_is_reported_not_met(tiny_model):
-    proc = autotune("bench", "--model", "tiny", "--max-concurrency", "2", "--slo-ms", "0.001", "--json", *SHORT)
+    proc = autotune(
+        "bench", "--model", "tiny", "--max-concurrency", "2", "--slo-ms", "0.001", "--json", *SHORT, timeout=240
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["slo_met"] is False
@@ -116,7 +113,7 @@ def test_an_impossible_slo_is_reported_not_met(tiny_model):
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(tiny_model, args, message):
-    proc = autotune("bench", *args)
+    proc = autotune("bench", *args, timeout=240)
     assert proc.returncode == 1
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -125,7 +122,7 @@ def test_bad_input_is_one_line_and_exit_1(tiny_model, args, message):
 
 def test_a_directory_that_is_not_a_model(tmp_path):
     (tmp_path / "1").mkdir()
-    proc = autotune("bench", "--model", str(tmp_path))
+    proc = autotune("bench", "--model", str(tmp_path), timeout=240)
     assert proc.returncode == 1 and "no version directory" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -152,7 +149,7 @@ def _wait_measuring(server: psutil.Process, seconds: float) -> None:
 
 def _bench_under_load(settle_s: float, *extra: str) -> tuple[subprocess.Popen[str], psutil.Process]:
     """A bench of tiny running in the background, once its server has been under load for SETTLE_S."""
-    cmd = [sys.executable, "-m", "autotune.cli", "bench", "--model", "tiny", "--concurrency", "2", "--json"]
+    cmd = [*AUTOTUNE, "bench", "--model", "tiny", "--concurrency", "2", "--json"]
     bench = subprocess.Popen(
         [*cmd, "--window-s", "1", "--max-windows", "30", *extra],
         stdout=subprocess.PIPE,
@@ -220,7 +217,7 @@ def test_a_model_the_server_cannot_load_is_server_start_failed(tiny_model, tmp_p
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model.base_path, broken)
     shutil.rmtree(broken / "1" / "variables")  # the graph reads fine, the weights are gone
-    proc = autotune("bench", "--model", str(broken), "--concurrency", "1", "--json", *SHORT)
+    proc = autotune("bench", "--model", str(broken), "--concurrency", "1", "--json", *SHORT, timeout=240)
     assert proc.returncode == 3
     result = json.loads(proc.stdout)
     assert result["failure_reason"] == "server_start_failed"

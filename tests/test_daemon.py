@@ -16,9 +16,7 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import wait_for
-
-SHORT = ["--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4"]
+from tests.conftest import AUTOTUNE, SHORT, autotune, wait_for
 
 
 @pytest.fixture
@@ -30,12 +28,6 @@ def env(tmp_path, tiny_model):
     return e
 
 
-def cli(env, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
-
-
 class Daemons:
     """Daemons started by a test; whatever is still alive at the end is killed with its servers."""
 
@@ -45,7 +37,7 @@ class Daemons:
     def start(self, *args):
         log = open(self.tmp_path / f"daemon{len(self.procs)}.log", "wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "autotune.cli", "daemon", "--poll-s", "0.3", "--quiet-s", "0.5", *args],
+            [*AUTOTUNE, "daemon", "--poll-s", "0.3", "--quiet-s", "0.5", *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -56,7 +48,7 @@ class Daemons:
         return proc
 
     def cleanup(self):
-        cli(self.env, "stop", timeout=90)  # also one that `start` spawned itself
+        autotune("stop", "--daemon", env=self.env, timeout=90)  # also one that `start` spawned itself
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -74,7 +66,7 @@ def daemons(env, tmp_path):
 
 
 def status(env):
-    proc = cli(env, "status", "--json", timeout=60)
+    proc = autotune("status", "--json", env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -96,7 +88,7 @@ def jobs_with_trigger(env, trigger):
 
 
 def daemon_up(env):
-    from autotune.daemon import status_path
+    from autotune.daemon_control import status_path
 
     return status_path(env["AUTOTUNE_DB_URL"]).exists()
 
@@ -125,7 +117,7 @@ def running_server_pid(env):
 
 
 def enqueue(env, trials, *extra):
-    proc = cli(env, "start", "--model", "tiny", "--trials", str(trials), "--detach", *extra)
+    proc = autotune("start", "--model", "tiny", "--trials", str(trials), "--detach", *extra, env=env)
     assert proc.returncode == 0, proc.stderr
     return int(proc.stdout.strip())
 
@@ -140,9 +132,7 @@ def trial_states(env, job_id):
 @pytest.mark.slow
 def test_a_job_survives_sigterm_and_kill_9_of_its_daemons(env, daemons):
     first = daemons.start()
-    second = subprocess.run(
-        [sys.executable, "-m", "autotune.cli", "daemon"], env=env, capture_output=True, text=True, timeout=60
-    )
+    second = autotune("daemon", env=env, timeout=60)
     assert second.returncode == 1 and f"already running (pid {first.pid})" in second.stderr
     port = status(env)["daemon"]["metrics_port"]
     assert "autotune_gate_open 1.0" in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
@@ -210,14 +200,14 @@ def test_foreign_cpu_load_closes_the_gate_and_the_job_waits(env, daemons, tmp_pa
 
 @pytest.mark.slow
 def test_start_follows_the_daemon_and_a_due_schedule_retunes_with_a_drift_report(env, daemons):
-    proc = cli(env, "start", "--model", "tiny", "--trials", "2", "--json", *SHORT)
+    proc = autotune("start", "--model", "tiny", "--trials", "2", "--json", *SHORT, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)  # the Pareto set, once the daemon finished the job
     assert daemon_up(env) and job(env, 1)["state"] == "done"
 
-    added = cli(env, "schedule", "add", "--model", "tiny", "--cron", "0 2 * * *", "--trials", "2")
+    added = autotune("schedule", "add", "--model", "tiny", "--cron", "0 2 * * *", "--trials", "2", env=env)
     assert added.returncode == 0, added.stderr
-    (schedule,) = json.loads(cli(env, "schedule", "list", "--json").stdout)
+    (schedule,) = json.loads(autotune("schedule", "list", "--json", env=env).stdout)
     assert schedule["next_run_at"].endswith("02:00:00Z")
     with sqlite3.connect(db_path(env)) as conn:  # make it due now
         conn.execute("update autotune_schedules set next_run_at = '2000-01-01 00:00:00'")
@@ -231,27 +221,27 @@ def test_start_follows_the_daemon_and_a_due_schedule_retunes_with_a_drift_report
         if d["before_goodput_rps"]:
             assert d["change"] == pytest.approx(d["after_goodput_rps"] / d["before_goodput_rps"] - 1, abs=1e-3)
     report = Path(db_path(env)).parent / "report"
-    assert cli(env, "report", "--model", "tiny", "--out", str(report)).returncode == 0
+    assert autotune("report", "--model", "tiny", "--out", str(report), env=env).returncode == 0
     assert len(json.loads((report / "summary.json").read_text())["drift"]) == len(drift)
     assert f"Drift since job {drift[0]['previous_job_id']}" in (report / "report.html").read_text()
-    (schedule,) = json.loads(cli(env, "schedule", "list", "--json").stdout)
+    (schedule,) = json.loads(autotune("schedule", "list", "--json", env=env).stdout)
     assert schedule["last_job_id"] == retune_id and schedule["next_run_at"] > "2026"
 
-    stop = cli(env, "stop")
+    stop = autotune("stop", "--daemon", env=env)
     assert stop.returncode == 0 and "stopped" in stop.stdout
 
 
 def test_bad_schedules_and_unknown_jobs_are_one_line_errors(env):
-    bad = cli(env, "schedule", "add", "--model", "tiny", "--cron", "61 * * * *")
+    bad = autotune("schedule", "add", "--model", "tiny", "--cron", "61 * * * *", env=env)
     assert bad.returncode == 1 and "invalid cron expression" in bad.stderr
-    missing = cli(env, "schedule", "add", "--model", "/no/such/model", "--cron", "0 2 * * *")
+    missing = autotune("schedule", "add", "--model", "/no/such/model", "--cron", "0 2 * * *", env=env)
     assert missing.returncode == 1 and "neither a built-in" in missing.stderr
-    assert cli(env, "stop", "99").returncode == 1
-    line = cli(env, "cron", "install", "--model", "my model", "--print").stdout
+    assert autotune("stop", "99", env=env).returncode == 1
+    line = autotune("cron", "install", "--model", "my model", "--print", env=env).stdout
     assert line.startswith("0 2 * * * ") and "retune --model 'my model'" in line
 
 
 def test_systemd_unit_quotes_paths(env):
-    unit = cli(env, "daemon", "--print-systemd-unit").stdout
+    unit = autotune("daemon", "--print-systemd-unit", env=env).stdout
     assert f"ExecStart={sys.executable} -m autotune.cli daemon" in unit
     assert f'Environment="AUTOTUNE_DB_URL={env["AUTOTUNE_DB_URL"]}"' in unit

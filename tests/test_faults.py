@@ -21,13 +21,7 @@ import pytest
 
 from autotune.errors import AutotuneError
 from autotune.export import write_export
-
-
-def cli(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "AUTOTUNE_DB_URL": url, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, timeout=120, env=full_env
-    )
+from tests.conftest import AUTOTUNE, SHORT, autotune, our_processes, wait_no_processes
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -67,56 +61,59 @@ def fill(fs: Path) -> Path:
 
 def test_a_writer_holding_the_database_for_seconds_is_waited_for(tmp_path):
     url = f"sqlite:///{tmp_path / 'a.db'}"
-    assert cli(url, "db", "upgrade").returncode == 0
+    assert autotune("db", "upgrade", db=url, timeout=120).returncode == 0
     holder = sqlite3.connect(tmp_path / "a.db", isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN EXCLUSIVE")  # another writer (a second autotune, a script) mid-transaction
     threading.Timer(3.0, lambda: holder.execute("COMMIT")).start()
     started = time.monotonic()
-    proc = cli(url, "schedule", "add", "--model", "tiny", "--cron", "0 2 * * *")
+    proc = autotune("schedule", "add", "--model", "tiny", "--cron", "0 2 * * *", db=url, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - started >= 2.5  # it waited for the lock instead of failing
-    assert len(json.loads(cli(url, "schedule", "list", "--json").stdout)) == 1
+    assert len(json.loads(autotune("schedule", "list", "--json", db=url, timeout=120).stdout)) == 1
     holder.close()
 
 
 def test_a_lock_held_past_the_busy_timeout_is_a_one_line_error_and_nothing_is_half_written(tmp_path):
     url = f"sqlite:///{tmp_path / 'a.db'}"
-    assert cli(url, "db", "upgrade").returncode == 0
+    assert autotune("db", "upgrade", db=url, timeout=120).returncode == 0
     holder = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        proc = cli(url, "schedule", "add", "--model", "tiny", "--cron", "0 2 * * *",
-                   env={"AUTOTUNE_DB_BUSY_TIMEOUT_S": "1"})  # fmt: skip
+        proc = autotune(
+            "schedule", "add", "--model", "tiny", "--cron", "0 2 * * *",
+            db=url, env={"AUTOTUNE_DB_BUSY_TIMEOUT_S": "1"}, timeout=120,
+        )  # fmt: skip
         assert "locked" in one_line_error(proc)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert json.loads(cli(url, "schedule", "list", "--json").stdout) == []
+    assert json.loads(autotune("schedule", "list", "--json", db=url, timeout=120).stdout) == []
 
 
 def test_a_full_disk_under_the_database_is_a_one_line_error_and_the_database_survives(small_fs):
     url = f"sqlite:///{small_fs / 'a.db'}"
-    assert cli(url, "db", "upgrade").returncode == 0
-    assert cli(url, "schedule", "add", "--model", "tiny", "--cron", "0 2 * * *").returncode == 0
+    assert autotune("db", "upgrade", db=url, timeout=120).returncode == 0
+    assert autotune("schedule", "add", "--model", "tiny", "--cron", "0 2 * * *", db=url, timeout=120).returncode == 0
     filler = fill(small_fs)
-    error = one_line_error(cli(url, "schedule", "add", "--model", "tiny", "--cron", "0 3 * * *"))
+    error = one_line_error(autotune("schedule", "add", "--model", "tiny", "--cron", "0 3 * * *", db=url, timeout=120))
     assert "full" in error or "space" in error
     filler.unlink()
     with sqlite3.connect(small_fs / "a.db") as conn:
         assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
-    assert len(json.loads(cli(url, "schedule", "list", "--json").stdout)) == 1  # the first write is intact
+    listed = json.loads(autotune("schedule", "list", "--json", db=url, timeout=120).stdout)
+    assert len(listed) == 1  # the first write is intact
 
 
 def test_a_read_only_database_is_a_one_line_error_for_writes(small_fs):
     url = f"sqlite:///{small_fs / 'a.db'}"
-    assert cli(url, "db", "upgrade").returncode == 0
-    assert cli(url, "schedule", "add", "--model", "tiny", "--cron", "0 2 * * *").returncode == 0
+    assert autotune("db", "upgrade", db=url, timeout=120).returncode == 0
+    assert autotune("schedule", "add", "--model", "tiny", "--cron", "0 2 * * *", db=url, timeout=120).returncode == 0
     subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
     try:
-        one_line_error(cli(url, "schedule", "add", "--model", "tiny", "--cron", "0 3 * * *"))
+        one_line_error(autotune("schedule", "add", "--model", "tiny", "--cron", "0 3 * * *", db=url, timeout=120))
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
-    assert len(json.loads(cli(url, "schedule", "list", "--json").stdout)) == 1
+    assert len(json.loads(autotune("schedule", "list", "--json", db=url, timeout=120).stdout)) == 1
 
 
 def test_an_export_onto_a_full_disk_fails_cleanly_and_keeps_the_previous_export(small_fs):
@@ -132,14 +129,11 @@ def test_an_export_onto_a_full_disk_fails_cleanly_and_keeps_the_previous_export(
 
 @pytest.mark.slow
 def test_a_database_deleted_under_a_running_job_stops_it_with_one_line_and_no_orphans(tmp_path, tiny_model):
-    from tests.conftest import our_processes, wait_no_processes
-
     before = {p.pid for p in our_processes()}
     path = tmp_path / "a.db"
     env = {**os.environ, "AUTOTUNE_DB_URL": f"sqlite:///{path}"}
     job = subprocess.Popen(
-        [sys.executable, "-m", "autotune.cli", "start", "--model", "tiny", "--trials", "4", "--foreground",
-         "--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4"],
+        [*AUTOTUNE, "start", "--model", "tiny", "--trials", "4", "--foreground", *SHORT],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -171,11 +165,11 @@ def _wrapper(tmp_path: Path, name: str, body: str) -> Path:
 
 
 def _bench_with(server: Path) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-m", "autotune.cli", "bench", "--model", "tiny", "--concurrency", "2", "--json",
-         "--backend", "tfserving", "--server-binary", str(server),
-         "--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "3"],
-        capture_output=True, text=True, timeout=240,
+    proc = autotune(
+        "bench", "--model", "tiny", "--concurrency", "2", "--json",
+        "--backend", "tfserving", "--server-binary", str(server),
+        "--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "3",
+        timeout=240,
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -183,8 +177,6 @@ def _bench_with(server: Path) -> dict:
 
 
 def test_a_server_that_refuses_its_flags_is_server_start_failed(tmp_path, tiny_model):
-    from tests.conftest import our_processes, wait_no_processes
-
     before = {p.pid for p in our_processes()}
     server = _wrapper(tmp_path, "server", 'set -- "$@" --no_such_flag=1')
     result = _bench_with(server)
@@ -200,8 +192,6 @@ MEMORY_LIMIT_KB = 800_000
 
 
 def test_a_server_under_a_memory_limit_it_cannot_meet_is_reported_as_oom(tmp_path, tiny_model):
-    from tests.conftest import our_processes, wait_no_processes
-
     before = {p.pid for p in our_processes()}
     server = _wrapper(tmp_path, "server", f"ulimit -v {MEMORY_LIMIT_KB}")
     result = _bench_with(server)

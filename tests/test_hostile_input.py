@@ -118,8 +118,8 @@ def test_out_of_range_numbers_in_a_study_are_refused_by_knob(tmp_path):
 def test_model_paths_with_spaces_symlinks_and_dotdot_are_served_as_the_directory_they_name(tmp_path, tiny_model):
     import json
     import shutil
-    import subprocess
-    import sys
+
+    from tests.conftest import autotune
 
     real = tmp_path / "dir with spaces" / "my model; $(id)"
     shutil.copytree(tiny_model.base_path, real)
@@ -129,10 +129,10 @@ def test_model_paths_with_spaces_symlinks_and_dotdot_are_served_as_the_directory
     (tmp_path / "elsewhere").mkdir()
     ref = resolve_model(str(dotted))
     assert ref.base_path == real.resolve() and ref.name == "my_model____id_"  # URL-safe served name
-    proc = subprocess.run(
-        [sys.executable, "-m", "autotune.cli", "bench", "--model", str(dotted), "--concurrency", "1", "--json",
-         "--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "3"],
-        capture_output=True, text=True, timeout=240,
+    proc = autotune(
+        "bench", "--model", str(dotted), "--concurrency", "1", "--json",
+        "--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "3",
+        timeout=240,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)

@@ -4,36 +4,25 @@ overload, `compare`, and a confirmed front."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
 
 from autotune.job import run_job
 from autotune.spec import study_for_model
-from autotune.store.queries import job_front, latest_job
+from autotune.store import Store
 from autotune.trial import MeasureSettings
+from tests.conftest import autotune
 
-SHORT = ["--window-s", "0.5", "--warmup-s", "0.2", "--max-windows", "6"]
-
-
-def autotune(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "autotune.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+# Somewhat longer windows than conftest's SHORT: these tests look at the figures, not just at a finished trial.
+STEADY = ["--window-s", "0.5", "--warmup-s", "0.2", "--max-windows", "6"]
 
 
 def test_a_server_slow_for_its_first_seconds_does_not_leak_into_the_windows(tiny_model):
     # For its first 4 s the server answers one request at a time, 400 ms at first and less and less:
     # a cold model. Tiny's warm p99 is a few ms; any cold request in a window would show as >= 40 ms.
     cold = {"AUTOTUNE_TEST_COLD_START": "4:0.4"}
-    proc = autotune("bench", "--model", "tiny", "--concurrency", "4", "--json", "--windows", *SHORT, env=cold)
+    proc = autotune("bench", "--model", "tiny", "--concurrency", "4", "--json", "--windows", *STEADY, env=cold)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["model_warmup_s"] >= 2.0  # the warm-up saw the cold phase and waited it out
@@ -43,7 +32,7 @@ def test_a_server_slow_for_its_first_seconds_does_not_leak_into_the_windows(tiny
 
 
 def test_open_loop_overload_counts_dropped_arrivals_and_is_infeasible(tiny_model):
-    proc = autotune("bench", "--model", "tiny", "--rate", "20000", "--json", *SHORT)
+    proc = autotune("bench", "--model", "tiny", "--rate", "20000", "--json", *STEADY)
     result = json.loads(proc.stdout)
     assert result["offered_rps"] > 5000  # the offer really was made (Poisson arrivals at 20000/s)
     assert result["achieved_rps"] < 0.95 * result["offered_rps"]
@@ -67,10 +56,10 @@ def test_an_unstable_level_is_measured_again_then_stored_unstable_and_never_expo
     assert trial.result.metrics["stable"] is False and trial.result.metrics["remeasured"] is True
     assert all(level.remeasured for level in trial.result.levels)
     assert not trial.feasible  # told to Optuna as a violated constraint
-    row = latest_job("tiny").trials[0]
+    row = Store().jobs_of("tiny")[-1].trials[0]
     assert row.state == "complete" and row.failure_reason == "unstable" and not row.feasible
     assert row.metrics["throughput_rps"] > 0  # the figures are kept
-    assert job_front(latest_job("tiny")) == []
+    assert Store().job_front(Store().jobs_of("tiny")[-1]) == []
     proc = autotune("export", "--model", "tiny", "--out", str(tmp_path / "out"), "--pick", "trial 0")
     assert proc.returncode == 1 and "unstable" in proc.stderr
     assert not (tmp_path / "out").exists()
@@ -101,7 +90,7 @@ def _compare(*args: str) -> dict:
 def test_compare_of_a_config_with_itself_finds_no_significant_difference(tiny_model):
     # A 95% interval excludes the truth 1 time in 20 by design: one re-run keeps the test's own false
     # alarm rate at 1 in 400, while a systematic bias between the sides would fail both runs.
-    args = ("tiny", "--concurrency", "2", "--protocol", "grpc", "--repeats", "2", *SHORT)
+    args = ("tiny", "--concurrency", "2", "--protocol", "grpc", "--repeats", "2", *STEADY)
     for _attempt in range(2):
         result = _compare(*args)
         tp = result["metrics"]["throughput_rps"]
@@ -139,7 +128,7 @@ def test_compare_finds_one_thread_resnet_slower_than_the_defaults(resnet_model):
 def test_front_candidates_are_confirmed_on_fresh_servers_against_the_defaults(tiny_model):
     from autotune.compare import live_measure
     from autotune.confirm import confirm_front, summary_line
-    from autotune.job import config_from_dict
+    from autotune.knobs import config_from_dict
     from autotune.servers.backends import local_backend
 
     settings = MeasureSettings(concurrency=2, window_s=0.3, warmup_s=0.1, max_windows=8, measure_unloaded=False)

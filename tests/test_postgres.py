@@ -15,7 +15,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,9 +25,7 @@ import psutil
 import pytest
 
 from autotune.trial import free_ports
-from tests.conftest import wait_for
-
-SHORT = ["--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4"]
+from tests.conftest import AUTOTUNE, SHORT, autotune, wait_for
 
 
 def _pg_bin() -> Path | None:
@@ -90,12 +87,6 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def cli(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
-    )
-
-
 def host_env(url: str, home: Path) -> dict:
     home.mkdir(parents=True, exist_ok=True)
     # The foreign-load gate would see the other daemon's trials (same machine here, two hosts in production).
@@ -123,9 +114,9 @@ def jobs(url: str) -> dict[int, dict]:
 
 def test_the_schema_and_optunas_tables_live_in_postgresql(postgres_url, tmp_path):
     env = host_env(postgres_url, tmp_path / "a")
-    first = cli(env, "db", "upgrade")
+    first = autotune("db", "upgrade", env=env, timeout=120)
     assert first.returncode == 0, first.stderr
-    assert cli(env, "db", "upgrade").returncode == 0  # idempotent
+    assert autotune("db", "upgrade", env=env, timeout=120).returncode == 0  # idempotent
 
 
 def _second_host_argv() -> list[str]:
@@ -147,7 +138,7 @@ def test_two_hosts_share_jobs_and_a_dead_hosts_job_finishes_on_the_other_in_the_
 
     def start_daemon(env: dict, prefix: list[str]) -> subprocess.Popen:
         log = open(Path(env["AUTOTUNE_HOME"]) / "daemon.log", "ab")
-        argv = [sys.executable, "-m", "autotune.cli", "daemon", "--poll-s", "0.3", "--quiet-s", "0.2"]
+        argv = [*AUTOTUNE, "daemon", "--poll-s", "0.3", "--quiet-s", "0.2"]
         proc = subprocess.Popen(
             [*prefix, *argv, "--stale-after-s", "10"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -159,7 +150,7 @@ def test_two_hosts_share_jobs_and_a_dead_hosts_job_finishes_on_the_other_in_the_
         return proc
 
     def enqueue(env: dict, trials: int) -> int:
-        proc = cli(env, "start", "--model", "tiny", "--trials", str(trials), "--detach", *SHORT)
+        proc = autotune("start", "--model", "tiny", "--trials", str(trials), "--detach", *SHORT, env=env, timeout=120)
         assert proc.returncode == 0, proc.stderr
         return int(proc.stdout)
 
@@ -211,7 +202,7 @@ def test_two_hosts_share_jobs_and_a_dead_hosts_job_finishes_on_the_other_in_the_
     )
     for job_id in short_jobs:  # claimed exactly once each
         assert state[job_id]["state"] == "done" and [s for _, s, _ in state[job_id]["trials"]] == ["complete"]
-    assert json.loads(cli(envs[1], "pareto", "--model", "tiny", "--json").stdout)
+    assert json.loads(autotune("pareto", "--model", "tiny", "--json", env=envs[1], timeout=120).stdout)
 
 
 def running_trial(url: str, job_id: int) -> tuple[str, int] | None:

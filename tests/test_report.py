@@ -10,8 +10,7 @@ import pytest
 
 from autotune.knobs import ServingConfig, parse_assignments
 from autotune.report import rows_of, write_report
-from autotune.store.queries import latest_job
-from autotune.store.records import Store
+from autotune.store import Store
 
 DEFAULTS = ServingConfig().to_dict()
 BATCHED = parse_assignments(["max_batch_size=8"]).to_dict()
@@ -44,7 +43,7 @@ def _job(tiny_model, url, trials):
             failure_reason=None if state == "complete" else "server_crashed",
         )
     store.finish_job(job, "done")
-    return latest_job("tiny", url)
+    return Store(url).jobs_of("tiny")[-1]
 
 
 @pytest.fixture

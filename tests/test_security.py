@@ -11,6 +11,7 @@ from pathlib import Path
 
 import autotune
 from autotune import cron
+from tests.conftest import AUTOTUNE
 
 SOURCES = [p for p in Path(autotune.__file__).parent.rglob("*.py")]
 
@@ -57,7 +58,7 @@ def test_files_under_autotune_home_are_user_only(tmp_path):
     env = {**os.environ, "AUTOTUNE_HOME": str(tmp_path / "home"), "AUTOTUNE_DB_URL": ""}
     env.pop("AUTOTUNE_DB_URL")
     proc = subprocess.run(
-        [sys.executable, "-m", "autotune.cli", "schedule", "list", "--json"],
+        [*AUTOTUNE, "schedule", "list", "--json"],
         capture_output=True,
         text=True,
         env=env,

@@ -18,18 +18,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from autotune.errors import AutotuneError
-from autotune.store import db
-from autotune.store.records import Store
+from autotune.store import Store, db
 from autotune.store.schema import Base
+from tests.conftest import autotune
 
 OUR_TABLES = {"autotune_hosts", "autotune_models", "autotune_jobs", "autotune_trials", "autotune_pareto_snapshots"}
-
-
-def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AUTOTUNE_DB_URL": url}
-    return subprocess.run(
-        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, timeout=120, env=env
-    )
 
 
 def tables(path) -> set[str]:
@@ -40,11 +33,11 @@ def tables(path) -> set[str]:
 def test_db_upgrade_creates_our_tables_on_an_empty_database_and_is_idempotent(tmp_path):
     path = tmp_path / "a.db"
     url = f"sqlite:///{path}"
-    first = cli(url, "db", "upgrade")
+    first = autotune("db", "upgrade", db=url, timeout=120)
     assert first.returncode == 0, first.stderr
     assert f"from empty to {db.head_revision()}" in first.stdout
     assert OUR_TABLES | {"autotune_alembic_version"} <= tables(path)
-    again = cli(url, "db", "upgrade")
+    again = autotune("db", "upgrade", db=url, timeout=120)
     assert again.returncode == 0 and f"already at {db.head_revision()}" in again.stdout
 
 
@@ -104,13 +97,13 @@ def test_a_database_from_a_newer_autotune_is_refused(tmp_path):
 def test_an_unusable_database_is_one_line_and_exit_1(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    proc = cli(f"sqlite:///{blocker}/a.db", "db", "upgrade")
+    proc = autotune("db", "upgrade", db=f"sqlite:///{blocker}/a.db", timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not sqlite" * 100)
-    proc = cli(f"sqlite:///{garbage}", "db", "upgrade")
+    proc = autotune("db", "upgrade", db=f"sqlite:///{garbage}", timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "database" in proc.stderr
 
 

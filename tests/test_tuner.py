@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,15 +13,8 @@ import optuna
 import pytest
 
 from autotune.pareto import dominates
-from autotune.store.queries import latest_job
-
-SHORT = ["--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4"]
-
-
-def autotune(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
+from autotune.store import Store
+from tests.conftest import AUTOTUNE, SHORT, autotune
 
 
 @pytest.fixture
@@ -39,11 +31,13 @@ def _studies(url: str) -> list[optuna.Study]:
 
 @pytest.mark.slow
 def test_start_tunes_defaults_first_keeps_a_true_pareto_set_and_the_next_job_warm_starts(db_env):
-    proc = autotune(db_env, "start", "--model", "tiny", "--trials", "3", "--foreground", "--json", *SHORT)
+    proc = autotune(
+        "start", "--model", "tiny", "--trials", "3", "--foreground", "--json", *SHORT, env=db_env, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     front = json.loads(proc.stdout)
     url = db_env["AUTOTUNE_DB_URL"]
-    job = latest_job("tiny", url)
+    job = Store(url).jobs_of("tiny")[-1]
     assert job.state == "done" and job.finished_at is not None
     assert [t.number for t in job.trials] == [0, 1, 2]
     first = job.trials[0].config
@@ -67,22 +61,24 @@ def test_start_tunes_defaults_first_keeps_a_true_pareto_set_and_the_next_job_war
     assert study.study_name == job.study_name
     assert [t.state.name for t in study.trials] == ["COMPLETE" if t.state == "complete" else "FAIL" for t in job.trials]
 
-    listed = autotune(db_env, "pareto", "--model", "tiny", "--json")
+    listed = autotune("pareto", "--model", "tiny", "--json", env=db_env, timeout=600)
     assert listed.returncode == 0 and json.loads(listed.stdout) == front
 
     out = Path(url.removeprefix("sqlite:///")).parent / "export"
-    exported = autotune(db_env, "export", "--model", "tiny", "--out", str(out), "--pick", "max-throughput")
+    exported = autotune(
+        "export", "--model", "tiny", "--out", str(out), "--pick", "max-throughput", env=db_env, timeout=600
+    )
     assert exported.returncode == 0, exported.stderr
     meta = json.loads((out / "autotune.json").read_text())
     best = max(front, key=lambda row: row["metrics"]["throughput_rps"])
     assert meta["trial"] == best["trial"] and meta["config"] == best["config"]
     assert meta["host_fingerprint"] == job.host.fingerprint and meta["job_id"] == job.id
     assert meta["model"]["content_hash"] == job.model.content_hash
-    again = autotune(db_env, "export", "--model", "tiny", "--out", str(out))
+    again = autotune("export", "--model", "tiny", "--out", str(out), env=db_env, timeout=600)
     assert again.returncode == 1 and "--force" in again.stderr
 
     report_dir = out.parent / "report"
-    reported = autotune(db_env, "report", "--model", "tiny", "--out", str(report_dir))
+    reported = autotune("report", "--model", "tiny", "--out", str(report_dir), env=db_env, timeout=600)
     assert reported.returncode == 0, reported.stderr
     summary = json.loads((report_dir / "summary.json").read_text())
     assert summary["job_id"] == job.id and summary["trials"] == 3
@@ -91,9 +87,9 @@ def test_start_tunes_defaults_first_keeps_a_true_pareto_set_and_the_next_job_war
     assert len((report_dir / "trials.csv").read_text().strip().splitlines()) == 1 + 3
 
     # A second job of the same model on the same host measures the defaults, then the previous front.
-    proc = autotune(db_env, "start", "--model", "tiny", "--trials", "2", "--foreground", *SHORT)
+    proc = autotune("start", "--model", "tiny", "--trials", "2", "--foreground", *SHORT, env=db_env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    second = latest_job("tiny", url)
+    second = Store(url).jobs_of("tiny")[-1]
     assert second.id != job.id and second.host_id == job.host_id and second.model_id == job.model_id
     defaults = second.trials[0].config
     assert defaults["enable_batching"] is False and defaults["intra_op_threads"] == 0
@@ -105,9 +101,7 @@ def test_start_tunes_defaults_first_keeps_a_true_pareto_set_and_the_next_job_war
 def test_ctrl_c_during_start_cancels_the_job_and_keeps_what_was_measured(db_env):
     url = db_env["AUTOTUNE_DB_URL"]
     args = ["start", "--model", "tiny", "--trials", "5", "--window-s", "3", "--max-windows", "10", "--foreground"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autotune.cli", *args], env=db_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    proc = subprocess.Popen([*AUTOTUNE, *args], env=db_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not _running_trial_with_server(url):
@@ -120,7 +114,7 @@ def test_ctrl_c_during_start_cancels_the_job_and_keeps_what_was_measured(db_env)
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stderr.decode()[-2000:]
-    job = latest_job("tiny", url)
+    job = Store(url).jobs_of("tiny")[-1]
     assert job.state == "cancelled"
     assert job.trials[-1].state == "interrupted" and job.trials[-1].failure_reason == "interrupted"
     (study,) = _studies(url)
@@ -145,14 +139,14 @@ def _running_trial_with_server(url: str) -> bool:
 
 
 def test_pareto_of_an_untuned_model_is_a_clear_error(db_env):
-    proc = autotune(db_env, "pareto", "--model", "resnet")
+    proc = autotune("pareto", "--model", "resnet", env=db_env, timeout=600)
     assert proc.returncode == 1 and "has not been tuned yet" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_an_invalid_study_stores_nothing(db_env, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('model = "tiny"\n[budget]\ntrials = 0\n')
-    proc = autotune(db_env, "start", "--study", str(bad))
+    proc = autotune("start", "--study", str(bad), env=db_env, timeout=600)
     assert proc.returncode == 1
     assert f"{bad}: budget.trials: must be > 0" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -1,4 +1,10 @@
-"""Which server runs a trial: autotune's local one, the real tensorflow_model_server, or its Docker image."""
+"""How a backend starts a server: one class per backend behind one interface, and the factory that picks one.
+
+`local` is autotune-model-server run by this Python; `tfserving` is the real
+tensorflow_model_server binary; `docker` is its image. Each turns a config and
+the trial's paths into a `Launch` (argv, where gRPC listens, what to clean up),
+and round-trips through the options stored with a queued job.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,10 @@ import shutil
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
@@ -15,7 +23,6 @@ from autotune.servers.argv import ServerPaths, tfserving_flags
 from autotune.servers.docker import DEFAULT_IMAGE, DockerRun, docker_argv, remove_argv
 
 TFSERVING_BINARY = "tensorflow_model_server"
-BACKENDS = ("auto", "local", "tfserving", "docker")
 
 # tensorflow_model_server has no flag to choose its listen address: REST binds every interface.
 TFSERVING_EXPOSURE = (
@@ -35,71 +42,120 @@ class Launch:
     container: str | None = None
 
 
-@dataclass(frozen=True)
-class Backend:
-    """A server program and how it is started."""
+class Backend(ABC):
+    """A server program: how it is started for one config, and how a queued job remembers it."""
 
-    name: str  # local | tfserving | docker
+    name: ClassVar[str]
     program: tuple[str, ...]
-    image: str | None = None
-    gpus: bool = False
 
+    @abstractmethod
     def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path) -> Launch:
         """The command line for CONFIG, with the model and files at PATHS (host view) and WORKDIR for sockets."""
-        if self.name == "docker":
-            name = f"autotune-{paths.model_name}-{uuid.uuid4().hex[:10]}"
-            run = DockerRun(
-                self.image or DEFAULT_IMAGE,
-                name,
-                paths.grpc_port,
-                paths.rest_port,
-                paths.model_base_path,
-                workdir,
-                self.gpus,
-            )
-            argv = docker_argv(config, paths.model_name, run, paths.monitoring_file is not None)
-            return Launch(argv, f"127.0.0.1:{paths.grpc_port}", remove_argv(name), name)
-        if self.name == "tfserving":
-            # No TCP gRPC listener at all (it would bind 0.0.0.0): gRPC goes over a UNIX socket.
-            socket_path = workdir / "grpc.sock"
-            flags = tfserving_flags(config, _with_socket(paths, socket_path))
-            return Launch([*self.program, *flags], f"unix:{socket_path}")
+
+    def check(self) -> None:  # noqa: B027  (most backends have nothing to probe)
+        """Raise a one-line AutotuneError when this backend cannot run here (before anything starts)."""
+
+    def to_options(self) -> dict[str, Any]:
+        """What a queued job stores to start the same servers later."""
+        return {"name": self.name, "program": list(self.program)}
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Backend:
+        """The backend a stored job asked for."""
+        return cls()
+
+
+@dataclass(frozen=True)
+class LocalBackend(Backend):
+    """autotune-model-server, the stand-in that ships with autotune, run by this interpreter."""
+
+    name: ClassVar[str] = "local"
+    program: tuple[str, ...] = field(default_factory=lambda: (sys.executable, "-m", "autotune.servers.local"))
+
+    def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path) -> Launch:
         return Launch([*self.program, *tfserving_flags(config, paths)], f"127.0.0.1:{paths.grpc_port}")
 
 
-def _with_socket(paths: ServerPaths, socket_path: Path) -> ServerPaths:
-    return ServerPaths(
-        paths.model_name,
-        paths.model_base_path,
-        0,
-        paths.rest_port,
-        paths.batching_file,
-        paths.monitoring_file,
-        socket_path,
-    )
+@dataclass(frozen=True)
+class TFServingBackend(Backend):
+    """The real tensorflow_model_server binary."""
+
+    name: ClassVar[str] = "tfserving"
+    program: tuple[str, ...] = (TFSERVING_BINARY,)
+
+    def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path) -> Launch:
+        # No TCP gRPC listener at all (it would bind 0.0.0.0): gRPC goes over a UNIX socket.
+        socket_path = workdir / "grpc.sock"
+        on_socket = ServerPaths(
+            paths.model_name,
+            paths.model_base_path,
+            0,
+            paths.rest_port,
+            paths.batching_file,
+            paths.monitoring_file,
+            socket_path,
+        )
+        return Launch([*self.program, *tfserving_flags(config, on_socket)], f"unix:{socket_path}")
+
+    def check(self) -> None:
+        if shutil.which(self.program[0]) is None:
+            if self.program[0] == TFSERVING_BINARY:
+                raise AutotuneError(f"backend tfserving: {TFSERVING_BINARY} not found on PATH (use --server-binary)")
+            raise AutotuneError(f"backend tfserving: {self.program[0]} is not an executable file")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Backend:
+        return cls(tuple(options["program"]))
+
+
+@dataclass(frozen=True)
+class DockerBackend(Backend):
+    """The tensorflow/serving image under `docker run`, ports published on 127.0.0.1 only."""
+
+    name: ClassVar[str] = "docker"
+    image: str = DEFAULT_IMAGE
+    gpus: bool = False
+    program: tuple[str, ...] = ("docker",)
+
+    def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path) -> Launch:
+        name = f"autotune-{paths.model_name}-{uuid.uuid4().hex[:10]}"
+        run = DockerRun(self.image, name, paths.grpc_port, paths.rest_port, paths.model_base_path, workdir, self.gpus)
+        argv = docker_argv(config, paths.model_name, run, paths.monitoring_file is not None)
+        return Launch(argv, f"127.0.0.1:{paths.grpc_port}", remove_argv(name), name)
+
+    def check(self) -> None:
+        if shutil.which("docker") is None:
+            raise AutotuneError("backend docker: the docker command is not on PATH")
+        try:
+            out = subprocess.run(
+                ["docker", "version", "--format", "{{.Server.Version}}"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise AutotuneError("backend docker: the docker daemon did not answer within 20 s") from None
+        if out.returncode != 0:
+            lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()] or ["no reason given"]
+            raise AutotuneError(f"backend docker: the docker daemon is not reachable: {lines[-1]}")
+
+    def to_options(self) -> dict[str, Any]:
+        return {**super().to_options(), "image": self.image, "gpus": self.gpus}
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Backend:
+        return cls(options.get("image") or DEFAULT_IMAGE, bool(options.get("gpus")))
+
+
+BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (LocalBackend, TFServingBackend, DockerBackend)}
+# What users may ask for: a backend by name, or `auto` (the binary when there is one, else local).
+BACKEND_NAMES = ("auto", *BACKENDS)
 
 
 def local_backend() -> Backend:
     """autotune-model-server, run by this Python."""
-    return Backend("local", (sys.executable, "-m", "autotune.servers.local"))
-
-
-def _check_docker() -> None:
-    if shutil.which("docker") is None:
-        raise AutotuneError("backend docker: the docker command is not on PATH")
-    try:
-        out = subprocess.run(
-            ["docker", "version", "--format", "{{.Server.Version}}"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise AutotuneError("backend docker: the docker daemon did not answer within 20 s") from None
-    if out.returncode != 0:
-        lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()] or ["no reason given"]
-        raise AutotuneError(f"backend docker: the docker daemon is not reachable: {lines[-1]}")
+    return LocalBackend()
 
 
 def resolve_backend(
@@ -109,20 +165,32 @@ def resolve_backend(
     gpus: bool = False,
     check: bool = True,
 ) -> Backend:
-    """auto: tfserving when the binary is on PATH (or given), else local. CHECK=False (dry runs) skips probing."""
-    if name not in BACKENDS:
-        raise AutotuneError(f"unknown backend '{name}' ({', '.join(BACKENDS)})")
-    if name == "docker":
-        if check:
-            _check_docker()
-        return Backend("docker", ("docker",), image or DEFAULT_IMAGE, gpus)
+    """The factory. auto: tfserving when the binary is on PATH (or given), else local. CHECK=False skips probing."""
+    if name not in BACKEND_NAMES:
+        raise AutotuneError(f"unknown backend '{name}' ({', '.join(BACKEND_NAMES)})")
+    if image and name != "docker":
+        raise AutotuneError("--docker-image needs --backend docker")
     if server_binary and not Path(server_binary).is_file():
         raise AutotuneError(f"--server-binary {server_binary} does not exist")
-    binary = server_binary or shutil.which(TFSERVING_BINARY)
-    if name == "tfserving" or (name == "auto" and binary):
-        if not binary:
-            if check:
-                raise AutotuneError(f"backend tfserving: {TFSERVING_BINARY} not found on PATH (use --server-binary)")
-            binary = TFSERVING_BINARY
-        return Backend("tfserving", (str(binary),))
-    return local_backend()
+    chosen: Backend
+    if name == "docker":
+        chosen = DockerBackend(image or DEFAULT_IMAGE, gpus)
+    else:
+        binary = server_binary or shutil.which(TFSERVING_BINARY)
+        if name == "tfserving" or (name == "auto" and binary):
+            chosen = TFServingBackend((binary or TFSERVING_BINARY,))
+        else:
+            chosen = LocalBackend()
+    if check:
+        chosen.check()
+    return chosen
+
+
+def backend_from_options(options: dict[str, Any], default: str = "auto") -> Backend:
+    """The backend a stored job asked for (DEFAULT when it stored none); the local server runs on this interpreter."""
+    if not options:
+        return resolve_backend(default)
+    kind = BACKENDS.get(options.get("name", ""))
+    if kind is None:
+        raise AutotuneError(f"the job asks for backend {options.get('name')!r}, which this autotune does not know")
+    return kind.from_options(options)

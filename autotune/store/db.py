@@ -8,28 +8,30 @@ with its own version table; every command upgrades a fresh database itself.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from filelock import FileLock, Timeout
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from autotune.errors import AutotuneError
 from autotune.paths import autotune_home
 
-VERSION_TABLE = "autotune_alembic_version"
+# Alembic and Optuna cost a read-only command (status, pareto) more than everything else it does together:
+# they are imported only where a migration runs or a study is opened.
+if TYPE_CHECKING:
+    import optuna
+    from alembic.config import Config
+
+VERSION_TABLE = "autotune_alembic_version"  # spelled out in _at_head's query too
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -133,6 +135,8 @@ def _migrations_dir() -> str:
 
 def alembic_config(url: str) -> Config:
     """Alembic's config for our migrations on URL (no alembic.ini needed)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", _migrations_dir())
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -140,14 +144,32 @@ def alembic_config(url: str) -> Config:
 
 
 def head_revision() -> str:
-    """The newest migration this autotune ships."""
+    """The newest migration this autotune ships, as Alembic sees it."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     assert head is not None
     return head
 
 
+@cache
+def shipped_head() -> str:
+    """The newest migration this autotune ships, read from the migration files without importing Alembic."""
+    versions = resources.files("autotune.migrations") / "versions"
+    revisions, parents = set(), set()
+    for f in versions.iterdir():
+        if f.name.endswith(".py") and f.name != "__init__.py":
+            body = f.read_text()
+            revisions.update(re.findall(r'^revision = "(\w+)"', body, re.M))
+            parents.update(re.findall(r'^down_revision = "(\w+)"', body, re.M))
+    (head,) = revisions - parents
+    return head
+
+
 def current_revision(url: str) -> str | None:
     """The schema revision the database is at (None: our tables were never created)."""
+    from alembic.runtime.migration import MigrationContext
+
     try:
         with engine(url).connect() as conn:
             return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
@@ -157,6 +179,10 @@ def current_revision(url: str) -> str | None:
 
 def upgrade(url: str | None = None) -> tuple[str | None, str]:
     """Apply pending migrations (idempotent); returns (revision before, revision after)."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from filelock import FileLock, Timeout
+
     url = url or db_url()
     engine(url)  # creates the SQLite file (user-only) or explains why it cannot
     path = _sqlite_file(url)
@@ -199,10 +225,21 @@ def upgrade(url: str | None = None) -> tuple[str | None, str]:
             lock.release()
 
 
+def _at_head(url: str) -> bool:
+    # One query instead of Alembic's machinery: the common case (a database already up to date) stays light.
+    try:
+        with engine(url).connect() as conn:
+            found = conn.execute(text("SELECT version_num FROM autotune_alembic_version")).scalars().all()
+    except SQLAlchemyError:
+        return False  # no version table yet, or unreachable: upgrade() creates it or explains
+    return found == [shipped_head()]
+
+
 @cache
 def ensure_schema(url: str) -> bool:
     """Bring our tables up to date, once per process and URL."""
-    upgrade(url)
+    if not _at_head(url):
+        upgrade(url)
     return True
 
 
@@ -234,9 +271,33 @@ def transaction(url: str | None = None) -> Iterator[Session]:
 
 def optuna_storage(url: str | None = None) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage on our database; a locked or unreachable one is a one-line error."""
+    import optuna
+
     url = url or db_url()
     ensure_schema(url)  # our pragmas (WAL) are set on the file before Optuna opens it
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:  # SQLAlchemy raises many types for bad URLs and files
         raise db_error(url, exc) from None
+
+
+def db_now(s: Session) -> dt.datetime:
+    """The database's clock, naive UTC: heartbeats written and judged by one clock, whatever the hosts' clocks say."""
+    dialect = s.get_bind().dialect.name
+    if dialect == "sqlite":
+        raw = s.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+        return dt.datetime.fromisoformat(raw)
+    if dialect == "postgresql":
+        return s.execute(text("SELECT timezone('utc', clock_timestamp())")).scalar_one()
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)  # other databases: this host's clock
+
+
+class Tables:
+    """Autotune's tables on one database URL, the schema brought up to date first; every method is one transaction."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or db_url()
+        ensure_schema(self.url)  # now, not in the middle of a trial
+
+    def _tx(self) -> AbstractContextManager[Session]:
+        return transaction(self.url)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotune.store import db
+from autotune.pareto import goodput
+from autotune.store.db import Tables
+from autotune.store.queries import PreviousFront
 from autotune.store.schema import DriftCheckRow, JobRow
 
 # Repeat measurements of one config on a quiet host stay within this (see benchmarks/RESULTS.md).
@@ -24,38 +26,36 @@ def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) or (not a.get(k) and not b.get(k)) for k in keys)
 
 
-def record_drift(
-    url: str,
-    job: JobRow,
-    previous: JobRow,
-    entries: list[dict[str, Any]],
-    config: dict[str, Any],
-    metrics: dict[str, Any],
-    feasible: bool,
-) -> DriftCheckRow | None:
-    """If CONFIG was in the previous job's Pareto set, store how its goodput moved."""
-    entry = next((e for e in entries if _same_config(e.get("config", {}), config)), None)
-    if entry is None:
-        return None
-    before = float(entry.get("metrics", {}).get("throughput_rps") or 0.0)
-    after = float(metrics.get("throughput_rps") or 0.0) if feasible else 0.0
-    change, drifted = compare(before, after)
-    causes = []
-    if job.model_id != previous.model_id:
-        causes.append("model_changed")
-    if job.host_id != previous.host_id:
-        causes.append("host_changed")
-    with db.transaction(url) as s:
-        row = DriftCheckRow(
-            job_id=job.id,
-            previous_job_id=previous.id,
-            model=previous.model.name,
-            config=config,
-            before_goodput_rps=before,
-            after_goodput_rps=after,
-            change=change,
-            drifted=drifted,
-            causes=causes,
-        )
-        s.add(row)
-    return row
+class DriftLog(Tables):
+    """Drift checks of retunes."""
+
+    def record_drift(
+        self, job: JobRow, previous: PreviousFront, config: dict[str, Any], metrics: dict[str, Any], feasible: bool
+    ) -> DriftCheckRow | None:
+        """If CONFIG was in the previous job's Pareto set, store how its goodput moved."""
+        entry = next((e for e in previous.entries if _same_config(e.get("config", {}), config)), None)
+        if entry is None:
+            return None
+        # A stored front holds only feasible trials: its throughput is its goodput.
+        before = goodput(entry.get("metrics"), feasible=True)
+        after = goodput(metrics, feasible)
+        change, drifted = compare(before, after)
+        causes = []
+        if job.model_id != previous.job.model_id:
+            causes.append("model_changed")
+        if job.host_id != previous.job.host_id:
+            causes.append("host_changed")
+        with self._tx() as s:
+            row = DriftCheckRow(
+                job_id=job.id,
+                previous_job_id=previous.job.id,
+                model=previous.job.model.name,
+                config=config,
+                before_goodput_rps=before,
+                after_goodput_rps=after,
+                change=change,
+                drifted=drifted,
+                causes=causes,
+            )
+            s.add(row)
+        return row

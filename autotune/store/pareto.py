@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotune.pareto import pareto_front
+from autotune.pareto import goodput, pareto_front
+from autotune.states import TrialState
 from autotune.store.schema import JobRow, TrialRow
 
 
@@ -15,7 +16,7 @@ def directions(job: JobRow) -> list[str]:
 
 def front(job: JobRow) -> list[TrialRow]:
     """Feasible complete trials that no other feasible complete trial dominates."""
-    feasible = [t for t in job.trials if t.state == "complete" and t.feasible and t.objective_values]
+    feasible = [t for t in job.trials if t.state == TrialState.complete and t.feasible and t.objective_values]
     keep = pareto_front([t.objective_values for t in feasible], directions(job))  # type: ignore[misc]
     return [feasible[i] for i in keep]
 
@@ -30,8 +31,6 @@ def front_entries(job: JobRow) -> list[dict[str, Any]]:
     return [entry(t) for t in front(job)]
 
 
-def goodput(trial: TrialRow) -> float:
-    """Throughput if the trial met the SLO and error limit, else 0."""
-    if trial.state != "complete" or not trial.feasible:
-        return 0.0
-    return float(trial.metrics.get("throughput_rps") or 0.0)
+def trial_goodput(trial: TrialRow) -> float:
+    """A stored trial's goodput (0 unless it completed feasibly)."""
+    return goodput(trial.metrics, trial.state == TrialState.complete and trial.feasible)

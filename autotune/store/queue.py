@@ -8,17 +8,17 @@ several hosts can share one database without taking a job twice.
 from __future__ import annotations
 
 import socket
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import selectinload
 
-from autotune.store import db
-from autotune.store.pareto import goodput
+from autotune.states import JobState, TrialState
+from autotune.store.db import Tables, db_now
+from autotune.store.pareto import trial_goodput
 from autotune.store.records import hand_back, worker_id
-from autotune.store.schema import COUNTED_STATES, WHOLE_JOB, HostRow, JobRow, utcnow
+from autotune.store.schema import WHOLE_JOB, HostRow, JobRow
 
 
 @dataclass(frozen=True)
@@ -30,15 +30,8 @@ class Orphan:
     server_pid: int | None
 
 
-class Queue:
-    """Queue operations on one database URL."""
-
-    def __init__(self, url: str | None = None) -> None:
-        self.url = url or db.db_url()
-        db.ensure_schema(self.url)
-
-    def _tx(self) -> AbstractContextManager[Session]:
-        return db.transaction(self.url)
+class JobQueue(Tables):
+    """Claiming, heartbeating, cancelling and recovering jobs; heartbeats run on the database's clock."""
 
     def claim_next(self, host_fingerprint: str) -> int | None:
         """Take the oldest queued job pinned to this host; None when there is none."""
@@ -46,16 +39,16 @@ class Queue:
             ids = s.scalars(
                 select(JobRow.id)
                 .join(HostRow)
-                .where(JobRow.state == "queued", HostRow.fingerprint == host_fingerprint)
+                .where(JobRow.state == JobState.queued, HostRow.fingerprint == host_fingerprint)
                 .order_by(JobRow.id)
             ).all()
         for job_id in ids:
-            now = utcnow()
             with self._tx() as s:
+                now = db_now(s)
                 claimed = s.execute(
                     update(JobRow)
-                    .where(JobRow.id == job_id, JobRow.state == "queued")
-                    .values(state="running", worker=worker_id(), heartbeat_at=now, started_at=now)
+                    .where(JobRow.id == job_id, JobRow.state == JobState.queued)
+                    .values(state=JobState.running, worker=worker_id(), heartbeat_at=now, started_at=now)
                 ).rowcount
             if claimed == 1:
                 return job_id
@@ -67,39 +60,41 @@ class Queue:
             job = s.get(JobRow, job_id)
             if job is None:
                 return True
-            job.heartbeat_at = utcnow()
+            job.heartbeat_at = db_now(s)
             job.waiting_reason = waiting_reason
             return job.cancel_requested
 
-    def cancel(self, job_id: int) -> str:
+    def cancel(self, job_id: int) -> JobState:
         """Cancel a queued job now, or ask the daemon running it to stop; returns the resulting state."""
         with self._tx() as s:
             job = s.get(JobRow, job_id)
             if job is None:
                 raise LookupError(job_id)
-            if job.state == "queued":
-                job.state, job.finished_at = "cancelled", utcnow()
-            elif job.state == "running":
+            if job.state == JobState.queued:
+                job.state, job.finished_at = JobState.cancelled, db_now(s)
+            elif job.state == JobState.running:
                 job.cancel_requested = True
-            return job.state
+            return JobState(job.state)
 
     def stale_jobs(self, host_fingerprint: str | None = None, stale_after_s: float | None = None) -> list[Orphan]:
         """Running jobs whose worker is gone go back to the queue; returns their running trials.
 
         Gone means: a worker on this host whose process is dead, or (given STALE_AFTER_S) a worker on
-        another host whose heartbeat is that old, for jobs pinned to HOST_FINGERPRINT (a host that died
-        outright cannot hand its job back). Another host's server pids mean nothing here: not returned.
+        another host whose heartbeat is that old by the database's clock, for jobs pinned to HOST_FINGERPRINT
+        (a host that died outright cannot hand its job back). Another host's server pids mean nothing here.
         """
         host = socket.gethostname()
-        now = utcnow()
         orphans: list[Orphan] = []
         with self._tx() as s:
-            query = select(JobRow).where(JobRow.state == "running")
+            now = db_now(s)
+            query = select(JobRow).where(JobRow.state == JobState.running)
             for job in s.scalars(query.options(selectinload(JobRow.trials), selectinload(JobRow.host))).all():
                 if not job.worker:
                     continue
                 if _dead_worker_here(job.worker, host):
-                    orphans += [Orphan(job.id, t.number, t.server_pid) for t in job.trials if t.state == "running"]
+                    orphans += [
+                        Orphan(job.id, t.number, t.server_pid) for t in job.trials if t.state == TrialState.running
+                    ]
                 elif (
                     stale_after_s is not None
                     and job.worker.rpartition(":")[0] != host
@@ -107,7 +102,7 @@ class Queue:
                     and job.heartbeat_at is not None
                     and (now - job.heartbeat_at).total_seconds() > stale_after_s
                 ):
-                    orphans += [Orphan(job.id, t.number, None) for t in job.trials if t.state == "running"]
+                    orphans += [Orphan(job.id, t.number, None) for t in job.trials if t.state == TrialState.running]
                 else:
                     continue
                 hand_back(job)
@@ -139,8 +134,8 @@ def _dead_worker_here(worker: str, host: str) -> bool:
 
 def job_summary(job: JobRow) -> dict[str, Any]:
     """A job as `status` shows it."""
-    done = [t for t in job.trials if t.state in COUNTED_STATES]
-    best = max((goodput(t) for t in job.trials), default=0.0)
+    done = [t for t in job.trials if TrialState(t.state).counts_against_budget]
+    best = max((trial_goodput(t) for t in job.trials), default=0.0)
     return {
         "id": job.id,
         "model": job.model.name,

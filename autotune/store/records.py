@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Any
 
@@ -13,9 +12,10 @@ from sqlalchemy.orm import Session
 
 from autotune.models.content import content_hash
 from autotune.models.resolve import ModelRef
-from autotune.store import db
+from autotune.states import FailureReason, JobState, TrialState, Trigger
+from autotune.store.db import Tables, db_now
 from autotune.store.pareto import front_entries
-from autotune.store.schema import COUNTED_STATES, HostRow, JobRow, ModelRow, ParetoSnapshotRow, TrialRow, utcnow
+from autotune.store.schema import HostRow, JobRow, ModelRow, ParetoSnapshotRow, TrialRow, utcnow
 
 
 def worker_id() -> str:
@@ -23,15 +23,8 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class Store:
-    """Our tables on one database URL; every method is one short transaction."""
-
-    def __init__(self, url: str | None = None) -> None:
-        self.url = url or db.db_url()
-        db.ensure_schema(self.url)  # now, not in the middle of a trial
-
-    def _tx(self) -> AbstractContextManager[Session]:
-        return db.transaction(self.url)
+class Records(Tables):
+    """Hosts, models, jobs and trials as they happen."""
 
     def host(self, info: dict[str, Any], fingerprint: str) -> int:
         """The id of this host's row, created on first sight."""
@@ -73,14 +66,14 @@ class Store:
         backend: str,
         trials_total: int,
         minutes: float,
-        state: str = "running",
-        trigger: str = "manual",
+        state: JobState = JobState.running,
+        trigger: Trigger = Trigger.manual,
         backend_options: dict[str, Any] | None = None,
     ) -> int:
         """A new job row; a foreground job starts out running and owned by this process."""
-        now = utcnow()
-        running = state == "running"
+        running = state == JobState.running
         with self._tx() as s:
+            now = db_now(s)
             job = JobRow(
                 model_id=model_id,
                 host_id=host_id,
@@ -104,7 +97,7 @@ class Store:
     def begin_trial(self, job_id: int, number: int, config: dict[str, Any]) -> None:
         """Record a trial as running before its server starts (so a crash leaves a trace)."""
         with self._tx() as s:
-            s.add(TrialRow(job_id=job_id, number=number, state="running", config=config, worker=worker_id()))
+            s.add(TrialRow(job_id=job_id, number=number, state=TrialState.running, config=config, worker=worker_id()))
             _touch(s, job_id)
 
     def server_started(self, job_id: int, number: int, pid: int) -> None:
@@ -130,16 +123,16 @@ class Store:
             return front_entries(job)
 
     def finish_job(
-        self, job_id: int, state: str, error: str | None = None, entries: list[dict[str, Any]] | None = None
+        self, job_id: int, state: JobState, error: str | None = None, entries: list[dict[str, Any]] | None = None
     ) -> list[dict[str, Any]]:
         """Close a job and freeze its Pareto set (ENTRIES: the confirmed one); running trials become interrupted.
 
-        STATE "queued" hands the job back (a daemon stopping): no snapshot, it resumes later.
+        STATE queued hands the job back (a daemon stopping): no snapshot, it resumes later.
         """
         with self._tx() as s:
             job = s.get(JobRow, job_id)
             assert job is not None
-            if state == "queued":
+            if state == JobState.queued:
                 hand_back(job)
                 return []
             interrupt_running(job)
@@ -155,7 +148,7 @@ class Store:
         with self._tx() as s:
             job = s.get(JobRow, job_id)
             assert job is not None
-            return sum(1 for t in job.trials if t.state in COUNTED_STATES)
+            return sum(1 for t in job.trials if TrialState(t.state).counts_against_budget)
 
     @staticmethod
     def _trial(s: Session, job_id: int, number: int) -> TrialRow:
@@ -168,19 +161,19 @@ class Store:
 def _touch(s: Session, job_id: int) -> None:
     job = s.get(JobRow, job_id)
     if job is not None:
-        job.heartbeat_at = utcnow()
+        job.heartbeat_at = db_now(s)
 
 
 def interrupt_running(job: JobRow) -> None:
     """Trials still marked running will never finish: record them as interrupted."""
     for trial in job.trials:
-        if trial.state == "running":
-            trial.state = "interrupted"
-            trial.failure_reason = trial.failure_reason or "interrupted"
+        if trial.state == TrialState.running:
+            trial.state = TrialState.interrupted
+            trial.failure_reason = trial.failure_reason or FailureReason.interrupted
             trial.finished_at = utcnow()
 
 
 def hand_back(job: JobRow) -> None:
     """Return a job to the queue (its worker stopped or died); it resumes with the next daemon."""
     interrupt_running(job)
-    job.state, job.worker, job.waiting_reason = "queued", None, None
+    job.state, job.worker, job.waiting_reason = JobState.queued, None, None

@@ -19,10 +19,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-# Trial states that count against a job's budget; interrupted trials are measured again.
-COUNTED_STATES = ("complete", "failed")
-
-
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
 
@@ -61,8 +57,8 @@ class JobRow(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("autotune_models.id"))
     host_id: Mapped[int] = mapped_column(ForeignKey("autotune_hosts.id"))
     study_name: Mapped[str] = mapped_column(String(300), unique=True)
-    state: Mapped[str] = mapped_column(String(20))  # queued | running | done | failed | cancelled
-    trigger: Mapped[str] = mapped_column(String(20), default="manual")  # manual | schedule | retune
+    state: Mapped[str] = mapped_column(String(20))  # a states.JobState
+    trigger: Mapped[str] = mapped_column(String(20), default="manual")  # a states.Trigger
     study: Mapped[dict[str, Any]]  # the validated study, as run
     settings: Mapped[dict[str, Any]]  # measurement settings
     backend: Mapped[str] = mapped_column(String(40))
@@ -92,7 +88,7 @@ class TrialRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("autotune_jobs.id"), index=True)
     number: Mapped[int]  # Optuna's trial number in the job's study
-    state: Mapped[str] = mapped_column(String(20))  # running | complete | failed | interrupted
+    state: Mapped[str] = mapped_column(String(20))  # a states.TrialState
     config: Mapped[dict[str, Any]]
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     objective_values: Mapped[list[Any] | None]

@@ -1,0 +1,173 @@
+"""How commands find, start and stop the daemon: its lock and status files, without loading the daemon itself.
+
+Read-only commands (`status`, `follow`) come through here, so they stay light:
+no TensorFlow, Optuna or NumPy to import for a look at a file and a pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from autotune.errors import AutotuneError
+from autotune.paths import autotune_home
+
+
+def _key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:10]
+
+
+def lock_path(url: str) -> Path:
+    """The lock that makes one daemon per host and database."""
+    return autotune_home() / f"daemon-{_key(url)}.lock"
+
+
+def status_path(url: str) -> Path:
+    """Where a running daemon publishes its pid, start time, metrics port and gate state."""
+    return autotune_home() / f"daemon-{_key(url)}.json"
+
+
+def logs_dir() -> Path:
+    path = autotune_home() / "logs"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _db_url() -> str:
+    from autotune.store.db import db_url
+
+    return db_url()
+
+
+def _is_daemon(pid: int) -> bool:
+    try:
+        cmd = " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
+    return "autotune" in cmd and "daemon" in cmd
+
+
+def read_status(url: str | None = None) -> dict[str, Any] | None:
+    """The running daemon's status, or None when none runs for this database."""
+    path = status_path(url or _db_url())
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return status if _is_daemon(int(status.get("pid", 0))) else None
+
+
+class StatusFile:
+    """The daemon's status file, rewritten atomically on every change."""
+
+    def __init__(self, url: str, started_at: str, metrics_port: int) -> None:
+        self.path = status_path(url)
+        self.data: dict[str, Any] = {
+            "pid": os.getpid(),
+            "started_at": started_at,
+            "db": url,
+            "metrics_port": metrics_port,
+            "gate": "open",
+            "gate_reason": None,
+            "job": None,
+        }
+        self.write()
+
+    def update(self, **values: Any) -> None:
+        self.data.update(values)
+        self.write()
+
+    def write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data))
+        os.chmod(tmp, 0o600)
+        tmp.replace(self.path)
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def ensure_daemon(wait_s: float = 30.0) -> int:
+    """The pid of this database's daemon, started in the background (own session) if none runs."""
+    url = _db_url()
+    status = read_status(url)
+    if status:
+        return int(status["pid"])
+    log_file = logs_dir() / "daemon.log"
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autotune.cli", "daemon", "--log-file", str(log_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        status = read_status(url)
+        if status:
+            return int(status["pid"])
+        if proc.poll() is not None:
+            tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise AutotuneError(f"the daemon exited at start: {tail[0]}")
+        time.sleep(0.2)
+    raise AutotuneError(f"the daemon did not come up within {wait_s:.0f}s (see {log_file})")
+
+
+def stop_daemon(timeout_s: float = 60.0) -> int | None:
+    """SIGTERM the daemon and wait for it; returns its pid, or None when none was running."""
+    status = read_status()
+    if not status:
+        return None
+    pid = int(status["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        # Gone, or a zombie its parent has not reaped yet: either way it has stopped.
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return pid
+        except psutil.NoSuchProcess:
+            return pid
+        time.sleep(0.2)
+    raise AutotuneError(f"daemon {pid} did not stop within {timeout_s:.0f}s")
+
+
+def systemd_unit() -> str:
+    """A systemd unit running the daemon as the current user with this interpreter and home."""
+    cmd = shlex.join([sys.executable, "-m", "autotune.cli", "daemon"])
+    env = {"AUTOTUNE_HOME": str(autotune_home())}
+    if os.environ.get("AUTOTUNE_DB_URL"):
+        env["AUTOTUNE_DB_URL"] = os.environ["AUTOTUNE_DB_URL"]
+    # systemd quotes Environment= values with double quotes; escape what would end them.
+    envs = "\n".join(
+        f'Environment="{k}={v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in env.items()
+    )
+    return f"""[Unit]
+Description=autotune daemon: tunes TensorFlow Serving on this host
+After=network.target
+
+[Service]
+Type=simple
+ExecStart={cmd}
+{envs}
+KillSignal=SIGTERM
+TimeoutStopSec=60
+Restart=on-failure
+
+[Install]
+WantedBy=default.target
+"""
