@@ -1,16 +1,28 @@
-"""Shared fixtures: one AUTOTUNE_HOME per test session, built-in models, leak checks."""
+"""Shared fixtures: one AUTOTUNE_HOME per test session, built-in models, leak checks, the CLI, PostgreSQL."""
 
 from __future__ import annotations
 
+import glob
+import itertools
 import os
+import pwd
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+
+# Every process this test session starts inherits this mark, so the leak check knows its own processes
+# from a benchmark, a user's daemon or another test session running on the same machine.
+SESSION_MARK = "AUTOTUNE_TEST_SESSION"
+os.environ[SESSION_MARK] = uuid.uuid4().hex
 
 OUR_PROCESS_MARKERS = (
     "autotune.servers.local",
@@ -35,12 +47,14 @@ def autotune(
 
 
 def our_processes() -> list[psutil.Process]:
-    """Server and load generator processes started from this machine's autotune."""
+    """Servers, load generators and daemons started by this test session (never anyone else's)."""
     found = []
     for p in psutil.process_iter(["cmdline", "status"]):
         try:
             cmd = " ".join(p.info["cmdline"] or [])
-            if p.info["status"] != psutil.STATUS_ZOMBIE and any(m in cmd for m in OUR_PROCESS_MARKERS):
+            if p.info["status"] == psutil.STATUS_ZOMBIE or not any(m in cmd for m in OUR_PROCESS_MARKERS):
+                continue
+            if p.environ().get(SESSION_MARK) == os.environ[SESSION_MARK]:
                 found.append(p)
         except psutil.Error:
             continue
@@ -134,3 +148,75 @@ def start_server(tmp_path: Path):
     yield start
     for server in started:
         server.stop()
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Callable[[], str]]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth, its own socket dir), stopped after the session.
+
+    Yields a function that creates a fresh, empty database in it and returns its URL.
+    """
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql); the multi-host tests need it")
+    pytest.importorskip("psycopg", reason="psycopg is in the test extra; not installed here")
+    root = Path(tempfile.mkdtemp(prefix="autotune-pg-"))
+    run_as: dict = {}
+    if os.geteuid() == 0:  # postgres refuses to run as root: use the package's own unprivileged user
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the cluster as")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        run_as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    data = root / "data"
+    subprocess.run(
+        [bindir / "initdb", "-D", data, "-U", "autotune", "--auth=trust", "--no-sync"],
+        check=True, capture_output=True, timeout=120, **run_as,
+    )  # fmt: skip
+    from autotune.trial import free_ports
+
+    (port,) = free_ports(1)
+    server = subprocess.Popen(
+        [bindir / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port), "-k", root, "-c", "fsync=off"],
+        stdout=subprocess.DEVNULL, stderr=open(root / "postgres.log", "wb"), start_new_session=True, **run_as,
+    )  # fmt: skip
+    try:
+        import psycopg
+
+        admin = f"host=127.0.0.1 port={port} user=autotune dbname=postgres"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                psycopg.connect(admin).close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    log = (root / "postgres.log").read_text()[-500:]
+                    raise AssertionError(f"postgres did not start: {log}") from None
+                time.sleep(0.3)
+        numbers = itertools.count()
+
+        def new_database() -> str:
+            name = f"autotune_{next(numbers)}"
+            with psycopg.connect(admin, autocommit=True) as c:
+                c.execute(f"create database {name}")
+            return f"postgresql+psycopg://autotune@127.0.0.1:{port}/{name}"
+
+        yield new_database
+    finally:
+        server.send_signal(signal.SIGINT)  # fast shutdown
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+        shutil.rmtree(root, ignore_errors=True)

@@ -8,83 +8,24 @@ stale) the other reclaims its job and finishes it in the same Optuna study, and 
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import psutil
 import pytest
 
-from autotune.trial import free_ports
 from tests.conftest import AUTOTUNE, SHORT, autotune, wait_for
 
 
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth, its own socket dir), stopped afterwards."""
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql); the multi-host tests need it")
-    pytest.importorskip("psycopg", reason="psycopg is in the test extra; not installed here")
-    root = Path(tempfile.mkdtemp(prefix="autotune-pg-"))
-    run_as: dict = {}
-    if os.geteuid() == 0:  # postgres refuses to run as root: use the package's own unprivileged user
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run the cluster as")
-        os.chown(root, user.pw_uid, user.pw_gid)
-        run_as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-    data = root / "data"
-    subprocess.run(
-        [bindir / "initdb", "-D", data, "-U", "autotune", "--auth=trust", "--no-sync"],
-        check=True, capture_output=True, timeout=120, **run_as,
-    )  # fmt: skip
-    (port,) = free_ports(1)
-    server = subprocess.Popen(
-        [bindir / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port), "-k", root, "-c", "fsync=off"],
-        stdout=subprocess.DEVNULL, stderr=open(root / "postgres.log", "wb"), start_new_session=True, **run_as,
-    )  # fmt: skip
-    try:
-        import psycopg
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with psycopg.connect(f"host=127.0.0.1 port={port} user=autotune dbname=postgres", autocommit=True) as c:
-                    c.execute("create database autotune")
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    log = (root / "postgres.log").read_text()[-500:]
-                    raise AssertionError(f"postgres did not start: {log}") from None
-                time.sleep(0.3)
-        yield f"postgresql+psycopg://autotune@127.0.0.1:{port}/autotune"
-    finally:
-        server.send_signal(signal.SIGINT)  # fast shutdown
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-        shutil.rmtree(root, ignore_errors=True)
+def postgres_url(postgres_cluster: Callable[[], str]) -> str:
+    return postgres_cluster()
 
 
 def host_env(url: str, home: Path) -> dict:

@@ -26,7 +26,7 @@ HERE, THERE = "fp-this-host", "fp-other-host"
 def store(request, tmp_path) -> Store:
     if request.param == "sqlite":
         return Store(f"sqlite:///{tmp_path / 'contract.db'}")
-    return Store(request.getfixturevalue("postgres_database"))
+    return Store(request.getfixturevalue("postgres_cluster")())
 
 
 @pytest.fixture
