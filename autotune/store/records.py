@@ -5,17 +5,18 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from autotune.models.content import content_hash
-from autotune.models.resolve import ModelRef
 from autotune.states import FailureReason, JobState, TrialState, Trigger
 from autotune.store.db import Tables, db_now
 from autotune.store.pareto import front_entries
 from autotune.store.schema import HostRow, JobRow, ModelRow, ParetoSnapshotRow, TrialRow, utcnow
+
+if TYPE_CHECKING:
+    from autotune.models.resolve import ModelRef
 
 
 def worker_id() -> str:
@@ -39,6 +40,8 @@ class Records(Tables):
 
     def model(self, ref: ModelRef) -> int:
         """The id of this model's bytes (path + content hash), created on first sight."""
+        from autotune.models.content import content_hash
+
         digest = content_hash(ref.version_path)
         path = str(ref.base_path)
         with self._tx() as s:
