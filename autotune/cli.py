@@ -109,9 +109,10 @@ def _root(
 
 
 def _import_tensorflow() -> None:
+    # Muted, once, before anything else touches it; Keras only loads if a built-in model must be built.
     from autotune.tfimport import import_tensorflow
 
-    import_tensorflow()
+    import_tensorflow(keras=False)
 
 
 def _here() -> str:

@@ -256,7 +256,7 @@ class _DaemonJob:
 
     def _finished(self, t: Any) -> None:
         self.daemon.interruptible = False
-        self.metrics.trials.labels(t.state if t.values is not None else t.failure_reason or t.state).inc()
+        self.metrics.trials.labels(t.failure_reason if t.values is None else t.state).inc()
         if t.feasible:
             self.metrics.goodput.labels(t.result.model).set(t.goodput)
 

@@ -116,8 +116,9 @@ def enqueue_job(
     )
 
 
-def _interrupted(t: optuna.trial.FrozenTrial) -> bool:
-    # A trial failed without a reason was running when its process died (see _fail_stale_trials).
+def is_interrupted(t: optuna.trial.FrozenTrial) -> bool:
+    """Whether an Optuna trial measured nothing: failed as interrupted, or without a reason, which is how
+    `_fail_stale_trials` closes a trial whose process died (Optuna's public API sets no attributes on it)."""
     reason = t.user_attrs.get("failure_reason", FailureReason.interrupted)
     return t.state == optuna.trial.TrialState.FAIL and reason == FailureReason.interrupted
 
@@ -138,9 +139,9 @@ def _requeue_interrupted(study: optuna.Study) -> None:
         # A WAITING (enqueued) trial has no params yet: what it will measure sits in its fixed_params.
         return t.system_attrs.get("fixed_params", {}) if t.state == state.WAITING else t.params
 
-    settled = [params(t) for t in trials if not _interrupted(t) and t.state != state.RUNNING]
+    settled = [params(t) for t in trials if not is_interrupted(t) and t.state != state.RUNNING]
     for t in trials:
-        if _interrupted(t) and t.params and t.params not in settled:
+        if is_interrupted(t) and t.params and t.params not in settled:
             study.enqueue_trial(t.params, skip_if_exists=False)
             settled.append(t.params)
 

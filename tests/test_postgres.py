@@ -20,6 +20,7 @@ import optuna
 import psutil
 import pytest
 
+from autotune.job import is_interrupted
 from tests.conftest import AUTOTUNE, SHORT, autotune, wait_for
 
 
@@ -138,9 +139,7 @@ def test_two_hosts_share_jobs_and_a_dead_hosts_job_finishes_on_the_other_in_the_
     # Optuna's view of the same study: the same finished trial numbers, the interrupted one marked as such.
     study = optuna.load_study(study_name=long["study"], storage=postgres_url)
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-    assert sorted(t.number for t in study.trials if t.user_attrs.get("failure_reason") != "interrupted") == sorted(
-        numbers
-    )
+    assert sorted(t.number for t in study.trials if not is_interrupted(t)) == sorted(numbers)
     for job_id in short_jobs:  # claimed exactly once each
         assert state[job_id]["state"] == "done" and [s for _, s, _ in state[job_id]["trials"]] == ["complete"]
     assert json.loads(autotune("pareto", "--model", "tiny", "--json", env=envs[1], timeout=120).stdout)
