@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from autotune import __version__
+from autotune import __version__, tables
 from autotune.errors import AutotuneError
 from autotune.states import FailureReason, JobState, TrialState
 from autotune.windows import WINDOW_DEFAULTS, WindowOptions
@@ -43,8 +41,7 @@ app.add_typer(schedule_app, name="schedule")
 cron_app = typer.Typer(help="Retunes from the system's cron instead of the daemon's schedules.", no_args_is_help=True)
 app.add_typer(cron_app, name="cron")
 
-out = Console()
-err = Console(stderr=True)
+out, err = tables.out, tables.err
 
 EXIT_USER_ERROR = 1
 EXIT_TRIAL_FAILED = 3
@@ -254,7 +251,7 @@ def bench(
     err.print(f"bench {ref.name} on backend {chosen.name} ({protocol.value}): {json.dumps(config.to_dict())}")
     with err.status("measuring") as status:
         result = run_trial(ref, config, settings, chosen, progress=lambda msg: status.update(msg))
-    emit(as_json, result.to_json(windows=windows), lambda: _print_result(result))
+    emit(as_json, result.to_json(windows=windows), lambda: tables.print_result(result))
     if result.failure_reason == FailureReason.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if not result.ok:
@@ -322,23 +319,11 @@ def compare(
     )
     with err.status("measuring") as status:
         result = run_compare(baseline, candidate, repeats, live_measure(ref, settings, chosen), status.update)
-    emit(as_json, result.to_json(), lambda: _print_comparison(result))
+    emit(as_json, result.to_json(), lambda: tables.print_comparison(result))
     if result.a.medians()["runs"] < 2 or result.b.medians()["runs"] < 2:
         reasons = sorted({r.failure_reason or "" for r in result.a.runs + result.b.runs if not r.ok})
         err.print(f"compare failed: fewer than two good runs on a side ({', '.join(reasons)})", markup=False)
         raise typer.Exit(EXIT_TRIAL_FAILED)
-
-
-def _print_comparison(result: Any) -> None:
-    table = Table(title=f"B against A · {result.a.medians()['runs']} + {result.b.medians()['runs']} fresh servers")
-    for col in ("metric", "A median", "B median", "B/A", "95% CI", "verdict"):
-        table.add_column(col, justify="right" if col != "metric" else "left")
-    for name, m in result.metrics.items():
-        ci = f"{m.ratio_ci95[0]:.3f}-{m.ratio_ci95[1]:.3f}" if m.ratio_ci95 else "-"
-        ratio = f"x{m.ratio:.3f}" if m.ratio is not None else "-"
-        table.add_row(name, _fmt(m.a_median, 2), _fmt(m.b_median, 2), ratio, ci, m.verdict.value)
-    out.print(table)
-    out.print(f"verdict on {', '.join(result.objectives)}: {result.verdict.value}")
 
 
 def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: bool) -> None:
@@ -370,35 +355,6 @@ def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: boo
             err.print(batching.read_text().rstrip(), markup=False)
 
     emit(as_json, doc, show)
-
-
-def _print_result(result: Any) -> None:
-    table = Table(title=f"{result.model} · {result.backend} · {result.protocol}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in result.metrics.items():
-        table.add_row(key, "-" if value is None else str(value))
-    out.print(table)
-    if result.levels:
-        levels = Table(title="load levels")
-        for col in ("load", "rps", "p50 ms", "p99 ms", "errors", "cpu cores", "stable"):
-            levels.add_column(col, justify="right")
-        for lv in result.levels:
-            load = f"c={lv.concurrency}" if lv.mode == "closed" else f"{lv.rate:g}/s"
-            levels.add_row(
-                load,
-                f"{lv.throughput_rps:.1f}",
-                _fmt(lv.latency_p50_ms),
-                _fmt(lv.latency_p99_ms),
-                f"{lv.error_rate:.2%}",
-                _fmt(lv.cpu_cores, 2),
-                str(lv.stable),
-            )
-        out.print(levels)
-
-
-def _fmt(x: float | None, nd: int = 1) -> str:
-    return "-" if x is None else f"{x:.{nd}f}"
 
 
 @app.command()
@@ -460,36 +416,9 @@ def start(
 
 
 def _start_foreground(study: Any, budget: int, minutes: float, settings: Any, backend: Any, as_json: bool) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from autotune.progress import run_with_progress
 
-    from autotune.job import run_job
-    from autotune.tuner import TrialHooks
-
-    err.print(f"tuning {study.model} ({study.source}): {budget} trials, {minutes:g} min")
-    best: dict[str, Any] = {"rps": 0.0, "text": "-"}
-    with Progress(
-        TextColumn("trial"),
-        MofNCompleteColumn(),
-        BarColumn(),
-        TimeElapsedColumn(),
-        TextColumn("best {task.fields[best]}"),
-        TextColumn("{task.fields[now]}"),
-        console=err,
-    ) as bar:
-        task = bar.add_task("tune", total=budget, best="-", now="")
-
-        def progress(number: int, config: Any, msg: str) -> None:
-            bar.update(task, now=f"#{number} {_short(config.to_dict())}: {msg}")
-
-        def on_trial(t: Any) -> None:
-            if t.goodput > best["rps"]:
-                best.update(rps=t.goodput, text=f"{t.goodput:.1f} rps (#{t.number})")
-            bar.update(task, advance=1, best=best["text"])
-            status = "ok" if t.values is not None else f"failed: {t.failure_reason}"
-            bar.console.print(f"trial {t.number}: {_short(t.config.to_dict())} -> {status} {_short(t.result.metrics)}")
-
-        hooks = TrialHooks(progress=progress, finished=on_trial)
-        result = run_job(study, budget, minutes, settings, hooks, backend)
+    result = run_with_progress(study, budget, minutes, settings, backend)
     _show_front(result.pareto, f"Pareto set · job {result.job_id} · {result.study_name}", as_json)
     if result.state == JobState.done:
         _print_verdict(result.pareto, list(study.objectives))
@@ -499,7 +428,7 @@ def _start_foreground(study: Any, budget: int, minutes: float, settings: Any, ba
 
 
 def _show_front(rows: list[dict[str, Any]], title: str, as_json: bool) -> None:
-    emit(as_json, rows, lambda: _print_pareto(rows, title))
+    emit(as_json, rows, lambda: tables.print_pareto(rows, title))
 
 
 @app.command()
@@ -559,7 +488,7 @@ def export(
     doc = {**meta, "out": str(target), "files": sorted([*files, "autotune.json"]), "verdict_line": verdict}
 
     def show() -> None:
-        err.print(f"exported trial {chosen['trial']} of job {job.id} ({_short(config.to_dict())}) to {target}")
+        err.print(f"exported trial {chosen['trial']} of job {job.id} ({tables.short(config.to_dict())}) to {target}")
         _print_verdict(rows, list(job.study["objectives"]))
 
     emit(as_json, doc, show)
@@ -595,54 +524,14 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
 
 
 def _follow(job_id: int, as_json: bool) -> None:
-    """Draw a job's progress from the database until it ends; Ctrl-C detaches, the job goes on."""
-    import time
+    """Follow a daemon's job to its end, then show its front; Ctrl-C detaches and the job goes on."""
+    from autotune.progress import follow_job
+    from autotune.store import Store
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from autotune.daemon_control import read_status
-    from autotune.store import Store, job_summary
-
-    store = Store()
-    shown: set[int] = set()
-    no_daemon_since: float | None = None
-    try:
-        with Progress(
-            TextColumn(f"job {job_id}"),
-            MofNCompleteColumn(),
-            BarColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}"),
-            console=err,
-        ) as bar:
-            task = bar.add_task("job", total=None, note="")
-            while True:
-                job = store.job(job_id)
-                if job is None:
-                    raise AutotuneError(f"job {job_id} does not exist")
-                info = job_summary(job)
-                for t in job.trials:
-                    if t.number not in shown and TrialState(t.state).finished:
-                        shown.add(t.number)
-                        what = "ok" if t.state == TrialState.complete else f"{t.state}: {t.failure_reason}"
-                        bar.console.print(f"trial {t.number}: {_short(t.config)} -> {what} {_short(t.metrics)}")
-                best = f"best {info['best_goodput_rps']:.1f} rps" if info["best_goodput_rps"] else ""
-                bar.update(task, total=job.trials_total, completed=info["trials_done"], note=info["waiting"] or best)
-                if not JobState(job.state).active:
-                    break
-                if read_status() is None:
-                    no_daemon_since = no_daemon_since or time.monotonic()
-                    if time.monotonic() - no_daemon_since > 15:
-                        raise AutotuneError(
-                            f"no daemon is running job {job_id} (state {job.state}); start one: autotune daemon"
-                        )
-                else:
-                    no_daemon_since = None
-                time.sleep(1.0)
-    except KeyboardInterrupt:
-        err.print(f"detached; job {job_id} goes on in the daemon. Re-attach: autotune follow {job_id}")
+    job = follow_job(job_id)
+    if job is None:
         return
-    rows = store.job_front(job)
+    rows = Store().job_front(job)
     _show_front(rows, f"Pareto set · job {job.id} · {job.state}", as_json)
     if job.state == JobState.done:
         _print_verdict(rows, list(job.study["objectives"]))
@@ -716,37 +605,10 @@ def status(as_json: JsonOpt = False) -> None:
     jobs = [job_summary(j) for j in store.jobs()]
     drift = store.drift_checks()
     emit(
-        as_json, {"daemon": daemon_info, "jobs": jobs, "drift": drift}, lambda: _print_status(daemon_info, jobs, drift)
+        as_json,
+        {"daemon": daemon_info, "jobs": jobs, "drift": drift},
+        lambda: tables.print_status(daemon_info, jobs, drift),
     )
-
-
-def _print_status(daemon_info: dict[str, Any] | None, jobs: list[dict[str, Any]], drift: list[dict[str, Any]]) -> None:
-    if daemon_info:
-        gate = daemon_info["gate"] + (f" ({daemon_info['gate_reason']})" if daemon_info.get("gate_reason") else "")
-        out.print(f"daemon pid {daemon_info['pid']}, up {daemon_info['uptime_s']}s, gate {gate}", markup=False)
-    else:
-        out.print("daemon not running")
-    table = Table(title="jobs")
-    for col in ("id", "model", "state", "trials", "best goodput rps", "note"):
-        table.add_column(col)
-    for j in jobs:
-        best = j["best_goodput_rps"]
-        table.add_row(
-            str(j["id"]),
-            j["model"],
-            j["state"],
-            f"{j['trials_done']}/{j['trials_total']}",
-            "-" if best is None else f"{best:.1f}",
-            j["waiting"] or j["error"] or "",
-        )
-    out.print(table)
-    for d in drift:
-        if d["drifted"]:
-            out.print(
-                f"drift: {d['model']} job {d['job_id']}: {_short(d['config'])} {d['before_goodput_rps']:.1f} -> "
-                f"{d['after_goodput_rps']:.1f} rps {'(' + ', '.join(d['causes']) + ')' if d['causes'] else ''}",
-                markup=False,
-            )
 
 
 @app.command()
@@ -834,15 +696,7 @@ def schedule_list(as_json: JsonOpt = False) -> None:
 
     rows = Store().schedules()
 
-    def show() -> None:
-        table = Table(title="schedules")
-        for col in ("id", "model", "cron", "next run (UTC)", "last job"):
-            table.add_column(col)
-        for r in rows:
-            table.add_row(str(r["id"]), r["model"], r["cron"], r["next_run_at"], str(r["last_job_id"] or "-"))
-        out.print(table)
-
-    emit(as_json, rows, show)
+    emit(as_json, rows, lambda: tables.print_schedules(rows))
 
 
 @schedule_app.command("remove")
@@ -871,59 +725,6 @@ def cron_install(
         return
     where = install(model, cron, file)
     emit(as_json, {"line": line, "installed_in": str(where)}, f"installed in {where}: {line}")
-
-
-_SHOWN = ("throughput_rps", "latency_p99_ms", "cpu_cores", "concurrency", "stable")
-
-
-def _short(d: dict[str, Any]) -> str:
-    """One line: a config's non-default knobs, or a metrics dict's headline figures."""
-    if "throughput_rps" in d:
-        keep = {k: d[k] for k in _SHOWN if k in d}
-    else:
-        keep = {k: v for k, v in d.items() if v not in (None, 0, 0.0, [], False) or k == "enable_batching"}
-    return " ".join(f"{k}={v}" for k, v in keep.items())
-
-
-def _print_pareto(rows: list[dict[str, Any]], title: str) -> None:
-    table = Table(title=title)
-    for col in (
-        "trial",
-        "config",
-        "throughput rps (95% CI)",
-        "p99 ms (95% CI)",
-        "requests",
-        "cpu cores",
-        "vs defaults",
-    ):
-        table.add_column(col)
-    for row in sorted(rows, key=lambda r: (-(r["metrics"].get("throughput_rps") or 0), r["trial"])):
-        m = row["metrics"]
-        if row.get("confirmed"):
-            tp = row["vs_defaults"]["throughput_rps"]
-            versus = (
-                f"{row['verdict']} (tp x{tp['ratio']:.2f}, {m.get('runs')} runs)" if tp.get("ratio") else row["verdict"]
-            )
-        else:
-            versus = "not confirmed"
-        table.add_row(
-            str(row["trial"]),
-            _short(row["config"]),
-            _with_ci(m.get("throughput_rps"), m.get("throughput_ci95")),
-            _with_ci(m.get("latency_p99_ms"), m.get("latency_p99_ci95")),
-            str(m.get("requests", "-")),
-            str(m.get("cpu_cores")),
-            versus,
-        )
-    if not rows:
-        err.print("no feasible trial yet: no configuration met the SLO and error limit")
-    out.print(table)
-
-
-def _with_ci(value: float | None, ci: list[float] | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f} ({ci[0]:.1f}-{ci[1]:.1f})" if ci else f"{value:.1f}"
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -111,21 +111,30 @@ def objective_values(metrics: dict[str, Any], study: Study) -> list[float] | Non
     return [float(v) for v in values]  # type: ignore[arg-type]
 
 
-def constraint_values(metrics: dict[str, Any], study: Study, min_achieved_fraction: float) -> dict[str, float]:
+def constraint_values(
+    metrics: dict[str, Any], slo_p99_ms: float | None, max_error_rate: float, min_achieved_fraction: float
+) -> dict[str, float]:
     """Optuna constraints by name: each feasible when <= 0, its size saying how far off it is."""
     p99 = metrics.get("latency_p99_ms")
-    slo_gap = 0.0 if study.slo_p99_ms is None else (float("inf") if p99 is None else p99 - study.slo_p99_ms)
+    slo_gap = 0.0 if slo_p99_ms is None else (float("inf") if p99 is None else p99 - slo_p99_ms)
     offered, achieved = metrics.get("offered_rps"), metrics.get("achieved_rps")
     shortfall = 0.0
     if offered and achieved is not None:
         shortfall = min_achieved_fraction - achieved / offered  # open loop: under this share of the offer is overload
     return {
         "latency_p99_over_slo_ms": slo_gap,
-        "error_rate_over_limit": float(metrics.get("error_rate", 1.0)) - study.max_error_rate,
+        "error_rate_over_limit": float(metrics.get("error_rate", 1.0)) - max_error_rate,
         # An unstable measurement is never trusted: infeasible, so never on the front or exported.
         "unstable": 0.0 if metrics.get("stable", True) else 1.0,
         "offered_rate_shortfall": shortfall,
     }
+
+
+def is_feasible(
+    metrics: dict[str, Any], slo_p99_ms: float | None, max_error_rate: float, min_achieved_fraction: float
+) -> bool:
+    """Whether a measurement met every constraint: the SLO, the error limit, stability, the offered rate."""
+    return all(v <= 0 for v in constraint_values(metrics, slo_p99_ms, max_error_rate, min_achieved_fraction).values())
 
 
 @dataclass
@@ -267,7 +276,9 @@ class Tuner:
             trial.set_user_attr("server_log_tail", failed.log_tail or "")
             self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
             return failed
-        named = constraint_values(result.metrics, self.study, self.settings.min_achieved_fraction)
+        named = constraint_values(
+            result.metrics, self.study.slo_p99_ms, self.study.max_error_rate, self.settings.min_achieved_fraction
+        )
         constraints = list(named.values())
         trial.set_user_attr("constraints", named)
         for name, value in named.items():

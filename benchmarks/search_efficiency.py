@@ -32,12 +32,13 @@ from grid_file import point_key, read_grid
 
 from autotune.knobs import ServingConfig
 from autotune.models.resolve import ModelRef
+from autotune.pareto import goodput
 from autotune.seeds import heuristic_seeds
 from autotune.servers.backends import local_backend
 from autotune.space import Host, build_space
 from autotune.spec import KnobSpec, Study
 from autotune.trial import MeasureSettings, TrialResult
-from autotune.tuner import Tuner
+from autotune.tuner import Tuner, is_feasible
 
 DEFAULT_GRID = Path(__file__).parent / "data" / "grid-tiny.csv"
 CHECKPOINTS = (10, 20, 40)
@@ -56,12 +57,10 @@ class Draw:
     failure_reason: str
 
     def goodput(self, slo_ms: float, max_error_rate: float) -> float:
-        """Throughput if this measurement was stable and met the SLO and error limit, else 0."""
-        if self.failure_reason or not self.stable or self.throughput_rps is None or self.latency_p99_ms is None:
-            return 0.0
-        if self.latency_p99_ms > slo_ms or (self.error_rate if self.error_rate is not None else 1.0) > max_error_rate:
-            return 0.0
-        return self.throughput_rps
+        """Throughput if this measurement was stable and met the SLO and error limit, else 0 (the tuner's rule)."""
+        m = self.metrics()
+        ok = not self.failure_reason and is_feasible(m, slo_ms, max_error_rate, MeasureSettings().min_achieved_fraction)
+        return goodput(m, ok)
 
     def metrics(self) -> dict:
         return {

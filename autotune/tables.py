@@ -1,0 +1,143 @@
+"""How results look in a terminal: rich tables and one-line summaries (JSON output needs none of this)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+err = Console(stderr=True)
+
+
+def print_comparison(result: Any) -> None:
+    table = Table(title=f"B against A · {result.a.medians()['runs']} + {result.b.medians()['runs']} fresh servers")
+    for col in ("metric", "A median", "B median", "B/A", "95% CI", "verdict"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    for name, m in result.metrics.items():
+        ci = f"{m.ratio_ci95[0]:.3f}-{m.ratio_ci95[1]:.3f}" if m.ratio_ci95 else "-"
+        ratio = f"x{m.ratio:.3f}" if m.ratio is not None else "-"
+        table.add_row(name, fmt(m.a_median, 2), fmt(m.b_median, 2), ratio, ci, m.verdict.value)
+    out.print(table)
+    out.print(f"verdict on {', '.join(result.objectives)}: {result.verdict.value}")
+
+
+def print_result(result: Any) -> None:
+    table = Table(title=f"{result.model} · {result.backend} · {result.protocol}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.metrics.items():
+        table.add_row(key, "-" if value is None else str(value))
+    out.print(table)
+    if result.levels:
+        levels = Table(title="load levels")
+        for col in ("load", "rps", "p50 ms", "p99 ms", "errors", "cpu cores", "stable"):
+            levels.add_column(col, justify="right")
+        for lv in result.levels:
+            load = f"c={lv.concurrency}" if lv.mode == "closed" else f"{lv.rate:g}/s"
+            levels.add_row(
+                load,
+                f"{lv.throughput_rps:.1f}",
+                fmt(lv.latency_p50_ms),
+                fmt(lv.latency_p99_ms),
+                f"{lv.error_rate:.2%}",
+                fmt(lv.cpu_cores, 2),
+                str(lv.stable),
+            )
+        out.print(levels)
+
+
+def fmt(x: float | None, nd: int = 1) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def print_status(daemon_info: dict[str, Any] | None, jobs: list[dict[str, Any]], drift: list[dict[str, Any]]) -> None:
+    if daemon_info:
+        gate = daemon_info["gate"] + (f" ({daemon_info['gate_reason']})" if daemon_info.get("gate_reason") else "")
+        out.print(f"daemon pid {daemon_info['pid']}, up {daemon_info['uptime_s']}s, gate {gate}", markup=False)
+    else:
+        out.print("daemon not running")
+    table = Table(title="jobs")
+    for col in ("id", "model", "state", "trials", "best goodput rps", "note"):
+        table.add_column(col)
+    for j in jobs:
+        best = j["best_goodput_rps"]
+        table.add_row(
+            str(j["id"]),
+            j["model"],
+            j["state"],
+            f"{j['trials_done']}/{j['trials_total']}",
+            "-" if best is None else f"{best:.1f}",
+            j["waiting"] or j["error"] or "",
+        )
+    out.print(table)
+    for d in drift:
+        if d["drifted"]:
+            out.print(
+                f"drift: {d['model']} job {d['job_id']}: {short(d['config'])} {d['before_goodput_rps']:.1f} -> "
+                f"{d['after_goodput_rps']:.1f} rps {'(' + ', '.join(d['causes']) + ')' if d['causes'] else ''}",
+                markup=False,
+            )
+
+
+_SHOWN = ("throughput_rps", "latency_p99_ms", "cpu_cores", "concurrency", "stable")
+
+
+def short(d: dict[str, Any]) -> str:
+    """One line: a config's non-default knobs, or a metrics dict's headline figures."""
+    if "throughput_rps" in d:
+        keep = {k: d[k] for k in _SHOWN if k in d}
+    else:
+        keep = {k: v for k, v in d.items() if v not in (None, 0, 0.0, [], False) or k == "enable_batching"}
+    return " ".join(f"{k}={v}" for k, v in keep.items())
+
+
+def print_pareto(rows: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title)
+    for col in (
+        "trial",
+        "config",
+        "throughput rps (95% CI)",
+        "p99 ms (95% CI)",
+        "requests",
+        "cpu cores",
+        "vs defaults",
+    ):
+        table.add_column(col)
+    for row in sorted(rows, key=lambda r: (-(r["metrics"].get("throughput_rps") or 0), r["trial"])):
+        m = row["metrics"]
+        if row.get("confirmed"):
+            tp = row["vs_defaults"]["throughput_rps"]
+            versus = (
+                f"{row['verdict']} (tp x{tp['ratio']:.2f}, {m.get('runs')} runs)" if tp.get("ratio") else row["verdict"]
+            )
+        else:
+            versus = "not confirmed"
+        table.add_row(
+            str(row["trial"]),
+            short(row["config"]),
+            with_ci(m.get("throughput_rps"), m.get("throughput_ci95")),
+            with_ci(m.get("latency_p99_ms"), m.get("latency_p99_ci95")),
+            str(m.get("requests", "-")),
+            str(m.get("cpu_cores")),
+            versus,
+        )
+    if not rows:
+        err.print("no feasible trial yet: no configuration met the SLO and error limit")
+    out.print(table)
+
+
+def with_ci(value: float | None, ci: list[float] | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f} ({ci[0]:.1f}-{ci[1]:.1f})" if ci else f"{value:.1f}"
+
+
+def print_schedules(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="schedules")
+    for col in ("id", "model", "cron", "next run (UTC)", "last job"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["id"]), r["model"], r["cron"], r["next_run_at"], str(r["last_job_id"] or "-"))
+    out.print(table)
