@@ -30,10 +30,11 @@ COMMANDS = (
 )
 
 
-def cpu_seconds(argv: list[str], env: dict[str, str]) -> float:
+def cpu_seconds(argv: list[str], env: dict[str, str], cwd: Path) -> float:
     """User+system CPU of one child process, from the kernel's accounting of reaped children."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(argv, env=env, capture_output=True, timeout=120, check=False)
+    # From the checkout itself: `python -m` puts the working directory first on sys.path.
+    subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=120, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
@@ -42,8 +43,8 @@ def measure(checkout: Path, runs: int, home: Path) -> dict[str, list[float]]:
     env = {**os.environ, "AUTOTUNE_HOME": str(home), "PYTHONPATH": str(checkout)}
     env.pop("AUTOTUNE_DB_URL", None)
     base = [sys.executable, "-m", "autotune.cli"]
-    subprocess.run([*base, "db", "upgrade"], env=env, capture_output=True, timeout=120, check=True)
-    return {" ".join(c): [cpu_seconds([*base, *c], env) for _ in range(runs)] for c in COMMANDS}
+    subprocess.run([*base, "db", "upgrade"], env=env, cwd=checkout, capture_output=True, timeout=120, check=True)
+    return {" ".join(c): [cpu_seconds([*base, *c], env, checkout) for _ in range(runs)] for c in COMMANDS}
 
 
 def main() -> None:
