@@ -106,10 +106,11 @@ def _root(
 
 
 def _import_tensorflow() -> None:
-    # Muted, once, before anything else touches it; Keras only loads if a built-in model must be built.
+    # Muted, once, before anything else touches it. Only `models build` needs TensorFlow here: the rest of
+    # the CLI and the daemon read signatures and build requests with autotune/tfwire.py.
     from autotune.tfimport import import_tensorflow
 
-    import_tensorflow(keras=False)
+    import_tensorflow()
 
 
 def _here() -> str:
@@ -228,8 +229,6 @@ def bench(
     if not 0 < request_timeout_s <= 3600:
         raise AutotuneError(f"--request-timeout-s must be in (0, 3600], got {request_timeout_s:g}")
     _check_gpu_knob(config)
-    _import_tensorflow()  # after validation: bad input is answered without paying for TensorFlow's import
-
     from autotune.models.resolve import resolve_model
 
     chosen = _backend(backend.value, server_binary, docker_image, check=not dry_run)
@@ -295,7 +294,6 @@ def compare(
     window = WINDOW_DEFAULTS.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
     _check_gpu_knob(candidate)
     _check_gpu_knob(baseline)
-    _import_tensorflow()
     from autotune.compare import compare as run_compare
     from autotune.compare import live_measure
     from autotune.models.resolve import resolve_model
@@ -397,7 +395,6 @@ def start(
         study, windows=study.windows.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
     )
     budget, limit = trials or study.trials, minutes or study.minutes
-    _import_tensorflow()
     chosen = _backend(backend.value if backend else study.backend, server_binary, docker_image)
     settings = study_settings(study)
     if not foreground:
@@ -580,7 +577,6 @@ def daemon(
     if stale_after_s < 10:
         # Heartbeats come every 2 s; less than a few missed ones would take jobs from live daemons.
         raise AutotuneError(f"--stale-after-s must be >= 10, got {stale_after_s:g}")
-    _import_tensorflow()
     from autotune.daemon import DaemonOptions, run_daemon
     from autotune.gate import GateSettings
 

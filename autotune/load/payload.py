@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from autotune.models.signature import Signature, TensorSpec
+from autotune.tfwire import DTYPE_ENUM, message
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,24 @@ def _json_value(value: np.ndarray) -> Any:
     return value.tolist()
 
 
+def tensor_proto(value: np.ndarray) -> Any:
+    """VALUE as a tensorflow.TensorProto, typed as tf.make_tensor_proto types it: bytes (an object array) in
+    string_val, numbers packed in tensor_content."""
+    dtype = "string" if value.dtype == object else value.dtype.name
+    proto = message("tensorflow.TensorProto")
+    proto.dtype = DTYPE_ENUM[dtype]
+    for size in value.shape:
+        proto.tensor_shape.dim.add(size=size)
+    if dtype == "string":
+        proto.string_val.extend(value.reshape(-1).tolist())
+    else:
+        # TensorFlow reads tensor_content as the host's (little-endian) row-major array.
+        proto.tensor_content = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).tobytes()
+    return proto
+
+
 def build_payload(model_name: str, signature: Signature, seed: int = 0) -> Payload:
     """Build the REST body (row format, like TF Serving's example clients) and gRPC request."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
-
     rng = np.random.default_rng(seed)
     examples = {name: _example(spec, rng) for name, spec in sorted(signature.inputs.items())}
     if len(examples) == 1:
@@ -77,9 +91,9 @@ def build_payload(model_name: str, signature: Signature, seed: int = 0) -> Paylo
     doc: dict[str, Any] = {"instances": [instance]}
     if signature.name != "serving_default":
         doc["signature_name"] = signature.name
-    request = predict_pb2.PredictRequest()
+    request = message("tensorflow.serving.PredictRequest")
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature.name
     for name, value in examples.items():
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(value[np.newaxis, ...]))
+        request.inputs[name].CopyFrom(tensor_proto(value[np.newaxis, ...]))
     return Payload(json.dumps(doc).encode(), request.SerializeToString())

@@ -92,7 +92,9 @@ def build(name: str, out: Path, version: int = 1) -> Path:
     """Write built-in model NAME as a SavedModel at OUT/VERSION (TF Serving layout)."""
     if name not in _BUILDERS:
         raise AutotuneError(f"unknown built-in model {name!r} (built-ins: {', '.join(BUILTINS)})")
-    import tensorflow as tf
+    from autotune.tfimport import import_tensorflow
+
+    tf = import_tensorflow()  # muted: a first `bench` or `start` builds the model in the CLI's process
 
     tf.keras.utils.set_random_seed(0)  # same random weights every build
     module = _BUILDERS[name]()

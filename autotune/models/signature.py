@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autotune.errors import AutotuneError
+from autotune.tfwire import DTYPES, message
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,7 @@ class Signature:
 
 
 def _spec(name: str, info: object) -> TensorSpec:
-    from tensorflow.python.framework import dtypes
-
-    dtype = dtypes.as_dtype(info.dtype)  # type: ignore[attr-defined]
-    dtype_name = "string" if dtype == dtypes.string else dtype.as_numpy_dtype.__name__
+    dtype_name = DTYPES.get(info.dtype, f"dtype_{info.dtype}")  # type: ignore[attr-defined]
     shape_proto = info.tensor_shape  # type: ignore[attr-defined]
     shape = None if shape_proto.unknown_rank else tuple(d.size if d.size >= 0 else None for d in shape_proto.dim)
     return TensorSpec(name, dtype_name, shape)
@@ -39,11 +37,10 @@ def _spec(name: str, info: object) -> TensorSpec:
 
 def read_signatures(version_dir: Path) -> dict[str, Signature]:
     """All signatures of the SavedModel in VERSION_DIR (the `serve` meta graph)."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
     pb = version_dir / "saved_model.pb"
     try:
-        model = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
+        model = message("tensorflow.SavedModel")
+        model.ParseFromString(pb.read_bytes())
     except FileNotFoundError:
         raise AutotuneError(f"{pb} does not exist") from None
     except Exception as exc:  # protobuf raises DecodeError and others for garbage

@@ -1,0 +1,124 @@
+"""TensorFlow's wire messages that a client needs, without importing TensorFlow.
+
+Reading a SavedModel's signatures and building a PredictRequest are all the CLI and
+the daemon need of TensorFlow, and its import costs seconds of CPU on every `bench`,
+`start` and daemon start. These descriptors carry TensorFlow's own package, message
+names and field numbers (tensorflow/core/protobuf/saved_model.proto, meta_graph.proto,
+tensorflow/core/framework/tensor.proto, tensor_shape.proto, tensorflow_serving/apis/
+predict.proto, model.proto), for the fields we read or write only: protobuf skips the
+others when parsing, and what we serialize is what TensorFlow Serving parses
+(tests/test_tfwire.py checks both against the real modules).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, wrappers_pb2
+from google.protobuf.message_factory import GetMessageClass
+
+_F = descriptor_pb2.FieldDescriptorProto
+
+# tensorflow/core/framework/types.proto DataType -> the dtype name autotune uses (numpy's, "string" for bytes).
+DTYPES = {
+    1: "float32",
+    2: "float64",
+    3: "int32",
+    4: "uint8",
+    5: "int16",
+    6: "int8",
+    7: "string",
+    8: "complex64",
+    9: "int64",
+    10: "bool",
+    14: "bfloat16",
+    17: "uint16",
+    18: "complex128",
+    19: "float16",
+    20: "resource",
+    21: "variant",
+    22: "uint32",
+    23: "uint64",
+}
+DTYPE_ENUM = {name: number for number, name in DTYPES.items()}
+
+
+def _field(msg: Any, name: str, number: int, ftype: int, type_name: str = "", repeated: bool = False) -> None:
+    f = msg.field.add(name=name, number=number, type=ftype)
+    f.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
+    if type_name:
+        f.type_name = type_name
+
+
+def _map(msg: Any, name: str, number: int, value_type: str) -> None:
+    """A proto3 map<string, VALUE_TYPE> field, spelled as protoc spells it (a nested map-entry message)."""
+    entry = msg.nested_type.add(name="".join(p.title() for p in name.split("_")) + "Entry")
+    entry.options.map_entry = True
+    _field(entry, "key", 1, _F.TYPE_STRING)
+    _field(entry, "value", 2, _F.TYPE_MESSAGE, value_type)
+    _field(msg, name, number, _F.TYPE_MESSAGE, f"{msg.name}.{entry.name}", repeated=True)
+
+
+@cache
+def _pool() -> descriptor_pool.DescriptorPool:
+    pool = descriptor_pool.DescriptorPool()
+    wrappers = descriptor_pb2.FileDescriptorProto()
+    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
+    pool.Add(wrappers)
+
+    tf = descriptor_pb2.FileDescriptorProto(name="autotune/tf_wire.proto", package="tensorflow", syntax="proto3")
+    shape = tf.message_type.add(name="TensorShapeProto")
+    dim = shape.nested_type.add(name="Dim")
+    _field(dim, "size", 1, _F.TYPE_INT64)
+    _field(dim, "name", 2, _F.TYPE_STRING)
+    _field(shape, "dim", 2, _F.TYPE_MESSAGE, ".tensorflow.TensorShapeProto.Dim", repeated=True)
+    _field(shape, "unknown_rank", 3, _F.TYPE_BOOL)
+
+    tensor = tf.message_type.add(name="TensorProto")
+    _field(tensor, "dtype", 1, _F.TYPE_INT32)  # an enum on the wire is a varint, as int32 is
+    _field(tensor, "tensor_shape", 2, _F.TYPE_MESSAGE, ".tensorflow.TensorShapeProto")
+    _field(tensor, "tensor_content", 4, _F.TYPE_BYTES)
+    _field(tensor, "string_val", 8, _F.TYPE_BYTES, repeated=True)
+
+    info = tf.message_type.add(name="TensorInfo")
+    _field(info, "name", 1, _F.TYPE_STRING)
+    _field(info, "dtype", 2, _F.TYPE_INT32)
+    _field(info, "tensor_shape", 3, _F.TYPE_MESSAGE, ".tensorflow.TensorShapeProto")
+
+    sig = tf.message_type.add(name="SignatureDef")
+    _map(sig, "inputs", 1, ".tensorflow.TensorInfo")
+    _map(sig, "outputs", 2, ".tensorflow.TensorInfo")
+    _field(sig, "method_name", 3, _F.TYPE_STRING)
+
+    meta = tf.message_type.add(name="MetaGraphDef")
+    meta_info = meta.nested_type.add(name="MetaInfoDef")  # nested, as in meta_graph.proto
+    _field(meta_info, "tags", 4, _F.TYPE_STRING, repeated=True)
+    _field(meta, "meta_info_def", 1, _F.TYPE_MESSAGE, ".tensorflow.MetaGraphDef.MetaInfoDef")
+    _map(meta, "signature_def", 5, ".tensorflow.SignatureDef")
+
+    saved = tf.message_type.add(name="SavedModel")
+    _field(saved, "saved_model_schema_version", 1, _F.TYPE_INT64)
+    _field(saved, "meta_graphs", 2, _F.TYPE_MESSAGE, ".tensorflow.MetaGraphDef", repeated=True)
+    pool.Add(tf)
+
+    serving = descriptor_pb2.FileDescriptorProto(
+        name="autotune/tf_serving_wire.proto",
+        package="tensorflow.serving",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto", "autotune/tf_wire.proto"],
+    )
+    spec = serving.message_type.add(name="ModelSpec")
+    _field(spec, "name", 1, _F.TYPE_STRING)
+    _field(spec, "version", 2, _F.TYPE_MESSAGE, ".google.protobuf.Int64Value")
+    _field(spec, "signature_name", 3, _F.TYPE_STRING)
+    request = serving.message_type.add(name="PredictRequest")
+    _field(request, "model_spec", 1, _F.TYPE_MESSAGE, ".tensorflow.serving.ModelSpec")
+    _map(request, "inputs", 2, ".tensorflow.TensorProto")
+    pool.Add(serving)
+    return pool
+
+
+def message(full_name: str) -> Any:
+    """A new, empty message of FULL_NAME (e.g. "tensorflow.SavedModel")."""
+    return GetMessageClass(_pool().FindMessageTypeByName(full_name))()
