@@ -21,6 +21,7 @@ import typer
 
 from autotune import __version__, tables
 from autotune.errors import AutotuneError
+from autotune.servers.backends import BACKEND_NAMES
 from autotune.states import FailureReason, JobState, TrialState
 from autotune.windows import WINDOW_DEFAULTS, WindowOptions
 
@@ -53,9 +54,7 @@ class Protocol(StrEnum):
     grpc = "grpc"
 
 
-# The names live with the factory (servers/backends.py); repeated here only because importing that module
-# would cost every command protobuf's import. tests/test_cli.py checks that the two agree.
-BackendName = StrEnum("BackendName", {n: n for n in ("auto", "local", "tfserving", "docker")})  # type: ignore[misc]
+BackendName = StrEnum("BackendName", {n: n for n in BACKEND_NAMES})  # type: ignore[misc]
 
 # Options shared by several commands, each declared once.
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel base directory")]

@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from autotune.fingerprint import fingerprint, host_info
-from autotune.servers.backends import BACKEND_NAMES
 from autotune.states import JobState
 from autotune.store import Store
 from tests.conftest import autotune
@@ -31,12 +30,6 @@ def test_version_and_short_help():
     for args in (["-h"], ["bench", "-h"], ["schedule", "add", "-h"]):
         shown = autotune(*args)
         assert shown.returncode == 0 and "Usage" in shown.stdout, args
-
-
-def test_the_cli_offers_exactly_the_backends_the_factory_knows():
-    from autotune.cli import BackendName
-
-    assert tuple(b.value for b in BackendName) == BACKEND_NAMES
 
 
 @pytest.mark.parametrize(

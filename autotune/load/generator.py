@@ -154,7 +154,7 @@ class Generator:
         self.process = psutil.Process()
 
     def _sender(self) -> Sender:
-        timeout = float(self.spec.get("timeout_s", 30.0))
+        timeout = float(self.spec["timeout_s"])
         if self.spec["protocol"] == "grpc":
             return _grpc_sender(self.spec["target"], self.body, timeout)
         return _rest_sender(self.spec["url"], self.body, timeout)
@@ -360,10 +360,11 @@ class _Level:
     def __init__(self, gen: Generator, spec: dict[str, Any], cmd: dict[str, Any]) -> None:
         self.gen = gen
         self.id = cmd.get("id", 0)
-        self.window_s = float(cmd.get("window_s", spec.get("window_s", 2.0)))
-        self.max_windows = int(cmd.get("max_windows", spec.get("max_windows", 10)))
-        warmup_s = float(cmd.get("warmup_s", spec.get("warmup_s", 1.0)))
-        self.drain_s = drain_s(self.window_s, float(spec.get("timeout_s", 30.0)))
+        # The runner's spec always carries the windows (autotune/windows.py declares their defaults).
+        self.window_s = float(cmd.get("window_s", spec["window_s"]))
+        self.max_windows = int(cmd.get("max_windows", spec["max_windows"]))
+        warmup_s = float(cmd.get("warmup_s", spec["warmup_s"]))
+        self.drain_s = drain_s(self.window_s, float(spec["timeout_s"]))
         # Warm-up: connections open, caches hot; requests sent before t0 are not measured.
         self.t0 = time.monotonic() + warmup_s
         gen.start_level(cmd, self.t0)

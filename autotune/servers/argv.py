@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autotune.knobs import ServingConfig
-from autotune.protos import batching_parameters_text
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,8 @@ def tfserving_flags(config: ServingConfig, paths: ServerPaths) -> list[str]:
 
 def write_batching_file(config: ServingConfig, path: Path) -> Path | None:
     """Write the BatchingParameters file when batching is on; return its path."""
+    from autotune.protos import batching_parameters_text  # protobuf: only where a file is written
+
     if not config.enable_batching:
         return None
     path.write_text(batching_parameters_text(config))
