@@ -144,3 +144,21 @@ def test_tfserving_backend_measures_over_the_unix_socket_and_the_server_counts_a
     # The server saw every request the generator counted (plus warm-up and drain).
     assert level["requests"] >= level["client_requests"] > 0
     assert doc["server_mean_batch_size"] >= 1.0 and doc["server_latency_mean_ms"] > 0
+
+
+def test_each_backend_round_trips_through_the_options_a_queued_job_stores(tmp_path):
+    from autotune.servers.backends import (
+        DockerBackend,
+        LocalBackend,
+        TFServingBackend,
+        backend_from_options,
+    )
+
+    binary = str(stand_in_binary(tmp_path) / "tensorflow_model_server")
+    for backend in (LocalBackend(), TFServingBackend((binary,)), DockerBackend("tensorflow/serving:2.19.0-gpu", True)):
+        assert backend_from_options(backend.to_options()) == backend
+    # Rows written before the backend classes existed carried the same keys.
+    old_row = {"name": "docker", "program": ["docker"], "image": "tensorflow/serving:2.19.0", "gpus": False}
+    assert backend_from_options(old_row) == DockerBackend("tensorflow/serving:2.19.0", False)
+    with pytest.raises(AutotuneError, match="does not know"):
+        backend_from_options({"name": "kubernetes"})

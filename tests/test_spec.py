@@ -98,3 +98,28 @@ def test_invalid_studies_name_file_key_and_reason(tmp_path, text, message):
     assert str(info.value).startswith(str(path))
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_study_sets_its_measurement_windows_and_jobs_keep_them(tmp_path):
+    from dataclasses import asdict
+
+    from autotune.job import study_settings
+    from autotune.spec import study_from_dict
+    from autotune.windows import WINDOW_DEFAULTS
+
+    path = tmp_path / "s.toml"
+    path.write_text('model = "tiny"\n[load]\nconcurrency = 4\nwindow_s = 0.5\nmax_windows = 6\n')
+    study = load_study(path)
+    assert (study.windows.window_s, study.windows.warmup_s, study.windows.max_windows) == (0.5, 1.0, 6)
+    assert study_from_dict(asdict(study)) == study  # a queued job's study, read back by the daemon
+    settings = study_settings(study)
+    assert (settings.window_s, settings.warmup_s, settings.max_windows) == (0.5, WINDOW_DEFAULTS.warmup_s, 6)
+    stored_before = {k: v for k, v in asdict(study).items() if k != "windows"}
+    assert study_from_dict(stored_before).windows == WINDOW_DEFAULTS  # jobs stored before windows existed
+
+    path.write_text('model = "tiny"\n[load]\nwindow_s = 0\n')
+    with pytest.raises(AutotuneError, match=r"s.toml: load.window_s: must be > 0, got 0"):
+        load_study(path)
+    path.write_text('model = "tiny"\n[load]\nmax_windows = 2.5\n')
+    with pytest.raises(AutotuneError, match=r"load\.max_windows: must be an integer"):
+        load_study(path)
