@@ -11,29 +11,20 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, text_format, wrappers_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, text_format
 from google.protobuf.message_factory import GetMessageClass
 
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
+from autotune.tfwire import add_field as _field
+from autotune.tfwire import new_pool
 
 _F = descriptor_pb2.FieldDescriptorProto
 
 
-def _field(msg: Any, name: str, number: int, ftype: int, type_name: str = "", repeated: bool = False) -> None:
-    f = msg.field.add(name=name, number=number, type=ftype)
-    f.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
-    if type_name:
-        f.type_name = type_name
-
-
 @cache
 def _pool() -> descriptor_pool.DescriptorPool:
-    pool = descriptor_pool.DescriptorPool()
-    wrappers = descriptor_pb2.FileDescriptorProto()
-    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
-    pool.Add(wrappers)
-
+    pool = new_pool()
     f = descriptor_pb2.FileDescriptorProto(
         name="autotune/tfserving_configs.proto",
         package="tensorflow.serving",

@@ -44,7 +44,8 @@ DTYPES = {
 DTYPE_ENUM = {name: number for number, name in DTYPES.items()}
 
 
-def _field(msg: Any, name: str, number: int, ftype: int, type_name: str = "", repeated: bool = False) -> None:
+def add_field(msg: Any, name: str, number: int, ftype: int, type_name: str = "", repeated: bool = False) -> None:
+    """A field of a message being described (descriptor_pb2), singular unless REPEATED."""
     f = msg.field.add(name=name, number=number, type=ftype)
     f.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
     if type_name:
@@ -55,51 +56,56 @@ def _map(msg: Any, name: str, number: int, value_type: str) -> None:
     """A proto3 map<string, VALUE_TYPE> field, spelled as protoc spells it (a nested map-entry message)."""
     entry = msg.nested_type.add(name="".join(p.title() for p in name.split("_")) + "Entry")
     entry.options.map_entry = True
-    _field(entry, "key", 1, _F.TYPE_STRING)
-    _field(entry, "value", 2, _F.TYPE_MESSAGE, value_type)
-    _field(msg, name, number, _F.TYPE_MESSAGE, f"{msg.name}.{entry.name}", repeated=True)
+    add_field(entry, "key", 1, _F.TYPE_STRING)
+    add_field(entry, "value", 2, _F.TYPE_MESSAGE, value_type)
+    add_field(msg, name, number, _F.TYPE_MESSAGE, f"{msg.name}.{entry.name}", repeated=True)
 
 
-@cache
-def _pool() -> descriptor_pool.DescriptorPool:
+def new_pool() -> descriptor_pool.DescriptorPool:
+    """A descriptor pool of our own (never protobuf's default, which TensorFlow fills) with the wrapper types."""
     pool = descriptor_pool.DescriptorPool()
     wrappers = descriptor_pb2.FileDescriptorProto()
     wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
     pool.Add(wrappers)
+    return pool
 
+
+@cache
+def _pool() -> descriptor_pool.DescriptorPool:
+    pool = new_pool()
     tf = descriptor_pb2.FileDescriptorProto(name="autotune/tf_wire.proto", package="tensorflow", syntax="proto3")
     shape = tf.message_type.add(name="TensorShapeProto")
     dim = shape.nested_type.add(name="Dim")
-    _field(dim, "size", 1, _F.TYPE_INT64)
-    _field(dim, "name", 2, _F.TYPE_STRING)
-    _field(shape, "dim", 2, _F.TYPE_MESSAGE, ".tensorflow.TensorShapeProto.Dim", repeated=True)
-    _field(shape, "unknown_rank", 3, _F.TYPE_BOOL)
+    add_field(dim, "size", 1, _F.TYPE_INT64)
+    add_field(dim, "name", 2, _F.TYPE_STRING)
+    add_field(shape, "dim", 2, _F.TYPE_MESSAGE, ".tensorflow.TensorShapeProto.Dim", repeated=True)
+    add_field(shape, "unknown_rank", 3, _F.TYPE_BOOL)
 
     tensor = tf.message_type.add(name="TensorProto")
-    _field(tensor, "dtype", 1, _F.TYPE_INT32)  # an enum on the wire is a varint, as int32 is
-    _field(tensor, "tensor_shape", 2, _F.TYPE_MESSAGE, ".tensorflow.TensorShapeProto")
-    _field(tensor, "tensor_content", 4, _F.TYPE_BYTES)
-    _field(tensor, "string_val", 8, _F.TYPE_BYTES, repeated=True)
+    add_field(tensor, "dtype", 1, _F.TYPE_INT32)  # an enum on the wire is a varint, as int32 is
+    add_field(tensor, "tensor_shape", 2, _F.TYPE_MESSAGE, ".tensorflow.TensorShapeProto")
+    add_field(tensor, "tensor_content", 4, _F.TYPE_BYTES)
+    add_field(tensor, "string_val", 8, _F.TYPE_BYTES, repeated=True)
 
     info = tf.message_type.add(name="TensorInfo")
-    _field(info, "name", 1, _F.TYPE_STRING)
-    _field(info, "dtype", 2, _F.TYPE_INT32)
-    _field(info, "tensor_shape", 3, _F.TYPE_MESSAGE, ".tensorflow.TensorShapeProto")
+    add_field(info, "name", 1, _F.TYPE_STRING)
+    add_field(info, "dtype", 2, _F.TYPE_INT32)
+    add_field(info, "tensor_shape", 3, _F.TYPE_MESSAGE, ".tensorflow.TensorShapeProto")
 
     sig = tf.message_type.add(name="SignatureDef")
     _map(sig, "inputs", 1, ".tensorflow.TensorInfo")
     _map(sig, "outputs", 2, ".tensorflow.TensorInfo")
-    _field(sig, "method_name", 3, _F.TYPE_STRING)
+    add_field(sig, "method_name", 3, _F.TYPE_STRING)
 
     meta = tf.message_type.add(name="MetaGraphDef")
     meta_info = meta.nested_type.add(name="MetaInfoDef")  # nested, as in meta_graph.proto
-    _field(meta_info, "tags", 4, _F.TYPE_STRING, repeated=True)
-    _field(meta, "meta_info_def", 1, _F.TYPE_MESSAGE, ".tensorflow.MetaGraphDef.MetaInfoDef")
+    add_field(meta_info, "tags", 4, _F.TYPE_STRING, repeated=True)
+    add_field(meta, "meta_info_def", 1, _F.TYPE_MESSAGE, ".tensorflow.MetaGraphDef.MetaInfoDef")
     _map(meta, "signature_def", 5, ".tensorflow.SignatureDef")
 
     saved = tf.message_type.add(name="SavedModel")
-    _field(saved, "saved_model_schema_version", 1, _F.TYPE_INT64)
-    _field(saved, "meta_graphs", 2, _F.TYPE_MESSAGE, ".tensorflow.MetaGraphDef", repeated=True)
+    add_field(saved, "saved_model_schema_version", 1, _F.TYPE_INT64)
+    add_field(saved, "meta_graphs", 2, _F.TYPE_MESSAGE, ".tensorflow.MetaGraphDef", repeated=True)
     pool.Add(tf)
 
     serving = descriptor_pb2.FileDescriptorProto(
@@ -109,11 +115,11 @@ def _pool() -> descriptor_pool.DescriptorPool:
         dependency=["google/protobuf/wrappers.proto", "autotune/tf_wire.proto"],
     )
     spec = serving.message_type.add(name="ModelSpec")
-    _field(spec, "name", 1, _F.TYPE_STRING)
-    _field(spec, "version", 2, _F.TYPE_MESSAGE, ".google.protobuf.Int64Value")
-    _field(spec, "signature_name", 3, _F.TYPE_STRING)
+    add_field(spec, "name", 1, _F.TYPE_STRING)
+    add_field(spec, "version", 2, _F.TYPE_MESSAGE, ".google.protobuf.Int64Value")
+    add_field(spec, "signature_name", 3, _F.TYPE_STRING)
     request = serving.message_type.add(name="PredictRequest")
-    _field(request, "model_spec", 1, _F.TYPE_MESSAGE, ".tensorflow.serving.ModelSpec")
+    add_field(request, "model_spec", 1, _F.TYPE_MESSAGE, ".tensorflow.serving.ModelSpec")
     _map(request, "inputs", 2, ".tensorflow.TensorProto")
     pool.Add(serving)
     return pool
