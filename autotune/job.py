@@ -157,6 +157,7 @@ class _JobRunner:
         self.job: JobRow = job
         self.study = study_from_dict(job.study)
         self.hooks, self.control = hooks, control
+        self.retune = Trigger(job.trigger).retunes  # re-measures the previous front from any host, records drift
         self.previous: PreviousFront | None = None
 
     def run(self) -> JobResult:
@@ -205,7 +206,7 @@ class _JobRunner:
         tuner = Tuner(self.study, model, backend, space, settings, optuna_storage(self.store.url), job.study_name)
         _fail_stale_trials(tuner.optuna)
         _requeue_interrupted(tuner.optuna)
-        self.previous = self.store.previous_front(job, any_host=Trigger(job.trigger).retunes)
+        self.previous = self.store.previous_front(job, any_host=self.retune)
         if not tuner.optuna.trials:
             attrs = {"host": job.host.info, "host_fingerprint": job.host.fingerprint, "job_id": job.id}
             for key, value in {**attrs, "model_path": str(model.base_path)}.items():
@@ -229,7 +230,7 @@ class _JobRunner:
 
     def _finished(self, t: TunedTrial) -> None:
         self.store.finish_trial(self.job.id, t.number, **trial_fields(t))
-        if self.previous and Trigger(self.job.trigger).retunes:
+        if self.previous and self.retune:
             self.store.record_drift(self.job, self.previous, t.config.to_dict(), t.result.metrics, t.feasible)
         if self.hooks.finished:
             self.hooks.finished(t)

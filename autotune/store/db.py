@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, column, create_engine, event, select, table, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import optuna
     from alembic.config import Config
 
-VERSION_TABLE = "autotune_alembic_version"  # spelled out in _at_head's query too
+VERSION_TABLE = "autotune_alembic_version"
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -229,7 +229,7 @@ def _at_head(url: str) -> bool:
     # One query instead of Alembic's machinery: the common case (a database already up to date) stays light.
     try:
         with engine(url).connect() as conn:
-            found = conn.execute(text("SELECT version_num FROM autotune_alembic_version")).scalars().all()
+            found = conn.execute(select(column("version_num")).select_from(table(VERSION_TABLE))).scalars().all()
     except SQLAlchemyError:
         return False  # no version table yet, or unreachable: upgrade() creates it or explains
     return found == [shipped_head()]
