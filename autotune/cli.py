@@ -167,11 +167,20 @@ def _check_budget(trials: int | None, minutes: float | None) -> None:
         raise AutotuneError(f"--minutes must be > 0, got {minutes:g}")
 
 
-def _check_gpu_knob(config: Any) -> None:
+def _check_host_knobs(config: Any, backend: Any) -> None:
+    """Knobs this host cannot honour are one-line errors before anything starts."""
     from autotune import gpu
+    from autotune.cores import schedulable_cores
+    from autotune.cpulimit import check_cpus, quota_problem
 
     if config.gpu_memory_fraction and gpu.device_count() == 0:
         raise AutotuneError("gpu_memory_fraction needs a GPU, and NVML sees none on this host")
+    check_cpus(config.cpus, len(schedulable_cores()))
+    # Docker enforces fractions itself (--cpus); a process started here needs a cgroup quota.
+    if not float(config.cpus).is_integer() and backend.name != "docker":
+        problem = quota_problem()
+        if problem:
+            raise AutotuneError(f"cpus: a fractional allowance needs a CFS quota, but {problem}")
 
 
 def _backend(name: str, server_binary: str | None, image: str | None, check: bool = True) -> Any:
@@ -227,10 +236,10 @@ def bench(
         raise AutotuneError(f"--max-concurrency must be >= 1, got {max_concurrency}")
     if not 0 < request_timeout_s <= 3600:
         raise AutotuneError(f"--request-timeout-s must be in (0, 3600], got {request_timeout_s:g}")
-    _check_gpu_knob(config)
     from autotune.models.resolve import resolve_model
 
     chosen = _backend(backend.value, server_binary, docker_image, check=not dry_run)
+    _check_host_knobs(config, chosen)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)
     if dry_run:
@@ -291,13 +300,13 @@ def compare(
     if not 2 <= repeats <= 50:
         raise AutotuneError(f"--repeats must be in 2..50 (an interval needs two figures a side), got {repeats}")
     window = WINDOW_DEFAULTS.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
-    _check_gpu_knob(candidate)
-    _check_gpu_knob(baseline)
     from autotune.compare import compare as run_compare
     from autotune.compare import live_measure
     from autotune.models.resolve import resolve_model
 
     chosen = _backend(backend.value, server_binary, docker_image)
+    _check_host_knobs(candidate, chosen)
+    _check_host_knobs(baseline, chosen)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)
     # The same fixed load on both sides: a ramp could compare two configs at different loads.
@@ -340,6 +349,12 @@ def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: boo
         "backend": backend.name,
         "argv": prepared.launch.argv,
         "grpc_target": prepared.launch.grpc_target,
+        "cpu": {
+            "cpus": prepared.cpu.cpus,
+            "server_cores": prepared.cpu.server_cores,
+            "client_cores": prepared.cpu.client_cores,
+            "cfs_quota_us": prepared.cpu.quota_us,
+        },
         "files": prepared.files,
         "batching_parameters": batching.read_text() if batching else None,
     }

@@ -17,13 +17,6 @@ def schedulable_cores() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def split_cores(cores: list[int]) -> tuple[list[int], list[int]] | None:
-    """(server cores, generator cores) on hosts with 4+ cores; None where they must share."""
-    if len(cores) < MIN_CORES_TO_SPLIT:
-        return None
-    return cores[:-1], cores[-1:]
-
-
 def pin_to(cores: list[int] | None) -> Callable[[], None] | None:
     """A preexec_fn that pins the child (and every thread it will start) to CORES."""
     if not cores:

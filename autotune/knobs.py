@@ -7,6 +7,7 @@ ranges here are what TensorFlow Serving accepts; search ranges live in the space
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,8 @@ KNOBS: dict[str, Knob] = {
         Knob("intra_op_threads", int, 0, 4096, help="--tensorflow_intra_op_parallelism (0: TF picks)"),
         Knob("inter_op_threads", int, 0, 4096, help="--tensorflow_inter_op_parallelism (0: TF picks)"),
         Knob("gpu_memory_fraction", float, 0.0, 1.0, help="--per_process_gpu_memory_fraction (0: unset)"),
+        # Not a TF Serving flag: how the server is started (a core set plus a CFS quota; docker --cpus).
+        Knob("cpus", float, 0.0, 4096.0, help="CPU allowance in cores (0: every core; fractions set a CFS quota)"),
     )
 }
 
@@ -77,7 +80,8 @@ KNOBS: dict[str, Knob] = {
 def is_default_config(config: dict[str, Any]) -> bool:
     """Whether a stored config dict is TF Serving's defaults (the baseline every job measures first)."""
     defaults = ServingConfig().to_dict()
-    return {k: config.get(k) for k in defaults} == defaults
+    # A knob a stored config lacks (it predates the knob) was at its default.
+    return {k: config.get(k, v) for k, v in defaults.items()} == defaults
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class ServingConfig:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     gpu_memory_fraction: float = 0.0
+    cpus: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form; batching fields are omitted when batching is off."""
@@ -189,5 +194,8 @@ def parse_assignments(assignments: list[str], base: ServingConfig | None = None)
         changes[name] = parse_value(name, text)
     if "enable_batching" not in changes and any(KNOBS[n].batching for n in changes):
         changes["enable_batching"] = True
+    if changes.get("cpus") and "num_batch_threads" not in changes:
+        # TF Serving's default is a batch thread per schedulable core: an allowance has fewer of them.
+        changes["num_batch_threads"] = min((base or ServingConfig()).num_batch_threads, math.ceil(changes["cpus"]))
     config = dataclasses.replace(base or ServingConfig(), **changes)
     return validate(config)

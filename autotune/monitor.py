@@ -41,6 +41,7 @@ class ResourceSummary:
     gpu_mem_mb: float | None
     samples: int
     gpu_power_w: float | None = None
+    rss_mean_mb: float | None = None
 
 
 class ProcessTree:
@@ -139,7 +140,7 @@ class ResourceMonitor:
             self._thread.join(timeout=5)
 
     def summary(self, start: float, end: float) -> ResourceSummary:
-        """Mean CPU, peak RSS and GPU memory, mean foreign load over samples in [start, end]."""
+        """Mean CPU, peak and mean RSS, peak GPU memory, mean foreign load over samples in [start, end]."""
         picked = [s for s in self.samples if start < s.t <= end + self.interval_s / 2]
         if not picked:
             return ResourceSummary(None, None, None, None, None, 0)
@@ -152,6 +153,7 @@ class ResourceMonitor:
             gpu_mem_mb=max_of_present([s.gpu_mem_mb for s in picked]),
             samples=len(picked),
             gpu_power_w=mean_of_present([s.gpu_power_w for s in picked]),
+            rss_mean_mb=mean_of_present([s.server_rss_mb for s in picked]),
         )
 
 

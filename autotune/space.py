@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
+from autotune.cores import schedulable_cores
 from autotune.errors import AutotuneError
 from autotune.knobs import KNOBS, ServingConfig, validate
 from autotune.spec import KnobSpec
@@ -23,12 +23,27 @@ class Host:
 
     cpus: int
     gpus: int
+    # Why a fractional CPU allowance cannot be enforced here (None: it can).
+    cpu_quota_problem: str | None = None
 
     @staticmethod
     def detect() -> Host:
         from autotune import gpu
+        from autotune.cpulimit import quota_problem
 
-        return Host(os.cpu_count() or 1, gpu.device_count())
+        return Host(len(schedulable_cores()) or 1, gpu.device_count(), quota_problem())
+
+
+# Objectives that make CPU allocation worth searching: with them the space gains the `cpus` knob.
+RESOURCE_OBJECTIVES = ("cost_per_1k_requests", "cpu_cores")
+
+
+def cpus_choices(host: Host) -> tuple[float, ...]:
+    """Allowances worth trying on HOST: half cores from 0.5 where a quota can be set, else whole cores;
+    the last is 0, every core (TF Serving's defaults run so, and are always measured)."""
+    if host.cpu_quota_problem is None:
+        return (*(i / 2 for i in range(1, 2 * host.cpus)), 0.0)
+    return (*(float(i) for i in range(1, host.cpus)), 0.0)
 
 
 @dataclass(frozen=True)
@@ -64,12 +79,19 @@ def default_space(host: Host) -> dict[str, Dimension]:
     return space
 
 
-def build_space(narrowing: dict[str, KnobSpec], host: Host) -> dict[str, Dimension]:
-    """The default space for HOST, narrowed or fixed by a study's [space] tables."""
+def build_space(narrowing: dict[str, KnobSpec], host: Host, objectives: tuple[str, ...] = ()) -> dict[str, Dimension]:
+    """The default space for HOST, narrowed or fixed by a study's [space] tables.
+
+    CPU allocation (`cpus`) is searched when a study minimizes a resource (RESOURCE_OBJECTIVES) or names it.
+    """
     space = default_space(host)
+    if any(o in RESOURCE_OBJECTIVES for o in objectives):
+        space["cpus"] = Dimension("cpus", choices=cpus_choices(host))
     for name, spec in narrowing.items():
         if name == "gpu_memory_fraction" and not host.gpus:
             raise AutotuneError("space.gpu_memory_fraction: this host has no GPU (NVML sees none)")
+        if name == "cpus":
+            _check_cpus_spec(spec, host)
         if spec.value is not None:
             space[name] = Dimension(name, fixed=spec.value)
         elif spec.choices is not None:
@@ -79,6 +101,21 @@ def build_space(narrowing: dict[str, KnobSpec], host: Host) -> dict[str, Dimensi
             log = bool(spec.log) and low > 0
             space[name] = Dimension(name, spec.low, spec.high, log=log)
     return space
+
+
+def _check_cpus_spec(spec: KnobSpec, host: Host) -> None:
+    """A study's `cpus` must be values this host can give and enforce (one-line errors)."""
+    from autotune.cpulimit import check_cpus
+
+    values = [v for v in (spec.value, spec.low, spec.high, *(spec.choices or ())) if v is not None]
+    for v in values:
+        try:
+            check_cpus(float(v), host.cpus)
+        except AutotuneError as exc:
+            raise AutotuneError(f"space.{exc}") from None
+    fractional = spec.low is not None or any(not float(v).is_integer() for v in values)
+    if fractional and host.cpu_quota_problem is not None:
+        raise AutotuneError(f"space.cpus: fractional allowances need a CFS quota, but {host.cpu_quota_problem}")
 
 
 # A grid sweep visits the product of every knob's values: a handful per knob keeps it countable.

@@ -19,8 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from autotune.cores import schedulable_cores, split_cores
-from autotune.errors import TrialError
+from autotune.cores import schedulable_cores
+from autotune.cost import Prices, cost_per_1k_requests
+from autotune.cpulimit import CpuPlan, plan_cpus
+from autotune.errors import AutotuneError, TrialError
 from autotune.knobs import ServingConfig
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
 from autotune.load.generator import drain_s
@@ -45,6 +47,7 @@ from autotune.servers.scrape import ServerCounters, scrape
 from autotune.states import FailureReason
 from autotune.windows import WINDOW_DEFAULTS
 
+PRICE_DEFAULTS = Prices()
 # "failed to map segment" is the dynamic loader's mmap failing: under an address-space limit that is
 # the first thing to run out, before any allocation TensorFlow makes itself.
 _OOM_MARKERS = (
@@ -92,6 +95,13 @@ class MeasureSettings:
     model_warmup_window_s: float = 0.5
     model_warmup_max_s: float = 30.0
     min_achieved_fraction: float = 0.95  # open loop: a level achieving less than this of its offer is infeasible
+    # What the allocated resources cost per hour (the study's [cost]); flat so stored settings stay plain JSON.
+    core_hour_price: float = PRICE_DEFAULTS.core_hour
+    gpu_gib_hour_price: float = PRICE_DEFAULTS.gpu_gib_hour
+
+    @property
+    def prices(self) -> Prices:
+        return Prices(self.core_hour_price, self.gpu_gib_hour_price)
 
 
 @dataclass
@@ -109,7 +119,7 @@ class LevelResult:
     latency_p99_ms: float | None
     error_rate: float
     cpu_cores: float | None
-    rss_mb: float | None
+    rss_mb: float | None  # peak over the stable span
     gpu_util_pct: float | None
     gpu_mem_mb: float | None
     gpu_power_w: float | None
@@ -125,6 +135,10 @@ class LevelResult:
     latency_p99_ci95: tuple[float, float] | None = None  # order statistics at binomial ranks
     offered_rps: float | None = None  # open loop
     remeasured: bool = False  # the first attempt did not stabilise; this is the second
+    rss_mean_mb: float | None = None
+    # Under a CFS quota: periods in which the server was throttled over the level, and the time lost.
+    throttled_periods: int | None = None
+    throttled_s: float | None = None
 
     def delivered(self, fraction: float) -> bool:
         """Open loop: whether the server achieved FRACTION of the offered rate (closed loop: always)."""
@@ -189,6 +203,7 @@ class PreparedLaunch:
     paths: ServerPaths
     launch: Launch
     workdir: Path
+    cpu: CpuPlan
 
     @property
     def files(self) -> dict[str, str]:
@@ -200,7 +215,10 @@ class PreparedLaunch:
 def prepare_launch(
     model: ModelRef, config: ServingConfig, backend: Backend, workdir: Path, monitoring: bool
 ) -> PreparedLaunch:
-    """Write the batching (and monitoring) file into WORKDIR, pick ports, build the argv; start nothing."""
+    """Write the batching (and monitoring) file into WORKDIR, pick ports, build the argv; start nothing.
+
+    Raises AutotuneError when this host cannot give the config's CPU allowance."""
+    cpu = plan_cpus(config.cpus, schedulable_cores())
     monitoring_file = None
     if monitoring:
         monitoring_file = workdir / "monitoring.config"
@@ -208,7 +226,7 @@ def prepare_launch(
     grpc_port, rest_port = free_ports(2)
     batching = write_batching_file(config, workdir / "batching_parameters.txt")
     paths = ServerPaths(model.name, model.base_path, grpc_port, rest_port, batching, monitoring_file)
-    return PreparedLaunch(paths, backend.launch(config, paths, workdir), workdir)
+    return PreparedLaunch(paths, backend.launch(config, paths, workdir, cpu), workdir, cpu)
 
 
 def _aggregate(
@@ -242,6 +260,7 @@ def _aggregate(
         error_rate=errors / (ok + errors) if ok + errors else 1.0,
         cpu_cores=mean("cpu_cores"),
         rss_mb=peak("rss_mb"),
+        rss_mean_mb=mean("rss_mean_mb"),
         gpu_util_pct=mean("gpu_util_pct"),
         gpu_mem_mb=peak("gpu_mem_mb"),
         gpu_power_w=mean("gpu_power_w"),
@@ -350,6 +369,7 @@ class _LevelRunner:
 
     def _measure_once(self, mode: str, value: float, need: int) -> LevelResult:
         before = self.scraper() if self.scraper else None
+        throttled_before = self.server.throttling()
         self._start(mode, value)
         label = f"c={int(value)}" if mode == "closed" else f"rate={value:g}/s"
         windows: list[dict[str, Any]] = []
@@ -359,6 +379,7 @@ class _LevelRunner:
             event.update(
                 cpu_cores=res.cpu_cores,
                 rss_mb=res.rss_mb,
+                rss_mean_mb=res.rss_mean_mb,
                 foreign_cores=res.foreign_cores,
                 gpu_util_pct=res.gpu_util_pct,
                 gpu_mem_mb=res.gpu_mem_mb,
@@ -379,6 +400,10 @@ class _LevelRunner:
         if not windows:
             raise TrialError(FailureReason.client_failed, "load generator produced no windows")
         level = _aggregate(mode, value, windows, span, self.settings)
+        throttled_after = self.server.throttling()
+        if throttled_before is not None and throttled_after is not None:
+            level.throttled_periods = throttled_after[0] - throttled_before[0]
+            level.throttled_s = round(throttled_after[1] - throttled_before[1], 3)
         after = self.scraper() if self.scraper else None
         if before is not None and after is not None:
             # The server's own count over the level (warm-up and drain included) must cover the
@@ -418,8 +443,8 @@ class LiveTrial:
         self.gen: LoadGenerator | None = None
         self.log_tail: str | None = None
         self.stopping_at: float | None = None
-        # Disjoint cores for server and generator where the host has enough; else they share (recorded).
-        self.cores = split_cores(schedulable_cores())
+        # Disjoint cores for server and generator where the host has enough (prepared.cpu); else they share.
+        self.client_cores = prepared.cpu.client_cores or None
 
     def __enter__(self) -> LiveTrial:
         return self
@@ -427,9 +452,8 @@ class LiveTrial:
     def start(self, on_server_start: Callable[[int], None] | None) -> float:
         """Start the server and the generator; return the model's load time once it is AVAILABLE."""
         launch, paths, s = self.prepared.launch, self.prepared.paths, self.settings
-        server_cores, client_cores = self.cores or (None, None)
         self.server = ServerProcess(
-            launch.argv, self.prepared.workdir / "server.log", cleanup=launch.cleanup, cores=server_cores
+            launch.argv, self.prepared.workdir / "server.log", cleanup=launch.cleanup, cpu=launch.cpu
         )
         if on_server_start:
             on_server_start(self.server.pid)
@@ -448,7 +472,7 @@ class LiveTrial:
         # The generator starts while the model loads (it sends nothing until told): its start-up
         # is hidden behind the server's instead of added to every trial.
         payload = build_payload(self.model.name, self.model.signature)
-        self.gen = LoadGenerator(spec, payload, self.prepared.workdir, cores=client_cores)
+        self.gen = LoadGenerator(spec, payload, self.prepared.workdir, cores=self.client_cores)
         ready = self.server.wait_ready(paths.rest_port, self.model.name, s.ready_timeout_s)
         # A container's processes are not children of `docker run`: sample the container's own tree.
         sampled = (container_pid(launch.container) if launch.container else None) or self.server.pid
@@ -536,7 +560,12 @@ def run_trial(
     say = progress or (lambda _msg: None)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autotune-trial-") as tmp:
-        prepared = prepare_launch(model, config, backend, Path(tmp), settings.monitoring)
+        try:
+            prepared = prepare_launch(model, config, backend, Path(tmp), settings.monitoring)
+        except AutotuneError as exc:  # an allowance this host cannot give (a config stored on another host)
+            failed = TrialResult(model.name, backend.name, settings.protocol, config, [])
+            failed.failure_reason, failed.failure_message = FailureReason.server_start_failed, str(exc)
+            return failed
         result = TrialResult(model.name, backend.name, settings.protocol, config, prepared.launch.argv)
         live = LiveTrial(model, prepared, settings)
         measure_started: float | None = None
@@ -556,12 +585,12 @@ def run_trial(
                 result.levels, candidates = _run_levels(runner, settings)
                 point, slo_met = _operating_point(candidates, settings)
                 unloaded = result.levels[0] if settings.measure_unloaded else None
-                result.metrics = _metrics(point, unloaded, load_time_s, slo_met, settings)
+                result.metrics = _metrics(point, unloaded, load_time_s, slo_met, settings, prepared.cpu)
                 result.metrics.update(model_warmup_s=round(warmup[0], 3), model_warmup_settled=warmup[1])
                 # Sharing cores with the server, a generator using a quarter of their CPU can slow it.
                 share = result.metrics.get("client_cpu_share") or 0.0
-                result.metrics["cores_shared"] = live.cores is None
-                result.metrics["client_interference"] = live.cores is None and share > 0.25
+                result.metrics["cores_shared"] = live.client_cores is None
+                result.metrics["client_interference"] = live.client_cores is None and share > 0.25
                 if point.error_rate > settings.max_error_rate:
                     raise TrialError(
                         FailureReason.errors_over_limit,
@@ -590,7 +619,12 @@ def _error_kinds(level: LevelResult) -> str:
 
 
 def _metrics(
-    point: LevelResult, unloaded: LevelResult | None, load_time_s: float, slo_met: bool, s: MeasureSettings
+    point: LevelResult,
+    unloaded: LevelResult | None,
+    load_time_s: float,
+    slo_met: bool,
+    s: MeasureSettings,
+    cpu: CpuPlan,
 ) -> dict[str, Any]:
     def r(x: float | None, nd: int = 3) -> float | None:
         return None if x is None else round(x, nd)
@@ -613,6 +647,14 @@ def _metrics(
         "error_rate": r(point.error_rate, 6),
         "cpu_cores": r(point.cpu_cores),
         "rss_mb": r(point.rss_mb, 1),
+        "rss_mean_mb": r(point.rss_mean_mb, 1),
+        # What the server was given (what a deployment pays for), and what that costs per 1,000 answers.
+        "cpus_allocated": cpu.allocated,
+        "cost_per_1k_requests": r(
+            cost_per_1k_requests(point.throughput_rps, cpu.allocated, point.gpu_mem_mb, s.prices), 6
+        ),
+        "throttled_periods": point.throttled_periods,
+        "throttled_s": point.throttled_s,
         "gpu_util_pct": r(point.gpu_util_pct, 1),
         "gpu_mem_mb": r(point.gpu_mem_mb, 1),
         "gpu_power_w": r(point.gpu_power_w, 1),

@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+from autotune.cpulimit import plan_cpus
 from autotune.knobs import parse_assignments
 from autotune.servers.argv import ServerPaths, tfserving_flags, write_batching_file
 from autotune.servers.backends import local_backend, resolve_backend
@@ -62,6 +63,6 @@ def test_batching_file_only_when_batching_is_on(tmp_path):
 def test_auto_backend_falls_back_to_local_without_the_binary(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert resolve_backend("auto").name == "local"
-    launch = local_backend().launch(parse_assignments([]), PATHS, Path("/tmp"))
+    launch = local_backend().launch(parse_assignments([]), PATHS, Path("/tmp"), plan_cpus(0, [0, 1]))
     assert launch.argv[:3] == [sys.executable, "-m", "autotune.servers.local"]
     assert launch.grpc_target == "127.0.0.1:8500"

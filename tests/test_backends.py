@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from autotune.cpulimit import plan_cpus
 from autotune.errors import AutotuneError
 from autotune.knobs import parse_assignments
 from autotune.protos import parse_text
@@ -22,6 +23,7 @@ from tests.test_argv import REAL_FLAGS, flag_names
 
 CONFIG = parse_assignments(["max_batch_size=8", "intra_op_threads=2"])
 PATHS = ServerPaths("m", Path("/srv/models/m"), 40001, 40002, Path("/w/batching_parameters.txt"), None)
+ALL_CORES = plan_cpus(0, [0, 1])
 
 
 def stand_in_binary(tmp_path: Path) -> Path:
@@ -36,7 +38,7 @@ def stand_in_binary(tmp_path: Path) -> Path:
 
 def test_tfserving_backend_serves_grpc_on_a_unix_socket_not_a_tcp_port(tmp_path):
     backend = resolve_backend("tfserving", server_binary=str(stand_in_binary(tmp_path) / "tensorflow_model_server"))
-    launch = backend.launch(CONFIG, PATHS, tmp_path)
+    launch = backend.launch(CONFIG, PATHS, tmp_path, ALL_CORES)
     flags = launch.argv[1:]
     assert "--port=0" in flags and f"--grpc_socket_path={tmp_path / 'grpc.sock'}" in flags
     assert launch.grpc_target == f"unix:{tmp_path / 'grpc.sock'}"
@@ -46,7 +48,7 @@ def test_tfserving_backend_serves_grpc_on_a_unix_socket_not_a_tcp_port(tmp_path)
 
 def test_docker_command_publishes_on_loopback_only_and_mounts_read_only(tmp_path):
     backend = resolve_backend("docker", image="tensorflow/serving:2.19.0-gpu", gpus=True, check=False)
-    launch = backend.launch(CONFIG, PATHS, tmp_path)
+    launch = backend.launch(CONFIG, PATHS, tmp_path, ALL_CORES)
     argv = launch.argv
     assert argv[:3] == ["docker", "run", "--rm"]
     image_at = argv.index("tensorflow/serving:2.19.0-gpu")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from autotune.cpulimit import CpuPlan
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.servers.argv import ServerPaths, tfserving_flags
@@ -40,6 +41,8 @@ class Launch:
     grpc_target: str  # what the load generator dials: 127.0.0.1:PORT or unix:PATH
     cleanup: list[str] | None = None  # run after the process group is gone (a container outlives its client)
     container: str | None = None
+    # The CPU allowance the started process must be put under (None: the backend enforces it itself).
+    cpu: CpuPlan | None = None
 
 
 class Backend(ABC):
@@ -49,8 +52,9 @@ class Backend(ABC):
     program: tuple[str, ...]
 
     @abstractmethod
-    def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path) -> Launch:
-        """The command line for CONFIG, with the model and files at PATHS (host view) and WORKDIR for sockets."""
+    def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path, cpu: CpuPlan) -> Launch:
+        """The command line for CONFIG, with the model and files at PATHS (host view), WORKDIR for sockets,
+        and the server's CPU allowance."""
 
     def check(self) -> None:  # noqa: B027  (most backends have nothing to probe)
         """Raise a one-line AutotuneError when this backend cannot run here (before anything starts)."""
@@ -72,8 +76,8 @@ class LocalBackend(Backend):
     name: ClassVar[str] = "local"
     program: tuple[str, ...] = field(default_factory=lambda: (sys.executable, "-m", "autotune.servers.local"))
 
-    def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path) -> Launch:
-        return Launch([*self.program, *tfserving_flags(config, paths)], f"127.0.0.1:{paths.grpc_port}")
+    def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path, cpu: CpuPlan) -> Launch:
+        return Launch([*self.program, *tfserving_flags(config, paths)], f"127.0.0.1:{paths.grpc_port}", cpu=cpu)
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class TFServingBackend(Backend):
     name: ClassVar[str] = "tfserving"
     program: tuple[str, ...] = (TFSERVING_BINARY,)
 
-    def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path) -> Launch:
+    def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path, cpu: CpuPlan) -> Launch:
         # No TCP gRPC listener at all (it would bind 0.0.0.0): gRPC goes over a UNIX socket.
         socket_path = workdir / "grpc.sock"
         on_socket = ServerPaths(
@@ -95,7 +99,7 @@ class TFServingBackend(Backend):
             paths.monitoring_file,
             socket_path,
         )
-        return Launch([*self.program, *tfserving_flags(config, on_socket)], f"unix:{socket_path}")
+        return Launch([*self.program, *tfserving_flags(config, on_socket)], f"unix:{socket_path}", cpu=cpu)
 
     def check(self) -> None:
         if shutil.which(self.program[0]) is None:
@@ -117,9 +121,19 @@ class DockerBackend(Backend):
     gpus: bool = False
     program: tuple[str, ...] = ("docker",)
 
-    def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path) -> Launch:
+    def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path, cpu: CpuPlan) -> Launch:
         name = f"autotune-{paths.model_name}-{uuid.uuid4().hex[:10]}"
-        run = DockerRun(self.image, name, paths.grpc_port, paths.rest_port, paths.model_base_path, workdir, self.gpus)
+        # Docker enforces the allowance itself (--cpus, --cpuset-cpus): the client process is left unpinned.
+        run = DockerRun(
+            self.image,
+            name,
+            paths.grpc_port,
+            paths.rest_port,
+            paths.model_base_path,
+            workdir,
+            self.gpus,
+            cpuset=tuple(cpu.server_cores) if cpu.cpus or cpu.client_cores else (),
+        )
         argv = docker_argv(config, paths.model_name, run, paths.monitoring_file is not None)
         return Launch(argv, f"127.0.0.1:{paths.grpc_port}", remove_argv(name), name)
 

@@ -33,6 +33,7 @@ class DockerRun:
     gpus: bool = False
     remove: bool = True
     label: bool = True  # trials are labelled so a crash's leftovers can be found; exports are not
+    cpuset: tuple[int, ...] = ()  # host cores the container may run on (trials: the planned set; exports: any)
 
 
 def container_paths(model_name: str, batching: bool, monitoring: bool) -> ServerPaths:
@@ -55,6 +56,10 @@ def docker_argv(config: ServingConfig, model_name: str, run: DockerRun, monitori
     argv += ["--name", run.name] + (["--label", LABEL] if run.label else [])
     if run.gpus:
         argv += ["--gpus", "all"]
+    if config.cpus:
+        argv.append(f"--cpus={config.cpus:g}")
+    if run.cpuset:
+        argv.append(f"--cpuset-cpus={','.join(map(str, run.cpuset))}")
     argv += [
         "-p",
         f"127.0.0.1:{run.grpc_port}:{CONTAINER_GRPC_PORT}",

@@ -10,8 +10,8 @@ from typing import IO
 
 import requests
 
-from autotune.cores import pin_to
-from autotune.errors import TrialError
+from autotune.cpulimit import CpuCgroup, CpuPlan, preexec
+from autotune.errors import AutotuneError, TrialError
 from autotune.procs import kill_group
 
 
@@ -27,7 +27,7 @@ class ReadyInfo:
 
 
 class ServerProcess:
-    """One server process (an argv list, no shell), logging to a file."""
+    """One server process (an argv list, no shell), logging to a file, under its CPU allowance if given."""
 
     def __init__(
         self,
@@ -35,23 +35,38 @@ class ServerProcess:
         log_path: Path,
         env: dict[str, str] | None = None,
         cleanup: list[str] | None = None,
-        cores: list[int] | None = None,
+        cpu: CpuPlan | None = None,
     ) -> None:
         self.argv = argv
         self.cleanup = cleanup
         self.log_path = log_path
+        # A fractional allowance gets a cgroup of its own, created before the process and removed after it.
+        try:
+            self.cgroup = CpuCgroup(cpu.quota_us) if cpu is not None and cpu.quota_us else None
+        except AutotuneError as exc:
+            raise ServerStartError("server_start_failed", str(exc)) from None
         self._log: IO[bytes] = open(log_path, "wb")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-            preexec_fn=pin_to(cores),
-        )
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+                preexec_fn=preexec(cpu.server_cores if cpu is not None else None, self.cgroup),
+            )
+        except BaseException:
+            self._log.close()
+            if self.cgroup is not None:
+                self.cgroup.remove()
+            raise
         self.pid = self.proc.pid
+
+    def throttling(self) -> tuple[int, float] | None:
+        """(CFS periods throttled, seconds throttled) under the server's quota so far; None without one."""
+        return self.cgroup.throttling() if self.cgroup is not None else None
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -101,4 +116,6 @@ class ServerProcess:
                 subprocess.run(self.cleanup, stdout=self._log, stderr=subprocess.STDOUT, timeout=60, check=False)
             except (OSError, subprocess.TimeoutExpired):
                 pass
+        if self.cgroup is not None:
+            self.cgroup.remove()
         self._log.close()
