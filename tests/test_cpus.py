@@ -41,7 +41,7 @@ def test_a_fractional_allowance_is_a_cfs_quota_and_its_throttling_is_reported(au
     result = _bench("--set", "cpus=0.5")
     assert result["cpu_cores"] <= 0.6
     assert result["cpus_allocated"] == 0.5
-    point = [lv for lv in result["levels"] if lv["concurrency"] == 4][0]
+    point = next(lv for lv in result["levels"] if lv["concurrency"] == 4)
     assert point["throttled_periods"] > 0 and point["throttled_s"] > 0
     assert _our_cgroups() == before  # the server's cgroup went with it
 
