@@ -16,12 +16,13 @@ from statistics import median
 from typing import Any
 
 from autotune.knobs import ServingConfig
+from autotune.load.stats import round_figure
 from autotune.models.resolve import ModelRef
 from autotune.servers.backends import Backend
 from autotune.significance import MetricComparison, Verdict, compare_runs, overall
 from autotune.trial import MeasureSettings, TrialResult, run_trial
 
-COMPARED_METRICS = ("throughput_rps", "latency_p99_ms", "cpu_cores")
+COMPARED_METRICS = ("throughput_rps", "latency_p99_ms", "cpu_cores", "rss_mb", "cost_per_1k_requests")
 # How a config becomes one measurement (live trials; tests and replays may pass their own).
 MeasureOne = Callable[[ServingConfig, Callable[[str], None] | None], TrialResult]
 
@@ -51,9 +52,10 @@ class Side:
         """Median of each compared metric over the good runs, plus how many and whether all were stable."""
         good = self.good
         out: dict[str, Any] = {}
-        for key in (*COMPARED_METRICS, "latency_p50_ms", "latency_p90_ms", "rss_mb", "gpu_mem_mb", "error_rate"):
+        for key in (*COMPARED_METRICS, "latency_p50_ms", "latency_p90_ms", "gpu_mem_mb", "error_rate"):
             values = [m[key] for m in good if m.get(key) is not None]
-            out[key] = round(median(values), 3) if values else None
+            out[key] = round_figure(median(values)) if values else None
+        out["cpus_allocated"] = good[0].get("cpus_allocated") if good else None
         out["runs"] = len(good)
         out["failed_runs"] = len(self.runs) - len(good)
         out["stable"] = bool(good) and all(m.get("stable") for m in good)

@@ -44,8 +44,12 @@ def confirm_front(
     config_of: Callable[[dict[str, Any]], ServingConfig],
     objectives: Sequence[str],
     progress: Callable[[str], None] | None = None,
+    feasible: Callable[[dict[str, Any]], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """The front with confirmed figures: each confirmed entry gets medians, its runs and `vs_defaults`."""
+    """The front with confirmed figures: each confirmed entry gets medians, its runs and `vs_defaults`.
+
+    FEASIBLE judges the confirmed medians against the study's SLO and limits: a candidate whose single
+    draw met them but whose medians do not is marked `infeasible`, whatever it gains."""
     picked = candidates(entries)
     if repeats <= 0 or not picked:
         return [{**e, "confirmed": False} for e in entries]
@@ -57,6 +61,9 @@ def confirm_front(
         comparison = judge(defaults, side, compared)
         medians = side.medians()
         trusted = medians["runs"] >= 2 and medians["stable"]
+        verdict = comparison.verdict if trusted else Verdict.not_measured
+        if trusted and feasible is not None and not feasible(medians):
+            verdict = Verdict.infeasible
         out[i] = {
             **entries[i],
             "search_metrics": entries[i]["metrics"],
@@ -71,7 +78,7 @@ def confirm_front(
             "confirm_runs": side.good,
             "defaults": defaults.medians(),
             "vs_defaults": {k: v.to_json() for k, v in comparison.metrics.items()},
-            "verdict": comparison.verdict.value if trusted else Verdict.not_measured.value,
+            "verdict": verdict.value,
         }
     return out
 

@@ -17,6 +17,9 @@ class Prices:
     gpu_gib_hour: float = 1.0
 
 
+PRICE_DEFAULTS = Prices()
+
+
 def cost_per_1k_requests(
     throughput_rps: float | None, cores_allocated: float, gpu_mem_mb: float | None, prices: Prices
 ) -> float | None:

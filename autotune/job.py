@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import optuna
@@ -29,7 +29,7 @@ from autotune.store import PreviousFront, Store
 from autotune.store.db import optuna_storage
 from autotune.store.schema import JobRow
 from autotune.trial import MeasureSettings
-from autotune.tuner import TrialHooks, TunedTrial, Tuner
+from autotune.tuner import TrialHooks, TunedTrial, Tuner, study_is_feasible
 
 STUDY_PREFIX = "autotune"
 
@@ -66,6 +66,8 @@ def study_settings(study: Study, **overrides: Any) -> MeasureSettings:
         rate=study.rate,
         slo_ms=study.slo_p99_ms,
         max_error_rate=study.max_error_rate,
+        core_hour_price=study.core_hour_price,
+        gpu_gib_hour_price=study.gpu_gib_hour_price,
         **windows,
     )
 
@@ -202,7 +204,12 @@ class _JobRunner:
 
     def _tuner(self, model: ModelRef, backend: Backend, settings: MeasureSettings) -> Tuner:
         job = self.job
-        space = build_space(self.study.space, Host.detect())
+        host = Host.detect()
+        if backend.name == "docker":  # docker enforces fractional allowances itself (--cpus)
+            host = replace(host, cpu_quota_problem=None)
+        space = build_space(self.study.space, host, tuple(self.study.objectives))
+        if "cpus" in space and host.cpu_quota_problem is not None:
+            self._progress(-1, ServingConfig(), f"cpus: whole cores only, {host.cpu_quota_problem}")
         tuner = Tuner(self.study, model, backend, space, settings, optuna_storage(self.store.url), job.study_name)
         _fail_stale_trials(tuner.optuna)
         _requeue_interrupted(tuner.optuna)
@@ -247,7 +254,11 @@ class _JobRunner:
         def config_of(entry: dict[str, Any]) -> ServingConfig:
             return config_from_dict(entry["config"])
 
-        return confirm_front(entries, self.study.confirm_repeats, measure, config_of, list(self.study.objectives), say)
+        def feasible(medians: dict[str, Any]) -> bool:
+            return study_is_feasible(medians, self.study, settings.min_achieved_fraction)
+
+        objectives = list(self.study.objectives)
+        return confirm_front(entries, self.study.confirm_repeats, measure, config_of, objectives, say, feasible)
 
 
 def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobControl | None = None) -> JobResult:

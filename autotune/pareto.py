@@ -8,7 +8,7 @@ from typing import Any
 
 from autotune.errors import AutotuneError
 
-PICKS = ("max-throughput", "min-latency", "balanced")
+PICKS = ("max-throughput", "min-latency", "balanced", "min-cost")
 
 
 def goodput(metrics: Mapping[str, Any] | None, feasible: bool) -> float:
@@ -39,7 +39,7 @@ def pareto_front(points: Sequence[Sequence[float]], directions: Sequence[str]) -
 
 
 def pick_index(metrics: Sequence[dict[str, Any]], how: str) -> int:
-    """Which Pareto row to export: most throughput, lowest p99, or closest to the ideal point."""
+    """Which Pareto row to export: most throughput, lowest p99, closest to the ideal point, or cheapest."""
     if not metrics:
         raise AutotuneError("the Pareto set is empty: no configuration met the SLO")
     tp = [m.get("throughput_rps") or 0.0 for m in metrics]
@@ -48,6 +48,9 @@ def pick_index(metrics: Sequence[dict[str, Any]], how: str) -> int:
         return max(range(len(metrics)), key=lambda i: (tp[i], -p99[i]))
     if how == "min-latency":
         return min(range(len(metrics)), key=lambda i: (p99[i], -tp[i]))
+    if how == "min-cost":
+        cost = [m.get("cost_per_1k_requests") or math.inf for m in metrics]
+        return min(range(len(metrics)), key=lambda i: (cost[i], p99[i], -tp[i]))
     if how == "balanced":
 
         def norm(v: float, lo: float, hi: float) -> float:

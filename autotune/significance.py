@@ -27,6 +27,7 @@ DIRECTIONS: dict[str, str] = {
     "cpu_cores": "minimize",
     "rss_mb": "minimize",
     "gpu_mem_mb": "minimize",
+    "cost_per_1k_requests": "minimize",
 }
 
 
@@ -37,6 +38,7 @@ class Verdict(StrEnum):
     worse = "worse"
     no_significant_difference = "no_significant_difference"
     mixed = "mixed"  # significantly better on one objective, worse on another: a trade-off
+    infeasible = "infeasible"  # re-measured, it breaks the study's SLO or limits: no gain counts
     not_measured = "not_measured"
 
     @property

@@ -13,15 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotune.cost import PRICE_DEFAULTS
 from autotune.errors import AutotuneError
 from autotune.knobs import KNOBS
 from autotune.servers.backends import BACKEND_NAMES
 from autotune.windows import WindowOptions
 
-OBJECTIVES = ("throughput_rps", "latency_p99_ms", "cpu_cores", "gpu_mem_mb")
+OBJECTIVES = ("throughput_rps", "latency_p99_ms", "cpu_cores", "gpu_mem_mb", "rss_mb", "cost_per_1k_requests")
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("autotune", "tpe", "nsga2", "random", "grid")
-_TOP_KEYS = {"model", "backend", "slo", "objectives", "space", "budget", "load", "sampler", "seed", "signature"}
+_TOP_KEYS = {"model", "backend", "slo", "objectives", "space", "budget", "load", "sampler", "seed", "signature", "cost"}
+# [slo] bounds on measured metrics besides the p99 and the error rate: key -> (metric, which side is allowed).
+METRIC_LIMITS: dict[str, tuple[str, str]] = {
+    "min_throughput_rps": ("throughput_rps", "min"),
+    "max_cpu_cores": ("cpu_cores", "max"),
+    "max_rss_mb": ("rss_mb", "max"),
+    "max_gpu_mem_mb": ("gpu_mem_mb", "max"),
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class Study:
     signature: str = "serving_default"
     slo_p99_ms: float | None = 500.0
     max_error_rate: float = 0.001
+    limits: dict[str, float] = field(default_factory=dict)  # METRIC_LIMITS keys -> bounds
     objectives: dict[str, str] = field(
         default_factory=lambda: {"throughput_rps": "maximize", "latency_p99_ms": "minimize"}
     )
@@ -59,6 +68,9 @@ class Study:
     sampler: str = "autotune"  # chosen by benchmarks/search_efficiency.py (see RESULTS.md)
     seed: int | None = None
     windows: WindowOptions = field(default_factory=WindowOptions)
+    # [cost]: what an hour of a core and of a GiB of GPU memory costs (cost_per_1k_requests prices them).
+    core_hour_price: float = PRICE_DEFAULTS.core_hour
+    gpu_gib_hour_price: float = PRICE_DEFAULTS.gpu_gib_hour
 
 
 def confirm_repeats_problem(repeats: int) -> str | None:
@@ -169,7 +181,8 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
         out["seed"] = int(c.number(doc["seed"], "seed", integer=True))
 
     slo = c.table(doc, "slo")
-    c.unknown(slo, {"latency_p99_ms", "max_error_rate"}, "slo.")
+    c.unknown(slo, {"latency_p99_ms", "max_error_rate", *METRIC_LIMITS}, "slo.")
+    out["limits"] = {k: float(c.number(slo[k], f"slo.{k}", positive=True)) for k in METRIC_LIMITS if k in slo}
     if "latency_p99_ms" in slo:
         out["slo_p99_ms"] = float(c.number(slo["latency_p99_ms"], "slo.latency_p99_ms", positive=True))
     if "max_error_rate" in slo:
@@ -224,6 +237,15 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
     out["windows"] = WindowOptions(**windows)
     for key, problem in out["windows"].problems().items():
         raise c.fail(f"load.{key}", f"{problem}, got {load[key]!r}")
+
+    cost = c.table(doc, "cost")
+    c.unknown(cost, {"core_hour", "gpu_gib_hour"}, "cost.")
+    for key in ("core_hour", "gpu_gib_hour"):
+        if key in cost:
+            price = c.number(cost[key], f"cost.{key}")
+            if price < 0:
+                raise c.fail(f"cost.{key}", f"must be >= 0, got {price!r}")
+            out[f"{key}_price"] = float(price)
 
     if "sampler" in doc:
         out["sampler"] = c.string(doc["sampler"], "sampler", SAMPLERS)

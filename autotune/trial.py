@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from autotune.cores import schedulable_cores
-from autotune.cost import Prices, cost_per_1k_requests
+from autotune.cost import PRICE_DEFAULTS, Prices, cost_per_1k_requests
 from autotune.cpulimit import CpuPlan, plan_cpus
 from autotune.errors import AutotuneError, TrialError
 from autotune.knobs import ServingConfig
@@ -33,6 +33,7 @@ from autotune.load.stats import (
     mean_of_present,
     percentiles,
     quantile_ci95,
+    round_figure,
     spread,
     stable_span,
 )
@@ -47,7 +48,6 @@ from autotune.servers.scrape import ServerCounters, scrape
 from autotune.states import FailureReason
 from autotune.windows import WINDOW_DEFAULTS
 
-PRICE_DEFAULTS = Prices()
 # "failed to map segment" is the dynamic loader's mmap failing: under an address-space limit that is
 # the first thing to run out, before any allocation TensorFlow makes itself.
 _OOM_MARKERS = (
@@ -618,6 +618,11 @@ def _error_kinds(level: LevelResult) -> str:
     return ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items())) or "none"
 
 
+def _cost(point: LevelResult, cpu: CpuPlan, s: MeasureSettings) -> float | None:
+    cost = cost_per_1k_requests(point.throughput_rps, cpu.allocated, point.gpu_mem_mb, s.prices)
+    return None if cost is None else round_figure(cost)
+
+
 def _metrics(
     point: LevelResult,
     unloaded: LevelResult | None,
@@ -650,9 +655,7 @@ def _metrics(
         "rss_mean_mb": r(point.rss_mean_mb, 1),
         # What the server was given (what a deployment pays for), and what that costs per 1,000 answers.
         "cpus_allocated": cpu.allocated,
-        "cost_per_1k_requests": r(
-            cost_per_1k_requests(point.throughput_rps, cpu.allocated, point.gpu_mem_mb, s.prices), 6
-        ),
+        "cost_per_1k_requests": _cost(point, cpu, s),
         "throttled_periods": point.throttled_periods,
         "throttled_s": point.throttled_s,
         "gpu_util_pct": r(point.gpu_util_pct, 1),

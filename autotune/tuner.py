@@ -23,7 +23,7 @@ from autotune.pareto import goodput
 from autotune.seeds import heuristic_seeds
 from autotune.servers.backends import Backend
 from autotune.space import Dimension, grid_of, params_of, suggest
-from autotune.spec import Study
+from autotune.spec import METRIC_LIMITS, Study
 from autotune.states import FailureReason, TrialState
 from autotune.trial import MeasureSettings, TrialResult, run_trial
 
@@ -112,9 +112,16 @@ def objective_values(metrics: dict[str, Any], study: Study) -> list[float] | Non
 
 
 def constraint_values(
-    metrics: dict[str, Any], slo_p99_ms: float | None, max_error_rate: float, min_achieved_fraction: float
+    metrics: dict[str, Any],
+    slo_p99_ms: float | None,
+    max_error_rate: float,
+    min_achieved_fraction: float,
+    limits: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Optuna constraints by name: each feasible when <= 0, its size saying how far off it is."""
+    """Optuna constraints by name: each feasible when <= 0, its size saying how far off it is.
+
+    LIMITS are a study's other [slo] bounds (spec.METRIC_LIMITS); a metric this host does not measure
+    (GPU memory without a GPU) uses none of it."""
     p99 = metrics.get("latency_p99_ms")
     slo_gap = 0.0 if slo_p99_ms is None else (float("inf") if p99 is None else p99 - slo_p99_ms)
     offered, achieved = metrics.get("offered_rps"), metrics.get("achieved_rps")
@@ -127,14 +134,34 @@ def constraint_values(
         # An unstable measurement is never trusted: infeasible, so never on the front or exported.
         "unstable": 0.0 if metrics.get("stable", True) else 1.0,
         "offered_rate_shortfall": shortfall,
+        **{key: _limit_gap(metrics, key, bound) for key, bound in (limits or {}).items()},
     }
 
 
+def _limit_gap(metrics: dict[str, Any], key: str, bound: float) -> float:
+    metric, side = METRIC_LIMITS[key]
+    value = metrics.get(metric)
+    if value is None:
+        # Unmeasured throughput is no throughput; an unmeasured resource (no GPU) is none used.
+        return bound if side == "min" else 0.0
+    return bound - float(value) if side == "min" else float(value) - bound
+
+
 def is_feasible(
-    metrics: dict[str, Any], slo_p99_ms: float | None, max_error_rate: float, min_achieved_fraction: float
+    metrics: dict[str, Any],
+    slo_p99_ms: float | None,
+    max_error_rate: float,
+    min_achieved_fraction: float,
+    limits: dict[str, float] | None = None,
 ) -> bool:
-    """Whether a measurement met every constraint: the SLO, the error limit, stability, the offered rate."""
-    return all(v <= 0 for v in constraint_values(metrics, slo_p99_ms, max_error_rate, min_achieved_fraction).values())
+    """Whether a measurement met every constraint: the SLO, the error limit, stability, the offered rate, LIMITS."""
+    named = constraint_values(metrics, slo_p99_ms, max_error_rate, min_achieved_fraction, limits)
+    return all(v <= 0 for v in named.values())
+
+
+def study_is_feasible(metrics: dict[str, Any], study: Study, min_achieved_fraction: float) -> bool:
+    """Whether METRICS meet STUDY's SLO, error limit and [slo] limits."""
+    return is_feasible(metrics, study.slo_p99_ms, study.max_error_rate, min_achieved_fraction, study.limits)
 
 
 @dataclass
@@ -276,9 +303,8 @@ class Tuner:
             trial.set_user_attr("server_log_tail", failed.log_tail or "")
             self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
             return failed
-        named = constraint_values(
-            result.metrics, self.study.slo_p99_ms, self.study.max_error_rate, self.settings.min_achieved_fraction
-        )
+        study, fraction = self.study, self.settings.min_achieved_fraction
+        named = constraint_values(result.metrics, study.slo_p99_ms, study.max_error_rate, fraction, study.limits)
         constraints = list(named.values())
         trial.set_user_attr("constraints", named)
         for name, value in named.items():

@@ -113,3 +113,8 @@ def quantile_ci95(latencies: Sequence[float], q: float = 0.99) -> tuple[float, f
     lo_rank = int(stats.binom.ppf(0.025, n, q))  # 0-based index of the lower order statistic
     hi_rank = int(stats.binom.ppf(0.975, n, q)) + 1
     return float(arr[max(0, min(lo_rank, n - 1))]), float(arr[min(hi_rank, n - 1)])
+
+
+def round_figure(x: float) -> float:
+    """Three decimals, or four significant digits below one (a cost per request is a small number)."""
+    return round(x, 3) if abs(x) >= 1 or x == 0 else float(f"{x:.4g}")
