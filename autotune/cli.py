@@ -21,6 +21,7 @@ import typer
 
 from autotune import __version__, tables
 from autotune.errors import AutotuneError
+from autotune.outdir import EXPORT_FORMATS
 from autotune.servers.backends import BACKEND_NAMES
 from autotune.states import FailureReason, JobState, TrialState
 from autotune.windows import WINDOW_DEFAULTS, WindowOptions
@@ -55,6 +56,7 @@ class Protocol(StrEnum):
 
 
 BackendName = StrEnum("BackendName", {n: n for n in BACKEND_NAMES})  # type: ignore[misc]
+ExportFormat = StrEnum("ExportFormat", {n: n for n in EXPORT_FORMATS})  # type: ignore[misc]
 
 # Options shared by several commands, each declared once.
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel base directory")]
@@ -472,19 +474,46 @@ def export(
     out_dir: OutDirOpt,
     model: TunedModelOpt = None,
     job_id: JobOpt = None,
-    pick: Annotated[str, typer.Option(help="max-throughput, min-latency, balanced, or 'trial N'")] = "balanced",
+    pick: Annotated[
+        str | None,
+        typer.Option(
+            help="max-throughput, min-latency, balanced, min-cost, or 'trial N' "
+            "(default: min-cost for a study that minimizes cost, else balanced)"
+        ),
+    ] = None,
     force: ForceOpt = False,
-    image: Annotated[str, typer.Option(help="TF Serving image for docker-run.sh")] = "tensorflow/serving:latest",
+    image: Annotated[
+        str, typer.Option(help="TF Serving image for docker-run.sh and the manifests")
+    ] = "tensorflow/serving:latest",
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="tfserving: the server's files; k8s or kserve: manifests too"),
+    ] = ExportFormat.tfserving,
+    storage_uri: Annotated[
+        str | None, typer.Option(help="kserve: where the SavedModel lives (default pvc://MODEL-model/)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write a job's chosen Pareto configuration as TF Serving config files."""
+    """Write a job's chosen Pareto configuration as TF Serving config files (and Kubernetes or KServe manifests)."""
     from autotune.confirm import summary_line
-    from autotune.export import check_out_dir, choose_entry, export_meta, render, write_export
+    from autotune.export import (
+        DeployOptions,
+        check_out_dir,
+        choose_entry,
+        export_meta,
+        render,
+        render_deployment,
+        write_export,
+    )
     from autotune.knobs import config_from_dict
     from autotune.store import Store
 
+    if storage_uri and fmt != ExportFormat.kserve:
+        raise AutotuneError("--storage-uri is for --format kserve")
     job = _pick_job(model, job_id)
     rows = Store().job_front(job)
+    if pick is None:
+        pick = "min-cost" if "cost_per_1k_requests" in job.study["objectives"] else "balanced"
     chosen = choose_entry(job, rows, pick)
     model_base = Path(job.model.path)
     target = check_out_dir(out_dir, model_base, force)
@@ -494,6 +523,7 @@ def export(
         if key in chosen:
             meta[key] = chosen[key]
     files = render(config, job.model.name, model_base, target, image)
+    files.update(render_deployment(files, config, meta, job.study, DeployOptions(fmt.value, image, storage_uri)))
     write_export(files, meta, target)
     verdict = summary_line(rows, list(job.study["objectives"]))
     doc = {**meta, "out": str(target), "files": sorted([*files, "autotune.json"]), "verdict_line": verdict}

@@ -8,7 +8,9 @@ renamed into place, so a failed export never leaves half a deployment.
 from __future__ import annotations
 
 import json
+import math
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +44,24 @@ def _models_config(name: str, base_path: str) -> str:
     return text_format.MessageToString(msg)
 
 
+def deployed_config(config: ServingConfig) -> ServingConfig:
+    """CONFIG as deployments must run it: under a `cpus` allowance, TF's thread pools sized as they were measured.
+
+    The trial pinned the server to ceil(cpus) cores and TF sized its pools from that mask; a container under
+    --cpus or a CPU limit sees every core of its node, so the pools are given explicitly."""
+    if not config.cpus:
+        return config
+    cores = math.ceil(config.cpus - 1e-9)
+    return config.replace(
+        intra_op_threads=config.intra_op_threads or cores, inter_op_threads=config.inter_op_threads or cores
+    )
+
+
 def render(
     config: ServingConfig, model_name: str, model_base: Path, out: Path, image: str = "tensorflow/serving:latest"
 ) -> dict[str, str]:
     """File name -> contents of an export for CONFIG, with paths pointing into OUT."""
+    config = deployed_config(config)
     files: dict[str, str] = {}
     batching = out / "batching_parameters.txt" if config.enable_batching else None
     if batching is not None:
@@ -64,6 +80,44 @@ def render(
         "exec docker run " + " \\\n  ".join(_option_lines(argv[2:])) + "\n"
     )
     return files
+
+
+def render_deployment(
+    files: dict[str, str], config: ServingConfig, meta: dict[str, Any], study: dict[str, Any], options: DeployOptions
+) -> dict[str, str]:
+    """What an export adds to the TF Serving FILES: the Grafana dashboard always, manifests for k8s or kserve."""
+    import yaml
+
+    from autotune import grafana, k8s
+
+    config = deployed_config(config)
+    name = meta["model_name"]
+    metrics = meta["metrics"]
+    board = grafana.dashboard(name, grafana.envelope_of(metrics, study))
+    extra = {"grafana-dashboard.json": json.dumps(board, indent=2) + "\n"}
+    if options.format == "tfserving":
+        return extra
+    resources = k8s.pod_resources(config, metrics)
+    header = (
+        f"# autotune: job {meta['job_id']} trial {meta['trial']}; resources from the measurement ({resources.basis})\n"
+    )
+    docs: list[dict[str, Any]] = [k8s.config_map(name, files)]
+    if options.format == "k8s":
+        docs += [k8s.deployment(name, config, options.image, resources, meta), k8s.service(name)]
+    else:
+        storage = options.storage_uri or f"pvc://{name}-model/"
+        docs.append(k8s.inference_service(name, config, options.image, resources, meta, storage))
+    extra[f"{options.format}.yaml"] = header + yaml.safe_dump_all(docs, sort_keys=False)
+    return extra
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """How an export is deployed: as TF Serving files only, or with Kubernetes / KServe manifests too."""
+
+    format: str = "tfserving"
+    image: str = "tensorflow/serving:latest"
+    storage_uri: str | None = None  # KServe: where the SavedModel lives (default: the PVC NAME-model)
 
 
 def _option_lines(argv: list[str]) -> list[str]:
@@ -110,6 +164,7 @@ def export_meta(config: ServingConfig, metrics: dict[str, Any], job: Any, trial_
         "trial": trial_number,
         "config": config.to_dict(),
         "metrics": metrics,
+        "model_name": job.model.name,
         "model": {"path": job.model.path, "version": job.model.version, "content_hash": job.model.content_hash},
         "host": job.host.info,
         "host_fingerprint": job.host.fingerprint,

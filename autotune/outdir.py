@@ -10,6 +10,8 @@ from pathlib import Path
 
 from autotune.errors import AutotuneError
 
+# What an export directory holds: TF Serving's files alone, or Kubernetes / KServe manifests beside them.
+EXPORT_FORMATS = ("tfserving", "k8s", "kserve")
 _SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr", "/var")
 
 

@@ -40,15 +40,16 @@ def add_trial(
     rps: float = 10.0,
     p99: float = 5.0,
     config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
 ) -> None:
-    """A finished trial; a complete one is feasible with objectives (RPS, P99)."""
+    """A finished trial; a complete one is feasible with objectives (RPS, P99); METRICS adds figures."""
     store.begin_trial(job_id, number, config or {"enable_batching": False})
     complete = state == TrialState.complete
     store.finish_trial(
         job_id,
         number,
         state=state,
-        metrics={"throughput_rps": rps, "latency_p99_ms": p99, "stable": True},
+        metrics={"throughput_rps": rps, "latency_p99_ms": p99, "stable": True, **(metrics or {})},
         objective_values=[rps, p99] if complete else None,
         feasible=complete,
     )

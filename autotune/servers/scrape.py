@@ -13,9 +13,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
-_REQUESTS = ":tensorflow:serving:request_count"
-_LATENCY = ":tensorflow:serving:request_latency"
-_BATCH = ":tensorflow:serving:batching:processed_batch_size"
+# TF Serving's metric names (its "/tensorflow/serving/..." with "/" turned to ":"); dashboards query these too.
+REQUESTS_METRIC = ":tensorflow:serving:request_count"
+LATENCY_METRIC = ":tensorflow:serving:request_latency"
+BATCH_METRIC = ":tensorflow:serving:batching:processed_batch_size"
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,15 @@ def parse(text: str, model_name: str) -> ServerCounters:
         for s in family.samples:
             if s.labels.get("model_name") != model_name:
                 continue
-            if family.name == _REQUESTS and not s.name.endswith("_created"):
+            if family.name == REQUESTS_METRIC and not s.name.endswith("_created"):
                 totals["requests"] += s.value
-            elif family.name == _LATENCY and s.name.endswith("_sum"):
+            elif family.name == LATENCY_METRIC and s.name.endswith("_sum"):
                 totals["latency_sum_us"] += s.value
-            elif family.name == _LATENCY and s.name.endswith("_count"):
+            elif family.name == LATENCY_METRIC and s.name.endswith("_count"):
                 totals["latency_count"] += s.value
-            elif family.name == _BATCH and s.name.endswith("_sum"):
+            elif family.name == BATCH_METRIC and s.name.endswith("_sum"):
                 totals["batched_items"] += s.value
-            elif family.name == _BATCH and s.name.endswith("_count"):
+            elif family.name == BATCH_METRIC and s.name.endswith("_count"):
                 totals["batches"] += s.value
     return ServerCounters(**totals)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 
+from autotune.servers.scrape import BATCH_METRIC, LATENCY_METRIC, REQUESTS_METRIC
+
 # TF Serving exports no *_created series; neither do we.
 disable_created_metrics()
 
@@ -19,17 +21,17 @@ class ServerMetrics:
         self.registry = CollectorRegistry()
         self.model_name = model_name
         self.requests = Counter(
-            ":tensorflow:serving:request_count", "Requests by status.", ["model_name", "status"], registry=self.registry
+            REQUESTS_METRIC, "Requests by status.", ["model_name", "status"], registry=self.registry
         )
         self.latency = Histogram(
-            ":tensorflow:serving:request_latency",
+            LATENCY_METRIC,
             "Request latency in microseconds.",
             ["model_name", "API", "entrypoint"],
             buckets=_LATENCY_BUCKETS_US,
             registry=self.registry,
         )
         self.batch_size = Histogram(
-            ":tensorflow:serving:batching:processed_batch_size",
+            BATCH_METRIC,
             "Sizes of the batches the batch scheduler ran.",
             ["model_name"],
             buckets=_BATCH_BUCKETS,
@@ -46,4 +48,7 @@ class ServerMetrics:
         self.batch_size.labels(self.model_name).observe(size)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """The metrics page as TF Serving writes it: a counter's samples carry its own name, no `_total` suffix
+        (prometheus_client adds one), so a dashboard built against either server queries the same series."""
+        counter = REQUESTS_METRIC.encode()
+        return generate_latest(self.registry).replace(counter + b"_total{", counter + b"{")
