@@ -92,6 +92,7 @@ def _sized_like_the_trial(container: dict[str, Any]) -> None:
 
 def test_k8s_export_is_a_valid_configmap_deployment_and_service_sized_from_the_trial(db, tmp_path, tiny_model):
     doc, manifests = _export(db, tmp_path, "k8s", tiny_model)
+    assert doc["config"]["cpus"] == 1.5  # autotune.json keeps the allowance the manifests encode
     kinds = [m["kind"] for m in manifests]
     assert kinds == ["ConfigMap", "Deployment", "Service"]
     configmap, deploy, svc = manifests
