@@ -101,7 +101,7 @@ def summary_line(entries: Sequence[dict[str, Any]], objectives: Sequence[str]) -
     )
 
 
-_LABELS = {"throughput_rps": "throughput", "latency_p99_ms": "p99", "cpu_cores": "cpu"}
+_LABELS = {"throughput_rps": "throughput", "latency_p99_ms": "p99", "cpu_cores": "cpu", "cost_per_1k_requests": "cost"}
 
 
 def _gains(vs_defaults: dict[str, Any]) -> str:

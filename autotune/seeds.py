@@ -91,3 +91,13 @@ def heuristic_seeds(space: dict[str, Dimension], cpus: int, concurrency: int | N
         if config not in seeds and config != ServingConfig():
             seeds.append(config)
     return seeds
+
+
+def allowance_seeds(space: dict[str, Dimension]) -> list[ServingConfig]:
+    """TF Serving's defaults at each whole-core allowance a searched `cpus` offers, fewest cores first: where
+    cost is the objective, the plainest cheaper configs are the first worth knowing."""
+    dim = space.get("cpus")
+    if dim is None or dim.choices is None:
+        return []
+    whole = sorted(c for c in dim.choices if c and float(c).is_integer())
+    return [ServingConfig(cpus=float(c)) for c in whole]

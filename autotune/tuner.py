@@ -20,7 +20,7 @@ from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig, config_from_dict
 from autotune.models.resolve import ModelRef
 from autotune.pareto import goodput
-from autotune.seeds import heuristic_seeds
+from autotune.seeds import allowance_seeds, heuristic_seeds
 from autotune.servers.backends import Backend
 from autotune.space import Dimension, grid_of, params_of, suggest
 from autotune.spec import METRIC_LIMITS, Study
@@ -226,6 +226,7 @@ class Tuner:
         if self.study.sampler == "grid":
             configs = configs[:1]  # a sweep measures its own grid; off-grid configs would only add to it
         elif self.study.sampler == "autotune":
+            configs += allowance_seeds(self.space)
             configs += heuristic_seeds(self.space, self.cpus, self.settings.concurrency)
         unique = [c for i, c in enumerate(configs) if c not in configs[:i]]
         # No more than the budget: configs left WAITING would sit in the Optuna study forever.

@@ -1,6 +1,7 @@
 """Tuned vs defaults, confirmed: tune a model with `autotune start` (the search, then its confirmation of
 the front against TF Serving's defaults), then `autotune compare` the config `autotune export` would
-deploy (the balanced pick) against the defaults on fresh servers, interleaved, at the study's load.
+deploy (the balanced pick; min-cost for a cost study) against the defaults on fresh servers, interleaved,
+at the study's load.
 
 A gain is claimed only where compare's verdict says `better`; the JSON keeps every figure behind it
 (the job's confirmed front, each compared run).
@@ -8,6 +9,8 @@ A gain is claimed only where compare's verdict says `better`; the JSON keeps eve
     python benchmarks/tuned_vs_defaults.py --model resnet --out benchmarks/data/tuned-resnet.json
     python benchmarks/tuned_vs_defaults.py --study benchmarks/studies/tiny-grpc.toml \
         --out benchmarks/data/tuned-tiny.json
+    python benchmarks/tuned_vs_defaults.py --study benchmarks/studies/mobilenet-cost.toml \
+        --out benchmarks/data/cost-mobilenet.json
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from autotune.confirm import summary_line
 from autotune.knobs import is_default_config
 from autotune.pareto import pick_index
 from autotune.spec import Study, load_study, study_for_model
+from autotune.trial import MeasureSettings
+from autotune.tuner import study_is_feasible
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -54,15 +59,10 @@ def run_compare(env: dict, study: Study, model: str, config: dict, a: argparse.N
     if compared.returncode != 0:
         raise SystemExit(f"error: compare failed: {compared.stderr.strip().splitlines()[-1:]}")
     result = json.loads(compared.stdout)
-    slo, err = study.slo_p99_ms, study.max_error_rate
-    for side in ("a", "b"):  # runs of each side that met the study's SLO and error limit, stably
+    fraction = MeasureSettings().min_achieved_fraction
+    for side in ("a", "b"):  # runs of each side that met the study's SLO, error limit and limits, stably
         runs = result[side]["runs"]
-        result[side]["slo_met_runs"] = sum(
-            bool(r.get("stable"))
-            and (slo is None or (r.get("latency_p99_ms") or 1e18) <= slo)
-            and (r.get("error_rate") or 0) <= err
-            for r in runs
-        )
+        result[side]["slo_met_runs"] = sum(study_is_feasible(r, study, fraction) for r in runs)
     return {"command": "autotune compare " + " ".join(args), **result}
 
 
@@ -99,7 +99,8 @@ def main() -> None:
         front = json.loads(cli(env, "pareto", "--model", model, "--json").stdout or "[]")
         if not front:
             raise SystemExit("error: the job left no Pareto set")
-        pick = front[pick_index([e["metrics"] for e in front], "balanced")]
+        how = "min-cost" if "cost_per_1k_requests" in study.objectives else "balanced"
+        pick = front[pick_index([e["metrics"] for e in front], how)]
         out = {
             "provenance": provenance("tuned_vs_defaults.py"),
             "study": {
@@ -110,11 +111,13 @@ def main() -> None:
                 "slo_p99_ms": study.slo_p99_ms,
                 "max_error_rate": study.max_error_rate,
                 "trials": a.trials or study.trials,
+                "objectives": study.objectives,
+                "limits": study.limits,
             },
             "tune_s": round(tune_s),
             "front": front,
             "job_verdict": summary_line(front, list(study.objectives)),
-            "pick": {"trial": pick["trial"], "config": pick["config"]},
+            "pick": {"how": how, "trial": pick["trial"], "config": pick["config"]},
             "compare": None,
         }
         if is_default_config(pick["config"]):
@@ -135,6 +138,12 @@ def main() -> None:
             f"{c['b']['slo_met_runs']}/{len(c['b']['runs'])} pick (failed runs: "
             f"{c['a']['median']['failed_runs']} defaults, {c['b']['median']['failed_runs']} pick)"
         )
+        cost = c["metrics"].get("cost_per_1k_requests")
+        if cost and cost.get("ratio"):
+            print(
+                f"{model}: cost per 1,000 requests x{cost['ratio']:.3f} (95% CI {cost['ratio_ci95'][0]:.3f}-"
+                f"{cost['ratio_ci95'][1]:.3f}) {cost['verdict']} (medians {cost['b_median']} vs {cost['a_median']})"
+            )
 
 
 if __name__ == "__main__":
