@@ -432,7 +432,8 @@ def _start_foreground(study: Any, budget: int, minutes: float, settings: Any, ba
     from autotune.progress import run_with_progress
 
     result = run_with_progress(study, budget, minutes, settings, backend)
-    _show_front(result.pareto, f"Pareto set · job {result.job_id} · {result.study_name}", as_json)
+    title = f"Pareto set · job {result.job_id} · {result.study_name}"
+    _show_front(result.pareto, title, list(study.objectives), as_json)
     if result.state == JobState.done:
         _print_verdict(result.pareto, list(study.objectives))
     if result.state == JobState.cancelled:
@@ -440,8 +441,8 @@ def _start_foreground(study: Any, budget: int, minutes: float, settings: Any, ba
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def _show_front(rows: list[dict[str, Any]], title: str, as_json: bool) -> None:
-    emit(as_json, rows, lambda: tables.print_pareto(rows, title))
+def _show_front(rows: list[dict[str, Any]], title: str, objectives: list[str], as_json: bool) -> None:
+    emit(as_json, rows, lambda: tables.print_pareto(rows, title, objectives))
 
 
 @app.command()
@@ -451,7 +452,7 @@ def pareto(model: TunedModelOpt = None, job_id: JobOpt = None, as_json: JsonOpt 
 
     job = _pick_job(model, job_id)
     rows = Store().job_front(job)
-    _show_front(rows, f"Pareto set · job {job.id} · {job.study_name}", as_json)
+    _show_front(rows, f"Pareto set · job {job.id} · {job.study_name}", list(job.study["objectives"]), as_json)
     if as_json:
         return
     unstable = [
@@ -513,7 +514,9 @@ def export(
     job = _pick_job(model, job_id)
     rows = Store().job_front(job)
     if pick is None:
-        pick = "min-cost" if "cost_per_1k_requests" in job.study["objectives"] else "balanced"
+        from autotune.pareto import default_pick
+
+        pick = default_pick(list(job.study["objectives"]))
     chosen = choose_entry(job, rows, pick)
     model_base = Path(job.model.path)
     target = check_out_dir(out_dir, model_base, force)
@@ -573,7 +576,7 @@ def _follow(job_id: int, as_json: bool) -> None:
     if job is None:
         return
     rows = Store().job_front(job)
-    _show_front(rows, f"Pareto set · job {job.id} · {job.state}", as_json)
+    _show_front(rows, f"Pareto set · job {job.id} · {job.state}", list(job.study["objectives"]), as_json)
     if job.state == JobState.done:
         _print_verdict(rows, list(job.study["objectives"]))
     if job.state == JobState.failed:

@@ -21,6 +21,7 @@ from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import ServingConfig, config_from_dict
 from autotune.models.resolve import ModelRef, resolve_model
+from autotune.pareto import default_pick, pick_index
 from autotune.servers.backends import Backend, backend_from_options, resolve_backend
 from autotune.space import Host, build_space
 from autotune.spec import Study, study_from_dict
@@ -28,7 +29,8 @@ from autotune.states import FailureReason, JobState, Trigger
 from autotune.store import PreviousFront, Store
 from autotune.store.db import optuna_storage
 from autotune.store.schema import JobRow
-from autotune.trial import MeasureSettings
+from autotune.sweep import sweep
+from autotune.trial import MeasureSettings, TrialResult, run_trial
 from autotune.tuner import TrialHooks, TunedTrial, Tuner, study_is_feasible
 
 STUDY_PREFIX = "autotune"
@@ -258,7 +260,16 @@ class _JobRunner:
             return study_is_feasible(medians, self.study, settings.min_achieved_fraction)
 
         objectives = list(self.study.objectives)
-        return confirm_front(entries, self.study.confirm_repeats, measure, config_of, objectives, say, feasible)
+        confirmed = confirm_front(entries, self.study.confirm_repeats, measure, config_of, objectives, say, feasible)
+        if confirmed:
+            # The row export deploys by default, ramped on a fresh server: where its SLO breaks (report draws it).
+            picked = confirmed[pick_index([e["metrics"] for e in confirmed], default_pick(objectives))]
+
+            def ramp(config: ServingConfig, ramp_settings: MeasureSettings) -> TrialResult:
+                return run_trial(model, config, ramp_settings, backend, progress=lambda m: say(f"sweep: {m}"))
+
+            picked["sweep"] = sweep(config_of(picked), settings, ramp)
+        return confirmed
 
 
 def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobControl | None = None) -> JobResult:

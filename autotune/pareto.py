@@ -38,6 +38,11 @@ def pareto_front(points: Sequence[Sequence[float]], directions: Sequence[str]) -
     ]
 
 
+def default_pick(objectives: Sequence[str]) -> str:
+    """What `export` deploys unless told: the cheapest row of a study that minimizes cost, else the balanced one."""
+    return "min-cost" if "cost_per_1k_requests" in objectives else "balanced"
+
+
 def pick_index(metrics: Sequence[dict[str, Any]], how: str) -> int:
     """Which Pareto row to export: most throughput, lowest p99, closest to the ideal point, or cheapest."""
     if not metrics:

@@ -185,6 +185,10 @@ _COLUMNS = (
     "x p99",
     "requests",
     "cpu cores",
+    "cpus",
+    "RSS peak/mean MiB",
+    "throttled",
+    "cost /1k req",
 )
 
 
@@ -208,6 +212,10 @@ def _cells(r: Row) -> list[str]:
         f(r.gain_p99, 2),
         f(m.get("requests")),
         f(m.get("cpu_cores"), 2),
+        f(m.get("cpus_allocated"), 1),
+        "-" if m.get("rss_mb") is None else f"{m['rss_mb']:.0f}/{m.get('rss_mean_mb') or m['rss_mb']:.0f}",
+        "-" if m.get("throttled_periods") is None else f"{m['throttled_periods']} ({m.get('throttled_s') or 0:.1f} s)",
+        "-" if m.get("cost_per_1k_requests") is None else f"{m['cost_per_1k_requests']:.4g}",
     ]
 
 
@@ -259,9 +267,79 @@ Study: {e(summary["study"])}.</p>
 <p><img src="pareto.png" alt="Pareto plot"><br><a href="pareto.html">interactive plot</a> ·
 <a href="trials.csv">trials.csv</a> · <a href="summary.json">summary.json</a></p>
 <table><tr>{head}</tr>{body}</table>
+{sweep_html(summary.get("sweeps") or [])}
 {drift_html(summary.get("drift") or [])}
 </body></html>
 """
+
+
+def sweep_png(sweeps: list[dict[str, Any]], model: str) -> bytes:
+    """Latency against throughput as the load ramps, one curve per swept config, the SLO as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for s in sweeps:
+        pts = [p for p in s["points"] if p["latency_p99_ms"] is not None]
+        xs, ys = [p["throughput_rps"] for p in pts], [p["latency_p99_ms"] for p in pts]
+        ax.plot(xs, ys, "o-", label=f"trial {s['trial']} p99")
+        for p in pts:
+            ax.annotate(
+                f"c={p['concurrency']}",
+                (p["throughput_rps"], p["latency_p99_ms"]),
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
+    slo = next((s["slo_ms"] for s in sweeps if s.get("slo_ms")), None)
+    if slo:
+        ax.axhline(slo, linestyle="--", color="grey", label=f"SLO p99 {slo:g} ms")
+    ax.set_xlabel("throughput (requests/s)")
+    ax.set_ylabel("latency p99 (ms)")
+    ax.set_title(f"{model}: load ramp of the deployed pick")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+_SWEEP_COLUMNS = {
+    "concurrency": "clients",
+    "throughput_rps": "rps",
+    "latency_p50_ms": "p50 ms",
+    "latency_p99_ms": "p99 ms",
+    "requests": "requests",
+    "stable": "stable",
+    "cpu_cores": "cpu",
+    "rss_mb": "RSS MiB",
+    "throttled_periods": "throttled",
+}
+
+
+def sweep_html(sweeps: list[dict[str, Any]]) -> str:
+    """The ramp's levels and where each swept config's SLO broke."""
+    if not sweeps:
+        return ""
+    e = html.escape
+    parts = ["<h2>Load ramp of the deployed pick</h2>", '<p><img src="sweep.png" alt="latency vs throughput"></p>']
+    for s in sweeps:
+        if s["slo_breaks_at_concurrency"] is not None:
+            verdict = f"p99 breaks the SLO at {s['slo_breaks_at_concurrency']} concurrent clients"
+        else:
+            verdict = f"the SLO held up to the ramp's end ({s['stopped']})"
+        within = s["max_concurrency_within_slo"]
+        parts.append(f"<p>trial {s['trial']}: {e(verdict)}; most clients within the SLO: {e(str(within))}.</p>")
+        head = "<tr>" + "".join(f"<th>{c}</th>" for c in _SWEEP_COLUMNS.values()) + "</tr>"
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{e('-' if p.get(k) is None else str(p[k]))}</td>" for k in _SWEEP_COLUMNS) + "</tr>"
+            for p in s["points"]
+        )
+        parts.append(f"<table>{head}{rows}</table>")
+    return "".join(parts)
 
 
 def drift_html(drift: list[dict[str, Any]]) -> str:
@@ -294,6 +372,7 @@ def write_report(job: JobRow, out: Path, force: bool) -> Path:
     entries = store.job_front(job)
     summary["confirmed_front"] = [e for e in entries if e.get("confirmed")]
     summary["verdict_line"] = summary_line(entries, list(job.study["objectives"]))
+    summary["sweeps"] = [{"trial": e["trial"], **e["sweep"]} for e in entries if e.get("sweep")]
     files: dict[str, str | bytes] = {
         "report.html": report_html(rows, summary),
         "pareto.png": pareto_png(rows, summary),
@@ -301,5 +380,7 @@ def write_report(job: JobRow, out: Path, force: bool) -> Path:
         "trials.csv": trials_csv(rows),
         "summary.json": json.dumps(summary, indent=2) + "\n",
     }
+    if summary["sweeps"]:
+        files["sweep.png"] = sweep_png(summary["sweeps"], summary["model"])
     outdir.write_dir(files, target)
     return target

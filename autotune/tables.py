@@ -93,7 +93,7 @@ def short(d: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in keep.items())
 
 
-def print_pareto(rows: list[dict[str, Any]], title: str) -> None:
+def print_pareto(rows: list[dict[str, Any]], title: str, objectives: list[str]) -> None:
     table = Table(title=title)
     for col in (
         "trial",
@@ -102,16 +102,19 @@ def print_pareto(rows: list[dict[str, Any]], title: str) -> None:
         "p99 ms (95% CI)",
         "requests",
         "cpu cores",
+        "cost /1k req",
         "vs defaults",
     ):
         table.add_column(col)
     for row in sorted(rows, key=lambda r: (-(r["metrics"].get("throughput_rps") or 0), r["trial"])):
         m = row["metrics"]
         if row.get("confirmed"):
-            tp = row["vs_defaults"]["throughput_rps"]
-            versus = (
-                f"{row['verdict']} (tp x{tp['ratio']:.2f}, {m.get('runs')} runs)" if tp.get("ratio") else row["verdict"]
+            # A cost study is judged on cost; the others lead with throughput.
+            name, label = (
+                ("cost_per_1k_requests", "cost") if m.get("cost_per_1k_requests") else ("throughput_rps", "tp")
             )
+            ratio = row["vs_defaults"].get(name, {}).get("ratio")
+            versus = f"{row['verdict']} ({label} x{ratio:.2f}, {m.get('runs')} runs)" if ratio else row["verdict"]
         else:
             versus = "not confirmed"
         table.add_row(
@@ -121,6 +124,7 @@ def print_pareto(rows: list[dict[str, Any]], title: str) -> None:
             with_ci(m.get("latency_p99_ms"), m.get("latency_p99_ci95")),
             str(m.get("requests", "-")),
             str(m.get("cpu_cores")),
+            "-" if m.get("cost_per_1k_requests") is None else f"{m['cost_per_1k_requests']:.4g}",
             versus,
         )
     if not rows:

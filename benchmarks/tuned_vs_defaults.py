@@ -28,7 +28,7 @@ from _common import changed_knobs, provenance
 
 from autotune.confirm import summary_line
 from autotune.knobs import is_default_config
-from autotune.pareto import pick_index
+from autotune.pareto import default_pick, pick_index
 from autotune.spec import Study, load_study, study_for_model
 from autotune.trial import MeasureSettings
 from autotune.tuner import study_is_feasible
@@ -99,7 +99,7 @@ def main() -> None:
         front = json.loads(cli(env, "pareto", "--model", model, "--json").stdout or "[]")
         if not front:
             raise SystemExit("error: the job left no Pareto set")
-        how = "min-cost" if "cost_per_1k_requests" in study.objectives else "balanced"
+        how = default_pick(list(study.objectives))
         pick = front[pick_index([e["metrics"] for e in front], how)]
         out = {
             "provenance": provenance("tuned_vs_defaults.py"),

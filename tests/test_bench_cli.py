@@ -11,6 +11,8 @@ import time
 import psutil
 import pytest
 
+from autotune.cores import schedulable_cores
+from autotune.cpulimit import plan_cpus
 from tests.conftest import AUTOTUNE, SHORT, autotune, our_processes, wait_no_processes
 
 METRICS = {
@@ -50,7 +52,11 @@ def test_bench_json_has_every_design_metric(tiny_model, protocol):
         "intra_op_threads": 0,
         "inter_op_threads": 0,
         "gpu_memory_fraction": 0.0,
+        "cpus": 0.0,
     }
+    # Unlimited: the server may use every core it was given (all but the generator's on 4+ cores).
+    assert result["cpus_allocated"] == plan_cpus(0, schedulable_cores()).allocated
+    assert result["cost_per_1k_requests"] > 0
     assert [lv["concurrency"] for lv in result["levels"]] == [1, 2]
     assert "failure_reason" not in result
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from autotune.job import run_job
+from autotune.knobs import is_default_config
 from autotune.spec import study_for_model
 from autotune.store import Store
 from autotune.trial import MeasureSettings
@@ -173,12 +174,11 @@ def test_a_finished_job_stores_its_front_with_the_confirmation_and_says_how_it_c
     assert entries == json.loads(json.dumps(result.pareto))  # the stored snapshot is what pareto shows
     assert all("confirmed" in e for e in entries)
     for e in entries:
-        if e["config"] != {
-            "enable_batching": False,
-            "intra_op_threads": 0,
-            "inter_op_threads": 0,
-            "gpu_memory_fraction": 0.0,
-        }:
+        if not is_default_config(e["config"]):
             assert e["confirmed"] and "vs_defaults" in e, e
+    # The row export would deploy was ramped once more: its curve and where (or whether) its SLO broke.
+    (swept,) = [e for e in entries if e.get("sweep")]
+    curve = swept["sweep"]
+    assert [p["concurrency"] for p in curve["points"]][:2] == [1, 2] and curve["stopped"] in ("slo", "saturated")
     proc = autotune("pareto", "--model", "tiny")
     assert "defaults" in proc.stderr  # one plain line against TF Serving's defaults, whatever the outcome

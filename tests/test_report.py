@@ -11,6 +11,9 @@ import pytest
 from autotune.knobs import ServingConfig, parse_assignments
 from autotune.report import rows_of, write_report
 from autotune.store import Store
+from autotune.store.schema import ParetoSnapshotRow
+from autotune.sweep import summarize
+from autotune.trial import LevelResult, TrialResult
 
 DEFAULTS = ServingConfig().to_dict()
 BATCHED = parse_assignments(["max_batch_size=8"]).to_dict()
@@ -82,3 +85,53 @@ def test_defaults_missing_the_slo_are_said_plainly(tiny_model, url, tmp_path):
     assert [row["goodput rps"] for row in table] == ["0.0", "90.0"]
     assert json.loads((out / "summary.json").read_text())["best_trial"] == 1
     assert (out / "pareto.png").stat().st_size > 10_000
+
+
+def _ramp_result(points: list[tuple[int, float, float]]) -> TrialResult:
+    """A ramp's trial result from (clients, rps, p99) per level."""
+    levels = []
+    for c, rps, p99 in points:
+        figures = dict(throughput_rps=rps, latency_p50_ms=p99 / 2, latency_p90_ms=p99 * 0.9, latency_p99_ms=p99)
+        unused = dict(gpu_util_pct=None, gpu_mem_mb=None, gpu_power_w=None, foreign_cores=None)
+        levels.append(
+            LevelResult(
+                "closed",
+                c,
+                None,
+                True,
+                [],
+                **figures,
+                error_rate=0.0,
+                cpu_cores=1.0,
+                rss_mb=500.0,
+                **unused,
+                client_cpu_cores=0.1,
+                client_saturated=False,
+                requests=300,
+            )
+        )
+    return TrialResult("tiny", "local", "rest", ServingConfig(), [], {}, levels)
+
+
+def test_a_sweep_says_where_the_slo_breaks_or_that_the_server_saturated_first():
+    broke = summarize(_ramp_result([(1, 10.0, 20.0), (2, 19.0, 40.0), (4, 30.0, 90.0), (8, 31.0, 180.0)]), 100.0)
+    assert broke["slo_breaks_at_concurrency"] == 8 and broke["max_concurrency_within_slo"] == 4
+    assert broke["stopped"] == "slo" and [p["concurrency"] for p in broke["points"]] == [1, 2, 4, 8]
+    held = summarize(_ramp_result([(1, 10.0, 20.0), (2, 19.0, 40.0), (4, 19.5, 60.0)]), 100.0)
+    assert held["slo_breaks_at_concurrency"] is None and held["stopped"] == "saturated"
+    assert held["max_concurrency_within_slo"] == 4
+
+
+def test_the_report_draws_the_deployed_picks_load_ramp(tiny_model, url, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOTUNE_DB_URL", url)
+    job = _job(tiny_model, url, [(DEFAULTS, "complete", 100.0, 80.0, True)])
+    ramp = summarize(_ramp_result([(1, 10.0, 20.0), (2, 19.0, 40.0), (4, 30.0, 120.0)]), 100.0)
+    entry = {"trial": 0, "config": DEFAULTS, "metrics": {"throughput_rps": 100.0}, "sweep": ramp}
+    store = Store(url)
+    with store._tx() as s:
+        s.add(ParetoSnapshotRow(job_id=job.id, entries=[entry]))  # what a confirming job stores last
+    out = write_report(Store(url).jobs_of("tiny")[-1], tmp_path / "rep", force=False)
+    page = (out / "report.html").read_text()
+    assert "p99 breaks the SLO at 4 concurrent clients" in page and 'src="sweep.png"' in page
+    assert (out / "sweep.png").stat().st_size > 10_000
+    assert json.loads((out / "summary.json").read_text())["sweeps"][0]["max_concurrency_within_slo"] == 2

@@ -116,6 +116,17 @@ def test_a_stable_span_of_a_slow_model_compares_chunk_p90s_not_window_maxima():
     assert stable_span(drifting, 3, 0.1, 0.2, 200) is None
 
 
+def test_open_loop_chunks_agree_on_the_share_of_the_offer_served_not_on_poisson_counts():
+    # 30 requests/s in 2 s windows: arrivals alone swing the counts by +-20%; the server served them all.
+    counts = [54, 70, 61, 48, 66, 58]
+    served_all = [{"throughput_rps": n / 2, "offered_rps": n / 2, "latencies_ms": [20.0] * n} for n in counts]
+    assert stable_span(served_all, 3, 0.1, 0.2, 200) is not None
+    closed_view = [{**w, "offered_rps": None} for w in served_all]
+    assert stable_span(closed_view, 3, 0.1, 0.2, 200) is None  # the same counts judged as raw throughput
+    falling = [{**w, "throughput_rps": w["offered_rps"] * (1 - 0.1 * i)} for i, w in enumerate(served_all)]
+    assert stable_span(falling, 3, 0.1, 0.2, 200) is None  # a server falling behind is still unstable
+
+
 FRONT = [
     {
         "trial": 3,

@@ -71,19 +71,31 @@ def stable_span(windows: Sequence[dict], k: int, tolerance: float, p99_tolerance
     span must hold NEED latency samples. The tail is the p99 where a chunk holds 100+ requests, else its
     p90: a 2 s window of a 20 rps model holds 40 requests, whose "p99" is their maximum, so comparing
     it would test luck, not drift. The reported p99 is pooled over the whole span, with its interval.
+
+    Open loop (windows carry `offered_rps`), the chunks compare the share of the offer they served: Poisson
+    arrivals make a 2 s window of 30 requests/s vary by ~13% on their own, which says nothing of the server.
     """
     for m in range(k, len(windows) + 1):
         span = list(windows)[-m:]
         if sum(len(w["latencies_ms"]) for w in span) < need:
             continue
         chunks = [span[i * m // k : (i + 1) * m // k] for i in range(k)]
-        throughputs = [sum(w["throughput_rps"] for w in c) / len(c) for c in chunks]
+        throughputs = [_served(c) for c in chunks]
         pooled = [[lat for w in c for lat in w["latencies_ms"]] for c in chunks]
         tail = "p99" if min(len(p) for p in pooled) >= 100 else "p90"
         tails = [percentiles(p)[tail] for p in pooled]
         if windows_agree(throughputs, tails, k, tolerance, p99_tolerance):
             return m
     return None
+
+
+def _served(chunk: Sequence[dict]) -> float:
+    """A chunk's throughput, or (open loop) the share of its offered rate it served."""
+    throughput = sum(w["throughput_rps"] for w in chunk) / len(chunk)
+    if any(w.get("offered_rps") is None for w in chunk):
+        return throughput
+    offered = sum(w["offered_rps"] for w in chunk) / len(chunk)
+    return throughput / offered if offered > 0 else 0.0
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float] | None:
