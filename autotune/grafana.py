@@ -1,8 +1,9 @@
 """A Grafana dashboard for an exported config: TF Serving's own metrics and the container's, with the tuned envelope.
 
 The queries use the metric names TF Serving's Prometheus endpoint exports (the
-local stand-in exports the same), and the container metrics the kubelet's
-cAdvisor exports in Kubernetes. The figures the tuning confirmed (throughput,
+local stand-in exports the same), the container metrics the kubelet's cAdvisor
+exports in Kubernetes, and the autotune daemon's own (its retunes, next to the
+server they tune). The figures the tuning confirmed (throughput,
 p99, CPU, memory) and the study's SLO are drawn as thresholds, so an operator sees
 at a glance when production leaves the envelope it was tuned for.
 """
@@ -21,6 +22,10 @@ CONTAINER_METRICS = (
     "container_memory_working_set_bytes",
     "container_cpu_cfs_throttled_periods_total",
 )
+# The daemon's series (daemon._Metrics), as its /metrics page writes them.
+DAEMON_GOODPUT = "autotune_last_goodput_rps"
+DAEMON_TRIALS = "autotune_trials_total"
+DAEMON_GATE = "autotune_gate_open"
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,23 @@ def dashboard(model_name: str, envelope: Envelope, title_suffix: str = "") -> di
             "bytes",
             _thresholds((e.rss_mb * 2**20 if e.rss_mb else None, "orange")),
             "Working set of the server container (cAdvisor); orange: the peak RSS the tuning measured.",
+        ),
+        _panel(
+            7,
+            "autotune: retune goodput",
+            [(f'{DAEMON_GOODPUT}{{model="{model_name}"}}', "last feasible trial"), (f"{DAEMON_GATE}{{}}", "gate open")],
+            "reqps",
+            _thresholds((e.throughput_rps, "orange")),
+            "The autotune daemon's last feasible trial of this model (a retune's re-measurement shows drift), "
+            "and whether its resource gate lets trials run.",
+        ),
+        _panel(
+            8,
+            "autotune: trials",
+            [(f"sum by (state) (increase({DAEMON_TRIALS}{{}}[1h]))", "{{state}}")],
+            "short",
+            _thresholds(),
+            "Trials the autotune daemon measured in the last hour, by how they ended.",
         ),
     ]
     return {

@@ -14,6 +14,7 @@ import yaml
 from kubernetes import client
 from kubernetes.utils.quantity import parse_quantity
 
+from autotune.daemon import _Metrics
 from autotune.fingerprint import fingerprint, host_info
 from autotune.grafana import CONTAINER_METRICS
 from autotune.k8s import MEMORY_HEADROOM
@@ -150,9 +151,21 @@ def test_every_dashboard_query_names_a_metric_the_server_exports(db, tmp_path, t
     # The sample names as written (a parser would normalize a counter's to `_total`).
     exported = {re.split(r"[{ ]", line, maxsplit=1)[0] for line in text.splitlines() if line and line[0] != "#"}
 
+    # And what the autotune daemon exports, read from its own metrics endpoint.
+    daemon = _Metrics(0)
+    try:
+        daemon.trials.labels("complete").inc()
+        daemon.goodput.labels("tiny").set(40.0)
+        page = requests.get(f"http://127.0.0.1:{daemon.port}/metrics", timeout=10).text
+    finally:
+        daemon.close()
+    exported |= {re.split(r"[{ ]", line, maxsplit=1)[0] for line in page.splitlines() if line and line[0] != "#"}
+
     tf_serving = {n for n in queried if n.startswith(":tensorflow:")}
     assert tf_serving and tf_serving <= exported
-    assert queried - tf_serving <= set(CONTAINER_METRICS)  # the kubelet's cAdvisor series for the container
+    assert {n for n in queried if n.startswith("autotune_")} <= exported
+    # The rest are the kubelet's cAdvisor series for the container.
+    assert {n for n in queried if not n.startswith((":tensorflow:", "autotune_"))} <= set(CONTAINER_METRICS)
     thresholds = {p["title"]: p["fieldConfig"]["defaults"]["thresholds"]["steps"] for p in board["panels"]}
     assert {"color": "orange", "value": 40.0} in thresholds["Request rate"]  # the tuned throughput
     assert {"color": "orange", "value": 20.0} in thresholds["Latency (server side)"]  # the tuned p99
