@@ -110,14 +110,35 @@ def _label(r: Row) -> str:
     return f"trial {r.number}" + (" (TF Serving defaults)" if r.defaults else f": {knobs}")
 
 
-def pareto_png(rows: list[Row], summary: dict[str, Any]) -> bytes:
-    """Throughput vs p99 scatter with the Pareto front, the defaults and the SLO."""
+def _axes() -> tuple[Any, Any]:
+    """A figure for a PNG, drawn without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    return plt.subplots(figsize=(8, 5), dpi=110)
+
+
+def _png(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes:
+    """Label, legend and grid AX, then the figure as PNG bytes (the figure is closed)."""
+    from matplotlib import pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def pareto_png(rows: list[Row], summary: dict[str, Any]) -> bytes:
+    """Throughput vs p99 scatter with the Pareto front, the defaults and the SLO."""
+    fig, ax = _axes()
     style = {"infeasible": ("x", "tab:orange"), "feasible": ("o", "tab:blue"), "Pareto set": ("o", "tab:red")}
     for name, pts in _points(rows).items():
         if pts:
@@ -132,16 +153,8 @@ def pareto_png(rows: list[Row], summary: dict[str, Any]) -> bytes:
             ax.annotate("TF Serving defaults", xy, xytext=(10, -4), textcoords="offset points")
     if summary.get("slo_p99_ms"):
         ax.axvline(summary["slo_p99_ms"], linestyle="--", color="grey", label=f"SLO p99 {summary['slo_p99_ms']:g} ms")
-    ax.set_xlabel("latency p99 (ms)")
-    ax.set_ylabel("throughput (requests/s)")
-    ax.set_title(f"{summary['model']} · job {summary['job_id']} · {summary['trials']} trials")
-    ax.legend(loc="best")
-    ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    title = f"{summary['model']} · job {summary['job_id']} · {summary['trials']} trials"
+    return _png(fig, ax, "latency p99 (ms)", "throughput (requests/s)", title)
 
 
 def pareto_html(rows: list[Row], summary: dict[str, Any]) -> str:
@@ -275,12 +288,7 @@ Study: {e(summary["study"])}.</p>
 
 def sweep_png(sweeps: list[dict[str, Any]], model: str) -> bytes:
     """Latency against throughput as the load ramps, one curve per swept config, the SLO as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    fig, ax = _axes()
     for s in sweeps:
         pts = [p for p in s["points"] if p["latency_p99_ms"] is not None]
         xs, ys = [p["throughput_rps"] for p in pts], [p["latency_p99_ms"] for p in pts]
@@ -295,16 +303,7 @@ def sweep_png(sweeps: list[dict[str, Any]], model: str) -> bytes:
     slo = next((s["slo_ms"] for s in sweeps if s.get("slo_ms")), None)
     if slo:
         ax.axhline(slo, linestyle="--", color="grey", label=f"SLO p99 {slo:g} ms")
-    ax.set_xlabel("throughput (requests/s)")
-    ax.set_ylabel("latency p99 (ms)")
-    ax.set_title(f"{model}: load ramp of the deployed pick")
-    ax.legend(loc="best")
-    ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig, ax, "throughput (requests/s)", "latency p99 (ms)", f"{model}: load ramp of the deployed pick")
 
 
 _SWEEP_COLUMNS = {
