@@ -2,8 +2,9 @@
 
 The search measures each config at the study's one load. A deployment meets other
 loads, so the config the export would deploy is measured once more under a closed-loop
-ramp (1, 2, 4, ... clients) on a fresh server, until its p99 breaks the SLO or its
-throughput stops growing. The curve is stored with the job's front and drawn by `report`.
+ramp (1, 2, 4, ... clients) on a fresh server, past saturation, until its p99 breaks the
+SLO (or the ramp's cap; without an SLO, until throughput stops growing). The curve is
+stored with the job's front and drawn by `report`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from autotune.trial import MeasureSettings, TrialResult
 
 def sweep_settings(settings: MeasureSettings) -> MeasureSettings:
     """The study's measurement, as a ramp of closed-loop clients instead of its fixed load."""
-    return replace(settings, concurrency=None, rate=None, measure_unloaded=True)
+    return replace(settings, concurrency=None, rate=None, measure_unloaded=True, ramp_to_slo=True)
 
 
 def summarize(result: TrialResult, slo_ms: float | None) -> dict[str, Any]:
@@ -47,8 +48,8 @@ def summarize(result: TrialResult, slo_ms: float | None) -> dict[str, Any]:
         "slo_ms": slo_ms,
         "max_concurrency_within_slo": max(within) if within else None,
         "slo_breaks_at_concurrency": over[0]["concurrency"] if over else None,
-        # Without a break, the ramp stopped because throughput stopped growing: the server saturated first.
-        "stopped": "slo" if over else "saturated" if points else "failed",
+        # Without a break: the ramp's cap held the SLO, or (no SLO) throughput stopped growing.
+        "stopped": "slo" if over else "cap" if slo_ms is not None and points else "saturated" if points else "failed",
         "failure_reason": result.failure_reason,
     }
 

@@ -79,6 +79,8 @@ class MeasureSettings:
     max_windows: int = WINDOW_DEFAULTS.max_windows
     max_concurrency: int = 64
     min_growth: float = 0.05  # the ramp stops when throughput grows less than this
+    # A load sweep goes on past saturation (only queueing grows) until the SLO breaks: where is what it reports.
+    ramp_to_slo: bool = False
     max_error_rate: float = 0.01
     ready_timeout_s: float = 300.0
     trial_timeout_s: float = 1800.0
@@ -542,7 +544,7 @@ def _run_levels(runner: _LevelRunner, s: MeasureSettings) -> tuple[list[LevelRes
         concurrency *= 2
         level = runner.measure("closed", concurrency, need)
         levels.append(level)
-        if level.throughput_rps < best.throughput_rps * (1 + s.min_growth):
+        if level.throughput_rps < best.throughput_rps * (1 + s.min_growth) and not (s.ramp_to_slo and s.slo_ms):
             break  # saturated: throughput stopped growing
         best = max(best, level, key=lambda lv: lv.throughput_rps)
     return levels, levels

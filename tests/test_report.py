@@ -113,12 +113,13 @@ def _ramp_result(points: list[tuple[int, float, float]]) -> TrialResult:
     return TrialResult("tiny", "local", "rest", ServingConfig(), [], {}, levels)
 
 
-def test_a_sweep_says_where_the_slo_breaks_or_that_the_server_saturated_first():
+def test_a_sweep_says_where_the_slo_breaks_or_that_it_held_to_the_ramps_end():
     broke = summarize(_ramp_result([(1, 10.0, 20.0), (2, 19.0, 40.0), (4, 30.0, 90.0), (8, 31.0, 180.0)]), 100.0)
     assert broke["slo_breaks_at_concurrency"] == 8 and broke["max_concurrency_within_slo"] == 4
     assert broke["stopped"] == "slo" and [p["concurrency"] for p in broke["points"]] == [1, 2, 4, 8]
     held = summarize(_ramp_result([(1, 10.0, 20.0), (2, 19.0, 40.0), (4, 19.5, 60.0)]), 100.0)
-    assert held["slo_breaks_at_concurrency"] is None and held["stopped"] == "saturated"
+    assert held["slo_breaks_at_concurrency"] is None and held["stopped"] == "cap"
+    assert summarize(_ramp_result([(1, 10.0, 20.0), (2, 10.2, 40.0)]), None)["stopped"] == "saturated"
     assert held["max_concurrency_within_slo"] == 4
 
 
