@@ -52,7 +52,9 @@ class Side:
         """Median of each compared metric over the good runs, plus how many and whether all were stable."""
         good = self.good
         out: dict[str, Any] = {}
-        for key in (*COMPARED_METRICS, "latency_p50_ms", "latency_p90_ms", "gpu_mem_mb", "error_rate"):
+        # Open loop's offered and achieved rates too: a confirmed row must not keep its search draw's.
+        others = ("latency_p50_ms", "latency_p90_ms", "gpu_mem_mb", "error_rate", "offered_rps", "achieved_rps")
+        for key in (*COMPARED_METRICS, *others):
             values = [m[key] for m in good if m.get(key) is not None]
             out[key] = round_figure(median(values)) if values else None
         out["cpus_allocated"] = good[0].get("cpus_allocated") if good else None

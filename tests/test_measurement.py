@@ -179,6 +179,8 @@ def test_a_finished_job_stores_its_front_with_the_confirmation_and_says_how_it_c
     # The row export would deploy was ramped once more: its curve and where (or whether) its SLO broke.
     (swept,) = [e for e in entries if e.get("sweep")]
     curve = swept["sweep"]
-    assert [p["concurrency"] for p in curve["points"]][:2] == [1, 2] and curve["stopped"] == "saturated"  # no SLO: to saturation
+    assert [p["concurrency"] for p in curve["points"]][:2] == [1, 2] and curve[
+        "stopped"
+    ] == "saturated"  # no SLO: to saturation
     proc = autotune("pareto", "--model", "tiny")
     assert "defaults" in proc.stderr  # one plain line against TF Serving's defaults, whatever the outcome

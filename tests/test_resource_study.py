@@ -87,7 +87,7 @@ def test_a_cost_objective_searches_the_cpu_allowance_in_steps_the_host_can_enfor
 
 
 def _run(config: ServingConfig, **metrics: float) -> TrialResult:
-    base = {"stable": True, "error_rate": 0.0, "throughput_rps": 30.0}
+    base = {"stable": True, "error_rate": 0.0, "throughput_rps": 30.0, "offered_rps": 30.0, "achieved_rps": 30.0}
     return TrialResult("m", "local", "rest", config, [], {**base, **metrics})
 
 
@@ -106,7 +106,7 @@ def test_a_confirmed_candidate_that_breaks_the_slo_is_infeasible_whatever_it_sav
         return _run(config, cost_per_1k_requests=cost, latency_p99_ms=p99)
 
     front = [
-        {"trial": 1, "config": cheap.to_dict(), "metrics": {"cost_per_1k_requests": 0.01}},
+        {"trial": 1, "config": cheap.to_dict(), "metrics": {"cost_per_1k_requests": 0.01, "offered_rps": 33.0}},
         {"trial": 2, "config": cheaper.to_dict(), "metrics": {"cost_per_1k_requests": 0.005}},
     ]
     entries = confirm_front(
@@ -120,6 +120,7 @@ def test_a_confirmed_candidate_that_breaks_the_slo_is_infeasible_whatever_it_sav
     by_trial = {e["trial"]: e for e in entries}
     assert by_trial[1]["verdict"] == "better" and by_trial[1]["vs_defaults"]["cost_per_1k_requests"]["ratio"] < 0.6
     assert by_trial[2]["verdict"] == "infeasible"  # half the cost, but p99 ~390 ms against a 100 ms SLO
+    assert by_trial[1]["metrics"]["offered_rps"] == 30.0  # the confirmed median, not the search draw's 33
 
 
 @pytest.mark.slow
