@@ -9,6 +9,8 @@ from typing import Any
 from autotune.errors import AutotuneError
 
 PICKS = ("max-throughput", "min-latency", "balanced", "min-cost")
+# Two single draws agree on throughput within 10% (the stability rule's tolerance): so do their costs.
+COST_TIE = 0.10
 
 
 def goodput(metrics: Mapping[str, Any] | None, feasible: bool) -> float:
@@ -55,7 +57,11 @@ def pick_index(metrics: Sequence[dict[str, Any]], how: str) -> int:
         return min(range(len(metrics)), key=lambda i: (p99[i], -tp[i]))
     if how == "min-cost":
         cost = [m.get("cost_per_1k_requests") or math.inf for m in metrics]
-        return min(range(len(metrics)), key=lambda i: (cost[i], p99[i], -tp[i]))
+        # Costs within the protocol's tolerance of the cheapest are one draw's noise apart (at a fixed rate,
+        # equal allocations differ only by the arrivals a run kept): among them, the lowest p99 wins.
+        cheapest = min(cost)
+        tied = [i for i in range(len(metrics)) if cost[i] <= cheapest * (1 + COST_TIE)]
+        return min(tied, key=lambda i: (p99[i], cost[i], -tp[i]))
     if how == "balanced":
 
         def norm(v: float, lo: float, hi: float) -> float:

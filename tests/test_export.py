@@ -33,6 +33,16 @@ def test_picks():
         pick_index(FRONT, "cheapest")
 
 
+def test_the_cheapest_pick_breaks_ties_within_the_noise_by_p99():
+    front = [
+        {"cost_per_1k_requests": 0.0090, "latency_p99_ms": 140.0},  # the luckiest draw of one core
+        {"cost_per_1k_requests": 0.0095, "latency_p99_ms": 60.0},  # the same allocation, 5% apart
+        {"cost_per_1k_requests": 0.0180, "latency_p99_ms": 40.0},  # two cores
+    ]
+    assert pick_index(front, "min-cost") == 1
+    assert pick_index([front[0], front[2]], "min-cost") == 0
+
+
 def test_exported_files_parse_with_tf_servings_schemas(tmp_path):
     config = parse_assignments(["max_batch_size=16", "allowed_batch_sizes=4,8,16", "intra_op_threads=2"])
     files = render(config, "resnet", Path("/srv/models/resnet"), tmp_path / "out")
