@@ -188,12 +188,12 @@ def _check_host_knobs(config: Any, backend: Any) -> None:
 def _backend(name: str, server_binary: str | None, image: str | None, check: bool = True) -> Any:
     """Resolve the backend, say which was picked, and warn where the real binary exposes a port."""
     from autotune import gpu
-    from autotune.servers.backends import TFSERVING_EXPOSURE, resolve_backend
+    from autotune.servers.backends import TFSERVING_EXPOSURE, choose_backend
 
     gpus = bool(image and "gpu" in image.rsplit(":", 1)[-1] and gpu.device_count() > 0)
-    chosen = resolve_backend(name, server_binary, image, gpus=gpus, check=check)
-    if name == "auto":
-        err.print(f"backend auto: using {chosen.name} ({' '.join(chosen.program)})", markup=False)
+    chosen, why = choose_backend(name, server_binary, image, gpus=gpus, check=check)
+    if why:
+        err.print(f"backend auto: using {chosen.name}: {why}", markup=False)
     if chosen.name == "tfserving":
         err.print(TFSERVING_EXPOSURE, markup=False)
     return chosen
@@ -530,6 +530,14 @@ def export(
     write_export(files, meta, target)
     verdict = summary_line(rows, list(job.study["objectives"]))
     doc = {**meta, "out": str(target), "files": sorted([*files, "autotune.json"]), "verdict_line": verdict}
+    if job.backend == "local":
+        # The stand-in behaves like TF Serving, but a deployment runs TF Serving: say where the figures came from.
+        doc["warning"] = (
+            f"job {job.id} measured autotune-model-server (the local stand-in), not TF Serving: "
+            "check the export with `autotune bench --backend tfserving` or `--backend docker` "
+            "before trusting its figures"
+        )
+        err.print(f"warning: {doc['warning']}", markup=False)
 
     def show() -> None:
         err.print(f"exported trial {chosen['trial']} of job {job.id} ({tables.short(config.to_dict())}) to {target}")

@@ -15,7 +15,7 @@ from autotune.errors import AutotuneError
 from autotune.knobs import parse_assignments
 from autotune.protos import parse_text
 from autotune.servers.argv import ServerPaths
-from autotune.servers.backends import resolve_backend
+from autotune.servers.backends import resolve_auto, resolve_backend
 from autotune.servers.docker import LABEL
 from autotune.servers.local.flags import parse_flags
 from tests.conftest import autotune
@@ -164,3 +164,33 @@ def test_each_backend_round_trips_through_the_options_a_queued_job_stores(tmp_pa
     assert backend_from_options(old_row) == DockerBackend("tensorflow/serving:2.19.0", False)
     with pytest.raises(AutotuneError, match="does not know"):
         backend_from_options({"name": "kubernetes"})
+
+
+def _fake_docker(bindir: Path, image_pulled: bool) -> None:
+    """A `docker` that answers like a reachable daemon (this host has none), with or without the image."""
+    bindir.mkdir()
+    script = bindir / "docker"
+    pulled = 0 if image_pulled else 1
+    script.write_text(f'#!/bin/sh\ncase "$1" in version) echo 27.3.1;; image) exit {pulled};; esac\n')
+    script.chmod(0o755)
+
+
+def test_auto_prefers_the_binary_then_docker_with_its_image_then_the_stand_in_and_says_why(tmp_path, monkeypatch):
+    binary_dir = stand_in_binary(tmp_path)
+    monkeypatch.setenv("PATH", str(binary_dir))
+    chosen, why = resolve_auto()
+    assert chosen.name == "tfserving" and str(binary_dir / "tensorflow_model_server") in why
+
+    _fake_docker(tmp_path / "with-image", image_pulled=True)
+    monkeypatch.setenv("PATH", str(tmp_path / "with-image"))
+    chosen, why = resolve_auto()
+    assert chosen.name == "docker" and "has tensorflow/serving:latest" in why
+
+    _fake_docker(tmp_path / "no-image", image_pulled=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-image"))
+    chosen, why = resolve_auto()
+    assert chosen.name == "local" and "not pulled (docker pull tensorflow/serving:latest)" in why
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    chosen, why = resolve_auto()
+    assert chosen.name == "local" and "the docker command is not on PATH" in why and "stand-in" in why

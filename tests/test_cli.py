@@ -90,6 +90,8 @@ def test_pareto_export_and_report_read_this_hosts_latest_job_and_another_hosts_o
     assert doc["job_id"] == mine and doc["config"]["intra_op_threads"] == 1
     assert json.loads((tmp_path / "deploy" / "autotune.json").read_text())["job_id"] == mine
     assert "tfserving.args" in doc["files"] and doc["out"] == str(tmp_path / "deploy")
+    # Measured on the stand-in: the export says so, in one line, and in its JSON.
+    assert "local stand-in" in doc["warning"] and "warning: job" in exported.stderr
 
     report = autotune("report", "--job", str(theirs), "--out", str(tmp_path / "report"), "--json", db=db)
     assert report.returncode == 0, report.stdout + report.stderr

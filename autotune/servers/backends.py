@@ -137,6 +137,20 @@ class DockerBackend(Backend):
         argv = docker_argv(config, paths.model_name, run, paths.monitoring_file is not None)
         return Launch(argv, f"127.0.0.1:{paths.grpc_port}", remove_argv(name), name)
 
+    def unusable(self) -> str | None:
+        """Why `auto` cannot use Docker here (no command, no daemon, image not pulled), or None."""
+        try:
+            self.check()
+        except AutotuneError as exc:
+            return str(exc).removeprefix("backend docker: ")
+        try:
+            found = subprocess.run(
+                ["docker", "image", "inspect", self.image], capture_output=True, timeout=20, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return f"docker did not say whether {self.image} is pulled"
+        return None if found.returncode == 0 else f"the {self.image} image is not pulled (docker pull {self.image})"
+
     def check(self) -> None:
         if shutil.which("docker") is None:
             raise AutotuneError("backend docker: the docker command is not on PATH")
@@ -172,6 +186,20 @@ def local_backend() -> Backend:
     return LocalBackend()
 
 
+def resolve_auto(server_binary: str | None = None, gpus: bool = False) -> tuple[Backend, str]:
+    """What `auto` picks, and why: the real binary, else Docker with TF Serving's image pulled, else the stand-in."""
+    binary = server_binary or shutil.which(TFSERVING_BINARY)
+    if binary:
+        return TFServingBackend((binary,)), f"{TFSERVING_BINARY} found at {binary}"
+    docker = DockerBackend(DEFAULT_IMAGE, gpus)
+    problem = docker.unusable()
+    if problem is None:
+        return docker, f"no {TFSERVING_BINARY} on PATH; docker is reachable and has {DEFAULT_IMAGE}"
+    return LocalBackend(), (
+        f"no {TFSERVING_BINARY} on PATH and {problem}: measuring autotune-model-server, TF Serving's stand-in"
+    )
+
+
 def resolve_backend(
     name: str = "auto",
     server_binary: str | None = None,
@@ -179,7 +207,18 @@ def resolve_backend(
     gpus: bool = False,
     check: bool = True,
 ) -> Backend:
-    """The factory. auto: tfserving when the binary is on PATH (or given), else local. CHECK=False skips probing."""
+    """The factory (`auto`: see resolve_auto). CHECK=False skips probing the chosen backend."""
+    return choose_backend(name, server_binary, image, gpus, check)[0]
+
+
+def choose_backend(
+    name: str = "auto",
+    server_binary: str | None = None,
+    image: str | None = None,
+    gpus: bool = False,
+    check: bool = True,
+) -> tuple[Backend, str | None]:
+    """The backend NAME means here, and (for `auto`) why it was picked."""
     if name not in BACKEND_NAMES:
         raise AutotuneError(f"unknown backend '{name}' ({', '.join(BACKEND_NAMES)})")
     if image and name != "docker":
@@ -187,17 +226,18 @@ def resolve_backend(
     if server_binary and not Path(server_binary).is_file():
         raise AutotuneError(f"--server-binary {server_binary} does not exist")
     chosen: Backend
+    why = None
     if name == "docker":
         chosen = DockerBackend(image or DEFAULT_IMAGE, gpus)
+    elif name == "tfserving":
+        chosen = TFServingBackend((server_binary or shutil.which(TFSERVING_BINARY) or TFSERVING_BINARY,))
+    elif name == "auto":
+        chosen, why = resolve_auto(server_binary, gpus)
     else:
-        binary = server_binary or shutil.which(TFSERVING_BINARY)
-        if name == "tfserving" or (name == "auto" and binary):
-            chosen = TFServingBackend((binary or TFSERVING_BINARY,))
-        else:
-            chosen = LocalBackend()
+        chosen = LocalBackend()
     if check:
         chosen.check()
-    return chosen
+    return chosen, why
 
 
 def backend_from_options(options: dict[str, Any], default: str = "auto") -> Backend:
