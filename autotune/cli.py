@@ -173,16 +173,13 @@ def _check_host_knobs(config: Any, backend: Any) -> None:
     """Knobs this host cannot honour are one-line errors before anything starts."""
     from autotune import gpu
     from autotune.cores import schedulable_cores
-    from autotune.cpulimit import check_cpus, quota_problem
+    from autotune.cpulimit import check_enforceable, quota_problem
 
     if config.gpu_memory_fraction and gpu.device_count() == 0:
         raise AutotuneError("gpu_memory_fraction needs a GPU, and NVML sees none on this host")
-    check_cpus(config.cpus, len(schedulable_cores()))
     # Docker enforces fractions itself (--cpus); a process started here needs a cgroup quota.
-    if not float(config.cpus).is_integer() and backend.name != "docker":
-        problem = quota_problem()
-        if problem:
-            raise AutotuneError(f"cpus: a fractional allowance needs a CFS quota, but {problem}")
+    problem = None if backend.name == "docker" else quota_problem()
+    check_enforceable(config.cpus, len(schedulable_cores()), problem)
 
 
 def _backend(name: str, server_binary: str | None, image: str | None, check: bool = True) -> Any:

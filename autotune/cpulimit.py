@@ -40,6 +40,23 @@ class CpuPlan:
         return self.cpus or float(len(self.server_cores))
 
 
+def whole_cores(cpus: float) -> int:
+    """The cores an allowance of CPUS spans: the server's core set, and the thread pools TF sizes from it."""
+    return math.ceil(cpus - 1e-9)
+
+
+def quota_error(problem: str) -> AutotuneError:
+    """The one-line error for a fractional allowance this host cannot enforce, saying why (PROBLEM)."""
+    return AutotuneError(f"cpus: a fractional allowance needs a CFS quota, but {problem}")
+
+
+def check_enforceable(cpus: float, available: int, quota_problem: str | None) -> None:
+    """check_cpus, and that a fractional CPUS has a quota to enforce it (QUOTA_PROBLEM: why not; None: it has)."""
+    check_cpus(cpus, available)
+    if not float(cpus).is_integer() and quota_problem is not None:
+        raise quota_error(quota_problem)
+
+
 def check_cpus(cpus: float, available: int) -> None:
     """Raise a one-line AutotuneError when this host cannot give CPUS cores (0 means all of them)."""
     if cpus == 0:
@@ -61,7 +78,7 @@ def plan_cpus(cpus: float, cores: list[int], split_at: int = MIN_CORES_TO_SPLIT)
         if len(cores) >= split_at:
             return CpuPlan(0.0, cores[:-1], cores[-1:], None)
         return CpuPlan(0.0, list(cores), [], None)
-    whole = math.ceil(cpus - 1e-9)
+    whole = whole_cores(cpus)
     quota = None if float(cpus).is_integer() else round(cpus * CFS_PERIOD_US)
     return CpuPlan(float(cpus), cores[:whole], cores[whole:], quota)
 
@@ -138,7 +155,7 @@ class CpuCgroup:
     def __init__(self, quota_us: int, period_us: int = CFS_PERIOD_US) -> None:
         found = find_cgroup_parent()
         if isinstance(found, str):
-            raise AutotuneError(f"cpus: a fractional allowance needs a CFS quota, but {found}")
+            raise quota_error(found)
         self.version = found.version
         self.path = found.path / f"autotune-{uuid.uuid4().hex[:12]}"
         try:

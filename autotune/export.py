@@ -8,13 +8,13 @@ renamed into place, so a failed export never leaves half a deployment.
 from __future__ import annotations
 
 import json
-import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autotune import __version__, outdir
+from autotune.cpulimit import whole_cores
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.pareto import PICKS, pick_index  # noqa: F401  (re-exported: the CLI picks through export)
@@ -51,7 +51,7 @@ def deployed_config(config: ServingConfig) -> ServingConfig:
     --cpus or a CPU limit sees every core of its node, so the pools are given explicitly."""
     if not config.cpus:
         return config
-    cores = math.ceil(config.cpus - 1e-9)
+    cores = whole_cores(config.cpus)
     return config.replace(
         intra_op_threads=config.intra_op_threads or cores, inter_op_threads=config.inter_op_threads or cores
     )

@@ -103,6 +103,15 @@ def _container(
     }
 
 
+def _origin(meta: dict[str, Any]) -> dict[str, str]:
+    """Which job and trial a manifest deploys (from autotune.json's META)."""
+    return {"autotune.io/job": str(meta["job_id"]), "autotune.io/trial": str(meta["trial"])}
+
+
+def _load_time(meta: dict[str, Any]) -> float | None:
+    return (meta.get("metrics") or {}).get("load_time_s")
+
+
 def _scrape_annotations(extra: dict[str, str]) -> dict[str, str]:
     return {
         "prometheus.io/scrape": "true",
@@ -116,11 +125,9 @@ def deployment(
     name: str, config: ServingConfig, image: str, resources: PodResources, meta: dict[str, Any]
 ) -> dict[str, Any]:
     """A Deployment of tensorflow/serving running CONFIG, its model on the PVC `NAME-model`."""
-    container = _container(
-        name, config, image, resources, f"/models/{name}", (meta.get("metrics") or {}).get("load_time_s")
-    )
+    container = _container(name, config, image, resources, f"/models/{name}", _load_time(meta))
     container["volumeMounts"].append({"name": "model", "mountPath": f"/models/{name}", "readOnly": True})
-    origin = {"autotune.io/job": str(meta["job_id"]), "autotune.io/trial": str(meta["trial"])}
+    origin = _origin(meta)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -162,13 +169,11 @@ def inference_service(
     name: str, config: ServingConfig, image: str, resources: PodResources, meta: dict[str, Any], storage_uri: str
 ) -> dict[str, Any]:
     """A KServe InferenceService with a custom tensorflow/serving predictor running CONFIG."""
-    container = _container(
-        name, config, image, resources, KSERVE_MODEL_DIR, (meta.get("metrics") or {}).get("load_time_s")
-    )
+    container = _container(name, config, image, resources, KSERVE_MODEL_DIR, _load_time(meta))
     container["name"] = "kserve-container"  # the name KServe's storage initializer and router look for
     container["env"] = [{"name": "STORAGE_URI", "value": storage_uri}]
     container["ports"] = container["ports"][:1]  # KServe routes to the container's one port: REST
-    origin = {"autotune.io/job": str(meta["job_id"]), "autotune.io/trial": str(meta["trial"])}
+    origin = _origin(meta)
     scrape = {
         "serving.kserve.io/enable-prometheus-scraping": "true",
         "prometheus.kserve.io/port": str(CONTAINER_REST_PORT),

@@ -7,11 +7,11 @@ ranges here are what TensorFlow Serving accepts; search ranges live in the space
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from autotune.cores import schedulable_cores
+from autotune.cpulimit import whole_cores
 from autotune.errors import AutotuneError
 
 
@@ -196,6 +196,6 @@ def parse_assignments(assignments: list[str], base: ServingConfig | None = None)
         changes["enable_batching"] = True
     if changes.get("cpus") and "num_batch_threads" not in changes:
         # TF Serving's default is a batch thread per schedulable core: an allowance has fewer of them.
-        changes["num_batch_threads"] = min((base or ServingConfig()).num_batch_threads, math.ceil(changes["cpus"]))
+        changes["num_batch_threads"] = min((base or ServingConfig()).num_batch_threads, whole_cores(changes["cpus"]))
     config = dataclasses.replace(base or ServingConfig(), **changes)
     return validate(config)

@@ -105,17 +105,16 @@ def build_space(narrowing: dict[str, KnobSpec], host: Host, objectives: tuple[st
 
 def _check_cpus_spec(spec: KnobSpec, host: Host) -> None:
     """A study's `cpus` must be values this host can give and enforce (one-line errors)."""
-    from autotune.cpulimit import check_cpus
+    from autotune.cpulimit import check_enforceable, quota_error
 
     values = [v for v in (spec.value, spec.low, spec.high, *(spec.choices or ())) if v is not None]
-    for v in values:
-        try:
-            check_cpus(float(v), host.cpus)
-        except AutotuneError as exc:
-            raise AutotuneError(f"space.{exc}") from None
-    fractional = spec.low is not None or any(not float(v).is_integer() for v in values)
-    if fractional and host.cpu_quota_problem is not None:
-        raise AutotuneError(f"space.cpus: fractional allowances need a CFS quota, but {host.cpu_quota_problem}")
+    try:
+        for v in values:
+            check_enforceable(float(v), host.cpus, host.cpu_quota_problem)
+        if spec.low is not None and host.cpu_quota_problem is not None:  # a range suggests fractions
+            raise quota_error(host.cpu_quota_problem)
+    except AutotuneError as exc:
+        raise AutotuneError(f"space.{exc}") from None
 
 
 # A grid sweep visits the product of every knob's values: a handful per knob keeps it countable.

@@ -128,6 +128,11 @@ def test_kserve_export_is_an_inference_service_whose_predictor_is_a_valid_pod_sp
     assert parse_flags(container["args"]).model_base_path == "/mnt/models"
 
 
+def _sample_names(page: str) -> set[str]:
+    """The sample names of a metrics page as written (a parser would normalize a counter's to `_total`)."""
+    return {re.split(r"[{ ]", line, maxsplit=1)[0] for line in page.splitlines() if line and line[0] != "#"}
+
+
 def _metric_names(expr: str) -> set[str]:
     return set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", expr))
 
@@ -148,8 +153,7 @@ def test_every_dashboard_query_names_a_metric_the_server_exports(db, tmp_path, t
     body = build_payload("tiny", tiny_model.signature).rest_body
     assert requests.post(f"{url}/v1/models/tiny:predict", data=body, timeout=30).status_code == 200
     text = requests.get(f"{url}{METRICS_PATH}", timeout=10).text
-    # The sample names as written (a parser would normalize a counter's to `_total`).
-    exported = {re.split(r"[{ ]", line, maxsplit=1)[0] for line in text.splitlines() if line and line[0] != "#"}
+    exported = _sample_names(text)
 
     # And what the autotune daemon exports, read from its own metrics endpoint.
     daemon = _Metrics(0)
@@ -159,7 +163,7 @@ def test_every_dashboard_query_names_a_metric_the_server_exports(db, tmp_path, t
         page = requests.get(f"http://127.0.0.1:{daemon.port}/metrics", timeout=10).text
     finally:
         daemon.close()
-    exported |= {re.split(r"[{ ]", line, maxsplit=1)[0] for line in page.splitlines() if line and line[0] != "#"}
+    exported |= _sample_names(page)
 
     tf_serving = {n for n in queried if n.startswith(":tensorflow:")}
     assert tf_serving and tf_serving <= exported

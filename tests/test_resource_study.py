@@ -82,7 +82,7 @@ def test_a_cost_objective_searches_the_cpu_allowance_in_steps_the_host_can_enfor
     assert [c.cpus for c in allowance_seeds(build_space({}, Host(4, 0), ("cost_per_1k_requests",)))] == [1, 2, 3]
     with pytest.raises(AutotuneError, match=r"space\.cpus: 3 is more than the 2 cores"):
         build_space({"cpus": KnobSpec(value=3.0)}, Host(2, 0))
-    with pytest.raises(AutotuneError, match=r"space\.cpus: fractional allowances need a CFS quota, but no cgroup"):
+    with pytest.raises(AutotuneError, match=r"space\.cpus: a fractional allowance needs a CFS quota, but no cgroup"):
         build_space({"cpus": KnobSpec(choices=(0.5, 1.0))}, no_quota)
 
 
