@@ -75,6 +75,13 @@ SignatureOpt = Annotated[str, typer.Option(help="signature to call")]
 WindowSOpt = Annotated[float | None, typer.Option(help=WindowOptions.help("window_s"))]
 WarmupSOpt = Annotated[float | None, typer.Option(help=WindowOptions.help("warmup_s"))]
 MaxWindowsOpt = Annotated[int | None, typer.Option(help=WindowOptions.help("max_windows"))]
+RequestsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--requests", help="replay this request file: JSON lines of REST bodies, or a TFRecord of PredictionLog"
+    ),
+]
+BatchOpt = Annotated[int | None, typer.Option(help="instances per request (client-side batching; default 1)")]
 TrialsOpt = Annotated[int | None, typer.Option(help="trial budget (default: the study's)")]
 MinutesOpt = Annotated[float | None, typer.Option(help="time budget (default: the study's)")]
 OutDirOpt = Annotated[Path, typer.Option("--out", help="directory to write")]
@@ -215,6 +222,8 @@ def bench(
         float, typer.Option(help="a request slower than this is an error; a server silent this long is hung")
     ] = 30.0,
     signature: SignatureOpt = "serving_default",
+    requests_file: RequestsOpt = None,
+    batch: BatchOpt = None,
     monitoring: Annotated[bool, typer.Option(help="enable the server's Prometheus endpoint")] = False,
     as_json: JsonOpt = False,
     windows: Annotated[bool, typer.Option(help="include every window in --json output")] = False,
@@ -241,6 +250,7 @@ def bench(
     _check_host_knobs(config, chosen)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)
+    traffic = _traffic(requests_file, batch, ref)
     if dry_run:
         _dry_run(ref, config, chosen, monitoring, as_json)
         return
@@ -252,6 +262,7 @@ def bench(
         max_concurrency=max_concurrency,
         request_timeout_s=request_timeout_s,
         monitoring=monitoring,
+        **traffic,
         **dataclasses.asdict(window),
     )
     err.print(f"bench {ref.name} on backend {chosen.name} ({protocol.value}): {json.dumps(config.to_dict())}")
@@ -287,6 +298,8 @@ def compare(
     warmup_s: WarmupSOpt = None,
     max_windows: MaxWindowsOpt = None,
     signature: SignatureOpt = "serving_default",
+    requests_file: RequestsOpt = None,
+    batch: BatchOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Is a config really better? Measure it (--set) against a baseline (--base-set) on fresh servers, interleaved."""
@@ -308,12 +321,14 @@ def compare(
     _check_host_knobs(baseline, chosen)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)
+    traffic = _traffic(requests_file, batch, ref)
     # The same fixed load on both sides: a ramp could compare two configs at different loads.
     settings = MeasureSettings(
         protocol=protocol.value,
         concurrency=concurrency if rate is not None or concurrency is not None else 8,
         rate=rate,
         measure_unloaded=False,
+        **traffic,
         **dataclasses.asdict(window),
     )
     load = f"rate {rate:g}/s" if rate is not None else f"c={settings.concurrency}"
@@ -329,6 +344,23 @@ def compare(
         reasons = sorted({r.failure_reason or "" for r in result.a.runs + result.b.runs if not r.ok})
         err.print(f"compare failed: fewer than two good runs on a side ({', '.join(reasons)})", markup=False)
         raise typer.Exit(EXIT_TRIAL_FAILED)
+
+
+def _traffic(requests_file: Path | None, batch: int | None, ref: Any) -> dict[str, Any]:
+    """Read and check the request file against the model's signature before anything starts; say what
+    will be sent; return the settings' fields for it."""
+    from autotune.load.requests import load_requests
+
+    path = str(requests_file.expanduser().resolve()) if requests_file else None
+    requests = load_requests(path, ref.signature, batch)
+    if path:
+        summary = requests.summary()
+        err.print(
+            f"requests: {summary['requests']} from {path} ({summary['format']}), "
+            f"{summary['instances_per_request']:g} instances each on average",
+            markup=False,
+        )
+    return {"requests_file": path, "batch": batch}
 
 
 def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: bool) -> None:
@@ -387,6 +419,8 @@ def start(
         int | None,
         typer.Option(help="fresh servers a side when confirming the front against the defaults (0: off)"),
     ] = None,
+    requests_file: RequestsOpt = None,
+    batch: BatchOpt = None,
 ) -> None:
     """Tune a model: Bayesian search over the serving knobs, results kept in the database.
 
@@ -407,6 +441,10 @@ def start(
     study = dataclasses.replace(
         study, windows=study.windows.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
     )
+    if requests_file is not None:
+        study = dataclasses.replace(study, requests=str(requests_file.expanduser().resolve()))
+    if batch is not None:
+        study = dataclasses.replace(study, batch=batch)
     budget, limit = trials or study.trials, minutes or study.minutes
     chosen = _backend(backend.value if backend else study.backend, server_binary, docker_image)
     settings = study_settings(study)

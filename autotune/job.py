@@ -20,6 +20,7 @@ from autotune.confirm import confirm_front
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import ServingConfig, config_from_dict
+from autotune.load.requests import load_requests
 from autotune.models.resolve import ModelRef, resolve_model
 from autotune.pareto import default_pick, pick_index
 from autotune.servers.backends import Backend, backend_from_options, resolve_backend
@@ -70,6 +71,8 @@ def study_settings(study: Study, **overrides: Any) -> MeasureSettings:
         max_error_rate=study.max_error_rate,
         core_hour_price=study.core_hour_price,
         gpu_gib_hour_price=study.gpu_gib_hour_price,
+        requests_file=study.requests,
+        batch=study.batch,
         **windows,
     )
 
@@ -102,6 +105,7 @@ def enqueue_job(
     """Resolve the model (building a built-in if needed) and record a job pinned to this host."""
     backend = backend or resolve_backend(study.backend)
     model = resolve_model(study.model, study.signature)
+    load_requests(settings.requests_file, model.signature, settings.batch)  # a bad file fails here, not in a trial
     info = host_info()
     store = Store()
     name = f"{STUDY_PREFIX}/{model.name}/{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S.%f')}"

@@ -68,6 +68,8 @@ class Study:
     sampler: str = "autotune"  # chosen by benchmarks/search_efficiency.py (see RESULTS.md)
     seed: int | None = None
     windows: WindowOptions = field(default_factory=WindowOptions)
+    requests: str | None = None  # [load] requests: a request file (absolute; relative ones are to the study file)
+    batch: int | None = None  # [load] batch: instances per request
     # [cost]: what an hour of a core and of a GiB of GPU memory costs (cost_per_1k_requests prices them).
     core_hour_price: float = PRICE_DEFAULTS.core_hour
     gpu_gib_hour_price: float = PRICE_DEFAULTS.gpu_gib_hour
@@ -219,7 +221,12 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
 
     load = c.table(doc, "load")
     window_keys = set(WindowOptions.__dataclass_fields__)
-    c.unknown(load, {"protocol", "concurrency", "rate", *window_keys}, "load.")
+    c.unknown(load, {"protocol", "concurrency", "rate", "requests", "batch", *window_keys}, "load.")
+    if "requests" in load:
+        path = Path(c.string(load["requests"], "load.requests")).expanduser()
+        out["requests"] = str(path if path.is_absolute() else (Path(source).parent / path).resolve())
+    if "batch" in load:
+        out["batch"] = int(c.number(load["batch"], "load.batch", positive=True, integer=True))
     if "protocol" in load:
         out["protocol"] = c.string(load["protocol"], "load.protocol", ("rest", "grpc"))
     if "concurrency" in load and "rate" in load:

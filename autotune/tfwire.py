@@ -5,7 +5,7 @@ the daemon need of TensorFlow, and its import costs seconds of CPU on every `ben
 `start` and daemon start. These descriptors carry TensorFlow's own package, message
 names and field numbers (tensorflow/core/protobuf/saved_model.proto, meta_graph.proto,
 tensorflow/core/framework/tensor.proto, tensor_shape.proto, tensorflow_serving/apis/
-predict.proto, model.proto), for the fields we read or write only: protobuf skips the
+predict.proto, model.proto, prediction_log.proto), for the fields we read or write only: protobuf skips the
 others when parsing, and what we serialize is what TensorFlow Serving parses
 (tests/test_tfwire.py checks both against the real modules).
 """
@@ -42,6 +42,42 @@ DTYPES = {
     23: "uint64",
 }
 DTYPE_ENUM = {name: number for number, name in DTYPES.items()}
+
+# tensor.proto's typed value fields: (name, number, wire type).
+_TYPED_VALUES = (
+    ("float_val", 5, _F.TYPE_FLOAT),
+    ("double_val", 6, _F.TYPE_DOUBLE),
+    ("int_val", 7, _F.TYPE_INT32),
+    ("int64_val", 10, _F.TYPE_INT64),
+    ("bool_val", 11, _F.TYPE_BOOL),
+    ("half_val", 13, _F.TYPE_INT32),
+    ("uint32_val", 16, _F.TYPE_UINT32),
+    ("uint64_val", 17, _F.TYPE_UINT64),
+)
+# The dtype -> the typed field holding its values when tensor_content is empty (tensor.proto's comments).
+VALUE_FIELD = {
+    "float32": "float_val",
+    "float64": "double_val",
+    "int32": "int_val",
+    "int16": "int_val",
+    "int8": "int_val",
+    "uint8": "int_val",
+    "uint16": "int_val",
+    "int64": "int64_val",
+    "bool": "bool_val",
+    "float16": "half_val",
+    "uint32": "uint32_val",
+    "uint64": "uint64_val",
+}
+# prediction_log.proto's PredictionLog.log_type oneof: kind -> field number.
+PREDICTION_LOG_KINDS = {
+    "classify_log": 2,
+    "regress_log": 3,
+    "multi_inference_log": 4,
+    "session_run_log": 5,
+    "predict_log": 6,
+    "predict_streamed_log": 7,
+}
 
 
 def add_field(msg: Any, name: str, number: int, ftype: int, type_name: str = "", repeated: bool = False) -> None:
@@ -86,6 +122,10 @@ def _pool() -> descriptor_pool.DescriptorPool:
     add_field(tensor, "tensor_shape", 2, _F.TYPE_MESSAGE, ".tensorflow.TensorShapeProto")
     add_field(tensor, "tensor_content", 4, _F.TYPE_BYTES)
     add_field(tensor, "string_val", 8, _F.TYPE_BYTES, repeated=True)
+    # The typed value fields a writer may use instead of tensor_content (tf.make_tensor_proto does for
+    # small tensors, hand-written warm-up files often do): read them all, write none.
+    for name, number, ftype in _TYPED_VALUES:
+        add_field(tensor, name, number, ftype, repeated=True)
 
     info = tf.message_type.add(name="TensorInfo")
     add_field(info, "name", 1, _F.TYPE_STRING)
@@ -121,6 +161,18 @@ def _pool() -> descriptor_pool.DescriptorPool:
     request = serving.message_type.add(name="PredictRequest")
     add_field(request, "model_spec", 1, _F.TYPE_MESSAGE, ".tensorflow.serving.ModelSpec")
     _map(request, "inputs", 2, ".tensorflow.TensorProto")
+    # prediction_log.proto: the record type of TF Serving's warm-up files. The other kinds of log are kept
+    # as bytes: enough to say which kind a record is, never parsed.
+    predict_log = serving.message_type.add(name="PredictLog")
+    add_field(predict_log, "request", 1, _F.TYPE_MESSAGE, ".tensorflow.serving.PredictRequest")
+    log = serving.message_type.add(name="PredictionLog")
+    log.oneof_decl.add(name="log_type")
+    for name, number in PREDICTION_LOG_KINDS.items():
+        if name == "predict_log":
+            add_field(log, name, number, _F.TYPE_MESSAGE, ".tensorflow.serving.PredictLog")
+        else:
+            add_field(log, name, number, _F.TYPE_BYTES)
+        log.field[-1].oneof_index = 0
     pool.Add(serving)
     return pool
 

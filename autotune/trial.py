@@ -26,7 +26,7 @@ from autotune.errors import AutotuneError, TrialError
 from autotune.knobs import ServingConfig
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
 from autotune.load.generator import drain_s
-from autotune.load.payload import build_payload
+from autotune.load.requests import RequestSet, load_requests
 from autotune.load.stats import (
     max_of_present,
     mean_ci95,
@@ -100,6 +100,8 @@ class MeasureSettings:
     # What the allocated resources cost per hour (the study's [cost]); flat so stored settings stay plain JSON.
     core_hour_price: float = PRICE_DEFAULTS.core_hour
     gpu_gib_hour_price: float = PRICE_DEFAULTS.gpu_gib_hour
+    requests_file: str | None = None  # the user's traffic (load/requests.py); None: synthetic requests
+    batch: int | None = None  # instances per request (client-side batching); None: as the file has them, else 1
 
     @property
     def prices(self) -> Prices:
@@ -161,6 +163,7 @@ class TrialResult:
     failure_reason: str | None = None
     failure_message: str | None = None
     server_log_tail: str | None = None
+    traffic: dict[str, Any] | None = None  # what was sent: RequestSet.summary()
 
     @property
     def ok(self) -> bool:
@@ -177,6 +180,8 @@ class TrialResult:
             argv=self.argv,
             levels=[{k: v for k, v in asdict(level).items() if windows or k != "windows"} for level in self.levels],
         )
+        if self.traffic:
+            out["traffic"] = self.traffic
         if self.failure_reason:
             out["failure_reason"] = self.failure_reason
             out["failure_message"] = self.failure_message
@@ -438,8 +443,10 @@ def classify_failure(exc: BaseException, server: ServerProcess | None) -> tuple[
 class LiveTrial:
     """Owns a trial's server, resource monitor and load generator; stops all three on every exit path."""
 
-    def __init__(self, model: ModelRef, prepared: PreparedLaunch, settings: MeasureSettings) -> None:
-        self.model, self.prepared, self.settings = model, prepared, settings
+    def __init__(
+        self, model: ModelRef, prepared: PreparedLaunch, settings: MeasureSettings, requests: RequestSet
+    ) -> None:
+        self.model, self.prepared, self.settings, self.requests = model, prepared, settings, requests
         self.server: ServerProcess | None = None
         self.monitor: ResourceMonitor | None = None
         self.gen: LoadGenerator | None = None
@@ -473,8 +480,8 @@ class LiveTrial:
         )
         # The generator starts while the model loads (it sends nothing until told): its start-up
         # is hidden behind the server's instead of added to every trial.
-        payload = build_payload(self.model.name, self.model.signature)
-        self.gen = LoadGenerator(spec, payload, self.prepared.workdir, cores=self.client_cores)
+        payloads = self.requests.payloads(self.model.name, self.model.signature.name)
+        self.gen = LoadGenerator(spec, payloads, self.prepared.workdir, cores=self.client_cores)
         ready = self.server.wait_ready(paths.rest_port, self.model.name, s.ready_timeout_s)
         # A container's processes are not children of `docker run`: sample the container's own tree.
         sampled = (container_pid(launch.container) if launch.container else None) or self.server.pid
@@ -563,13 +570,15 @@ def run_trial(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autotune-trial-") as tmp:
         try:
+            # Read and checked before the server starts: a request file gone bad since the job began fails here.
+            requests = load_requests(settings.requests_file, model.signature, settings.batch)
             prepared = prepare_launch(model, config, backend, Path(tmp), settings.monitoring)
         except AutotuneError as exc:  # an allowance this host cannot give (a config stored on another host)
             failed = TrialResult(model.name, backend.name, settings.protocol, config, [])
             failed.failure_reason, failed.failure_message = FailureReason.server_start_failed, str(exc)
             return failed
         result = TrialResult(model.name, backend.name, settings.protocol, config, prepared.launch.argv)
-        live = LiveTrial(model, prepared, settings)
+        live = LiveTrial(model, prepared, settings, requests)
         measure_started: float | None = None
         with live:
             try:
@@ -589,6 +598,9 @@ def run_trial(
                 unloaded = result.levels[0] if settings.measure_unloaded else None
                 result.metrics = _metrics(point, unloaded, load_time_s, slo_met, settings, prepared.cpu)
                 result.metrics.update(model_warmup_s=round(warmup[0], 3), model_warmup_settled=warmup[1])
+                result.metrics["instances_per_request"] = round(requests.instances_per_request, 3)
+                result.metrics["instances_rps"] = round(point.throughput_rps * requests.instances_per_request, 3)
+                result.traffic = requests.summary()
                 # Sharing cores with the server, a generator using a quarter of their CPU can slow it.
                 share = result.metrics.get("client_cpu_share") or 0.0
                 result.metrics["cores_shared"] = live.client_cores is None

@@ -84,7 +84,7 @@ def ours(protocol: str, port: int, concurrency: int, seconds: float, workdir: Pa
     """Our generator: one closed-loop level, windows of SECONDS/3, the last windows' mean."""
     spec = LoadSpec(protocol, port, port, "bench", window_s=seconds / 3, warmup_s=0.5, max_windows=3)
     payload = Payload(rest_body=BODY, grpc_request=b"")
-    gen = LoadGenerator(spec, payload, workdir)
+    gen = LoadGenerator(spec, [payload], workdir)
     try:
         gen.wait_ready()
         gen.closed_loop(concurrency, 1)

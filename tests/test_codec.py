@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from autotune.servers.local.codec import decode_request, encode_response
+from autotune.restjson import decode_request, encode_response
 from autotune.servers.local.servable import RequestError
 
 IMAGE = {"image_bytes": "string"}

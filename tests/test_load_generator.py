@@ -59,7 +59,7 @@ def _windows(gen: LoadGenerator, level: int, n: int) -> list[dict]:
 
 def _generator(port: int, tmp_path: Path) -> LoadGenerator:
     spec = LoadSpec("rest", port, port, "m", window_s=1.0, warmup_s=0.2, max_windows=10, max_lifetime_s=120)
-    gen = LoadGenerator(spec, Payload(b'{"instances": [1]}', b""), tmp_path)
+    gen = LoadGenerator(spec, [Payload(b'{"instances": [1]}', b"")], tmp_path)
     gen.wait_ready()
     return gen
 
@@ -107,7 +107,7 @@ def test_non_loopback_targets_are_refused(tmp_path):
     import sys
 
     spec = tmp_path / "spec.json"
-    doc = {"protocol": "rest", "target": "10.0.0.1:80", "url": "http://10.0.0.1/", "body_b64": ""}
+    doc = {"protocol": "rest", "target": "10.0.0.1:80", "url": "http://10.0.0.1/", "bodies_b64": []}
     spec.write_text(json.dumps(doc))
     proc = subprocess.run(
         [sys.executable, "-m", "autotune.load.generator", str(spec)], capture_output=True, text=True, timeout=60

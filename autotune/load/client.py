@@ -38,13 +38,13 @@ class LoadSpec:
     max_lifetime_s: float = 3600.0
     grpc_target: str | None = None  # default 127.0.0.1:grpc_port; unix:PATH for a server on a UNIX socket
 
-    def to_json(self, payload: Payload) -> dict[str, Any]:
-        body = payload.grpc_request if self.protocol == "grpc" else payload.rest_body
+    def to_json(self, payloads: list[Payload]) -> dict[str, Any]:
+        bodies = [p.grpc_request if self.protocol == "grpc" else p.rest_body for p in payloads]
         return {
             "protocol": self.protocol,
             "target": self.grpc_target or f"127.0.0.1:{self.grpc_port}",
             "url": f"http://127.0.0.1:{self.rest_port}/v1/models/{self.model_name}:predict",
-            "body_b64": base64.b64encode(body).decode(),
+            "bodies_b64": [base64.b64encode(body).decode() for body in bodies],
             "window_s": self.window_s,
             "warmup_s": self.warmup_s,
             "max_windows": self.max_windows,
@@ -57,9 +57,9 @@ class LoadSpec:
 class LoadGenerator:
     """Start, command and stop `python -m autotune.load.generator` in its own process group."""
 
-    def __init__(self, spec: LoadSpec, payload: Payload, workdir: Path, cores: list[int] | None = None) -> None:
+    def __init__(self, spec: LoadSpec, payloads: list[Payload], workdir: Path, cores: list[int] | None = None) -> None:
         spec_path = workdir / "load-spec.json"
-        spec_path.write_text(json.dumps(spec.to_json(payload)))
+        spec_path.write_text(json.dumps(spec.to_json(payloads)))
         self.log_path = workdir / "load-generator.log"
         self._log: IO[bytes] = open(self.log_path, "wb")
         self.proc = subprocess.Popen(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import itertools
 import json
 import queue
 import random
@@ -37,11 +38,18 @@ from autotune.load.stats import percentiles
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 Sender = Callable[[], tuple[bool, str]]
+NextBody = Callable[[], bytes]
 # A client that sees an exception backs off, so a dead server is not hammered in a spin.
 ERROR_BACKOFF_S = 0.05
 
 
-def _rest_sender(url: str, body: bytes, timeout: float) -> Sender:
+def round_robin(bodies: list[bytes]) -> NextBody:
+    """The bodies in turn, shared by every client (next() on a count is atomic under the GIL)."""
+    counter = itertools.count()
+    return lambda: bodies[next(counter) % len(bodies)]
+
+
+def _rest_sender(url: str, next_body: NextBody, timeout: float) -> Sender:
     # http.client rather than requests: requests' per-call overhead (~0.8 ms of CPU under the GIL) made
     # the generator, not the server, the limit for fast models (benchmarks/RESULTS.md, load generator).
     import http.client
@@ -57,7 +65,7 @@ def _rest_sender(url: str, body: bytes, timeout: float) -> Sender:
             conn.close()
             conn = None
 
-    def post() -> http.client.HTTPResponse:
+    def post(body: bytes) -> http.client.HTTPResponse:
         nonlocal conn
         if conn is None:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -70,14 +78,15 @@ def _rest_sender(url: str, body: bytes, timeout: float) -> Sender:
 
     def send() -> tuple[bool, str]:
         reused = conn is not None
+        body = next_body()
         try:
             try:
-                response = post()
+                response = post(body)
             except (BrokenPipeError, ConnectionResetError):  # RemoteDisconnected is a ConnectionResetError
                 close()
                 if not reused:
                     raise
-                response = post()  # the server closed an idle kept-alive connection: one fresh try, as urllib3
+                response = post(body)  # the server closed an idle kept-alive connection: one fresh try, as urllib3
         except TimeoutError:
             close()
             return False, "timeout"
@@ -91,7 +100,7 @@ def _rest_sender(url: str, body: bytes, timeout: float) -> Sender:
     return send
 
 
-def _grpc_sender(target: str, body: bytes, timeout: float) -> Sender:
+def _grpc_sender(target: str, next_body: NextBody, timeout: float) -> Sender:
     import grpc
 
     # A private subchannel pool gives every client its own connection, as N real clients have.
@@ -103,7 +112,7 @@ def _grpc_sender(target: str, body: bytes, timeout: float) -> Sender:
 
     def send() -> tuple[bool, str]:
         try:
-            predict(body, timeout=timeout)
+            predict(next_body(), timeout=timeout)
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             if code == grpc.StatusCode.UNAVAILABLE:
@@ -137,7 +146,7 @@ class Generator:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
-        self.body = base64.b64decode(spec["body_b64"])
+        self.next_body = round_robin([base64.b64decode(b) for b in spec["bodies_b64"]])
         self.lock = threading.Lock()
         self.arrived = threading.Condition(self.lock)
         self.records: list[Record] = []
@@ -156,8 +165,8 @@ class Generator:
     def _sender(self) -> Sender:
         timeout = float(self.spec["timeout_s"])
         if self.spec["protocol"] == "grpc":
-            return _grpc_sender(self.spec["target"], self.body, timeout)
-        return _rest_sender(self.spec["url"], self.body, timeout)
+            return _grpc_sender(self.spec["target"], self.next_body, timeout)
+        return _rest_sender(self.spec["url"], self.next_body, timeout)
 
     def _ensure_workers(self, n: int) -> None:
         while len(self.workers) < n:

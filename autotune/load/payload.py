@@ -1,7 +1,8 @@
-"""Request payloads built from a model's signature, serialized once per trial.
+"""Request payloads, serialized once per trial: from tensors (a request file's), or synthetic.
 
-Image signatures (string input) get a JPEG, as TF Serving's resnet client sends;
-numeric inputs get random tensors of the signature's shape with batch size 1.
+Synthetic ones are built from the model's signature: image signatures (string input)
+get a JPEG, as TF Serving's resnet client sends; numeric inputs get random tensors of
+the signature's shape, one instance per request unless a batch is asked for.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from autotune.models.signature import Signature, TensorSpec
-from autotune.tfwire import DTYPE_ENUM, message
+from autotune.tfwire import DTYPE_ENUM, DTYPES, VALUE_FIELD, message
 
 
 @dataclass(frozen=True)
@@ -80,20 +81,66 @@ def tensor_proto(value: np.ndarray) -> Any:
     return proto
 
 
-def build_payload(model_name: str, signature: Signature, seed: int = 0) -> Payload:
-    """Build the REST body (row format, like TF Serving's example clients) and gRPC request."""
-    rng = np.random.default_rng(seed)
-    examples = {name: _example(spec, rng) for name, spec in sorted(signature.inputs.items())}
-    if len(examples) == 1:
-        instance: Any = _json_value(next(iter(examples.values())))
+def tensor_array(proto: Any) -> np.ndarray:
+    """A tensorflow.TensorProto as a numpy array, as tf.make_ndarray reads it (an object array for strings).
+
+    Raises ValueError naming what does not fit: an unsupported dtype, a value count the shape cannot hold."""
+    dtype = DTYPES.get(proto.dtype, f"dtype_{proto.dtype}")
+    shape = tuple(d.size for d in proto.tensor_shape.dim)
+    size = int(np.prod(shape, dtype=np.int64))
+    if dtype == "string":
+        values = np.empty(len(proto.string_val), dtype=object)
+        values[:] = list(proto.string_val)
+    elif proto.tensor_content:
+        try:
+            values = np.frombuffer(proto.tensor_content, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
+        except (TypeError, ValueError):
+            raise ValueError(f"{dtype} tensors are not supported") from None
+    elif dtype in VALUE_FIELD:
+        raw = list(getattr(proto, VALUE_FIELD[dtype]))
+        values = np.array(raw, np.uint16).view(np.float16) if dtype == "float16" else np.array(raw, dtype=dtype)
     else:
-        instance = {name: _json_value(v) for name, v in examples.items()}
-    doc: dict[str, Any] = {"instances": [instance]}
-    if signature.name != "serving_default":
-        doc["signature_name"] = signature.name
+        raise ValueError(f"{dtype} tensors are not supported")
+    if 0 < len(values) < size:  # TensorFlow repeats the last value to fill the shape
+        values = np.concatenate([values, np.repeat(values[-1:], size - len(values))])
+    elif len(values) == 0 and size:
+        values = np.zeros(size, dtype=object if dtype == "string" else dtype)
+        if dtype == "string":
+            values[:] = b""
+    if len(values) != size:
+        raise ValueError(f"{len(values)} values do not fit the shape {list(shape)}")
+    return values.reshape(shape)
+
+
+def payload_of(model_name: str, signature_name: str, tensors: dict[str, np.ndarray], row: bool = True) -> Payload:
+    """The REST body (row `instances` like TF Serving's example clients, or columnar `inputs`) and the gRPC
+    request for batched TENSORS."""
+    values = {name: _json_value(v) for name, v in sorted(tensors.items())}
+    doc: dict[str, Any]
+    if row:
+        batch = len(next(iter(tensors.values())))
+        rows = [{name: v[i] for name, v in values.items()} for i in range(batch)]
+        doc = {"instances": [next(iter(r.values())) if len(r) == 1 else r for r in rows]}
+    else:
+        doc = {"inputs": next(iter(values.values())) if len(values) == 1 else values}
+    if signature_name != "serving_default":
+        doc["signature_name"] = signature_name
     request = message("tensorflow.serving.PredictRequest")
     request.model_spec.name = model_name
-    request.model_spec.signature_name = signature.name
-    for name, value in examples.items():
-        request.inputs[name].CopyFrom(tensor_proto(value[np.newaxis, ...]))
+    request.model_spec.signature_name = signature_name
+    for name, value in tensors.items():
+        request.inputs[name].CopyFrom(tensor_proto(value))
     return Payload(json.dumps(doc).encode(), request.SerializeToString())
+
+
+def synthetic_tensors(signature: Signature, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """BATCH random instances for every input of SIGNATURE (a distinct JPEG per instance for images)."""
+    rng = np.random.default_rng(seed)
+    return {
+        name: np.stack([_example(spec, rng) for _ in range(batch)]) for name, spec in sorted(signature.inputs.items())
+    }
+
+
+def build_payload(model_name: str, signature: Signature, seed: int = 0, batch: int = 1) -> Payload:
+    """A synthetic request of BATCH instances for SIGNATURE."""
+    return payload_of(model_name, signature.name, synthetic_tensors(signature, batch, seed))

@@ -11,7 +11,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from autotune.servers.local.codec import decode_inputs, encode_response, parse_body
+from autotune.restjson import decode_inputs, encode_response, parse_body
 from autotune.servers.local.metrics import ServerMetrics
 from autotune.servers.local.servable import RequestError, Servable
 

@@ -18,14 +18,7 @@ from typing import Any
 import numpy as np
 
 from autotune.models.resolve import latest_version
-
-
-class RequestError(Exception):
-    """A request the model cannot serve; `status` is the HTTP code to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+from autotune.restjson import RequestError
 
 
 @dataclass(frozen=True)

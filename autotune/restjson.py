@@ -1,7 +1,9 @@
 """TF Serving's REST JSON encoding: row (`instances`) and columnar (`inputs`) forms.
 
 Binary strings travel as {"b64": "..."}; string outputs whose name ends in
-`_bytes` are returned base64-encoded, as TF Serving does.
+`_bytes` are returned base64-encoded, as TF Serving does. The local server
+decodes requests with it, and request files are read with it, so a file is
+accepted exactly when the server would accept its bodies.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from autotune.servers.local.servable import RequestError
+
+class RequestError(Exception):
+    """A request the model cannot serve; `status` is the HTTP code to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _unwrap(value: Any, dtype: str) -> Any:
