@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -20,13 +21,15 @@ class _Slow(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # else the split header/body writes stall on delayed ACKs
     lock = threading.Lock()
+    seen: ClassVar[list[bytes]] = []  # request bodies in the order served
 
     def log_message(self, *args):
         pass
 
     def do_POST(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
+        body = self.rfile.read(int(self.headers["Content-Length"]))
         with self.lock:  # a single-worker server: requests queue here
+            self.seen.append(body)
             time.sleep(SERVICE_S)
         body = b'{"predictions": [1]}'
         self.send_response(200)
@@ -57,16 +60,18 @@ def _windows(gen: LoadGenerator, level: int, n: int) -> list[dict]:
     return out
 
 
-def _generator(port: int, tmp_path: Path) -> LoadGenerator:
+def _generator(port: int, tmp_path: Path, bodies: tuple[bytes, ...] = (b'{"instances": [1]}',)) -> LoadGenerator:
     spec = LoadSpec("rest", port, port, "m", window_s=1.0, warmup_s=0.2, max_windows=10, max_lifetime_s=120)
-    gen = LoadGenerator(spec, [Payload(b'{"instances": [1]}', b"")], tmp_path)
+    gen = LoadGenerator(spec, [Payload(body, b"") for body in bodies], tmp_path)
     gen.wait_ready()
     return gen
 
 
-def _measure(port: int, tmp_path: Path, start: Callable[[LoadGenerator], None], n: int) -> list[dict]:
+def _measure(
+    port: int, tmp_path: Path, start: Callable[[LoadGenerator], None], n: int, bodies: tuple[bytes, ...] = ()
+) -> list[dict]:
     """Start a generator, begin level 1 with START, collect N windows, stop it on every path."""
-    gen = _generator(port, tmp_path)
+    gen = _generator(port, tmp_path, *([bodies] if bodies else []))
     try:
         start(gen)
         return _windows(gen, 1, n)
@@ -80,6 +85,17 @@ def test_closed_loop_latency_is_the_service_time(slow_server, tmp_path):
     assert w["errors"] == 0
     assert 30 < w["throughput_rps"] <= 55
     assert SERVICE_S * 1000 <= w["latency_ms"]["p50"] < SERVICE_S * 1000 * 2
+
+
+def test_a_request_files_bodies_are_sent_round_robin_over_every_client(slow_server, tmp_path):
+    bodies = tuple(b'{"instances": [%d]}' % i for i in range(3))
+    _Slow.seen.clear()
+    _measure(slow_server, tmp_path, lambda gen: gen.closed_loop(2, 1), 1, bodies)
+    seen = list(_Slow.seen)
+    assert len(seen) > 20
+    counts = [seen.count(body) for body in bodies]
+    assert max(counts) - min(counts) <= 2  # in turn: at most the requests in flight apart
+    assert set(seen) == set(bodies)
 
 
 def test_open_loop_over_capacity_counts_queueing_no_coordinated_omission(slow_server, tmp_path):
