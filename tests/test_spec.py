@@ -123,3 +123,18 @@ def test_a_study_sets_its_measurement_windows_and_jobs_keep_them(tmp_path):
     path.write_text('model = "tiny"\n[load]\nmax_windows = 2.5\n')
     with pytest.raises(AutotuneError, match=r"load\.max_windows: must be an integer"):
         load_study(path)
+
+
+def test_a_studys_request_file_is_found_beside_it_and_jobs_send_it_batched(tmp_path):
+    from autotune.job import study_settings
+
+    (tmp_path / "traffic").mkdir()
+    path = tmp_path / "traffic" / "s.toml"
+    path.write_text('model = "tiny"\n[load]\nrequests = "requests.jsonl"\nbatch = 4\n')
+    study = load_study(path)
+    assert study.requests == str(tmp_path / "traffic" / "requests.jsonl") and study.batch == 4
+    settings = study_settings(study)
+    assert (settings.requests_file, settings.batch) == (study.requests, 4)
+    path.write_text('model = "tiny"\n[load]\nbatch = 0\n')
+    with pytest.raises(AutotuneError, match=r"load\.batch: must be > 0"):
+        load_study(path)
