@@ -22,6 +22,7 @@ import typer
 from autotune import __version__, tables
 from autotune.errors import AutotuneError
 from autotune.outdir import EXPORT_FORMATS
+from autotune.servers.argv import WARMUP_FILE
 from autotune.servers.backends import BACKEND_NAMES
 from autotune.states import FailureReason, JobState, TrialState
 from autotune.windows import WINDOW_DEFAULTS, WindowOptions
@@ -250,9 +251,9 @@ def bench(
     _check_host_knobs(config, chosen)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)
-    traffic = _traffic(requests_file, batch, ref)
+    requests, traffic = _traffic(requests_file, batch, ref)
     if dry_run:
-        _dry_run(ref, config, chosen, monitoring, as_json)
+        _dry_run(ref, config, chosen, monitoring, as_json, requests.payloads(ref.name, ref.signature.name))
         return
     settings = MeasureSettings(
         protocol=protocol.value,
@@ -321,7 +322,7 @@ def compare(
     _check_host_knobs(baseline, chosen)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)
-    traffic = _traffic(requests_file, batch, ref)
+    _, traffic = _traffic(requests_file, batch, ref)
     # The same fixed load on both sides: a ramp could compare two configs at different loads.
     settings = MeasureSettings(
         protocol=protocol.value,
@@ -346,9 +347,9 @@ def compare(
         raise typer.Exit(EXIT_TRIAL_FAILED)
 
 
-def _traffic(requests_file: Path | None, batch: int | None, ref: Any) -> dict[str, Any]:
+def _traffic(requests_file: Path | None, batch: int | None, ref: Any) -> tuple[Any, dict[str, Any]]:
     """Read and check the request file against the model's signature before anything starts; say what
-    will be sent; return the settings' fields for it."""
+    will be sent; return the requests and the settings' fields for them."""
     from autotune.load.requests import load_requests
 
     path = str(requests_file.expanduser().resolve()) if requests_file else None
@@ -360,10 +361,10 @@ def _traffic(requests_file: Path | None, batch: int | None, ref: Any) -> dict[st
             f"{summary['instances_per_request']:g} instances each on average",
             markup=False,
         )
-    return {"requests_file": path, "batch": batch}
+    return requests, {"requests_file": path, "batch": batch}
 
 
-def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: bool) -> None:
+def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: bool, payloads: list[Any]) -> None:
     """Print exactly what a trial would run, and leave its files in a directory for inspection."""
     import datetime as dt
     import shlex
@@ -374,7 +375,7 @@ def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: boo
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")
     workdir = autotune_home() / "dry-run" / stamp
     workdir.mkdir(parents=True, mode=0o700)
-    prepared = prepare_launch(ref, config, backend, workdir, monitoring)
+    prepared = prepare_launch(ref, config, backend, workdir, monitoring, payloads)
     batching = prepared.paths.batching_file
     doc = {
         "backend": backend.name,
@@ -537,6 +538,7 @@ def export(
         check_out_dir,
         choose_entry,
         export_meta,
+        export_warmup,
         render,
         render_deployment,
         write_export,
@@ -560,11 +562,16 @@ def export(
     for key in ("confirmed", "verdict", "vs_defaults", "defaults", "search_metrics"):
         if key in chosen:
             meta[key] = chosen[key]
-    files = render(config, job.model.name, model_base, target, image)
+    warmup, warmup_note = export_warmup(job)
+    meta["warmup"] = warmup_note
+    files = render(config, job.model.name, model_base, target, image, job.model.version if warmup else None)
     files.update(render_deployment(files, config, meta, job.study, DeployOptions(fmt.value, image, storage_uri)))
-    write_export(files, meta, target)
+    written: dict[str, str | bytes] = dict(files)
+    if warmup is not None:
+        written[str(WARMUP_FILE)] = warmup
+    write_export(written, meta, target)
     verdict = summary_line(rows, list(job.study["objectives"]))
-    doc = {**meta, "out": str(target), "files": sorted([*files, "autotune.json"]), "verdict_line": verdict}
+    doc = {**meta, "out": str(target), "files": sorted([*written, "autotune.json"]), "verdict_line": verdict}
     if job.backend == "local":
         # The stand-in behaves like TF Serving, but a deployment runs TF Serving: say where the figures came from.
         doc["warning"] = (
@@ -576,6 +583,7 @@ def export(
 
     def show() -> None:
         err.print(f"exported trial {chosen['trial']} of job {job.id} ({tables.short(config.to_dict())}) to {target}")
+        err.print(warmup_note, markup=False)
         _print_verdict(rows, list(job.study["objectives"]))
 
     emit(as_json, doc, show)

@@ -17,11 +17,14 @@ from autotune import __version__, outdir
 from autotune.cpulimit import whole_cores
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
+from autotune.load.requests import load_requests
+from autotune.models.signature import read_signatures
 from autotune.pareto import PICKS, pick_index  # noqa: F401  (re-exported: the CLI picks through export)
 from autotune.protos import batching_parameters_text, monitoring_config_text
-from autotune.servers.argv import ServerPaths, tfserving_flags
-from autotune.servers.docker import DockerRun, docker_argv
+from autotune.servers.argv import WARMUP_FILE, ServerPaths, tfserving_flags
+from autotune.servers.docker import DockerRun, docker_argv, version_entries
 from autotune.states import TrialState
+from autotune.warmup import MAX_WARMUP_RECORDS, warmup_records
 
 
 def check_out_dir(out: Path, model_base: Path, force: bool) -> Path:
@@ -58,9 +61,17 @@ def deployed_config(config: ServingConfig) -> ServingConfig:
 
 
 def render(
-    config: ServingConfig, model_name: str, model_base: Path, out: Path, image: str = "tensorflow/serving:latest"
+    config: ServingConfig,
+    model_name: str,
+    model_base: Path,
+    out: Path,
+    image: str = "tensorflow/serving:latest",
+    warmup_version: int | None = None,
 ) -> dict[str, str]:
-    """File name -> contents of an export for CONFIG, with paths pointing into OUT."""
+    """File name -> contents of an export for CONFIG, with paths pointing into OUT.
+
+    WARMUP_VERSION: the export ships a warm-up file for that version of the model (export_warmup), which
+    docker-run.sh mounts into it and the flags enable."""
     config = deployed_config(config)
     files: dict[str, str] = {}
     batching = out / "batching_parameters.txt" if config.enable_batching else None
@@ -68,11 +79,24 @@ def render(
         files["batching_parameters.txt"] = batching_parameters_text(config)
     files["models.config"] = _models_config(model_name, str(model_base))
     files["monitoring.config"] = monitoring_config_text()
-    paths = ServerPaths(model_name, model_base, 8500, 8501, batching, out / "monitoring.config")
+    warmup = warmup_version is not None
+    paths = ServerPaths(model_name, model_base, 8500, 8501, batching, out / "monitoring.config", warmup=warmup)
     files["tfserving.args"] = "\n".join(tfserving_flags(config, paths)) + "\n"
     gpus = bool(config.gpu_memory_fraction)
+    mounts = version_entries(model_base / str(warmup_version), out / WARMUP_FILE) if warmup else ()
     # No autotune label: autotune removes labelled containers it left behind, never a deployment.
-    run = DockerRun(image, f"tfserving-{model_name}", 8500, 8501, model_base, out, gpus, label=False)
+    run = DockerRun(
+        image,
+        f"tfserving-{model_name}",
+        8500,
+        8501,
+        model_base,
+        out,
+        gpus,
+        label=False,
+        version_files=mounts,
+        version=warmup_version or 0,
+    )
     argv = docker_argv(config, model_name, run, monitoring=True)
     files["docker-run.sh"] = (
         "#!/bin/sh\n# Serve the exported configuration with the TensorFlow Serving image.\n"
@@ -80,6 +104,29 @@ def render(
         "exec docker run " + " \\\n  ".join(_option_lines(argv[2:])) + "\n"
     )
     return files
+
+
+def export_warmup(job: Any) -> tuple[bytes | None, str]:
+    """The warm-up file an export ships for JOB's model (from the job's request file, else synthetic
+    requests), and one line saying what it holds; None when the model has its own or is not on this host."""
+    version_dir = Path(job.model.path) / str(job.model.version)
+    if (version_dir / WARMUP_FILE).is_file():
+        return None, f"warm-up: the model's own {WARMUP_FILE}"
+    if not (version_dir / "saved_model.pb").is_file():
+        return None, f"no warm-up file: the model is not at {version_dir} on this host"
+    signature = read_signatures(version_dir).get(job.study.get("signature") or "serving_default")
+    if signature is None:
+        return None, "no warm-up file: the job's signature is gone from the model"
+    settings = job.settings or {}
+    try:
+        requests = load_requests(settings.get("requests_file"), signature, settings.get("batch"))
+    except AutotuneError as exc:
+        requests = load_requests(None, signature, settings.get("batch"))
+        note = f"warm-up from synthetic requests; the job's request file is unusable now ({exc})"
+    else:
+        note = f"warm-up from {requests.source} requests"
+    records = min(len(requests.requests), MAX_WARMUP_RECORDS)
+    return warmup_records(requests.payloads(job.model.name, signature.name)), f"{note} ({records} records)"
 
 
 def render_deployment(
@@ -131,7 +178,7 @@ def _option_lines(argv: list[str]) -> list[str]:
     return lines
 
 
-def write_export(files: dict[str, str], meta: dict[str, Any], target: Path) -> None:
+def write_export(files: dict[str, str | bytes], meta: dict[str, Any], target: Path) -> None:
     """Write FILES plus autotune.json into TARGET atomically."""
     everything: dict[str, str | bytes] = {**files, "autotune.json": json.dumps(meta, indent=2) + "\n"}
     outdir.write_dir(everything, target, executable={"docker-run.sh"})

@@ -40,6 +40,7 @@ def write_dir(files: dict[str, str | bytes], target: Path, executable: Collectio
     try:
         for name, content in files.items():
             path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)  # e.g. assets.extra/
             if isinstance(content, bytes):
                 path.write_bytes(content)
             else:

@@ -32,14 +32,16 @@ def frame(data: bytes) -> bytes:
     return length + struct.pack("<I", masked_crc(length)) + data + _FOOTER.pack(masked_crc(data))
 
 
+def encode(records: Iterable[bytes]) -> bytes:
+    """RECORDS as the bytes of a TFRecord file."""
+    return b"".join(frame(data) for data in records)
+
+
 def write_records(path: Path, records: Iterable[bytes]) -> int:
     """Write RECORDS to PATH as a TFRecord file; return how many."""
-    count = 0
-    with open(path, "wb") as out:
-        for data in records:
-            out.write(frame(data))
-            count += 1
-    return count
+    framed = [frame(data) for data in records]
+    path.write_bytes(b"".join(framed))
+    return len(framed)
 
 
 def is_tfrecord(head: bytes) -> bool:

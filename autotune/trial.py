@@ -26,7 +26,8 @@ from autotune.errors import AutotuneError, TrialError
 from autotune.knobs import ServingConfig
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
 from autotune.load.generator import drain_s
-from autotune.load.requests import RequestSet, load_requests
+from autotune.load.payload import Payload
+from autotune.load.requests import load_requests
 from autotune.load.stats import (
     max_of_present,
     mean_ci95,
@@ -40,12 +41,13 @@ from autotune.load.stats import (
 from autotune.models.resolve import ModelRef
 from autotune.monitor import ResourceMonitor
 from autotune.protos import monitoring_config_text
-from autotune.servers.argv import ServerPaths, write_batching_file
+from autotune.servers.argv import WARMUP_FILE, ServerPaths, write_batching_file
 from autotune.servers.backends import Backend, Launch
 from autotune.servers.docker import container_pid
 from autotune.servers.process import ServerProcess, ServerStartError
 from autotune.servers.scrape import ServerCounters, scrape
 from autotune.states import FailureReason
+from autotune.warmup import has_own_warmup, warmed_model_base
 from autotune.windows import WINDOW_DEFAULTS
 
 # "failed to map segment" is the dynamic loader's mmap failing: under an address-space limit that is
@@ -216,15 +218,26 @@ class PreparedLaunch:
     def files(self) -> dict[str, str]:
         """The config files the server reads, by name."""
         found = (self.paths.batching_file, self.paths.monitoring_file)
-        return {p.name: str(p) for p in found if p is not None}
+        files = {p.name: str(p) for p in found if p is not None}
+        if self.paths.overlay_version is not None:  # the warm-up file autotune placed beside the model
+            warmup = self.paths.model_base_path / str(self.paths.overlay_version) / WARMUP_FILE
+            files[WARMUP_FILE.name] = str(warmup)
+        return files
 
 
 def prepare_launch(
-    model: ModelRef, config: ServingConfig, backend: Backend, workdir: Path, monitoring: bool
+    model: ModelRef,
+    config: ServingConfig,
+    backend: Backend,
+    workdir: Path,
+    monitoring: bool,
+    warmup: list[Payload] | None = None,
 ) -> PreparedLaunch:
     """Write the batching (and monitoring) file into WORKDIR, pick ports, build the argv; start nothing.
 
-    Raises AutotuneError when this host cannot give the config's CPU allowance."""
+    With WARMUP, the server loads the model with those requests as its warm-up file (unless the model
+    ships its own), as a deployment of the export does. Raises AutotuneError when this host cannot give
+    the config's CPU allowance."""
     cpu = plan_cpus(config.cpus, schedulable_cores())
     monitoring_file = None
     if monitoring:
@@ -232,7 +245,19 @@ def prepare_launch(
         monitoring_file.write_text(monitoring_config_text())
     grpc_port, rest_port = free_ports(2)
     batching = write_batching_file(config, workdir / "batching_parameters.txt")
-    paths = ServerPaths(model.name, model.base_path, grpc_port, rest_port, batching, monitoring_file)
+    base, overlay = model.base_path, None
+    if warmup and not has_own_warmup(model):
+        base, overlay = warmed_model_base(model, warmup, workdir), model.version
+    paths = ServerPaths(
+        model.name,
+        base,
+        grpc_port,
+        rest_port,
+        batching,
+        monitoring_file,
+        warmup=bool(warmup) or has_own_warmup(model),
+        overlay_version=overlay,
+    )
     return PreparedLaunch(paths, backend.launch(config, paths, workdir, cpu), workdir, cpu)
 
 
@@ -444,9 +469,9 @@ class LiveTrial:
     """Owns a trial's server, resource monitor and load generator; stops all three on every exit path."""
 
     def __init__(
-        self, model: ModelRef, prepared: PreparedLaunch, settings: MeasureSettings, requests: RequestSet
+        self, model: ModelRef, prepared: PreparedLaunch, settings: MeasureSettings, payloads: list[Payload]
     ) -> None:
-        self.model, self.prepared, self.settings, self.requests = model, prepared, settings, requests
+        self.model, self.prepared, self.settings, self.payloads = model, prepared, settings, payloads
         self.server: ServerProcess | None = None
         self.monitor: ResourceMonitor | None = None
         self.gen: LoadGenerator | None = None
@@ -480,8 +505,7 @@ class LiveTrial:
         )
         # The generator starts while the model loads (it sends nothing until told): its start-up
         # is hidden behind the server's instead of added to every trial.
-        payloads = self.requests.payloads(self.model.name, self.model.signature.name)
-        self.gen = LoadGenerator(spec, payloads, self.prepared.workdir, cores=self.client_cores)
+        self.gen = LoadGenerator(spec, self.payloads, self.prepared.workdir, cores=self.client_cores)
         ready = self.server.wait_ready(paths.rest_port, self.model.name, s.ready_timeout_s)
         # A container's processes are not children of `docker run`: sample the container's own tree.
         sampled = (container_pid(launch.container) if launch.container else None) or self.server.pid
@@ -572,13 +596,14 @@ def run_trial(
         try:
             # Read and checked before the server starts: a request file gone bad since the job began fails here.
             requests = load_requests(settings.requests_file, model.signature, settings.batch)
-            prepared = prepare_launch(model, config, backend, Path(tmp), settings.monitoring)
+            payloads = requests.payloads(model.name, model.signature.name)
+            prepared = prepare_launch(model, config, backend, Path(tmp), settings.monitoring, payloads)
         except AutotuneError as exc:  # an allowance this host cannot give (a config stored on another host)
             failed = TrialResult(model.name, backend.name, settings.protocol, config, [])
             failed.failure_reason, failed.failure_message = FailureReason.server_start_failed, str(exc)
             return failed
         result = TrialResult(model.name, backend.name, settings.protocol, config, prepared.launch.argv)
-        live = LiveTrial(model, prepared, settings, requests)
+        live = LiveTrial(model, prepared, settings, payloads)
         measure_started: float | None = None
         with live:
             try:

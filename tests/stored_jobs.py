@@ -17,14 +17,20 @@ def add_host(store: Store, fingerprint: str) -> int:
     return store.host({"cpu_model": fingerprint}, fingerprint)
 
 
-def add_job(store: Store, model_id: int, fingerprint: str, state: JobState = JobState.queued) -> int:
-    """A job of the model MODEL_ID pinned to the host FINGERPRINT."""
+def add_job(
+    store: Store,
+    model_id: int,
+    fingerprint: str,
+    state: JobState = JobState.queued,
+    settings: dict[str, Any] | None = None,
+) -> int:
+    """A job of the model MODEL_ID pinned to the host FINGERPRINT, measured with SETTINGS."""
     return store.create_job(
         model_id=model_id,
         host_id=add_host(store, fingerprint),
         study_name=f"test/{fingerprint}/{next(_names)}",
         study={"objectives": OBJECTIVES},
-        settings={},
+        settings=settings or {},
         backend="local",
         trials_total=3,
         minutes=1.0,

@@ -25,6 +25,8 @@ REAL_FLAGS = {
     "grpc_max_threads",
     "rest_api_timeout_in_ms",
     "grpc_socket_path",
+    "enable_model_warmup",
+    "num_request_iterations_for_warmup",
 }
 
 PATHS = ServerPaths("m", Path("/models/m"), 8500, 8501, Path("/tmp/b.txt"), Path("/tmp/mon.cfg"))

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from autotune.knobs import ServingConfig
 
+# Where TF Serving looks for a model's warm-up requests, inside its version directory.
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+
 
 @dataclass(frozen=True)
 class ServerPaths:
@@ -23,6 +26,10 @@ class ServerPaths:
     batching_file: Path | None = None
     monitoring_file: Path | None = None
     grpc_socket: Path | None = None  # gRPC on a UNIX socket instead of a TCP port (then grpc_port is 0)
+    warmup: bool = False  # the model's version directory holds a warm-up file (autotune/warmup.py)
+    # The base is a rebuilt version directory of symlinks (warmup.warmed_model_base): its version, so a
+    # container, where host symlinks do not resolve, can mount what they point to.
+    overlay_version: int | None = None
 
 
 def tfserving_flags(config: ServingConfig, paths: ServerPaths) -> list[str]:
@@ -47,6 +54,8 @@ def tfserving_flags(config: ServingConfig, paths: ServerPaths) -> list[str]:
         flags.append(f"--per_process_gpu_memory_fraction={config.gpu_memory_fraction:g}")
     if paths.monitoring_file is not None:
         flags.append(f"--monitoring_config_file={paths.monitoring_file}")
+    if paths.warmup:
+        flags.append("--enable_model_warmup=true")  # TF Serving's default, said outright: the file is there for it
     return flags
 
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import uuid
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,7 +21,7 @@ from autotune.cpulimit import CpuPlan
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.servers.argv import ServerPaths, tfserving_flags
-from autotune.servers.docker import DEFAULT_IMAGE, DockerRun, docker_argv, remove_argv
+from autotune.servers.docker import DEFAULT_IMAGE, DockerRun, docker_argv, remove_argv, version_entries
 
 TFSERVING_BINARY = "tensorflow_model_server"
 
@@ -90,15 +90,7 @@ class TFServingBackend(Backend):
     def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path, cpu: CpuPlan) -> Launch:
         # No TCP gRPC listener at all (it would bind 0.0.0.0): gRPC goes over a UNIX socket.
         socket_path = workdir / "grpc.sock"
-        on_socket = ServerPaths(
-            paths.model_name,
-            paths.model_base_path,
-            0,
-            paths.rest_port,
-            paths.batching_file,
-            paths.monitoring_file,
-            socket_path,
-        )
+        on_socket = replace(paths, grpc_port=0, grpc_socket=socket_path)
         return Launch([*self.program, *tfserving_flags(config, on_socket)], f"unix:{socket_path}", cpu=cpu)
 
     def check(self) -> None:
@@ -133,6 +125,10 @@ class DockerBackend(Backend):
             workdir,
             self.gpus,
             cpuset=tuple(cpu.server_cores) if cpu.cpus or cpu.client_cores else (),
+            version_files=version_entries(paths.model_base_path / str(paths.overlay_version))
+            if paths.overlay_version is not None
+            else (),
+            version=paths.overlay_version or 0,
         )
         argv = docker_argv(config, paths.model_name, run, paths.monitoring_file is not None)
         return Launch(argv, f"127.0.0.1:{paths.grpc_port}", remove_argv(name), name)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autotune.knobs import ServingConfig
-from autotune.servers.argv import ServerPaths, tfserving_flags
+from autotune.servers.argv import WARMUP_FILE, ServerPaths, tfserving_flags
 
 DEFAULT_IMAGE = "tensorflow/serving:latest"
 LABEL = "io.autotune.owner=autotune"
@@ -34,9 +34,30 @@ class DockerRun:
     remove: bool = True
     label: bool = True  # trials are labelled so a crash's leftovers can be found; exports are not
     cpuset: tuple[int, ...] = ()  # host cores the container may run on (trials: the planned set; exports: any)
+    # Mounted one by one into /models/NAME/VERSION instead of the whole base (see version_entries).
+    version_files: tuple[tuple[str, Path], ...] = ()
+    version: int = 0
 
 
-def container_paths(model_name: str, batching: bool, monitoring: bool) -> ServerPaths:
+def version_entries(version_dir: Path, warmup: Path | None = None) -> tuple[tuple[str, Path], ...]:
+    """(path in the version directory, host path) for each entry of VERSION_DIR and of its assets.extra,
+    symlinks resolved, plus a WARMUP file to place in assets.extra.
+
+    Mounting entry by entry lets a warm-up file join a model without writing into it: a file mounted
+    inside a read-only mount of the model would need its mountpoint created in the model."""
+    out: dict[str, Path] = {}
+    for entry in sorted(version_dir.iterdir()):
+        if entry.name == WARMUP_FILE.parent.name and entry.is_dir():
+            for inner in sorted(entry.iterdir()):
+                out[f"{entry.name}/{inner.name}"] = inner.resolve()
+        else:
+            out[entry.name] = entry.resolve()
+    if warmup is not None:
+        out[str(WARMUP_FILE)] = warmup
+    return tuple(out.items())
+
+
+def container_paths(model_name: str, batching: bool, monitoring: bool, warmup: bool = False) -> ServerPaths:
     """Where the server inside the container finds the model and the config files."""
     return ServerPaths(
         model_name,
@@ -45,6 +66,7 @@ def container_paths(model_name: str, batching: bool, monitoring: bool) -> Server
         CONTAINER_REST_PORT,
         Path("/config/batching_parameters.txt") if batching else None,
         Path("/config/monitoring.config") if monitoring else None,
+        warmup=warmup,
     )
 
 
@@ -65,13 +87,15 @@ def docker_argv(config: ServingConfig, model_name: str, run: DockerRun, monitori
         f"127.0.0.1:{run.grpc_port}:{CONTAINER_GRPC_PORT}",
         "-p",
         f"127.0.0.1:{run.rest_port}:{CONTAINER_REST_PORT}",
-        "-v",
-        f"{run.model_base}:/models/{model_name}:ro",
-        "-v",
-        f"{run.config_dir}:/config:ro",
-        run.image,
     ]
-    return argv + tfserving_flags(config, container_paths(model_name, config.enable_batching, monitoring))
+    if run.version_files:
+        for rel, host in run.version_files:
+            argv += ["-v", f"{host}:/models/{model_name}/{run.version}/{rel}:ro"]
+    else:
+        argv += ["-v", f"{run.model_base}:/models/{model_name}:ro"]
+    argv += ["-v", f"{run.config_dir}:/config:ro", run.image]
+    warmup = str(WARMUP_FILE) in dict(run.version_files)
+    return argv + tfserving_flags(config, container_paths(model_name, config.enable_batching, monitoring, warmup))
 
 
 def remove_argv(name: str) -> list[str]:

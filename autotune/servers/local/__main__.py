@@ -101,6 +101,41 @@ def _configure_tensorflow(flags: ServerFlags) -> None:
             _log(f"GPU {index}: memory limited to {limit} MiB ({fraction:.2f} of {total} MiB)")
 
 
+def _replay_warmup(servable: Any, version_dir: Path, iterations: int) -> int:
+    """Run the version's warm-up file through the servable before serving, as TF Serving does; return how many
+    records. A warm-up request that fails fails the load, as in TF Serving."""
+    from autotune.servers.argv import WARMUP_FILE
+    from autotune.servers.local.servable import RequestError
+    from autotune.tfrecord import read_records
+    from autotune.warmup import MAX_WARMUP_RECORDS
+
+    path = version_dir / WARMUP_FILE
+    if not path.is_file():
+        return 0
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = list(read_records(path.read_bytes(), str(path)))
+    if len(records) > MAX_WARMUP_RECORDS:
+        raise AutotuneError(f"{path}: Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS})")
+    for index, record in enumerate(records, start=1):
+        try:
+            log = prediction_log_pb2.PredictionLog.FromString(record)
+        except Exception:  # protobuf raises DecodeError and others for garbage
+            raise AutotuneError(f"{path}: warm-up record {index} is not a PredictionLog") from None
+        kind = log.WhichOneof("log_type")
+        if kind != "predict_log":
+            raise AutotuneError(f"{path}: warm-up record {index} is a {kind}; the stand-in replays predict_log only")
+        request = log.predict_log.request
+        inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+        for _ in range(max(1, iterations)):
+            try:
+                servable.predict(request.model_spec.signature_name, inputs)
+            except RequestError as exc:
+                raise AutotuneError(f"{path}: warm-up record {index} failed: {exc}") from None
+    return len(records)
+
+
 def serve(flags: ServerFlags) -> int:
     """Load the model, start both APIs, block until SIGTERM/SIGINT."""
     base = Path(flags.model_base_path)
@@ -125,6 +160,11 @@ def serve(flags: ServerFlags) -> int:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise AutotuneError(f"failed to load model from {base}: {first}") from None
     _log(f"loaded {flags.model_name} version {servable.version} in {time.monotonic() - started:.2f}s")
+    if flags.enable_model_warmup:
+        warmed = time.monotonic()
+        records = _replay_warmup(servable, base / str(servable.version), flags.num_request_iterations_for_warmup)
+        if records:
+            _log(f"warmed up with {records} records in {time.monotonic() - warmed:.2f}s")
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

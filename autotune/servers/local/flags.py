@@ -35,6 +35,8 @@ class ServerFlags:
     rest_api_num_threads: int
     grpc_max_threads: int
     rest_api_timeout_in_ms: int
+    enable_model_warmup: bool
+    num_request_iterations_for_warmup: int
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,6 +65,9 @@ def parse_flags(argv: list[str]) -> ServerFlags:
     # TF Serving's Server::Options::grpc_max_threads = 4 * port::NumSchedulableCPUs() (model_servers/server.h).
     p.add_argument("--grpc_max_threads", type=int, default=4 * cpus, help="gRPC requests processed at once")
     p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
+    # Both as TF Serving's Server::Options: warm-up on by default, each record replayed once unless > 0.
+    p.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True)
+    p.add_argument("--num_request_iterations_for_warmup", type=int, default=0)
     ns = p.parse_args(argv)
     for name in ("port", "rest_api_port"):
         if not 0 <= getattr(ns, name) <= 65535:
