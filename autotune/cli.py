@@ -83,6 +83,14 @@ RequestsOpt = Annotated[
     ),
 ]
 BatchOpt = Annotated[int | None, typer.Option(help="instances per request (client-side batching; default 1)")]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(help="measure the TF Serving already running here (its REST URL, http://HOST:PORT); start nothing"),
+]
+TargetGrpcOpt = Annotated[str | None, typer.Option(help="--target's gRPC HOST:PORT (for --protocol grpc)")]
+AllowRemoteOpt = Annotated[
+    list[str] | None, typer.Option(help="a non-loopback --target host you name explicitly (repeatable)")
+]
 TrialsOpt = Annotated[int | None, typer.Option(help="trial budget (default: the study's)")]
 MinutesOpt = Annotated[float | None, typer.Option(help="time budget (default: the study's)")]
 OutDirOpt = Annotated[Path, typer.Option("--out", help="directory to write")]
@@ -225,6 +233,9 @@ def bench(
     signature: SignatureOpt = "serving_default",
     requests_file: RequestsOpt = None,
     batch: BatchOpt = None,
+    target: TargetOpt = None,
+    target_grpc: TargetGrpcOpt = None,
+    allow_remote: AllowRemoteOpt = None,
     monitoring: Annotated[bool, typer.Option(help="enable the server's Prometheus endpoint")] = False,
     as_json: JsonOpt = False,
     windows: Annotated[bool, typer.Option(help="include every window in --json output")] = False,
@@ -247,11 +258,39 @@ def bench(
         raise AutotuneError(f"--request-timeout-s must be in (0, 3600], got {request_timeout_s:g}")
     from autotune.models.resolve import resolve_model
 
+    if target is not None:
+        if dry_run:
+            raise AutotuneError("--dry-run has nothing to show with --target: that server is already running")
+        from autotune.models.resolve import served_name
+        from autotune.servers.target import fetch_signature, parse_target
+        from autotune.trial import run_target
+
+        where = parse_target(target, target_grpc, allow_remote)
+        name = served_name(model)
+        sig = fetch_signature(where, name, signature)
+        _, traffic = _traffic(requests_file, batch, sig)
+        settings = MeasureSettings(
+            protocol=protocol.value,
+            concurrency=concurrency,
+            rate=rate,
+            slo_ms=slo_ms,
+            max_concurrency=max_concurrency,
+            request_timeout_s=request_timeout_s,
+            **traffic,
+            **dataclasses.asdict(window),
+        )
+        # Its configuration is what it is: recorded as given with --set, else unknown.
+        known = config if set_ else None
+        err.print(f"bench {name} at {where.url} (running; nothing started or changed), {protocol.value}", markup=False)
+        with err.status("measuring") as status:
+            result = run_target(where, name, sig, settings, known, progress=lambda msg: status.update(msg))
+        _finish_bench(result, as_json, windows)
+        return
     chosen = _backend(backend.value, server_binary, docker_image, check=not dry_run)
     _check_host_knobs(config, chosen)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)
-    requests, traffic = _traffic(requests_file, batch, ref)
+    requests, traffic = _traffic(requests_file, batch, ref.signature)
     if dry_run:
         _dry_run(ref, config, chosen, monitoring, as_json, requests.payloads(ref.name, ref.signature.name))
         return
@@ -269,6 +308,11 @@ def bench(
     err.print(f"bench {ref.name} on backend {chosen.name} ({protocol.value}): {json.dumps(config.to_dict())}")
     with err.status("measuring") as status:
         result = run_trial(ref, config, settings, chosen, progress=lambda msg: status.update(msg))
+    _finish_bench(result, as_json, windows)
+
+
+def _finish_bench(result: Any, as_json: bool, windows: bool) -> None:
+    """Print a bench's result; exit non-zero when it failed or was interrupted; warn what to doubt."""
     emit(as_json, result.to_json(windows=windows), lambda: tables.print_result(result))
     if result.failure_reason == FailureReason.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -279,6 +323,14 @@ def bench(
         err.print("warning: windows did not agree within tolerance (stable=false); treat figures with care")
     if result.metrics.get("client_saturated"):
         err.print("warning: the load generator used a full core: this is a client limit, not the server's")
+    served, sent = result.metrics.get("server_requests"), result.metrics.get("client_answered")
+    in_flight = (result.metrics.get("concurrency") or 0) + 5
+    if served is not None and sent and served > sent * 1.02 + in_flight:
+        err.print(
+            f"warning: the server counted {served} requests while autotune's got {sent} answers: "
+            "it served other traffic during the measurement, and the figures include that load",
+            markup=False,
+        )
 
 
 @app.command()
@@ -301,9 +353,17 @@ def compare(
     signature: SignatureOpt = "serving_default",
     requests_file: RequestsOpt = None,
     batch: BatchOpt = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="A is the TF Serving already running here (http://HOST:PORT), measured as it is"),
+    ] = None,
+    target_grpc: TargetGrpcOpt = None,
+    allow_remote: AllowRemoteOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Is a config really better? Measure it (--set) against a baseline (--base-set) on fresh servers, interleaved."""
+    """Is a config really better? Measure it (--set) against a baseline (--base-set) on fresh servers, interleaved.
+
+    With --target, the baseline is a server already running (does the deployment perform as tuned?)."""
     from autotune.knobs import parse_assignments
     from autotune.trial import MeasureSettings
 
@@ -322,7 +382,7 @@ def compare(
     _check_host_knobs(baseline, chosen)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)
-    _, traffic = _traffic(requests_file, batch, ref)
+    _, traffic = _traffic(requests_file, batch, ref.signature)
     # The same fixed load on both sides: a ramp could compare two configs at different loads.
     settings = MeasureSettings(
         protocol=protocol.value,
@@ -333,13 +393,18 @@ def compare(
         **dataclasses.asdict(window),
     )
     load = f"rate {rate:g}/s" if rate is not None else f"c={settings.concurrency}"
+    measure = live_measure(ref, settings, chosen)
+    side_a = json.dumps(baseline.to_dict())
+    if target is not None:
+        measure = _target_measure(ref, settings, measure, baseline, base_set, target, target_grpc, allow_remote)
+        side_a = f"the server at {target} as it runs"
     err.print(
-        f"compare {ref.name} ({chosen.name}, {protocol.value}, {load}), {repeats} fresh servers a side: "
-        f"A={json.dumps(baseline.to_dict())} B={json.dumps(candidate.to_dict())}",
+        f"compare {ref.name} ({chosen.name}, {protocol.value}, {load}), {repeats} runs a side: "
+        f"A={side_a} B={json.dumps(candidate.to_dict())}",
         markup=False,
     )
     with err.status("measuring") as status:
-        result = run_compare(baseline, candidate, repeats, live_measure(ref, settings, chosen), status.update)
+        result = run_compare(baseline, candidate, repeats, measure, status.update)
     emit(as_json, result.to_json(), lambda: tables.print_comparison(result))
     if result.a.medians()["runs"] < 2 or result.b.medians()["runs"] < 2:
         reasons = sorted({r.failure_reason or "" for r in result.a.runs + result.b.runs if not r.ok})
@@ -347,13 +412,42 @@ def compare(
         raise typer.Exit(EXIT_TRIAL_FAILED)
 
 
-def _traffic(requests_file: Path | None, batch: int | None, ref: Any) -> tuple[Any, dict[str, Any]]:
+def _target_measure(
+    ref: Any,
+    settings: Any,
+    local: Any,
+    baseline: Any,
+    base_set: list[str] | None,
+    target: str,
+    target_grpc: str | None,
+    allow_remote: list[str] | None,
+) -> Any:
+    """compare's measurements when side A is a running server: A measured where it runs, B on fresh servers."""
+    from autotune.servers.target import fetch_signature, parse_target
+    from autotune.trial import run_target
+
+    where = parse_target(target, target_grpc, allow_remote)
+    served = fetch_signature(where, ref.name, ref.signature.name)
+    if served.inputs != ref.signature.inputs:
+        raise AutotuneError(f"--target serves {ref.name} with other inputs than {ref.base_path}: not the same model")
+    known = baseline if base_set else None  # what the user says it runs; recorded, never applied
+
+    def measure(config: Any, say: Any) -> Any:
+        # Side A is the baseline object itself (measure_interleaved hands back the configs it was given).
+        if config is baseline:
+            return run_target(where, ref.name, ref.signature, settings, known, say)
+        return local(config, say)
+
+    return measure
+
+
+def _traffic(requests_file: Path | None, batch: int | None, signature: Any) -> tuple[Any, dict[str, Any]]:
     """Read and check the request file against the model's signature before anything starts; say what
     will be sent; return the requests and the settings' fields for them."""
     from autotune.load.requests import load_requests
 
     path = str(requests_file.expanduser().resolve()) if requests_file else None
-    requests = load_requests(path, ref.signature, batch)
+    requests = load_requests(path, signature, batch)
     if path:
         summary = requests.summary()
         err.print(

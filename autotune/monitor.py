@@ -22,8 +22,8 @@ class Sample:
     """Resource use over the interval ending at `t` (monotonic seconds)."""
 
     t: float
-    server_cores: float
-    server_rss_mb: float
+    server_cores: float | None  # None: the server's process is not visible here (a remote --target)
+    server_rss_mb: float | None
     foreign_cores: float
     gpu_util_pct: float | None
     gpu_mem_mb: float | None
@@ -85,9 +85,9 @@ class ProcessTree:
 class ResourceMonitor:
     """Sample a server tree (and know our other processes) until stopped."""
 
-    def __init__(self, server_pid: int, own_pids: set[int] | None = None, interval_s: float = 0.25) -> None:
+    def __init__(self, server_pid: int | None, own_pids: set[int] | None = None, interval_s: float = 0.25) -> None:
         self.interval_s = interval_s
-        self.server = ProcessTree(server_pid)
+        self.server = ProcessTree(server_pid) if server_pid else None
         self.own_trees: dict[int, ProcessTree] = {}
         for pid in own_pids or set():
             self.add_own_pid(pid)
@@ -108,7 +108,8 @@ class ResourceMonitor:
         return self
 
     def _prime(self) -> None:
-        self.server.poll()
+        if self.server is not None:
+            self.server.poll()
         self._sys_busy = host_busy_seconds()
         self._self_cpu = _self_cpu_seconds()
         self._last_t = time.monotonic()
@@ -122,15 +123,17 @@ class ResourceMonitor:
         dt = now - self._last_t
         if dt <= 0:
             return
-        server_cpu, rss = self.server.poll()
+        server_cpu, rss = self.server.poll() if self.server is not None else (0.0, 0.0)
         own_cpu = _self_cpu_seconds() - self._self_cpu
         self._self_cpu += own_cpu
         for tree in list(self.own_trees.values()):
             own_cpu += tree.poll()[0]
         busy = host_busy_seconds()
         foreign = max(0.0, (busy - self._sys_busy) - server_cpu - own_cpu)
-        g = gpu.sample(self.server.pids()) if self.gpu_present else gpu.GpuSample(None, None, 0)
-        self.samples.append(Sample(now, server_cpu / dt, rss, foreign / dt, g.util_pct, g.mem_mb, g.power_w))
+        g = gpu.sample(self.server.pids()) if self.gpu_present and self.server else gpu.GpuSample(None, None, 0)
+        seen = self.server is not None
+        cores, rss_mb = (server_cpu / dt, rss) if seen else (None, None)
+        self.samples.append(Sample(now, cores, rss_mb, foreign / dt, g.util_pct, g.mem_mb, g.power_w))
         self._sys_busy = busy
         self._last_t = now
 
@@ -147,7 +150,7 @@ class ResourceMonitor:
 
         return ResourceSummary(
             cpu_cores=mean_of_present([s.server_cores for s in picked]),
-            rss_mb=max(s.server_rss_mb for s in picked),
+            rss_mb=max_of_present([s.server_rss_mb for s in picked]),
             foreign_cores=mean_of_present([s.foreign_cores for s in picked]),
             gpu_util_pct=mean_of_present([s.gpu_util_pct for s in picked]),
             gpu_mem_mb=max_of_present([s.gpu_mem_mb for s in picked]),

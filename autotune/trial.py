@@ -27,7 +27,7 @@ from autotune.knobs import ServingConfig
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
 from autotune.load.generator import drain_s
 from autotune.load.payload import Payload
-from autotune.load.requests import load_requests
+from autotune.load.requests import RequestSet, load_requests
 from autotune.load.stats import (
     max_of_present,
     mean_ci95,
@@ -39,6 +39,7 @@ from autotune.load.stats import (
     stable_span,
 )
 from autotune.models.resolve import ModelRef
+from autotune.models.signature import Signature
 from autotune.monitor import ResourceMonitor
 from autotune.protos import monitoring_config_text
 from autotune.servers.argv import WARMUP_FILE, ServerPaths, write_batching_file
@@ -46,6 +47,7 @@ from autotune.servers.backends import Backend, Launch
 from autotune.servers.docker import container_pid
 from autotune.servers.process import ServerProcess, ServerStartError
 from autotune.servers.scrape import ServerCounters, scrape
+from autotune.servers.target import RunningServer, Target, listening_pid
 from autotune.states import FailureReason
 from autotune.warmup import has_own_warmup, warmed_model_base
 from autotune.windows import WINDOW_DEFAULTS
@@ -158,7 +160,7 @@ class TrialResult:
     model: str
     backend: str
     protocol: str
-    config: ServingConfig
+    config: ServingConfig | None  # None: a --target whose configuration the user did not give
     argv: list[str]
     metrics: dict[str, Any] = field(default_factory=dict)
     levels: list[LevelResult] = field(default_factory=list)
@@ -166,6 +168,7 @@ class TrialResult:
     failure_message: str | None = None
     server_log_tail: str | None = None
     traffic: dict[str, Any] | None = None  # what was sent: RequestSet.summary()
+    target: str | None = None  # a server autotune did not start: its URL
 
     @property
     def ok(self) -> bool:
@@ -178,12 +181,14 @@ class TrialResult:
             model=self.model,
             backend=self.backend,
             protocol=self.protocol,
-            config=self.config.to_dict(),
+            config=self.config.to_dict() if self.config else None,
             argv=self.argv,
             levels=[{k: v for k, v in asdict(level).items() if windows or k != "windows"} for level in self.levels],
         )
         if self.traffic:
             out["traffic"] = self.traffic
+        if self.target:
+            out["target"] = self.target
         if self.failure_reason:
             out["failure_reason"] = self.failure_reason
             out["failure_message"] = self.failure_message
@@ -442,6 +447,9 @@ class _LevelRunner:
             # client's: fewer would mean the generator counted answers the server never gave.
             level.server = after.since(before)
             level.server["client_requests"] = sum(w["ok"] + w["errors"] for w in windows)
+            # Every answer of the level, warm-up included, as the server's own count spans it (the last
+            # window's count; requests in flight then are at most the concurrency).
+            level.server["client_answered"] = windows[-1].get("level_answered")
         return level
 
 
@@ -611,31 +619,18 @@ def run_trial(
                 load_time_s = live.start(on_server_start)
                 say(f"model AVAILABLE after {load_time_s:.1f}s")
                 measure_started = time.monotonic()
-                rest_port = prepared.paths.rest_port
-                scraper = (lambda: scrape(rest_port, model.name)) if settings.monitoring else None
+                base_url = f"http://127.0.0.1:{prepared.paths.rest_port}"
+                scraper = (lambda: scrape(base_url, model.name)) if settings.monitoring else None
                 assert live.server and live.monitor and live.gen
                 runner = _LevelRunner(
                     live.server, live.monitor, live.gen, settings, started + settings.trial_timeout_s, say, scraper
                 )
-                warmup = runner.warm_up()
-                result.levels, candidates = _run_levels(runner, settings)
-                point, slo_met = _operating_point(candidates, settings)
-                unloaded = result.levels[0] if settings.measure_unloaded else None
-                result.metrics = _metrics(point, unloaded, load_time_s, slo_met, settings, prepared.cpu)
-                result.metrics.update(model_warmup_s=round(warmup[0], 3), model_warmup_settled=warmup[1])
-                result.metrics["instances_per_request"] = round(requests.instances_per_request, 3)
-                result.metrics["instances_rps"] = round(point.throughput_rps * requests.instances_per_request, 3)
-                result.traffic = requests.summary()
+                point = _measure(result, runner, requests, load_time_s, prepared.cpu)
                 # Sharing cores with the server, a generator using a quarter of their CPU can slow it.
                 share = result.metrics.get("client_cpu_share") or 0.0
                 result.metrics["cores_shared"] = live.client_cores is None
                 result.metrics["client_interference"] = live.client_cores is None and share > 0.25
-                if point.error_rate > settings.max_error_rate:
-                    raise TrialError(
-                        FailureReason.errors_over_limit,
-                        f"error rate {point.error_rate:.1%} over the limit {settings.max_error_rate:.1%} "
-                        f"({_error_kinds(point)})",
-                    )
+                _check_errors(point, settings)
             except (ServerStartError, TrialError, LoadGeneratorError, KeyboardInterrupt) as exc:
                 result.failure_reason, result.failure_message = classify_failure(exc, live.server)
         result.server_log_tail = live.log_tail
@@ -646,6 +641,86 @@ def run_trial(
             result.metrics["setup_s"] = round(measure_started - started, 3)
             result.metrics["measure_s"] = round(stopping - measure_started, 3)
             result.metrics["teardown_s"] = round(time.monotonic() - stopping, 3)
+    return result
+
+
+def _measure(
+    result: TrialResult, runner: _LevelRunner, requests: RequestSet, load_time_s: float | None, cpu: CpuPlan | None
+) -> LevelResult:
+    """Warm the model up, run the levels, fill RESULT's levels, metrics and traffic; return the operating point."""
+    settings = runner.settings
+    warmup = runner.warm_up()
+    result.levels, candidates = _run_levels(runner, settings)
+    point, slo_met = _operating_point(candidates, settings)
+    unloaded = result.levels[0] if settings.measure_unloaded else None
+    result.metrics = _metrics(point, unloaded, load_time_s, slo_met, settings, cpu)
+    result.metrics.update(model_warmup_s=round(warmup[0], 3), model_warmup_settled=warmup[1])
+    result.metrics["instances_per_request"] = round(requests.instances_per_request, 3)
+    result.metrics["instances_rps"] = round(point.throughput_rps * requests.instances_per_request, 3)
+    result.traffic = requests.summary()
+    return point
+
+
+def _check_errors(point: LevelResult, settings: MeasureSettings) -> None:
+    """Fail a trial whose operating point errs more than the limit allows."""
+    if point.error_rate > settings.max_error_rate:
+        raise TrialError(
+            FailureReason.errors_over_limit,
+            f"error rate {point.error_rate:.1%} over the limit {settings.max_error_rate:.1%} ({_error_kinds(point)})",
+        )
+
+
+def run_target(
+    target: Target,
+    model_name: str,
+    signature: Signature,
+    settings: MeasureSettings,
+    config: ServingConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TrialResult:
+    """Measure the server already running at TARGET, as it is (CONFIG: what the user says it runs, if known).
+
+    Nothing is started, stopped or changed there; its process is sampled when it is visible on this host."""
+    say = progress or (lambda _msg: None)
+    started = time.monotonic()
+    requests = load_requests(settings.requests_file, signature, settings.batch)
+    server = RunningServer(target, listening_pid(target.rest_port) if target.loopback else None)
+    result = TrialResult(model_name, "target", settings.protocol, config, [], target=target.url)
+    spec = LoadSpec(
+        protocol=settings.protocol,
+        rest_port=target.rest_port,
+        grpc_port=0,
+        model_name=model_name,
+        window_s=settings.window_s,
+        warmup_s=settings.warmup_s,
+        max_windows=settings.max_windows,
+        timeout_s=settings.request_timeout_s,
+        max_lifetime_s=settings.trial_timeout_s + 60,
+        grpc_target=target.grpc_target or "127.0.0.1:0",
+        host=target.host,
+        allow_hosts=target.remote_hosts,
+    )
+    if settings.protocol == "grpc" and target.grpc_target is None:
+        raise AutotuneError("--protocol grpc with --target needs --target-grpc HOST:PORT (TF Serving's --port)")
+    with tempfile.TemporaryDirectory(prefix="autotune-target-") as tmp:
+        gen = LoadGenerator(spec, requests.payloads(model_name, signature.name), Path(tmp))
+        monitor = ResourceMonitor(server.pid).start()
+        monitor.add_own_pid(gen.pid)
+        try:
+            gen.wait_ready()
+            # Its own counters, when it exposes them: they show traffic from others during the measurement.
+            scraper = (lambda: scrape(target.url, model_name)) if scrape(target.url, model_name) else None
+            runner = _LevelRunner(server, monitor, gen, settings, started + settings.trial_timeout_s, say, scraper)  # type: ignore[arg-type]
+            point = _measure(result, runner, requests, None, None)
+            result.metrics["server_pid"] = server.pid
+            result.metrics["client_answered"] = (point.server or {}).get("client_answered")
+            _check_errors(point, settings)
+        except (TrialError, LoadGeneratorError, KeyboardInterrupt) as exc:
+            result.failure_reason, result.failure_message = classify_failure(exc, server)  # type: ignore[arg-type]
+        finally:
+            gen.stop()
+            monitor.stop()
+    result.metrics["trial_wall_s"] = round(time.monotonic() - started, 3)
     return result
 
 
@@ -665,10 +740,10 @@ def _cost(point: LevelResult, cpu: CpuPlan, s: MeasureSettings) -> float | None:
 def _metrics(
     point: LevelResult,
     unloaded: LevelResult | None,
-    load_time_s: float,
+    load_time_s: float | None,
     slo_met: bool,
     s: MeasureSettings,
-    cpu: CpuPlan,
+    cpu: CpuPlan | None,  # None: a server autotune did not start, whose allowance it does not know
 ) -> dict[str, Any]:
     def r(x: float | None, nd: int = 3) -> float | None:
         return None if x is None else round(x, nd)
@@ -693,8 +768,8 @@ def _metrics(
         "rss_mb": r(point.rss_mb, 1),
         "rss_mean_mb": r(point.rss_mean_mb, 1),
         # What the server was given (what a deployment pays for), and what that costs per 1,000 answers.
-        "cpus_allocated": cpu.allocated,
-        "cost_per_1k_requests": _cost(point, cpu, s),
+        "cpus_allocated": cpu.allocated if cpu else None,
+        "cost_per_1k_requests": _cost(point, cpu, s) if cpu else None,
         "throttled_periods": point.throttled_periods,
         "throttled_s": point.throttled_s,
         "gpu_util_pct": r(point.gpu_util_pct, 1),

@@ -37,13 +37,16 @@ class LoadSpec:
     max_inflight: int = 64
     max_lifetime_s: float = 3600.0
     grpc_target: str | None = None  # default 127.0.0.1:grpc_port; unix:PATH for a server on a UNIX socket
+    host: str = "127.0.0.1"  # where REST answers; anything but loopback must be in allow_hosts
+    allow_hosts: tuple[str, ...] = ()  # other hosts the user named (--allow-remote): the generator refuses the rest
 
     def to_json(self, payloads: list[Payload]) -> dict[str, Any]:
         bodies = [p.grpc_request if self.protocol == "grpc" else p.rest_body for p in payloads]
         return {
             "protocol": self.protocol,
             "target": self.grpc_target or f"127.0.0.1:{self.grpc_port}",
-            "url": f"http://127.0.0.1:{self.rest_port}/v1/models/{self.model_name}:predict",
+            "url": f"http://{_bracketed(self.host)}:{self.rest_port}/v1/models/{self.model_name}:predict",
+            "allow_hosts": list(self.allow_hosts),
             "bodies_b64": [base64.b64encode(body).decode() for body in bodies],
             "window_s": self.window_s,
             "warmup_s": self.warmup_s,
@@ -52,6 +55,10 @@ class LoadSpec:
             "max_inflight": self.max_inflight,
             "max_lifetime_s": self.max_lifetime_s,
         }
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class LoadGenerator:

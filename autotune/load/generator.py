@@ -157,6 +157,7 @@ class Generator:
         self.mode = "idle"
         self.concurrency = 0
         self.generation = 0  # bumped per level so workers of an old level stand down
+        self.level_answered = 0  # every answer of this level, warm-up included: what the server's own count sees
         self.workers: list[threading.Thread] = []
         self.stopping = False
         self.lag_ms = 0.0
@@ -195,6 +196,7 @@ class Generator:
             self.inflight.pop(index, None)
             if generation != self.generation:
                 return
+            self.level_answered += 1
             if ok:
                 self.completions.append(done)
             if sent >= self.closed_until:
@@ -243,6 +245,7 @@ class Generator:
         """Switch to a new load level; requests sent before MEASURE_FROM (its warm-up) are not measured."""
         with self.lock:
             self.generation += 1
+            self.level_answered = 0
             self.mode = "idle"
             self.arrivals.clear()
             self.records.clear()
@@ -307,16 +310,18 @@ class Generator:
             "latencies_ms": latencies,
             "backlog": len(self.arrivals),
             "lag_ms": round(self.lag_ms, 3),
+            "level_answered": self.level_answered,
         }
 
 
 def _check_target(spec: dict[str, Any]) -> None:
-    # A UNIX socket is local by construction; anything else must name a loopback host.
+    # A UNIX socket is local by construction; anything else must name a loopback host, or one the user named.
     hosts = [] if spec["target"].startswith("unix:") else [spec["target"].rsplit(":", 1)[0].strip("[]")]
     if "url" in spec:
         hosts.append(urlsplit(spec["url"]).hostname or "")
+    allowed = set(spec.get("allow_hosts") or [])
     for host in hosts:
-        if host not in LOOPBACK:
+        if host not in LOOPBACK and host not in allowed:
             raise SystemExit(f"autotune load generator: refusing non-loopback target {host!r}")
 
 

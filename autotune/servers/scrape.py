@@ -63,10 +63,11 @@ def parse(text: str, model_name: str) -> ServerCounters:
     return ServerCounters(**totals)
 
 
-def scrape(rest_port: int, model_name: str, timeout_s: float = 5.0) -> ServerCounters | None:
-    """The server's counters now, or None when it exposes no metrics (monitoring off, or an error)."""
+def scrape(base_url: str, model_name: str, timeout_s: float = 5.0) -> ServerCounters | None:
+    """The counters now of the server answering at BASE_URL (http://HOST:PORT), or None when it exposes no
+    metrics (monitoring off, or an error)."""
     try:
-        reply = requests.get(f"http://127.0.0.1:{rest_port}{METRICS_PATH}", timeout=timeout_s)
+        reply = requests.get(f"{base_url}{METRICS_PATH}", timeout=timeout_s)
         if reply.status_code != 200:
             return None
         return parse(reply.text, model_name)
