@@ -838,6 +838,16 @@ def retune(
     model: Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel path")],
     trials: TrialsOpt = None,
     minutes: MinutesOpt = None,
+    check_target: Annotated[
+        str | None,
+        typer.Option(
+            help="instead: measure the deployed TF Serving at this URL as the last job measured, against what "
+            "its export predicted (drift from production); nothing is queued"
+        ),
+    ] = None,
+    target_grpc: TargetGrpcOpt = None,
+    allow_remote: AllowRemoteOpt = None,
+    job_id: JobOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Enqueue a retune (re-measure the stored Pareto set, report drift, search again) and ensure a daemon."""
@@ -845,11 +855,38 @@ def retune(
     from autotune.daemon_control import ensure_daemon
     from autotune.models.resolve import check_spec
 
+    if check_target is not None:
+        _check_target(model, job_id, check_target, target_grpc, allow_remote, as_json)
+        return
     _check_budget(trials, minutes)
     check_spec(model)
     job_id = enqueue_retune(model, trials, minutes)
     pid = ensure_daemon()
     emit(as_json, {"job_id": job_id, "daemon_pid": pid}, f"retune job {job_id} queued; daemon pid {pid}")
+
+
+def _check_target(
+    model: str, job_id: int | None, url: str, grpc: str | None, allow_remote: list[str] | None, as_json: bool
+) -> None:
+    from autotune.servers.target import parse_target
+    from autotune.target_check import check_target
+
+    where = parse_target(url, grpc, allow_remote)
+    job = _pick_job(model, job_id)
+    err.print(f"checking {where.url} against job {job.id}'s prediction (measured as the job measured)", markup=False)
+    with err.status("measuring") as status:
+        check = check_target(job, where, status.update)
+    change = "n/a" if check.change is None else f"{check.change:+.1%}"
+    line = (
+        f"{job.model.name} at {where.url}: goodput {check.measured_rps:.1f} rps, job {job.id} trial {check.trial} "
+        f"predicted {check.predicted_rps:.1f} rps ({change}): "
+        + ("DRIFT beyond" if check.drifted else "within")
+        + " the tolerance"
+    )
+    emit(as_json, check.to_json(), line)
+    if not check.result.ok:
+        err.print(f"measurement failed: {check.result.failure_reason}: {check.result.failure_message}", markup=False)
+        raise typer.Exit(EXIT_TRIAL_FAILED)
 
 
 @schedule_app.command("add")

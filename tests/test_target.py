@@ -107,3 +107,30 @@ def test_a_remote_host_is_allowed_only_when_named(tiny_model):
     with pytest.raises(SystemExit, match="refusing non-loopback target"):
         _check_target(spec)
     _check_target({**spec, "allow_hosts": ["10.1.2.3"]})
+
+
+def test_retune_check_target_sets_the_deployed_server_against_its_jobs_prediction(tiny_model, start_server, tmp_path):
+    from dataclasses import asdict
+
+    from autotune.fingerprint import fingerprint, host_info
+    from autotune.spec import Study
+    from autotune.states import JobState
+    from autotune.store import Store
+    from tests.stored_jobs import add_job, add_trial, set_job
+
+    db = f"sqlite:///{tmp_path / 'check.db'}"
+    store = Store(db)
+    settings = {"concurrency": 2, "window_s": 0.3, "warmup_s": 0.2, "max_windows": 4, "measure_unloaded": False}
+    job = add_job(store, store.model(tiny_model), fingerprint(host_info()), JobState.running, settings)
+    set_job(store, job, study=asdict(Study(source="test", model="tiny")))
+    add_trial(store, job, 0, rps=1e6, p99=1.0)  # a prediction no server here meets: drift, whatever the noise
+    store.finish_job(job, JobState.done)
+    server = start_server(tiny_model)
+    url = f"http://127.0.0.1:{server.rest_port}"
+    run = autotune("retune", "--model", "tiny", "--check-target", url, "--json", db=db)
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["predicted_goodput_rps"] == 1e6 and 0 < doc["measured_goodput_rps"] < 1e6
+    assert doc["drifted"] is True and doc["measurement"]["concurrency"] == 2
+    (check,) = Store(db).drift_checks(job)
+    assert check["causes"] == [f"target:{url}"] and check["drifted"] and server.alive()

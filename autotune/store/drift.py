@@ -29,6 +29,26 @@ def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
 class DriftLog(Tables):
     """Drift checks of retunes."""
 
+    def record_target_check(
+        self, job: JobRow, config: dict[str, Any], before_rps: float, after_rps: float, target: str
+    ) -> DriftCheckRow:
+        """Store a running server's goodput (retune --check-target) against the figure JOB's export predicted."""
+        change, drifted = compare(before_rps, after_rps)
+        with self._tx() as s:
+            row = DriftCheckRow(
+                job_id=job.id,
+                previous_job_id=job.id,
+                model=job.model.name,
+                config=config,
+                before_goodput_rps=before_rps,
+                after_goodput_rps=after_rps,
+                change=change,
+                drifted=drifted,
+                causes=[f"target:{target}"],
+            )
+            s.add(row)
+        return row
+
     def record_drift(
         self, job: JobRow, previous: PreviousFront, config: dict[str, Any], metrics: dict[str, Any], feasible: bool
     ) -> DriftCheckRow | None:

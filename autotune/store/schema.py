@@ -146,7 +146,8 @@ class DriftCheckRow(Base):
     after_goodput_rps: Mapped[float]
     change: Mapped[float | None]  # after / before - 1 (None when before was 0)
     drifted: Mapped[bool]
-    causes: Mapped[list[Any]]  # model_changed, host_changed: what differs since the previous job
+    # model_changed, host_changed: what differs since the previous job; target:URL: a running server measured
+    causes: Mapped[list[Any]]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
