@@ -5,6 +5,11 @@
     python benchmarks/trust.py repeat --model resnet --protocol rest --concurrency 8 --repeats 5
     python benchmarks/trust.py aa --model tiny --protocol grpc --concurrency 8 --runs 20
     python benchmarks/trust.py ab --model mobilenet --concurrency 8 --runs 5
+    python benchmarks/trust.py target --model mobilenet --concurrency 8 --runs 3
+
+`target` compares a server already running, measured with --target's path (nothing started, its
+process found by its port), against fresh servers of the same config (TF Serving's defaults), RUNS
+times: a --target reading should be within the noise of a normal bench.
 
 `repeat` measures TF Serving's defaults REPEATS times, a fresh server each, with autotune's protocol
 (send-time windows, model warm-up, stable span of >= 200 requests, one re-measure); it reports the
@@ -138,9 +143,57 @@ def ab(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     return lines, {"compares": results}
 
 
+def target(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    import tempfile
+
+    from autotune.servers.process import ServerProcess
+    from autotune.servers.target import Target
+    from autotune.trial import free_ports, run_target
+
+    model, backend = resolve_model(a.model), resolve_backend("local")
+    grpc_port, rest_port = free_ports(2)
+    argv = [*backend.program, f"--port={grpc_port}", f"--rest_api_port={rest_port}"]
+    argv += [f"--model_name={model.name}", f"--model_base_path={model.base_path}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ServerProcess(argv, Path(tmp) / "server.log")
+        try:
+            server.wait_ready(rest_port, model.name, 300)
+            where = Target(f"http://127.0.0.1:{rest_port}", "127.0.0.1", rest_port, f"127.0.0.1:{grpc_port}")
+            fresh = live_measure(model, _settings(a), backend)
+            baseline = ServingConfig()
+
+            def measure(config: ServingConfig, say: Any) -> Any:
+                if config is baseline:  # side A: the running server, as --target measures it
+                    return run_target(where, model.name, model.signature, _settings(a), None, say)
+                return fresh(config, say)
+
+            results = []
+            for i in range(a.runs):
+                result = compare(baseline, ServingConfig(), a.repeats, measure).to_json()
+                tp, p99 = result["metrics"]["throughput_rps"], result["metrics"]["latency_p99_ms"]
+                _say(
+                    f"[{i + 1}/{a.runs}] throughput x{tp['ratio']:.3f} {tp['ratio_ci95']} {tp['verdict']}; "
+                    f"p99 x{p99['ratio']:.3f} {p99['ratio_ci95']} {p99['verdict']}; overall {result['verdict']}"
+                )
+                results.append(result)
+            pid_kept = server.alive()
+        finally:
+            server.stop()
+    lines = [
+        f"### --target against fresh servers: {a.model}, {a.protocol}, concurrency {a.concurrency}, {a.runs} runs "
+        f"of {a.repeats} readings of one running server (A) + {a.repeats} fresh servers (B), TF Serving's defaults",
+        "",
+        *provenance("trust.py"),
+        f"- the running server (pid {server.pid}) was alive and unchanged after every reading: {pid_kept}",
+        "",
+        *_verdict_table(results),
+    ]
+    return lines, {"compares": results, "target_pid": server.pid, "target_alive_after": pid_kept}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("repeat", "aa", "ab"))
+    p.add_argument("what", choices=("repeat", "aa", "ab", "target"))
     p.add_argument("--model", default="tiny")
     p.add_argument("--protocol", default="rest")
     p.add_argument("--concurrency", type=int, default=8)
@@ -149,7 +202,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=20, help="compares (aa, ab)")
     p.add_argument("--out", type=Path, help="append the markdown summary here")
     a = p.parse_args()
-    lines, data = {"repeat": repeat, "aa": aa, "ab": ab}[a.what](a)
+    lines, data = {"repeat": repeat, "aa": aa, "ab": ab, "target": target}[a.what](a)
     text = "\n".join(lines) + "\n"
     print(text)
     DATA.mkdir(exist_ok=True)
