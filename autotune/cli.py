@@ -412,6 +412,28 @@ def compare(
         raise typer.Exit(EXIT_TRIAL_FAILED)
 
 
+def _several_models_export(
+    job: Any, config: Any, mix: dict[str, float], target: Path, fmt: str
+) -> tuple[dict[str, str | bytes], str]:
+    """The files of a multi-model job's export, and a line on their warm-up files."""
+    from autotune.export import ServedModel, model_warmup, render_several
+    from autotune.models.resolve import resolve_model
+
+    if fmt != "tfserving":
+        raise AutotuneError(f"--format {fmt}: a job of several models exports TF Serving's files only (for now)")
+    settings = job.settings or {}
+    models, notes = {}, []
+    for spec in mix:
+        ref = resolve_model(spec)
+        primary = ref.name == job.model.name
+        requests_file = settings.get("requests_file") if primary else None
+        signature = (job.study.get("signature") or "serving_default") if primary else "serving_default"
+        warmup, note = model_warmup(ref.name, ref.version_path, signature, requests_file, settings.get("batch"))
+        models[ref.name] = ServedModel(ref.base_path, ref.version, warmup)
+        notes.append(f"{ref.name}: {note}")
+    return render_several(config, models, target), "; ".join(notes)
+
+
 def _target_measure(
     ref: Any,
     settings: Any,
@@ -656,13 +678,21 @@ def export(
     for key in ("confirmed", "verdict", "vs_defaults", "defaults", "search_metrics"):
         if key in chosen:
             meta[key] = chosen[key]
-    warmup, warmup_note = export_warmup(job)
+    written: dict[str, str | bytes]
+    mix = (job.settings or {}).get("mix")
+    if mix:
+        written, warmup_note = _several_models_export(job, config, mix, target, fmt.value)
+        files = {k: v for k, v in written.items() if isinstance(v, str)}
+        meta["mix"] = mix  # the models this server serves, and the share of the requests each was measured with
+    else:
+        warmup, warmup_note = export_warmup(job)
+        files = render(config, job.model.name, model_base, target, image, job.model.version if warmup else None)
+        written = dict(files)
+        if warmup is not None:
+            written[str(WARMUP_FILE)] = warmup
     meta["warmup"] = warmup_note
-    files = render(config, job.model.name, model_base, target, image, job.model.version if warmup else None)
-    files.update(render_deployment(files, config, meta, job.study, DeployOptions(fmt.value, image, storage_uri)))
-    written: dict[str, str | bytes] = dict(files)
-    if warmup is not None:
-        written[str(WARMUP_FILE)] = warmup
+    deployment = render_deployment(files, config, meta, job.study, DeployOptions(fmt.value, image, storage_uri))
+    written.update(deployment)
     write_export(written, meta, target)
     verdict = summary_line(rows, list(job.study["objectives"]))
     doc = {**meta, "out": str(target), "files": sorted([*written, "autotune.json"]), "verdict_line": verdict}

@@ -19,9 +19,10 @@ from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.load.requests import load_requests
 from autotune.models.signature import read_signatures
+from autotune.multimodel import models_config_text
 from autotune.pareto import PICKS, pick_index  # noqa: F401  (re-exported: the CLI picks through export)
 from autotune.protos import batching_parameters_text, monitoring_config_text
-from autotune.servers.argv import WARMUP_FILE, ServerPaths, tfserving_flags
+from autotune.servers.argv import PER_MODEL_BATCHING_FILE, WARMUP_FILE, ServerPaths, tfserving_flags
 from autotune.servers.docker import DockerRun, docker_argv, version_entries
 from autotune.states import TrialState
 from autotune.warmup import MAX_WARMUP_RECORDS, warmup_records
@@ -33,18 +34,6 @@ def check_out_dir(out: Path, model_base: Path, force: bool) -> Path:
     if target == model_base or model_base in target.parents:
         raise AutotuneError(f"refusing to export into the model directory {model_base}: TF Serving would scan it")
     return target
-
-
-def _models_config(name: str, base_path: str) -> str:
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
-    msg = model_server_config_pb2.ModelServerConfig()
-    entry = msg.model_config_list.config.add()
-    entry.name = name
-    entry.base_path = base_path
-    entry.model_platform = "tensorflow"
-    return text_format.MessageToString(msg)
 
 
 def deployed_config(config: ServingConfig) -> ServingConfig:
@@ -77,7 +66,7 @@ def render(
     batching = out / "batching_parameters.txt" if config.enable_batching else None
     if batching is not None:
         files["batching_parameters.txt"] = batching_parameters_text(config)
-    files["models.config"] = _models_config(model_name, str(model_base))
+    files["models.config"] = models_config_text({model_name: str(model_base)})
     files["monitoring.config"] = monitoring_config_text()
     warmup = warmup_version is not None
     paths = ServerPaths(model_name, model_base, 8500, 8501, batching, out / "monitoring.config", warmup=warmup)
@@ -109,24 +98,74 @@ def render(
 def export_warmup(job: Any) -> tuple[bytes | None, str]:
     """The warm-up file an export ships for JOB's model (from the job's request file, else synthetic
     requests), and one line saying what it holds; None when the model has its own or is not on this host."""
+    settings = job.settings or {}
     version_dir = Path(job.model.path) / str(job.model.version)
+    signature = job.study.get("signature") or "serving_default"
+    return model_warmup(job.model.name, version_dir, signature, settings.get("requests_file"), settings.get("batch"))
+
+
+def model_warmup(
+    name: str, version_dir: Path, signature_name: str, requests_file: str | None, batch: int | None
+) -> tuple[bytes | None, str]:
+    """The warm-up file for model NAME at VERSION_DIR, from REQUESTS_FILE (else synthetic requests), and a line
+    saying what it holds; None when the model has its own or is not on this host."""
     if (version_dir / WARMUP_FILE).is_file():
         return None, f"warm-up: the model's own {WARMUP_FILE}"
     if not (version_dir / "saved_model.pb").is_file():
         return None, f"no warm-up file: the model is not at {version_dir} on this host"
-    signature = read_signatures(version_dir).get(job.study.get("signature") or "serving_default")
+    signature = read_signatures(version_dir).get(signature_name)
     if signature is None:
         return None, "no warm-up file: the job's signature is gone from the model"
-    settings = job.settings or {}
     try:
-        requests = load_requests(settings.get("requests_file"), signature, settings.get("batch"))
+        requests = load_requests(requests_file, signature, batch)
     except AutotuneError as exc:
-        requests = load_requests(None, signature, settings.get("batch"))
+        requests = load_requests(None, signature, batch)
         note = f"warm-up from synthetic requests; the job's request file is unusable now ({exc})"
     else:
         note = f"warm-up from {requests.source} requests"
     records = min(len(requests.requests), MAX_WARMUP_RECORDS)
-    return warmup_records(requests.payloads(job.model.name, signature.name)), f"{note} ({records} records)"
+    return warmup_records(requests.payloads(name, signature.name)), f"{note} ({records} records)"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model of a multi-model export: where it lives, and its warm-up file (None: none shipped)."""
+
+    base: Path
+    version: int
+    warmup: bytes | None
+
+
+def render_several(config: ServingConfig, models: dict[str, ServedModel], out: Path) -> dict[str, str | bytes]:
+    """File name -> contents of an export serving MODELS from one TF Serving (--model_config_file).
+
+    Each model batches by its own batching_params.pbtxt (OUT/NAME/, to be placed in its version directory)
+    and shares the batch threads of batching_parameters.txt; its warm-up file is in OUT/NAME/assets.extra/."""
+    config = deployed_config(config)
+    files: dict[str, str | bytes] = {}
+    batching = out / "batching_parameters.txt" if config.enable_batching else None
+    if batching is not None:
+        files["batching_parameters.txt"] = batching_parameters_text(config)
+    files["models.config"] = models_config_text({name: str(m.base) for name, m in models.items()})
+    files["monitoring.config"] = monitoring_config_text()
+    for name, model in models.items():
+        if batching is not None:
+            files[f"{name}/{PER_MODEL_BATCHING_FILE}"] = batching_parameters_text(config)
+        if model.warmup is not None:
+            files[f"{name}/{WARMUP_FILE}"] = model.warmup
+    first = next(iter(models))
+    paths = ServerPaths(
+        first,
+        models[first].base,
+        8500,
+        8501,
+        batching,
+        out / "monitoring.config",
+        warmup=True,
+        model_config_file=out / "models.config",
+    )
+    files["tfserving.args"] = "\n".join(tfserving_flags(config, paths)) + "\n"
+    return files
 
 
 def render_deployment(

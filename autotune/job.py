@@ -22,8 +22,9 @@ from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import ServingConfig, config_from_dict
 from autotune.load.requests import load_requests
 from autotune.models.resolve import ModelRef, resolve_model
+from autotune.multimodel import check_mix
 from autotune.pareto import default_pick, pick_index
-from autotune.servers.backends import Backend, backend_from_options, resolve_backend
+from autotune.servers.backends import MULTI_MODEL_DOCKER, Backend, backend_from_options, resolve_backend
 from autotune.space import Host, build_space
 from autotune.spec import Study, study_from_dict
 from autotune.states import FailureReason, JobState, Trigger
@@ -73,6 +74,7 @@ def study_settings(study: Study, **overrides: Any) -> MeasureSettings:
         gpu_gib_hour_price=study.gpu_gib_hour_price,
         requests_file=study.requests,
         batch=study.batch,
+        mix=study.mix,
         **windows,
     )
 
@@ -106,6 +108,11 @@ def enqueue_job(
     backend = backend or resolve_backend(study.backend)
     model = resolve_model(study.model, study.signature)
     load_requests(settings.requests_file, model.signature, settings.batch)  # a bad file fails here, not in a trial
+    if settings.mix:
+        if backend.name == "docker":
+            raise AutotuneError(MULTI_MODEL_DOCKER)
+        # Every model is built (a built-in) and checked now, not in the first trial.
+        check_mix(settings.mix, {spec: resolve_model(spec).name for spec in settings.mix})
     info = host_info()
     store = Store()
     name = f"{STUDY_PREFIX}/{model.name}/{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S.%f')}"

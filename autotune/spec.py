@@ -22,7 +22,20 @@ from autotune.windows import WindowOptions
 OBJECTIVES = ("throughput_rps", "latency_p99_ms", "cpu_cores", "gpu_mem_mb", "rss_mb", "cost_per_1k_requests")
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("autotune", "tpe", "nsga2", "random", "grid")
-_TOP_KEYS = {"model", "backend", "slo", "objectives", "space", "budget", "load", "sampler", "seed", "signature", "cost"}
+_TOP_KEYS = {
+    "model",
+    "backend",
+    "slo",
+    "objectives",
+    "space",
+    "budget",
+    "load",
+    "sampler",
+    "seed",
+    "signature",
+    "cost",
+    "mix",
+}
 # [slo] bounds on measured metrics besides the p99 and the error rate: key -> (metric, which side is allowed).
 METRIC_LIMITS: dict[str, tuple[str, str]] = {
     "min_throughput_rps": ("throughput_rps", "min"),
@@ -70,6 +83,8 @@ class Study:
     windows: WindowOptions = field(default_factory=WindowOptions)
     requests: str | None = None  # [load] requests: a request file (absolute; relative ones are to the study file)
     batch: int | None = None  # [load] batch: instances per request
+    # [mix]: several models served by one server, each with its share of the requests (model among them).
+    mix: dict[str, float] | None = None
     # [cost]: what an hour of a core and of a GiB of GPU memory costs (cost_per_1k_requests prices them).
     core_hour_price: float = PRICE_DEFAULTS.core_hour
     gpu_gib_hour_price: float = PRICE_DEFAULTS.gpu_gib_hour
@@ -244,6 +259,14 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
     out["windows"] = WindowOptions(**windows)
     for key, problem in out["windows"].problems().items():
         raise c.fail(f"load.{key}", f"{problem}, got {load[key]!r}")
+
+    mix = c.table(doc, "mix")
+    if mix:
+        out["mix"] = {spec: float(c.number(share, f"mix.{spec}", positive=True)) for spec, share in mix.items()}
+        if out["model"] not in out["mix"]:
+            raise c.fail("mix", f"must give the study's model {out['model']!r} its share too")
+        if len(out["mix"]) < 2:
+            raise c.fail("mix", "names one model; a mix serves several (or drop [mix])")
 
     cost = c.table(doc, "cost")
     c.unknown(cost, {"core_hour", "gpu_gib_hour"}, "cost.")

@@ -14,7 +14,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -38,9 +38,10 @@ from autotune.load.stats import (
     spread,
     stable_span,
 )
-from autotune.models.resolve import ModelRef
+from autotune.models.resolve import ModelRef, resolve_model, served_name
 from autotune.models.signature import Signature
 from autotune.monitor import ResourceMonitor
+from autotune.multimodel import mixed_payloads, models_config_text
 from autotune.protos import monitoring_config_text
 from autotune.servers.argv import WARMUP_FILE, ServerPaths, write_batching_file
 from autotune.servers.backends import Backend, Launch
@@ -106,6 +107,8 @@ class MeasureSettings:
     gpu_gib_hour_price: float = PRICE_DEFAULTS.gpu_gib_hour
     requests_file: str | None = None  # the user's traffic (load/requests.py); None: synthetic requests
     batch: int | None = None  # instances per request (client-side batching); None: as the file has them, else 1
+    # Several models on one server: model (built-in name or path) -> its share of the requests; None: one model.
+    mix: dict[str, float] | None = None
 
     @property
     def prices(self) -> Prices:
@@ -230,6 +233,27 @@ class PreparedLaunch:
         return files
 
 
+@dataclass(frozen=True)
+class Served:
+    """A model a trial's server serves, the requests it gets, and its share of them (several models)."""
+
+    model: ModelRef
+    payloads: list[Payload]
+    weight: float = 1.0
+
+
+def mix_others(model: ModelRef, settings: MeasureSettings) -> tuple[Served, ...]:
+    """The models served beside MODEL in a multi-model study (synthetic requests, the study's batch)."""
+    others = []
+    for spec, weight in (settings.mix or {}).items():
+        if served_name(spec) == model.name:
+            continue
+        other = resolve_model(spec)
+        payloads = load_requests(None, other.signature, settings.batch).payloads(other.name, other.signature.name)
+        others.append(Served(other, payloads, weight))
+    return tuple(others)
+
+
 def prepare_launch(
     model: ModelRef,
     config: ServingConfig,
@@ -237,12 +261,14 @@ def prepare_launch(
     workdir: Path,
     monitoring: bool,
     warmup: list[Payload] | None = None,
+    others: tuple[Served, ...] = (),
 ) -> PreparedLaunch:
     """Write the batching (and monitoring) file into WORKDIR, pick ports, build the argv; start nothing.
 
     With WARMUP, the server loads the model with those requests as its warm-up file (unless the model
-    ships its own), as a deployment of the export does. Raises AutotuneError when this host cannot give
-    the config's CPU allowance."""
+    ships its own), as a deployment of the export does. With OTHERS, it serves them too, from a models
+    config, each model batching by its own copy of CONFIG's batching file. Raises AutotuneError when this
+    host cannot give the config's CPU allowance."""
     cpu = plan_cpus(config.cpus, schedulable_cores())
     monitoring_file = None
     if monitoring:
@@ -250,9 +276,13 @@ def prepare_launch(
         monitoring_file.write_text(monitoring_config_text())
     grpc_port, rest_port = free_ports(2)
     batching = write_batching_file(config, workdir / "batching_parameters.txt")
+    if others:
+        paths = _several_models(Served(model, warmup or []), others, batching, workdir, grpc_port, rest_port)
+        paths = replace(paths, monitoring_file=monitoring_file)
+        return PreparedLaunch(paths, backend.launch(config, paths, workdir, cpu), workdir, cpu)
     base, overlay = model.base_path, None
     if warmup and not has_own_warmup(model):
-        base, overlay = warmed_model_base(model, warmup, workdir), model.version
+        base, overlay = warmed_model_base(model, warmup, workdir / "model"), model.version
     paths = ServerPaths(
         model.name,
         base,
@@ -264,6 +294,24 @@ def prepare_launch(
         overlay_version=overlay,
     )
     return PreparedLaunch(paths, backend.launch(config, paths, workdir, cpu), workdir, cpu)
+
+
+def _several_models(
+    first: Served, others: tuple[Served, ...], batching: Path | None, workdir: Path, grpc_port: int, rest_port: int
+) -> ServerPaths:
+    """Every model rebuilt under WORKDIR/models with its warm-up file and (batching on) its batching_params.pbtxt,
+    and the models config listing them."""
+    text = batching.read_text() if batching is not None else None
+    bases = {
+        s.model.name: str(warmed_model_base(s.model, s.payloads, workdir / "models" / s.model.name, text))
+        for s in (first, *others)
+    }
+    config_file = workdir / "models.config"
+    config_file.write_text(models_config_text(bases))
+    base = Path(bases[first.model.name])
+    return ServerPaths(
+        first.model.name, base, grpc_port, rest_port, batching, None, warmup=True, model_config_file=config_file
+    )
 
 
 def _aggregate(
@@ -605,7 +653,12 @@ def run_trial(
             # Read and checked before the server starts: a request file gone bad since the job began fails here.
             requests = load_requests(settings.requests_file, model.signature, settings.batch)
             payloads = requests.payloads(model.name, model.signature.name)
-            prepared = prepare_launch(model, config, backend, Path(tmp), settings.monitoring, payloads)
+            others = mix_others(model, settings)
+            prepared = prepare_launch(model, config, backend, Path(tmp), settings.monitoring, payloads, others)
+            if others:  # the generator sends every model's requests, in the mix's proportion
+                weights = {served_name(spec): weight for spec, weight in (settings.mix or {}).items()}
+                by_model = {model.name: payloads, **{o.model.name: o.payloads for o in others}}
+                payloads = mixed_payloads(by_model, weights)
         except AutotuneError as exc:  # an allowance this host cannot give (a config stored on another host)
             failed = TrialResult(model.name, backend.name, settings.protocol, config, [])
             failed.failure_reason, failed.failure_message = FailureReason.server_start_failed, str(exc)
@@ -626,6 +679,9 @@ def run_trial(
                     live.server, live.monitor, live.gen, settings, started + settings.trial_timeout_s, say, scraper
                 )
                 point = _measure(result, runner, requests, load_time_s, prepared.cpu)
+                if settings.mix:
+                    assert result.traffic is not None
+                    result.traffic["mix"] = {served_name(spec): share for spec, share in settings.mix.items()}
                 # Sharing cores with the server, a generator using a quarter of their CPU can slow it.
                 share = result.metrics.get("client_cpu_share") or 0.0
                 result.metrics["cores_shared"] = live.client_cores is None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autotune.load.payload import Payload
 from autotune.models.resolve import ModelRef
-from autotune.servers.argv import WARMUP_FILE
+from autotune.servers.argv import PER_MODEL_BATCHING_FILE, WARMUP_FILE
 from autotune.tfrecord import encode, write_records
 from autotune.tfwire import message
 
@@ -44,18 +44,20 @@ def has_own_warmup(model: ModelRef) -> bool:
     return (model.version_path / WARMUP_FILE).is_file()
 
 
-def warmed_model_base(model: ModelRef, payloads: list[Payload], workdir: Path) -> Path:
-    """A model base under WORKDIR that TF Serving loads as MODEL with a warm-up file of PAYLOADS.
+def warmed_model_base(model: ModelRef, payloads: list[Payload], base: Path, batching: str | None = None) -> Path:
+    """BASE, made a model base that TF Serving loads as MODEL with a warm-up file of PAYLOADS (and, given
+    BATCHING, that text as the model's own batching_params.pbtxt).
 
     The user's model is never written to: the version directory is rebuilt of symlinks to its entries,
     beside an assets.extra that holds the warm-up file (and links to anything else already in there)."""
-    base = workdir / "model"
     version = base / str(model.version)
     extra = version / WARMUP_FILE.parent
     extra.mkdir(parents=True)
     for entry in model.version_path.iterdir():
-        if entry.name != WARMUP_FILE.parent.name:
+        if entry.name != WARMUP_FILE.parent.name and not (batching and entry.name == PER_MODEL_BATCHING_FILE):
             os.symlink(entry.resolve(), version / entry.name)
+    if batching is not None:
+        (version / PER_MODEL_BATCHING_FILE).write_text(batching)
     own_extra = model.version_path / WARMUP_FILE.parent
     if own_extra.is_dir():
         for entry in own_extra.iterdir():

@@ -27,6 +27,8 @@ REAL_FLAGS = {
     "grpc_socket_path",
     "enable_model_warmup",
     "num_request_iterations_for_warmup",
+    "model_config_file",
+    "enable_per_model_batching_parameters",
 }
 
 PATHS = ServerPaths("m", Path("/models/m"), 8500, 8501, Path("/tmp/b.txt"), Path("/tmp/mon.cfg"))

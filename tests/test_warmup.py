@@ -54,7 +54,7 @@ def test_a_warmup_file_is_read_back_by_tensorflow_with_the_requests_it_was_made_
 def test_the_warmed_model_links_the_users_files_and_never_writes_into_them(tiny_model, tmp_path):
     before = sorted(p.name for p in tiny_model.version_path.iterdir())
     payloads = load_requests(None, tiny_model.signature).payloads("tiny", "serving_default")
-    base = warmed_model_base(tiny_model, payloads, tmp_path)
+    base = warmed_model_base(tiny_model, payloads, tmp_path / "model")
     version = base / str(tiny_model.version)
     assert (version / "saved_model.pb").resolve() == (tiny_model.version_path / "saved_model.pb").resolve()
     assert len(_read_with_tensorflow(version / WARMUP_FILE)) == 1

@@ -48,6 +48,8 @@ class LoadSpec:
             "url": f"http://{_bracketed(self.host)}:{self.rest_port}/v1/models/{self.model_name}:predict",
             "allow_hosts": list(self.allow_hosts),
             "bodies_b64": [base64.b64encode(body).decode() for body in bodies],
+            # REST: each body's path (its model's), where one server serves several models.
+            "paths": [f"/v1/models/{p.model or self.model_name}:predict" for p in payloads],
             "window_s": self.window_s,
             "warmup_s": self.warmup_s,
             "max_windows": self.max_windows,

@@ -38,15 +38,16 @@ from autotune.load.stats import percentiles
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 Sender = Callable[[], tuple[bool, str]]
-NextBody = Callable[[], bytes]
+NextBody = Callable[[], tuple[str, bytes]]  # (REST path, body)
 # A client that sees an exception backs off, so a dead server is not hammered in a spin.
 ERROR_BACKOFF_S = 0.05
 
 
-def round_robin(bodies: list[bytes]) -> NextBody:
-    """The bodies in turn, shared by every client (next() on a count is atomic under the GIL)."""
+def round_robin(bodies: list[bytes], paths: list[str]) -> NextBody:
+    """The (path, body) pairs in turn, shared by every client (next() on a count is atomic under the GIL)."""
+    requests = list(zip(paths, bodies, strict=True))
     counter = itertools.count()
-    return lambda: bodies[next(counter) % len(bodies)]
+    return lambda: requests[next(counter) % len(requests)]
 
 
 def _rest_sender(url: str, next_body: NextBody, timeout: float) -> Sender:
@@ -55,7 +56,7 @@ def _rest_sender(url: str, next_body: NextBody, timeout: float) -> Sender:
     import http.client
 
     parts = urlsplit(url)
-    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
     headers = {"Content-Type": "application/json"}
     conn: http.client.HTTPConnection | None = None
 
@@ -65,7 +66,7 @@ def _rest_sender(url: str, next_body: NextBody, timeout: float) -> Sender:
             conn.close()
             conn = None
 
-    def post(body: bytes) -> http.client.HTTPResponse:
+    def post(path: str, body: bytes) -> http.client.HTTPResponse:
         nonlocal conn
         if conn is None:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -78,15 +79,16 @@ def _rest_sender(url: str, next_body: NextBody, timeout: float) -> Sender:
 
     def send() -> tuple[bool, str]:
         reused = conn is not None
-        body = next_body()
+        path, body = next_body()
         try:
             try:
-                response = post(body)
+                response = post(path, body)
             except (BrokenPipeError, ConnectionResetError):  # RemoteDisconnected is a ConnectionResetError
                 close()
                 if not reused:
                     raise
-                response = post(body)  # the server closed an idle kept-alive connection: one fresh try, as urllib3
+                # The server closed an idle kept-alive connection: one fresh try, as urllib3.
+                response = post(path, body)
         except TimeoutError:
             close()
             return False, "timeout"
@@ -112,7 +114,7 @@ def _grpc_sender(target: str, next_body: NextBody, timeout: float) -> Sender:
 
     def send() -> tuple[bool, str]:
         try:
-            predict(next_body(), timeout=timeout)
+            predict(next_body()[1], timeout=timeout)
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             if code == grpc.StatusCode.UNAVAILABLE:
@@ -146,7 +148,8 @@ class Generator:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
-        self.next_body = round_robin([base64.b64decode(b) for b in spec["bodies_b64"]])
+        bodies = [base64.b64decode(b) for b in spec["bodies_b64"]]
+        self.next_body = round_robin(bodies, spec.get("paths") or [urlsplit(spec["url"]).path or "/"] * len(bodies))
         self.lock = threading.Lock()
         self.arrived = threading.Condition(self.lock)
         self.records: list[Record] = []

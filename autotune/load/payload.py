@@ -25,6 +25,7 @@ class Payload:
 
     rest_body: bytes
     grpc_request: bytes
+    model: str | None = None  # the model it is for, where one server serves several (its REST path)
 
 
 def synthetic_jpeg(width: int = 320, height: int = 240, seed: int = 0) -> bytes:
@@ -130,7 +131,7 @@ def payload_of(model_name: str, signature_name: str, tensors: dict[str, np.ndarr
     request.model_spec.signature_name = signature_name
     for name, value in tensors.items():
         request.inputs[name].CopyFrom(tensor_proto(value))
-    return Payload(json.dumps(doc).encode(), request.SerializeToString())
+    return Payload(json.dumps(doc).encode(), request.SerializeToString(), model_name)
 
 
 def synthetic_tensors(signature: Signature, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:

@@ -13,6 +13,8 @@ from autotune.knobs import ServingConfig
 
 # Where TF Serving looks for a model's warm-up requests, inside its version directory.
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+# A model's own BatchingParameters in its version directory (--enable_per_model_batching_parameters).
+PER_MODEL_BATCHING_FILE = "batching_params.pbtxt"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class ServerPaths:
     # The base is a rebuilt version directory of symlinks (warmup.warmed_model_base): its version, so a
     # container, where host symlinks do not resolve, can mount what they point to.
     overlay_version: int | None = None
+    # Several models from one server (multi-model studies): their ModelServerConfig replaces the name and
+    # base path flags, and each model's batching is its own batching_params.pbtxt.
+    model_config_file: Path | None = None
 
 
 def tfserving_flags(config: ServingConfig, paths: ServerPaths) -> list[str]:
@@ -37,15 +42,17 @@ def tfserving_flags(config: ServingConfig, paths: ServerPaths) -> list[str]:
     flags = [f"--port={paths.grpc_port}"]
     if paths.grpc_socket is not None:
         flags.append(f"--grpc_socket_path={paths.grpc_socket}")
-    flags += [
-        f"--rest_api_port={paths.rest_port}",
-        f"--model_name={paths.model_name}",
-        f"--model_base_path={paths.model_base_path}",
-    ]
+    flags.append(f"--rest_api_port={paths.rest_port}")
+    if paths.model_config_file is not None:
+        flags.append(f"--model_config_file={paths.model_config_file}")
+    else:
+        flags += [f"--model_name={paths.model_name}", f"--model_base_path={paths.model_base_path}"]
     if config.enable_batching:
         flags.append("--enable_batching=true")
         if paths.batching_file is not None:
             flags.append(f"--batching_parameters_file={paths.batching_file}")
+        if paths.model_config_file is not None:
+            flags.append("--enable_per_model_batching_parameters=true")
     if config.intra_op_threads:
         flags.append(f"--tensorflow_intra_op_parallelism={config.intra_op_threads}")
     if config.inter_op_threads:

@@ -33,6 +33,12 @@ TFSERVING_EXPOSURE = (
 )
 
 
+MULTI_MODEL_DOCKER = (
+    "backend docker: a study of several models runs on the local or tfserving backend "
+    "(its models config names host paths a container does not see)"
+)
+
+
 @dataclass(frozen=True)
 class Launch:
     """How to start one server and reach it."""
@@ -114,6 +120,8 @@ class DockerBackend(Backend):
     program: tuple[str, ...] = ("docker",)
 
     def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path, cpu: CpuPlan) -> Launch:
+        if paths.model_config_file is not None:
+            raise AutotuneError(MULTI_MODEL_DOCKER)
         name = f"autotune-{paths.model_name}-{uuid.uuid4().hex[:10]}"
         # Docker enforces the allowance itself (--cpus, --cpuset-cpus): the client process is left unpinned.
         run = DockerRun(

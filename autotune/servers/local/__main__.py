@@ -34,20 +34,34 @@ def _read_text_proto(message: str, path: Path) -> Any:
 
 
 def _batching(flags: ServerFlags) -> object | None:
-    """The batch op's options: the batching file's fields, TF Serving's defaults for those it leaves unset."""
-    from autotune.knobs import TFSERVING_BATCHING_DEFAULTS
+    """The batch op's options from the global batching file (None when batching is off)."""
     from autotune.protos import message_class
-    from autotune.servers.local.servable import BatchingOptions
 
     if not flags.enable_batching:
         return None
-    d = TFSERVING_BATCHING_DEFAULTS
     path = Path(flags.batching_parameters_file)
     # TF Serving with --enable_batching and no file batches with every field unset (server.cc BuildAndStart).
     if flags.batching_parameters_file:
-        msg = _read_text_proto("BatchingParameters", path)
-    else:
-        msg = message_class("BatchingParameters")()
+        return _batching_options(_read_text_proto("BatchingParameters", path), path)
+    return _batching_options(message_class("BatchingParameters")(), path)
+
+
+def _model_batching(version_dir: Path) -> object | None:
+    """A model's own batching (--enable_per_model_batching_parameters): its batching_params.pbtxt, else none."""
+    from autotune.servers.argv import PER_MODEL_BATCHING_FILE
+
+    path = version_dir / PER_MODEL_BATCHING_FILE
+    if not path.is_file():
+        return None
+    return _batching_options(_read_text_proto("BatchingParameters", path), path)
+
+
+def _batching_options(msg: Any, path: Path) -> object:
+    """The batch op's options: the file's fields, TF Serving's defaults for those it leaves unset."""
+    from autotune.knobs import TFSERVING_BATCHING_DEFAULTS
+    from autotune.servers.local.servable import BatchingOptions
+
+    d = TFSERVING_BATCHING_DEFAULTS
 
     def get(field: str, default: int) -> int:
         return getattr(msg, field).value if msg.HasField(field) else default
@@ -101,6 +115,33 @@ def _configure_tensorflow(flags: ServerFlags) -> None:
             _log(f"GPU {index}: memory limited to {limit} MiB ({fraction:.2f} of {total} MiB)")
 
 
+def _load(name: str, base: Path, flags: ServerFlags, batching: Any, metrics: Any) -> Any:
+    """Load model NAME from BASE with its batching, and replay its warm-up file."""
+    from autotune.models.resolve import latest_version
+    from autotune.servers.local.servable import Servable
+
+    started = time.monotonic()
+    try:
+        if batching is not None and flags.enable_per_model_batching_parameters:
+            batching = _model_batching(base / str(latest_version(base)))
+        servable = Servable(base, batching, metrics.batch_observer(name) if metrics and batching else None, name)
+    except AutotuneError:
+        raise
+    except Exception as exc:  # TF raises many types for corrupt or incompatible models
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise AutotuneError(f"failed to load model from {base}: {first}") from None
+    _log(
+        f"loaded {name} version {servable.version} in {time.monotonic() - started:.2f}s"
+        + (" with batching" if batching else "")
+    )
+    if flags.enable_model_warmup:
+        warmed = time.monotonic()
+        records = _replay_warmup(servable, base / str(servable.version), flags.num_request_iterations_for_warmup)
+        if records:
+            _log(f"warmed up {name} with {records} records in {time.monotonic() - warmed:.2f}s")
+    return servable
+
+
 def _replay_warmup(servable: Any, version_dir: Path, iterations: int) -> int:
     """Run the version's warm-up file through the servable before serving, as TF Serving does; return how many
     records. A warm-up request that fails fails the load, as in TF Serving."""
@@ -136,11 +177,41 @@ def _replay_warmup(servable: Any, version_dir: Path, iterations: int) -> int:
     return len(records)
 
 
+def _models(flags: ServerFlags) -> dict[str, Path]:
+    """The models to serve, by name: --model_name/--model_base_path, or every entry of --model_config_file."""
+    if not flags.model_config_file:
+        models = {flags.model_name: Path(flags.model_base_path)}
+    else:
+        from google.protobuf import text_format
+        from tensorflow_serving.config import model_server_config_pb2
+
+        path = Path(flags.model_config_file)
+        msg = model_server_config_pb2.ModelServerConfig()
+        try:
+            text_format.Parse(path.read_text(), msg)
+        except OSError as exc:
+            raise AutotuneError(f"cannot read model config file {path}: {exc.strerror}") from None
+        except text_format.ParseError as exc:
+            raise AutotuneError(f"{path}: not a valid ModelServerConfig text proto: {exc}") from None
+        entries = msg.model_config_list.config
+        if not entries:
+            raise AutotuneError(f"{path}: no models in model_config_list")
+        models = {}
+        for entry in entries:
+            if entry.name in models:
+                raise AutotuneError(f"{path}: model {entry.name!r} is listed twice")
+            if entry.model_platform not in ("", "tensorflow"):
+                raise AutotuneError(f"{path}: {entry.name}: platform {entry.model_platform!r} is not served here")
+            models[entry.name] = Path(entry.base_path)
+    for name, base in models.items():
+        if not base.is_dir():
+            raise AutotuneError(f"model {name}: base path {base} is not a directory")
+    return models
+
+
 def serve(flags: ServerFlags) -> int:
-    """Load the model, start both APIs, block until SIGTERM/SIGINT."""
-    base = Path(flags.model_base_path)
-    if not base.is_dir():
-        raise AutotuneError(f"model base path {base} is not a directory")
+    """Load the models, start both APIs, block until SIGTERM/SIGINT."""
+    models = _models(flags)
     batching = _batching(flags)
     metrics_path = _monitoring_path(flags)
     _configure_tensorflow(flags)
@@ -148,37 +219,21 @@ def serve(flags: ServerFlags) -> int:
     from autotune.servers.local.grpc_api import serve_grpc
     from autotune.servers.local.metrics import ServerMetrics
     from autotune.servers.local.rest import RestContext, serve_rest
-    from autotune.servers.local.servable import Servable
 
-    metrics = ServerMetrics(flags.model_name) if metrics_path else None
-    started = time.monotonic()
-    try:
-        servable = Servable(base, batching, metrics.observe_batch if metrics and batching else None)  # type: ignore[arg-type]
-    except AutotuneError:
-        raise
-    except Exception as exc:  # TF raises many types for corrupt or incompatible models
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise AutotuneError(f"failed to load model from {base}: {first}") from None
-    _log(f"loaded {flags.model_name} version {servable.version} in {time.monotonic() - started:.2f}s")
-    if flags.enable_model_warmup:
-        warmed = time.monotonic()
-        records = _replay_warmup(servable, base / str(servable.version), flags.num_request_iterations_for_warmup)
-        if records:
-            _log(f"warmed up with {records} records in {time.monotonic() - warmed:.2f}s")
+    metrics = ServerMetrics() if metrics_path else None
+    servables = {name: _load(name, base, flags, batching, metrics) for name, base in models.items()}
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        grpc_server = serve_grpc(
-            flags.model_name, servable, flags.port, flags.grpc_max_threads, metrics, flags.grpc_socket_path
-        )
+        grpc_server = serve_grpc(servables, flags.port, flags.grpc_max_threads, metrics, flags.grpc_socket_path)
     except OSError as exc:
         raise AutotuneError(str(exc)) from None
     rest_server = None
     try:
         if flags.rest_api_port:
-            ctx = RestContext(flags.model_name, servable, flags.rest_api_num_threads, metrics, metrics_path or "")
+            ctx = RestContext(servables, flags.rest_api_num_threads, metrics, metrics_path or "")
             try:
                 rest_server = serve_rest(ctx, flags.rest_api_port)
             except OSError as exc:

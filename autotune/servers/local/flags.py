@@ -37,6 +37,8 @@ class ServerFlags:
     rest_api_timeout_in_ms: int
     enable_model_warmup: bool
     num_request_iterations_for_warmup: int
+    model_config_file: str
+    enable_per_model_batching_parameters: bool
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,7 +55,8 @@ def parse_flags(argv: list[str]) -> ServerFlags:
     p.add_argument("--grpc_socket_path", default="", help="also (or only) serve gRPC on this UNIX socket")
     p.add_argument("--rest_api_port", type=int, default=0, help="REST port (0: REST disabled)")
     p.add_argument("--model_name", default="default")
-    p.add_argument("--model_base_path", required=True)
+    p.add_argument("--model_base_path", default="")
+    p.add_argument("--model_config_file", default="", help="a ModelServerConfig text proto: several models")
     p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
     p.add_argument("--batching_parameters_file", default="")
     p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0)
@@ -68,7 +71,12 @@ def parse_flags(argv: list[str]) -> ServerFlags:
     # Both as TF Serving's Server::Options: warm-up on by default, each record replayed once unless > 0.
     p.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True)
     p.add_argument("--num_request_iterations_for_warmup", type=int, default=0)
+    # Each model's batching from batching_params.pbtxt in its version directory (none there: no batching);
+    # the global file then only sizes the shared batch threads, as in TF Serving.
+    p.add_argument("--enable_per_model_batching_parameters", type=_bool, nargs="?", const=True, default=False)
     ns = p.parse_args(argv)
+    if bool(ns.model_base_path) == bool(ns.model_config_file):
+        p.error("give exactly one of --model_base_path (one model) or --model_config_file (several)")
     for name in ("port", "rest_api_port"):
         if not 0 <= getattr(ns, name) <= 65535:
             p.error(f"--{name} must be in 0..65535")

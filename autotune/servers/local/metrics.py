@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 
 from autotune.servers.scrape import BATCH_METRIC, LATENCY_METRIC, REQUESTS_METRIC
@@ -17,9 +19,8 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 class ServerMetrics:
     """Request count, request latency and processed batch sizes."""
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.model_name = model_name
         self.requests = Counter(
             REQUESTS_METRIC, "Requests by status.", ["model_name", "status"], registry=self.registry
         )
@@ -38,14 +39,14 @@ class ServerMetrics:
             registry=self.registry,
         )
 
-    def observe(self, api: str, entrypoint: str, status: str, seconds: float) -> None:
-        """Record one finished request."""
-        self.requests.labels(self.model_name, status).inc()
-        self.latency.labels(self.model_name, api, entrypoint).observe(seconds * 1e6)
+    def observe(self, model_name: str, api: str, entrypoint: str, status: str, seconds: float) -> None:
+        """Record one finished request of MODEL_NAME."""
+        self.requests.labels(model_name, status).inc()
+        self.latency.labels(model_name, api, entrypoint).observe(seconds * 1e6)
 
-    def observe_batch(self, size: int) -> None:
-        """Record one batch run by the batch op."""
-        self.batch_size.labels(self.model_name).observe(size)
+    def batch_observer(self, model_name: str) -> Callable[[int], None]:
+        """What MODEL_NAME's batch op calls with the size of each batch it ran."""
+        return lambda size: self.batch_size.labels(model_name).observe(size)
 
     def exposition(self) -> bytes:
         """The metrics page as TF Serving writes it: a counter's samples carry its own name, no `_total` suffix

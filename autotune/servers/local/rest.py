@@ -24,42 +24,41 @@ _ROUTE = re.compile(
 
 
 class RestContext:
-    """What request handlers share: the servable, its name, limits and metrics."""
+    """What request handlers share: the servables by model name, limits and metrics."""
 
     def __init__(
         self,
-        model_name: str,
-        servable: Servable,
+        servables: dict[str, Servable],
         num_threads: int,
         metrics: ServerMetrics | None,
         metrics_path: str,
     ) -> None:
-        self.model_name = model_name
-        self.servable = servable
+        self.servables = servables
         # TF Serving runs REST requests on a pool of rest_api_num_threads threads (http_server.cc RequestExecutor).
         self.slots = threading.BoundedSemaphore(num_threads)
         self.metrics = metrics
         self.metrics_path = metrics_path
 
-    def status_doc(self) -> dict[str, Any]:
+    def status_doc(self, name: str) -> dict[str, Any]:
         return {
             "model_version_status": [
                 {
-                    "version": str(self.servable.version),
+                    "version": str(self.servables[name].version),
                     "state": "AVAILABLE",
                     "status": {"error_code": "OK", "error_message": ""},
                 }
             ]
         }
 
-    def metadata_doc(self) -> dict[str, Any]:
+    def metadata_doc(self, name: str) -> dict[str, Any]:
         from tensorflow_serving.apis import get_model_metadata_pb2
 
+        servable = self.servables[name]
         sig_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, sig in self.servable.signature_defs.items():
+        for key, sig in servable.signature_defs.items():
             sig_map.signature_def[key].CopyFrom(sig)
         return {
-            "model_spec": {"name": self.model_name, "signature_name": "", "version": str(self.servable.version)},
+            "model_spec": {"name": name, "signature_name": "", "version": str(servable.version)},
             "metadata": {"signature_def": json_format.MessageToDict(sig_map, preserving_proto_field_name=True)},
         }
 
@@ -92,7 +91,8 @@ def make_handler(ctx: RestContext) -> type[BaseHTTPRequestHandler]:
             m = _ROUTE.match(path)
             if m is None:
                 return None, False
-            if m["name"] != ctx.model_name or (m["version"] and int(m["version"]) != ctx.servable.version):
+            servable = ctx.servables.get(m["name"])
+            if servable is None or (m["version"] and int(m["version"]) != servable.version):
                 version = f"Specific({m['name']}, {m['version']})" if m["version"] else f"Latest({m['name']})"
                 self._error(404, f"Servable not found for request: {version}")
                 return m, False
@@ -106,7 +106,7 @@ def make_handler(ctx: RestContext) -> type[BaseHTTPRequestHandler]:
             if m is None or m["verb"]:
                 self._error(404, f"Malformed request: GET {self.path}")
             elif ok:
-                doc = ctx.metadata_doc() if m["metadata"] else ctx.status_doc()
+                doc = ctx.metadata_doc(m["name"]) if m["metadata"] else ctx.status_doc(m["name"])
                 self._send(200, json.dumps(doc).encode())
 
         def do_POST(self) -> None:
@@ -131,7 +131,7 @@ def make_handler(ctx: RestContext) -> type[BaseHTTPRequestHandler]:
             status, code = "OK", 200
             try:
                 with ctx.slots:
-                    reply = self._predict(m["verb"], body)
+                    reply = self._predict(ctx.servables[m["name"]], m["verb"], body)
             except RequestError as exc:
                 status = "INVALID_ARGUMENT" if exc.status == 400 else "UNAVAILABLE"
                 code, reply = exc.status, json.dumps({"error": str(exc)}).encode()
@@ -140,19 +140,19 @@ def make_handler(ctx: RestContext) -> type[BaseHTTPRequestHandler]:
                 reply = json.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"}).encode()
             # Count before replying, so a client that reads metrics after its reply sees itself.
             if ctx.metrics is not None:
-                ctx.metrics.observe("predict", "REST", status, time.perf_counter() - started)
+                ctx.metrics.observe(m["name"], "predict", "REST", status, time.perf_counter() - started)
             self._send(code, reply)
 
-        def _predict(self, verb: str, body: bytes) -> bytes:
+        def _predict(self, servable: Servable, verb: str, body: bytes) -> bytes:
             # The signature name lives in the body: parse it once, check the method, then decode tensors.
             doc, sig_name = parse_body(body)
-            method = ctx.servable.method(sig_name)
+            method = servable.method(sig_name)
             if verb != "predict" and not method.endswith("/" + verb):
                 raise RequestError(400, f"signature '{sig_name or 'serving_default'}' is {method}, not {verb}")
             if verb != "predict":
                 raise RequestError(400, f"{verb} with tf.Example input is not supported by autotune-model-server")
-            inputs, row = decode_inputs(doc, ctx.servable.input_dtypes(sig_name))
-            outputs = ctx.servable.predict(sig_name, inputs)
+            inputs, row = decode_inputs(doc, servable.input_dtypes(sig_name))
+            outputs = servable.predict(sig_name, inputs)
             return encode_response(outputs, row)
 
     return Handler

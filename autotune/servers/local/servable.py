@@ -8,6 +8,7 @@ requests from server threads are merged into batches in C++.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class Servable:
         base_path: Path,
         batching: BatchingOptions | None,
         on_batch: Callable[[int], None] | None = None,
+        name: str = "model",
     ) -> None:
         import tensorflow as tf
         from tensorflow.core.protobuf import saved_model_pb2
@@ -70,9 +72,13 @@ class Servable:
         saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
         meta = next(m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags)
         self.signature_defs = {k: v for k, v in meta.signature_def.items() if not k.startswith("__")}
-        self._runners = {name: self._runner(fn, batching, on_batch) for name, fn in self._loaded.signatures.items()}
+        self._runners = {
+            key: self._runner(fn, batching, on_batch, f"{name}/{key}") for key, fn in self._loaded.signatures.items()
+        }
 
-    def _runner(self, fn: Any, batching: BatchingOptions | None, on_batch: Callable[[int], None] | None) -> _Runner:
+    def _runner(
+        self, fn: Any, batching: BatchingOptions | None, on_batch: Callable[[int], None] | None, queue: str
+    ) -> _Runner:
         tf = self._tf
         specs = fn.structured_input_signature[1]
         in_names = sorted(specs)
@@ -85,7 +91,7 @@ class Servable:
             return [outputs[k] for k in out_names]
 
         if batching is not None:
-            call = tf.compat.v1.nondifferentiable_batch_function(
+            batched = tf.compat.v1.nondifferentiable_batch_function(
                 num_batch_threads=batching.num_batch_threads,
                 max_batch_size=batching.max_batch_size,
                 batch_timeout_micros=batching.batch_timeout_micros,
@@ -94,6 +100,13 @@ class Servable:
                 # TF Serving splits no request across batches unless the file sets enable_large_batch_splitting.
                 enable_large_batch_splitting=False,
             )(call)
+            # The batch op finds its queue by its name scope: one scope per model and signature, or two models'
+            # requests would be merged into one batch (TF Serving keeps a queue per model too).
+            scope = "queue_" + re.sub(r"[^A-Za-z0-9_./-]", "_", queue)
+
+            def call(*args: Any) -> list[Any]:
+                with tf.name_scope(scope):
+                    return batched(*args)
         graph_fn = tf.function(call, input_signature=[specs[n] for n in in_names])
         graph_fn.get_concrete_function()  # trace now, so the first request is not a compile
         dtypes = {k: ("string" if v.dtype == tf.string else v.dtype.as_numpy_dtype.__name__) for k, v in specs.items()}
