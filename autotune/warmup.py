@@ -45,8 +45,8 @@ def has_own_warmup(model: ModelRef) -> bool:
 
 
 def warmed_model_base(model: ModelRef, payloads: list[Payload], base: Path, batching: str | None = None) -> Path:
-    """BASE, made a model base that TF Serving loads as MODEL with a warm-up file of PAYLOADS (and, given
-    BATCHING, that text as the model's own batching_params.pbtxt).
+    """BASE, made a model base that TF Serving loads as MODEL with a warm-up file of PAYLOADS (the model's
+    own, if it ships one), and, given BATCHING, that text as the model's own batching_params.pbtxt.
 
     The user's model is never written to: the version directory is rebuilt of symlinks to its entries,
     beside an assets.extra that holds the warm-up file (and links to anything else already in there)."""
@@ -62,5 +62,6 @@ def warmed_model_base(model: ModelRef, payloads: list[Payload], base: Path, batc
     if own_extra.is_dir():
         for entry in own_extra.iterdir():
             os.symlink(entry.resolve(), extra / entry.name)
-    write_warmup_file(version / WARMUP_FILE, payloads)
+    if not has_own_warmup(model):  # else its link is there, and writing would write through it
+        write_warmup_file(version / WARMUP_FILE, payloads)
     return base

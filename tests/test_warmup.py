@@ -142,3 +142,14 @@ def _raw_records(path: Path) -> list[bytes]:
     from autotune.tfrecord import read_records
 
     return list(read_records(path.read_bytes(), str(path)))
+
+
+def test_a_models_own_warmup_file_is_linked_never_written_through(tiny_model, tmp_path):
+    model = _model_with_warmup(tiny_model, tmp_path, None, _jsonl(tmp_path / "r.jsonl", [2, 2]))
+    own = model.version_path / WARMUP_FILE
+    before = own.read_bytes()
+    payloads = load_requests(None, tiny_model.signature).payloads("tiny", "serving_default")
+    base = warmed_model_base(model, payloads, tmp_path / "overlay", batching="max_batch_size { value: 4 }\n")
+    version = base / str(model.version)
+    assert (version / WARMUP_FILE).resolve() == own.resolve() and own.read_bytes() == before
+    assert (version / "batching_params.pbtxt").read_text().startswith("max_batch_size")
