@@ -912,6 +912,7 @@ def _check_target(
         f"predicted {check.predicted_rps:.1f} rps ({change}): "
         + ("DRIFT beyond" if check.drifted else "within")
         + " the tolerance"
+        + ("" if check.feasible else " (the reading missed the SLO, the error limit or stability: goodput 0)")
     )
     emit(as_json, check.to_json(), line)
     if not check.result.ok:

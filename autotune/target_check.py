@@ -31,6 +31,7 @@ class TargetCheck:
     measured_rps: float
     change: float | None
     drifted: bool
+    feasible: bool  # the reading met the study's SLO, error limit and stability: else its goodput is 0
     result: TrialResult
 
     def to_json(self) -> dict[str, Any]:
@@ -42,6 +43,7 @@ class TargetCheck:
             "measured_goodput_rps": self.measured_rps,
             "change": self.change,
             "drifted": self.drifted,
+            "feasible": self.feasible,
             "tolerance": DRIFT_TOLERANCE,
             "measurement": self.result.to_json(),
         }
@@ -59,4 +61,4 @@ def check_target(job: Any, target: Target, progress: Callable[[str], None] | Non
     before = goodput(entry.get("metrics"), feasible=True)
     after = goodput(result.metrics, feasible)
     row = store.record_target_check(job, entry["config"], before, after, target.url)
-    return TargetCheck(job.id, entry["trial"], before, after, row.change, row.drifted, result)
+    return TargetCheck(job.id, entry["trial"], before, after, row.change, row.drifted, feasible, result)
