@@ -69,7 +69,7 @@ def test_a_trial_server_replays_the_warmup_before_it_is_available(tiny_model, tm
     result = run_trial(tiny_model, ServingConfig(), settings, local_backend())
     assert result.ok, result.failure_message
     assert "--enable_model_warmup=true" in result.argv
-    assert "warmed up with 3 records" in (result.server_log_tail or "")
+    assert "warmed up tiny with 3 records" in (result.server_log_tail or "")
 
 
 def _model_with_warmup(tiny_model, tmp_path: Path, records: list[bytes] | None, payload_file: Path | None = None):
@@ -108,7 +108,7 @@ def test_a_models_own_warmup_file_is_used_as_it_is(tiny_model, tmp_path, start_s
     result = run_trial(model, ServingConfig(), settings, local_backend())
     assert result.ok, result.failure_message
     assert f"--model_base_path={model.base_path}" in result.argv  # not rebuilt: the model's own file serves
-    assert "warmed up with 2 records" in (result.server_log_tail or "")
+    assert "warmed up tiny with 2 records" in (result.server_log_tail or "")
 
 
 def test_an_export_ships_the_jobs_requests_as_its_warmup_file_and_mounts_it(tiny_model, tmp_path, start_server):
@@ -135,7 +135,7 @@ def test_an_export_ships_the_jobs_requests_as_its_warmup_file_and_mounts_it(tiny
     # The shipped file is one the server replays: placed in a copy of the model, the stand-in loads it.
     copy = _model_with_warmup(tiny_model, tmp_path, _raw_records(out / WARMUP_FILE))
     server = start_server(copy)
-    assert "warmed up with 4 records" in server.log_tail(20)
+    assert "warmed up tiny with 4 records" in server.log_tail(20)
 
 
 def _raw_records(path: Path) -> list[bytes]:
