@@ -145,3 +145,25 @@ def print_schedules(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         table.add_row(str(r["id"]), r["model"], r["cron"], r["next_run_at"], str(r["last_job_id"] or "-"))
     out.print(table)
+
+
+def print_variants(doc: dict[str, Any]) -> None:
+    """`models optimize`: each variant's size, conversion time and accuracy against the original."""
+    table = Table(title=f"{doc['model']} variants · {doc['out']}")
+    for col in ("variant", "model.tflite", "convert s", "inputs", "top-1 agreement", "max abs err", "guard"):
+        table.add_column(col, justify="left" if col in ("variant", "guard") else "right")
+    for v in doc["variants"]:
+        acc = v["accuracy"]
+        top1 = "-" if acc["top1_agreement"] is None else f"{acc['top1_agreement']:.4f}"
+        err_ = "-" if acc["max_abs_error"] is None else f"{acc['max_abs_error']:.3g}"
+        guard = "passes" if v["passes"] else f"REJECTED: {v['problem']}"
+        table.add_row(
+            v["variant"],
+            f"{v['tflite_bytes'] / 1024:.0f} KiB",
+            str(v["convert_s"]),
+            str(acc["samples"]),
+            top1,
+            err_,
+            guard,
+        )
+    out.print(table)

@@ -107,6 +107,7 @@ class Servable:
             def call(*args: Any) -> list[Any]:
                 with tf.name_scope(scope):
                     return batched(*args)
+
         graph_fn = tf.function(call, input_signature=[specs[n] for n in in_names])
         graph_fn.get_concrete_function()  # trace now, so the first request is not a compile
         dtypes = {k: ("string" if v.dtype == tf.string else v.dtype.as_numpy_dtype.__name__) for k, v in specs.items()}

@@ -1,0 +1,81 @@
+"""Model variants: TFLite float16 and int8 built where TF Serving looks for them, and the accuracy guard that
+rejects a variant whose answers differ from the original's."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from autotune.errors import AutotuneError
+from autotune.models.accuracy import compare_outputs, savedmodel_outputs, tflite_outputs
+from autotune.models.optimize import guard_inputs
+from autotune.models.variants import TFLITE_FILE, build_variant
+from tests.conftest import autotune
+
+
+def test_agreement_and_errors_are_counted_per_input():
+    ref = [{"scores": np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], np.float32)}]
+    same = compare_outputs(ref, ref)
+    assert (same.samples, same.top1_agreement, same.max_abs_error) == (3, 1.0, 0.0)
+    flipped = [{"scores": np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]], np.float32)}]
+    worse = compare_outputs(ref, flipped)
+    assert worse.top1_agreement == pytest.approx(2 / 3) and worse.max_abs_error == pytest.approx(0.2)
+    assert worse.problem(0.99) == "top-1 agreement 0.667 < 0.99"
+    assert worse.problem(0.5) is None and worse.problem(None, max_abs=0.1) == "max abs error 0.2 > 0.1"
+
+
+@pytest.mark.parametrize("variant", ["tflite_fp16", "tflite_int8"])
+def test_a_variant_sits_beside_the_savedmodel_and_answers_like_it(tiny_model, tmp_path, variant):
+    built = build_variant(tiny_model, variant, tmp_path / variant)
+    version = tmp_path / variant / str(tiny_model.version)
+    assert built.tflite == version / TFLITE_FILE and (version / "saved_model.pb").is_file()
+    inputs = guard_inputs(tiny_model, None, 64)
+    accuracy = compare_outputs(
+        savedmodel_outputs(tiny_model, inputs), tflite_outputs(built.tflite, "serving_default", inputs)
+    )
+    assert accuracy.samples == 64
+    if variant == "tflite_fp16":  # float16 weights: the same answers, to float16's precision
+        assert accuracy.top1_agreement == 1.0 and accuracy.max_abs_error < 1e-3
+    else:  # int8 weights move near-ties between random-weight classes: measured, not assumed
+        assert 0.8 < accuracy.top1_agreement <= 1.0 and accuracy.max_abs_error < 0.05
+
+
+def test_a_variant_with_its_weights_zeroed_is_rejected_by_the_guard(tiny_model, tmp_path):
+    import tensorflow as tf
+
+    from autotune.models.resolve import resolve_model
+
+    loaded = tf.saved_model.load(str(tiny_model.version_path))
+    for variable in loaded.variables:
+        variable.assign(tf.zeros_like(variable))
+    broken_base = tmp_path / "zeroed"
+    tf.saved_model.save(loaded, str(broken_base / "1"), signatures=loaded.signatures["serving_default"])
+    broken = build_variant(resolve_model(str(broken_base)), "tflite_fp16", tmp_path / "variant")
+    inputs = guard_inputs(tiny_model, None, 64)
+    accuracy = compare_outputs(
+        savedmodel_outputs(tiny_model, inputs), tflite_outputs(broken.tflite, "serving_default", inputs)
+    )
+    assert accuracy.top1_agreement < 0.5
+    assert accuracy.problem().startswith("top-1 agreement")
+
+
+def test_models_optimize_builds_both_variants_and_reports_the_guard(tiny_model, tmp_path):
+    out = tmp_path / "variants"
+    run = autotune("models", "optimize", "tiny", "--out", str(out), "--samples", "32", "--json")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert [v["variant"] for v in doc["variants"]] == ["tflite_fp16", "tflite_int8"]
+    for v in doc["variants"]:
+        assert (out / v["variant"] / "1" / TFLITE_FILE).stat().st_size == v["tflite_bytes"]
+        assert v["accuracy"]["samples"] == 32 and v["passes"] == (v["problem"] is None)
+    assert json.loads((out / "optimize.json").read_text()) == doc
+
+
+def test_a_graph_tflite_cannot_run_is_a_one_line_error(resnet_model, tmp_path):
+    with pytest.raises(
+        AutotuneError, match=r"resnet: cannot become tflite_fp16: TFLite has no kernel for tf\.DecodeJpeg"
+    ):
+        build_variant(resnet_model, "tflite_fp16", tmp_path / "v")
+    assert not (tmp_path / "v").exists()
