@@ -48,10 +48,12 @@ def test_a_variant_with_its_weights_zeroed_is_rejected_by_the_guard(tiny_model, 
     from autotune.models.resolve import resolve_model
 
     loaded = tf.saved_model.load(str(tiny_model.version_path))
-    for variable in loaded.variables:
+    serve = loaded.signatures["serving_default"]
+    assert serve.variables  # the weights the signature reads
+    for variable in serve.variables:
         variable.assign(tf.zeros_like(variable))
     broken_base = tmp_path / "zeroed"
-    tf.saved_model.save(loaded, str(broken_base / "1"), signatures=loaded.signatures["serving_default"])
+    tf.saved_model.save(loaded, str(broken_base / "1"), signatures=serve)
     broken = build_variant(resolve_model(str(broken_base)), "tflite_fp16", tmp_path / "variant")
     inputs = guard_inputs(tiny_model, None, 64)
     accuracy = compare_outputs(
