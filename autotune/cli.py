@@ -461,28 +461,6 @@ def compare(
         raise typer.Exit(EXIT_TRIAL_FAILED)
 
 
-def _several_models_export(
-    job: Any, config: Any, mix: dict[str, float], target: Path, fmt: str
-) -> tuple[dict[str, str | bytes], str]:
-    """The files of a multi-model job's export, and a line on their warm-up files."""
-    from autotune.export import ServedModel, model_warmup, render_several
-    from autotune.models.resolve import resolve_model
-
-    if fmt != "tfserving":
-        raise AutotuneError(f"--format {fmt}: a job of several models exports TF Serving's files only (for now)")
-    settings = job.settings or {}
-    models, notes = {}, []
-    for spec in mix:
-        ref = resolve_model(spec)
-        primary = ref.name == job.model.name
-        requests_file = settings.get("requests_file") if primary else None
-        signature = (job.study.get("signature") or "serving_default") if primary else "serving_default"
-        warmup, note = model_warmup(ref.name, ref.version_path, signature, requests_file, settings.get("batch"))
-        models[ref.name] = ServedModel(ref.base_path, ref.version, warmup)
-        notes.append(f"{ref.name}: {note}")
-    return render_several(config, models, target), "; ".join(notes)
-
-
 def _target_measure(
     ref: Any,
     settings: Any,
@@ -494,22 +472,14 @@ def _target_measure(
     allow_remote: list[str] | None,
 ) -> Any:
     """compare's measurements when side A is a running server: A measured where it runs, B on fresh servers."""
+    from autotune.compare import running_side_a
     from autotune.servers.target import fetch_signature, parse_target
-    from autotune.trial import run_target
 
     where = parse_target(target, target_grpc, allow_remote)
     served = fetch_signature(where, ref.name, ref.signature.name)
     if served.inputs != ref.signature.inputs:
         raise AutotuneError(f"--target serves {ref.name} with other inputs than {ref.base_path}: not the same model")
-    known = baseline if base_set else None  # what the user says it runs; recorded, never applied
-
-    def measure(config: Any, say: Any) -> Any:
-        # Side A is the baseline object itself (measure_interleaved hands back the configs it was given).
-        if config is baseline:
-            return run_target(where, ref.name, ref.signature, settings, known, say)
-        return local(config, say)
-
-    return measure
+    return running_side_a(baseline, where, ref, settings, local, baseline if base_set else None)
 
 
 def _traffic(requests_file: Path | None, batch: int | None, signature: Any) -> tuple[Any, dict[str, Any]]:
@@ -706,6 +676,7 @@ def export(
         export_warmup,
         render,
         render_deployment,
+        several_models_files,
         write_export,
     )
     from autotune.knobs import config_from_dict
@@ -730,7 +701,11 @@ def export(
     written: dict[str, str | bytes]
     mix = (job.settings or {}).get("mix")
     if mix:
-        written, warmup_note = _several_models_export(job, config, mix, target, fmt.value)
+        if fmt != ExportFormat.tfserving:
+            raise AutotuneError(
+                f"--format {fmt.value}: a job of several models exports TF Serving's files only (for now)"
+            )
+        written, warmup_note = several_models_files(job, config, mix, target)
         files = {k: v for k, v in written.items() if isinstance(v, str)}
         meta["mix"] = mix  # the models this server serves, and the share of the requests each was measured with
     else:

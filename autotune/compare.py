@@ -19,8 +19,9 @@ from autotune.knobs import ServingConfig
 from autotune.load.stats import round_figure
 from autotune.models.resolve import ModelRef
 from autotune.servers.backends import Backend
+from autotune.servers.target import Target
 from autotune.significance import MetricComparison, Verdict, compare_runs, overall
-from autotune.trial import MeasureSettings, TrialResult, run_trial
+from autotune.trial import MeasureSettings, TrialResult, run_target, run_trial
 
 COMPARED_METRICS = ("throughput_rps", "latency_p99_ms", "cpu_cores", "rss_mb", "cost_per_1k_requests")
 # How a config becomes one measurement (live trials; tests and replays may pass their own).
@@ -115,6 +116,28 @@ def judge(a: Side, b: Side, objectives: Sequence[str] = ("throughput_rps", "late
 def live_measure(model: ModelRef, settings: MeasureSettings, backend: Backend) -> MeasureOne:
     """Measurements on live servers, one fresh server per call."""
     return lambda config, say: run_trial(model, config, settings, backend, progress=say)
+
+
+def running_side_a(
+    baseline: ServingConfig,
+    target: Target,
+    model: ModelRef,
+    settings: MeasureSettings,
+    fresh: MeasureOne,
+    known: ServingConfig | None = None,
+) -> MeasureOne:
+    """Measurements whose side A is the server already running at TARGET, read as it runs (KNOWN: what the
+    user says it runs, recorded only); every other config on fresh servers (FRESH).
+
+    Side A is the BASELINE object itself: measure_interleaved hands back the configs it was given, so an
+    equal candidate is still side B."""
+
+    def measure(config: ServingConfig, say: Callable[[str], None] | None) -> TrialResult:
+        if config is baseline:
+            return run_target(target, model.name, model.signature, settings, known, say)
+        return fresh(config, say)
+
+    return measure
 
 
 def compare(

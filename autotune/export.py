@@ -49,6 +49,18 @@ def deployed_config(config: ServingConfig) -> ServingConfig:
     )
 
 
+def _config_files(config: ServingConfig, bases: dict[str, Path], out: Path) -> tuple[dict[str, str], Path | None]:
+    """The config files every export has (batching when on, models, monitoring), and the batching file's path
+    in OUT (None without batching)."""
+    files: dict[str, str] = {}
+    batching = out / "batching_parameters.txt" if config.enable_batching else None
+    if batching is not None:
+        files["batching_parameters.txt"] = batching_parameters_text(config)
+    files["models.config"] = models_config_text({name: str(base) for name, base in bases.items()})
+    files["monitoring.config"] = monitoring_config_text()
+    return files, batching
+
+
 def render(
     config: ServingConfig,
     model_name: str,
@@ -62,12 +74,7 @@ def render(
     WARMUP_VERSION: the export ships a warm-up file for that version of the model (export_warmup), which
     docker-run.sh mounts into it and the flags enable."""
     config = deployed_config(config)
-    files: dict[str, str] = {}
-    batching = out / "batching_parameters.txt" if config.enable_batching else None
-    if batching is not None:
-        files["batching_parameters.txt"] = batching_parameters_text(config)
-    files["models.config"] = models_config_text({model_name: str(model_base)})
-    files["monitoring.config"] = monitoring_config_text()
+    files, batching = _config_files(config, {model_name: model_base}, out)
     warmup = warmup_version is not None
     paths = ServerPaths(model_name, model_base, 8500, 8501, batching, out / "monitoring.config", warmup=warmup)
     files["tfserving.args"] = "\n".join(tfserving_flags(config, paths)) + "\n"
@@ -142,15 +149,11 @@ def render_several(config: ServingConfig, models: dict[str, ServedModel], out: P
     Each model batches by its own batching_params.pbtxt (OUT/NAME/, to be placed in its version directory)
     and shares the batch threads of batching_parameters.txt; its warm-up file is in OUT/NAME/assets.extra/."""
     config = deployed_config(config)
-    files: dict[str, str | bytes] = {}
-    batching = out / "batching_parameters.txt" if config.enable_batching else None
-    if batching is not None:
-        files["batching_parameters.txt"] = batching_parameters_text(config)
-    files["models.config"] = models_config_text({name: str(m.base) for name, m in models.items()})
-    files["monitoring.config"] = monitoring_config_text()
+    text, batching = _config_files(config, {name: m.base for name, m in models.items()}, out)
+    files: dict[str, str | bytes] = dict(text)
     for name, model in models.items():
         if batching is not None:
-            files[f"{name}/{PER_MODEL_BATCHING_FILE}"] = batching_parameters_text(config)
+            files[f"{name}/{PER_MODEL_BATCHING_FILE}"] = text["batching_parameters.txt"]
         if model.warmup is not None:
             files[f"{name}/{WARMUP_FILE}"] = model.warmup
     first = next(iter(models))
@@ -166,6 +169,25 @@ def render_several(config: ServingConfig, models: dict[str, ServedModel], out: P
     )
     files["tfserving.args"] = "\n".join(tfserving_flags(config, paths)) + "\n"
     return files
+
+
+def several_models_files(
+    job: Any, config: ServingConfig, mix: dict[str, float], out: Path
+) -> tuple[dict[str, str | bytes], str]:
+    """The files of an export of JOB, a job of the models in MIX, and a line on their warm-up files."""
+    from autotune.models.resolve import resolve_model
+
+    settings = job.settings or {}
+    models, notes = {}, []
+    for spec in mix:
+        ref = resolve_model(spec)
+        primary = ref.name == job.model.name
+        requests_file = settings.get("requests_file") if primary else None
+        signature = (job.study.get("signature") or "serving_default") if primary else "serving_default"
+        warmup, note = model_warmup(ref.name, ref.version_path, signature, requests_file, settings.get("batch"))
+        models[ref.name] = ServedModel(ref.base_path, ref.version, warmup)
+        notes.append(f"{ref.name}: {note}")
+    return render_several(config, models, out), "; ".join(notes)
 
 
 def render_deployment(

@@ -39,9 +39,9 @@ def encode(records: Iterable[bytes]) -> bytes:
 
 def write_records(path: Path, records: Iterable[bytes]) -> int:
     """Write RECORDS to PATH as a TFRecord file; return how many."""
-    framed = [frame(data) for data in records]
-    path.write_bytes(b"".join(framed))
-    return len(framed)
+    records = list(records)
+    path.write_bytes(encode(records))
+    return len(records)
 
 
 def is_tfrecord(head: bytes) -> bool:

@@ -114,6 +114,28 @@ class MeasureSettings:
     def prices(self) -> Prices:
         return Prices(self.core_hour_price, self.gpu_gib_hour_price)
 
+    @property
+    def shares(self) -> dict[str, float]:
+        """The mix by served model name (empty: one model)."""
+        return {served_name(spec): share for spec, share in (self.mix or {}).items()}
+
+    def load_spec(self, model_name: str, rest_port: int, grpc_target: str | None, **where: Any) -> LoadSpec:
+        """What the load generator is told: these windows and limits, sent to MODEL_NAME at REST_PORT
+        (and GRPC_TARGET); WHERE gives a host and the hosts allowed besides loopback."""
+        return LoadSpec(
+            protocol=self.protocol,
+            rest_port=rest_port,
+            grpc_port=0,
+            model_name=model_name,
+            window_s=self.window_s,
+            warmup_s=self.warmup_s,
+            max_windows=self.max_windows,
+            timeout_s=self.request_timeout_s,
+            max_lifetime_s=self.trial_timeout_s + 60,
+            grpc_target=grpc_target,
+            **where,
+        )
+
 
 @dataclass
 class LevelResult:
@@ -547,18 +569,7 @@ class LiveTrial:
         )
         if on_server_start:
             on_server_start(self.server.pid)
-        spec = LoadSpec(
-            protocol=s.protocol,
-            rest_port=paths.rest_port,
-            grpc_port=paths.grpc_port,
-            model_name=self.model.name,
-            window_s=s.window_s,
-            warmup_s=s.warmup_s,
-            max_windows=s.max_windows,
-            timeout_s=s.request_timeout_s,
-            max_lifetime_s=s.trial_timeout_s + 60,
-            grpc_target=launch.grpc_target,
-        )
+        spec = s.load_spec(self.model.name, paths.rest_port, launch.grpc_target)
         # The generator starts while the model loads (it sends nothing until told): its start-up
         # is hidden behind the server's instead of added to every trial.
         self.gen = LoadGenerator(spec, self.payloads, self.prepared.workdir, cores=self.client_cores)
@@ -656,9 +667,8 @@ def run_trial(
             others = mix_others(model, settings)
             prepared = prepare_launch(model, config, backend, Path(tmp), settings.monitoring, payloads, others)
             if others:  # the generator sends every model's requests, in the mix's proportion
-                weights = {served_name(spec): weight for spec, weight in (settings.mix or {}).items()}
                 by_model = {model.name: payloads, **{o.model.name: o.payloads for o in others}}
-                payloads = mixed_payloads(by_model, weights)
+                payloads = mixed_payloads(by_model, settings.shares)
         except AutotuneError as exc:  # an allowance this host cannot give (a config stored on another host)
             failed = TrialResult(model.name, backend.name, settings.protocol, config, [])
             failed.failure_reason, failed.failure_message = FailureReason.server_start_failed, str(exc)
@@ -681,7 +691,7 @@ def run_trial(
                 point = _measure(result, runner, requests, load_time_s, prepared.cpu)
                 if settings.mix:
                     assert result.traffic is not None
-                    result.traffic["mix"] = {served_name(spec): share for spec, share in settings.mix.items()}
+                    result.traffic["mix"] = settings.shares
                 # Sharing cores with the server, a generator using a quarter of their CPU can slow it.
                 share = result.metrics.get("client_cpu_share") or 0.0
                 result.metrics["cores_shared"] = live.client_cores is None
@@ -742,22 +752,11 @@ def run_target(
     requests = load_requests(settings.requests_file, signature, settings.batch)
     server = RunningServer(target, listening_pid(target.rest_port) if target.loopback else None)
     result = TrialResult(model_name, "target", settings.protocol, config, [], target=target.url)
-    spec = LoadSpec(
-        protocol=settings.protocol,
-        rest_port=target.rest_port,
-        grpc_port=0,
-        model_name=model_name,
-        window_s=settings.window_s,
-        warmup_s=settings.warmup_s,
-        max_windows=settings.max_windows,
-        timeout_s=settings.request_timeout_s,
-        max_lifetime_s=settings.trial_timeout_s + 60,
-        grpc_target=target.grpc_target or "127.0.0.1:0",
-        host=target.host,
-        allow_hosts=target.remote_hosts,
-    )
     if settings.protocol == "grpc" and target.grpc_target is None:
         raise AutotuneError("--protocol grpc with --target needs --target-grpc HOST:PORT (TF Serving's --port)")
+    spec = settings.load_spec(
+        model_name, target.rest_port, target.grpc_target, host=target.host, allow_hosts=target.remote_hosts
+    )
     with tempfile.TemporaryDirectory(prefix="autotune-target-") as tmp:
         gen = LoadGenerator(spec, requests.payloads(model_name, signature.name), Path(tmp))
         monitor = ResourceMonitor(server.pid).start()

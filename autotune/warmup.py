@@ -14,7 +14,7 @@ from pathlib import Path
 from autotune.load.payload import Payload
 from autotune.models.resolve import ModelRef
 from autotune.servers.argv import PER_MODEL_BATCHING_FILE, WARMUP_FILE
-from autotune.tfrecord import encode, write_records
+from autotune.tfrecord import encode
 from autotune.tfwire import message
 
 # saved_model_warmup_util's WarmupConsts::kMaxNumRecords: more records fail the model's load.
@@ -36,7 +36,8 @@ def warmup_records(payloads: list[Payload]) -> bytes:
 def write_warmup_file(path: Path, payloads: list[Payload]) -> int:
     """Write the first MAX_WARMUP_RECORDS payloads as a warm-up file at PATH; return how many records."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_records(path, (prediction_log(p) for p in payloads[:MAX_WARMUP_RECORDS]))
+    path.write_bytes(warmup_records(payloads))
+    return min(len(payloads), MAX_WARMUP_RECORDS)
 
 
 def has_own_warmup(model: ModelRef) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 
 from _common import provenance
 
-from autotune.compare import compare, live_measure
+from autotune.compare import compare, live_measure, running_side_a
 from autotune.knobs import ServingConfig
 from autotune.load.stats import coefficient_of_variation
 from autotune.models.resolve import resolve_model
@@ -148,7 +148,7 @@ def target(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
 
     from autotune.servers.process import ServerProcess
     from autotune.servers.target import Target
-    from autotune.trial import free_ports, run_target
+    from autotune.trial import free_ports
 
     model, backend = resolve_model(a.model), resolve_backend("local")
     grpc_port, rest_port = free_ports(2)
@@ -159,13 +159,8 @@ def target(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
         try:
             server.wait_ready(rest_port, model.name, 300)
             where = Target(f"http://127.0.0.1:{rest_port}", "127.0.0.1", rest_port, f"127.0.0.1:{grpc_port}")
-            fresh = live_measure(model, _settings(a), backend)
             baseline = ServingConfig()
-
-            def measure(config: ServingConfig, say: Any) -> Any:
-                if config is baseline:  # side A: the running server, as --target measures it
-                    return run_target(where, model.name, model.signature, _settings(a), None, say)
-                return fresh(config, say)
+            measure = running_side_a(baseline, where, model, _settings(a), live_measure(model, _settings(a), backend))
 
             results = []
             for i in range(a.runs):

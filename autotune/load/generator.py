@@ -317,9 +317,14 @@ class Generator:
         }
 
 
+def host_of(address: str) -> str:
+    """The host of a gRPC HOST:PORT ([V6]:PORT too)."""
+    return address.rsplit(":", 1)[0].strip("[]")
+
+
 def _check_target(spec: dict[str, Any]) -> None:
     # A UNIX socket is local by construction; anything else must name a loopback host, or one the user named.
-    hosts = [] if spec["target"].startswith("unix:") else [spec["target"].rsplit(":", 1)[0].strip("[]")]
+    hosts = [] if spec["target"].startswith("unix:") else [host_of(spec["target"])]
     if "url" in spec:
         hosts.append(urlsplit(spec["url"]).hostname or "")
     allowed = set(spec.get("allow_hosts") or [])

@@ -95,10 +95,9 @@ def build_variant(
     variant: str,
     out_base: Path,
     representative: list[dict[str, np.ndarray]] | None = None,
-    link: bool = False,
 ) -> Variant:
-    """Convert MODEL to VARIANT into OUT_BASE/VERSION/ (a copy of the SavedModel, or symlinks to it with LINK,
-    beside model.tflite). Raises a one-line AutotuneError when TFLite cannot convert it."""
+    """Convert MODEL to VARIANT into OUT_BASE/VERSION/ (a copy of the SavedModel beside model.tflite).
+    Raises a one-line AutotuneError when TFLite cannot convert it."""
     if variant not in VARIANTS:
         raise AutotuneError(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
     version = out_base / str(model.version)
@@ -118,9 +117,7 @@ def build_variant(
     for entry in model.version_path.iterdir():
         if entry.name == TFLITE_FILE:
             continue
-        if link:
-            (version / entry.name).symlink_to(entry.resolve())
-        elif entry.is_dir():
+        if entry.is_dir():
             shutil.copytree(entry, version / entry.name)
         else:
             shutil.copy2(entry, version / entry.name)

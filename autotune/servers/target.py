@@ -14,7 +14,7 @@ import psutil
 import requests
 
 from autotune.errors import AutotuneError
-from autotune.load.generator import LOOPBACK
+from autotune.load.generator import LOOPBACK, host_of
 from autotune.models.signature import Signature, TensorSpec
 
 # types.proto's DataType names, as TF Serving's JSON metadata spells them -> autotune's dtype names.
@@ -52,7 +52,7 @@ class Target:
     @property
     def remote_hosts(self) -> tuple[str, ...]:
         """The hosts the load generator must be allowed to reach besides loopback."""
-        hosts = {self.host, *([self.grpc_target.rsplit(":", 1)[0].strip("[]")] if self.grpc_target else [])}
+        hosts = {self.host, *([host_of(self.grpc_target)] if self.grpc_target else [])}
         return tuple(sorted(h for h in hosts if h not in LOOPBACK))
 
 
