@@ -327,3 +327,21 @@ def test_thread_limits_cap_the_requests_in_flight(start_server, tiny_model, tmp_
         assert sizes["2.0"] == sizes["count"], f"{send.__name__}: a batch held more than 2 requests: {sizes}"
         assert sizes["count"] - before < 6, f"{send.__name__}: never two requests in flight at once: {sizes}"
     channel.close()
+
+
+def test_a_client_that_hangs_up_mid_request_leaves_no_traceback_in_the_log(start_server, tiny_model):
+    import socket
+    import struct
+    import time
+
+    server = start_server(tiny_model)
+    for _ in range(5):
+        sock = socket.create_connection(("127.0.0.1", server.rest_port))
+        head = f"POST /v1/models/{tiny_model.name}:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        sock.sendall(head.encode() + b'{"instances": [')
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        sock.close()
+    time.sleep(0.5)
+    answer = requests.post(url(server, tiny_model, ":predict"), json={"instances": [[0.0] * 32]}, timeout=10)
+    assert answer.status_code == 200
+    assert "Traceback" not in server.log_path.read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -162,6 +163,13 @@ class RestServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True  # TIME_WAIT from a previous server must not block; a live listener still does
     request_queue_size = 1024
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up mid-request (the generator closing at the end of a level) is routine,
+        # as it is for TF Serving; a traceback per socket would bury the log lines that matter.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def serve_rest(ctx: RestContext, port: int) -> RestServer:
