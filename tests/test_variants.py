@@ -81,3 +81,71 @@ def test_a_graph_tflite_cannot_run_is_a_one_line_error(resnet_model, tmp_path):
     ):
         build_variant(resnet_model, "tflite_fp16", tmp_path / "v")
     assert not (tmp_path / "v").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_fp16(tiny_model, tmp_path_factory):
+    """tiny as a TFLite float16 variant: model.tflite beside a copy of the SavedModel."""
+    return build_variant(tiny_model, "tflite_fp16", tmp_path_factory.mktemp("variant") / "tiny")
+
+
+def test_the_local_server_serves_model_tflite_under_prefer_tflite_model_over_rest_and_grpc(
+    start_server, tiny_model, tiny_fp16
+):
+    import grpc
+    import requests
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from autotune.models.resolve import resolve_model
+
+    variant = resolve_model(str(tiny_fp16.base))
+    server = start_server(variant, "--prefer_tflite_model=true", "--num_tflite_pools=2")
+    log = server.log_path.read_text()
+    assert "from model.tflite (2 interpreters)" in log
+    inputs = guard_inputs(tiny_model, None, 8)[0]["inputs"]
+    want = savedmodel_outputs(tiny_model, [{"inputs": inputs}])[0]
+    rest = f"http://127.0.0.1:{server.rest_port}/v1/models/{variant.name}"
+    answer = requests.post(rest + ":predict", json={"instances": inputs.tolist()}, timeout=30).json()
+    got = np.array([p["scores"] for p in answer["predictions"]])
+    np.testing.assert_allclose(got, want["scores"], atol=1e-3)
+    assert [p["classes"] for p in answer["predictions"]] == want["classes"].tolist()
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = variant.name
+    request.inputs["inputs"].CopyFrom(tf.make_tensor_proto(inputs))
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    np.testing.assert_allclose(tf.make_ndarray(reply.outputs["scores"]), want["scores"], atol=1e-3)
+    metadata = requests.get(rest + "/metadata", timeout=10).json()
+    assert list(metadata["metadata"]["signature_def"]["signature_def"]) == ["serving_default"]
+
+
+def test_without_prefer_tflite_model_the_graph_is_served_and_model_tflite_ignored(start_server, tiny_fp16):
+    from autotune.models.resolve import resolve_model
+
+    server = start_server(resolve_model(str(tiny_fp16.base)))
+    assert "model.tflite" not in server.log_path.read_text()
+
+
+def test_a_tflite_variant_is_served_behind_the_batch_op(start_server, tiny_fp16, tmp_path):
+    import concurrent.futures
+
+    import requests
+
+    from autotune.models.resolve import resolve_model
+
+    variant = resolve_model(str(tiny_fp16.base))
+    batching = tmp_path / "batching.txt"
+    batching.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 20000 }\n")
+    server = start_server(
+        variant, "--prefer_tflite_model", "--enable_batching", f"--batching_parameters_file={batching}"
+    )
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/{variant.name}:predict"
+
+    def one(i: int) -> int:
+        body = {"instances": [[float(i)] * 32]}
+        return len(requests.post(url, json=body, timeout=30).json()["predictions"])
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(one, range(16))) == [1] * 16

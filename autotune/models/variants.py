@@ -25,8 +25,8 @@ import numpy as np
 
 from autotune.errors import AutotuneError
 from autotune.models.resolve import ModelRef
+from autotune.servers.argv import TFLITE_FILE
 
-TFLITE_FILE = "model.tflite"  # what --prefer_tflite_model loads from the version directory
 # Variant name -> what it is, in one line.
 VARIANTS = {
     "tflite_fp16": "TFLite, weights in float16",

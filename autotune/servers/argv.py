@@ -15,6 +15,8 @@ from autotune.knobs import ServingConfig
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 # A model's own BatchingParameters in its version directory (--enable_per_model_batching_parameters).
 PER_MODEL_BATCHING_FILE = "batching_params.pbtxt"
+# What --prefer_tflite_model serves from the version directory, instead of the graph.
+TFLITE_FILE = "model.tflite"
 
 
 @dataclass(frozen=True)

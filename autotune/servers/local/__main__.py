@@ -124,14 +124,18 @@ def _load(name: str, base: Path, flags: ServerFlags, batching: Any, metrics: Any
     try:
         if batching is not None and flags.enable_per_model_batching_parameters:
             batching = _model_batching(base / str(latest_version(base)))
-        servable = Servable(base, batching, metrics.batch_observer(name) if metrics and batching else None, name)
+        observer = metrics.batch_observer(name) if metrics and batching else None
+        pools = flags.num_tflite_pools if flags.prefer_tflite_model else None
+        servable = Servable(base, batching, observer, name, pools)
     except AutotuneError:
         raise
     except Exception as exc:  # TF raises many types for corrupt or incompatible models
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise AutotuneError(f"failed to load model from {base}: {first}") from None
     _log(
-        f"loaded {name} version {servable.version} in {time.monotonic() - started:.2f}s"
+        f"loaded {name} version {servable.version}"
+        + (f" from model.tflite ({flags.num_tflite_pools} interpreters)" if servable.format == "tflite" else "")
+        + f" in {time.monotonic() - started:.2f}s"
         + (" with batching" if batching else "")
     )
     if flags.enable_model_warmup:

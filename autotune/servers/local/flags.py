@@ -39,6 +39,9 @@ class ServerFlags:
     num_request_iterations_for_warmup: int
     model_config_file: str
     enable_per_model_batching_parameters: bool
+    prefer_tflite_model: bool
+    num_tflite_pools: int
+    num_tflite_interpreters_per_pool: int
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,6 +77,10 @@ def parse_flags(argv: list[str]) -> ServerFlags:
     # Each model's batching from batching_params.pbtxt in its version directory (none there: no batching);
     # the global file then only sizes the shared batch threads, as in TF Serving.
     p.add_argument("--enable_per_model_batching_parameters", type=_bool, nargs="?", const=True, default=False)
+    # TF Serving's Server::Options (model_servers/server.h): off; a pool of interpreters per schedulable CPU.
+    p.add_argument("--prefer_tflite_model", type=_bool, nargs="?", const=True, default=False)
+    p.add_argument("--num_tflite_pools", type=int, default=cpus, help="TFLite interpreters serving at once")
+    p.add_argument("--num_tflite_interpreters_per_pool", type=int, default=1)
     ns = p.parse_args(argv)
     if bool(ns.model_base_path) == bool(ns.model_config_file):
         p.error("give exactly one of --model_base_path (one model) or --model_config_file (several)")
@@ -82,7 +89,10 @@ def parse_flags(argv: list[str]) -> ServerFlags:
             p.error(f"--{name} must be in 0..65535")
     if ns.port == 0 and not ns.grpc_socket_path:
         p.error("--port=0 needs --grpc_socket_path (gRPC must listen somewhere)")
-    for name in ("rest_api_num_threads", "grpc_max_threads"):
+    if ns.num_tflite_interpreters_per_pool != 1:
+        # >1 splits requests across interpreters by TF Serving's own batch scheduler: not modelled here.
+        p.error("--num_tflite_interpreters_per_pool: only 1 (TF Serving's default) is served by the stand-in")
+    for name in ("rest_api_num_threads", "grpc_max_threads", "num_tflite_pools"):
         if getattr(ns, name) < 1:
             p.error(f"--{name} must be >= 1")
     if not 0.0 <= ns.per_process_gpu_memory_fraction <= 1.0:

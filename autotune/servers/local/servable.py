@@ -53,13 +53,34 @@ class Servable:
         batching: BatchingOptions | None,
         on_batch: Callable[[int], None] | None = None,
         name: str = "model",
+        tflite_pools: int | None = None,
     ) -> None:
+        """TFLITE_POOLS (--prefer_tflite_model): serve the version's model.tflite through that many
+        interpreters when it has one, as TF Serving does; else the SavedModel."""
         import tensorflow as tf
         from tensorflow.core.protobuf import saved_model_pb2
+
+        from autotune.servers.argv import TFLITE_FILE
 
         self.version = latest_version(base_path)
         path = base_path / str(self.version)
         self._tf = tf
+        saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+        meta = next(m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags)
+        self.signature_defs = {k: v for k, v in meta.signature_def.items() if not k.startswith("__")}
+        self.format = "tflite" if tflite_pools and (path / TFLITE_FILE).is_file() else "savedmodel"
+        if self.format == "tflite":
+            from autotune.servers.local.tflite import tflite_signatures
+
+            functions = tflite_signatures(path / TFLITE_FILE, self.signature_defs, tflite_pools or 1)
+            # TF Serving serves the signatures the .tflite has (tflite_session.cc builds them from it).
+            self.signature_defs = {k: v for k, v in self.signature_defs.items() if k in functions}
+        else:
+            functions = self._load_savedmodel(path)
+        self._runners = {key: self._runner(fn, batching, on_batch, f"{name}/{key}") for key, fn in functions.items()}
+
+    def _load_savedmodel(self, path: Path) -> Any:
+        tf = self._tf
         try:
             self._loaded = tf.saved_model.load(str(path), tags=["serve"])
         except Exception:
@@ -69,12 +90,7 @@ class Servable:
             if not load_keras():
                 raise
             self._loaded = tf.saved_model.load(str(path), tags=["serve"])
-        saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
-        meta = next(m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags)
-        self.signature_defs = {k: v for k, v in meta.signature_def.items() if not k.startswith("__")}
-        self._runners = {
-            key: self._runner(fn, batching, on_batch, f"{name}/{key}") for key, fn in self._loaded.signatures.items()
-        }
+        return self._loaded.signatures
 
     def _runner(
         self, fn: Any, batching: BatchingOptions | None, on_batch: Callable[[int], None] | None, queue: str
