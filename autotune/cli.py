@@ -22,7 +22,7 @@ import typer
 from autotune import __version__, tables
 from autotune.errors import AutotuneError
 from autotune.outdir import EXPORT_FORMATS
-from autotune.servers.argv import WARMUP_FILE
+from autotune.servers.argv import TFLITE_FILE, WARMUP_FILE
 from autotune.servers.backends import BACKEND_NAMES
 from autotune.states import FailureReason, JobState, TrialState
 from autotune.windows import WINDOW_DEFAULTS, WindowOptions
@@ -673,6 +673,7 @@ def export(
         check_out_dir,
         choose_entry,
         export_meta,
+        export_variant,
         export_warmup,
         render,
         render_deployment,
@@ -710,10 +711,14 @@ def export(
         meta["mix"] = mix  # the models this server serves, and the share of the requests each was measured with
     else:
         warmup, warmup_note = export_warmup(job)
-        files = render(config, job.model.name, model_base, target, image, job.model.version if warmup else None)
-        written = dict(files)
-        if warmup is not None:
-            written[str(WARMUP_FILE)] = warmup
+        tflite, variant_note = export_variant(job, config)
+        # Files for the model's version directory, shipped at the same relative path in the export.
+        placed = {str(WARMUP_FILE): warmup, TFLITE_FILE: tflite}
+        placed_files = {path: data for path, data in placed.items() if data is not None}
+        files = render(config, job.model.name, model_base, target, image, job.model.version, tuple(placed_files))
+        written = {**files, **placed_files}
+        if variant_note is not None:
+            meta["model_variant"] = variant_note
     meta["warmup"] = warmup_note
     deployment = render_deployment(files, config, meta, job.study, DeployOptions(fmt.value, image, storage_uri))
     written.update(deployment)
@@ -732,6 +737,8 @@ def export(
     def show() -> None:
         err.print(f"exported trial {chosen['trial']} of job {job.id} ({tables.short(config.to_dict())}) to {target}")
         err.print(warmup_note, markup=False)
+        if "model_variant" in meta:
+            err.print(meta["model_variant"], markup=False)
         _print_verdict(rows, list(job.study["objectives"]))
 
     emit(as_json, doc, show)

@@ -16,13 +16,14 @@ from typing import Any
 from autotune import __version__, outdir
 from autotune.cpulimit import whole_cores
 from autotune.errors import AutotuneError
-from autotune.knobs import ServingConfig
+from autotune.knobs import SAVEDMODEL, ServingConfig
 from autotune.load.requests import load_requests
+from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
 from autotune.models.signature import read_signatures
 from autotune.multimodel import models_config_text
 from autotune.pareto import PICKS, pick_index  # noqa: F401  (re-exported: the CLI picks through export)
 from autotune.protos import batching_parameters_text, monitoring_config_text
-from autotune.servers.argv import PER_MODEL_BATCHING_FILE, WARMUP_FILE, ServerPaths, tfserving_flags
+from autotune.servers.argv import PER_MODEL_BATCHING_FILE, TFLITE_FILE, WARMUP_FILE, ServerPaths, tfserving_flags
 from autotune.servers.docker import DockerRun, docker_argv, version_entries
 from autotune.states import TrialState
 from autotune.warmup import MAX_WARMUP_RECORDS, warmup_records
@@ -67,19 +68,20 @@ def render(
     model_base: Path,
     out: Path,
     image: str = "tensorflow/serving:latest",
-    warmup_version: int | None = None,
+    version: int = 0,
+    placed: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """File name -> contents of an export for CONFIG, with paths pointing into OUT.
 
-    WARMUP_VERSION: the export ships a warm-up file for that version of the model (export_warmup), which
-    docker-run.sh mounts into it and the flags enable."""
+    PLACED: files the export ships for VERSION of the model, by their path in its version directory (the
+    warm-up file, a variant's model.tflite); docker-run.sh mounts each into it from OUT."""
     config = deployed_config(config)
     files, batching = _config_files(config, {model_name: model_base}, out)
-    warmup = warmup_version is not None
+    warmup = str(WARMUP_FILE) in placed
     paths = ServerPaths(model_name, model_base, 8500, 8501, batching, out / "monitoring.config", warmup=warmup)
     files["tfserving.args"] = "\n".join(tfserving_flags(config, paths)) + "\n"
     gpus = bool(config.gpu_memory_fraction)
-    mounts = version_entries(model_base / str(warmup_version), out / WARMUP_FILE) if warmup else ()
+    mounts = version_entries(model_base / str(version), {p: out / p for p in placed}) if placed else ()
     # No autotune label: autotune removes labelled containers it left behind, never a deployment.
     run = DockerRun(
         image,
@@ -91,7 +93,7 @@ def render(
         gpus,
         label=False,
         version_files=mounts,
-        version=warmup_version or 0,
+        version=version,
     )
     argv = docker_argv(config, model_name, run, monitoring=True)
     files["docker-run.sh"] = (
@@ -109,6 +111,38 @@ def export_warmup(job: Any) -> tuple[bytes | None, str]:
     version_dir = Path(job.model.path) / str(job.model.version)
     signature = job.study.get("signature") or "serving_default"
     return model_warmup(job.model.name, version_dir, signature, settings.get("requests_file"), settings.get("batch"))
+
+
+def export_variant(job: Any, config: ServingConfig) -> tuple[bytes | None, str | None]:
+    """CONFIG's model.tflite for the export when it serves a variant, and a line saying what it is and where it
+    goes; (None, None) for the SavedModel. The variant is the one the job measured (cached by model content)."""
+    if config.model_variant == SAVEDMODEL:
+        return None, None
+    from autotune.models.optimize import checked_variant
+    from autotune.models.resolve import resolve_model
+
+    settings = job.settings or {}
+    if not (Path(job.model.path) / str(job.model.version) / "saved_model.pb").is_file():
+        raise AutotuneError(f"cannot export {config.model_variant}: the model is not at {job.model.path} on this host")
+    model = resolve_model(job.model.path, job.study.get("signature") or "serving_default")
+    checked = checked_variant(
+        model,
+        config.model_variant,
+        settings.get("requests_file"),
+        settings.get("min_top1_agreement", DEFAULT_MIN_TOP1_AGREEMENT),
+        settings.get("max_abs_error"),
+    )
+    if checked.problem is not None:  # the front never holds one; a stored job from before the guard might
+        raise AutotuneError(f"{config.model_variant} fails the accuracy guard: {checked.problem}")
+    accuracy = checked.accuracy
+    agreement = f"top-1 agreement {accuracy.top1_agreement:.3f}, " if accuracy.top1_agreement is not None else ""
+    note = (
+        f"{config.model_variant}: {TFLITE_FILE} ({checked.variant.size_bytes / 1024:.0f} KiB; {agreement}"
+        f"max abs error {accuracy.max_abs_error:.2g} over {accuracy.samples} inputs) goes in "
+        f"{job.model.path}/{job.model.version}/ beside saved_model.pb: without it --prefer_tflite_model serves "
+        "the SavedModel (docker-run.sh mounts it)"
+    )
+    return checked.variant.tflite.read_bytes(), note
 
 
 def model_warmup(
@@ -209,6 +243,8 @@ def render_deployment(
     header = (
         f"# autotune: job {meta['job_id']} trial {meta['trial']}; resources from the measurement ({resources.basis})\n"
     )
+    if "model_variant" in meta:  # the manifests pass --prefer_tflite_model; the file must reach the volume
+        header += f"# {meta['model_variant']}\n"
     docs: list[dict[str, Any]] = [k8s.config_map(name, files)]
     if options.format == "k8s":
         docs += [k8s.deployment(name, config, options.image, resources, meta), k8s.service(name)]

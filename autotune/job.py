@@ -75,6 +75,8 @@ def study_settings(study: Study, **overrides: Any) -> MeasureSettings:
         requests_file=study.requests,
         batch=study.batch,
         mix=study.mix,
+        min_top1_agreement=study.min_top1_agreement,
+        max_abs_error=study.max_abs_error,
         **windows,
     )
 

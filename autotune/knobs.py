@@ -25,6 +25,7 @@ class Knob:
     high: float | None = None
     batching: bool = False  # only meaningful when enable_batching is on
     help: str = ""
+    choices: tuple[str, ...] = ()  # the values of a str knob
 
 
 def schedulable_cpus() -> int:
@@ -56,6 +57,11 @@ class TFServingBatchingDefaults:
 
 TFSERVING_BATCHING_DEFAULTS = TFServingBatchingDefaults()
 
+SAVEDMODEL = "savedmodel"
+# The model as TF Serving runs it: its SavedModel graph, or a TFLite variant built from it (models/variants.py)
+# and served with --prefer_tflite_model.
+MODEL_VARIANTS = (SAVEDMODEL, "tflite_fp16", "tflite_int8")
+
 _TF = TFSERVING_BATCHING_DEFAULTS
 _UNSET = "batching file field; when unset TF Serving uses"
 
@@ -73,6 +79,12 @@ KNOBS: dict[str, Knob] = {
         Knob("gpu_memory_fraction", float, 0.0, 1.0, help="--per_process_gpu_memory_fraction (0: unset)"),
         # Not a TF Serving flag: how the server is started (a core set plus a CFS quota; docker --cpus).
         Knob("cpus", float, 0.0, 4096.0, help="CPU allowance in cores (0: every core; fractions set a CFS quota)"),
+        Knob(
+            "model_variant",
+            str,
+            help="the SavedModel, or a TFLite variant (--prefer_tflite_model)",
+            choices=MODEL_VARIANTS,
+        ),
     )
 }
 
@@ -103,10 +115,14 @@ class ServingConfig:
     inter_op_threads: int = 0
     gpu_memory_fraction: float = 0.0
     cpus: float = 0.0
+    model_variant: str = SAVEDMODEL
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form; batching fields are omitted when batching is off."""
+        """Plain-JSON form; batching fields are omitted when batching is off, the model variant when it is
+        the SavedModel (configs stored before variants read the same)."""
         out = dataclasses.asdict(self)
+        if self.model_variant == SAVEDMODEL:
+            out.pop("model_variant")
         out["allowed_batch_sizes"] = list(self.allowed_batch_sizes)
         if not self.enable_batching:
             for name, knob in KNOBS.items():
@@ -123,7 +139,9 @@ def validate(config: ServingConfig) -> ServingConfig:
     """Check cross-knob rules TensorFlow Serving enforces; raise AutotuneError."""
     for name, knob in KNOBS.items():
         value = getattr(config, name)
-        values = value if knob.kind is list else [value]
+        if knob.choices and value not in knob.choices:
+            raise AutotuneError(f"{name}: {value!r} is not one of {', '.join(knob.choices)}")
+        values = value if knob.kind is list else [value] if knob.kind is not str else []
         for v in values:
             if knob.low is not None and knob.high is not None and not knob.low <= v <= knob.high:
                 raise AutotuneError(f"{name}: {v} is out of range {_fmt(knob.low)}..{_fmt(knob.high)}")
@@ -156,6 +174,10 @@ def parse_value(name: str, text: str) -> Any:
         raise AutotuneError(f"unknown knob {name!r} (known: {', '.join(KNOBS)})")
     knob = KNOBS[name]
     text = text.strip()
+    if knob.kind is str:
+        if text not in knob.choices:
+            raise AutotuneError(f"{name}: expected one of {', '.join(knob.choices)}, got {text!r}")
+        return text
     try:
         if knob.kind is bool:
             lowered = text.lower()

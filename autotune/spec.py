@@ -16,10 +16,19 @@ from typing import Any
 from autotune.cost import PRICE_DEFAULTS
 from autotune.errors import AutotuneError
 from autotune.knobs import KNOBS
+from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
 from autotune.servers.backends import BACKEND_NAMES
 from autotune.windows import WindowOptions
 
-OBJECTIVES = ("throughput_rps", "latency_p99_ms", "cpu_cores", "gpu_mem_mb", "rss_mb", "cost_per_1k_requests")
+OBJECTIVES = (
+    "throughput_rps",
+    "latency_p99_ms",
+    "cpu_cores",
+    "gpu_mem_mb",
+    "rss_mb",
+    "cost_per_1k_requests",
+    "load_time_s",  # a model variant loads faster or slower: worth minimizing where servers scale from zero
+)
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("autotune", "tpe", "nsga2", "random", "grid")
 _TOP_KEYS = {
@@ -67,6 +76,9 @@ class Study:
     slo_p99_ms: float | None = 500.0
     max_error_rate: float = 0.001
     limits: dict[str, float] = field(default_factory=dict)  # METRIC_LIMITS keys -> bounds
+    # The accuracy guard every model variant must pass against the SavedModel (models/accuracy.py).
+    min_top1_agreement: float | None = DEFAULT_MIN_TOP1_AGREEMENT
+    max_abs_error: float | None = None
     objectives: dict[str, str] = field(
         default_factory=lambda: {"throughput_rps": "maximize", "latency_p99_ms": "minimize"}
     )
@@ -148,6 +160,10 @@ def _knob_spec(c: _Checker, name: str, raw: Any) -> KnobSpec:
         raise c.fail(key, "give exactly one of: value, choices, or low and high")
 
     def check(v: Any, where: str) -> Any:
+        if knob.kind is str:
+            if v not in knob.choices:
+                raise c.fail(where, f"must be one of {', '.join(knob.choices)}, got {v!r}")
+            return v
         if knob.kind is bool:
             if not isinstance(v, bool):
                 raise c.fail(where, f"must be true or false, got {v!r}")
@@ -168,7 +184,7 @@ def _knob_spec(c: _Checker, name: str, raw: Any) -> KnobSpec:
         if not isinstance(choices, list) or not choices:
             raise c.fail(f"{key}.choices", "must be a non-empty list")
         return KnobSpec(choices=tuple(check(v, f"{key}.choices") for v in choices))
-    if knob.kind in (bool, list):
+    if knob.kind in (bool, list, str):
         raise c.fail(key, "takes value or choices, not a range")
     if "low" not in raw or "high" not in raw:
         raise c.fail(key, "a range needs both low and high")
@@ -198,7 +214,7 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
         out["seed"] = int(c.number(doc["seed"], "seed", integer=True))
 
     slo = c.table(doc, "slo")
-    c.unknown(slo, {"latency_p99_ms", "max_error_rate", *METRIC_LIMITS}, "slo.")
+    c.unknown(slo, {"latency_p99_ms", "max_error_rate", "min_top1_agreement", "max_abs_error", *METRIC_LIMITS}, "slo.")
     out["limits"] = {k: float(c.number(slo[k], f"slo.{k}", positive=True)) for k in METRIC_LIMITS if k in slo}
     if "latency_p99_ms" in slo:
         out["slo_p99_ms"] = float(c.number(slo["latency_p99_ms"], "slo.latency_p99_ms", positive=True))
@@ -207,6 +223,13 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
         if not 0 <= rate <= 1:
             raise c.fail("slo.max_error_rate", f"must be in 0..1, got {rate!r}")
         out["max_error_rate"] = float(rate)
+    if "min_top1_agreement" in slo:
+        agreement = c.number(slo["min_top1_agreement"], "slo.min_top1_agreement")
+        if not 0 <= agreement <= 1:
+            raise c.fail("slo.min_top1_agreement", f"must be in 0..1, got {agreement!r}")
+        out["min_top1_agreement"] = float(agreement)
+    if "max_abs_error" in slo:
+        out["max_abs_error"] = float(c.number(slo["max_abs_error"], "slo.max_abs_error", positive=True))
 
     if "objectives" in doc:
         objectives = c.table(doc, "objectives")
@@ -267,6 +290,8 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
             raise c.fail("mix", f"must give the study's model {out['model']!r} its share too")
         if len(out["mix"]) < 2:
             raise c.fail("mix", "names one model; a mix serves several (or drop [mix])")
+        if "model_variant" in out["space"]:
+            raise c.fail("space.model_variant", "a mix serves its models' SavedModels (variants are for one model)")
 
     cost = c.table(doc, "cost")
     c.unknown(cost, {"core_hour", "gpu_gib_hour"}, "cost.")

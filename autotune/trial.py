@@ -23,7 +23,7 @@ from autotune.cores import schedulable_cores
 from autotune.cost import PRICE_DEFAULTS, Prices, cost_per_1k_requests
 from autotune.cpulimit import CpuPlan, plan_cpus
 from autotune.errors import AutotuneError, TrialError
-from autotune.knobs import ServingConfig
+from autotune.knobs import SAVEDMODEL, ServingConfig
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
 from autotune.load.generator import drain_s
 from autotune.load.payload import Payload
@@ -38,6 +38,7 @@ from autotune.load.stats import (
     spread,
     stable_span,
 )
+from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
 from autotune.models.resolve import ModelRef, resolve_model, served_name
 from autotune.models.signature import Signature
 from autotune.monitor import ResourceMonitor
@@ -109,6 +110,9 @@ class MeasureSettings:
     batch: int | None = None  # instances per request (client-side batching); None: as the file has them, else 1
     # Several models on one server: model (built-in name or path) -> its share of the requests; None: one model.
     mix: dict[str, float] | None = None
+    # The accuracy guard a model variant must pass ([slo] min_top1_agreement, max_abs_error).
+    min_top1_agreement: float | None = DEFAULT_MIN_TOP1_AGREEMENT
+    max_abs_error: float | None = None
 
     @property
     def prices(self) -> Prices:
@@ -661,11 +665,17 @@ def run_trial(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autotune-trial-") as tmp:
         try:
+            served, accuracy = model_variant(model, config, settings, say)
+        except AutotuneError as exc:  # TFLite cannot convert this model
+            failed = TrialResult(model.name, backend.name, settings.protocol, config, [])
+            failed.failure_reason, failed.failure_message = FailureReason.variant_failed, str(exc)
+            return failed
+        try:
             # Read and checked before the server starts: a request file gone bad since the job began fails here.
             requests = load_requests(settings.requests_file, model.signature, settings.batch)
             payloads = requests.payloads(model.name, model.signature.name)
             others = mix_others(model, settings)
-            prepared = prepare_launch(model, config, backend, Path(tmp), settings.monitoring, payloads, others)
+            prepared = prepare_launch(served, config, backend, Path(tmp), settings.monitoring, payloads, others)
             if others:  # the generator sends every model's requests, in the mix's proportion
                 by_model = {model.name: payloads, **{o.model.name: o.payloads for o in others}}
                 payloads = mixed_payloads(by_model, settings.shares)
@@ -700,6 +710,8 @@ def run_trial(
             except (ServerStartError, TrialError, LoadGeneratorError, KeyboardInterrupt) as exc:
                 result.failure_reason, result.failure_message = classify_failure(exc, live.server)
         result.server_log_tail = live.log_tail
+        if accuracy is not None:
+            result.metrics["accuracy"] = accuracy
         # Where the trial's time went (benchmarks/trial_overhead.py): start-up and teardown are overhead.
         stopping = live.stopping_at or time.monotonic()
         result.metrics["trial_wall_s"] = round(time.monotonic() - started, 3)
@@ -708,6 +720,25 @@ def run_trial(
             result.metrics["measure_s"] = round(stopping - measure_started, 3)
             result.metrics["teardown_s"] = round(time.monotonic() - stopping, 3)
     return result
+
+
+def model_variant(
+    model: ModelRef, config: ServingConfig, settings: MeasureSettings, say: Callable[[str], None]
+) -> tuple[ModelRef, dict[str, Any] | None]:
+    """The model as CONFIG serves it: MODEL itself, or its variant (built and checked once, then cached) with
+    the variant's accuracy against MODEL and why it fails the guard. Raises AutotuneError when TFLite cannot
+    convert MODEL."""
+    if config.model_variant == SAVEDMODEL:
+        return model, None
+    from autotune.models.optimize import checked_variant
+
+    say(f"preparing {config.model_variant}")
+    checked = checked_variant(
+        model, config.model_variant, settings.requests_file, settings.min_top1_agreement, settings.max_abs_error
+    )
+    figures = {"variant": config.model_variant, **checked.accuracy.to_json(), "problem": checked.problem}
+    figures["tflite_bytes"] = checked.variant.size_bytes
+    return replace(model, base_path=checked.variant.base), figures
 
 
 def _measure(

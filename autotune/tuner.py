@@ -134,6 +134,8 @@ def constraint_values(
         # An unstable measurement is never trusted: infeasible, so never on the front or exported.
         "unstable": 0.0 if metrics.get("stable", True) else 1.0,
         "offered_rate_shortfall": shortfall,
+        # A variant whose answers differ from the original's beyond the study's bound: fast, but not the model.
+        "accuracy_guard": 1.0 if (metrics.get("accuracy") or {}).get("problem") else 0.0,
         **{key: _limit_gap(metrics, key, bound) for key, bound in (limits or {}).items()},
     }
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +22,12 @@ from autotune.models.accuracy import (
 )
 from autotune.models.resolve import ModelRef
 from autotune.models.variants import Variant, build_variant
+from autotune.paths import autotune_home
+from autotune.servers.argv import TFLITE_FILE
 
 # Synthetic inputs for the guard when no request file is given: this many, in requests of SAMPLE_BATCH.
 SAMPLE_BATCH = 16
+GUARD_SAMPLES = 128
 
 
 @dataclass(frozen=True)
@@ -77,3 +84,54 @@ def optimize(
         accuracy = compare_outputs(reference, tflite_outputs(variant.tflite, model.signature.name, inputs))
         checked.append(Checked(variant, accuracy, accuracy.problem(min_top1, max_abs)))
     return checked
+
+
+def _inputs_key(requests_file: str | None, samples: int) -> str:
+    """Names the guard's input set: the request file's bytes, or the synthetic count."""
+    if requests_file is None:
+        return f"synthetic-{samples}"
+    return "requests-" + hashlib.sha256(Path(requests_file).read_bytes()).hexdigest()[:16]
+
+
+def checked_variant(
+    model: ModelRef,
+    name: str,
+    requests_file: str | None = None,
+    min_top1: float | None = DEFAULT_MIN_TOP1_AGREEMENT,
+    max_abs: float | None = None,
+    samples: int = GUARD_SAMPLES,
+) -> Checked:
+    """MODEL's variant NAME and its accuracy, built and checked once per model content and input set, then
+    read back (a job's trials share it): $AUTOTUNE_HOME/variants/<model>-<content hash>/<variant>."""
+    from filelock import FileLock
+
+    from autotune.models.content import content_hash
+
+    root = autotune_home() / "variants" / f"{model.name}-{content_hash(model.version_path)[:16]}"
+    root.mkdir(parents=True, exist_ok=True)
+    key = _inputs_key(requests_file, samples)
+    # Full-integer int8 is calibrated on the request file: another file, another variant.
+    built = root / (f"{name}-{key}" if name == "tflite_int8" and requests_file is not None else name)
+    figures = built.with_name(f"{built.name}.accuracy-{key}.json")
+    with FileLock(str(built.with_name(f"{built.name}.lock"))):
+        variant_json = built / "variant.json"
+        if not variant_json.is_file():
+            staging = root / f".{built.name}.{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            inputs = guard_inputs(model, requests_file, samples)
+            variant = build_variant(model, name, staging, inputs if requests_file is not None else None)
+            (staging / "variant.json").write_text(json.dumps({"convert_s": variant.convert_s}))
+            shutil.rmtree(built, ignore_errors=True)
+            staging.rename(built)  # whole or absent: a killed build leaves only a staging directory
+        tflite = built / str(model.version) / TFLITE_FILE
+        convert_s = json.loads(variant_json.read_text())["convert_s"]
+        variant = Variant(name, built, model.version, convert_s, tflite.stat().st_size)
+        if figures.is_file():
+            accuracy = Accuracy(**json.loads(figures.read_text()))
+        else:
+            inputs = guard_inputs(model, requests_file, samples)
+            accuracy = compare_outputs(
+                savedmodel_outputs(model, inputs), tflite_outputs(variant.tflite, model.signature.name, inputs)
+            )
+            figures.write_text(json.dumps(accuracy.to_json()))
+    return Checked(variant, accuracy, accuracy.problem(min_top1, max_abs))

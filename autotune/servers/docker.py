@@ -39,12 +39,12 @@ class DockerRun:
     version: int = 0
 
 
-def version_entries(version_dir: Path, warmup: Path | None = None) -> tuple[tuple[str, Path], ...]:
+def version_entries(version_dir: Path, placed: dict[str, Path] | None = None) -> tuple[tuple[str, Path], ...]:
     """(path in the version directory, host path) for each entry of VERSION_DIR and of its assets.extra,
-    symlinks resolved, plus a WARMUP file to place in assets.extra.
+    symlinks resolved, plus PLACED files (a warm-up file, a variant's model.tflite) by their path in it.
 
-    Mounting entry by entry lets a warm-up file join a model without writing into it: a file mounted
-    inside a read-only mount of the model would need its mountpoint created in the model."""
+    Mounting entry by entry lets files join a model without writing into it: a file mounted inside a
+    read-only mount of the model would need its mountpoint created in the model."""
     out: dict[str, Path] = {}
     for entry in sorted(version_dir.iterdir()):
         if entry.name == WARMUP_FILE.parent.name and entry.is_dir():
@@ -52,8 +52,7 @@ def version_entries(version_dir: Path, warmup: Path | None = None) -> tuple[tupl
                 out[f"{entry.name}/{inner.name}"] = inner.resolve()
         else:
             out[entry.name] = entry.resolve()
-    if warmup is not None:
-        out[str(WARMUP_FILE)] = warmup
+    out.update(placed or {})
     return tuple(out.items())
 
 
