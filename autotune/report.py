@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune import outdir
-from autotune.knobs import ServingConfig, is_default_config
+from autotune.knobs import SAVEDMODEL, ServingConfig, is_default_config
 from autotune.states import TrialState
 from autotune.store.pareto import front, trial_goodput
 from autotune.store.schema import JobRow, TrialRow
@@ -202,6 +202,8 @@ _COLUMNS = (
     "RSS peak/mean MiB",
     "throttled",
     "cost /1k req",
+    "load s",
+    "top-1 agreement",
 )
 
 
@@ -229,7 +231,67 @@ def _cells(r: Row) -> list[str]:
         "-" if m.get("rss_mb") is None else f"{m['rss_mb']:.0f}/{m.get('rss_mean_mb') or m['rss_mb']:.0f}",
         "-" if m.get("throttled_periods") is None else f"{m['throttled_periods']} ({m.get('throttled_s') or 0:.1f} s)",
         "-" if m.get("cost_per_1k_requests") is None else f"{m['cost_per_1k_requests']:.4g}",
+        f(m.get("load_time_s"), 2),
+        _agreement(m.get("accuracy")),
     ]
+
+
+def _agreement(accuracy: dict[str, Any] | None) -> str:
+    """A variant's top-1 agreement with the SavedModel, and its guard's verdict (- for the SavedModel)."""
+    if not accuracy:
+        return "-"
+    top1 = accuracy.get("top1_agreement")
+    figure = f"{top1:.3f}" if top1 is not None else f"max abs err {accuracy.get('max_abs_error') or 0:.2g}"
+    return figure + (f" (FAILS: {accuracy['problem']})" if accuracy.get("problem") else "")
+
+
+def variants_of(rows: list[Row]) -> list[dict[str, Any]]:
+    """Speed against accuracy, one entry per model variant a job measured (empty when it measured the SavedModel
+    only): its best goodput and throughput, its median load time, its accuracy against the SavedModel."""
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(r.config.get("model_variant", SAVEDMODEL), []).append(r)
+    if set(groups) <= {SAVEDMODEL}:
+        return []
+    out = []
+    for name, group in groups.items():
+        done = [r for r in group if r.state == TrialState.complete and r.metrics.get("throughput_rps") is not None]
+        loads = sorted(r.metrics["load_time_s"] for r in done if r.metrics.get("load_time_s") is not None)
+        accuracy = next((r.metrics["accuracy"] for r in group if r.metrics.get("accuracy")), None)
+        out.append(
+            {
+                "variant": name,
+                "trials": len(group),
+                "best_goodput_rps": max((r.goodput_rps for r in done), default=None),
+                "best_throughput_rps": max((r.metrics["throughput_rps"] for r in done), default=None),
+                "median_load_time_s": loads[len(loads) // 2] if loads else None,
+                "accuracy": accuracy,
+                "guard": "reference" if name == SAVEDMODEL else (accuracy or {}).get("problem") or "passes",
+            }
+        )
+    return out
+
+
+def variants_html(variants: list[dict[str, Any]]) -> str:
+    """The speed-against-accuracy table (nothing when the job measured the SavedModel only)."""
+    if not variants:
+        return ""
+
+    def f(x: Any, fmt: str) -> str:
+        return "-" if x is None else format(x, fmt)
+
+    rows = "".join(
+        f"<tr><td>{html.escape(v['variant'])}</td><td>{v['trials']}</td><td>{f(v['best_goodput_rps'], '.1f')}</td>"
+        f"<td>{f(v['best_throughput_rps'], '.1f')}</td><td>{f(v['median_load_time_s'], '.2f')}</td>"
+        f"<td>{html.escape(_agreement(v['accuracy']))}</td>"
+        f"<td>{f((v['accuracy'] or {}).get('max_abs_error'), '.2g')}</td><td>{html.escape(v['guard'])}</td></tr>"
+        for v in variants
+    )
+    head = "".join(
+        f"<th>{c}</th>"
+        for c in ("variant", "trials", "best goodput rps", "best rps", "load s", "top-1", "max abs err", "guard")
+    )
+    return f"<h2>Model variants: speed against accuracy</h2><table><tr>{head}</tr>{rows}</table>"
 
 
 def _ci(ci: list[float] | None) -> str:
@@ -280,6 +342,7 @@ Study: {e(summary["study"])}.</p>
 <p><img src="pareto.png" alt="Pareto plot"><br><a href="pareto.html">interactive plot</a> ·
 <a href="trials.csv">trials.csv</a> · <a href="summary.json">summary.json</a></p>
 <table><tr>{head}</tr>{body}</table>
+{variants_html(summary.get("variants") or [])}
 {sweep_html(summary.get("sweeps") or [])}
 {drift_html(summary.get("drift") or [])}
 </body></html>
@@ -372,6 +435,7 @@ def write_report(job: JobRow, out: Path, force: bool) -> Path:
     summary["confirmed_front"] = [e for e in entries if e.get("confirmed")]
     summary["verdict_line"] = summary_line(entries, list(job.study["objectives"]))
     summary["sweeps"] = [{"trial": e["trial"], **e["sweep"]} for e in entries if e.get("sweep")]
+    summary["variants"] = variants_of(rows)
     files: dict[str, str | bytes] = {
         "report.html": report_html(rows, summary),
         "pareto.png": pareto_png(rows, summary),

@@ -29,6 +29,9 @@ REAL_FLAGS = {
     "num_request_iterations_for_warmup",
     "model_config_file",
     "enable_per_model_batching_parameters",
+    "prefer_tflite_model",
+    "num_tflite_pools",
+    "num_tflite_interpreters_per_pool",
 }
 
 PATHS = ServerPaths("m", Path("/models/m"), 8500, 8501, Path("/tmp/b.txt"), Path("/tmp/mon.cfg"))
@@ -50,6 +53,13 @@ def test_every_emitted_flag_is_a_real_tensorflow_model_server_flag():
     assert flag_names(flags) <= REAL_FLAGS
     assert "--batching_parameters_file=/tmp/b.txt" in flags
     assert "--tensorflow_intra_op_parallelism=2" in flags
+
+
+def test_a_variant_is_served_by_tf_servings_own_flag():
+    flags = tfserving_flags(parse_assignments(["model_variant=tflite_int8"]), PATHS)
+    assert "--prefer_tflite_model=true" in flags and flag_names(flags) <= REAL_FLAGS
+    assert parse_flags(flags).prefer_tflite_model
+    assert not any("tflite" in f for f in tfserving_flags(parse_assignments([]), PATHS))
 
 
 def test_the_local_server_accepts_exactly_what_we_emit():

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from autotune.errors import AutotuneError
-from autotune.knobs import TFSERVING_BATCHING_DEFAULTS, ServingConfig, parse_assignments
+from autotune.knobs import TFSERVING_BATCHING_DEFAULTS, ServingConfig, config_from_dict, parse_assignments
 from autotune.protos import parse_text
 from autotune.servers.argv import write_batching_file
 
@@ -45,6 +45,7 @@ def test_allowed_batch_sizes_parse_as_a_list():
         (["max_batch_size=8", "max_batch_size=4"], "set twice"),
         (["max_batch_size=8", "allowed_batch_sizes=2,4"], "last entry (4) must equal max_batch_size (8)"),
         (["max_batch_size=8", "allowed_batch_sizes=4,2,8"], "strictly increasing"),
+        (["model_variant=onnx"], "model_variant: expected one of savedmodel, tflite_fp16, tflite_int8, got 'onnx'"),
     ],
 )
 def test_bad_values_are_refused_with_the_knob_and_reason(assignment, message):
@@ -52,6 +53,13 @@ def test_bad_values_are_refused_with_the_knob_and_reason(assignment, message):
         parse_assignments(assignment)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_the_model_variant_is_the_savedmodel_unless_set_and_stored_only_when_set():
+    assert ServingConfig().model_variant == "savedmodel" and "model_variant" not in ServingConfig().to_dict()
+    config = parse_assignments(["model_variant=tflite_fp16"])
+    assert config.to_dict()["model_variant"] == "tflite_fp16"
+    assert config_from_dict(config.to_dict()) == config and config_from_dict({}) == ServingConfig()
 
 
 def test_to_dict_leaves_out_batching_fields_when_batching_is_off():

@@ -89,6 +89,17 @@ rate = 100
         ('model = "tiny"\nsampler = "magic"\n', "sampler: must be one of"),
         ('model = "tiny"\nextra = 1\n', "extra: unknown key"),
         ('model = "tiny"\n[slo]\nmax_error_rate = 2\n', "slo.max_error_rate: must be in 0..1"),
+        ('model = "tiny"\n[slo]\nmin_top1_agreement = 1.5\n', "slo.min_top1_agreement: must be in 0..1"),
+        ('model = "tiny"\n[slo]\nmax_abs_error = -1\n', "slo.max_abs_error: must be > 0"),
+        (
+            'model = "tiny"\n[space.model_variant]\nchoices = ["tflite_fp16", "onnx"]\n',
+            "space.model_variant.choices: must be one of savedmodel, tflite_fp16, tflite_int8, got 'onnx'",
+        ),
+        ('model = "tiny"\n[space.model_variant]\nlow = 1\nhigh = 2\n', "space.model_variant: takes value or choices"),
+        (
+            'model = "tiny"\n[mix]\ntiny = 1\nmobilenet = 1\n[space.model_variant]\nvalue = "tflite_fp16"\n',
+            "space.model_variant: a mix serves its models' SavedModels",
+        ),
     ],
 )
 def test_invalid_studies_name_file_key_and_reason(tmp_path, text, message):

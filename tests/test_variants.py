@@ -149,3 +149,111 @@ def test_a_tflite_variant_is_served_behind_the_batch_op(start_server, tiny_fp16,
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         assert list(pool.map(one, range(16))) == [1] * 16
+
+
+def test_a_trial_of_a_variant_serves_its_model_tflite_and_records_its_accuracy(tiny_model):
+    from autotune.knobs import parse_assignments
+    from autotune.servers.backends import local_backend
+    from autotune.trial import MeasureSettings, run_trial
+    from autotune.tuner import constraint_values
+
+    settings = MeasureSettings(concurrency=2, window_s=0.3, warmup_s=0.1, max_windows=4, measure_unloaded=False)
+    config = parse_assignments(["model_variant=tflite_fp16"])
+    result = run_trial(tiny_model, config, settings, local_backend())
+    assert result.ok, result.failure_message
+    assert "--prefer_tflite_model=true" in result.argv
+    assert "from model.tflite" in (result.server_log_tail or "")
+    accuracy = result.metrics["accuracy"]
+    assert accuracy["variant"] == "tflite_fp16" and accuracy["samples"] == 128
+    assert accuracy["top1_agreement"] == 1.0 and accuracy["problem"] is None
+    assert constraint_values(result.metrics, None, 0.01, 0.95)["accuracy_guard"] == 0.0
+
+    # Checked once per variant: a stricter guard reads the stored figures back and judges them again.
+    strict = MeasureSettings(**{**settings.__dict__, "max_abs_error": 1e-9})
+    again = run_trial(tiny_model, config, strict, local_backend())
+    assert again.metrics["accuracy"]["max_abs_error"] == accuracy["max_abs_error"]
+    assert again.metrics["accuracy"]["problem"].startswith("max abs error")
+    assert constraint_values(again.metrics, None, 0.01, 0.95)["accuracy_guard"] == 1.0
+    assert again.metrics["throughput_rps"] > 0  # measured all the same: report shows speed against accuracy
+
+
+def test_a_model_tflite_cannot_convert_fails_its_trial_with_one_line(resnet_model):
+    from autotune.knobs import parse_assignments
+    from autotune.servers.backends import local_backend
+    from autotune.trial import MeasureSettings, run_trial
+
+    result = run_trial(
+        resnet_model, parse_assignments(["model_variant=tflite_int8"]), MeasureSettings(), local_backend()
+    )
+    assert result.failure_reason == "variant_failed" and result.argv == []
+    assert result.failure_message.startswith(
+        "resnet: cannot become tflite_int8: TFLite has no kernel for tf.DecodeJpeg"
+    )
+    assert "\n" not in result.failure_message
+
+
+VARIANT_STUDY = """
+model = "tiny"
+backend = "local"
+seed = 1
+sampler = "grid"
+
+[space.model_variant]
+choices = ["savedmodel", "tflite_fp16"]
+[space.enable_batching]
+value = false
+[space.intra_op_threads]
+value = 0
+[space.inter_op_threads]
+value = 0
+
+[budget]
+trials = 3
+confirm_repeats = 0
+
+[slo]
+latency_p99_ms = 5000
+min_top1_agreement = 0.98
+
+[load]
+concurrency = 2
+window_s = 1.0
+warmup_s = 0.3
+max_windows = 6
+"""
+
+
+def test_a_job_searches_the_variant_beside_the_server_knobs_and_exports_its_model_tflite(tmp_path):
+    from autotune.fingerprint import fingerprint, host_info
+    from autotune.servers.local.flags import parse_flags
+    from autotune.store import Store
+
+    study = tmp_path / "variants.toml"
+    study.write_text(VARIANT_STUDY)
+    db = f"sqlite:///{tmp_path / 'v.db'}"
+    run = autotune("start", "--study", str(study), "--foreground", "--json", db=db, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    job = Store(db).pick_job("tiny", None, fingerprint(host_info()))
+    assert job.settings["min_top1_agreement"] == 0.98
+    by_variant = {t.config.get("model_variant", "savedmodel"): t for t in job.trials if t.state == "complete"}
+    assert set(by_variant) == {"savedmodel", "tflite_fp16"}
+    fp16 = by_variant["tflite_fp16"]
+    assert fp16.metrics["accuracy"]["top1_agreement"] == 1.0 and fp16.feasible
+    assert "accuracy" not in by_variant["savedmodel"].metrics
+
+    out = tmp_path / "deploy"
+    done = autotune("export", "--model", "tiny", "--out", str(out), "--pick", f"trial {fp16.number}", "--json", db=db)
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["config"]["model_variant"] == "tflite_fp16" and "top-1 agreement 1.000" in doc["model_variant"]
+    assert (out / TFLITE_FILE).stat().st_size == fp16.metrics["accuracy"]["tflite_bytes"]
+    assert parse_flags((out / "tfserving.args").read_text().split()).prefer_tflite_model
+    run_sh = (out / "docker-run.sh").read_text()
+    assert f"{out / TFLITE_FILE}:/models/tiny/1/{TFLITE_FILE}:ro" in run_sh
+
+    report = autotune("report", "--model", "tiny", "--out", str(tmp_path / "report"), db=db)
+    assert report.returncode == 0, report.stderr
+    variants = json.loads((tmp_path / "report" / "summary.json").read_text())["variants"]
+    assert {v["variant"]: v["guard"] for v in variants} == {"savedmodel": "reference", "tflite_fp16": "passes"}
+    assert all(v["best_throughput_rps"] > 0 and v["median_load_time_s"] > 0 for v in variants)
+    assert "Model variants: speed against accuracy" in (tmp_path / "report" / "report.html").read_text()

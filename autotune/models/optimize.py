@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autotune.errors import AutotuneError
 from autotune.load.payload import synthetic_tensors
 from autotune.load.requests import load_requests
 from autotune.models.accuracy import (
@@ -114,12 +115,18 @@ def checked_variant(
     built = root / (f"{name}-{key}" if name == "tflite_int8" and requests_file is not None else name)
     figures = built.with_name(f"{built.name}.accuracy-{key}.json")
     with FileLock(str(built.with_name(f"{built.name}.lock"))):
-        variant_json = built / "variant.json"
+        variant_json, failed = built / "variant.json", built.with_name(f"{built.name}.failed")
+        if failed.is_file():  # the converter's verdict stands for these bytes: a job does not retry it per trial
+            raise AutotuneError(failed.read_text())
         if not variant_json.is_file():
             staging = root / f".{built.name}.{os.getpid()}"
             shutil.rmtree(staging, ignore_errors=True)
             inputs = guard_inputs(model, requests_file, samples)
-            variant = build_variant(model, name, staging, inputs if requests_file is not None else None)
+            try:
+                variant = build_variant(model, name, staging, inputs if requests_file is not None else None)
+            except AutotuneError as exc:
+                failed.write_text(str(exc))
+                raise
             (staging / "variant.json").write_text(json.dumps({"convert_s": variant.convert_s}))
             shutil.rmtree(built, ignore_errors=True)
             staging.rename(built)  # whole or absent: a killed build leaves only a staging directory
