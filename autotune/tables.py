@@ -28,6 +28,10 @@ def print_result(result: Any) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.metrics.items():
+        if isinstance(value, dict):  # a variant's accuracy: one row per figure
+            for inner, v in value.items():
+                table.add_row(f"{key}.{inner}", "-" if v is None else str(v))
+            continue
         table.add_row(key, "-" if value is None else str(value))
     out.print(table)
     if result.levels:

@@ -257,3 +257,32 @@ def test_a_job_searches_the_variant_beside_the_server_knobs_and_exports_its_mode
     assert {v["variant"]: v["guard"] for v in variants} == {"savedmodel": "reference", "tflite_fp16": "passes"}
     assert all(v["best_throughput_rps"] > 0 and v["median_load_time_s"] > 0 for v in variants)
     assert "Model variants: speed against accuracy" in (tmp_path / "report" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_mobilenet_float_becomes_variants_the_local_server_serves_over_grpc(start_server, tmp_path):
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from autotune.models.optimize import checked_variant
+    from autotune.models.resolve import resolve_model
+
+    model = resolve_model("mobilenet_float")
+    inputs = guard_inputs(model, None, 4)[0]["images"]
+    want = savedmodel_outputs(model, [{"images": inputs}])[0]
+    assert want["probabilities"].std(axis=1).min() > 0  # live batch norm: answers depend on the input
+    for name in ("tflite_fp16", "tflite_int8"):
+        checked = checked_variant(model, name, samples=16)
+        assert checked.accuracy.samples == 16 and checked.accuracy.top1_agreement is not None
+        variant = resolve_model(str(checked.variant.base))
+        server = start_server(variant, "--prefer_tflite_model")
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = variant.name
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(inputs))
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+        got = tf.make_ndarray(reply.outputs["probabilities"])
+        assert got.shape == (4, 1000)
+        np.testing.assert_allclose(got, want["probabilities"], atol=checked.accuracy.max_abs_error * 1.01 + 1e-6)
+        server.stop()
