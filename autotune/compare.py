@@ -23,7 +23,7 @@ from autotune.servers.target import Target
 from autotune.significance import MetricComparison, Verdict, compare_runs, overall
 from autotune.trial import MeasureSettings, TrialResult, run_target, run_trial
 
-COMPARED_METRICS = ("throughput_rps", "latency_p99_ms", "cpu_cores", "rss_mb", "cost_per_1k_requests")
+COMPARED_METRICS = ("throughput_rps", "latency_p99_ms", "cpu_cores", "rss_mb", "cost_per_1k_requests", "load_time_s")
 # How a config becomes one measurement (live trials; tests and replays may pass their own).
 MeasureOne = Callable[[ServingConfig, Callable[[str], None] | None], TrialResult]
 

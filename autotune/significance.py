@@ -28,6 +28,7 @@ DIRECTIONS: dict[str, str] = {
     "rss_mb": "minimize",
     "gpu_mem_mb": "minimize",
     "cost_per_1k_requests": "minimize",
+    "load_time_s": "minimize",
 }
 
 
