@@ -557,13 +557,33 @@ def start(
     ] = None,
     requests_file: RequestsOpt = None,
     batch: BatchOpt = None,
+    variants: Annotated[
+        str | None,
+        typer.Option(
+            help="also search these model variants beside the SavedModel, comma-separated (tflite_fp16,tflite_int8); "
+            "each is checked against the SavedModel's answers ([slo] min_top1_agreement)"
+        ),
+    ] = None,
+    mixed_precision: Annotated[
+        bool,
+        typer.Option(
+            "--mixed-precision",
+            help="also search --mixed_precision=bfloat16 (CPUs with native bf16), its answers checked like a variant's",
+        ),
+    ] = False,
 ) -> None:
     """Tune a model: Bayesian search over the serving knobs, results kept in the database.
 
     Window options default to the study's [load] table, else to the values shown.
     """
     from autotune.job import study_settings
-    from autotune.spec import confirm_repeats_problem, load_study, study_for_model
+    from autotune.spec import (
+        confirm_repeats_problem,
+        load_study,
+        study_for_model,
+        with_mixed_precision,
+        with_variants,
+    )
 
     if (model is None) == (study_file is None):
         raise AutotuneError("give exactly one of --model NAME|PATH or --study FILE")
@@ -581,6 +601,12 @@ def start(
         study = dataclasses.replace(study, requests=str(requests_file.expanduser().resolve()))
     if batch is not None:
         study = dataclasses.replace(study, batch=batch)
+    if variants is not None:
+        study = with_variants(study, [v.strip() for v in variants.split(",") if v.strip()])
+    if mixed_precision:
+        from autotune.cpufeatures import bf16_problem
+
+        study = with_mixed_precision(study, bf16_problem())
     budget, limit = trials or study.trials, minutes or study.minutes
     chosen = _backend(backend.value if backend else study.backend, server_binary, docker_image)
     settings = study_settings(study)

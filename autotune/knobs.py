@@ -61,6 +61,9 @@ SAVEDMODEL = "savedmodel"
 # The model as TF Serving runs it: its SavedModel graph, or a TFLite variant built from it (models/variants.py)
 # and served with --prefer_tflite_model.
 MODEL_VARIANTS = (SAVEDMODEL, "tflite_fp16", "tflite_int8")
+# --mixed_precision: oneDNN's bfloat16 auto mixed precision rewrite of a SavedModel's graph (TF Serving ignores it
+# for a TFLite variant); "off" is TF Serving's default, no flag.
+MIXED_PRECISION = ("off", "bfloat16")
 
 _TF = TFSERVING_BATCHING_DEFAULTS
 _UNSET = "batching file field; when unset TF Serving uses"
@@ -79,6 +82,12 @@ KNOBS: dict[str, Knob] = {
         Knob("gpu_memory_fraction", float, 0.0, 1.0, help="--per_process_gpu_memory_fraction (0: unset)"),
         # Not a TF Serving flag: how the server is started (a core set plus a CFS quota; docker --cpus).
         Knob("cpus", float, 0.0, 4096.0, help="CPU allowance in cores (0: every core; fractions set a CFS quota)"),
+        Knob(
+            "mixed_precision",
+            str,
+            help="--mixed_precision (bfloat16 on CPUs with native bf16)",
+            choices=MIXED_PRECISION,
+        ),
         Knob(
             "model_variant",
             str,
@@ -116,13 +125,16 @@ class ServingConfig:
     gpu_memory_fraction: float = 0.0
     cpus: float = 0.0
     model_variant: str = SAVEDMODEL
+    mixed_precision: str = MIXED_PRECISION[0]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form; batching fields are omitted when batching is off, the model variant when it is
-        the SavedModel (configs stored before variants read the same)."""
+        """Plain-JSON form; batching fields are omitted when batching is off, the model variant and mixed
+        precision when at their defaults (configs stored before them read the same)."""
         out = dataclasses.asdict(self)
         if self.model_variant == SAVEDMODEL:
             out.pop("model_variant")
+        if self.mixed_precision == MIXED_PRECISION[0]:
+            out.pop("mixed_precision")
         out["allowed_batch_sizes"] = list(self.allowed_batch_sizes)
         if not self.enable_batching:
             for name, knob in KNOBS.items():

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune import outdir
-from autotune.knobs import SAVEDMODEL, ServingConfig, is_default_config
+from autotune.knobs import MIXED_PRECISION, SAVEDMODEL, ServingConfig, is_default_config
 from autotune.states import TrialState
 from autotune.store.pareto import front, trial_goodput
 from autotune.store.schema import JobRow, TrialRow
@@ -245,12 +245,18 @@ def _agreement(accuracy: dict[str, Any] | None) -> str:
     return figure + (f" (FAILS: {accuracy['problem']})" if accuracy.get("problem") else "")
 
 
+def _numerics(config: dict[str, Any]) -> str:
+    """How a config computes its answers: the model variant, with the mixed precision a SavedModel runs under."""
+    variant, precision = config.get("model_variant", SAVEDMODEL), config.get("mixed_precision", MIXED_PRECISION[0])
+    return variant if variant != SAVEDMODEL or precision == MIXED_PRECISION[0] else f"{variant}+{precision}"
+
+
 def variants_of(rows: list[Row]) -> list[dict[str, Any]]:
     """Speed against accuracy, one entry per model variant a job measured (empty when it measured the SavedModel
     only): its best goodput and throughput, its median load time, its accuracy against the SavedModel."""
     groups: dict[str, list[Row]] = {}
     for r in rows:
-        groups.setdefault(r.config.get("model_variant", SAVEDMODEL), []).append(r)
+        groups.setdefault(_numerics(r.config), []).append(r)
     if set(groups) <= {SAVEDMODEL}:
         return []
     out = []

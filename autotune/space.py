@@ -25,13 +25,16 @@ class Host:
     gpus: int
     # Why a fractional CPU allowance cannot be enforced here (None: it can).
     cpu_quota_problem: str | None = None
+    # Why bfloat16 mixed precision is not worth searching here (None: the CPU computes bf16 natively).
+    bf16_problem: str | None = None
 
     @staticmethod
     def detect() -> Host:
         from autotune import gpu
+        from autotune.cpufeatures import bf16_problem
         from autotune.cpulimit import quota_problem
 
-        return Host(len(schedulable_cores()) or 1, gpu.device_count(), quota_problem())
+        return Host(len(schedulable_cores()) or 1, gpu.device_count(), quota_problem(), bf16_problem())
 
 
 # Objectives that make CPU allocation worth searching: with them the space gains the `cpus` knob.
@@ -92,6 +95,8 @@ def build_space(narrowing: dict[str, KnobSpec], host: Host, objectives: tuple[st
             raise AutotuneError("space.gpu_memory_fraction: this host has no GPU (NVML sees none)")
         if name == "cpus":
             _check_cpus_spec(spec, host)
+        if name == "mixed_precision" and host.bf16_problem and "bfloat16" in (spec.value, *(spec.choices or ())):
+            raise AutotuneError(f"space.mixed_precision: {host.bf16_problem}")
         if spec.value is not None:
             space[name] = Dimension(name, fixed=spec.value)
         elif spec.choices is not None:

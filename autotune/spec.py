@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -305,6 +305,29 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
     if "sampler" in doc:
         out["sampler"] = c.string(doc["sampler"], "sampler", SAMPLERS)
     return Study(**out)
+
+
+def with_variants(study: Study, variants: list[str]) -> Study:
+    """STUDY searching the model VARIANTS beside the SavedModel (`start --variants`): one-line errors."""
+    from autotune.knobs import MODEL_VARIANTS, SAVEDMODEL
+
+    unknown = [v for v in variants if v not in MODEL_VARIANTS]
+    if unknown or not variants:
+        raise AutotuneError(f"--variants: expected some of {', '.join(MODEL_VARIANTS[1:])}, got {','.join(variants)!r}")
+    if study.mix:
+        raise AutotuneError("--variants: a mix serves its models' SavedModels (variants are for one model)")
+    choices = (SAVEDMODEL, *dict.fromkeys(v for v in variants if v != SAVEDMODEL))
+    return replace(study, space={**study.space, "model_variant": KnobSpec(choices=choices)})
+
+
+def with_mixed_precision(study: Study, bf16_problem: str | None) -> Study:
+    """STUDY searching bfloat16 mixed precision beside float32 (`start --mixed-precision`); BF16_PROBLEM: why this
+    host should not (cpufeatures.bf16_problem), a one-line error."""
+    from autotune.knobs import MIXED_PRECISION
+
+    if bf16_problem:
+        raise AutotuneError(f"--mixed-precision: {bf16_problem}")
+    return replace(study, space={**study.space, "mixed_precision": KnobSpec(choices=MIXED_PRECISION)})
 
 
 def load_study(path: Path) -> Study:

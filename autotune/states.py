@@ -54,7 +54,8 @@ class FailureReason(StrEnum):
     interrupted = "interrupted"
     client_failed = "client_failed"
     missing_objective = "missing_objective"  # the server answered, but an objective was not measured
-    variant_failed = "variant_failed"  # the model could not become the config's variant (an op TFLite lacks)
+    # The model could not become the config's variant (an op TFLite lacks), or its answers could not be checked.
+    variant_failed = "variant_failed"
 
 
 class Trigger(StrEnum):

@@ -23,7 +23,7 @@ from autotune.cores import schedulable_cores
 from autotune.cost import PRICE_DEFAULTS, Prices, cost_per_1k_requests
 from autotune.cpulimit import CpuPlan, plan_cpus
 from autotune.errors import AutotuneError, TrialError
-from autotune.knobs import SAVEDMODEL, ServingConfig
+from autotune.knobs import MIXED_PRECISION, SAVEDMODEL, ServingConfig
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
 from autotune.load.generator import drain_s
 from autotune.load.payload import Payload
@@ -691,6 +691,7 @@ def run_trial(
                 say("starting server")
                 load_time_s = live.start(on_server_start)
                 say(f"model AVAILABLE after {load_time_s:.1f}s")
+                accuracy = accuracy or served_accuracy(model, config, settings, prepared.launch.grpc_target, say)
                 measure_started = time.monotonic()
                 base_url = f"http://127.0.0.1:{prepared.paths.rest_port}"
                 scraper = (lambda: scrape(base_url, model.name)) if settings.monitoring else None
@@ -739,6 +740,31 @@ def model_variant(
     figures = {"variant": config.model_variant, **checked.accuracy.to_json(), "problem": checked.problem}
     figures["tflite_bytes"] = checked.variant.size_bytes
     return replace(model, base_path=checked.variant.base), figures
+
+
+def served_accuracy(
+    model: ModelRef, config: ServingConfig, settings: MeasureSettings, grpc_target: str, say: Callable[[str], None]
+) -> dict[str, Any] | None:
+    """For CONFIG's mixed precision, the running server's answers against MODEL's own (asked once per model and
+    input set, then read back), and why they fail the guard; None when CONFIG changes no numerics in the server."""
+    if config.mixed_precision == MIXED_PRECISION[0] or config.model_variant != SAVEDMODEL:
+        return None  # TF Serving applies mixed precision to a SavedModel's graph only, not to model.tflite
+    from autotune.models.accuracy import served_outputs
+    from autotune.models.optimize import checked_served
+
+    say(f"checking the answers under {config.mixed_precision} mixed precision")
+    name = f"mixed_precision_{config.mixed_precision}"
+
+    def ask(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return served_outputs(grpc_target, model.name, model.signature.name, inputs)
+
+    try:
+        accuracy, problem = checked_served(
+            model, name, ask, settings.requests_file, settings.min_top1_agreement, settings.max_abs_error
+        )
+    except AutotuneError as exc:
+        raise TrialError(FailureReason.variant_failed, str(exc)) from None
+    return {"variant": f"mixed_precision={config.mixed_precision}", **accuracy.to_json(), "problem": problem}
 
 
 def _measure(

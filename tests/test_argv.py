@@ -32,6 +32,7 @@ REAL_FLAGS = {
     "prefer_tflite_model",
     "num_tflite_pools",
     "num_tflite_interpreters_per_pool",
+    "mixed_precision",
 }
 
 PATHS = ServerPaths("m", Path("/models/m"), 8500, 8501, Path("/tmp/b.txt"), Path("/tmp/mon.cfg"))

@@ -149,3 +149,25 @@ def test_a_studys_request_file_is_found_beside_it_and_jobs_send_it_batched(tmp_p
     path.write_text('model = "tiny"\n[load]\nbatch = 0\n')
     with pytest.raises(AutotuneError, match=r"load\.batch: must be > 0"):
         load_study(path)
+
+
+def test_start_variants_adds_the_variant_knob_beside_the_savedmodel():
+    from autotune.spec import Study, with_variants
+
+    study = with_variants(Study(source="(defaults)", model="tiny"), ["tflite_int8", "tflite_fp16", "tflite_int8"])
+    assert study.space["model_variant"].choices == ("savedmodel", "tflite_int8", "tflite_fp16")
+    with pytest.raises(AutotuneError, match=r"^--variants: expected some of tflite_fp16, tflite_int8, got 'onnx'$"):
+        with_variants(study, ["onnx"])
+    mix = Study(source="(defaults)", model="tiny", mix={"tiny": 1.0, "mobilenet": 1.0})
+    with pytest.raises(AutotuneError, match="a mix serves its models' SavedModels"):
+        with_variants(mix, ["tflite_fp16"])
+
+
+def test_start_with_an_unknown_variant_is_one_line_and_starts_nothing():
+    from tests.conftest import autotune
+
+    run = autotune("start", "--model", "tiny", "--variants", "tflite_fp16,onnx", "--foreground")
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "error: --variants: expected some of tflite_fp16, tflite_int8, got 'tflite_fp16,onnx'"
+    ]

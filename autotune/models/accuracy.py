@@ -99,3 +99,31 @@ def tflite_outputs(path: Path, signature: str, inputs: list[dict[str, np.ndarray
     except (RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise AutotuneError(f"{path}: the TFLite interpreter cannot run it: {first}") from None
+
+
+def served_outputs(
+    grpc_target: str, model_name: str, signature: str, inputs: list[dict[str, np.ndarray]], timeout_s: float = 60.0
+) -> list[dict[str, np.ndarray]]:
+    """A running server's answers for each request of INPUTS, asked over gRPC one instance at a time (a batching
+    server refuses a request larger than its max_batch_size). Raises AutotuneError when the server refuses one."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    answers = []
+    with grpc.insecure_channel(grpc_target, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for batch in inputs:
+            rows: list[dict[str, np.ndarray]] = []
+            for i in range(len(next(iter(batch.values())))):
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name, request.model_spec.signature_name = model_name, signature
+                for name, value in batch.items():
+                    request.inputs[name].CopyFrom(tf.make_tensor_proto(value[i : i + 1]))
+                try:
+                    reply = stub.Predict(request, timeout=timeout_s)
+                except grpc.RpcError as exc:
+                    raise AutotuneError(f"the server refused a guard input: {exc.details()}") from None
+                rows.append({k: tf.make_ndarray(v) for k, v in reply.outputs.items()})
+            answers.append({k: np.concatenate([r[k] for r in rows]) for k in rows[0]})
+    return answers

@@ -94,6 +94,41 @@ def _inputs_key(requests_file: str | None, samples: int) -> str:
     return "requests-" + hashlib.sha256(Path(requests_file).read_bytes()).hexdigest()[:16]
 
 
+def _variants_root(model: ModelRef) -> Path:
+    """Where MODEL's variants and accuracy figures are kept: one directory per model content."""
+    from autotune.models.content import content_hash
+
+    root = autotune_home() / "variants" / f"{model.name}-{content_hash(model.version_path)[:16]}"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def checked_served(
+    model: ModelRef,
+    name: str,
+    ask: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    requests_file: str | None = None,
+    min_top1: float | None = DEFAULT_MIN_TOP1_AGREEMENT,
+    max_abs: float | None = None,
+    samples: int = GUARD_SAMPLES,
+) -> tuple[Accuracy, str | None]:
+    """The accuracy of what a server answers under NAME (a numerics option such as bfloat16 mixed precision)
+    against MODEL's own answers, asked through ASK once per model content and input set, then read back; and why
+    it fails the guard."""
+    from filelock import FileLock
+
+    root = _variants_root(model)
+    figures = root / f"{name}.accuracy-{_inputs_key(requests_file, samples)}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if figures.is_file():
+            accuracy = Accuracy(**json.loads(figures.read_text()))
+        else:
+            inputs = guard_inputs(model, requests_file, samples)
+            accuracy = compare_outputs(savedmodel_outputs(model, inputs), ask(inputs))
+            figures.write_text(json.dumps(accuracy.to_json()))
+    return accuracy, accuracy.problem(min_top1, max_abs)
+
+
 def checked_variant(
     model: ModelRef,
     name: str,
@@ -106,10 +141,7 @@ def checked_variant(
     read back (a job's trials share it): $AUTOTUNE_HOME/variants/<model>-<content hash>/<variant>."""
     from filelock import FileLock
 
-    from autotune.models.content import content_hash
-
-    root = autotune_home() / "variants" / f"{model.name}-{content_hash(model.version_path)[:16]}"
-    root.mkdir(parents=True, exist_ok=True)
+    root = _variants_root(model)
     key = _inputs_key(requests_file, samples)
     # Full-integer int8 is calibrated on the request file: another file, another variant.
     built = root / (f"{name}-{key}" if name == "tflite_int8" and requests_file is not None else name)

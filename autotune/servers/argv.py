@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from autotune.knobs import SAVEDMODEL, ServingConfig
+from autotune.knobs import MIXED_PRECISION, SAVEDMODEL, ServingConfig
 
 # Where TF Serving looks for a model's warm-up requests, inside its version directory.
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -61,6 +61,8 @@ def tfserving_flags(config: ServingConfig, paths: ServerPaths) -> list[str]:
         flags.append(f"--tensorflow_inter_op_parallelism={config.inter_op_threads}")
     if config.gpu_memory_fraction:
         flags.append(f"--per_process_gpu_memory_fraction={config.gpu_memory_fraction:g}")
+    if config.mixed_precision != MIXED_PRECISION[0]:
+        flags.append(f"--mixed_precision={config.mixed_precision}")
     if config.model_variant != SAVEDMODEL:
         flags.append("--prefer_tflite_model=true")  # the variant's model.tflite sits in the version directory
     if paths.monitoring_file is not None:

@@ -99,6 +99,12 @@ def _configure_tensorflow(flags: ServerFlags) -> None:
     # Threading must be set before the first op runs, as TF Serving sets its session options.
     tf.config.threading.set_intra_op_parallelism_threads(flags.tensorflow_intra_op_parallelism)
     tf.config.threading.set_inter_op_parallelism_threads(flags.tensorflow_inter_op_parallelism)
+    if flags.mixed_precision == "bfloat16":
+        # What TF Serving sets in the session's RewriterConfig; here the process's grappler options.
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+        _log("running inference with bfloat16 auto mixed precision")
+    elif flags.mixed_precision:
+        _log(f"{flags.mixed_precision} auto mixed precision is not supported. Valid option: bfloat16")
     fraction = flags.per_process_gpu_memory_fraction
     gpus = tf.config.list_physical_devices("GPU")
     if fraction > 0 and not gpus:

@@ -42,6 +42,7 @@ class ServerFlags:
     prefer_tflite_model: bool
     num_tflite_pools: int
     num_tflite_interpreters_per_pool: int
+    mixed_precision: str
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,6 +82,8 @@ def parse_flags(argv: list[str]) -> ServerFlags:
     p.add_argument("--prefer_tflite_model", type=_bool, nargs="?", const=True, default=False)
     p.add_argument("--num_tflite_pools", type=int, default=cpus, help="TFLite interpreters serving at once")
     p.add_argument("--num_tflite_interpreters_per_pool", type=int, default=1)
+    # saved_model_bundle_factory.cc: "bfloat16" turns on oneDNN's bf16 auto mixed precision rewrite; others warn.
+    p.add_argument("--mixed_precision", default="")
     ns = p.parse_args(argv)
     if bool(ns.model_base_path) == bool(ns.model_config_file):
         p.error("give exactly one of --model_base_path (one model) or --model_config_file (several)")
