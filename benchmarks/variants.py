@@ -10,8 +10,8 @@ side, interleaved ABBA, throughput, p99, CPU and load time as ratios B/A with 95
 
 The requests are IMAGES decoded pixel images (synthetic JPEGs decoded and resized to 224x224, float32
 0..255), written once as a TFRecord of PredictionLogs and replayed by every trial; the same images are
-the guard's inputs. The built-ins have random weights: their answers sit on small margins, so agreement
-figures say how a variant moves near-ties, not how a trained model's accuracy would move.
+the guard's inputs, and calibrate tflite_int8 (full integer: activations too). The built-ins have random
+weights: agreement figures say how a variant moves these answers, not how a trained model's accuracy would.
 Raw per-run metrics go to benchmarks/data/variants-MODEL-PROTOCOL-cC.json; markdown to stdout and --out.
 """
 
