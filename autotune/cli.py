@@ -22,7 +22,6 @@ import typer
 from autotune import __version__, tables
 from autotune.errors import AutotuneError
 from autotune.outdir import EXPORT_FORMATS
-from autotune.servers.argv import TFLITE_FILE, WARMUP_FILE
 from autotune.servers.backends import BACKEND_NAMES
 from autotune.states import FailureReason, JobState, TrialState
 from autotune.windows import WINDOW_DEFAULTS, WindowOptions
@@ -163,7 +162,7 @@ def models_optimize(
     model: Annotated[str, typer.Argument(help="built-in name or SavedModel base directory")],
     out_dir: Annotated[Path, typer.Option("--out", help="directory for the variants (OUT/VARIANT/VERSION)")],
     variant: Annotated[
-        list[str] | None, typer.Option(help="tflite_fp16 or tflite_int8 (repeatable; default both)")
+        list[str] | None, typer.Option(help="tflite_fp16, tflite_int8 or xla (repeatable; default all)")
     ] = None,
     requests_file: Annotated[
         Path | None,
@@ -176,7 +175,7 @@ def models_optimize(
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build TFLite variants of a model (placed where TF Serving's --prefer_tflite_model finds them) and check
+    """Build a model's variants (TFLite where --prefer_tflite_model finds it, the SavedModel XLA-compiled) and check
     each one's answers against the original's."""
     from autotune.models.optimize import optimize
     from autotune.models.resolve import resolve_model
@@ -699,11 +698,9 @@ def export(
         check_out_dir,
         choose_entry,
         export_meta,
-        export_variant,
-        export_warmup,
-        render,
         render_deployment,
         several_models_files,
+        single_model_files,
         write_export,
     )
     from autotune.knobs import config_from_dict
@@ -736,13 +733,7 @@ def export(
         files = {k: v for k, v in written.items() if isinstance(v, str)}
         meta["mix"] = mix  # the models this server serves, and the share of the requests each was measured with
     else:
-        warmup, warmup_note = export_warmup(job)
-        tflite, variant_note = export_variant(job, config)
-        # Files for the model's version directory, shipped at the same relative path in the export.
-        placed = {str(WARMUP_FILE): warmup, TFLITE_FILE: tflite}
-        placed_files = {path: data for path, data in placed.items() if data is not None}
-        files = render(config, job.model.name, model_base, target, image, job.model.version, tuple(placed_files))
-        written = {**files, **placed_files}
+        written, files, warmup_note, variant_note = single_model_files(job, config, target, image)
         if variant_note is not None:
             meta["model_variant"] = variant_note
     meta["warmup"] = warmup_note

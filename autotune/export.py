@@ -16,7 +16,7 @@ from typing import Any
 from autotune import __version__, outdir
 from autotune.cpulimit import whole_cores
 from autotune.errors import AutotuneError
-from autotune.knobs import SAVEDMODEL, ServingConfig
+from autotune.knobs import SAVEDMODEL, ServingConfig, is_tflite
 from autotune.load.requests import load_requests
 from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
 from autotune.models.signature import read_signatures
@@ -70,14 +70,16 @@ def render(
     image: str = "tensorflow/serving:latest",
     version: int = 0,
     placed: tuple[str, ...] = (),
+    warmup: bool = False,
 ) -> dict[str, str]:
     """File name -> contents of an export for CONFIG, with paths pointing into OUT.
 
     PLACED: files the export ships for VERSION of the model, by their path in its version directory (the
-    warm-up file, a variant's model.tflite); docker-run.sh mounts each into it from OUT."""
+    warm-up file, a variant's model.tflite); docker-run.sh mounts each into it from OUT. WARMUP: the model
+    has a warm-up file (placed, or in it)."""
     config = deployed_config(config)
     files, batching = _config_files(config, {model_name: model_base}, out)
-    warmup = str(WARMUP_FILE) in placed
+    warmup = warmup or str(WARMUP_FILE) in placed
     paths = ServerPaths(model_name, model_base, 8500, 8501, batching, out / "monitoring.config", warmup=warmup)
     files["tfserving.args"] = "\n".join(tfserving_flags(config, paths)) + "\n"
     gpus = bool(config.gpu_memory_fraction)
@@ -113,11 +115,23 @@ def export_warmup(job: Any) -> tuple[bytes | None, str]:
     return model_warmup(job.model.name, version_dir, signature, settings.get("requests_file"), settings.get("batch"))
 
 
-def export_variant(job: Any, config: ServingConfig) -> tuple[bytes | None, str | None]:
-    """CONFIG's model.tflite for the export when it serves a variant, and a line saying what it is and where it
-    goes; (None, None) for the SavedModel. The variant is the one the job measured (cached by model content)."""
+@dataclass(frozen=True)
+class VariantFiles:
+    """What an export ships for a config's model variant: FILES by their path in the export, the model base the
+    server is pointed at (an XLA variant's own SavedModel, shipped as model/VERSION; None: the job's model), the
+    files docker-run.sh mounts into the model's version directory, and one line saying what it is."""
+
+    files: dict[str, bytes]
+    model_base: Path | None
+    placed: tuple[str, ...]
+    note: str
+
+
+def export_variant(job: Any, config: ServingConfig, out: Path) -> VariantFiles | None:
+    """The files CONFIG's model variant needs in an export into OUT; None for the SavedModel. The variant is the one
+    the job measured (cached by model content), refused when it fails the job's accuracy guard."""
     if config.model_variant == SAVEDMODEL:
-        return None, None
+        return None
     from autotune.models.optimize import checked_variant
     from autotune.models.resolve import resolve_model
 
@@ -136,13 +150,46 @@ def export_variant(job: Any, config: ServingConfig) -> tuple[bytes | None, str |
         raise AutotuneError(f"{config.model_variant} fails the accuracy guard: {checked.problem}")
     accuracy = checked.accuracy
     agreement = f"top-1 agreement {accuracy.top1_agreement:.3f}, " if accuracy.top1_agreement is not None else ""
+    figures = f"{agreement}max abs error {accuracy.max_abs_error:.2g} over {accuracy.samples} inputs"
+    if is_tflite(config.model_variant):
+        note = (
+            f"{config.model_variant}: {TFLITE_FILE} ({checked.variant.size_bytes / 1024:.0f} KiB; {figures}) goes in "
+            f"{job.model.path}/{job.model.version}/ beside saved_model.pb: without it --prefer_tflite_model serves "
+            "the SavedModel (docker-run.sh mounts it)"
+        )
+        return VariantFiles({TFLITE_FILE: checked.variant.tflite.read_bytes()}, None, (TFLITE_FILE,), note)
+    version_dir = checked.variant.base / str(job.model.version)
+    files = {
+        f"model/{job.model.version}/{p.relative_to(version_dir)}": p.read_bytes()
+        for p in sorted(version_dir.rglob("*"))
+        if p.is_file()
+    }
     note = (
-        f"{config.model_variant}: {TFLITE_FILE} ({checked.variant.size_bytes / 1024:.0f} KiB; {agreement}"
-        f"max abs error {accuracy.max_abs_error:.2g} over {accuracy.samples} inputs) goes in "
-        f"{job.model.path}/{job.model.version}/ beside saved_model.pb: without it --prefer_tflite_model serves "
-        "the SavedModel (docker-run.sh mounts it)"
+        f"{config.model_variant}: the XLA-compiled SavedModel ({figures}) is model/{job.model.version}/ in the "
+        "export, and tfserving.args serves it with --xla_cpu_compilation_enabled=true"
     )
-    return checked.variant.tflite.read_bytes(), note
+    return VariantFiles(files, out / "model", (), note)
+
+
+def single_model_files(
+    job: Any, config: ServingConfig, target: Path, image: str
+) -> tuple[dict[str, str | bytes], dict[str, str], str, str | None]:
+    """An export of JOB's model with CONFIG into TARGET: every file to write, the text files the manifests carry,
+    the line on its warm-up file, and the line on its model variant (None for the SavedModel)."""
+    version = job.model.version
+    warmup, warmup_note = export_warmup(job)
+    variant = export_variant(job, config, target)
+    extra: dict[str, str | bytes] = dict(variant.files) if variant else {}
+    placed = list(variant.placed) if variant else []
+    base = variant.model_base if variant and variant.model_base else Path(job.model.path)
+    if warmup is not None:
+        if variant and variant.model_base:  # the export's own copy of the model takes its warm-up file in place
+            extra[f"model/{version}/{WARMUP_FILE}"] = warmup
+        else:
+            extra[str(WARMUP_FILE)] = warmup
+            placed.append(str(WARMUP_FILE))
+    files = render(config, job.model.name, base, target, image, version, tuple(placed), warmup is not None)
+    return {**files, **extra}, files, warmup_note, variant.note if variant else None
 
 
 def model_warmup(

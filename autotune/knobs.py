@@ -58,9 +58,16 @@ class TFServingBatchingDefaults:
 TFSERVING_BATCHING_DEFAULTS = TFServingBatchingDefaults()
 
 SAVEDMODEL = "savedmodel"
-# The model as TF Serving runs it: its SavedModel graph, or a TFLite variant built from it (models/variants.py)
-# and served with --prefer_tflite_model.
-MODEL_VARIANTS = (SAVEDMODEL, "tflite_fp16", "tflite_int8")
+# The model as TF Serving runs it: its SavedModel graph, a TFLite variant built from it (models/variants.py) and
+# served with --prefer_tflite_model, or the SavedModel XLA-compiled (--xla_cpu_compilation_enabled).
+MODEL_VARIANTS = (SAVEDMODEL, "tflite_fp16", "tflite_int8", "xla")
+
+
+def is_tflite(variant: str) -> bool:
+    """Whether VARIANT is served from model.tflite (--prefer_tflite_model); else it is a SavedModel of its own."""
+    return variant.startswith("tflite_")
+
+
 # --mixed_precision: oneDNN's bfloat16 auto mixed precision rewrite of a SavedModel's graph (TF Serving ignores it
 # for a TFLite variant); "off" is TF Serving's default, no flag.
 MIXED_PRECISION = ("off", "bfloat16")
@@ -91,7 +98,7 @@ KNOBS: dict[str, Knob] = {
         Knob(
             "model_variant",
             str,
-            help="the SavedModel, or a TFLite variant (--prefer_tflite_model)",
+            help="the SavedModel, a TFLite variant (--prefer_tflite_model), or XLA (--xla_cpu_compilation_enabled)",
             choices=MODEL_VARIANTS,
         ),
     )

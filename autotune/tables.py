@@ -154,7 +154,7 @@ def print_schedules(rows: list[dict[str, Any]]) -> None:
 def print_variants(doc: dict[str, Any]) -> None:
     """`models optimize`: each variant's size, conversion time and accuracy against the original."""
     table = Table(title=f"{doc['model']} variants · {doc['out']}")
-    for col in ("variant", "model.tflite", "convert s", "inputs", "top-1 agreement", "max abs err", "guard"):
+    for col in ("variant", "model file", "convert s", "inputs", "top-1 agreement", "max abs err", "guard"):
         table.add_column(col, justify="left" if col in ("variant", "guard") else "right")
     for v in doc["variants"]:
         acc = v["accuracy"]
@@ -163,7 +163,7 @@ def print_variants(doc: dict[str, Any]) -> None:
         guard = "passes" if v["passes"] else f"REJECTED: {v['problem']}"
         table.add_row(
             v["variant"],
-            f"{v['tflite_bytes'] / 1024:.0f} KiB",
+            f"{v['model_bytes'] / 1024:.0f} KiB",
             str(v["convert_s"]),
             str(acc["samples"]),
             top1,

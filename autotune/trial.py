@@ -738,7 +738,7 @@ def model_variant(
         model, config.model_variant, settings.requests_file, settings.min_top1_agreement, settings.max_abs_error
     )
     figures = {"variant": config.model_variant, **checked.accuracy.to_json(), "problem": checked.problem}
-    figures["tflite_bytes"] = checked.variant.size_bytes
+    figures["model_bytes"] = checked.variant.size_bytes
     return replace(model, base_path=checked.variant.base), figures
 
 

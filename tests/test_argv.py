@@ -33,6 +33,7 @@ REAL_FLAGS = {
     "num_tflite_pools",
     "num_tflite_interpreters_per_pool",
     "mixed_precision",
+    "xla_cpu_compilation_enabled",
 }
 
 PATHS = ServerPaths("m", Path("/models/m"), 8500, 8501, Path("/tmp/b.txt"), Path("/tmp/mon.cfg"))
@@ -61,6 +62,12 @@ def test_a_variant_is_served_by_tf_servings_own_flag():
     assert "--prefer_tflite_model=true" in flags and flag_names(flags) <= REAL_FLAGS
     assert parse_flags(flags).prefer_tflite_model
     assert not any("tflite" in f for f in tfserving_flags(parse_assignments([]), PATHS))
+
+
+def test_an_xla_variant_enables_tf_servings_xla_jit():
+    flags = tfserving_flags(parse_assignments(["model_variant=xla"]), PATHS)
+    assert "--xla_cpu_compilation_enabled=true" in flags and flag_names(flags) <= REAL_FLAGS
+    assert "--prefer_tflite_model=true" not in flags and parse_flags(flags).xla_cpu_compilation_enabled
 
 
 def test_the_local_server_accepts_exactly_what_we_emit():

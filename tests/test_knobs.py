@@ -45,7 +45,10 @@ def test_allowed_batch_sizes_parse_as_a_list():
         (["max_batch_size=8", "max_batch_size=4"], "set twice"),
         (["max_batch_size=8", "allowed_batch_sizes=2,4"], "last entry (4) must equal max_batch_size (8)"),
         (["max_batch_size=8", "allowed_batch_sizes=4,2,8"], "strictly increasing"),
-        (["model_variant=onnx"], "model_variant: expected one of savedmodel, tflite_fp16, tflite_int8, got 'onnx'"),
+        (
+            ["model_variant=onnx"],
+            "model_variant: expected one of savedmodel, tflite_fp16, tflite_int8, xla, got 'onnx'",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_the_knob_and_reason(assignment, message):

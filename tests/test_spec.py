@@ -93,7 +93,7 @@ rate = 100
         ('model = "tiny"\n[slo]\nmax_abs_error = -1\n', "slo.max_abs_error: must be > 0"),
         (
             'model = "tiny"\n[space.model_variant]\nchoices = ["tflite_fp16", "onnx"]\n',
-            "space.model_variant.choices: must be one of savedmodel, tflite_fp16, tflite_int8, got 'onnx'",
+            "space.model_variant.choices: must be one of savedmodel, tflite_fp16, tflite_int8, xla, got 'onnx'",
         ),
         ('model = "tiny"\n[space.model_variant]\nlow = 1\nhigh = 2\n', "space.model_variant: takes value or choices"),
         (
@@ -156,7 +156,9 @@ def test_start_variants_adds_the_variant_knob_beside_the_savedmodel():
 
     study = with_variants(Study(source="(defaults)", model="tiny"), ["tflite_int8", "tflite_fp16", "tflite_int8"])
     assert study.space["model_variant"].choices == ("savedmodel", "tflite_int8", "tflite_fp16")
-    with pytest.raises(AutotuneError, match=r"^--variants: expected some of tflite_fp16, tflite_int8, got 'onnx'$"):
+    with pytest.raises(
+        AutotuneError, match=r"^--variants: expected some of tflite_fp16, tflite_int8, xla, got 'onnx'$"
+    ):
         with_variants(study, ["onnx"])
     mix = Study(source="(defaults)", model="tiny", mix={"tiny": 1.0, "mobilenet": 1.0})
     with pytest.raises(AutotuneError, match="a mix serves its models' SavedModels"):
@@ -169,5 +171,5 @@ def test_start_with_an_unknown_variant_is_one_line_and_starts_nothing():
     run = autotune("start", "--model", "tiny", "--variants", "tflite_fp16,onnx", "--foreground")
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [
-        "error: --variants: expected some of tflite_fp16, tflite_int8, got 'tflite_fp16,onnx'"
+        "error: --variants: expected some of tflite_fp16, tflite_int8, xla, got 'tflite_fp16,onnx'"
     ]

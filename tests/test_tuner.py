@@ -101,7 +101,14 @@ def test_start_tunes_defaults_first_keeps_a_true_pareto_set_and_the_next_job_war
 def test_ctrl_c_during_start_cancels_the_job_and_keeps_what_was_measured(db_env):
     url = db_env["AUTOTUNE_DB_URL"]
     args = ["start", "--model", "tiny", "--trials", "5", "--window-s", "3", "--max-windows", "10", "--foreground"]
-    proc = subprocess.Popen([*AUTOTUNE, *args], env=db_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # As from a terminal: a suite started in the background (`pytest &`) has SIGINT ignored, and children inherit it.
+    proc = subprocess.Popen(
+        [*AUTOTUNE, *args],
+        env=db_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not _running_trial_with_server(url):

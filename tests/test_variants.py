@@ -4,6 +4,7 @@ rejects a variant whose answers differ from the original's."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,14 +64,15 @@ def test_a_variant_with_its_weights_zeroed_is_rejected_by_the_guard(tiny_model, 
     assert accuracy.problem().startswith("top-1 agreement")
 
 
-def test_models_optimize_builds_both_variants_and_reports_the_guard(tiny_model, tmp_path):
+def test_models_optimize_builds_every_variant_and_reports_the_guard(tiny_model, tmp_path):
     out = tmp_path / "variants"
     run = autotune("models", "optimize", "tiny", "--out", str(out), "--samples", "32", "--json")
     assert run.returncode == 0, run.stderr
     doc = json.loads(run.stdout)
-    assert [v["variant"] for v in doc["variants"]] == ["tflite_fp16", "tflite_int8"]
+    assert [v["variant"] for v in doc["variants"]] == ["tflite_fp16", "tflite_int8", "xla"]
     for v in doc["variants"]:
-        assert (out / v["variant"] / "1" / TFLITE_FILE).stat().st_size == v["tflite_bytes"]
+        changed = TFLITE_FILE if v["variant"].startswith("tflite_") else "saved_model.pb"  # xla: the graph, re-saved
+        assert (out / v["variant"] / "1" / changed).stat().st_size == v["model_bytes"]
         assert v["accuracy"]["samples"] == 32 and v["passes"] == (v["problem"] is None)
     assert json.loads((out / "optimize.json").read_text()) == doc
 
@@ -199,7 +201,7 @@ seed = 1
 sampler = "grid"
 
 [space.model_variant]
-choices = ["savedmodel", "tflite_fp16"]
+choices = ["savedmodel", "tflite_fp16", "xla"]
 [space.enable_batching]
 value = false
 [space.intra_op_threads]
@@ -223,10 +225,10 @@ max_windows = 6
 """
 
 
-def test_a_job_searches_the_variant_beside_the_server_knobs_and_exports_its_model_tflite(tmp_path):
+def test_a_job_searches_the_variant_beside_the_server_knobs_and_reports_speed_against_accuracy(tmp_path):
     from autotune.fingerprint import fingerprint, host_info
-    from autotune.servers.local.flags import parse_flags
     from autotune.store import Store
+    from autotune.tuner import constraint_values
 
     study = tmp_path / "variants.toml"
     study.write_text(VARIANT_STUDY)
@@ -236,27 +238,63 @@ def test_a_job_searches_the_variant_beside_the_server_knobs_and_exports_its_mode
     job = Store(db).pick_job("tiny", None, fingerprint(host_info()))
     assert job.settings["min_top1_agreement"] == 0.98
     by_variant = {t.config.get("model_variant", "savedmodel"): t for t in job.trials if t.state == "complete"}
-    assert set(by_variant) == {"savedmodel", "tflite_fp16"}
-    fp16 = by_variant["tflite_fp16"]
-    assert fp16.metrics["accuracy"]["top1_agreement"] == 1.0 and fp16.feasible
+    assert set(by_variant) == {"savedmodel", "tflite_fp16", "xla"}
+    fp16, xla = by_variant["tflite_fp16"], by_variant["xla"]
+    assert fp16.metrics["accuracy"]["top1_agreement"] == 1.0 and "--prefer_tflite_model=true" in fp16.argv
+    assert xla.metrics["accuracy"]["max_abs_error"] < 1e-5 and "--xla_cpu_compilation_enabled=true" in xla.argv
     assert "accuracy" not in by_variant["savedmodel"].metrics
-
-    out = tmp_path / "deploy"
-    done = autotune("export", "--model", "tiny", "--out", str(out), "--pick", f"trial {fp16.number}", "--json", db=db)
-    assert done.returncode == 0, done.stdout + done.stderr
-    doc = json.loads(done.stdout)
-    assert doc["config"]["model_variant"] == "tflite_fp16" and "top-1 agreement 1.000" in doc["model_variant"]
-    assert (out / TFLITE_FILE).stat().st_size == fp16.metrics["accuracy"]["tflite_bytes"]
-    assert parse_flags((out / "tfserving.args").read_text().split()).prefer_tflite_model
-    run_sh = (out / "docker-run.sh").read_text()
-    assert f"{out / TFLITE_FILE}:/models/tiny/1/{TFLITE_FILE}:ro" in run_sh
+    for trial in (fp16, xla):  # within the guard: feasible as far as accuracy goes
+        assert constraint_values(trial.metrics, None, 0.01, 0.95)["accuracy_guard"] == 0.0
 
     report = autotune("report", "--model", "tiny", "--out", str(tmp_path / "report"), db=db)
     assert report.returncode == 0, report.stderr
     variants = json.loads((tmp_path / "report" / "summary.json").read_text())["variants"]
-    assert {v["variant"]: v["guard"] for v in variants} == {"savedmodel": "reference", "tflite_fp16": "passes"}
+    guards = {v["variant"]: v["guard"] for v in variants}
+    assert guards == {"savedmodel": "reference", "tflite_fp16": "passes", "xla": "passes"}
     assert all(v["best_throughput_rps"] > 0 and v["median_load_time_s"] > 0 for v in variants)
     assert "Model variants: speed against accuracy" in (tmp_path / "report" / "report.html").read_text()
+
+
+def _export_variant(tmp_path, tiny_model, variant: str) -> tuple[dict, Path]:
+    """Export a stored job's trial that served VARIANT (no server runs: the variant is built and checked here)."""
+    from autotune.fingerprint import fingerprint, host_info
+    from autotune.states import JobState
+    from autotune.store import Store
+    from tests.stored_jobs import add_job, add_trial
+
+    db = f"sqlite:///{tmp_path / 'export.db'}"
+    store = Store(db)
+    job = add_job(store, store.model(tiny_model), fingerprint(host_info()), JobState.running)
+    add_trial(store, job, 0, rps=100.0, p99=5.0)
+    add_trial(store, job, 1, rps=150.0, p99=4.0, config={"enable_batching": False, "model_variant": variant})
+    store.finish_job(job, JobState.done)
+    out = tmp_path / f"deploy-{variant}"
+    done = autotune("export", "--model", "tiny", "--out", str(out), "--pick", "trial 1", "--json", db=db)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout), out
+
+
+def test_an_export_of_a_tflite_variant_ships_model_tflite_mounted_into_the_version_directory(tmp_path, tiny_model):
+    from autotune.servers.local.flags import parse_flags
+
+    doc, out = _export_variant(tmp_path, tiny_model, "tflite_fp16")
+    assert doc["config"]["model_variant"] == "tflite_fp16" and "top-1 agreement 1.000" in doc["model_variant"]
+    assert (out / TFLITE_FILE).read_bytes()[4:8] == b"TFL3"  # a TFLite flatbuffer
+    flags = parse_flags((out / "tfserving.args").read_text().split())
+    assert flags.prefer_tflite_model and flags.model_base_path == str(tiny_model.base_path)
+    assert f"{out / TFLITE_FILE}:/models/tiny/1/{TFLITE_FILE}:ro" in (out / "docker-run.sh").read_text()
+
+
+def test_an_export_of_the_xla_variant_ships_its_own_savedmodel(tmp_path, tiny_model):
+    from autotune.servers.local.flags import parse_flags
+
+    doc, out = _export_variant(tmp_path, tiny_model, "xla")
+    assert "the XLA-compiled SavedModel" in doc["model_variant"]
+    flags = parse_flags((out / "tfserving.args").read_text().split())
+    assert flags.xla_cpu_compilation_enabled and not flags.prefer_tflite_model
+    assert flags.model_base_path == str(out / "model") and (out / "model" / "1" / "saved_model.pb").is_file()
+    assert (out / "model" / "1" / "assets.extra" / "tf_serving_warmup_requests").is_file()
+    assert f"{out / 'model'}:/models/tiny:ro" in (out / "docker-run.sh").read_text()
 
 
 @pytest.mark.slow
@@ -286,3 +324,25 @@ def test_mobilenet_float_becomes_variants_the_local_server_serves_over_grpc(star
         assert got.shape == (4, 1000)
         np.testing.assert_allclose(got, want["probabilities"], atol=checked.accuracy.max_abs_error * 1.01 + 1e-6)
         server.stop()
+
+
+def test_an_xla_variant_is_the_savedmodel_compiled_and_the_local_server_serves_it(start_server, tiny_model, tmp_path):
+    import requests
+
+    from autotune.models.resolve import resolve_model
+
+    built = build_variant(tiny_model, "xla", tmp_path / "xla")
+    variant = resolve_model(str(built.base))
+    assert variant.signature == tiny_model.signature  # the same signature, compiled
+    inputs = guard_inputs(tiny_model, None, 8)[0]["inputs"]
+    want = savedmodel_outputs(tiny_model, [{"inputs": inputs}])[0]
+    server = start_server(variant, "--xla_cpu_compilation_enabled=true")
+    assert "XLA:CPU JIT enabled" in server.log_path.read_text()
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/{variant.name}:predict"
+    answer = requests.post(url, json={"instances": inputs.tolist()}, timeout=60).json()
+    np.testing.assert_allclose([p["scores"] for p in answer["predictions"]], want["scores"], atol=1e-5)
+
+
+def test_a_model_with_string_inputs_cannot_become_xla(resnet_model, tmp_path):
+    with pytest.raises(AutotuneError, match=r"^resnet: cannot become xla: XLA takes no string inputs \(image_bytes\)$"):
+        build_variant(resnet_model, "xla", tmp_path / "xla")

@@ -7,11 +7,12 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from autotune.errors import AutotuneError
+from autotune.knobs import is_tflite
 from autotune.load.payload import synthetic_tensors
 from autotune.load.requests import load_requests
 from autotune.models.accuracy import (
@@ -24,7 +25,6 @@ from autotune.models.accuracy import (
 from autotune.models.resolve import ModelRef
 from autotune.models.variants import Variant, build_variant
 from autotune.paths import autotune_home
-from autotune.servers.argv import TFLITE_FILE
 
 # Synthetic inputs for the guard when no request file is given: this many, in requests of SAMPLE_BATCH.
 SAMPLE_BATCH = 16
@@ -43,12 +43,19 @@ class Checked:
         return {
             "variant": self.variant.name,
             "path": str(self.variant.base),
-            "tflite_bytes": self.variant.size_bytes,
+            "model_bytes": self.variant.size_bytes,
             "convert_s": self.variant.convert_s,
             "accuracy": self.accuracy.to_json(),
             "passes": self.problem is None,
             "problem": self.problem,
         }
+
+
+def variant_outputs(model: ModelRef, variant: Variant, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """VARIANT's answers on INPUTS: through the TFLite interpreter, or its own SavedModel (XLA-compiled)."""
+    if is_tflite(variant.name):
+        return tflite_outputs(variant.tflite, model.signature.name, inputs)
+    return savedmodel_outputs(replace(model, base_path=variant.base), inputs)
 
 
 def guard_inputs(model: ModelRef, requests_file: str | None, samples: int) -> list[dict[str, Any]]:
@@ -82,7 +89,7 @@ def optimize(
     for name in variants:
         say(f"converting {name}")
         variant = build_variant(model, name, out / name, representative)
-        accuracy = compare_outputs(reference, tflite_outputs(variant.tflite, model.signature.name, inputs))
+        accuracy = compare_outputs(reference, variant_outputs(model, variant, inputs))
         checked.append(Checked(variant, accuracy, accuracy.problem(min_top1, max_abs)))
     return checked
 
@@ -162,15 +169,13 @@ def checked_variant(
             (staging / "variant.json").write_text(json.dumps({"convert_s": variant.convert_s}))
             shutil.rmtree(built, ignore_errors=True)
             staging.rename(built)  # whole or absent: a killed build leaves only a staging directory
-        tflite = built / str(model.version) / TFLITE_FILE
         convert_s = json.loads(variant_json.read_text())["convert_s"]
-        variant = Variant(name, built, model.version, convert_s, tflite.stat().st_size)
+        variant = Variant(name, built, model.version, convert_s, 0)
+        variant = Variant(name, built, model.version, convert_s, variant.model_file.stat().st_size)
         if figures.is_file():
             accuracy = Accuracy(**json.loads(figures.read_text()))
         else:
             inputs = guard_inputs(model, requests_file, samples)
-            accuracy = compare_outputs(
-                savedmodel_outputs(model, inputs), tflite_outputs(variant.tflite, model.signature.name, inputs)
-            )
+            accuracy = compare_outputs(savedmodel_outputs(model, inputs), variant_outputs(model, variant, inputs))
             figures.write_text(json.dumps(accuracy.to_json()))
     return Checked(variant, accuracy, accuracy.problem(min_top1, max_abs))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from autotune.errors import AutotuneError
+from autotune.knobs import is_tflite
 from autotune.models.resolve import ModelRef
 from autotune.servers.argv import TFLITE_FILE
 
@@ -31,6 +32,7 @@ from autotune.servers.argv import TFLITE_FILE
 VARIANTS = {
     "tflite_fp16": "TFLite, weights in float16",
     "tflite_int8": "TFLite, int8 weights, float activations (dynamic range); full integer with --requests",
+    "xla": "the SavedModel with its signature XLA-compiled (jit_compile), served with --xla_cpu_compilation_enabled",
 }
 
 
@@ -48,6 +50,11 @@ class Variant:
     @property
     def tflite(self) -> Path:
         return self.base / str(self.version) / TFLITE_FILE
+
+    @property
+    def model_file(self) -> Path:
+        """What the variant changed: its model.tflite, or its re-saved saved_model.pb."""
+        return self.tflite if is_tflite(self.name) else self.base / str(self.version) / "saved_model.pb"
 
 
 def _converter(model: ModelRef, variant: str, representative: list[dict[str, np.ndarray]] | None) -> Any:
@@ -103,6 +110,8 @@ def build_variant(
     version = out_base / str(model.version)
     if version.exists():
         raise AutotuneError(f"{version} already exists")
+    if not is_tflite(variant):
+        return _build_xla(model, out_base)
     started = time.monotonic()
     try:
         with _quiet_stderr():
@@ -123,3 +132,45 @@ def build_variant(
             shutil.copy2(entry, version / entry.name)
     (version / TFLITE_FILE).write_bytes(flat)
     return Variant(variant, out_base, model.version, round(took, 3), len(flat))
+
+
+def _build_xla(model: ModelRef, out_base: Path) -> Variant:
+    """MODEL re-saved with its signature wrapped in an XLA-compiled function, and compiled once here: an op XLA
+    has no kernel for is a one-line error now, not a failed first request in the server."""
+    import tensorflow as tf
+
+    from autotune.load.payload import synthetic_tensors
+
+    strings = sorted(n for n, spec in model.signature.inputs.items() if spec.dtype == "string")
+    if strings:  # an XLA computation's arguments are numbers: a JPEG string is decoded outside it or not at all
+        raise AutotuneError(f"{model.name}: cannot become xla: XLA takes no string inputs ({', '.join(strings)})")
+    started = time.monotonic()
+    loaded = tf.saved_model.load(str(model.version_path))
+    original = loaded.signatures[model.signature.name]
+    specs = original.structured_input_signature[1]
+    names = sorted(specs)
+
+    module = tf.Module()
+    module.original = loaded  # tracks the variables the signature reads
+    compiled = tf.function(
+        lambda *args: original(**dict(zip(names, args, strict=True))),
+        input_signature=[tf.TensorSpec(specs[n].shape, specs[n].dtype, n) for n in names],
+        jit_compile=True,
+        autograph=False,
+    )
+    try:
+        with _quiet_stderr():
+            sample = synthetic_tensors(model.signature, 1)
+            compiled(*[tf.constant(sample[n]) for n in names])
+    except Exception as exc:  # XLA raises InvalidArgumentError and others for what it cannot compile
+        ops = sorted(set(re.findall(r"No registered '(\w+)' OpKernel for XLA_CPU_JIT", str(exc))))
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        why = f"XLA has no kernel for {', '.join(ops)}" if ops else first
+        raise AutotuneError(f"{model.name}: cannot become xla: {why}") from None
+    version = out_base / str(model.version)
+    tf.saved_model.save(module, str(version), signatures={model.signature.name: compiled.get_concrete_function()})
+    extra = model.version_path / "assets.extra"
+    if extra.is_dir():  # the model's own warm-up file goes with it
+        shutil.copytree(extra, version / "assets.extra")
+    took = time.monotonic() - started
+    return Variant("xla", out_base, model.version, round(took, 3), (version / "saved_model.pb").stat().st_size)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from autotune.knobs import MIXED_PRECISION, SAVEDMODEL, ServingConfig
+from autotune.knobs import MIXED_PRECISION, SAVEDMODEL, ServingConfig, is_tflite
 
 # Where TF Serving looks for a model's warm-up requests, inside its version directory.
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -63,8 +63,10 @@ def tfserving_flags(config: ServingConfig, paths: ServerPaths) -> list[str]:
         flags.append(f"--per_process_gpu_memory_fraction={config.gpu_memory_fraction:g}")
     if config.mixed_precision != MIXED_PRECISION[0]:
         flags.append(f"--mixed_precision={config.mixed_precision}")
-    if config.model_variant != SAVEDMODEL:
+    if is_tflite(config.model_variant):
         flags.append("--prefer_tflite_model=true")  # the variant's model.tflite sits in the version directory
+    elif config.model_variant != SAVEDMODEL:  # xla: TF Serving refuses a jit_compile model's first request without
+        flags.append("--xla_cpu_compilation_enabled=true")
     if paths.monitoring_file is not None:
         flags.append(f"--monitoring_config_file={paths.monitoring_file}")
     if paths.warmup:

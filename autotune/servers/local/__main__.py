@@ -105,6 +105,8 @@ def _configure_tensorflow(flags: ServerFlags) -> None:
         _log("running inference with bfloat16 auto mixed precision")
     elif flags.mixed_precision:
         _log(f"{flags.mixed_precision} auto mixed precision is not supported. Valid option: bfloat16")
+    if flags.xla_cpu_compilation_enabled:
+        _log("XLA:CPU JIT enabled")
     fraction = flags.per_process_gpu_memory_fraction
     gpus = tf.config.list_physical_devices("GPU")
     if fraction > 0 and not gpus:

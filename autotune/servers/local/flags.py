@@ -43,6 +43,7 @@ class ServerFlags:
     num_tflite_pools: int
     num_tflite_interpreters_per_pool: int
     mixed_precision: str
+    xla_cpu_compilation_enabled: bool
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,6 +85,8 @@ def parse_flags(argv: list[str]) -> ServerFlags:
     p.add_argument("--num_tflite_interpreters_per_pool", type=int, default=1)
     # saved_model_bundle_factory.cc: "bfloat16" turns on oneDNN's bf16 auto mixed precision rewrite; others warn.
     p.add_argument("--mixed_precision", default="")
+    # main.cc: off by default, and then a model's jit_compile functions fail; the stand-in compiles them either way.
+    p.add_argument("--xla_cpu_compilation_enabled", type=_bool, nargs="?", const=True, default=False)
     ns = p.parse_args(argv)
     if bool(ns.model_base_path) == bool(ns.model_config_file):
         p.error("give exactly one of --model_base_path (one model) or --model_config_file (several)")
