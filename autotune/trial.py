@@ -666,7 +666,7 @@ def run_trial(
     with tempfile.TemporaryDirectory(prefix="autotune-trial-") as tmp:
         try:
             served, accuracy = model_variant(model, config, settings, say)
-        except AutotuneError as exc:  # TFLite cannot convert this model
+        except AutotuneError as exc:  # the model cannot become the variant (an op TFLite or XLA lacks)
             failed = TrialResult(model.name, backend.name, settings.protocol, config, [])
             failed.failure_reason, failed.failure_message = FailureReason.variant_failed, str(exc)
             return failed
@@ -691,7 +691,7 @@ def run_trial(
                 say("starting server")
                 load_time_s = live.start(on_server_start)
                 say(f"model AVAILABLE after {load_time_s:.1f}s")
-                accuracy = accuracy or served_accuracy(model, config, settings, prepared.launch.grpc_target, say)
+                accuracy = accuracy or served_accuracy(model, config, settings, backend.name, prepared.launch, say)
                 measure_started = time.monotonic()
                 base_url = f"http://127.0.0.1:{prepared.paths.rest_port}"
                 scraper = (lambda: scrape(base_url, model.name)) if settings.monitoring else None
@@ -727,8 +727,8 @@ def model_variant(
     model: ModelRef, config: ServingConfig, settings: MeasureSettings, say: Callable[[str], None]
 ) -> tuple[ModelRef, dict[str, Any] | None]:
     """The model as CONFIG serves it: MODEL itself, or its variant (built and checked once, then cached) with
-    the variant's accuracy against MODEL and why it fails the guard. Raises AutotuneError when TFLite cannot
-    convert MODEL."""
+    the variant's accuracy against MODEL and why it fails the guard. Raises AutotuneError when MODEL cannot
+    become the variant."""
     if config.model_variant == SAVEDMODEL:
         return model, None
     from autotune.models.optimize import checked_variant
@@ -743,20 +743,26 @@ def model_variant(
 
 
 def served_accuracy(
-    model: ModelRef, config: ServingConfig, settings: MeasureSettings, grpc_target: str, say: Callable[[str], None]
+    model: ModelRef,
+    config: ServingConfig,
+    settings: MeasureSettings,
+    backend: str,
+    launch: Launch,
+    say: Callable[[str], None],
 ) -> dict[str, Any] | None:
-    """For CONFIG's mixed precision, the running server's answers against MODEL's own (asked once per model and
-    input set, then read back), and why they fail the guard; None when CONFIG changes no numerics in the server."""
+    """For CONFIG's mixed precision, the running server's answers against MODEL's own (asked once per model, input
+    set and BACKEND: TF Serving's kernels are not the stand-in's), and why they fail the guard; None when CONFIG
+    changes no numerics in the server, or a variant's own check already stands."""
     if config.mixed_precision == MIXED_PRECISION[0] or config.model_variant != SAVEDMODEL:
-        return None  # TF Serving applies mixed precision to a SavedModel's graph only, not to model.tflite
+        return None
     from autotune.models.accuracy import served_outputs
     from autotune.models.optimize import checked_served
 
     say(f"checking the answers under {config.mixed_precision} mixed precision")
-    name = f"mixed_precision_{config.mixed_precision}"
+    name = f"mixed_precision_{config.mixed_precision}-{backend}"
 
     def ask(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return served_outputs(grpc_target, model.name, model.signature.name, inputs)
+        return served_outputs(launch.grpc_target, model.name, model.signature.name, inputs)
 
     try:
         accuracy, problem = checked_served(
