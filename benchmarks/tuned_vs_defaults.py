@@ -66,6 +66,26 @@ def run_compare(env: dict, study: Study, model: str, config: dict, a: argparse.N
     return {"command": "autotune compare " + " ".join(args), **result}
 
 
+def all_trials(url: str, model: str) -> list[dict]:
+    """Every trial of the model's job (single draws of the search), with why each failed or was infeasible."""
+    from autotune.fingerprint import fingerprint, host_info
+    from autotune.store import Store
+
+    job = Store(url).pick_job(model, None, fingerprint(host_info()))
+    keys = ("throughput_rps", "latency_p99_ms", "cpu_cores", "load_time_s", "requests", "stable", "accuracy")
+    return [
+        {
+            "trial": t.number,
+            "state": t.state,
+            "config": t.config,
+            "feasible": t.feasible,
+            "failure_reason": t.failure_reason,
+            "metrics": {k: (t.metrics or {}).get(k) for k in keys},
+        }
+        for t in job.trials
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="a built-in model (its study in studies/)")
@@ -97,6 +117,7 @@ def main() -> None:
             raise SystemExit(f"error: tuning failed: {tuned.stderr.strip().splitlines()[-1:]}")
         tune_s = time.monotonic() - started
         front = json.loads(cli(env, "pareto", "--model", model, "--json").stdout or "[]")
+        trials = all_trials(env["AUTOTUNE_DB_URL"], model)
         if not front:
             raise SystemExit("error: the job left no Pareto set")
         how = default_pick(list(study.objectives))
@@ -116,6 +137,7 @@ def main() -> None:
             },
             "tune_s": round(tune_s),
             "front": front,
+            "trials": trials,
             "job_verdict": summary_line(front, list(study.objectives)),
             "pick": {"how": how, "trial": pick["trial"], "config": pick["config"]},
             "compare": None,
