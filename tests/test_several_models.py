@@ -33,11 +33,11 @@ confirm_repeats = 0
 [slo]
 latency_p99_ms = 5000
 
-[load]
+[load]            # windows long enough for a stable span: the front holds only stable trials
 concurrency = 2
-window_s = 0.3
-warmup_s = 0.2
-max_windows = 4
+window_s = 1.0
+warmup_s = 0.3
+max_windows = 6
 """
 
 
