@@ -110,6 +110,21 @@ def _variants_root(model: ModelRef) -> Path:
     return root
 
 
+def _checked_accuracy(
+    figures: Path,
+    model: ModelRef,
+    inputs: Callable[[], list[dict[str, Any]]],
+    answers: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+) -> Accuracy:
+    """The accuracy stored in FIGURES, else ANSWERS against MODEL's own on INPUTS, computed once and stored."""
+    if figures.is_file():
+        return Accuracy(**json.loads(figures.read_text()))
+    guard = inputs()
+    accuracy = compare_outputs(savedmodel_outputs(model, guard), answers(guard))
+    figures.write_text(json.dumps(accuracy.to_json()))
+    return accuracy
+
+
 def checked_served(
     model: ModelRef,
     name: str,
@@ -127,12 +142,7 @@ def checked_served(
     root = _variants_root(model)
     figures = root / f"{name}.accuracy-{_inputs_key(requests_file, samples)}.json"
     with FileLock(str(root / f"{name}.lock")):
-        if figures.is_file():
-            accuracy = Accuracy(**json.loads(figures.read_text()))
-        else:
-            inputs = guard_inputs(model, requests_file, samples)
-            accuracy = compare_outputs(savedmodel_outputs(model, inputs), ask(inputs))
-            figures.write_text(json.dumps(accuracy.to_json()))
+        accuracy = _checked_accuracy(figures, model, lambda: guard_inputs(model, requests_file, samples), ask)
     return accuracy, accuracy.problem(min_top1, max_abs)
 
 
@@ -146,6 +156,8 @@ def checked_variant(
 ) -> Checked:
     """MODEL's variant NAME and its accuracy, built and checked once per model content and input set, then
     read back (a job's trials share it): $AUTOTUNE_HOME/variants/<model>-<content hash>/<variant>."""
+    from functools import cache
+
     from filelock import FileLock
 
     root = _variants_root(model)
@@ -153,6 +165,7 @@ def checked_variant(
     # Full-integer int8 is calibrated on the request file: another file, another variant.
     built = root / (f"{name}-{key}" if name == "tflite_int8" and requests_file is not None else name)
     figures = built.with_name(f"{built.name}.accuracy-{key}.json")
+    inputs = cache(lambda: guard_inputs(model, requests_file, samples))  # read once, if at all
     with FileLock(str(built.with_name(f"{built.name}.lock"))):
         variant_json, failed = built / "variant.json", built.with_name(f"{built.name}.failed")
         if failed.is_file():  # the converter's verdict stands for these bytes: a job does not retry it per trial
@@ -160,22 +173,14 @@ def checked_variant(
         if not variant_json.is_file():
             staging = root / f".{built.name}.{os.getpid()}"
             shutil.rmtree(staging, ignore_errors=True)
-            inputs = guard_inputs(model, requests_file, samples)
             try:
-                variant = build_variant(model, name, staging, inputs if requests_file is not None else None)
+                variant = build_variant(model, name, staging, inputs() if requests_file is not None else None)
             except AutotuneError as exc:
                 failed.write_text(str(exc))
                 raise
             (staging / "variant.json").write_text(json.dumps({"convert_s": variant.convert_s}))
             shutil.rmtree(built, ignore_errors=True)
             staging.rename(built)  # whole or absent: a killed build leaves only a staging directory
-        convert_s = json.loads(variant_json.read_text())["convert_s"]
-        variant = Variant(name, built, model.version, convert_s, 0)
-        variant = Variant(name, built, model.version, convert_s, variant.model_file.stat().st_size)
-        if figures.is_file():
-            accuracy = Accuracy(**json.loads(figures.read_text()))
-        else:
-            inputs = guard_inputs(model, requests_file, samples)
-            accuracy = compare_outputs(savedmodel_outputs(model, inputs), variant_outputs(model, variant, inputs))
-            figures.write_text(json.dumps(accuracy.to_json()))
+        variant = Variant(name, built, model.version, json.loads(variant_json.read_text())["convert_s"])
+        accuracy = _checked_accuracy(figures, model, inputs, lambda guard: variant_outputs(model, variant, guard))
     return Checked(variant, accuracy, accuracy.problem(min_top1, max_abs))

@@ -38,14 +38,13 @@ VARIANTS = {
 
 @dataclass(frozen=True)
 class Variant:
-    """A built variant: its name, its model base (BASE/VERSION/model.tflite beside the SavedModel), how long
-    the conversion took, and the size of model.tflite."""
+    """A built variant: its name, its model base (BASE/VERSION/model.tflite beside the SavedModel, or a
+    re-saved SavedModel), and how long the conversion took."""
 
     name: str
     base: Path
     version: int
     convert_s: float
-    size_bytes: int
 
     @property
     def tflite(self) -> Path:
@@ -55,6 +54,10 @@ class Variant:
     def model_file(self) -> Path:
         """What the variant changed: its model.tflite, or its re-saved saved_model.pb."""
         return self.tflite if is_tflite(self.name) else self.base / str(self.version) / "saved_model.pb"
+
+    @property
+    def size_bytes(self) -> int:
+        return self.model_file.stat().st_size
 
 
 def _converter(model: ModelRef, variant: str, representative: list[dict[str, np.ndarray]] | None) -> Any:
@@ -131,7 +134,7 @@ def build_variant(
         else:
             shutil.copy2(entry, version / entry.name)
     (version / TFLITE_FILE).write_bytes(flat)
-    return Variant(variant, out_base, model.version, round(took, 3), len(flat))
+    return Variant(variant, out_base, model.version, round(took, 3))
 
 
 def _build_xla(model: ModelRef, out_base: Path) -> Variant:
@@ -173,4 +176,4 @@ def _build_xla(model: ModelRef, out_base: Path) -> Variant:
     if extra.is_dir():  # the model's own warm-up file goes with it
         shutil.copytree(extra, version / "assets.extra")
     took = time.monotonic() - started
-    return Variant("xla", out_base, model.version, round(took, 3), (version / "saved_model.pb").stat().st_size)
+    return Variant("xla", out_base, model.version, round(took, 3))
