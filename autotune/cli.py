@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from autotune import __version__, tables
+from autotune import __version__, notes, tables
 from autotune.errors import AutotuneError
 from autotune.outdir import EXPORT_FORMATS
 from autotune.servers.backends import BACKEND_NAMES
@@ -117,8 +117,24 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="no notes on stderr (which backend, what runs); warnings and errors stay")
+    ] = False,
+    plain: Annotated[bool, typer.Option("--plain", help="print tables as tab-separated values")] = False,
 ) -> None:
     """Measure and tune TensorFlow Serving on this machine."""
+    notes.QUIET, tables.PLAIN = quiet, plain
+
+
+# Root options a user types after the command too (`autotune bench ... --quiet`): main() moves them first.
+_ANYWHERE = ("--quiet", "--plain")
+
+
+def _hoisted(argv: list[str]) -> list[str]:
+    """ARGV with --quiet and --plain moved before the command (never past a `--`)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in _ANYWHERE]
+    return [*flags, *(a for a in argv[:end] if a not in _ANYWHERE), *argv[end:]]
 
 
 def _import_tensorflow() -> None:
@@ -233,8 +249,9 @@ def _check_budget(trials: int | None, minutes: float | None) -> None:
         raise AutotuneError(f"--minutes must be > 0, got {minutes:g}")
 
 
-def _check_host_knobs(config: Any, backend: Any) -> None:
-    """Knobs this host cannot honour are one-line errors before anything starts."""
+def _check_host_knobs(config: Any, backend: str | None) -> None:
+    """Knobs this host cannot honour are one-line errors before anything starts. BACKEND None (not chosen
+    yet) checks what holds on every backend; a backend's name adds whether it can enforce a fractional cpus."""
     from autotune import gpu
     from autotune.cores import schedulable_cores
     from autotune.cpulimit import check_enforceable, quota_problem
@@ -242,21 +259,22 @@ def _check_host_knobs(config: Any, backend: Any) -> None:
     if config.gpu_memory_fraction and gpu.device_count() == 0:
         raise AutotuneError("gpu_memory_fraction needs a GPU, and NVML sees none on this host")
     # Docker enforces fractions itself (--cpus); a process started here needs a cgroup quota.
-    problem = None if backend.name == "docker" else quota_problem()
+    problem = None if backend in (None, "docker") else quota_problem()
     check_enforceable(config.cpus, len(schedulable_cores()), problem)
 
 
 def _backend(name: str, server_binary: str | None, image: str | None, check: bool = True) -> Any:
-    """Resolve the backend, say which was picked, and warn where the real binary exposes a port."""
+    """Resolve the backend (after the input is checked), say in one line which `auto` picked, and warn where
+    the real binary exposes a port."""
     from autotune import gpu
     from autotune.servers.backends import TFSERVING_EXPOSURE, choose_backend
 
     gpus = bool(image and "gpu" in image.rsplit(":", 1)[-1] and gpu.device_count() > 0)
     chosen, why = choose_backend(name, server_binary, image, gpus=gpus, check=check)
     if why:
-        err.print(f"backend auto: using {chosen.name}: {why}", markup=False)
+        notes.note(why)
     if chosen.name == "tfserving":
-        err.print(TFSERVING_EXPOSURE, markup=False)
+        notes.warn(TFSERVING_EXPOSURE)
     return chosen
 
 
@@ -334,11 +352,12 @@ def bench(
             result = run_target(where, name, sig, settings, known, progress=lambda msg: status.update(msg))
         _finish_bench(result, as_json, windows)
         return
-    chosen = _backend(backend.value, server_binary, docker_image, check=not dry_run)
-    _check_host_knobs(config, chosen)
+    _check_host_knobs(config, None)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)
     requests, traffic = _traffic(requests_file, batch, ref.signature)
+    chosen = _backend(backend.value, server_binary, docker_image, check=not dry_run)
+    _check_host_knobs(config, chosen.name)
     if dry_run:
         _dry_run(ref, config, chosen, monitoring, as_json, requests.payloads(ref.name, ref.signature.name))
         return
@@ -353,7 +372,7 @@ def bench(
         **traffic,
         **dataclasses.asdict(window),
     )
-    err.print(f"bench {ref.name} on backend {chosen.name} ({protocol.value}): {json.dumps(config.to_dict())}")
+    notes.note(f"bench {ref.name} on backend {chosen.name} ({protocol.value}): {json.dumps(config.to_dict())}")
     with err.status("measuring") as status:
         result = run_trial(ref, config, settings, chosen, progress=lambda msg: status.update(msg))
     _finish_bench(result, as_json, windows)
@@ -425,12 +444,14 @@ def compare(
     from autotune.compare import live_measure
     from autotune.models.resolve import resolve_model
 
-    chosen = _backend(backend.value, server_binary, docker_image)
-    _check_host_knobs(candidate, chosen)
-    _check_host_knobs(baseline, chosen)
+    _check_host_knobs(candidate, None)
+    _check_host_knobs(baseline, None)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)
     _, traffic = _traffic(requests_file, batch, ref.signature)
+    chosen = _backend(backend.value, server_binary, docker_image)
+    _check_host_knobs(candidate, chosen.name)
+    _check_host_knobs(baseline, chosen.name)
     # The same fixed load on both sides: a ramp could compare two configs at different loads.
     settings = MeasureSettings(
         protocol=protocol.value,
@@ -446,10 +467,9 @@ def compare(
     if target is not None:
         measure = _target_measure(ref, settings, measure, baseline, base_set, target, target_grpc, allow_remote)
         side_a = f"the server at {target} as it runs"
-    err.print(
+    notes.note(
         f"compare {ref.name} ({chosen.name}, {protocol.value}, {load}), {repeats} runs a side: "
-        f"A={side_a} B={json.dumps(candidate.to_dict())}",
-        markup=False,
+        f"A={side_a} B={json.dumps(candidate.to_dict())}"
     )
     with err.status("measuring") as status:
         result = run_compare(baseline, candidate, repeats, measure, status.update)
@@ -490,10 +510,9 @@ def _traffic(requests_file: Path | None, batch: int | None, signature: Any) -> t
     requests = load_requests(path, signature, batch)
     if path:
         summary = requests.summary()
-        err.print(
+        notes.note(
             f"requests: {summary['requests']} from {path} ({summary['format']}), "
-            f"{summary['instances_per_request']:g} instances each on average",
-            markup=False,
+            f"{summary['instances_per_request']:g} instances each on average"
         )
     return requests, {"requests_file": path, "batch": batch}
 
@@ -607,8 +626,9 @@ def start(
 
         study = with_mixed_precision(study, bf16_problem())
     budget, limit = trials or study.trials, minutes or study.minutes
-    chosen = _backend(backend.value if backend else study.backend, server_binary, docker_image)
     settings = study_settings(study)
+    _check_study_input(study, settings)
+    chosen = _backend(backend.value if backend else study.backend, server_binary, docker_image)
     if not foreground:
         from autotune.daemon_control import ensure_daemon
         from autotune.job import enqueue_job
@@ -622,6 +642,20 @@ def start(
         _follow(job_id, as_json)
         return
     _start_foreground(study, budget, limit, settings, chosen, as_json)
+
+
+def _check_study_input(study: Any, settings: Any) -> None:
+    """The model and its request file, checked before the backend is chosen (and said) and anything is stored."""
+    from autotune.models.resolve import check_spec
+
+    check_spec(study.model)
+    if settings.requests_file:
+        from autotune.load.requests import load_requests
+        from autotune.models.resolve import resolve_model
+
+        with err.status(f"preparing model {study.model}"):
+            ref = resolve_model(study.model, study.signature)
+        load_requests(settings.requests_file, ref.signature, settings.batch)
 
 
 def _start_foreground(study: Any, budget: int, minutes: float, settings: Any, backend: Any, as_json: bool) -> None:
@@ -1037,11 +1071,20 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def _fail(as_json: bool, message: str, code: int) -> None:
     # Under --json, a script reads stdout: the error is a JSON object there, with the same exit code.
+    # Either way one line: a message with a newline (a parser's, a server's) would read as two errors in a log.
+    message = notes.one_line(message)
     if as_json:
         print(json.dumps({"error": message}))
     else:
         err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
+
+
+def _usage_error(exc: Any) -> str:
+    """A usage error as one line, with where to find help (typer's own display is a usage block and a box)."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see {ctx.command_path} -h)" if ctx is not None else ""
+    return exc.format_message() + where
 
 
 def main() -> None:
@@ -1050,14 +1093,18 @@ def main() -> None:
 
     # SIGTERM takes the same clean path as Ctrl-C: servers and load generators are stopped.
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    as_json = "--json" in sys.argv[1:]
+    argv = _hoisted(sys.argv[1:])
+    as_json = "--json" in argv
     try:
-        # Standalone, typer prints usage errors itself (exit 2); under --json they are ours to print.
-        code = app(standalone_mode=not as_json)
+        # Not standalone: usage errors are ours to print, as one line like every other error.
+        code = app(args=argv, standalone_mode=False)
     except AutotuneError as exc:
         _fail(as_json, str(exc), EXIT_USER_ERROR)
     except TyperException as exc:
-        _fail(as_json, exc.format_message(), exc.exit_code)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `autotune` or `autotune models` alone: the help, as asked
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)
+        _fail(as_json, _usage_error(exc), exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         _fail(as_json, "interrupted", EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,4 +1,7 @@
-"""How results look in a terminal: rich tables and one-line summaries (JSON output needs none of this)."""
+"""How results look: rich tables in a terminal, whole aligned text in a log or pipe, TSV under --plain.
+
+JSON output needs none of this.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,40 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: a line printed to a log or a pipe stays one line; rich would fold it at 80 columns there.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+# Set by the CLI's --plain: every table as tab-separated values (a header row, then one row per line).
+PLAIN = False
+
+
+def show(table: Table) -> None:
+    """Print TABLE: boxed in a terminal; elsewhere every cell whole (never cut to a width), aligned or as TSV."""
+    if out.is_terminal and not PLAIN:
+        out.print(table, soft_wrap=False)
+        return
+    header = [_cell(c.header) for c in table.columns]
+    columns = [[_cell(v) for v in c.cells] for c in table.columns]
+    rows = [list(r) for r in zip(*columns, strict=True)] if columns else []
+    if PLAIN:
+        print("\n".join("\t".join(r) for r in [header, *rows]))
+        return
+    widths = [max(len(v) for v in [h, *col]) for h, col in zip(header, columns, strict=True)]
+    right = [c.justify == "right" for c in table.columns]
+
+    def line(cells: list[str]) -> str:
+        padded = (v.rjust(w) if r else v.ljust(w) for v, w, r in zip(cells, widths, right, strict=True))
+        return "  ".join(padded).rstrip()
+
+    title = [_cell(table.title)] if table.title else []
+    print("\n".join([*title, line(header), *(line(r) for r in rows)]))
+
+
+def _cell(value: Any) -> str:
+    # Tabs and newlines would break a row of TSV or of aligned text in two.
+    text = getattr(value, "plain", value)
+    return " ".join(str(text).split()) if text is not None else ""
 
 
 def print_comparison(result: Any) -> None:
@@ -19,7 +54,7 @@ def print_comparison(result: Any) -> None:
         ci = f"{m.ratio_ci95[0]:.3f}-{m.ratio_ci95[1]:.3f}" if m.ratio_ci95 else "-"
         ratio = f"x{m.ratio:.3f}" if m.ratio is not None else "-"
         table.add_row(name, fmt(m.a_median, 2), fmt(m.b_median, 2), ratio, ci, m.verdict.value)
-    out.print(table)
+    show(table)
     out.print(f"verdict on {', '.join(result.objectives)}: {result.verdict.value}")
 
 
@@ -33,7 +68,7 @@ def print_result(result: Any) -> None:
                 table.add_row(f"{key}.{inner}", "-" if v is None else str(v))
             continue
         table.add_row(key, "-" if value is None else str(value))
-    out.print(table)
+    show(table)
     if result.levels:
         levels = Table(title="load levels")
         for col in ("load", "rps", "p50 ms", "p99 ms", "errors", "cpu cores", "stable"):
@@ -49,7 +84,7 @@ def print_result(result: Any) -> None:
                 fmt(lv.cpu_cores, 2),
                 str(lv.stable),
             )
-        out.print(levels)
+        show(levels)
 
 
 def fmt(x: float | None, nd: int = 1) -> str:
@@ -75,7 +110,7 @@ def print_status(daemon_info: dict[str, Any] | None, jobs: list[dict[str, Any]],
             "-" if best is None else f"{best:.1f}",
             j["waiting"] or j["error"] or "",
         )
-    out.print(table)
+    show(table)
     for d in drift:
         if d["drifted"]:
             out.print(
@@ -133,7 +168,7 @@ def print_pareto(rows: list[dict[str, Any]], title: str, objectives: list[str]) 
         )
     if not rows:
         err.print("no feasible trial yet: no configuration met the SLO and error limit")
-    out.print(table)
+    show(table)
 
 
 def with_ci(value: float | None, ci: list[float] | None) -> str:
@@ -148,7 +183,7 @@ def print_schedules(rows: list[dict[str, Any]]) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(str(r["id"]), r["model"], r["cron"], r["next_run_at"], str(r["last_job_id"] or "-"))
-    out.print(table)
+    show(table)
 
 
 def print_variants(doc: dict[str, Any]) -> None:
@@ -170,4 +205,4 @@ def print_variants(doc: dict[str, Any]) -> None:
             err_,
             guard,
         )
-    out.print(table)
+    show(table)

@@ -139,7 +139,7 @@ def test_tfserving_backend_measures_over_the_unix_socket_and_the_server_counts_a
         env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "backend auto: using tfserving" in proc.stderr and "all interfaces" in proc.stderr
+    assert "backend: tfserving (" in proc.stderr and "all interfaces" in proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["backend"] == "tfserving" and "--port=0" in doc["argv"]
     level = doc["levels"][-1]["server"]
@@ -179,18 +179,22 @@ def test_auto_prefers_the_binary_then_docker_with_its_image_then_the_stand_in_an
     binary_dir = stand_in_binary(tmp_path)
     monkeypatch.setenv("PATH", str(binary_dir))
     chosen, why = resolve_auto()
-    assert chosen.name == "tfserving" and str(binary_dir / "tensorflow_model_server") in why
+    assert chosen.name == "tfserving" and why.startswith("backend: tfserving (")
+    assert why.endswith("/bin/tensorflow_model_server)") and len(why) <= 100
 
     _fake_docker(tmp_path / "with-image", image_pulled=True)
     monkeypatch.setenv("PATH", str(tmp_path / "with-image"))
     chosen, why = resolve_auto()
-    assert chosen.name == "docker" and "has tensorflow/serving:latest" in why
+    assert why == "backend: docker (no tensorflow_model_server on PATH; tensorflow/serving:latest pulled)"
+    assert chosen.name == "docker"
 
     _fake_docker(tmp_path / "no-image", image_pulled=False)
     monkeypatch.setenv("PATH", str(tmp_path / "no-image"))
     chosen, why = resolve_auto()
-    assert chosen.name == "local" and "not pulled (docker pull tensorflow/serving:latest)" in why
+    assert chosen.name == "local"
+    assert why == "backend: local stand-in (no tensorflow_model_server on PATH; tensorflow/serving:latest not pulled)"
 
     monkeypatch.setenv("PATH", "/nonexistent")
     chosen, why = resolve_auto()
-    assert chosen.name == "local" and "the docker command is not on PATH" in why and "stand-in" in why
+    assert chosen.name == "local"
+    assert why == "backend: local stand-in (no tensorflow_model_server on PATH; docker not on PATH)"

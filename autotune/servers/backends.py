@@ -27,9 +27,17 @@ TFSERVING_BINARY = "tensorflow_model_server"
 
 # tensorflow_model_server has no flag to choose its listen address: REST binds every interface.
 TFSERVING_EXPOSURE = (
-    "note: tensorflow_model_server binds its REST port on all interfaces (it has no flag to restrict it); "
-    "autotune moves its gRPC to a UNIX socket and uses random ports, but use --backend docker "
-    "(ports published on 127.0.0.1 only) on hosts reachable from untrusted networks"
+    "note: tensorflow_model_server binds REST on all interfaces; on untrusted networks use --backend docker"
+)
+
+# The backend note is one line of at most this many characters: it must read whole in a log, never wrapped.
+NOTE_MAX = 100
+
+# What a failed docker check means, in the few words the backend note has room for.
+_DOCKER_SHORT = (
+    ("not on PATH", "docker not on PATH"),
+    ("did not answer", "docker daemon did not answer"),
+    ("not reachable", "docker daemon not reachable"),
 )
 
 
@@ -142,18 +150,18 @@ class DockerBackend(Backend):
         return Launch(argv, f"127.0.0.1:{paths.grpc_port}", remove_argv(name), name)
 
     def unusable(self) -> str | None:
-        """Why `auto` cannot use Docker here (no command, no daemon, image not pulled), or None."""
+        """Why `auto` cannot use Docker here, in a few words (no command, no daemon, image not pulled), or None."""
         try:
             self.check()
         except AutotuneError as exc:
-            return str(exc).removeprefix("backend docker: ")
+            return next((short for key, short in _DOCKER_SHORT if key in str(exc)), "docker unusable")
         try:
             found = subprocess.run(
                 ["docker", "image", "inspect", self.image], capture_output=True, timeout=20, check=False
             )
         except (OSError, subprocess.TimeoutExpired):
-            return f"docker did not say whether {self.image} is pulled"
-        return None if found.returncode == 0 else f"the {self.image} image is not pulled (docker pull {self.image})"
+            return "docker did not say whether its image is pulled"
+        return None if found.returncode == 0 else f"{self.image} not pulled"
 
     def check(self) -> None:
         if shutil.which("docker") is None:
@@ -191,17 +199,19 @@ def local_backend() -> Backend:
 
 
 def resolve_auto(server_binary: str | None = None, gpus: bool = False) -> tuple[Backend, str]:
-    """What `auto` picks, and why: the real binary, else Docker with TF Serving's image pulled, else the stand-in."""
+    """What `auto` picks, and why, as the one-line backend note: the real binary, else Docker with TF Serving's
+    image pulled, else the stand-in."""
     binary = server_binary or shutil.which(TFSERVING_BINARY)
     if binary:
-        return TFServingBackend((binary,)), f"{TFSERVING_BINARY} found at {binary}"
+        room = NOTE_MAX - len("backend: tfserving ()")
+        # A deep path keeps its end, which names the binary: the note is never wrapped or cut by a terminal.
+        shown = binary if len(binary) <= room else "..." + binary[-(room - 3) :]
+        return TFServingBackend((binary,)), f"backend: tfserving ({shown})"
     docker = DockerBackend(DEFAULT_IMAGE, gpus)
     problem = docker.unusable()
     if problem is None:
-        return docker, f"no {TFSERVING_BINARY} on PATH; docker is reachable and has {DEFAULT_IMAGE}"
-    return LocalBackend(), (
-        f"no {TFSERVING_BINARY} on PATH and {problem}: measuring autotune-model-server, TF Serving's stand-in"
-    )
+        return docker, f"backend: docker (no {TFSERVING_BINARY} on PATH; {DEFAULT_IMAGE} pulled)"
+    return LocalBackend(), f"backend: local stand-in (no {TFSERVING_BINARY} on PATH; {problem})"
 
 
 def resolve_backend(
