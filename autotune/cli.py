@@ -1087,6 +1087,10 @@ def _usage_error(exc: Any) -> str:
     return exc.format_message() + where
 
 
+# Registered here, after the shared options it uses are defined.
+from autotune import cli_perf  # noqa: E402, F401
+
+
 def main() -> None:
     """Console-script entry: user errors are one line (a JSON object under --json) and exit 1, never a traceback."""
     from typer.exceptions import TyperException  # usage errors: unknown options, bad values

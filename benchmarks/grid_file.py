@@ -42,7 +42,9 @@ METRIC_COLUMNS = [
     "measure_s",
     "teardown_s",
 ]
-COLUMNS = [*KNOB_COLUMNS, "repeat", "measured_at", *METRIC_COLUMNS]
+# Knobs the first grids held fixed (every core, any batch size): later files add them as the last columns.
+EXTRA_KNOB_COLUMNS = ["cpus", "allowed_batch_sizes"]
+COLUMNS = [*KNOB_COLUMNS, "repeat", "measured_at", *METRIC_COLUMNS, *EXTRA_KNOB_COLUMNS]
 
 
 def read_grid(path: Path) -> tuple[dict[str, str], list[dict[str, str]]]:
@@ -71,4 +73,13 @@ def point_key(row: dict[str, Any]) -> tuple:
     """A grid point's identity, from a config's fields or a CSV row (batching knobs only when batching)."""
     on = str(row["enable_batching"]) in ("True", "true", "1")
     batch = tuple(int(row[k]) for k in KNOB_COLUMNS[1:5]) if on else ()
-    return (on, *batch, int(row["intra_op_threads"]), int(row["inter_op_threads"]))
+    extra = (float(row.get("cpus") or 0.0), allowed_sizes(row) if on else ())
+    return (on, *batch, int(row["intra_op_threads"]), int(row["inter_op_threads"]), *extra)
+
+
+def allowed_sizes(row: dict[str, Any]) -> tuple[int, ...]:
+    """allowed_batch_sizes from a config's tuple or a CSV cell ("2;4;8"; empty or absent: any size)."""
+    value = row.get("allowed_batch_sizes") or ()
+    if isinstance(value, str):
+        return tuple(int(v) for v in value.split(";") if v.strip())
+    return tuple(int(v) for v in value)

@@ -153,3 +153,16 @@ class DriftCheckRow(Base):
 
 # Loader options for a job with everything `status`, reports and exports read from it.
 WHOLE_JOB = (selectinload(JobRow.trials), selectinload(JobRow.model), selectinload(JobRow.host))
+
+
+class ProfileRow(Base):
+    """A model's measured batch costs on one host (perfmodel.profile.Profile as JSON): one per content and host."""
+
+    __tablename__ = "autotune_profiles"
+    __table_args__ = (UniqueConstraint("content_hash", "host_fingerprint"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    host_fingerprint: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    data: Mapped[dict[str, Any]]

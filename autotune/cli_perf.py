@@ -1,0 +1,169 @@
+"""`autotune profile` and `autotune predict`: the performance model's commands (registered by cli.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from autotune import tables
+from autotune.cli import ConcurrencyOpt, JsonOpt, ModelOpt, Protocol, ProtocolOpt, RateOpt, SetOpt, app, emit
+from autotune.errors import AutotuneError
+
+ProfileFileOpt = Annotated[
+    Path | None, typer.Option("--profile", help="a profile JSON file (autotune profile --json) instead of the store's")
+]
+
+AnyHostOpt = Annotated[bool, typer.Option(help="accept a --profile measured on another host (costs there, not here)")]
+
+
+def _this_host() -> str:
+    from autotune.fingerprint import fingerprint, host_info
+
+    return fingerprint(host_info())
+
+
+def cached_profile(model_spec: str, profile_file: Path | None = None, any_host: bool = False) -> Any:
+    """The profile of MODEL_SPEC's content on this host (or from PROFILE_FILE); one-line errors when none fits."""
+    import json
+
+    from autotune.perfmodel.profile import Profile
+
+    if profile_file is not None:
+        try:
+            loaded = Profile.from_json(json.loads(profile_file.read_text()))
+        except (OSError, ValueError) as exc:
+            raise AutotuneError(f"--profile {profile_file}: cannot read it ({exc})") from None
+        if not any_host and loaded.host_fingerprint != _this_host():
+            cpu = loaded.host.get("cpu_model", "another host")
+            raise AutotuneError(f"--profile {profile_file} was measured on another host ({cpu}); add --any-host")
+        return loaded
+    from autotune.models.content import content_hash
+    from autotune.models.resolve import resolve_model
+    from autotune.store.profiles import Profiles
+
+    ref = resolve_model(model_spec)
+    digest, host = content_hash(ref.version_path), _this_host()
+    store = Profiles()
+    doc = store.get(digest, host)
+    if doc is None:
+        others = store.other_hosts(digest)
+        where = f"; {len(others)} profile(s) of it come from other hosts, which do not carry over" if others else ""
+        raise AutotuneError(f"no profile of {ref.name} on this host{where}: run autotune profile --model {model_spec}")
+    return Profile.from_json(doc)
+
+
+@app.command()
+def profile(
+    model: ModelOpt,
+    max_batch: Annotated[int, typer.Option(min=1, max=4096, help="largest batch size measured")] = 64,
+    budget_s: Annotated[float, typer.Option(min=1.0, help="seconds of repeats per thread count")] = 20.0,
+    refresh: Annotated[bool, typer.Option(help="measure again even when this host has a profile")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure what one batch of MODEL costs here (no server), by batch size and intra-op threads; cached."""
+    from autotune.models.content import content_hash
+    from autotune.models.resolve import resolve_model
+    from autotune.perfmodel.measure import measure_profile
+    from autotune.perfmodel.profile import Profile
+    from autotune.store.profiles import Profiles
+
+    ref = resolve_model(model)
+    digest, host = content_hash(ref.version_path), _this_host()
+    store = Profiles()
+    doc = None if refresh else store.get(digest, host)
+    cached = doc is not None
+    if doc is None:
+        say = None if as_json else (lambda m: tables.err.print(f"profile {ref.name}: {m}", markup=False))
+        measured = measure_profile(ref, max_batch=max_batch, budget_s=budget_s, say=say)
+        doc = measured.to_json()
+        store.put(digest, host, ref.name, doc)
+    result = Profile.from_json(doc)
+    emit(as_json, {**doc, "cached": cached}, lambda: _print_profile(result, cached))
+
+
+def _print_profile(p: Any, cached: bool) -> None:
+    from rich.table import Table
+
+    threads = sorted({pt.threads for pt in p.points})
+    table = Table(title=f"{p.model}: one call's wall time, ms (CPU ms), by batch and intra-op threads")
+    table.add_column("batch", justify="right")
+    for t in threads:
+        table.add_column(f"{t} thread(s)", justify="right")
+    by = {(pt.batch, pt.threads): pt for pt in p.points}
+    for b in sorted({pt.batch for pt in p.points}):
+        cells = [f"{by[b, t].wall_ms:.2f} ({by[b, t].cpu_ms:.2f})" if (b, t) in by else "-" for t in threads]
+        table.add_row(str(b), *cells)
+    tables.show(table)
+    for t in p.transport:
+        print(
+            f"{t.protocol}: {t.wall_ms:.2f} ms a request outside the model "
+            f"(server CPU {t.server_cpu_ms:.2f} ms, client CPU {t.client_cpu_ms:.2f} ms)"
+        )
+    source = "cached" if cached else f"measured in {p.seconds:.0f} s"
+    print(f"{source} on {p.host.get('cpu_model', '?')}, {p.cpus} cores, {p.measured_at}")
+
+
+# The ramp `bench` runs when no load is given: 1, 2, 4, ... clients until throughput stops growing.
+RAMP_MAX = 64
+RAMP_MIN_GROWTH = 0.05
+
+
+@app.command()
+def predict(
+    model: ModelOpt,
+    set_: SetOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    rate: RateOpt = None,
+    protocol: ProtocolOpt = Protocol.rest,
+    cores: Annotated[float | None, typer.Option(min=0.5, help="simulate a host of this many cores")] = None,
+    slo_ms: Annotated[float | None, typer.Option(help="p99 bound for the ramp's operating point")] = None,
+    requests: Annotated[int, typer.Option(min=100, max=1_000_000, help="simulated answers counted")] = 2000,
+    profile_file: ProfileFileOpt = None,
+    any_host: AnyHostOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict what `bench` would measure for a config, from the cached profile (no server is started)."""
+    from autotune.knobs import parse_assignments
+    from autotune.perfmodel.simulate import Load, simulate
+
+    config = parse_assignments(list(set_ or []))
+    if concurrency is not None and rate is not None:
+        raise AutotuneError("give --concurrency or --rate, not both")
+    p = cached_profile(model, profile_file, any_host)
+    if concurrency is None and rate is None:
+        levels = []
+        c = 1
+        while c <= RAMP_MAX:
+            pred = simulate(p, config, Load(concurrency=c), protocol.value, cores, requests)
+            if levels and (pred.throughput_rps < levels[-1][1].throughput_rps * (1 + RAMP_MIN_GROWTH)):
+                break
+            if slo_ms is not None and pred.latency_p99_ms > slo_ms:
+                break
+            levels.append((c, pred))
+            c *= 2
+        if not levels:
+            raise AutotuneError(f"no load meets the SLO: p99 at concurrency 1 is {pred.latency_p99_ms:.1f} ms")
+        load_doc, pred = {"concurrency": levels[-1][0]}, levels[-1][1]
+    else:
+        load = Load(concurrency=concurrency, rate=rate)
+        pred = simulate(p, config, load, protocol.value, cores, requests)
+        load_doc = {"concurrency": concurrency} if concurrency is not None else {"rate": rate}
+    doc = {
+        "model": p.model,
+        "config": config.to_dict(),
+        "protocol": protocol.value,
+        "cores": cores or p.cpus,
+        **load_doc,
+        **pred.to_json(),
+        "predicted": True,
+    }
+    where = ", ".join(f"{k}={v}" for k, v in load_doc.items())
+    emit(
+        as_json,
+        doc,
+        f"predicted ({p.model}, {protocol.value}, {where}, {doc['cores']:g} cores): {pred.throughput_rps:.1f} rps, "
+        f"p50 {pred.latency_p50_ms:.1f} ms, p99 {pred.latency_p99_ms:.1f} ms, CPU {pred.cpu_cores:.2f} cores, "
+        f"errors {pred.error_rate:.2%}, mean batch {pred.mean_batch_size:.1f}",
+    )

@@ -1,0 +1,152 @@
+"""`autotune profile`: measure a model's batch costs with no server, and the transport's per-request cost.
+
+Each intra-op thread count runs in its own process (TensorFlow fixes its thread pools at start-up); the
+transport cost comes from one short concurrency-1 trial per protocol against the stand-in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from autotune.errors import AutotuneError
+from autotune.fingerprint import fingerprint, host_info
+from autotune.knobs import ServingConfig, schedulable_cpus
+from autotune.models.content import content_hash
+from autotune.models.resolve import ModelRef
+from autotune.perfmodel.profile import BatchCost, Profile, Transport
+
+# Powers of two and a few sizes between, so odd batch sizes interpolate over short spans.
+BATCH_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+PROBE_TIMEOUT_S = 600.0
+
+
+def thread_counts(cpus: int) -> list[int]:
+    """1, 2, 4, ... up to CPUS, and CPUS itself (TF's own pick when a thread knob is 0)."""
+    counts, t = [], 1
+    while t < cpus:
+        counts.append(t)
+        t *= 2
+    return [*counts, cpus]
+
+
+def probe(model: ModelRef, threads: int, batches: list[int], repeats: int, budget_s: float) -> list[BatchCost]:
+    """Batch costs at THREADS intra-op threads, measured in a fresh process."""
+    argv = [
+        sys.executable,
+        "-m",
+        "autotune.perfmodel.probe",
+        str(model.version_path),
+        model.signature.name,
+        str(threads),
+        ",".join(map(str, batches)),
+        str(repeats),
+        str(budget_s),
+    ]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise AutotuneError(f"profiling {model.name} at {threads} threads took over {PROBE_TIMEOUT_S:.0f} s") from None
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise AutotuneError(f"profiling {model.name} failed at {threads} threads: {last}")
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    return [
+        BatchCost(
+            "savedmodel",
+            threads,
+            p["batch"],
+            p["wall_ms"],
+            tuple(p["wall_ci95_ms"]),
+            p["cpu_ms"],
+            p["repeats"],
+            p["wall_sd_log"],
+        )
+        for p in doc["points"]
+    ]
+
+
+# Transport CPU is read where the server is busy: at concurrency 1 its idle threads poll and spin, and CPU
+# per request there counts the idling. This load is not one the committed grids were measured at (8, 16).
+CPU_PROBE_CONCURRENCY = 4
+
+
+def _trial_metrics(model: ModelRef, protocol: str, concurrency: int, window_s: float) -> dict[str, float]:
+    """Metrics of one trial of TF Serving's defaults on the stand-in at CONCURRENCY."""
+    from autotune.servers.backends import resolve_backend
+    from autotune.trial import MeasureSettings, run_trial
+
+    settings = MeasureSettings(
+        protocol=protocol,
+        concurrency=concurrency,
+        window_s=window_s,
+        warmup_s=0.5,
+        measure_unloaded=False,
+        min_requests=100,
+    )
+    result = run_trial(model, ServingConfig(), settings, resolve_backend("local", check=False))
+    if not result.ok or not result.metrics.get("throughput_rps"):
+        raise AutotuneError(f"measuring the {protocol} transport failed: {result.failure_message or 'no throughput'}")
+    return result.metrics
+
+
+def transport_cost(model: ModelRef, protocol: str, model_cost: tuple[float, float], window_s: float) -> Transport:
+    """The per-request cost outside the model, on the stand-in with TF Serving's defaults: the wall time at
+    concurrency 1 and the CPU under load, less MODEL_COST (wall ms, CPU ms of one batch-1 call)."""
+    idle = _trial_metrics(model, protocol, 1, window_s)
+    busy = _trial_metrics(model, protocol, CPU_PROBE_CONCURRENCY, window_s)
+    per_request_ms = 1000.0 / idle["throughput_rps"]  # closed loop at concurrency 1: one request at a time
+    busy_ms = 1000.0 / busy["throughput_rps"]
+    return Transport(
+        protocol=protocol,
+        wall_ms=max(per_request_ms - model_cost[0], 0.0),
+        server_cpu_ms=max(busy_ms * (busy.get("cpu_cores") or 0.0) - model_cost[1], 0.0),
+        client_cpu_ms=busy_ms * (busy.get("client_cpu_cores") or 0.0),
+        gil=True,
+    )
+
+
+def measure_profile(
+    model: ModelRef,
+    max_batch: int = 64,
+    repeats: int = 7,
+    budget_s: float = 20.0,
+    protocols: tuple[str, ...] = ("rest", "grpc"),
+    say: Callable[[str], None] | None = None,
+) -> Profile:
+    """Profile MODEL on this host: every thread count's batch ladder up to MAX_BATCH, then the transports.
+
+    BUDGET_S bounds the repeats of one thread count's ladder (each point keeps at least 3)."""
+    say = say or (lambda _m: None)
+    started = time.monotonic()
+    cpus = schedulable_cpus()
+    batches = [b for b in BATCH_LADDER if b <= max_batch]
+    if max_batch not in batches:
+        batches.append(max_batch)
+    points: list[BatchCost] = []
+    for threads in thread_counts(cpus):
+        got = probe(model, threads, batches, repeats, budget_s)
+        say(f"{threads} thread(s): " + ", ".join(f"b{p.batch} {p.wall_ms:.1f} ms" for p in got))
+        points += got
+    default = next(p for p in points if p.threads == cpus and p.batch == 1)
+    transport = []
+    for protocol in protocols:
+        t = transport_cost(model, protocol, (default.wall_ms, default.cpu_ms), window_s=1.0)
+        say(f"{protocol}: {t.wall_ms:.2f} ms a request outside the model")
+        transport.append(t)
+    info = host_info()
+    return Profile(
+        model=model.name,
+        content_hash=content_hash(model.version_path),
+        host_fingerprint=fingerprint(info),
+        cpus=cpus,
+        points=tuple(points),
+        transport=tuple(transport),
+        host=info,
+        measured_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        seconds=round(time.monotonic() - started, 1),
+    )

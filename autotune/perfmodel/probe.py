@@ -1,0 +1,96 @@
+"""One profiling process: a model's batch costs at one intra-op thread count (TF fixes threads at start-up).
+
+    python -m autotune.perfmodel.probe VERSION_DIR SIGNATURE THREADS BATCHES REPEATS BUDGET_S
+
+prints one JSON object: {"points": [{batch, wall_ms, wall_ci95_ms, cpu_ms, wall_sd_log, repeats}, ...]}.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# One call longer than this ends the ladder: larger batches extrapolate (profile.CostCurve).
+MAX_CALL_S = 4.0
+
+
+def median_ci(values: list[float]) -> tuple[float, float]:
+    """A distribution-free 95% interval of the median (order statistics; the range under 6 values)."""
+    from scipy.stats import binom
+
+    xs = sorted(values)
+    n = len(xs)
+    if n < 6:
+        return xs[0], xs[-1]
+    lo = int(binom.ppf(0.025, n, 0.5))
+    hi = min(n - 1, n - lo)
+    return xs[max(lo - 1, 0)], xs[hi]
+
+
+# Fast calls repeat while the point's budget lasts, up to this many: their medians need more samples.
+MAX_REPEATS = 200
+WARMUP_S = 0.3
+
+
+def measure(fn: Any, inputs: dict[str, Any], repeats: int, budget_s: float) -> tuple[list[float], list[float]]:
+    """Wall and process-CPU seconds of at least 3 calls: REPEATS or more while BUDGET_S lasts (MAX_REPEATS)."""
+    started = time.perf_counter()
+    fn(**inputs)  # the first call of a shape pays for tracing and allocation
+    while time.perf_counter() - started < min(WARMUP_S, budget_s / 4):
+        fn(**inputs)
+    walls: list[float] = []
+    cpus: list[float] = []
+    started = time.perf_counter()
+    while len(walls) < 3 or (len(walls) < MAX_REPEATS and time.perf_counter() - started < budget_s):
+        if len(walls) >= repeats and time.perf_counter() - started > budget_s / 2:
+            break
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn(**inputs)
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return walls, cpus
+
+
+def main(argv: list[str]) -> None:
+    version_dir, signature_name, threads, batches, repeats, budget = argv
+    import tensorflow as tf
+
+    from autotune.load.payload import synthetic_tensors
+    from autotune.models.signature import read_signatures
+
+    # Threads as the stand-in sets them for one execution: T intra-op threads, one inter-op thread.
+    tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    signature = read_signatures(Path(version_dir))[signature_name]
+    fn = tf.saved_model.load(version_dir, tags=["serve"]).signatures[signature_name]
+    sizes = [int(b) for b in batches.split(",")]
+    per_point = float(budget) / len(sizes)
+    points = []
+    for batch in sizes:
+        inputs = {k: tf.constant(v) for k, v in synthetic_tensors(signature, batch, seed=batch).items()}
+        walls, cpus = measure(fn, inputs, int(repeats), per_point)
+        ms = [w * 1000 for w in walls]
+        low, high = median_ci(ms)
+        points.append(
+            {
+                "batch": batch,
+                "wall_ms": statistics.median(ms),
+                "wall_ci95_ms": [low, high],
+                "cpu_ms": statistics.median(c * 1000 for c in cpus),
+                # Call-to-call spread (log scale: positive, skewed), so simulated latencies spread as measured.
+                "wall_sd_log": statistics.stdev(math.log(w) for w in walls) if len(walls) > 1 else 0.0,
+                "repeats": len(ms),
+            }
+        )
+        if statistics.median(walls) > MAX_CALL_S:
+            break
+    print(json.dumps({"points": points}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,317 @@
+"""A discrete-event model (SimPy) of one TF Serving server under load: what `bench` would report for a config.
+
+The parts, each with the measured cost that drives it (perfmodel/profile.py):
+- clients: N closed-loop clients, or Poisson arrivals at a rate (latency from the intended send time);
+- transport: the load generator's CPU per request, the server's handling beyond the model (serialized
+  by a GIL for the Python stand-in), and the rest of the round trip as a pure delay;
+- the BasicBatchScheduler: one queue of batches, the last one open; a batch runs when full, or when its
+  timeout since its first request has passed and a batch thread is free; a request that needs a new batch
+  while max_enqueued_batches are queued is rejected; allowed_batch_sizes pad a batch up to the next size;
+- executions: at most inter-op threads at once (TF's pick: the schedulable cores), each a call of the
+  (padded) batch with intra-op threads, whose cost is the profile's wall time and CPU;
+- cores: every running piece of work asks for its CPU (cores busy when alone) and the host's cores are
+  shared in proportion; the server's share is capped at its `cpus` allowance, the client gets the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+
+from autotune.errors import AutotuneError
+from autotune.knobs import SAVEDMODEL, ServingConfig
+from autotune.perfmodel.profile import CostCurve, Profile, Transport
+
+
+@dataclass(frozen=True)
+class Load:
+    """Closed loop at CONCURRENCY, or open loop at RATE requests/s."""
+
+    concurrency: int | None = None
+    rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.concurrency is None) == (self.rate is None):
+            raise AutotuneError("give a concurrency or a rate, not both")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise AutotuneError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.rate is not None and not self.rate > 0:
+            raise AutotuneError(f"rate must be positive, got {self.rate}")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model predicts `bench` would measure, under bench's metric names."""
+
+    throughput_rps: float
+    latency_p50_ms: float
+    latency_p90_ms: float
+    latency_p99_ms: float
+    cpu_cores: float
+    error_rate: float
+    mean_batch_size: float
+    requests: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+class CpuPool:
+    """C cores shared by running work in proportion to what each asks for (fluid processor sharing)."""
+
+    def __init__(self, env: simpy.Environment, cores: float, server_cap: float) -> None:
+        self.env, self.cores, self.cap = env, cores, min(server_cap, cores)
+        self.tasks: list[list[Any]] = []  # [remaining alone-seconds, demand, is_server, done event]
+        self.server_cpu_s = 0.0
+        self._changed = env.event()
+        self._last = 0.0
+        env.process(self._run())
+
+    def run(self, seconds: float, demand: float, server: bool = True) -> simpy.Event:
+        """An event fired when work that takes SECONDS alone, using DEMAND cores, is done."""
+        done = self.env.event()
+        if seconds <= 0:
+            done.succeed()
+            return done
+        self._advance()
+        self.tasks.append([seconds, max(demand, 1e-3), server, done])
+        if not self._changed.triggered:
+            self._changed.succeed()
+        return done
+
+    def _rates(self) -> tuple[float, float]:
+        """Progress per second of server and client work (1: as fast as alone)."""
+        d_server = sum(t[1] for t in self.tasks if t[2])
+        d_client = sum(t[1] for t in self.tasks if not t[2])
+        total = d_server + d_client
+        if total == 0:
+            return 1.0, 1.0
+        share = self.cores * d_server / total
+        s_alloc = min(d_server, self.cap, max(share, self.cores - d_client))
+        c_alloc = min(d_client, self.cores - s_alloc)
+        return (s_alloc / d_server if d_server else 1.0), (c_alloc / d_client if d_client else 1.0)
+
+    def _advance(self) -> None:
+        """Account the work done since the last change at the rates that held."""
+        elapsed = self.env.now - self._last
+        self._last = self.env.now
+        if elapsed <= 0 or not self.tasks:
+            return
+        rs, rc = self._rates()
+        for task in self.tasks:
+            rate = rs if task[2] else rc
+            task[0] -= elapsed * rate
+            if task[2]:
+                self.server_cpu_s += elapsed * rate * task[1]
+
+    def _run(self) -> Generator[Any, Any, None]:
+        while True:
+            self._advance()
+            for task in [t for t in self.tasks if t[0] <= 1e-12]:
+                self.tasks.remove(task)
+                task[3].succeed()
+            self._changed = self.env.event()
+            if not self.tasks:
+                yield self._changed
+                continue
+            rs, rc = self._rates()
+            soonest = min(t[0] / (rs if t[2] else rc) for t in self.tasks)
+            yield self._changed | self.env.timeout(max(soonest, 0.0))
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int
+    timeout_s: float
+    threads: int
+    max_enqueued: int
+    allowed: tuple[int, ...]
+
+    def padded(self, size: int) -> int:
+        """The size a batch of SIZE runs at: the next allowed size (TF Serving pads up to it)."""
+        for allowed in self.allowed:
+            if allowed >= size:
+                return allowed
+        return size
+
+
+class Server:
+    """One server's scheduling: the batch queue, batch threads, inter-op slots, the GIL."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        pool: CpuPool,
+        curve: CostCurve,
+        config: ServingConfig,
+        sched_cores: int,
+        transport: Transport,
+        rng: np.random.Generator,
+    ) -> None:
+        self.env, self.pool, self.curve, self.transport, self.rng = env, pool, curve, transport, rng
+        self.intra = config.intra_op_threads or sched_cores
+        self.slots = simpy.Resource(env, capacity=config.inter_op_threads or sched_cores)
+        self.gil = simpy.Resource(env, capacity=1) if transport.gil else None
+        self.batching = (
+            Batching(
+                config.max_batch_size,
+                config.batch_timeout_micros / 1e6,
+                config.num_batch_threads,
+                config.max_enqueued_batches,
+                config.allowed_batch_sizes,
+            )
+            if config.enable_batching
+            else None
+        )
+        self.batches: deque[list[Any]] = deque()  # [opened at, [done events]]; the last one is open
+        self._wake = env.event()
+        self.batch_sizes: list[int] = []
+        if self.batching:
+            for _ in range(self.batching.threads):
+                env.process(self._batch_thread())
+
+    def _execute(self, size: int) -> Generator[Any, Any, None]:
+        """One call of the model on SIZE instances, in an inter-op slot, sharing the cores."""
+        wall_ms, cpu_ms = self.curve.cost(size, self.intra)
+        spread = self.curve.spread(size, self.intra)
+        factor = math.exp(self.rng.normal(0.0, spread) - spread**2 / 2) if spread > 0 else 1.0
+        with self.slots.request() as slot:
+            yield slot
+            yield self.pool.run(wall_ms * factor / 1000, cpu_ms / wall_ms)
+
+    def handle(self) -> Generator[Any, Any, bool]:
+        """One request inside the server; returns False when the batch queue rejected it."""
+        t = self.transport
+        if self.gil is not None:
+            with self.gil.request() as held:
+                yield held
+                yield self.pool.run(t.server_cpu_ms / 1000, 1.0)
+        else:
+            yield self.pool.run(t.server_cpu_ms / 1000, 1.0)
+        if self.batching is None:
+            yield from self._execute(1)
+            return True
+        done = self._submit()
+        if done is None:
+            return False
+        yield done
+        return True
+
+    def _submit(self) -> simpy.Event | None:
+        """Join the open batch, opening a new one if needed; None when the queue is full."""
+        b = self.batching
+        assert b is not None
+        if not self.batches or len(self.batches[-1][1]) >= b.max_batch_size:
+            if len(self.batches) >= b.max_enqueued:
+                return None
+            self.batches.append([self.env.now, []])
+        done = self.env.event()
+        self.batches[-1][1].append(done)
+        if not self._wake.triggered:
+            self._wake.succeed()
+        return done
+
+    def _batch_thread(self) -> Generator[Any, Any, None]:
+        b = self.batching
+        assert b is not None
+        while True:
+            if self.batches:
+                opened, members = self.batches[0]
+                ready = len(self.batches) > 1 or len(members) >= b.max_batch_size
+                due = opened + b.timeout_s
+                if ready or self.env.now >= due:
+                    self.batches.popleft()
+                    self.batch_sizes.append(len(members))
+                    yield from self._execute(b.padded(len(members)))
+                    for done in members:
+                        done.succeed()
+                    continue
+                if self._wake.triggered:
+                    self._wake = self.env.event()
+                yield self._wake | self.env.timeout(due - self.env.now)
+            else:
+                if self._wake.triggered:
+                    self._wake = self.env.event()
+                yield self._wake
+
+
+def simulate(
+    profile: Profile,
+    config: ServingConfig,
+    load: Load,
+    protocol: str = "rest",
+    cores: float | None = None,
+    requests: int = 2000,
+    seed: int = 0,
+    curve: CostCurve | None = None,
+) -> Prediction:
+    """Predict CONFIG at LOAD on a host of CORES (the profile's by default) from REQUESTS simulated answers.
+
+    The first tenth of the requests warms the model up (queues fill) and is not counted."""
+    curve = curve or profile.curve(config.model_variant if config.model_variant != SAVEDMODEL else SAVEDMODEL)
+    host = float(cores or profile.cpus)
+    allowance = config.cpus or host
+    if allowance > host:
+        raise AutotuneError(f"cpus={config.cpus:g} is more than the host's {host:g} cores")
+    sched = math.ceil(allowance)  # the stand-in pins whole cores, then a quota trims fractions
+    env = simpy.Environment()
+    rng = np.random.default_rng(seed)
+    pool = CpuPool(env, host, allowance)
+    transport = profile.transport_for(protocol)
+    server = Server(env, pool, curve, config, sched, transport, rng)
+    delay_s = max(transport.wall_ms - transport.client_cpu_ms - transport.server_cpu_ms, 0.0) / 1000
+    warm = max(requests // 10, 1)
+    log: list[tuple[float, float, bool]] = []  # (sent, answered, ok)
+    finished = env.event()
+    marks: dict[str, float] = {}
+
+    def one(sent: float) -> Generator[Any, Any, None]:
+        yield pool.run(transport.client_cpu_ms / 1000, 1.0, server=False)
+        yield env.timeout(delay_s)
+        ok = yield from server.handle()
+        log.append((sent, env.now, ok))
+        if len(log) == warm:
+            marks["start"], marks["cpu"] = env.now, pool.server_cpu_s
+        if len(log) == warm + requests and not finished.triggered:
+            marks["end"], marks["cpu_end"] = env.now, pool.server_cpu_s
+            finished.succeed()
+
+    def client() -> Generator[Any, Any, None]:
+        while not finished.triggered:
+            yield from one(env.now)
+
+    def arrivals(rate: float) -> Generator[Any, Any, None]:
+        while not finished.triggered:
+            env.process(one(env.now))
+            yield env.timeout(rng.exponential(1.0 / rate))
+
+    if load.concurrency is not None:
+        for _ in range(load.concurrency):
+            env.process(client())
+    else:
+        env.process(arrivals(float(load.rate)))  # type: ignore[arg-type]
+    env.run(until=finished)
+    return _summarize(log[warm : warm + requests], marks, server.batch_sizes)
+
+
+def _summarize(log: list[tuple[float, float, bool]], marks: dict[str, float], sizes: list[int]) -> Prediction:
+    span = max(marks["end"] - marks["start"], 1e-9)
+    answered = [(a - s) * 1000 for s, a, ok in log if ok]
+    lat = np.array(answered or [math.inf])
+    errors = sum(1 for *_, ok in log if not ok)
+    return Prediction(
+        throughput_rps=len(answered) / span,
+        latency_p50_ms=float(np.percentile(lat, 50)),
+        latency_p90_ms=float(np.percentile(lat, 90)),
+        latency_p99_ms=float(np.percentile(lat, 99)),
+        cpu_cores=(marks["cpu_end"] - marks["cpu"]) / span,
+        error_rate=errors / len(log),
+        mean_batch_size=float(np.mean(sizes)) if sizes else 1.0,
+        requests=len(log),
+    )
