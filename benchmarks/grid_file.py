@@ -77,6 +77,25 @@ def point_key(row: dict[str, Any]) -> tuple:
     return (on, *batch, int(row["intra_op_threads"]), int(row["inter_op_threads"]), *extra)
 
 
+def config_of(row: dict[str, Any]) -> Any:
+    """The ServingConfig a CSV row measured (batching knobs only when batching was on)."""
+    from autotune.knobs import ServingConfig
+
+    threads = {"intra_op_threads": int(row["intra_op_threads"]), "inter_op_threads": int(row["inter_op_threads"])}
+    cpus = float(row.get("cpus") or 0.0)
+    if not point_key(row)[0]:
+        return ServingConfig(**threads, cpus=cpus)
+    batch = {k: int(row[k]) for k in ("max_batch_size", "batch_timeout_micros", "num_batch_threads")}
+    return ServingConfig(
+        enable_batching=True,
+        max_enqueued_batches=int(row["max_enqueued_batches"]),
+        allowed_batch_sizes=allowed_sizes(row),
+        cpus=cpus,
+        **batch,
+        **threads,
+    )
+
+
 def allowed_sizes(row: dict[str, Any]) -> tuple[int, ...]:
     """allowed_batch_sizes from a config's tuple or a CSV cell ("2;4;8"; empty or absent: any size)."""
     value = row.get("allowed_batch_sizes") or ()

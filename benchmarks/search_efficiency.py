@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-from grid_file import point_key, read_grid
+from grid_file import config_of, point_key, read_grid
 
 from autotune.knobs import ServingConfig
 from autotune.models.resolve import ModelRef
@@ -110,14 +110,6 @@ class Point:
         return (min(vals), max(vals)) if vals else None
 
 
-def _config(r: dict[str, str]) -> ServingConfig:
-    threads = {"intra_op_threads": int(r["intra_op_threads"]), "inter_op_threads": int(r["inter_op_threads"])}
-    if not point_key(r)[0]:
-        return ServingConfig(**threads)
-    batch = {k: int(r[k]) for k in ("max_batch_size", "batch_timeout_micros", "num_batch_threads")}
-    return ServingConfig(enable_batching=True, max_enqueued_batches=int(r["max_enqueued_batches"]), **batch, **threads)
-
-
 def _draw(r: dict[str, str]) -> Draw:
     def num(k: str) -> float | None:
         return float(r[k]) if r.get(k) not in (None, "") else None
@@ -161,7 +153,7 @@ class Grid:
                 grouped.setdefault(point_key(r), []).append(r)
         # Sorted by knobs and repeat number, so nothing downstream can depend on the file's row order.
         self.points = [
-            Point(k, _config(rs[0]), tuple(_draw(r) for r in sorted(rs, key=_row_order)))
+            Point(k, config_of(rs[0]), tuple(_draw(r) for r in sorted(rs, key=_row_order)))
             for k, rs in sorted(grouped.items(), key=lambda kv: repr(kv[0]))
         ]
         kinds = {p.config.enable_batching for p in self.points}

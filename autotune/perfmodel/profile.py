@@ -116,6 +116,8 @@ def _interp(xs: list[float], ys: list[float], x: float, extrapolate: bool) -> fl
 class CostCurve:
     """Wall time and CPU of one call as functions of batch size and intra-op threads, from measured points."""
 
+    serial_device = False  # calls run on the host's cores, side by side
+
     def __init__(self, points: list[BatchCost]) -> None:
         self.threads = sorted({p.threads for p in points})
         self._by_threads: dict[int, tuple[list[float], list[float], list[float]]] = {}
@@ -183,3 +185,22 @@ def serial_fraction(w_a: float, a: int, w_b: float, b: int) -> float:
     if den == 0:
         return 1.0
     return min(max(num / den, 0.0), 1.0)
+
+
+@dataclass(frozen=True)
+class DeviceCurve:
+    """An accelerator's service curve: one call at a time on the device, an affine cost in the batch size,
+    and a little host CPU to feed it. Threads do not change it. No GPU was measured here: callers say where
+    its figures come from."""
+
+    fixed_ms: float
+    per_item_ms: float
+    host_cpu: float = 0.3  # cores the host spends per running call (launches, copies)
+    serial_device = True
+
+    def cost(self, batch: int, threads: int) -> tuple[float, float]:
+        wall = self.fixed_ms + self.per_item_ms * batch
+        return wall, wall * self.host_cpu
+
+    def spread(self, batch: int, threads: int) -> float:
+        return 0.05

@@ -15,6 +15,7 @@ The parts, each with the measured cost that drives it (perfmodel/profile.py):
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Generator
@@ -26,7 +27,7 @@ import simpy
 
 from autotune.errors import AutotuneError
 from autotune.knobs import SAVEDMODEL, ServingConfig
-from autotune.perfmodel.profile import CostCurve, Profile, Transport
+from autotune.perfmodel.profile import CostCurve, DeviceCurve, Profile, Transport
 
 
 @dataclass(frozen=True)
@@ -63,15 +64,21 @@ class Prediction:
 
 
 class CpuPool:
-    """C cores shared by running work in proportion to what each asks for (fluid processor sharing)."""
+    """C cores shared by running work in proportion to what each asks for (fluid processor sharing).
+
+    All server work progresses at one rate and all client work at another, so each class keeps a virtual
+    clock (alone-seconds done so far) and a heap of finish marks on it: O(log n) per event."""
 
     def __init__(self, env: simpy.Environment, cores: float, server_cap: float) -> None:
         self.env, self.cores, self.cap = env, cores, min(server_cap, cores)
-        self.tasks: list[list[Any]] = []  # [remaining alone-seconds, demand, is_server, done event]
+        # Per class (server, client): virtual clock, total demand, heap of (finish mark, seq, demand, event).
+        self.clock = [0.0, 0.0]
+        self.demand = [0.0, 0.0]
+        self.heaps: list[list[tuple[float, int, float, simpy.Event]]] = [[], []]
         self.server_cpu_s = 0.0
-        self._changed = env.event()
+        self._seq = 0
         self._last = 0.0
-        env.process(self._run())
+        self._timer_gen = 0
 
     def run(self, seconds: float, demand: float, server: bool = True) -> simpy.Event:
         """An event fired when work that takes SECONDS alone, using DEMAND cores, is done."""
@@ -80,49 +87,52 @@ class CpuPool:
             done.succeed()
             return done
         self._advance()
-        self.tasks.append([seconds, max(demand, 1e-3), server, done])
-        if not self._changed.triggered:
-            self._changed.succeed()
+        k = 0 if server else 1
+        demand = max(demand, 1e-3)
+        self._seq += 1
+        heapq.heappush(self.heaps[k], (self.clock[k] + seconds, self._seq, demand, done))
+        self.demand[k] += demand
+        self._settle()
         return done
 
     def _rates(self) -> tuple[float, float]:
         """Progress per second of server and client work (1: as fast as alone)."""
-        d_server = sum(t[1] for t in self.tasks if t[2])
-        d_client = sum(t[1] for t in self.tasks if not t[2])
+        d_server, d_client = self.demand
         total = d_server + d_client
-        if total == 0:
+        if total <= 1e-12:
             return 1.0, 1.0
         share = self.cores * d_server / total
         s_alloc = min(d_server, self.cap, max(share, self.cores - d_client))
         c_alloc = min(d_client, self.cores - s_alloc)
-        return (s_alloc / d_server if d_server else 1.0), (c_alloc / d_client if d_client else 1.0)
+        return (s_alloc / d_server if d_server > 1e-12 else 1.0), (c_alloc / d_client if d_client > 1e-12 else 1.0)
 
     def _advance(self) -> None:
-        """Account the work done since the last change at the rates that held."""
+        """Move the virtual clocks over the time since the last change, at the rates that held."""
         elapsed = self.env.now - self._last
         self._last = self.env.now
-        if elapsed <= 0 or not self.tasks:
+        if elapsed <= 0:
             return
         rs, rc = self._rates()
-        for task in self.tasks:
-            rate = rs if task[2] else rc
-            task[0] -= elapsed * rate
-            if task[2]:
-                self.server_cpu_s += elapsed * rate * task[1]
+        self.clock[0] += elapsed * rs
+        self.clock[1] += elapsed * rc
+        self.server_cpu_s += elapsed * rs * self.demand[0]
 
-    def _run(self) -> Generator[Any, Any, None]:
-        while True:
-            self._advance()
-            for task in [t for t in self.tasks if t[0] <= 1e-12]:
-                self.tasks.remove(task)
-                task[3].succeed()
-            self._changed = self.env.event()
-            if not self.tasks:
-                yield self._changed
-                continue
-            rs, rc = self._rates()
-            soonest = min(t[0] / (rs if t[2] else rc) for t in self.tasks)
-            yield self._changed | self.env.timeout(max(soonest, 0.0))
+    def _settle(self, _event: Any = None) -> None:
+        """Finish the work that is done, then set one timer for the next finish (older timers go stale)."""
+        self._advance()
+        for k in (0, 1):
+            heap = self.heaps[k]
+            while heap and heap[0][0] <= self.clock[k] + 1e-12:
+                _, _, demand, done = heapq.heappop(heap)
+                self.demand[k] = max(self.demand[k] - demand, 0.0) if heap else 0.0
+                done.succeed()
+        self._timer_gen += 1
+        if self.heaps[0] or self.heaps[1]:
+            rates = self._rates()
+            soonest = min((h[0][0] - self.clock[k]) / rates[k] for k, h in enumerate(self.heaps) if h)
+            gen = self._timer_gen
+            timer = self.env.timeout(max(soonest, 0.0))
+            timer.callbacks.append(lambda e: self._settle() if gen == self._timer_gen else None)
 
 
 @dataclass(frozen=True)
@@ -148,7 +158,7 @@ class Server:
         self,
         env: simpy.Environment,
         pool: CpuPool,
-        curve: CostCurve,
+        curve: CostCurve | DeviceCurve,
         config: ServingConfig,
         sched_cores: int,
         transport: Transport,
@@ -158,6 +168,8 @@ class Server:
         self.intra = config.intra_op_threads or sched_cores
         self.slots = simpy.Resource(env, capacity=config.inter_op_threads or sched_cores)
         self.gil = simpy.Resource(env, capacity=1) if transport.gil else None
+        # An accelerator runs one call at a time; a CPU curve has no such queue.
+        self.device = simpy.Resource(env, capacity=1) if curve.serial_device else None
         self.batching = (
             Batching(
                 config.max_batch_size,
@@ -183,7 +195,12 @@ class Server:
         factor = math.exp(self.rng.normal(0.0, spread) - spread**2 / 2) if spread > 0 else 1.0
         with self.slots.request() as slot:
             yield slot
-            yield self.pool.run(wall_ms * factor / 1000, cpu_ms / wall_ms)
+            if self.device is None:
+                yield self.pool.run(wall_ms * factor / 1000, cpu_ms / wall_ms)
+                return
+            with self.device.request() as device:
+                yield device
+                yield self.pool.run(wall_ms * factor / 1000, cpu_ms / wall_ms)
 
     def handle(self) -> Generator[Any, Any, bool]:
         """One request inside the server; returns False when the batch queue rejected it."""
@@ -249,10 +266,12 @@ def simulate(
     cores: float | None = None,
     requests: int = 2000,
     seed: int = 0,
-    curve: CostCurve | None = None,
+    curve: CostCurve | DeviceCurve | None = None,
+    transport: Transport | None = None,
 ) -> Prediction:
     """Predict CONFIG at LOAD on a host of CORES (the profile's by default) from REQUESTS simulated answers.
 
+    CURVE and TRANSPORT replace the profile's (a device curve; TF Serving's C++ transport, with no GIL).
     The first tenth of the requests warms the model up (queues fill) and is not counted."""
     curve = curve or profile.curve(config.model_variant if config.model_variant != SAVEDMODEL else SAVEDMODEL)
     host = float(cores or profile.cpus)
@@ -263,7 +282,7 @@ def simulate(
     env = simpy.Environment()
     rng = np.random.default_rng(seed)
     pool = CpuPool(env, host, allowance)
-    transport = profile.transport_for(protocol)
+    transport = transport or profile.transport_for(protocol)
     server = Server(env, pool, curve, config, sched, transport, rng)
     delay_s = max(transport.wall_ms - transport.client_cpu_ms - transport.server_cpu_ms, 0.0) / 1000
     warm = max(requests // 10, 1)

@@ -1,0 +1,177 @@
+"""Does the performance model predict what was measured? Every point of a recorded grid (or held-out set),
+predicted from a profile measured on the same host, against the median of its live measurements.
+
+    python benchmarks/validate_model.py --grid benchmarks/data/grid-mobilenet-2026-12-04.csv \
+        --profile benchmarks/data/profile-mobilenet-2026-12-04.json --out benchmarks/data/validation-mobilenet.csv
+
+Targets (issue 24): Spearman >= 0.8 on goodput; median |error| <= 15% on throughput and <= 25% on p99; the
+measured optimum among the simulated top 5. Prints what it found, met or missed; it never fits anything:
+the profile is the model's only input, and it is measured with no server and no grid point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from _common import provenance
+from grid_file import config_of, point_key, read_grid
+from scipy.stats import spearmanr
+from search_efficiency import Draw, Point, _draw
+
+from autotune.perfmodel.profile import Profile
+from autotune.perfmodel.simulate import Load, simulate
+from autotune.tuner import is_feasible
+
+TARGETS = {"spearman_goodput": 0.8, "median_abs_err_throughput": 0.15, "median_abs_err_p99": 0.25, "top_k": 5}
+
+
+def load_points(path: Path) -> tuple[dict[str, str], list[Point]]:
+    """The file's header and its points, each with every recorded draw (interrupted ones left out)."""
+    header, rows = read_grid(path)
+    grouped: dict[tuple, list[dict[str, str]]] = {}
+    for r in rows:
+        if r.get("failure_reason") != "interrupted":
+            grouped.setdefault(point_key(r), []).append(r)
+    points = [Point(k, config_of(rs[0]), tuple(_draw(r) for r in rs)) for k, rs in sorted(grouped.items(), key=repr)]
+    return header, points
+
+
+def _goodput(throughput: float, p99: float, errors: float, slo: float, max_err: float) -> float:
+    ok = is_feasible({"latency_p99_ms": p99, "error_rate": errors, "stable": True}, slo, max_err, 0.95)
+    return throughput if ok else 0.0
+
+
+def _rel(pred: float, meas: float | None) -> float | None:
+    return None if not meas else (pred - meas) / meas
+
+
+def _spread(draws: tuple[Draw, ...], metric: str) -> float | None:
+    vals = [getattr(d, metric) for d in draws if getattr(d, metric)]
+    return (max(vals) - min(vals)) / statistics.median(vals) if len(vals) > 1 else None
+
+
+def validate(header: dict[str, str], points: list[Point], profile: Profile, requests: int) -> list[dict[str, Any]]:
+    """One row per point: knobs, measured medians, predictions and relative errors."""
+    slo, max_err = float(header["slo_ms"]), float(header["max_error_rate"])
+    load = Load(concurrency=int(header["concurrency"]))
+    rows = []
+    for p in points:
+        pred = simulate(profile, p.config, load, header["protocol"], requests=requests)
+        pred_goodput = _goodput(pred.throughput_rps, pred.latency_p99_ms, pred.error_rate, slo, max_err)
+        rows.append(
+            {
+                "config": json.dumps(p.config.to_dict(), sort_keys=True),
+                "batching": p.config.enable_batching,
+                "draws": len(p.draws),
+                "measured_throughput_rps": p.throughput_rps,
+                "measured_p99_ms": p.latency_p99_ms,
+                "measured_goodput_rps": p.goodput(slo, max_err),
+                "measured_cpu_cores": statistics.median([d.cpu_cores for d in p.draws if d.cpu_cores is not None]),
+                "throughput_spread": _spread(p.draws, "throughput_rps"),
+                "predicted_throughput_rps": round(pred.throughput_rps, 3),
+                "predicted_p99_ms": round(pred.latency_p99_ms, 3),
+                "predicted_goodput_rps": round(pred_goodput, 3),
+                "predicted_cpu_cores": round(pred.cpu_cores, 3),
+                "predicted_error_rate": round(pred.error_rate, 5),
+                "err_throughput": _rel(pred.throughput_rps, p.throughput_rps),
+                "err_p99": _rel(pred.latency_p99_ms, p.latency_p99_ms),
+            }
+        )
+    return rows
+
+
+def _median_abs(rows: list[dict[str, Any]], key: str) -> float | None:
+    vals = [abs(r[key]) for r in rows if r[key] is not None]
+    return statistics.median(vals) if vals else None
+
+
+def _col(rows: list[dict[str, Any]], key: str) -> list[float]:
+    return [r[key] for r in rows if r[key] is not None]
+
+
+def _rho(rows: list[dict[str, Any]], metric: str) -> float:
+    """Spearman's rank correlation of measured and predicted METRIC over the points."""
+    rho = spearmanr([r[f"measured_{metric}"] for r in rows], [r[f"predicted_{metric}"] for r in rows]).statistic
+    return round(float(rho), 3)
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rank agreement, median errors, and where the measured optimum falls in the predicted order."""
+    meas = [r["measured_goodput_rps"] for r in rows]
+    pred = [r["predicted_goodput_rps"] for r in rows]
+    rho = _rho(rows, "goodput_rps")
+    best = max(range(len(rows)), key=lambda i: meas[i])
+    # Ties in the prediction rank pessimistically: the optimum is placed after every point predicted as good.
+    rank = 1 + sum(1 for i in range(len(rows)) if i != best and pred[i] >= pred[best])
+    picked = max(range(len(rows)), key=lambda i: pred[i])
+    spreads = [r["throughput_spread"] for r in rows if r["throughput_spread"] is not None]
+    return {
+        "points": len(rows),
+        "spearman_goodput": rho,
+        "spearman_throughput": _rho(rows, "throughput_rps"),
+        "median_abs_err_throughput": _median_abs(rows, "err_throughput"),
+        "median_abs_err_p99": _median_abs(rows, "err_p99"),
+        "median_abs_err_throughput_unbatched": _median_abs([r for r in rows if not r["batching"]], "err_throughput"),
+        "median_abs_err_throughput_batched": _median_abs([r for r in rows if r["batching"]], "err_throughput"),
+        "median_signed_err_throughput": statistics.median(
+            r["err_throughput"] for r in rows if r["err_throughput"] is not None
+        ),
+        "measured_optimum": rows[best]["config"],
+        "measured_optimum_predicted_rank": rank,
+        "model_pick": rows[picked]["config"],
+        "model_pick_measured_share_of_best": round(meas[picked] / meas[best], 3) if meas[best] else None,
+        "measurement_noise_median_spread": statistics.median(spreads) if spreads else None,
+    }
+
+
+def verdicts(summary: dict[str, Any]) -> dict[str, bool]:
+    return {
+        "spearman_goodput": summary["spearman_goodput"] >= TARGETS["spearman_goodput"],
+        "median_abs_err_throughput": summary["median_abs_err_throughput"] <= TARGETS["median_abs_err_throughput"],
+        "median_abs_err_p99": summary["median_abs_err_p99"] <= TARGETS["median_abs_err_p99"],
+        "optimum_in_top_5": summary["measured_optimum_predicted_rank"] <= TARGETS["top_k"],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--grid", type=Path, required=True, help="a record_grid.py file (a grid or a held-out set)")
+    p.add_argument("--profile", type=Path, required=True, help="the model's profile, measured on the same host")
+    p.add_argument("--requests", type=int, default=2000, help="simulated answers per point")
+    p.add_argument("--out", type=Path, help="write the per-point table here (CSV)")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    header, points = load_points(a.grid)
+    profile = Profile.from_json(json.loads(a.profile.read_text()))
+    if header.get("cpu_model") != profile.host.get("cpu_model"):
+        sys.exit(
+            f"error: {a.grid} was measured on {header.get('cpu_model')}, the profile on {profile.host.get('cpu_model')}"
+        )
+    rows = validate(header, points, profile, a.requests)
+    summary = summarize(rows)
+    met = verdicts(summary)
+    if a.out:
+        with a.out.open("w", newline="") as f:
+            for line in provenance("validate_model.py"):
+                f.write(f"# {line[2:]}\n")
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    if a.json:
+        print(json.dumps({"grid": str(a.grid), "profile": str(a.profile), **summary, "met": met}, indent=2))
+        return
+    print(f"{a.grid.name}: {summary['points']} points, profile {a.profile.name}")
+    for key, value in summary.items():
+        print(f"  {key}: {value}" + (f"  [{'met' if met[key] else 'MISSED'}]" if key in met else ""))
+    print(f"  optimum_in_top_5: {met['optimum_in_top_5']}")
+    print("\n".join(provenance("validate_model.py")))
+
+
+if __name__ == "__main__":
+    main()
