@@ -22,7 +22,7 @@ import typer
 from autotune import __version__, notes, tables
 from autotune.errors import AutotuneError
 from autotune.outdir import EXPORT_FORMATS
-from autotune.servers.backends import BACKEND_NAMES
+from autotune.servers.names import BACKEND_NAMES
 from autotune.states import FailureReason, JobState, TrialState
 from autotune.windows import WINDOW_DEFAULTS, WindowOptions
 
@@ -634,6 +634,7 @@ def start(
         from autotune.job import enqueue_job
 
         job_id = enqueue_job(study, budget, limit, settings, chosen)
+        _jobs_changed()
         pid = ensure_daemon()
         err.print(f"job {job_id} queued for {study.model} ({budget} trials); daemon pid {pid}")
         if detach:
@@ -661,7 +662,13 @@ def _check_study_input(study: Any, settings: Any) -> None:
 def _start_foreground(study: Any, budget: int, minutes: float, settings: Any, backend: Any, as_json: bool) -> None:
     from autotune.progress import run_with_progress
 
-    result = run_with_progress(study, budget, minutes, settings, backend)
+    # A job in this process, not the daemon's: marked at its start and end (between, the daemon's list catches up
+    # every few seconds).
+    _jobs_changed()
+    try:
+        result = run_with_progress(study, budget, minutes, settings, backend)
+    finally:
+        _jobs_changed()
     title = f"Pareto set · job {result.job_id} · {result.study_name}"
     _show_front(result.pareto, title, list(study.objectives), as_json)
     if result.state == JobState.done:
@@ -891,24 +898,37 @@ def daemon(
 
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
-    """The daemon (pid, uptime, gate) and the recent jobs."""
+    """The daemon (pid, uptime, gate) and the recent jobs: read from the daemon's status file while one runs."""
     import datetime as dt
 
-    from autotune.daemon_control import read_status
-    from autotune.store import Store, job_summary
+    from autotune.daemon_control import read_status, snapshot_is_current
 
     daemon_info = read_status()
     if daemon_info:
         started = dt.datetime.fromisoformat(daemon_info["started_at"].rstrip("Z"))
         daemon_info["uptime_s"] = round((dt.datetime.now(dt.UTC).replace(tzinfo=None) - started).total_seconds())
-    store = Store()
-    jobs = [job_summary(j) for j in store.jobs()]
-    drift = store.drift_checks()
+    if daemon_info and snapshot_is_current(daemon_info):
+        # The daemon's own list: no SQLAlchemy import, no query, on a host the daemon may be measuring.
+        jobs, drift, source = daemon_info["jobs"], daemon_info.get("drift", []), "daemon"
+    else:
+        from autotune.store import Store, job_summary
+
+        store = Store()
+        jobs, drift, source = [job_summary(j) for j in store.jobs()], store.drift_checks(), "store"
+    if daemon_info:
+        daemon_info = {k: v for k, v in daemon_info.items() if k not in ("jobs", "drift")}
     emit(
         as_json,
-        {"daemon": daemon_info, "jobs": jobs, "drift": drift},
+        {"daemon": daemon_info, "jobs": jobs, "drift": drift, "source": source},
         lambda: tables.print_status(daemon_info, jobs, drift),
     )
+
+
+def _jobs_changed() -> None:
+    """After a command changed a job: `status` reads the store until the daemon has written its list anew."""
+    from autotune.daemon_control import mark_changed
+
+    mark_changed()
 
 
 @app.command()
@@ -929,6 +949,7 @@ def stop(
             state = Store().cancel(job_id)
         except LookupError:
             raise AutotuneError(f"job {job_id} does not exist") from None
+        _jobs_changed()
         says = {
             JobState.cancelled: "cancelled",
             JobState.running: "cancel requested; the daemon stops it within seconds",
@@ -973,6 +994,7 @@ def retune(
     _check_budget(trials, minutes)
     check_spec(model)
     job_id = enqueue_retune(model, trials, minutes)
+    _jobs_changed()
     pid = ensure_daemon()
     emit(as_json, {"job_id": job_id, "daemon_pid": pid}, f"retune job {job_id} queued; daemon pid {pid}")
 
@@ -988,6 +1010,7 @@ def _check_target(
     err.print(f"checking {where.url} against job {job.id}'s prediction (measured as the job measured)", markup=False)
     with err.status("measuring") as status:
         check = check_target(job, where, status.update)
+    _jobs_changed()  # a drift check was stored
     change = "n/a" if check.change is None else f"{check.change:+.1%}"
     line = (
         f"{job.model.name} at {where.url}: goodput {check.measured_rps:.1f} rps, job {job.id} trial {check.trial} "
@@ -1087,6 +1110,17 @@ def _usage_error(exc: Any) -> str:
     return exc.format_message() + where
 
 
+def _polled_status(argv: list[str]) -> bool:
+    """Run `status [--json]` without typer's option parsing, whose import (pydantic) is most of what a call
+    costs: a `watch autotune status` stays light on a host the daemon measures. False for any other command."""
+    rest = [a for a in argv if a not in _ANYWHERE]
+    if rest not in (["status"], ["status", "--json"]):
+        return False
+    notes.QUIET, tables.PLAIN = "--quiet" in argv, "--plain" in argv
+    status(as_json=len(rest) == 2)
+    return True
+
+
 # Registered here, after the shared options it uses are defined.
 from autotune import cli_perf  # noqa: E402, F401
 
@@ -1100,6 +1134,8 @@ def main() -> None:
     argv = _hoisted(sys.argv[1:])
     as_json = "--json" in argv
     try:
+        if _polled_status(argv):
+            sys.exit(0)
         # Not standalone: usage errors are ours to print, as one line like every other error.
         code = app(args=argv, standalone_mode=False)
     except AutotuneError as exc:

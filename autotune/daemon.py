@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,7 @@ import psutil
 from filelock import FileLock, Timeout
 
 from autotune.daemon_control import StatusFile, lock_path, read_status
+from autotune.daemon_status import Snapshot
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.gate import GateSettings, ResourceGate
@@ -45,6 +47,8 @@ class DaemonOptions:
     stale_after_s: float = 120.0
     recover_every_s: float = 15.0
     heartbeat_s: float = 2.0
+    # The job list in the status file is rewritten on every event, and at least this often (other hosts' jobs).
+    status_every_s: float = 10.0
 
 
 class _Metrics:
@@ -112,8 +116,8 @@ class Heartbeat:
     """While a job runs: mark it alive every few seconds (on the database's clock), with why it waits if it
     does, and notice when a user asked to cancel it."""
 
-    def __init__(self, store: Store, job_id: int, interval_s: float) -> None:
-        self.store, self.job_id, self.interval_s = store, job_id, interval_s
+    def __init__(self, store: Store, job_id: int, interval_s: float, on_beat: Callable[[], None] | None = None) -> None:
+        self.store, self.job_id, self.interval_s, self.on_beat = store, job_id, interval_s, on_beat
         self.cancelled = threading.Event()
         self.waiting: str | None = None
         self._stop = threading.Event()
@@ -134,6 +138,8 @@ class Heartbeat:
             try:
                 if self.store.heartbeat(self.job_id, self.waiting):
                     self.cancelled.set()
+                if self.on_beat is not None:
+                    self.on_beat()
             except AutotuneError as exc:
                 log.warning("heartbeat failed: %s", exc)
 
@@ -148,6 +154,7 @@ class Daemon:
         self.store = Store(url)
         self.host_fp = fingerprint(host_info())
         self.gate = ResourceGate(opts.gate)
+        self.snapshot: Snapshot  # set by run(), with the status file it writes into
 
     def on_signal(self, signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping", signum)
@@ -168,6 +175,8 @@ class Daemon:
 
     def run(self, status: StatusFile, metrics: _Metrics) -> None:
         self.recover()
+        self.snapshot = Snapshot(self.store, status, self.url, self.opts.status_every_s)
+        self.snapshot.publish()
         recovered_at = time.monotonic()
         while not self.stop.is_set():
             self._fire_schedules()
@@ -178,6 +187,7 @@ class Daemon:
                 recovered_at = time.monotonic()
             job_id = self.store.claim_next(self.host_fp)
             if job_id is None:
+                self.snapshot.refresh()
                 self.stop.wait(self.opts.poll_s)
                 continue
             _DaemonJob(self, job_id, status, metrics).run()
@@ -197,7 +207,8 @@ class _DaemonJob:
 
     def __init__(self, daemon: Daemon, job_id: int, status: StatusFile, metrics: _Metrics) -> None:
         self.daemon, self.job_id, self.status, self.metrics = daemon, job_id, status, metrics
-        self.beat = Heartbeat(daemon.store, job_id, daemon.opts.heartbeat_s)
+        # While a trial measures, the heartbeat thread keeps `status`'s job list current (the loop is busy).
+        self.beat = Heartbeat(daemon.store, job_id, daemon.opts.heartbeat_s, on_beat=daemon.snapshot.refresh)
 
     def run(self) -> None:
         from autotune.job import JobControl, execute_job
@@ -211,6 +222,7 @@ class _DaemonJob:
             before_trial=self._before_trial,
         )
         self.status.update(job=self.job_id)
+        d.snapshot.publish()
         self.metrics.running.set(1)
         log.info("job %d claimed", self.job_id)
         try:
@@ -230,11 +242,13 @@ class _DaemonJob:
         finally:
             d.interruptible = False
             self.status.update(job=None)
+            d.snapshot.publish()
             self.metrics.running.set(0)
 
     def _on_wait(self, reason: str) -> None:
         self.beat.waiting = f"resource gate closed: {reason}"
-        self.status.update(gate="closed", gate_reason=reason)
+        waiting = self.daemon.snapshot.waiting(self.job_id, self.beat.waiting)
+        self.status.update(gate="closed", gate_reason=reason, **waiting)
         self.metrics.gate.set(0)
         log.info("job %d waits: %s", self.job_id, reason)
 
@@ -242,7 +256,7 @@ class _DaemonJob:
         d = self.daemon
         if d.gate.wait_open(d.stop, self._on_wait):
             self.beat.waiting = None
-            self.status.update(gate="open", gate_reason=None)
+            self.status.update(gate="open", gate_reason=None, **d.snapshot.waiting(self.job_id, None))
             self.metrics.gate.set(1)
         d.interruptible = not d.stop.is_set()
 
@@ -256,6 +270,7 @@ class _DaemonJob:
 
     def _finished(self, t: Any) -> None:
         self.daemon.interruptible = False
+        self.daemon.snapshot.publish()
         self.metrics.trials.labels(t.failure_reason if t.values is None else t.state).inc()
         if t.feasible:
             self.metrics.goodput.labels(t.result.model).set(t.goodput)

@@ -1,7 +1,10 @@
 """How commands find, start and stop the daemon: its lock and status files, without loading the daemon itself.
 
 Read-only commands (`status`, `follow`) come through here, so they stay light:
-no TensorFlow, Optuna or NumPy to import for a look at a file and a pid.
+no TensorFlow, Optuna, NumPy or SQLAlchemy to import for a look at a file and a pid.
+The running daemon keeps its status file current with the jobs and the gate, so
+`status` reads that file and touches the database only when no daemon runs or a
+command changed a job since the daemon last wrote it (the "changed" marker).
 """
 
 from __future__ import annotations
@@ -14,14 +17,13 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from autotune.errors import AutotuneError
-from autotune.paths import autotune_home
+from autotune.paths import autotune_home, db_url
 
 
 def _key(url: str) -> str:
@@ -38,6 +40,30 @@ def status_path(url: str) -> Path:
     return autotune_home() / f"daemon-{_key(url)}.json"
 
 
+def changed_path(url: str) -> Path:
+    """Touched by a command that changed a job (start, stop, retune): the daemon's job list is older than it."""
+    return autotune_home() / f"daemon-{_key(url)}.changed"
+
+
+def mark_changed(url: str | None = None) -> None:
+    """Say that the jobs changed since the daemon's last snapshot: `status` reads the store until it writes anew."""
+    path = changed_path(url or db_url())
+    with contextlib.suppress(OSError):
+        path.touch(mode=0o600)
+        os.utime(path)
+
+
+def snapshot_is_current(status: dict[str, Any], url: str | None = None) -> bool:
+    """Whether a running daemon's STATUS holds a job list no command has changed since."""
+    if "jobs" not in status or "jobs_at" not in status:
+        return False
+    try:
+        changed = changed_path(url or db_url()).stat().st_mtime
+    except OSError:
+        return True
+    return changed < float(status["jobs_at"])
+
+
 def logs_dir() -> Path:
     path = autotune_home() / "logs"
     path.mkdir(mode=0o700, exist_ok=True)
@@ -45,17 +71,23 @@ def logs_dir() -> Path:
 
 
 def _db_url() -> str:
-    from autotune.store.db import db_url
-
     return db_url()
 
 
 def _is_daemon(pid: int) -> bool:
+    # /proc rather than psutil: its import alone costs a `status` call a tenth of its CPU budget.
     try:
-        cmd = " ".join(psutil.Process(pid).cmdline())
-    except psutil.Error:
-        return False
-    return "autotune" in cmd and "daemon" in cmd
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        if Path("/proc/self").exists():
+            return False
+        import psutil  # not Linux: ask psutil
+
+        try:
+            cmd = " ".join(psutil.Process(pid).cmdline())
+        except psutil.Error:
+            return False
+    return pid > 0 and "autotune" in cmd and "daemon" in cmd
 
 
 def read_status(url: str | None = None) -> dict[str, Any] | None:
@@ -69,7 +101,7 @@ def read_status(url: str | None = None) -> dict[str, Any] | None:
 
 
 class StatusFile:
-    """The daemon's status file, rewritten atomically on every change."""
+    """The daemon's status file, rewritten atomically on every change (by the loop and the heartbeat thread)."""
 
     def __init__(self, url: str, started_at: str, metrics_port: int) -> None:
         self.path = status_path(url)
@@ -82,15 +114,21 @@ class StatusFile:
             "gate_reason": None,
             "job": None,
         }
+        self._lock = threading.Lock()
         self.write()
 
     def update(self, **values: Any) -> None:
-        self.data.update(values)
-        self.write()
+        with self._lock:
+            self.data.update(values)
+            self._write()
 
     def write(self) -> None:
+        with self._lock:
+            self._write()
+
+    def _write(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data))
+        tmp.write_text(json.dumps(self.data, default=str))
         os.chmod(tmp, 0o600)
         tmp.replace(self.path)
 
@@ -133,6 +171,8 @@ def stop_daemon(timeout_s: float = 60.0) -> int | None:
         return None
     pid = int(status["pid"])
     os.kill(pid, signal.SIGTERM)
+    import psutil
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         # Gone, or a zombie its parent has not reaped yet: either way it has stopped.

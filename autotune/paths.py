@@ -13,6 +13,11 @@ def autotune_home() -> Path:
     return home
 
 
+def db_url() -> str:
+    """The database URL in force (here, not in the store: reading it must not import SQLAlchemy)."""
+    return os.environ.get("AUTOTUNE_DB_URL") or f"sqlite:///{autotune_home() / 'autotune.db'}"
+
+
 def models_dir() -> Path:
     """Return the cache directory for built-in models."""
     path = autotune_home() / "models"

@@ -5,9 +5,12 @@ after some use (JOBS finished jobs of tiny on this host, TRIALS trials each, a f
 schedule), so `status` lists jobs and `pareto` reads a real front. The figure is user+system CPU seconds
 of the whole process. With --baseline DIR (a checkout of an older commit, e.g. a `git worktree`), both
 checkouts run interleaved, run by run, in alternating order, on identical copies of the database; the
-ratio is the median of the per-run ratios. A command that exits non-zero is flagged, not hidden.
+ratio is the median of the per-run ratios. A command that exits non-zero is flagged, not hidden. With
+--daemon, an idle `autotune daemon` runs on each copy meanwhile (as under `watch autotune status` on a host
+that tunes): `status` then reads the daemon's status file; the daemon's own CPU is not counted.
 
-    python benchmarks/cli_overhead.py [--runs 9] [--baseline /tmp/old-checkout] [--out data/cli-overhead.json]
+    python benchmarks/cli_overhead.py [--runs 9] [--daemon] [--baseline /tmp/old-checkout]
+        [--out data/cli-overhead.json]
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from _common import provenance
@@ -79,7 +84,34 @@ def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, in
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), code
 
 
-def measure(checkouts: list[Path], runs: int, db: Path, tmp: Path) -> list[dict[str, dict[str, list]]]:
+def start_daemon(checkout: Path, env: dict[str, str], home: Path, stack: ExitStack) -> None:
+    """An idle daemon on HOME's database, stopped (and reaped, so its CPU is never a run's) when STACK closes."""
+    log = stack.enter_context(open(home / "daemon.log", "wb"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autotune.cli", "daemon", "--metrics-port", "0"],
+        env=env,
+        cwd=checkout,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(60)
+
+    stack.callback(stop)
+    deadline = time.monotonic() + 120
+    while not list(home.glob("daemon-*.json")):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the daemon in {home} did not come up: see {home / 'daemon.log'}")
+        time.sleep(0.5)
+    time.sleep(5)  # past its start-up work: recovery and its first job list
+
+
+def measure(
+    checkouts: list[Path], runs: int, db: Path, tmp: Path, stack: ExitStack, daemon: bool = False
+) -> list[dict[str, dict[str, list]]]:
     """Per checkout and command: CPU seconds and exit codes of each run."""
     setups = []
     for i, checkout in enumerate(checkouts):
@@ -88,6 +120,8 @@ def measure(checkouts: list[Path], runs: int, db: Path, tmp: Path) -> list[dict[
         shutil.copy(db, home / "autotune.db")
         env = {**os.environ, "AUTOTUNE_HOME": str(home), "PYTHONPATH": str(checkout)}
         env.pop("AUTOTUNE_DB_URL", None)
+        if daemon:
+            start_daemon(checkout, env, home, stack)
         setups.append((checkout, env))
     base = [sys.executable, "-m", "autotune.cli"]
     results = [{" ".join(c): {"cpu_s": [], "exit": []} for c in COMMANDS} for _ in checkouts]
@@ -115,15 +149,18 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--baseline", type=Path, help="another checkout to measure in the same run")
+    parser.add_argument("--daemon", action="store_true", help="with an idle daemon running on each database")
     parser.add_argument("--out", type=Path, help="write every run's CPU seconds and exit codes here (JSON)")
     a = parser.parse_args()
     here = Path(__file__).resolve().parent.parent
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         db = Path(tmp) / "seed.db"
         populate(db, a.jobs, a.trials)
-        measured = measure([here, a.baseline] if a.baseline else [here], a.runs, db, Path(tmp))
+        measured = measure([here, a.baseline] if a.baseline else [here], a.runs, db, Path(tmp), stack, a.daemon)
     ours, theirs = measured[0], (measured[1] if a.baseline else None)
     lines = [*provenance("cli_overhead.py"), f"- store: {a.jobs} jobs of {a.trials} trials on this host, 1 schedule"]
+    if a.daemon:
+        lines.append("- an idle `autotune daemon` ran on each database (its CPU not counted)")
     if a.out:
         a.out.write_text(json.dumps({"ours": ours, "baseline": theirs, "provenance": lines}, indent=1))
     print("\n".join(lines))

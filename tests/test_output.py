@@ -168,3 +168,10 @@ def test_only_a_terminal_gets_a_progress_bar(monkeypatch, terminal):
     # Under cron rich would print the bar's last frame, cut at 80 columns: there the trial lines are all.
     monkeypatch.setattr(progress, "err", Console(file=io.StringIO(), force_terminal=terminal))
     assert isinstance(progress._bar(), Progress if terminal else progress._Lines)
+
+
+def test_the_cli_offers_every_backend_and_auto():
+    from autotune.servers.backends import BACKENDS
+    from autotune.servers.names import BACKEND_NAMES
+
+    assert set(BACKEND_NAMES) == {"auto", *BACKENDS} and BACKEND_NAMES[0] == "auto"

@@ -22,6 +22,7 @@ from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.servers.argv import ServerPaths, tfserving_flags
 from autotune.servers.docker import DEFAULT_IMAGE, DockerRun, docker_argv, remove_argv, version_entries
+from autotune.servers.names import BACKEND_NAMES
 
 TFSERVING_BINARY = "tensorflow_model_server"
 
@@ -189,8 +190,6 @@ class DockerBackend(Backend):
 
 
 BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (LocalBackend, TFServingBackend, DockerBackend)}
-# What users may ask for: a backend by name, or `auto` (the binary when there is one, else local).
-BACKEND_NAMES = ("auto", *BACKENDS)
 
 
 def local_backend() -> Backend:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from autotune.errors import AutotuneError
-from autotune.paths import autotune_home
+from autotune.paths import db_url as db_url  # re-exported: the store and its callers ask it here
 
 # Alembic and Optuna cost a read-only command (status, pareto) more than everything else it does together:
 # they are imported only where a migration runs or a study is opened.
@@ -47,11 +47,6 @@ def busy_timeout_s() -> float:
     if not 0 <= value <= 3600:
         raise AutotuneError(f"AUTOTUNE_DB_BUSY_TIMEOUT_S must be seconds in 0..3600, got {raw!r}")
     return value
-
-
-def db_url() -> str:
-    """The database URL in force."""
-    return os.environ.get("AUTOTUNE_DB_URL") or f"sqlite:///{autotune_home() / 'autotune.db'}"
 
 
 def _first_line(exc: BaseException) -> str:
