@@ -1151,4 +1151,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m autotune.cli` runs this file as __main__: commands registered from other modules (cli_perf)
+    # attach to autotune.cli's app, so run that module's main.
+    from autotune.cli import main as _main
+
+    _main()

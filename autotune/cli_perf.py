@@ -60,6 +60,9 @@ def profile(
     max_batch: Annotated[int, typer.Option(min=1, max=4096, help="largest batch size measured")] = 64,
     budget_s: Annotated[float, typer.Option(min=1.0, help="seconds of repeats per thread count")] = 20.0,
     refresh: Annotated[bool, typer.Option(help="measure again even when this host has a profile")] = False,
+    transport: Annotated[
+        list[Protocol] | None, typer.Option(help="protocols whose transport cost is measured (default: both)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure what one batch of MODEL costs here (no server), by batch size and intra-op threads; cached."""
@@ -76,7 +79,8 @@ def profile(
     cached = doc is not None
     if doc is None:
         say = None if as_json else (lambda m: tables.err.print(f"profile {ref.name}: {m}", markup=False))
-        measured = measure_profile(ref, max_batch=max_batch, budget_s=budget_s, say=say)
+        protocols = tuple(p.value for p in transport) if transport else ("rest", "grpc")
+        measured = measure_profile(ref, max_batch=max_batch, budget_s=budget_s, protocols=protocols, say=say)
         doc = measured.to_json()
         store.put(digest, host, ref.name, doc)
     result = Profile.from_json(doc)

@@ -1,0 +1,158 @@
+"""The performance model: the simulator against what queueing theory says, and the curves read from a profile."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from autotune.errors import AutotuneError
+from autotune.knobs import ServingConfig
+from autotune.perfmodel.profile import BatchCost, CostCurve, DeviceCurve, Profile, Transport, serial_fraction
+from autotune.perfmodel.simulate import Batching, Load, simulate
+
+
+def synthetic_profile(
+    fixed_ms: float = 10.0,
+    per_item_ms: float = 2.0,
+    speedup: float = 1.6,
+    transport_ms: float = 1.0,
+    gil: bool = False,
+    host_fingerprint: str = "test-host",
+) -> Profile:
+    """A profile with an exact affine cost curve, one-thread calls busy one core, two-thread calls SPEEDUP faster."""
+    points = []
+    for threads, factor in ((1, 1.0), (2, 1 / speedup)):
+        for batch in (1, 2, 4, 8, 16, 32):
+            wall = (fixed_ms + per_item_ms * batch) * factor
+            cpu = wall * (1.0 if threads == 1 else speedup)
+            points.append(BatchCost("savedmodel", threads, batch, wall, (wall, wall), cpu, 5, 0.0))
+    transport = (Transport("rest", transport_ms, 0.0, 0.0, gil), Transport("grpc", transport_ms, 0.0, 0.0, gil))
+    return Profile("synthetic", "hash", host_fingerprint, 2, tuple(points), transport)
+
+
+def test_one_client_waits_for_the_transport_and_one_call_per_request() -> None:
+    p = synthetic_profile()
+    pred = simulate(p, ServingConfig(), Load(concurrency=1))
+    call_ms = (10.0 + 2.0) / 1.6  # TF's default: intra-op threads = the 2 cores
+    assert pred.throughput_rps == pytest.approx(1000 / (1.0 + call_ms), rel=0.01)
+    assert pred.latency_p50_ms == pytest.approx(1.0 + call_ms, rel=0.01)
+    assert pred.error_rate == 0.0
+
+
+def test_a_batch_timeout_is_waited_out_when_too_few_requests_come_to_fill_the_batch() -> None:
+    p = synthetic_profile()
+    batched = ServingConfig(enable_batching=True, max_batch_size=8, batch_timeout_micros=20_000, num_batch_threads=1)
+    pred = simulate(p, batched, Load(concurrency=1))
+    assert pred.latency_p50_ms == pytest.approx(1.0 + 20.0 + 12.0 / 1.6, rel=0.02)
+    assert pred.mean_batch_size == pytest.approx(1.0)
+
+
+def test_concurrent_requests_are_merged_into_batches_up_to_the_maximum() -> None:
+    p = synthetic_profile()
+    batched = ServingConfig(enable_batching=True, max_batch_size=4, batch_timeout_micros=50_000, num_batch_threads=1)
+    pred = simulate(p, batched, Load(concurrency=16))
+    assert pred.mean_batch_size == pytest.approx(4.0, rel=0.05)
+
+
+def test_a_full_batch_queue_rejects_requests() -> None:
+    p = synthetic_profile()
+    tight = ServingConfig(
+        enable_batching=True, max_batch_size=1, batch_timeout_micros=0, num_batch_threads=1, max_enqueued_batches=1
+    )
+    roomy = tight.replace(max_enqueued_batches=1000)
+    assert simulate(p, tight, Load(concurrency=8)).error_rate > 0.3
+    assert simulate(p, roomy, Load(concurrency=8)).error_rate == 0.0
+
+
+def test_allowed_batch_sizes_pad_a_batch_up_to_the_next_size() -> None:
+    b = Batching(max_batch_size=8, timeout_s=0.0, threads=1, max_enqueued=10, allowed=(2, 4, 8))
+    assert [b.padded(n) for n in (1, 2, 3, 5, 8)] == [2, 2, 4, 8, 8]
+    assert Batching(8, 0.0, 1, 10, ()).padded(3) == 3
+
+
+def test_single_threaded_calls_side_by_side_use_both_cores_and_no_more() -> None:
+    p = synthetic_profile(transport_ms=0.0)
+    one_at_a_time = simulate(p, ServingConfig(intra_op_threads=1, inter_op_threads=1), Load(concurrency=8))
+    side_by_side = simulate(p, ServingConfig(intra_op_threads=1, inter_op_threads=4), Load(concurrency=8))
+    assert one_at_a_time.throughput_rps == pytest.approx(1000 / 12.0, rel=0.02)
+    assert side_by_side.throughput_rps == pytest.approx(2 * 1000 / 12.0, rel=0.02)  # 4 calls share 2 cores
+    assert side_by_side.cpu_cores == pytest.approx(2.0, rel=0.02)
+
+
+def test_a_cpu_allowance_caps_the_server_cores() -> None:
+    p = synthetic_profile(transport_ms=0.0)
+    config = ServingConfig(intra_op_threads=1, inter_op_threads=4)
+    full = simulate(p, config, Load(concurrency=8))
+    half = simulate(p, config.replace(cpus=1.0), Load(concurrency=8))
+    assert half.cpu_cores == pytest.approx(1.0, rel=0.02)
+    assert half.throughput_rps == pytest.approx(full.throughput_rps / 2, rel=0.03)
+
+
+def test_a_python_servers_gil_serializes_request_handling() -> None:
+    fast = synthetic_profile(fixed_ms=0.1, per_item_ms=0.0, transport_ms=0.0)
+    handled = Transport("rest", 4.0, 4.0, 0.0, gil=True)
+    pred = simulate(fast, ServingConfig(intra_op_threads=1, inter_op_threads=4), Load(concurrency=8), transport=handled)
+    assert pred.throughput_rps == pytest.approx(1000 / (4.0 + 0.1 / 4), rel=0.05)  # one handler at a time
+
+
+def test_an_accelerator_runs_one_call_at_a_time_and_batches_amortize_its_fixed_cost() -> None:
+    p = synthetic_profile(transport_ms=0.0)
+    gpu = DeviceCurve(fixed_ms=5.0, per_item_ms=0.5, host_cpu=0.1)
+    unbatched = simulate(p, ServingConfig(inter_op_threads=8), Load(concurrency=16), curve=gpu)
+    batched = ServingConfig(enable_batching=True, max_batch_size=16, batch_timeout_micros=1000, num_batch_threads=2)
+    assert unbatched.throughput_rps == pytest.approx(1000 / 5.5, rel=0.02)
+    assert simulate(p, batched, Load(concurrency=16), curve=gpu).throughput_rps > 3 * unbatched.throughput_rps
+
+
+def test_open_loop_below_capacity_serves_the_offered_rate() -> None:
+    p = synthetic_profile()
+    pred = simulate(p, ServingConfig(), Load(rate=20.0), requests=1500)
+    assert pred.throughput_rps == pytest.approx(20.0, rel=0.1)
+    assert pred.latency_p99_ms > pred.latency_p50_ms  # Poisson arrivals queue now and then
+
+
+def test_a_load_is_a_concurrency_or_a_rate_and_a_sane_one() -> None:
+    for bad in ({}, {"concurrency": 2, "rate": 3.0}, {"concurrency": 0}, {"rate": -1.0}):
+        with pytest.raises(AutotuneError):
+            Load(**bad)
+
+
+def test_curves_interpolate_between_measured_batches_and_extrapolate_the_last_slope() -> None:
+    curve = synthetic_profile().curve()
+    assert curve.cost(3, 1)[0] == pytest.approx(10 + 2 * 3)
+    assert curve.cost(100, 1)[0] == pytest.approx(10 + 2 * 100)
+
+
+def test_threads_beyond_the_measured_follow_amdahls_law_fitted_on_the_measured() -> None:
+    curve = synthetic_profile(speedup=1.6).curve()
+    serial = serial_fraction(12.0, 1, 12.0 / 1.6, 2)
+    assert serial == pytest.approx(0.25)  # 1.6x on 2 threads is Amdahl with a quarter serial
+    walls = [curve.cost(1, t)[0] for t in (2, 4, 8, 64)]
+    assert walls == sorted(walls, reverse=True)
+    assert walls[-1] > 12.0 * serial  # never faster than the serial part
+
+
+def test_a_profile_round_trips_through_json_and_a_malformed_one_is_one_error() -> None:
+    p = synthetic_profile()
+    assert Profile.from_json(p.to_json()) == p
+    for broken in ({}, {"format": 1}, {**p.to_json(), "points": [{"batch": 1}]}, []):
+        with pytest.raises(AutotuneError) as err:
+            Profile.from_json(broken)  # type: ignore[arg-type]
+        assert "\n" not in str(err.value)
+    with pytest.raises(AutotuneError, match="no variant"):
+        p.curve("tflite_int8")
+
+
+def test_simulation_is_deterministic_for_a_seed() -> None:
+    p = synthetic_profile()
+    config = ServingConfig(enable_batching=True, max_batch_size=8, batch_timeout_micros=2000, num_batch_threads=2)
+    a = simulate(p, config, Load(rate=50.0), seed=3)
+    assert a == simulate(p, config, Load(rate=50.0), seed=3)
+    assert not math.isnan(a.latency_p99_ms)
+
+
+def test_cost_curve_needs_no_more_than_one_point_per_thread_count() -> None:
+    curve = CostCurve([BatchCost("savedmodel", 1, 4, 8.0, (8.0, 8.0), 8.0, 3)])
+    assert curve.cost(8, 1)[0] == pytest.approx(16.0)  # proportional from the one point
+    assert curve.cost(8, 4)[0] == pytest.approx(16.0)  # one thread count: no speed-up to carry on

@@ -1,0 +1,93 @@
+"""`autotune profile` and `autotune predict` as a user runs them: real measurement, the cache, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from autotune.fingerprint import fingerprint, host_info
+from tests.conftest import autotune
+from tests.test_perfmodel import synthetic_profile
+
+
+def _profile_file(tmp_path: Path, host: str) -> Path:
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(synthetic_profile(host_fingerprint=host).to_json()))
+    return path
+
+
+def _one_line_error(result: object) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr  # type: ignore[attr-defined]
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]  # type: ignore[attr-defined]
+    assert len(lines) == 1, result.stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in result.stderr  # type: ignore[attr-defined]
+    return lines[0]
+
+
+def test_predict_answers_from_a_profile_file_of_this_host(tmp_path: Path) -> None:
+    path = _profile_file(tmp_path, fingerprint(host_info()))
+    r = autotune(
+        "predict",
+        "--model",
+        "tiny",
+        "--profile",
+        str(path),
+        "--set",
+        "intra_op_threads=1",
+        "--concurrency",
+        "4",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["predicted"] is True and doc["concurrency"] == 4
+    assert doc["throughput_rps"] > 0 and doc["latency_p99_ms"] >= doc["latency_p50_ms"]
+
+
+def test_predict_ramps_the_load_when_none_is_given(tmp_path: Path) -> None:
+    path = _profile_file(tmp_path, fingerprint(host_info()))
+    r = autotune("predict", "--model", "tiny", "--profile", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["concurrency"] >= 2  # one client leaves a two-core server idle half the time
+
+
+def test_predict_refuses_a_profile_from_another_host_unless_told(tmp_path: Path) -> None:
+    path = _profile_file(tmp_path, "another-host")
+    line = _one_line_error(autotune("predict", "--model", "tiny", "--profile", str(path), "--concurrency", "2"))
+    assert "another host" in line
+    ok = autotune("predict", "--model", "tiny", "--profile", str(path), "--concurrency", "2", "--any-host")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_predict_input_errors_are_one_line(tmp_path: Path) -> None:
+    path = _profile_file(tmp_path, fingerprint(host_info()))
+    base = ["predict", "--model", "tiny", "--profile", str(path)]
+    assert "unknown knob" in _one_line_error(autotune(*base, "--set", "bogus=1"))
+    assert "not both" in _one_line_error(autotune(*base, "--concurrency", "2", "--rate", "5"))
+    assert "more than the host" in _one_line_error(autotune(*base, "--set", "cpus=8", "--concurrency", "2"))
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    assert "cannot read" in _one_line_error(autotune("predict", "--model", "tiny", "--profile", str(garbage)))
+    assert "neither a built-in" in _one_line_error(autotune("profile", "--model", str(tmp_path / "nope")))
+
+
+def test_profile_measures_once_then_predict_reads_the_cache(tmp_path: Path) -> None:
+    env = {"AUTOTUNE_HOME": str(tmp_path / "home")}
+    missing = autotune("predict", "--model", "tiny", "--concurrency", "2", env=env)
+    assert "run autotune profile" in _one_line_error(missing)
+    args = ["profile", "--model", "tiny", "--max-batch", "4", "--budget-s", "2", "--transport", "grpc", "--json"]
+    first = autotune(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    doc = json.loads(first.stdout)
+    assert doc["cached"] is False
+    assert {p["batch"] for p in doc["points"]} == {1, 2, 3, 4}
+    assert {p["threads"] for p in doc["points"]} >= {1}
+    assert all(p["wall_ms"] > 0 and p["repeats"] >= 3 for p in doc["points"])
+    assert [t["protocol"] for t in doc["transport"]] == ["grpc"]
+    again = autotune(*args, env=env)
+    assert json.loads(again.stdout)["cached"] is True
+    pred = autotune("predict", "--model", "tiny", "--protocol", "grpc", "--concurrency", "2", "--json", env=env)
+    assert pred.returncode == 0, pred.stderr
+    assert json.loads(pred.stdout)["throughput_rps"] > 0
+    rest = autotune("predict", "--model", "tiny", "--protocol", "rest", "--concurrency", "2", env=env)
+    assert "no rest transport" in _one_line_error(rest)
