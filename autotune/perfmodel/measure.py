@@ -23,6 +23,9 @@ from autotune.perfmodel.profile import BatchCost, Profile, Transport
 # Powers of two and a few sizes between, so odd batch sizes interpolate over short spans.
 BATCH_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 PROBE_TIMEOUT_S = 600.0
+# As the daemon's gate and record_grid.py: a probe that saw more foreign CPU than this is taken again (twice).
+MAX_FOREIGN_CORES = 0.2
+FOREIGN_RETRIES = 2
 
 
 def thread_counts(cpus: int) -> list[int]:
@@ -34,8 +37,28 @@ def thread_counts(cpus: int) -> list[int]:
     return [*counts, cpus]
 
 
-def probe(model: ModelRef, threads: int, batches: list[int], repeats: int, budget_s: float) -> list[BatchCost]:
-    """Batch costs at THREADS intra-op threads, measured in a fresh process."""
+def busy_cpu_s() -> float:
+    """CPU seconds the whole host has spent busy (every process), from the kernel's counters."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0) + getattr(t, "steal", 0.0)
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's finished children."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def probe(
+    model: ModelRef, threads: int, batches: list[int], repeats: int, budget_s: float
+) -> tuple[list[BatchCost], float]:
+    """Batch costs at THREADS intra-op threads, measured in a fresh process, and the cores other processes
+    used meanwhile (a busy host slows a multi-threaded call more than its share: its threads wait on each other)."""
+    wall0, busy0, own0 = time.monotonic(), busy_cpu_s(), children_cpu_s()
     argv = [
         sys.executable,
         "-m",
@@ -54,6 +77,7 @@ def probe(model: ModelRef, threads: int, batches: list[int], repeats: int, budge
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
         raise AutotuneError(f"profiling {model.name} failed at {threads} threads: {last}")
+    foreign = ((busy_cpu_s() - busy0) - (children_cpu_s() - own0)) / max(time.monotonic() - wall0, 1e-9)
     doc = json.loads(out.stdout.strip().splitlines()[-1])
     return [
         BatchCost(
@@ -67,7 +91,7 @@ def probe(model: ModelRef, threads: int, batches: list[int], repeats: int, budge
             p["wall_sd_log"],
         )
         for p in doc["points"]
-    ]
+    ], max(foreign, 0.0)
 
 
 # Transport CPU is read where the server is busy: at concurrency 1 its idle threads poll and spin, and CPU
@@ -128,8 +152,13 @@ def measure_profile(
     if max_batch not in batches:
         batches.append(max_batch)
     points: list[BatchCost] = []
+    foreign: dict[int, float] = {}
     for threads in thread_counts(cpus):
-        got = probe(model, threads, batches, repeats, budget_s)
+        for _ in range(FOREIGN_RETRIES + 1):
+            got, foreign[threads] = probe(model, threads, batches, repeats, budget_s)
+            if foreign[threads] <= MAX_FOREIGN_CORES:
+                break
+            say(f"{threads} thread(s): {foreign[threads]:.2f} cores used by other processes; measuring again")
         say(f"{threads} thread(s): " + ", ".join(f"b{p.batch} {p.wall_ms:.1f} ms" for p in got))
         points += got
     default = next(p for p in points if p.threads == cpus and p.batch == 1)
@@ -149,4 +178,5 @@ def measure_profile(
         host=info,
         measured_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         seconds=round(time.monotonic() - started, 1),
+        foreign_cores={str(t): round(f, 3) for t, f in foreign.items()},
     )

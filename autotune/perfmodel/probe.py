@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 # One call longer than this ends the ladder: larger batches extrapolate (profile.CostCurve).
-MAX_CALL_S = 4.0
+MAX_CALL_S = 2.0
 
 
 def median_ci(values: list[float]) -> tuple[float, float]:

@@ -56,6 +56,8 @@ class Profile:
     host: dict[str, Any] = field(default_factory=dict)
     measured_at: str = ""
     seconds: float = 0.0
+    # Cores other processes used while each thread count was probed (by thread count): a busy host shows here.
+    foreign_cores: dict[str, float] = field(default_factory=dict)
 
     def variants(self) -> list[str]:
         return sorted({p.variant for p in self.points})
@@ -86,7 +88,7 @@ class Profile:
             points = tuple(BatchCost(**{**p, "wall_ci95_ms": tuple(p["wall_ci95_ms"])}) for p in doc["points"])
             transport = tuple(Transport(**t) for t in doc.get("transport", ()))
             rest = {k: doc[k] for k in ("model", "content_hash", "host_fingerprint", "cpus")}
-            extra = {k: doc[k] for k in ("host", "measured_at", "seconds") if k in doc}
+            extra = {k: doc[k] for k in ("host", "measured_at", "seconds", "foreign_cores") if k in doc}
             return Profile(**rest, points=points, transport=transport, **extra)
         except (KeyError, TypeError, ValueError) as exc:
             raise AutotuneError(f"the stored profile is malformed ({exc}); run autotune profile again") from None
