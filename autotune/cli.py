@@ -407,7 +407,10 @@ def compare(
     base_set: Annotated[
         list[str] | None, typer.Option("--base-set", help="baseline knob=value (default: TF Serving's defaults)")
     ] = None,
-    repeats: Annotated[int, typer.Option(help="fresh servers per side")] = 3,
+    repeats: Annotated[int | None, typer.Option(help="fixed servers a side (default: until --precision)")] = None,
+    precision: Annotated[float, typer.Option(help="stop when each objective's 95% CI is within +-this")] = 0.05,
+    max_repeats: Annotated[int, typer.Option(help="most fresh servers per side before stopping")] = 10,
+    min_effect: Annotated[float, typer.Option(help="smaller changes are never better/worse (0.02: 2%)")] = 0.02,
     concurrency: Annotated[int | None, typer.Option(help="closed-loop clients (default 8)")] = None,
     rate: RateOpt = None,
     protocol: ProtocolOpt = Protocol.rest,
@@ -437,8 +440,9 @@ def compare(
     candidate = parse_assignments(set_ or [])
     baseline = parse_assignments(base_set or [])
     _check_load(concurrency, rate)
-    if not 2 <= repeats <= 50:
-        raise AutotuneError(f"--repeats must be in 2..50 (an interval needs two figures a side), got {repeats}")
+    from autotune.compare import check_min_effect, describe, stop_rule
+
+    rule, min_effects = stop_rule(repeats, precision, max_repeats), check_min_effect(min_effect)
     window = WINDOW_DEFAULTS.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
     from autotune.compare import compare as run_compare
     from autotune.compare import live_measure
@@ -468,11 +472,11 @@ def compare(
         measure = _target_measure(ref, settings, measure, baseline, base_set, target, target_grpc, allow_remote)
         side_a = f"the server at {target} as it runs"
     notes.note(
-        f"compare {ref.name} ({chosen.name}, {protocol.value}, {load}), {repeats} runs a side: "
+        f"compare {ref.name} ({chosen.name}, {protocol.value}, {load}), {describe(rule)}: "
         f"A={side_a} B={json.dumps(candidate.to_dict())}"
     )
     with err.status("measuring") as status:
-        result = run_compare(baseline, candidate, repeats, measure, status.update)
+        result = run_compare(baseline, candidate, rule, measure, status.update, min_effects=min_effects)
     emit(as_json, result.to_json(), lambda: tables.print_comparison(result))
     if result.a.medians()["runs"] < 2 or result.b.medians()["runs"] < 2:
         reasons = sorted({r.failure_reason or "" for r in result.a.runs + result.b.runs if not r.ok})

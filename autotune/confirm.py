@@ -2,7 +2,8 @@
 
 The search's single draws only nominate. At most three candidates (the most throughput,
 the lowest p99, the balanced one) and TF Serving's defaults are measured again on fresh
-servers, interleaved (`compare`); the front that is stored, shown and exported carries
+servers, in interleaved rounds until every ratio is precise or the budget is spent (`compare`), with
+Holm's correction over candidates x objectives; the front that is stored, shown and exported carries
 these confirmed medians and a verdict against the defaults.
 """
 
@@ -11,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from autotune.compare import COMPARED_METRICS, MeasureOne, judge, measure_interleaved
+from autotune.compare import COMPARED_METRICS, MeasureOne, family_alphas, judge, measure_interleaved
 from autotune.knobs import ServingConfig, is_default_config
 from autotune.pareto import PICKS, pick_index
-from autotune.significance import Verdict
+from autotune.significance import StopRule, Verdict
 
 MAX_CANDIDATES = 3
 # Figures of one run that have no meaning for a median over several.
@@ -39,31 +40,40 @@ def candidates(entries: Sequence[dict[str, Any]], limit: int = MAX_CANDIDATES) -
 
 def confirm_front(
     entries: list[dict[str, Any]],
-    repeats: int,
+    rule: StopRule | int,
     measure: MeasureOne,
     config_of: Callable[[dict[str, Any]], ServingConfig],
     objectives: Sequence[str],
     progress: Callable[[str], None] | None = None,
     feasible: Callable[[dict[str, Any]], bool] | None = None,
+    min_effects: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """The front with confirmed figures: each confirmed entry gets medians, its runs and `vs_defaults`.
+    """The front with confirmed figures: each confirmed entry gets medians, both sides' runs and `vs_defaults`.
 
-    FEASIBLE judges the confirmed medians against the study's SLO and limits: a candidate whose single
-    draw met them but whose medians do not is marked `infeasible`, whatever it gains."""
+    The candidates and the defaults are measured in rounds until RULE stops (an int: that many rounds);
+    Holm holds the error rate over candidates x objectives. FEASIBLE judges the confirmed medians against
+    the study's SLO and limits: a candidate whose single draw met them but whose medians do not is marked
+    `infeasible`, whatever it gains."""
     picked = candidates(entries)
-    if repeats <= 0 or not picked:
+    if (isinstance(rule, int) and rule <= 0) or not picked:
         return [{**e, "confirmed": False} for e in entries]
     compared = [m for m in objectives if m in COMPARED_METRICS]
-    sides = measure_interleaved([ServingConfig()] + [config_of(entries[i]) for i in picked], repeats, measure, progress)
-    defaults = sides[0]
+    configs = [ServingConfig()] + [config_of(entries[i]) for i in picked]
+    measured = measure_interleaved(configs, rule, measure, progress, compared)
+    defaults, others = measured.sides[0], measured.sides[1:]
+    levels = family_alphas(defaults, others, compared)
     out = [{**e, "confirmed": False} for e in entries]
-    for i, side in zip(picked, sides[1:], strict=True):
-        comparison = judge(defaults, side, compared)
+    defaults_json = defaults.to_json()
+    for i, side, alphas in zip(picked, others, levels, strict=True):
+        comparison = judge(
+            defaults, side, compared, alphas=alphas, min_effects=min_effects, sequential=measured.rule.sequential
+        )
         medians = side.medians()
         trusted = medians["runs"] >= 2 and medians["stable"]
         verdict = comparison.verdict if trusted else Verdict.not_measured
         if trusted and feasible is not None and not feasible(medians):
             verdict = Verdict.infeasible
+        side_json = side.to_json()
         out[i] = {
             **entries[i],
             "search_metrics": entries[i]["metrics"],
@@ -75,10 +85,21 @@ def confirm_front(
                 "requests": sum(m.get("requests") or 0 for m in side.good),
             },
             "confirmed": trusted,
-            "confirm_runs": side.good,
+            "confirm_runs": side_json["runs"],
+            # Both sides of every pair, failed runs too, so each ratio can be recomputed from the store.
+            "confirm_all_runs": side_json["all_runs"],
             "defaults": defaults.medians(),
+            "defaults_runs": defaults_json["all_runs"],
             "vs_defaults": {k: v.to_json() for k, v in comparison.metrics.items()},
             "verdict": verdict.value,
+            "message": comparison.message(),
+            "alpha_adjusted": alphas,
+            "confirmation": {
+                **measured.rule.to_json(),
+                "rounds": measured.rounds,
+                "stopped": measured.stopped,
+                "holm_family": len(others) * len(compared),
+            },
         }
     return out
 
@@ -95,10 +116,19 @@ def summary_line(entries: Sequence[dict[str, Any]], objectives: Sequence[str]) -
         parts = [f"trial {e['trial']}: {_gains(e['vs_defaults'])}" for e in better]
         return "significantly better than TF Serving's defaults: " + "; ".join(parts)
     names = ", ".join(m for m in objectives if m in COMPARED_METRICS)
-    return (
-        f"no configuration is significantly better than TF Serving's defaults on {names} "
-        f"({len(confirmed)} candidates confirmed): the defaults are as good"
-    )
+    if all(e.get("verdict") == Verdict.equivalent.value for e in confirmed):
+        return (
+            f"no configuration is better than TF Serving's defaults on {names} ({len(confirmed)} candidates "
+            "confirmed, each equivalent within its practical threshold): the defaults are as good"
+        )
+    mdes = [
+        c["mde"]
+        for e in confirmed
+        for m, c in (e.get("vs_defaults") or {}).items()
+        if m in objectives and c.get("mde") is not None
+    ]
+    unseen = f"; gains under {max(mdes):.0%} could not be detected" if mdes else ""
+    return f"no gain shown over TF Serving's defaults on {names} ({len(confirmed)} candidates confirmed){unseen}"
 
 
 _LABELS = {"throughput_rps": "throughput", "latency_p99_ms": "p99", "cpu_cores": "cpu", "cost_per_1k_requests": "cost"}
@@ -115,7 +145,9 @@ def _gains(vs_defaults: dict[str, Any]) -> str:
         text = f"{_LABELS.get(metric, metric)} x{c['ratio']:.2f} (95% CI {lo:.2f}-{hi:.2f})"
         if c.get("verdict") in (Verdict.better.value, Verdict.worse.value):
             significant.append(f"{text} {c['verdict']}")
-        elif c.get("verdict") == Verdict.no_significant_difference.value:
+        elif c.get("verdict") in (Verdict.equivalent.value, Verdict.inconclusive.value):
+            other.append(f"{text} {c['verdict']}")
+        elif c.get("verdict") == "no_significant_difference":  # stored before issue 25
             other.append(f"{text} not significant")
         else:
             other.append(text)

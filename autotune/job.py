@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from autotune.compare import live_measure
+from autotune.compare import COMPARED_METRICS, live_measure
 from autotune.confirm import confirm_front
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
@@ -25,6 +25,7 @@ from autotune.models.resolve import ModelRef, resolve_model
 from autotune.multimodel import check_mix
 from autotune.pareto import default_pick, pick_index
 from autotune.servers.backends import MULTI_MODEL_DOCKER, Backend, backend_from_options, resolve_backend
+from autotune.significance import DEFAULT_MIN_EFFECT, StopRule
 from autotune.space import Host, build_space
 from autotune.spec import Study, study_from_dict
 from autotune.states import FailureReason, JobState, Trigger
@@ -273,7 +274,12 @@ class _JobRunner:
             return study_is_feasible(medians, self.study, settings.min_achieved_fraction)
 
         objectives = list(self.study.objectives)
-        confirmed = confirm_front(entries, self.study.confirm_repeats, measure, config_of, objectives, say, feasible)
+        study = self.study
+        rule = StopRule(
+            study.confirm_repeats, max(study.confirm_repeats, study.confirm_max_repeats), study.confirm_precision
+        )
+        effects = {m: study.min_effect.get(m, DEFAULT_MIN_EFFECT) for m in COMPARED_METRICS}
+        confirmed = confirm_front(entries, rule, measure, config_of, objectives, say, feasible, effects)
         if confirmed:
             # The row export deploys by default, ramped on a fresh server: where its SLO breaks (report draws it).
             picked = confirmed[pick_index([e["metrics"] for e in confirmed], default_pick(objectives))]

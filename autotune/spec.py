@@ -44,6 +44,7 @@ _TOP_KEYS = {
     "signature",
     "cost",
     "mix",
+    "min_effect",
 }
 # [slo] bounds on measured metrics besides the p99 and the error rate: key -> (metric, which side is allowed).
 METRIC_LIMITS: dict[str, tuple[str, str]] = {
@@ -86,7 +87,12 @@ class Study:
     trials: int = 40
     minutes: float = 60.0
     # After the search: fresh servers per side when re-measuring the front against the defaults (0: off).
-    confirm_repeats: int = 3
+    confirm_repeats: int = 3  # the least rounds: below 3 a side the spread rests on two points
+    # Rounds go on until every objective's 95% interval is within +-confirm_precision, or this many.
+    confirm_max_repeats: int = 10
+    confirm_precision: float = 0.05
+    # [min_effect]: per metric, the change below which no verdict is better/worse (a fraction: 0.02 = 2%).
+    min_effect: dict[str, float] = field(default_factory=dict)
     protocol: str = "rest"
     concurrency: int | None = None
     rate: float | None = None
@@ -103,8 +109,8 @@ class Study:
 
 
 def confirm_repeats_problem(repeats: int) -> str | None:
-    """Why REPEATS cannot be a confirm_repeats (an interval needs two figures a side), or None."""
-    return None if repeats == 0 or 2 <= repeats <= 20 else f"must be 0 (off) or 2..20, got {repeats}"
+    """Why REPEATS cannot be a confirm_repeats (a spread needs three figures a side), or None."""
+    return None if repeats == 0 or 3 <= repeats <= 20 else f"must be 0 (off) or 3..20, got {repeats}"
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -245,7 +251,7 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
     out["space"] = {name: _knob_spec(c, name, raw) for name, raw in space.items()}
 
     budget = c.table(doc, "budget")
-    c.unknown(budget, {"trials", "minutes", "confirm_repeats"}, "budget.")
+    c.unknown(budget, {"trials", "minutes", "confirm_repeats", "confirm_max_repeats", "confirm_precision"}, "budget.")
     if "trials" in budget:
         out["trials"] = int(c.number(budget["trials"], "budget.trials", positive=True, integer=True))
     if "minutes" in budget:
@@ -256,6 +262,25 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
         if problem:
             raise c.fail("budget.confirm_repeats", problem)
         out["confirm_repeats"] = repeats
+    if "confirm_max_repeats" in budget:
+        most = int(c.number(budget["confirm_max_repeats"], "budget.confirm_max_repeats", integer=True))
+        if not max(3, out.get("confirm_repeats", 3)) <= most <= 50:
+            raise c.fail("budget.confirm_max_repeats", f"must be in confirm_repeats..50 (and >= 3), got {most}")
+        out["confirm_max_repeats"] = most
+    if "confirm_precision" in budget:
+        precision = float(c.number(budget["confirm_precision"], "budget.confirm_precision", positive=True))
+        if precision >= 1:
+            raise c.fail("budget.confirm_precision", f"must be a fraction below 1 such as 0.05, got {precision}")
+        out["confirm_precision"] = precision
+
+    min_effect = c.table(doc, "min_effect")
+    for name, value in min_effect.items():
+        if name not in OBJECTIVES:
+            raise c.fail(f"min_effect.{name}", f"unknown metric (known: {', '.join(OBJECTIVES)})")
+        threshold = float(c.number(value, f"min_effect.{name}"))
+        if not 0 <= threshold < 1:
+            raise c.fail(f"min_effect.{name}", f"must be a fraction in [0, 1) such as 0.02, got {threshold}")
+    out["min_effect"] = {k: float(v) for k, v in min_effect.items()}
 
     load = c.table(doc, "load")
     window_keys = set(WindowOptions.__dataclass_fields__)

@@ -95,16 +95,18 @@ def _compare(*args: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def test_compare_of_a_config_with_itself_finds_no_significant_difference(tiny_model):
+def test_compare_of_a_config_with_itself_claims_no_difference(tiny_model):
     # A 95% interval excludes the truth 1 time in 20 by design: one re-run keeps the test's own false
     # alarm rate at 1 in 400, while a systematic bias between the sides would fail both runs.
-    args = ("tiny", "--concurrency", "2", "--protocol", "grpc", "--repeats", "2", *STEADY)
+    args = ("tiny", "--concurrency", "2", "--protocol", "grpc", "--repeats", "3", *STEADY)
     for _attempt in range(2):
         result = _compare(*args)
         tp = result["metrics"]["throughput_rps"]
         assert result["a"]["config"] == result["b"]["config"]
-        assert tp["n_a"] == tp["n_b"] == 2 and tp["ratio_ci95"][0] <= tp["ratio"] <= tp["ratio_ci95"][1]
-        if tp["verdict"] == "no_significant_difference":
+        assert tp["n_a"] == tp["n_b"] == 3 and tp["ratio_ci95"][0] <= tp["ratio"] <= tp["ratio_ci95"][1]
+        assert len(result["a"]["all_runs"]) == len(result["b"]["all_runs"]) == 3  # both sides kept, pids too
+        assert all(r["server_pid"] and r["started_at"] for r in result["a"]["all_runs"] + result["b"]["all_runs"])
+        if tp["verdict"] in ("equivalent", "inconclusive"):
             return
     pytest.fail(f"A/A compare found a difference twice: {tp}")
 
@@ -121,12 +123,12 @@ def test_compare_finds_a_config_that_waits_for_batches_that_never_fill_slower_th
         "--concurrency",
         "2",
         "--repeats",
-        "2",
+        "3",
         *STEADY,
     )
     tp, p99 = result["metrics"]["throughput_rps"], result["metrics"]["latency_p99_ms"]
     assert tp["verdict"] == "worse" and tp["ratio_ci95"][1] < 1, tp
-    # Two p99s a side give a wide interval: the direction must be right, its significance may not show.
+    # Three p99s a side give a wide interval: the direction must be right, its significance may not show.
     assert p99["ratio"] > 1, p99
     assert result["verdict"] == "worse"
 
@@ -160,14 +162,15 @@ def test_front_candidates_are_confirmed_on_fresh_servers_against_the_defaults(ti
         assert e["metrics"]["throughput_rps"] < 1e9  # the confirmed median replaced the lucky draw
         assert e["metrics"]["throughput_rps"] == pytest.approx(e["vs_defaults"]["throughput_rps"]["b_median"], rel=1e-6)
         assert e["defaults"]["runs"] == 2 and len(e["confirm_runs"]) == 2
-        assert e["verdict"] in ("better", "worse", "no_significant_difference", "mixed")
+        assert e["verdict"] in ("better", "worse", "equivalent", "inconclusive", "mixed")
+        assert len(e["defaults_runs"]) == 2 and e["confirmation"]["stopped"] == "fixed"
     assert summary_line(entries, objectives) is not None
 
 
 @pytest.mark.slow
 def test_a_finished_job_stores_its_front_with_the_confirmation_and_says_how_it_compares(tiny_model):
     settings = MeasureSettings(concurrency=2, window_s=0.3, warmup_s=0.1, max_windows=8, max_error_rate=0.01)
-    result = run_job(_tiny_study(confirm_repeats=2), 2, 10, settings)
+    result = run_job(_tiny_study(confirm_repeats=2, confirm_max_repeats=2), 2, 10, settings)
     assert result.state == "done" and result.pareto
     proc = autotune("pareto", "--model", "tiny", "--json")
     entries = json.loads(proc.stdout)

@@ -73,7 +73,7 @@ def test_the_servers_own_count_shows_traffic_from_others(tiny_model, start_serve
 def test_compare_measures_the_running_server_as_side_a(tiny_model, start_server):
     server = start_server(tiny_model)
     url = f"http://127.0.0.1:{server.rest_port}"
-    args = ["--model", "tiny", "--backend", "local", "--target", url, "--repeats", "2", *LOAD, "--json"]
+    args = ["--model", "tiny", "--backend", "local", "--target", url, "--repeats", "3", *LOAD, "--json"]
     run = autotune("compare", *args)
     assert run.returncode == 0, run.stderr
     doc = json.loads(run.stdout)
