@@ -478,6 +478,10 @@ def compare(
     with err.status("measuring") as status:
         result = run_compare(baseline, candidate, rule, measure, status.update, min_effects=min_effects)
     emit(as_json, result.to_json(), lambda: tables.print_comparison(result))
+    from autotune.store import Store
+
+    # Both sides of every run, kept: each ratio compare reports can be recomputed from the store.
+    Store().record_comparison("compare", ref.name, result.to_json(), result.verdict.value)
     if result.a.medians()["runs"] < 2 or result.b.medians()["runs"] < 2:
         reasons = sorted({r.failure_reason or "" for r in result.a.runs + result.b.runs if not r.ok})
         err.print(f"compare failed: fewer than two good runs on a side ({', '.join(reasons)})", markup=False)

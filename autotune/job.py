@@ -280,6 +280,9 @@ class _JobRunner:
         )
         effects = {m: study.min_effect.get(m, DEFAULT_MIN_EFFECT) for m in COMPARED_METRICS}
         confirmed = confirm_front(entries, rule, measure, config_of, objectives, say, feasible, effects)
+        checked = [e for e in confirmed if "confirmation" in e]
+        if checked:  # the snapshot keeps them too; this record is the one every compare shares
+            self.store.record_comparison("confirm", model.name, {"entries": checked}, job_id=self.job.id)
         if confirmed:
             # The row export deploys by default, ramped on a fresh server: where its SLO breaks (report draws it).
             picked = confirmed[pick_index([e["metrics"] for e in confirmed], default_pick(objectives))]

@@ -7,6 +7,7 @@ the parts it is made of (one module per concern), and one test suite
 
 from __future__ import annotations
 
+from autotune.store.comparisons import Comparisons
 from autotune.store.drift import DriftLog
 from autotune.store.queries import PreviousFront, Queries
 from autotune.store.queue import JobQueue, Orphan, job_summary
@@ -16,5 +17,5 @@ from autotune.store.schedules import Schedules
 __all__ = ["Orphan", "PreviousFront", "Store", "job_summary"]
 
 
-class Store(Records, JobQueue, Queries, Schedules, DriftLog):
+class Store(Records, JobQueue, Queries, Schedules, DriftLog, Comparisons):
     """autotune's tables on one database URL (default: AUTOTUNE_DB_URL or the SQLite file under AUTOTUNE_HOME)."""

@@ -166,3 +166,17 @@ class ProfileRow(Base):
     model: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     data: Mapped[dict[str, Any]]
+
+
+class ComparisonRow(Base):
+    """One compare or confirmation, both sides of every run (pids, start times, figures), so each ratio can be
+    recomputed from the store."""
+
+    __tablename__ = "autotune_comparisons"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "compare" or "confirm"
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("autotune_jobs.id"), index=True)  # a confirmation's job
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    verdict: Mapped[str | None] = mapped_column(String(20))
+    result: Mapped[dict[str, Any]]  # Comparison.to_json(), or the confirmed entries with the defaults' runs
