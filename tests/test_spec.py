@@ -173,3 +173,24 @@ def test_start_with_an_unknown_variant_is_one_line_and_starts_nothing():
     assert run.stderr.strip().splitlines() == [
         "error: --variants: expected some of tflite_fp16, tflite_int8, xla, got 'tflite_fp16,onnx'"
     ]
+
+
+def test_a_study_sets_how_its_confirmation_stops_and_what_change_counts(tmp_path):
+    path = write(
+        tmp_path,
+        'model = "tiny"\n[budget]\nconfirm_repeats = 4\nconfirm_max_repeats = 12\nconfirm_precision = 0.03\n'
+        "[min_effect]\nlatency_p99_ms = 0.05\n",
+    )
+    study = load_study(path)
+    assert (study.confirm_repeats, study.confirm_max_repeats, study.confirm_precision) == (4, 12, 0.03)
+    assert study.min_effect == {"latency_p99_ms": 0.05}
+    for text, message in [
+        ("[budget]\nconfirm_repeats = 2\n", "budget.confirm_repeats: must be 0 (off) or 3..20, got 2"),
+        ("[budget]\nconfirm_repeats = 5\nconfirm_max_repeats = 4\n", "budget.confirm_max_repeats: must be in"),
+        ("[budget]\nconfirm_precision = 5\n", "budget.confirm_precision: must be a fraction below 1"),
+        ("[min_effect]\nthroughput = 0.02\n", "min_effect.throughput: unknown metric"),
+        ("[min_effect]\nthroughput_rps = 2\n", "min_effect.throughput_rps: must be a fraction in [0, 1)"),
+    ]:
+        with pytest.raises(AutotuneError) as info:
+            load_study(write(tmp_path, 'model = "tiny"\n' + text))
+        assert message in str(info.value) and "\n" not in str(info.value)
