@@ -3,8 +3,11 @@ the front against TF Serving's defaults), then `autotune compare` the config `au
 deploy (the balanced pick; min-cost for a cost study) against the defaults on fresh servers, interleaved,
 at the study's load.
 
-A gain is claimed only where compare's verdict says `better`; the JSON keeps every figure behind it
-(the job's confirmed front, each compared run).
+A gain is claimed only where the verdict says `better`. The pre-registered estimate is the job's own
+confirmation of the pick (sequential, Holm over its candidates x objectives); the compare, named before
+it runs, is the second estimate printed beside it. The JSON keeps every figure behind both: the job's
+confirmed front with both sides of every confirmation run, and both sides of every compared run, each
+with its server's pid and start time.
 
     python benchmarks/tuned_vs_defaults.py --model resnet --out benchmarks/data/tuned-resnet.json
     python benchmarks/tuned_vs_defaults.py --study benchmarks/studies/tiny-grpc.toml \
@@ -51,7 +54,11 @@ def assignments(config: dict) -> list[str]:
 def run_compare(env: dict, study: Study, model: str, config: dict, a: argparse.Namespace) -> dict:
     """`autotune compare` of CONFIG (B) against the defaults (A) at the study's load, backend and signature."""
     load = ["--concurrency", str(study.concurrency)] if study.rate is None else ["--rate", str(study.rate)]
-    args = ["--model", model, *assignments(config), "--repeats", str(a.compare_repeats), *load]
+    if a.compare_repeats is not None:  # a fixed count, as before issue 25
+        rule = ["--repeats", str(a.compare_repeats)]
+    else:
+        rule = ["--precision", str(a.precision), "--max-repeats", str(a.max_repeats)]
+    args = ["--model", model, *assignments(config), *rule, "--min-effect", str(a.min_effect), *load]
     args += ["--protocol", study.protocol, "--window-s", str(a.window_s), "--json"]
     args += ["--backend", study.backend, "--signature", study.signature]
     print(f"comparing: autotune compare {' '.join(args)}", file=sys.stderr, flush=True)
@@ -91,8 +98,11 @@ def main() -> None:
     p.add_argument("--model", help="a built-in model (its study in studies/)")
     p.add_argument("--study", type=Path, help="a study file instead of --model's")
     p.add_argument("--trials", type=int, help="default: the study's")
-    p.add_argument("--confirm-repeats", type=int, default=3)
-    p.add_argument("--compare-repeats", type=int, default=5)
+    p.add_argument("--confirm-repeats", type=int, default=3, help="the job's least confirmation rounds")
+    p.add_argument("--compare-repeats", type=int, help="fixed servers a side (default: sequential)")
+    p.add_argument("--precision", type=float, default=0.05, help="compare stops at a 95%% CI within +-this")
+    p.add_argument("--max-repeats", type=int, default=10, help="compare's most servers a side")
+    p.add_argument("--min-effect", type=float, default=0.02, help="practical threshold for compare's verdicts")
     p.add_argument("--window-s", type=float, default=2.0)
     p.add_argument("--out", type=Path, required=True, help="the JSON data file")
     a = p.parse_args()
@@ -140,6 +150,13 @@ def main() -> None:
             "trials": trials,
             "job_verdict": summary_line(front, list(study.objectives)),
             "pick": {"how": how, "trial": pick["trial"], "config": pick["config"]},
+            # The pre-registered estimate: the job's own confirmation of the pick (None when not confirmed).
+            "pick_confirmation": {
+                k: pick.get(k)
+                for k in ("verdict", "message", "vs_defaults", "alpha_adjusted", "confirmation", "defaults_runs")
+            }
+            if pick.get("confirmation")
+            else None,
             "compare": None,
         }
         if is_default_config(pick["config"]):
@@ -149,23 +166,35 @@ def main() -> None:
     out["total_s"] = round(time.monotonic() - started)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=1) + "\n")
+    job = out["pick_confirmation"]
+    if job:
+        print(
+            f"{model}: pick trial {pick['trial']}, the job's confirmation: {_figures(job['vs_defaults'])}; "
+            f"{job['verdict']} ({job['message']}); {job['confirmation']['rounds']} rounds, "
+            f"stopped on {job['confirmation']['stopped']}"
+        )
     c = out["compare"]
     if c:
-        tp, p99 = c["metrics"]["throughput_rps"], c["metrics"]["latency_p99_ms"]
         print(
-            f"{model}: pick trial {pick['trial']} vs defaults: throughput x{tp['ratio']:.3f} "
-            f"(95% CI {tp['ratio_ci95'][0]:.3f}-{tp['ratio_ci95'][1]:.3f}) {tp['verdict']}, p99 x{p99['ratio']:.3f} "
-            f"({p99['ratio_ci95'][0]:.3f}-{p99['ratio_ci95'][1]:.3f}) {p99['verdict']}; overall {c['verdict']}; "
+            f"{model}: pick trial {pick['trial']} vs defaults, compare: {_figures(c['metrics'])}; overall "
+            f"{c['verdict']} ({c['message']}); {c['stopping']['rounds']} pairs, stopped on {c['stopping']['stopped']}; "
             f"SLO met {c['a']['slo_met_runs']}/{len(c['a']['runs'])} defaults, "
             f"{c['b']['slo_met_runs']}/{len(c['b']['runs'])} pick (failed runs: "
             f"{c['a']['median']['failed_runs']} defaults, {c['b']['median']['failed_runs']} pick)"
         )
-        cost = c["metrics"].get("cost_per_1k_requests")
-        if cost and cost.get("ratio"):
-            print(
-                f"{model}: cost per 1,000 requests x{cost['ratio']:.3f} (95% CI {cost['ratio_ci95'][0]:.3f}-"
-                f"{cost['ratio_ci95'][1]:.3f}) {cost['verdict']} (medians {cost['b_median']} vs {cost['a_median']})"
-            )
+
+
+def _figures(metrics: dict) -> str:
+    """Throughput, p99 and cost (where measured): ratio, the verdict's interval, verdict and mde."""
+    parts = []
+    for name in ("throughput_rps", "latency_p99_ms", "cost_per_1k_requests"):
+        m = metrics.get(name)
+        if not m or not m.get("ratio"):
+            continue
+        lo, hi = m.get("ratio_ci") or m["ratio_ci95"]
+        mde = f", mde {m['mde']:.1%}" if m.get("mde") is not None else ""
+        parts.append(f"{name} x{m['ratio']:.3f} ({lo:.3f}-{hi:.3f}) {m['verdict']}{mde}")
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":
