@@ -1,0 +1,41 @@
+"""benchmarks/verify_results.py: every headline figure recomputed from its data file, a changed one caught."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("verify_results", ROOT / "benchmarks" / "verify_results.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["verify_results"] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_every_registered_headline_figure_matches_its_data_file():
+    assert _module().check() == []
+
+
+def test_a_figure_no_document_prints_or_a_missing_file_is_a_mismatch():
+    v = _module()
+    wrong = v.Claim("made up", "tuned-tiny.json", lambda: "x9.99 (9.00-9.99)")
+    gone = v.Claim("gone", "no-such-file.json", lambda: "x1.00")
+    problems = v.check((wrong, gone))
+    assert "recomputed 'x9.99 (9.00-9.99)' from tuned-tiny.json; no document prints it" in problems[0]
+    assert "benchmarks/data/no-such-file.json is missing" in problems[1]
+
+
+def test_paired_compares_are_recomputed_by_round_and_a_failed_run_drops_its_pair():
+    v = _module()
+
+    def side(values):
+        return {"all_runs": [{"round": i, "ok": x is not None, "metrics": {"m": x}} for i, x in enumerate(values)]}
+
+    compare = {"a": side([100.0, 100.0, None, 100.0]), "b": side([110.0, 111.0, 500.0, 109.0])}
+    assert v.ratio(json.loads(json.dumps(compare)), "m").startswith("x1.10 (")
