@@ -827,7 +827,7 @@ def main() -> None:
         for n, r in doc["samplers"].items():
             log(
                 f"  {n:<17} trials-to-95% median {r['trials_to_95_median']:>6}  random {r['random_median']:>6}  "
-                f"ratio {r['ratio_to_random']}  size {doc['size']}"
+                f"ratio {r['ratio_to_random']}{' (bound: censored)' if r['ratio_is_bound'] else ''}  size {doc['size']}"
             )
         log(f"  targets (autotune): {doc['targets']}")
     if a.plots or not a.quick:
