@@ -579,7 +579,11 @@ def start(
     docker_image: DockerImageOpt = None,
     confirm_repeats: Annotated[
         int | None,
-        typer.Option(help="fresh servers a side when confirming the front against the defaults (0: off)"),
+        typer.Option(help="the least fresh servers a side when confirming the front against the defaults (0: off)"),
+    ] = None,
+    confirm_max_repeats: Annotated[
+        int | None,
+        typer.Option(min=3, max=50, help="the most fresh servers a side when confirming (default: the study's, 10)"),
     ] = None,
     requests_file: RequestsOpt = None,
     batch: BatchOpt = None,
@@ -620,6 +624,8 @@ def start(
         if problem:
             raise AutotuneError(f"--confirm-repeats {problem}")
         study = dataclasses.replace(study, confirm_repeats=confirm_repeats)
+    if confirm_max_repeats is not None:
+        study = dataclasses.replace(study, confirm_max_repeats=max(confirm_max_repeats, study.confirm_repeats))
     study = dataclasses.replace(
         study, windows=study.windows.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
     )
