@@ -1,6 +1,9 @@
 """One profiling process: a model's batch costs at one intra-op thread count (TF fixes threads at start-up).
 
-    python -m autotune.perfmodel.probe VERSION_DIR SIGNATURE THREADS BATCHES REPEATS BUDGET_S
+    python -m autotune.perfmodel.probe BASE_PATH SIGNATURE THREADS BATCHES REPEATS BUDGET_S [INTER_OP_THREADS]
+
+The model runs as the stand-in runs it (servers/local/servable.py: the signature inside a tf.function, numpy
+in and out), so a call costs here what it costs the server; the signature called eagerly was 15-40% slower.
 
 prints one JSON object: {"points": [{batch, wall_ms, wall_ci95_ms, cpu_ms, wall_sd_log, repeats}, ...]}.
 """
@@ -37,12 +40,12 @@ MAX_REPEATS = 200
 WARMUP_S = 0.3
 
 
-def measure(fn: Any, inputs: dict[str, Any], repeats: int, budget_s: float) -> tuple[list[float], list[float]]:
+def measure(fn: Any, repeats: int, budget_s: float) -> tuple[list[float], list[float]]:
     """Wall and process-CPU seconds of at least 3 calls: REPEATS or more while BUDGET_S lasts (MAX_REPEATS)."""
     started = time.perf_counter()
-    fn(**inputs)  # the first call of a shape pays for tracing and allocation
+    fn()  # the first call of a shape pays for tracing and allocation
     while time.perf_counter() - started < min(WARMUP_S, budget_s / 4):
-        fn(**inputs)
+        fn()
     walls: list[float] = []
     cpus: list[float] = []
     started = time.perf_counter()
@@ -50,30 +53,34 @@ def measure(fn: Any, inputs: dict[str, Any], repeats: int, budget_s: float) -> t
         if len(walls) >= repeats and time.perf_counter() - started > budget_s / 2:
             break
         w0, c0 = time.perf_counter(), time.process_time()
-        fn(**inputs)
+        fn()
         walls.append(time.perf_counter() - w0)
         cpus.append(time.process_time() - c0)
     return walls, cpus
 
 
 def main(argv: list[str]) -> None:
-    version_dir, signature_name, threads, batches, repeats, budget = argv
+    base_path, signature_name, threads, batches, repeats, budget, *rest = argv
     import tensorflow as tf
 
     from autotune.load.payload import synthetic_tensors
+    from autotune.models.resolve import latest_version
     from autotune.models.signature import read_signatures
+    from autotune.servers.local.servable import Servable
 
-    # Threads as the stand-in sets them for one execution: T intra-op threads, one inter-op thread.
+    # One execution's threads: T intra-op threads and one inter-op thread (the model runs concurrent executions
+    # side by side in inter-op slots), unless told (TF Serving's defaults, for the transport's baseline).
     tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    signature = read_signatures(Path(version_dir))[signature_name]
-    fn = tf.saved_model.load(version_dir, tags=["serve"]).signatures[signature_name]
+    tf.config.threading.set_inter_op_parallelism_threads(int(rest[0]) if rest else 1)
+    base = Path(base_path)
+    signature = read_signatures(base / str(latest_version(base)))[signature_name]
+    servable = Servable(base, batching=None)
     sizes = [int(b) for b in batches.split(",")]
     per_point = float(budget) / len(sizes)
     points = []
     for batch in sizes:
-        inputs = {k: tf.constant(v) for k, v in synthetic_tensors(signature, batch, seed=batch).items()}
-        walls, cpus = measure(fn, inputs, int(repeats), per_point)
+        inputs = synthetic_tensors(signature, batch, seed=batch)
+        walls, cpus = measure(lambda x=inputs: servable.predict(signature_name, x), int(repeats), per_point)
         ms = [w * 1000 for w in walls]
         low, high = median_ci(ms)
         points.append(
