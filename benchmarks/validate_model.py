@@ -56,9 +56,21 @@ def _spread(draws: tuple[Draw, ...], metric: str) -> float | None:
     return (max(vals) - min(vals)) / statistics.median(vals) if len(vals) > 1 else None
 
 
-def validate(header: dict[str, str], points: list[Point], profile: Profile, requests: int) -> list[dict[str, Any]]:
-    """One row per point: knobs, measured medians, predictions and relative errors."""
-    slo, max_err = float(header["slo_ms"]), float(header["max_error_rate"])
+def defaults_slo(points: list[Point], factor: float) -> float:
+    """FACTOR x the measured median p99 of TF Serving's defaults: an SLO a host of any speed can be judged by."""
+    from autotune.knobs import ServingConfig
+
+    defaults = [p for p in points if p.config == ServingConfig()]
+    if not defaults or defaults[0].latency_p99_ms is None:
+        sys.exit("error: --slo-from-defaults needs TF Serving's defaults among the points")
+    return round(factor * defaults[0].latency_p99_ms, 1)
+
+
+def validate(
+    header: dict[str, str], points: list[Point], profile: Profile, requests: int, slo: float
+) -> list[dict[str, Any]]:
+    """One row per point: knobs, measured medians, predictions and relative errors; goodput judged at SLO."""
+    max_err = float(header["max_error_rate"])
     load = Load(concurrency=int(header["concurrency"]))
     rows = []
     for p in points:
@@ -72,6 +84,7 @@ def validate(header: dict[str, str], points: list[Point], profile: Profile, requ
                 "measured_throughput_rps": p.throughput_rps,
                 "measured_p99_ms": p.latency_p99_ms,
                 "measured_goodput_rps": p.goodput(slo, max_err),
+                "slo_ms": slo,
                 "measured_cpu_cores": statistics.median([d.cpu_cores for d in p.draws if d.cpu_cores is not None]),
                 "throughput_spread": _spread(p.draws, "throughput_rps"),
                 "predicted_throughput_rps": round(pred.throughput_rps, 3),
@@ -144,6 +157,14 @@ def main() -> None:
     p.add_argument("--grid", type=Path, required=True, help="a record_grid.py file (a grid or a held-out set)")
     p.add_argument("--profile", type=Path, required=True, help="the model's profile, measured on the same host")
     p.add_argument("--requests", type=int, default=2000, help="simulated answers per point")
+    slo = p.add_mutually_exclusive_group()
+    slo.add_argument("--slo-ms", type=float, help="judge goodput at this p99 bound (default: the file's)")
+    slo.add_argument(
+        "--slo-from-defaults",
+        type=float,
+        metavar="K",
+        help="judge goodput at K x the measured p99 of TF Serving's defaults in the file (hosts differ in speed)",
+    )
     p.add_argument("--out", type=Path, help="write the per-point table here (CSV)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
@@ -153,7 +174,11 @@ def main() -> None:
         sys.exit(
             f"error: {a.grid} was measured on {header.get('cpu_model')}, the profile on {profile.host.get('cpu_model')}"
         )
-    rows = validate(header, points, profile, a.requests)
+    if a.slo_from_defaults:
+        slo_ms = defaults_slo(points, a.slo_from_defaults)
+    else:
+        slo_ms = a.slo_ms or float(header["slo_ms"])
+    rows = validate(header, points, profile, a.requests, slo_ms)
     summary = summarize(rows)
     met = verdicts(summary)
     if a.out:
@@ -164,9 +189,10 @@ def main() -> None:
             writer.writeheader()
             writer.writerows(rows)
     if a.json:
-        print(json.dumps({"grid": str(a.grid), "profile": str(a.profile), **summary, "met": met}, indent=2))
+        doc = {"grid": str(a.grid), "profile": str(a.profile), "slo_ms": slo_ms, **summary, "met": met}
+        print(json.dumps(doc, indent=2))
         return
-    print(f"{a.grid.name}: {summary['points']} points, profile {a.profile.name}")
+    print(f"{a.grid.name}: {summary['points']} points, profile {a.profile.name}, goodput at p99 <= {slo_ms:g} ms")
     for key, value in summary.items():
         print(f"  {key}: {value}" + (f"  [{'met' if met[key] else 'MISSED'}]" if key in met else ""))
     print(f"  optimum_in_top_5: {met['optimum_in_top_5']}")
