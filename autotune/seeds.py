@@ -26,8 +26,18 @@ from autotune.knobs import KNOBS, ServingConfig, validate
 from autotune.space import Dimension
 
 
-def _fit(dim: Dimension | None, value: Any) -> Any:
-    """VALUE moved into DIM: the fixed value, the nearest choice, or clamped to the range."""
+def as_tf_reads(name: str, value: Any, cpus: int) -> Any:
+    """What TF Serving makes of VALUE for knob NAME: a thread count of 0 is every core (TF picks), a batch
+    timeout of 0 is no wait, as 1 µs is. Seeds are fitted to the nearest choice on these readings."""
+    if name in ("intra_op_threads", "inter_op_threads") and value == 0:
+        return cpus
+    if name == "batch_timeout_micros" and value == 0:
+        return 1
+    return value
+
+
+def _fit(dim: Dimension | None, value: Any, cpus: int = 1) -> Any:
+    """VALUE moved into DIM: the fixed value, the nearest choice (as TF reads both), or clamped to the range."""
     if dim is None:
         return value
     if dim.is_fixed:
@@ -37,7 +47,12 @@ def _fit(dim: Dimension | None, value: Any) -> Any:
             return value
         numeric = [c for c in dim.choices if isinstance(c, int | float) and not isinstance(c, bool)]
         if numeric and isinstance(value, int | float) and not isinstance(value, bool):
-            return min(numeric, key=lambda c: abs(math.log((c or 1e-9) / (value or 1e-9))))
+            want = as_tf_reads(dim.name, value, cpus) or 1e-9
+
+            def distance(c: float) -> float:
+                return abs(math.log((as_tf_reads(dim.name, c, cpus) or 1e-9) / want))
+
+            return min(numeric, key=distance)
         return dim.choices[0]
     low = dim.low if dim.low is not None else value
     high = dim.high if dim.high is not None else value
@@ -78,7 +93,7 @@ def heuristic_seeds(space: dict[str, Dimension], cpus: int, concurrency: int | N
     ]
     seeds: list[ServingConfig] = []
     for values in raw:
-        fitted = {name: _fit(space.get(name), value) for name, value in values.items()}
+        fitted = {name: _fit(space.get(name), value, cpus) for name, value in values.items()}
         for name, dim in space.items():  # knobs the seed leaves alone still honour a fixed value
             if name not in fitted and dim.is_fixed:
                 fitted[name] = dim.fixed

@@ -15,6 +15,8 @@ sys.path.insert(0, str(BENCH))
 
 import search_at_scale as sas  # noqa: E402
 
+from autotune.seeds import heuristic_seeds  # noqa: E402
+
 SPEC = sas.SpaceSpec(
     name="test-tiny",
     model="tiny",
@@ -87,10 +89,11 @@ def test_noise_comes_from_the_measured_repeats() -> None:
     assert 0.005 < s_thr < 0.2 and 0.005 < s_p99 < 0.3
 
 
-def test_zero_aware_seeds_read_zero_as_tf_does() -> None:
+def test_the_legacy_entrant_fits_seeds_as_before_and_the_shipped_seeds_stay_in_the_space() -> None:
     dims = sas.dimensions(SPEC)
-    seeds = sas.zero_aware_seeds(dims, SPEC.cores, SPEC.concurrency)
-    assert seeds
-    # "inter-op = cores" is the choice 0 here (TF's every core), never 1: one op at a time on one core.
-    assert all(not (c.intra_op_threads == 1 and c.inter_op_threads == 1) for c in seeds)
-    assert all(sas.key_of(c) in {sas.key_of(x) for x in sas.configs_of(SPEC)} for c in seeds)
+    shipped = heuristic_seeds(dims, SPEC.cores, SPEC.concurrency)
+    legacy = sas.legacy_seeds(dims, SPEC.cores, SPEC.concurrency)
+    assert shipped and legacy
+    assert all(sas.key_of(c) in {sas.key_of(x) for x in sas.configs_of(SPEC)} for c in shipped)
+    # The old rule took the 0 choice ("every core") for 1e-9: it never picked it for "inter-op = cores".
+    assert all(c.inter_op_threads != 0 for c in legacy)

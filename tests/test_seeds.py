@@ -53,3 +53,20 @@ def test_every_seed_round_trips_through_optuna_as_the_tuner_enqueues_it():
         study.enqueue_trial(params_of(seed, space))
     asked = [suggest(study.ask(), space) for _ in seeds]
     assert asked == seeds
+
+
+def test_a_zero_choice_is_read_as_tf_serving_reads_it_when_seeds_are_fitted():
+    cores = 16
+    space = {
+        "enable_batching": Dimension("enable_batching", choices=(False, True)),
+        "max_batch_size": Dimension("max_batch_size", choices=(4, 16, 64)),
+        "batch_timeout_micros": Dimension("batch_timeout_micros", choices=(0, 1000, 10000)),
+        "num_batch_threads": Dimension("num_batch_threads", choices=(1, 4, 8, 16)),
+        "intra_op_threads": Dimension("intra_op_threads", choices=(0, 1, 4, 8)),
+        "inter_op_threads": Dimension("inter_op_threads", choices=(0, 1, 4, 8)),
+    }
+    seeds = heuristic_seeds(space, cores, 32)
+    guide = seeds[0]  # one batch thread and one inter-op thread per core, no wait
+    assert (guide.inter_op_threads, guide.batch_timeout_micros) == (0, 0)  # 0: every core; 0 µs: no wait
+    assert len({(s.batch_timeout_micros, s.num_batch_threads, s.intra_op_threads) for s in seeds}) == len(seeds)
+    assert all(not (s.intra_op_threads == 1 and s.inter_op_threads == 1) for s in seeds)
