@@ -156,3 +156,10 @@ def test_cost_curve_needs_no_more_than_one_point_per_thread_count() -> None:
     curve = CostCurve([BatchCost("savedmodel", 1, 4, 8.0, (8.0, 8.0), 8.0, 3)])
     assert curve.cost(8, 1)[0] == pytest.approx(16.0)  # proportional from the one point
     assert curve.cost(8, 4)[0] == pytest.approx(16.0)  # one thread count: no speed-up to carry on
+
+
+def test_no_more_requests_reach_the_batch_queue_than_the_server_has_handler_threads() -> None:
+    p = synthetic_profile()
+    waits = ServingConfig(enable_batching=True, max_batch_size=64, batch_timeout_micros=20_000, num_batch_threads=1)
+    pred = simulate(p, waits, Load(concurrency=32))
+    assert pred.mean_batch_size == pytest.approx(8.0, rel=0.05)  # 4 handler threads per core, 2 cores

@@ -29,6 +29,11 @@ from autotune.errors import AutotuneError
 from autotune.knobs import SAVEDMODEL, ServingConfig
 from autotune.perfmodel.profile import CostCurve, DeviceCurve, Profile, Transport
 
+# TF Serving handles at most this many requests at once per schedulable core, REST and gRPC alike
+# (model_servers/server.h: http_num_threads and grpc_max_threads = 4 * NumSchedulableCPUs; the stand-in follows);
+# the rest wait for a handler, so no more than these ever reach the batch queue.
+HANDLER_THREADS_PER_CORE = 4
+
 
 @dataclass(frozen=True)
 class Load:
@@ -167,6 +172,7 @@ class Server:
         self.env, self.pool, self.curve, self.transport, self.rng = env, pool, curve, transport, rng
         self.intra = config.intra_op_threads or sched_cores
         self.slots = simpy.Resource(env, capacity=config.inter_op_threads or sched_cores)
+        self.handlers = simpy.Resource(env, capacity=HANDLER_THREADS_PER_CORE * sched_cores)
         self.gil = simpy.Resource(env, capacity=1) if transport.gil else None
         # An accelerator runs one call at a time; a CPU curve has no such queue.
         self.device = simpy.Resource(env, capacity=1) if curve.serial_device else None
@@ -203,7 +209,12 @@ class Server:
                 yield self.pool.run(wall_ms * factor / 1000, cpu_ms / wall_ms)
 
     def handle(self) -> Generator[Any, Any, bool]:
-        """One request inside the server; returns False when the batch queue rejected it."""
+        """One request inside the server, once a handler thread takes it; False when the batch queue rejected it."""
+        with self.handlers.request() as handler:
+            yield handler
+            return (yield from self._handled())
+
+    def _handled(self) -> Generator[Any, Any, bool]:
         t = self.transport
         if self.gil is not None:
             with self.gil.request() as held:
