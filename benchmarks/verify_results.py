@@ -85,6 +85,27 @@ def aa_significant(name: str) -> str:
     return f"{found} of {len(compares)} significant"
 
 
+def _validation(name: str) -> list[dict[str, str]]:
+    import csv
+
+    with (DATA / name).open() as f:
+        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+
+
+def validation(name: str, what: str) -> str:
+    """A performance-model validation figure recomputed from its per-point measured and predicted columns."""
+    from scipy.stats import spearmanr
+
+    rows = _validation(name)
+    if what.startswith("spearman_"):
+        metric = what.removeprefix("spearman_")
+        meas = [float(r[f"measured_{metric}"]) for r in rows]
+        pred = [float(r[f"predicted_{metric}"]) for r in rows]
+        return f"Spearman on {metric.split('_')[0]} {spearmanr(meas, pred).statistic:.3f}"
+    errors = [abs(float(r[f"err_{what}"])) for r in rows if r[f"err_{what}"]]
+    return f"{what} error {median(errors):.1%}"
+
+
 @dataclass(frozen=True)
 class Claim:
     """One headline figure: where its data is and how to recompute the text the documents print."""
@@ -131,6 +152,16 @@ CLAIMS = (
         "variants job, p99 ratio",
         "tuned-mobilenet_float-variants-relaxed.json",
         _tuned("tuned-mobilenet_float-variants-relaxed.json", "latency_p99_ms", "p99 "),
+    ),
+    *(
+        Claim(f"model validation, {name}, {what}", name, lambda n=name, w=what: validation(n, w))
+        for name in (
+            "validation-mobilenet-grid-2026-12-04-preregistered.csv",
+            "validation-mobilenet-grid-2026-12-04.csv",
+            "validation-mobilenet-heldout-2026-12-04.csv",
+            "validation-resnet-grid-2026-12-04.csv",
+        )
+        for what in ("throughput", "p99", "spearman_throughput_rps")
     ),
     Claim(
         "read-only command CPU",
