@@ -106,6 +106,18 @@ def validation(name: str, what: str) -> str:
     return f"{what} error {median(errors):.1%}"
 
 
+def race(space: str) -> str:
+    """Trials to 95% of the optimum, ours against random, from the race's per-seed counts (upper median, as
+    search_at_scale.py takes it over an even number of seeds)."""
+    samplers = _load("search-at-scale.json")["spaces"][space]["samplers"]
+
+    def upper_median(name: str) -> int:
+        counts = sorted(samplers[name]["counts"])
+        return counts[len(counts) // 2]
+
+    return f"{space}: ours {upper_median('autotune')} vs random {upper_median('random')}"
+
+
 @dataclass(frozen=True)
 class Claim:
     """One headline figure: where its data is and how to recompute the text the documents print."""
@@ -162,6 +174,10 @@ CLAIMS = (
             "validation-resnet-grid-2026-12-04.csv",
         )
         for what in ("throughput", "p99", "spearman_throughput_rps")
+    ),
+    *(
+        Claim(f"race, {space}", "search-at-scale.json", lambda sp=space: race(sp))
+        for space in ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")
     ),
     Claim(
         "read-only command CPU",
