@@ -184,6 +184,11 @@ CLAIMS = (
         "cli-overhead.json",
         lambda: f"{median(_load('cli-overhead.json')['ours']['status --json']['cpu_s']):.2f} CPU-s",
     ),
+    Claim(
+        "read-only command CPU with a daemon running",
+        "cli-overhead-daemon.json",
+        lambda: f"{median(_load('cli-overhead-daemon.json')['ours']['status --json']['cpu_s']):.2f} CPU-s",
+    ),
 )
 
 
