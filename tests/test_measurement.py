@@ -160,7 +160,8 @@ def test_front_candidates_are_confirmed_on_fresh_servers_against_the_defaults(ti
     for e in entries:
         assert e["confirmed"] is True and e["search_metrics"] == draw
         assert e["metrics"]["throughput_rps"] < 1e9  # the confirmed median replaced the lucky draw
-        assert e["metrics"]["throughput_rps"] == pytest.approx(e["vs_defaults"]["throughput_rps"]["b_median"], rel=1e-6)
+        # The stored metric is rounded to 3 decimals; a median of two runs can carry a fourth.
+        assert e["metrics"]["throughput_rps"] == pytest.approx(e["vs_defaults"]["throughput_rps"]["b_median"], abs=1e-3)
         assert e["defaults"]["runs"] == 2 and len(e["confirm_runs"]) == 2
         assert e["verdict"] in ("better", "worse", "equivalent", "inconclusive", "mixed")
         assert len(e["defaults_runs"]) == 2 and e["confirmation"]["stopped"] == "fixed"
