@@ -24,6 +24,16 @@ def _this_host() -> str:
     return fingerprint(host_info())
 
 
+def _stored(model_spec: str) -> tuple[Any, str, str, Any]:
+    """MODEL_SPEC resolved, the key its profiles are stored under (content hash, this host) and the store."""
+    from autotune.models.content import content_hash
+    from autotune.models.resolve import resolve_model
+    from autotune.store.profiles import Profiles
+
+    ref = resolve_model(model_spec)
+    return ref, content_hash(ref.version_path), _this_host(), Profiles()
+
+
 def cached_profile(model_spec: str, profile_file: Path | None = None, any_host: bool = False) -> Any:
     """The profile of MODEL_SPEC's content on this host (or from PROFILE_FILE); one-line errors when none fits."""
     import json
@@ -39,13 +49,7 @@ def cached_profile(model_spec: str, profile_file: Path | None = None, any_host: 
             cpu = loaded.host.get("cpu_model", "another host")
             raise AutotuneError(f"--profile {profile_file} was measured on another host ({cpu}); add --any-host")
         return loaded
-    from autotune.models.content import content_hash
-    from autotune.models.resolve import resolve_model
-    from autotune.store.profiles import Profiles
-
-    ref = resolve_model(model_spec)
-    digest, host = content_hash(ref.version_path), _this_host()
-    store = Profiles()
+    ref, digest, host, store = _stored(model_spec)
     doc = store.get(digest, host)
     if doc is None:
         others = store.other_hosts(digest)
@@ -66,15 +70,10 @@ def profile(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure what one batch of MODEL costs here (no server), by batch size and intra-op threads; cached."""
-    from autotune.models.content import content_hash
-    from autotune.models.resolve import resolve_model
     from autotune.perfmodel.measure import measure_profile
     from autotune.perfmodel.profile import Profile
-    from autotune.store.profiles import Profiles
 
-    ref = resolve_model(model)
-    digest, host = content_hash(ref.version_path), _this_host()
-    store = Profiles()
+    ref, digest, host, store = _stored(model)
     doc = None if refresh else store.get(digest, host)
     cached = doc is not None
     if doc is None:
@@ -133,10 +132,10 @@ def predict(
     from autotune.perfmodel.simulate import Load, simulate
 
     config = parse_assignments(list(set_ or []))
-    if concurrency is not None and rate is not None:
-        raise AutotuneError("give --concurrency or --rate, not both")
+    # Checked before the profile is read: a bad load is an input error (Load says which).
+    load = None if concurrency is None and rate is None else Load(concurrency=concurrency, rate=rate)
     p = cached_profile(model, profile_file, any_host)
-    if concurrency is None and rate is None:
+    if load is None:
         levels = []
         c = 1
         while c <= RAMP_MAX:
@@ -151,7 +150,6 @@ def predict(
             raise AutotuneError(f"no load meets the SLO: p99 at concurrency 1 is {pred.latency_p99_ms:.1f} ms")
         load_doc, pred = {"concurrency": levels[-1][0]}, levels[-1][1]
     else:
-        load = Load(concurrency=concurrency, rate=rate)
         pred = simulate(p, config, load, protocol.value, cores, requests)
         load_doc = {"concurrency": concurrency} if concurrency is not None else {"rate": rate}
     doc = {

@@ -7,7 +7,7 @@ from typing import Any
 
 from autotune.states import JobState, TrialState
 from autotune.store import Store
-from autotune.store.schema import JobRow
+from autotune.store.schema import JobRow, ModelRow
 
 OBJECTIVES = {"throughput_rps": "maximize", "latency_p99_ms": "minimize"}
 _names = itertools.count()
@@ -15,6 +15,15 @@ _names = itertools.count()
 
 def add_host(store: Store, fingerprint: str) -> int:
     return store.host({"cpu_model": fingerprint}, fingerprint)
+
+
+def add_model(store: Store, name: str = "tiny") -> int:
+    """A model row with no files behind it: for what only reads jobs back (status, pareto)."""
+    with store._tx() as s:
+        row = ModelRow(name=name, path=f"/models/{name}", version=1, content_hash="0" * 64, signature={})
+        s.add(row)
+        s.flush()
+        return row.id
 
 
 def add_job(

@@ -15,9 +15,8 @@ from autotune import progress, tables
 from autotune.fingerprint import fingerprint, host_info
 from autotune.states import JobState
 from autotune.store import Store
-from autotune.store.schema import ModelRow
 from tests.conftest import autotune
-from tests.stored_jobs import add_job, add_trial
+from tests.stored_jobs import add_job, add_model, add_trial
 
 # A pipe 80 columns wide, as cron or `| tee log` gives: rich cuts cells to fit it unless told otherwise.
 LOG = {"COLUMNS": "80", "PATH": "/nonexistent"}
@@ -102,11 +101,7 @@ def test_the_backend_note_is_one_short_line_said_once_and_quiet_silences_it(tiny
 def _stored_front(db: str, trials: int = 3) -> int:
     """A done job of tiny on this host whose trials have long configs: what `pareto` shows."""
     store = Store(db)
-    with store._tx() as s:
-        row = ModelRow(name="tiny", path="/models/tiny", version=1, content_hash="0" * 64, signature={})
-        s.add(row)
-        s.flush()
-        model_id = row.id
+    model_id = add_model(store)
     job = add_job(store, model_id, fingerprint(host_info()), JobState.running)
     for n in range(trials):
         config = {**LONG_CONFIG, "max_batch_size": 2 ** (n + 3)}

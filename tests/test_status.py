@@ -15,9 +15,8 @@ import pytest
 from autotune.daemon_control import mark_changed, status_path
 from autotune.states import JobState
 from autotune.store import Store
-from autotune.store.schema import ModelRow
 from tests.conftest import AUTOTUNE, autotune, wait_for
-from tests.stored_jobs import add_job
+from tests.stored_jobs import add_job, add_model
 
 FROM_FILE = {"id": 4242, "model": "from-the-file", "state": "running", "trials_done": 1, "trials_total": 3}
 
@@ -82,11 +81,7 @@ def test_without_a_daemon_status_reads_the_store(db):
 
 def test_a_real_daemon_publishes_the_jobs_and_a_cancel_shows_at_once(db, tmp_path):
     store = Store(db)
-    with store._tx() as s:
-        row = ModelRow(name="tiny", path="/models/tiny", version=1, content_hash="0" * 64, signature={})
-        s.add(row)
-        s.flush()
-        model_id = row.id
+    model_id = add_model(store)
     # Another host's job: this daemon lists it but never claims it (its fingerprint differs).
     job_id = add_job(store, model_id, "fp-of-another-host", JobState.queued)
     env = {**os.environ, "AUTOTUNE_DB_URL": db}

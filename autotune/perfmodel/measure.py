@@ -18,6 +18,7 @@ from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import ServingConfig, schedulable_cpus
 from autotune.models.content import content_hash
 from autotune.models.resolve import ModelRef
+from autotune.monitor import host_busy_seconds
 from autotune.perfmodel.profile import BatchCost, Profile, Transport
 
 # Powers of two and a few sizes between, so odd batch sizes interpolate over short spans.
@@ -37,14 +38,6 @@ def thread_counts(cpus: int) -> list[int]:
     return [*counts, cpus]
 
 
-def busy_cpu_s() -> float:
-    """CPU seconds the whole host has spent busy (every process), from the kernel's counters."""
-    import psutil
-
-    t = psutil.cpu_times()
-    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0) + getattr(t, "steal", 0.0)
-
-
 def children_cpu_s() -> float:
     """CPU seconds of this process's finished children."""
     import resource
@@ -58,7 +51,7 @@ def probe(
 ) -> tuple[list[BatchCost], float]:
     """Batch costs at THREADS intra-op threads, measured in a fresh process, and the cores other processes
     used meanwhile (a busy host slows a multi-threaded call more than its share: its threads wait on each other)."""
-    wall0, busy0, own0 = time.monotonic(), busy_cpu_s(), children_cpu_s()
+    wall0, busy0, own0 = time.monotonic(), host_busy_seconds(), children_cpu_s()
     argv = [
         sys.executable,
         "-m",
@@ -78,7 +71,7 @@ def probe(
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
         raise AutotuneError(f"profiling {model.name} failed at {threads} threads: {last}")
-    foreign = ((busy_cpu_s() - busy0) - (children_cpu_s() - own0)) / max(time.monotonic() - wall0, 1e-9)
+    foreign = ((host_busy_seconds() - busy0) - (children_cpu_s() - own0)) / max(time.monotonic() - wall0, 1e-9)
     doc = json.loads(out.stdout.strip().splitlines()[-1])
     return [
         BatchCost(

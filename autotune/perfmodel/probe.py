@@ -22,19 +22,6 @@ from typing import Any
 MAX_CALL_S = 2.0
 
 
-def median_ci(values: list[float]) -> tuple[float, float]:
-    """A distribution-free 95% interval of the median (order statistics; the range under 6 values)."""
-    from scipy.stats import binom
-
-    xs = sorted(values)
-    n = len(xs)
-    if n < 6:
-        return xs[0], xs[-1]
-    lo = int(binom.ppf(0.025, n, 0.5))
-    hi = min(n - 1, n - lo)
-    return xs[max(lo - 1, 0)], xs[hi]
-
-
 # Fast calls repeat while the point's budget lasts, up to this many: their medians need more samples.
 MAX_REPEATS = 200
 WARMUP_S = 0.3
@@ -64,6 +51,7 @@ def main(argv: list[str]) -> None:
     import tensorflow as tf
 
     from autotune.load.payload import synthetic_tensors
+    from autotune.load.stats import quantile_ci95
     from autotune.models.resolve import latest_version
     from autotune.models.signature import read_signatures
     from autotune.servers.local.servable import Servable
@@ -82,7 +70,7 @@ def main(argv: list[str]) -> None:
         inputs = synthetic_tensors(signature, batch, seed=batch)
         walls, cpus = measure(lambda x=inputs: servable.predict(signature_name, x), int(repeats), per_point)
         ms = [w * 1000 for w in walls]
-        low, high = median_ci(ms)
+        low, high = quantile_ci95(ms, 0.5)  # type: ignore[misc]
         points.append(
             {
                 "batch": batch,

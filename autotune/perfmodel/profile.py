@@ -128,7 +128,6 @@ class CostCurve:
             pts = sorted((p for p in points if p.threads == t), key=lambda p: p.batch)
             self._by_threads[t] = ([p.batch for p in pts], [p.wall_ms for p in pts], [p.cpu_ms for p in pts])
             self._spread[t] = ([p.batch for p in pts], [p.wall_sd_log for p in pts])
-        self.max_batch = max(p.batch for p in points)
         self._cache: dict[tuple[int, int], tuple[float, float]] = {}
 
     def spread(self, batch: int, threads: int) -> float:
