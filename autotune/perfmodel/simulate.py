@@ -10,7 +10,9 @@ The parts, each with the measured cost that drives it (perfmodel/profile.py):
 - executions: at most inter-op threads at once (TF's pick: the schedulable cores), each a call of the
   (padded) batch with intra-op threads, whose cost is the profile's wall time and CPU;
 - cores: every running piece of work asks for its CPU (cores busy when alone) and the host's cores are
-  shared in proportion; the server's share is capped at its `cpus` allowance, the client gets the rest.
+  shared in proportion; the server's share is capped at its `cpus` allowance. The cores are planned as the
+  stand-in plans them (cpulimit.plan_cpus): where the load generator gets cores of its own, it runs there;
+  it is one Python process, so it never uses more than one core.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from autotune.cpulimit import plan_cpus
 from autotune.errors import AutotuneError
 from autotune.knobs import SAVEDMODEL, ServingConfig
 from autotune.perfmodel.profile import CostCurve, DeviceCurve, Profile, Transport
@@ -33,6 +36,8 @@ from autotune.perfmodel.profile import CostCurve, DeviceCurve, Profile, Transpor
 # (model_servers/server.h: http_num_threads and grpc_max_threads = 4 * NumSchedulableCPUs; the stand-in follows);
 # the rest wait for a handler, so no more than these ever reach the batch queue.
 HANDLER_THREADS_PER_CORE = 4
+# The load generator is one Python process: its work is serialized by its GIL to one core at most.
+CLIENT_CORES = 1.0
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,9 @@ class CpuPool:
     All server work progresses at one rate and all client work at another, so each class keeps a virtual
     clock (alone-seconds done so far) and a heap of finish marks on it: O(log n) per event."""
 
-    def __init__(self, env: simpy.Environment, cores: float, server_cap: float) -> None:
+    def __init__(self, env: simpy.Environment, cores: float, server_cap: float, client_apart: bool = False) -> None:
         self.env, self.cores, self.cap = env, cores, min(server_cap, cores)
+        self.client_apart = client_apart  # the generator runs on cores of its own, outside the server's
         # Per class (server, client): virtual clock, total demand, heap of (finish mark, seq, demand, event).
         self.clock = [0.0, 0.0]
         self.demand = [0.0, 0.0]
@@ -106,9 +112,12 @@ class CpuPool:
         total = d_server + d_client
         if total <= 1e-12:
             return 1.0, 1.0
-        share = self.cores * d_server / total
-        s_alloc = min(d_server, self.cap, max(share, self.cores - d_client))
-        c_alloc = min(d_client, self.cores - s_alloc)
+        if self.client_apart:
+            s_alloc, c_alloc = min(d_server, self.cap), min(d_client, CLIENT_CORES)
+        else:
+            share = self.cores * d_server / total
+            s_alloc = min(d_server, self.cap, max(share, self.cores - min(d_client, CLIENT_CORES)))
+            c_alloc = min(d_client, CLIENT_CORES, self.cores - s_alloc)
         return (s_alloc / d_server if d_server > 1e-12 else 1.0), (c_alloc / d_client if d_client > 1e-12 else 1.0)
 
     def _advance(self) -> None:
@@ -286,13 +295,10 @@ def simulate(
     The first tenth of the requests warms the model up (queues fill) and is not counted."""
     curve = curve or profile.curve(config.model_variant if config.model_variant != SAVEDMODEL else SAVEDMODEL)
     host = float(cores or profile.cpus)
-    allowance = config.cpus or host
-    if allowance > host:
-        raise AutotuneError(f"cpus={config.cpus:g} is more than the host's {host:g} cores")
-    sched = math.ceil(allowance)  # the stand-in pins whole cores, then a quota trims fractions
+    allowance, sched, apart = _cpu_plan(config.cpus, host)
     env = simpy.Environment()
     rng = np.random.default_rng(seed)
-    pool = CpuPool(env, host, allowance)
+    pool = CpuPool(env, host, allowance, client_apart=apart)
     transport = transport or profile.transport_for(protocol)
     server = Server(env, pool, curve, config, sched, transport, rng)
     delay_s = max(transport.wall_ms - transport.client_cpu_ms - transport.server_cpu_ms, 0.0) / 1000
@@ -328,6 +334,18 @@ def simulate(
         env.process(arrivals(float(load.rate)))  # type: ignore[arg-type]
     env.run(until=finished)
     return _summarize(log[warm : warm + requests], marks, server.batch_sizes)
+
+
+def _cpu_plan(cpus: float, host: float) -> tuple[float, int, bool]:
+    """The server's allowance, its schedulable cores, and whether the generator has cores of its own."""
+    if cpus > host:
+        raise AutotuneError(f"cpus={cpus:g} is more than the host's {host:g} cores")
+    if not float(host).is_integer():  # a fractional host (--cores 2.5) has no core plan: all is shared
+        allowance = cpus or host
+        return allowance, math.ceil(allowance), False
+    plan = plan_cpus(cpus, list(range(int(host))))
+    # The stand-in pins whole cores, then a quota trims fractions.
+    return plan.cpus or float(len(plan.server_cores)), len(plan.server_cores), bool(plan.client_cores)
 
 
 def _summarize(log: list[tuple[float, float, bool]], marks: dict[str, float], sizes: list[int]) -> Prediction:
