@@ -172,8 +172,17 @@ CLAIMS = (
             "validation-mobilenet-grid-2026-12-04.csv",
             "validation-mobilenet-heldout-2026-12-04.csv",
             "validation-resnet-grid-2026-12-04.csv",
+            "validation-mobilenet-grid-2026-12-04-cpuplan.csv",
+            "validation-mobilenet-heldout-2026-12-04-cpuplan.csv",
+            "validation-resnet-grid-2026-12-04-cpuplan.csv",
+            "validation-mobilenet-cpu16-2026-12-04.csv",
         )
         for what in ("throughput", "p99", "spearman_throughput_rps")
+    ),
+    Claim(
+        "model validation, 16 cores, goodput",
+        "validation-mobilenet-cpu16-2026-12-04.csv",
+        lambda: validation("validation-mobilenet-cpu16-2026-12-04.csv", "spearman_goodput_rps"),
     ),
     *(
         Claim(f"race, {space}", "search-at-scale.json", lambda sp=space: race(sp))

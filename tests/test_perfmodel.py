@@ -89,6 +89,24 @@ def test_a_cpu_allowance_caps_the_server_cores() -> None:
     assert half.throughput_rps == pytest.approx(full.throughput_rps / 2, rel=0.03)
 
 
+def test_from_four_cores_an_unlimited_server_leaves_one_core_to_the_load_generator() -> None:
+    p = synthetic_profile(transport_ms=0.0)
+    wide = ServingConfig(intra_op_threads=1, inter_op_threads=16)
+    pred = simulate(p, wide, Load(concurrency=32), cores=16)
+    assert pred.cpu_cores == pytest.approx(15.0, rel=0.02)  # as cpulimit.plan_cpus pins it
+    assert pred.throughput_rps == pytest.approx(15 * 1000 / 12.0, rel=0.03)
+    pinned = simulate(p, wide.replace(cpus=16.0), Load(concurrency=32), cores=16)
+    assert pinned.cpu_cores == pytest.approx(16.0, rel=0.02)  # an allowance of every core: they share
+
+
+def test_the_load_generator_is_one_process_and_never_uses_more_than_one_core() -> None:
+    p = synthetic_profile(fixed_ms=0.1, per_item_ms=0.0, transport_ms=0.0)
+    heavy_client = Transport("rest", 4.0, 0.0, 4.0, gil=False)
+    config = ServingConfig(intra_op_threads=1, inter_op_threads=2)
+    pred = simulate(p, config, Load(concurrency=16), cores=8, transport=heavy_client)
+    assert pred.throughput_rps == pytest.approx(1000 / 4.0, rel=0.05)  # 4 ms of client CPU each, one core
+
+
 def test_a_python_servers_gil_serializes_request_handling() -> None:
     fast = synthetic_profile(fixed_ms=0.1, per_item_ms=0.0, transport_ms=0.0)
     handled = Transport("rest", 4.0, 4.0, 0.0, gil=True)

@@ -12,11 +12,16 @@ mkdir -p /tmp/bundle /tmp/site "$OUT"
   echo "== host"; nproc; grep -m1 "model name" /proc/cpuinfo; uname -r; python3 --version; nvidia-smi -L
   cat /tmp/parts/part.* | tar -x -C /tmp/bundle || exit 3
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/bundle/*.whl
-  unzip -q -o /tmp/bundle/tensorflow_cpu.zip -d /tmp/site || exit 4
+  python3 -m zipfile -e /tmp/bundle/tensorflow_cpu.zip /tmp/site || exit 4  # no unzip there
   echo "== installed in $(( $(date +%s) - T0 )) s"
 } >"$LOG" 2>&1
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1
-python3 -c "import tensorflow as tf, numpy, google.protobuf as pb; print('tf', tf.__version__, 'numpy', numpy.__version__, 'protobuf', pb.__version__)" >>"$LOG" 2>&1 || exit 5
+CHECK="import tensorflow as tf, numpy, google.protobuf as pb; print('tf', tf.__version__, 'numpy', numpy.__version__, 'protobuf', pb.__version__)"
+if ! python3 -c "$CHECK" >>"$LOG" 2>&1; then  # the host's numpy may be newer than TensorFlow's: bring ours
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/np /tmp/bundle/np/*.whl
+  export PYTHONPATH=$PWD:/tmp/np:/tmp/site
+  python3 -c "$CHECK" >>"$LOG" 2>&1 || exit 5
+fi
 timeout 200 python3 -m autotune.cli profile mobilenet --max-batch 64 --budget-s 10 --transport grpc --json \
   >"$OUT/profile-mobilenet-cpu16.json" 2>>"$LOG"
 echo "== profiled at $(( $(date +%s) - T0 )) s" >>"$LOG"
