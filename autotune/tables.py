@@ -48,14 +48,15 @@ def _cell(value: Any) -> str:
 
 def print_comparison(result: Any) -> None:
     table = Table(title=f"B against A · {result.a.medians()['runs']} + {result.b.medians()['runs']} fresh servers")
-    for col in ("metric", "A median", "B median", "B/A", "95% CI", "verdict"):
+    for col in ("metric", "A median", "B median", "B/A", "95% CI", "mde", "verdict"):
         table.add_column(col, justify="right" if col != "metric" else "left")
     for name, m in result.metrics.items():
         ci = f"{m.ratio_ci95[0]:.3f}-{m.ratio_ci95[1]:.3f}" if m.ratio_ci95 else "-"
         ratio = f"x{m.ratio:.3f}" if m.ratio is not None else "-"
-        table.add_row(name, fmt(m.a_median, 2), fmt(m.b_median, 2), ratio, ci, m.verdict.value)
+        mde = f"{m.mde:.1%}" if m.mde is not None else "-"  # the smallest change these runs could detect
+        table.add_row(name, fmt(m.a_median, 2), fmt(m.b_median, 2), ratio, ci, mde, m.verdict.value)
     show(table)
-    out.print(f"verdict on {', '.join(result.objectives)}: {result.verdict.value}")
+    out.print(f"verdict on {', '.join(result.objectives)}: {result.verdict.value} ({result.message()})")
 
 
 def print_result(result: Any) -> None:

@@ -31,9 +31,6 @@ DOCS = ("README.md", "benchmarks/RESULTS.md", "docs/benchmarks.md")
 # Headline figures nothing in benchmarks/data/ backs yet (issue 25): the lead decides whether each gets a
 # data file or goes.
 NO_DATA = (
-    "the sweep's 63-65 rps (no sweep data file)",
-    "SQLAlchemy's import alone is 0.29 CPU-s (cli-overhead.json has no import timing)",
-    "ResNet50's throughput varies 13-22% (an older protocol on another CPU; trust-repeat-resnet gives 2.4%)",
     "the confirmed ratios of jobs run before issue 25 (the defaults' confirmation runs were not stored)",
 )
 

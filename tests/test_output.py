@@ -170,3 +170,23 @@ def test_the_cli_offers_every_backend_and_auto():
     from autotune.servers.names import BACKEND_NAMES
 
     assert set(BACKEND_NAMES) == {"auto", *BACKENDS} and BACKEND_NAMES[0] == "auto"
+
+
+def test_a_compare_table_shows_each_metrics_detectable_effect_and_what_the_verdict_means(capsys, monkeypatch):
+    from autotune.compare import Side, judge
+    from autotune.knobs import ServingConfig
+    from autotune.trial import TrialResult
+
+    def side(rps: list[float]) -> Side:
+        runs = [
+            TrialResult("tiny", "local", "grpc", ServingConfig(), [], {"throughput_rps": r, "latency_p99_ms": 10.0})
+            for r in rps
+        ]
+        return Side(ServingConfig(), runs)
+
+    monkeypatch.setattr(tables, "out", Console(file=io.StringIO(), width=200, force_terminal=False))
+    result = judge(side([100, 120, 90, 110]), side([105, 95, 115, 100]))
+    tables.print_comparison(result)
+    text = capsys.readouterr().out + tables.out.file.getvalue()
+    assert "mde" in text and f"{result.metrics['throughput_rps'].mde:.1%}" in text
+    assert result.message() in text and "could not be detected" in text
