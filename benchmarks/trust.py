@@ -113,11 +113,19 @@ def _one(i: int, a: argparse.Namespace, result: dict[str, Any]) -> None:
 def _compare_all(a: argparse.Namespace, base: ServingConfig, b_config: ServingConfig, measure: Any) -> list[dict]:
     rule, effects = stop_rule(a.repeats, a.precision, a.max_repeats), check_min_effect(a.min_effect)
     out = []
+    partial = _data_path(a).with_suffix(".partial.jsonl")  # an interrupted series keeps what it measured
+    partial.unlink(missing_ok=True)
     for i in range(a.runs):
         result = compare(base, b_config, rule, measure, min_effects=effects).to_json()
         _one(i, a, result)
         out.append(result)
+        with partial.open("a") as f:
+            f.write(json.dumps(result) + "\n")
     return out
+
+
+def _data_path(a: argparse.Namespace) -> Path:
+    return DATA / f"trust-{a.what}-{a.model}-{a.protocol}-c{a.concurrency}.json"
 
 
 def _compares(a: argparse.Namespace, b_config: ServingConfig) -> list[dict[str, Any]]:
@@ -239,8 +247,9 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     DATA.mkdir(exist_ok=True)
-    name = f"trust-{a.what}-{a.model}-{a.protocol}-c{a.concurrency}.json"
-    (DATA / name).write_text(json.dumps({"args": vars(a) | {"out": str(a.out)}, "summary": text, **data}, indent=1))
+    path = _data_path(a)
+    path.write_text(json.dumps({"args": vars(a) | {"out": str(a.out)}, "summary": text, **data}, indent=1))
+    path.with_suffix(".partial.jsonl").unlink(missing_ok=True)
     if a.out:
         with a.out.open("a") as f:
             f.write("\n" + text)
