@@ -845,6 +845,30 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
     emit(as_json, {"before": before, "after": after}, said)
 
 
+@db_app.command("prune")
+def db_prune(
+    keep_days: Annotated[float, typer.Option(min=0, help="keep every detail of jobs finished within this many days")],
+    dry_run: Annotated[bool, typer.Option(help="count what would go, change nothing")] = False,
+    vacuum: Annotated[bool, typer.Option(help="then give the freed space back to the file system (SQLite)")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drop the window-by-window detail and server logs of old finished jobs; fronts, metrics and comparisons stay."""
+    from autotune.store.retention import Retention
+
+    done = Retention().prune(keep_days, dry_run=dry_run, vacuum=vacuum)
+    verb = "would drop" if dry_run else "dropped"
+    size = (
+        f"; database {done.bytes_before / 2**20:.1f} -> {done.bytes_after / 2**20:.1f} MiB"
+        if done.bytes_before is not None and done.bytes_after is not None
+        else ""
+    )
+    said = (
+        f"{verb} {done.windows} windows and {done.log_tails} server log tails from {done.trials} trials of "
+        f"{done.jobs} jobs finished before {done.cutoff} UTC{size}"
+    )
+    emit(as_json, done.to_json(), said)
+
+
 def _follow(job_id: int, as_json: bool) -> None:
     """Follow a daemon's job to its end, then show its front; Ctrl-C detaches and the job goes on."""
     from autotune.progress import follow_job
@@ -889,6 +913,11 @@ def daemon(
         float,
         typer.Option(help="take back a job whose worker on another host has been silent this long (seconds)"),
     ] = 120.0,
+    log_max_mb: Annotated[float, typer.Option(help="rotate --log-file at this size (3 old files are kept)")] = 10.0,
+    prune_days: Annotated[
+        float | None,
+        typer.Option(help="after each job, drop window detail of jobs finished this many days ago (db prune)"),
+    ] = None,
     print_systemd_unit: Annotated[bool, typer.Option(help="print a systemd unit and exit")] = False,
 ) -> None:
     """The worker: one per host and database; runs queued jobs while the host is quiet."""
@@ -899,6 +928,8 @@ def daemon(
         return
     if poll_s <= 0 or max_foreign_cores < 0 or quiet_s < 0 or not 0 <= metrics_port <= 65535:
         raise AutotuneError("need --poll-s > 0, --max-foreign-cores >= 0, --quiet-s >= 0, --metrics-port in 0..65535")
+    if log_max_mb < 0.01 or (prune_days is not None and prune_days < 0):
+        raise AutotuneError("need --log-max-mb >= 0.01 and --prune-days >= 0")
     if stale_after_s < 10:
         # Heartbeats come every 2 s; less than a few missed ones would take jobs from live daemons.
         raise AutotuneError(f"--stale-after-s must be >= 10, got {stale_after_s:g}")
@@ -906,7 +937,15 @@ def daemon(
     from autotune.gate import GateSettings
 
     gate = GateSettings(max_foreign_cores=max_foreign_cores, quiet_s=quiet_s)
-    options = DaemonOptions(log_file, poll_s, metrics_port, gate, stale_after_s=stale_after_s)
+    options = DaemonOptions(
+        log_file,
+        poll_s,
+        metrics_port,
+        gate,
+        stale_after_s=stale_after_s,
+        log_max_bytes=int(log_max_mb * 2**20),
+        prune_days=prune_days,
+    )
     raise typer.Exit(run_daemon(options))
 
 

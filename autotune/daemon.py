@@ -49,6 +49,11 @@ class DaemonOptions:
     heartbeat_s: float = 2.0
     # The job list in the status file is rewritten on every event, and at least this often (other hosts' jobs).
     status_every_s: float = 10.0
+    # A daemon runs for months: its log rotates at this size, keeping LOG_BACKUPS old files.
+    log_max_bytes: int = 10 * 2**20
+    log_backups: int = 3
+    # After each job, drop the window detail of jobs finished more than this many days ago (None: never).
+    prune_days: float | None = None
 
 
 class _Metrics:
@@ -163,6 +168,27 @@ class Daemon:
             self.interruptible = False
             raise KeyboardInterrupt  # run_trial stops its server; the trial is recorded interrupted
 
+    def prune(self) -> None:
+        """The retention policy, between jobs: a failure to prune is logged, never a failed job."""
+        days = self.opts.prune_days
+        if days is None:
+            return
+        from autotune.store.retention import Retention
+
+        try:
+            done = Retention(self.url).prune(days)
+        except AutotuneError as exc:
+            log.warning("pruning failed: %s", exc)
+            return
+        if done.trials:
+            log.info(
+                "pruned %d windows from %d trials of %d jobs finished before %s",
+                done.windows,
+                done.trials,
+                done.jobs,
+                done.cutoff,
+            )
+
     def recover(self) -> None:
         """Requeue jobs whose worker died (here, or silent on another host); kill servers left here."""
         orphans = self.store.stale_jobs(self.host_fp, self.opts.stale_after_s)
@@ -230,6 +256,7 @@ class _DaemonJob:
                 result = execute_job(self.job_id, TrialHooks(finished=self._finished), control)
             self.metrics.jobs.labels(result.state).inc()
             log.info("job %d %s after %d trials", self.job_id, result.state, len(result.trials))
+            d.prune()
         except KeyboardInterrupt:
             self.metrics.jobs.labels(JobState.cancelled).inc()
             log.info("job %d cancelled", self.job_id)
@@ -290,11 +317,13 @@ def enqueue_retune(model: str, trials: int | None, minutes: float | None, trigge
     return enqueue_job(study, trials or study.trials, minutes or study.minutes, settings, trigger=trigger)
 
 
-def _setup_logging(log_file: Path | None) -> None:
+def _setup_logging(log_file: Path | None, max_bytes: int, backups: int) -> None:
     handler: logging.Handler
     if log_file is not None:
+        from logging.handlers import RotatingFileHandler
+
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file)
+        handler = RotatingFileHandler(log_file, maxBytes=max_bytes, backupCount=backups)
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -311,7 +340,7 @@ def run_daemon(opts: DaemonOptions) -> int:
     except Timeout:
         other = read_status(url)
         raise AutotuneError(f"already running (pid {other['pid'] if other else 'unknown'})") from None
-    _setup_logging(opts.log_file)
+    _setup_logging(opts.log_file, opts.log_max_bytes, opts.log_backups)
     status = metrics = None
     try:
         daemon = Daemon(opts, url)

@@ -144,7 +144,10 @@ def ensure_daemon(wait_s: float = 30.0) -> int:
     if status:
         return int(status["pid"])
     log_file = logs_dir() / "daemon.log"
-    with open(log_file, "ab") as out:
+    # The log rotates (the daemon's own handler); what escapes it (a crash at start) goes to a file of its own,
+    # which a rotation would otherwise leave writing into an old log.
+    out_file = logs_dir() / "daemon.out"
+    with open(out_file, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "autotune.cli", "daemon", "--log-file", str(log_file)],
             stdin=subprocess.DEVNULL,
@@ -158,7 +161,7 @@ def ensure_daemon(wait_s: float = 30.0) -> int:
         if status:
             return int(status["pid"])
         if proc.poll() is not None:
-            tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            tail = out_file.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise AutotuneError(f"the daemon exited at start: {tail[0]}")
         time.sleep(0.2)
     raise AutotuneError(f"the daemon did not come up within {wait_s:.0f}s (see {log_file})")

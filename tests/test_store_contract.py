@@ -160,3 +160,21 @@ def test_a_due_schedule_fires_once_across_daemons(store, model_id):
     assert store.schedules() == []
     with pytest.raises(AutotuneError, match="no schedule"):
         store.remove_schedule(schedule_id)
+
+
+def test_pruning_drops_old_finished_jobs_windows_on_the_database_clock(store):
+    from autotune.store.retention import Retention
+    from tests.stored_jobs import add_model
+
+    model = add_model(store, "pruned")
+    old, fresh = add_job(store, model, HERE), add_job(store, model, HERE)
+    for job_id in (old, fresh):
+        add_trial(store, job_id, 0)
+        store.finish_trial(job_id, 0, levels=[{"throughput_rps": 10.0, "windows": [{"t": 1}] * 5}])
+    with store._tx() as s:
+        now = db_now(s)
+    set_job(store, old, state=JobState.done, finished_at=now - dt.timedelta(days=8))
+    set_job(store, fresh, state=JobState.done, finished_at=now - dt.timedelta(days=6))
+    done = Retention(store.url).prune(keep_days=7)
+    assert (done.jobs, done.trials, done.windows) == (1, 1, 5)
+    assert Retention(store.url).prune(keep_days=5).windows == 5  # the fresh one's turn

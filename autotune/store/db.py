@@ -69,7 +69,7 @@ def _redacted(url: str) -> str:
 
 
 @cache
-def _sqlite_file(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
@@ -88,7 +88,7 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 @cache
 def engine(url: str) -> Engine:
     """One engine per URL per process; SQLite gets WAL, a busy timeout and foreign keys."""
-    path = _sqlite_file(url)
+    path = sqlite_file(url)
     if path is not None:
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -180,7 +180,7 @@ def upgrade(url: str | None = None) -> tuple[str | None, str]:
 
     url = url or db_url()
     engine(url)  # creates the SQLite file (user-only) or explains why it cannot
-    path = _sqlite_file(url)
+    path = sqlite_file(url)
     lock = FileLock(f"{path}.migrate.lock", timeout=busy_timeout_s(), mode=0o600) if path else None
     try:
         if lock:
@@ -250,7 +250,7 @@ def transaction(url: str | None = None) -> Iterator[Session]:
     """One short transaction on our tables; database errors become one-line AutotuneErrors."""
     url = url or db_url()
     s = session(url)
-    path = _sqlite_file(url)
+    path = sqlite_file(url)
     if path is not None and not path.exists():
         # SQLite keeps writing to a deleted file's inode, and every write would vanish at exit: stop instead.
         s.close()

@@ -1,0 +1,47 @@
+"""What keeps a daemon bounded over months: its log rotates by size, and old window detail is pruned between jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+from autotune.daemon import Daemon, DaemonOptions, _setup_logging, log
+from autotune.states import JobState
+from autotune.store import Store
+from tests.stored_jobs import add_job, add_model, add_trial, set_job
+
+
+def test_the_daemon_log_rotates_at_its_size_and_keeps_a_bounded_number_of_old_files(tmp_path: Path):
+    path = tmp_path / "logs" / "daemon.log"
+    before = list(log.handlers)
+    _setup_logging(path, max_bytes=2000, backups=2)
+    try:
+        for i in range(400):
+            log.info("job %d claimed and measured, a line of about sixty characters", i)
+    finally:
+        for handler in [h for h in log.handlers if h not in before]:
+            handler.close()
+            log.removeHandler(handler)
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert files == ["daemon.log", "daemon.log.1", "daemon.log.2"]
+    assert all((path.parent / f).stat().st_size <= 2000 for f in files)
+    assert "job 399 claimed" in path.read_text()  # the newest lines are in the live file
+
+
+def test_between_jobs_the_daemon_prunes_only_when_asked(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'daemon.db'}"
+    store = Store(url)
+    job_id = add_job(store, add_model(store), "bounds-host")
+    add_trial(store, job_id, 0)
+    store.finish_trial(job_id, 0, levels=[{"throughput_rps": 1.0, "windows": [{"t": 1}] * 7}])
+    long_ago = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=60)
+    set_job(store, job_id, state=JobState.done, finished_at=long_ago)
+
+    def windows() -> int:
+        return len(store.job(job_id).trials[0].levels[0]["windows"])
+
+    for days, left in ((None, 7), (90.0, 7), (30.0, 0)):
+        Daemon(DaemonOptions(prune_days=days), url).prune()
+        assert windows() == left, days
+    assert logging.getLogger("autotune.daemon") is log
