@@ -28,6 +28,7 @@ from autotune.daemon_status import Snapshot
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.gate import GateSettings, ResourceGate
+from autotune.leftovers import sweep_cgroups, sweep_dirs
 from autotune.states import JobState, Trigger
 from autotune.store import Store
 from autotune.store.db import db_url
@@ -198,6 +199,8 @@ class Daemon:
                 "recovered job %d: trial %d interrupted%s", o.job_id, o.trial, " (orphan killed)" if killed else ""
             )
         _remove_orphan_containers()
+        for swept in (*sweep_dirs(), *sweep_cgroups()):
+            log.info("removed %s, left by a process that died", swept)
 
     def run(self, status: StatusFile, metrics: _Metrics) -> None:
         self.recover()

@@ -24,6 +24,7 @@ from autotune.cost import PRICE_DEFAULTS, Prices, cost_per_1k_requests
 from autotune.cpulimit import CpuPlan, plan_cpus
 from autotune.errors import AutotuneError, TrialError
 from autotune.knobs import MIXED_PRECISION, SAVEDMODEL, ServingConfig
+from autotune.leftovers import claim
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
 from autotune.load.generator import drain_s
 from autotune.load.payload import Payload
@@ -664,6 +665,7 @@ def run_trial(
     say = progress or (lambda _msg: None)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autotune-trial-") as tmp:
+        claim(Path(tmp))  # so that a sweep after a kill -9 knows whose it was
         try:
             served, accuracy = model_variant(model, config, settings, say)
         except AutotuneError as exc:  # the model cannot become the variant (an op TFLite or XLA lacks)
@@ -821,6 +823,7 @@ def run_target(
         model_name, target.rest_port, target.grpc_target, host=target.host, allow_hosts=target.remote_hosts
     )
     with tempfile.TemporaryDirectory(prefix="autotune-target-") as tmp:
+        claim(Path(tmp))
         gen = LoadGenerator(spec, requests.payloads(model_name, signature.name), Path(tmp))
         monitor = ResourceMonitor(server.pid).start()
         monitor.add_own_pid(gen.pid)
