@@ -1,4 +1,4 @@
-"""`autotune profile` and `autotune predict`: the performance model's commands (registered by cli.py)."""
+"""`autotune profile`, `predict` and `plan`: the performance model's commands (registered by cli.py)."""
 
 from __future__ import annotations
 
@@ -168,4 +168,65 @@ def predict(
         f"predicted ({p.model}, {protocol.value}, {where}, {doc['cores']:g} cores): {pred.throughput_rps:.1f} rps, "
         f"p50 {pred.latency_p50_ms:.1f} ms, p99 {pred.latency_p99_ms:.1f} ms, CPU {pred.cpu_cores:.2f} cores, "
         f"errors {pred.error_rate:.2%}, mean batch {pred.mean_batch_size:.1f}",
+    )
+
+
+@app.command()
+def plan(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="built-in name or SavedModel path")] = None,
+    study_file: Annotated[Path | None, typer.Option("--study", help="a study file (TOML)")] = None,
+    concurrency: ConcurrencyOpt = None,
+    rate: RateOpt = None,
+    cores: Annotated[float | None, typer.Option(min=0.5, help="plan for a host of this many cores")] = None,
+    max_configs: Annotated[int, typer.Option(min=10, max=100_000, help="simulate at most this many configs")] = 200,
+    seeds: Annotated[int, typer.Option(min=1, max=20, help="configs a job would measure first")] = 4,
+    profile_file: ProfileFileOpt = None,
+    any_host: AnyHostOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict a study's Pareto front from the cached profile, and the configs a job would measure first.
+
+    No server starts: every config of the space's grid (or a sample of it) is simulated at the study's load."""
+    import dataclasses
+
+    from autotune.plan import check_objectives, make_plan
+    from autotune.space import Host, build_space
+    from autotune.spec import load_study, study_for_model
+
+    if (model is None) == (study_file is None):
+        raise AutotuneError("give exactly one of --model NAME|PATH or --study FILE")
+    study = load_study(study_file) if study_file else study_for_model(model or "")
+    if concurrency is not None or rate is not None:
+        study = dataclasses.replace(study, concurrency=concurrency, rate=rate)
+    check_objectives(study)  # before the profile: an input error first
+    profile = cached_profile(study.model, profile_file, any_host)
+    host_cores = cores or profile.cpus
+    host = Host(max(int(host_cores), 1), 0)  # the space as on that host; its GPUs are not modelled here
+    space = build_space(study.space, host, tuple(study.objectives))
+    result = make_plan(profile, study, space, study.protocol, cores, max_configs, seeds=seeds)
+    emit(as_json, {"model": profile.model, "objectives": study.objectives, **result.to_json()}, lambda: _show(result))
+
+
+def _show(result: Any) -> None:
+    from rich.table import Table
+
+    load = ", ".join(f"{k} {v:g}" for k, v in result.load.items())
+    table = Table(title=f"predicted front · {load} · {result.cores:g} cores (predicted, not measured)")
+    for col in ("seed", "config", "rps", "p99 ms", "cpu cores"):
+        table.add_column(col, justify="left" if col == "config" else "right")
+    seeds = {id(p) for p in result.seeds}
+    for p in result.front:
+        m = p.metrics
+        knobs = " ".join(f"{k}={v}" for k, v in p.config.to_dict().items())
+        mark = "*" if id(p) in seeds else ""
+        table.add_row(mark, knobs, f"{m['throughput_rps']:.1f}", f"{m['latency_p99_ms']:.1f}", f"{m['cpu_cores']:.2f}")
+    if result.front:
+        tables.show(table)
+    else:
+        tables.err.print("no config is predicted to meet the study's constraints: nothing to plan", markup=False)
+    sampled = f", a sample of {result.grid}" if result.simulated < result.grid else ""
+    tables.err.print(
+        f"{result.simulated} configs simulated{sampled}, {result.feasible} feasible, in {result.seconds:.1f} s; "
+        f"* = the {len(result.seeds)} a job would measure first",
+        markup=False,
     )

@@ -7,6 +7,7 @@ Batching knobs are conditional: they are only suggested when enable_batching is.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -160,6 +161,25 @@ def grid_size(space: dict[str, Dimension]) -> int:
     switch = space["enable_batching"]
     options = (switch.fixed,) if switch.is_fixed else tuple(switch.choices or ())
     return sum(count(plain) * (count(batching) if on else 1) for on in options)
+
+
+def grid_configs(space: dict[str, Dimension]) -> list[ServingConfig]:
+    """Every config of a discretized SPACE (grid_of), batching knobs only with batching on: grid_size of them."""
+
+    def values(dim: Dimension) -> tuple[Any, ...]:
+        return (dim.fixed,) if dim.is_fixed else tuple(dim.choices or ())
+
+    plain = [n for n in space if n != "enable_batching" and not KNOBS[n].batching]
+    batching = [n for n in space if KNOBS[n].batching]
+    out = []
+    for on in values(space["enable_batching"]):
+        names = plain + (batching if on else [])
+        for combo in itertools.product(*(values(space[n]) for n in names)):
+            knobs = dict(zip(names, combo, strict=True))
+            if isinstance(knobs.get("allowed_batch_sizes"), list):
+                knobs["allowed_batch_sizes"] = tuple(knobs["allowed_batch_sizes"])
+            out.append(validate(dataclasses.replace(ServingConfig(), enable_batching=on, **knobs)))
+    return out
 
 
 def suggest(trial: Any, space: dict[str, Dimension]) -> ServingConfig:

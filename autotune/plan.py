@@ -1,0 +1,150 @@
+"""A job's plan from the performance model: the space simulated at the study's load, the predicted front, and the
+few configs a job would measure first. Seconds, and no server: what `autotune plan` prints.
+
+Predictions are not measurements (docs/performance-model.md gives how far the model holds): a plan says where
+to look, and only live trials say what is true.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from autotune.errors import AutotuneError
+from autotune.knobs import ServingConfig
+from autotune.pareto import pareto_front
+from autotune.perfmodel.profile import Profile
+from autotune.perfmodel.simulate import Load, Prediction, simulate
+from autotune.space import Dimension, grid_configs, grid_of
+from autotune.spec import Study
+from autotune.tuner import study_is_feasible
+
+# What the model predicts; an objective outside these cannot be planned (RSS, GPU memory, cost, load time).
+PREDICTED = ("throughput_rps", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "cpu_cores", "error_rate")
+MAX_CONFIGS = 200  # a sample of larger grids: a plan answers in seconds
+REQUESTS = 500  # simulated answers per config: the ranking, not the third digit
+SEEDS = 4
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One simulated config: its prediction, in bench's metric names, and whether it meets the study."""
+
+    config: ServingConfig
+    metrics: dict[str, Any]
+    feasible: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "predicted": self.metrics, "feasible": self.feasible}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The predicted front over the study's objectives, and the configs a job would measure first."""
+
+    load: dict[str, float]
+    cores: float
+    grid: int  # configs in the discretized space
+    simulated: int
+    feasible: int
+    front: list[Planned]
+    seeds: list[Planned]
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "predicted": True,
+            "load": self.load,
+            "cores": self.cores,
+            "grid": self.grid,
+            "simulated": self.simulated,
+            "feasible": self.feasible,
+            "front": [p.to_json() for p in self.front],
+            "seeds": [p.to_json() for p in self.seeds],
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def plan_load(study: Study, cores: float) -> Load:
+    """The study's load; a study that ramps is planned at 2 clients per core (the ramp's end is not known)."""
+    if study.rate is not None:
+        return Load(rate=study.rate)
+    return Load(concurrency=study.concurrency or max(2, round(2 * cores)))
+
+
+def check_objectives(study: Study) -> None:
+    """A one-line error for an objective the model does not predict."""
+    missing = [o for o in study.objectives if o not in PREDICTED]
+    if missing:
+        raise AutotuneError(f"the performance model does not predict {', '.join(missing)}: no plan for this study")
+
+
+def spread_over_front(front: list[Planned], objectives: dict[str, str], k: int) -> list[Planned]:
+    """Up to K points of FRONT: each objective's best first, then evenly along the first objective."""
+    if len(front) <= k:
+        return list(front)
+    chosen: list[int] = []
+
+    def add(i: int) -> None:
+        if i not in chosen and len(chosen) < k:
+            chosen.append(i)
+
+    for metric, direction in objectives.items():
+        values = [p.metrics[metric] for p in front]
+        add(values.index(max(values) if direction == "maximize" else min(values)))
+    first = next(iter(objectives))
+    order = sorted(range(len(front)), key=lambda i: front[i].metrics[first])
+    for j in range(k):
+        add(order[round(j * (len(order) - 1) / max(k - 1, 1))])
+    return [front[i] for i in chosen]
+
+
+def make_plan(
+    profile: Profile,
+    study: Study,
+    space: dict[str, Dimension],
+    protocol: str,
+    cores: float | None = None,
+    max_configs: int = MAX_CONFIGS,
+    requests: int = REQUESTS,
+    seeds: int = SEEDS,
+    rng_seed: int = 0,
+) -> Plan:
+    """Simulate SPACE (every grid config, or MAX_CONFIGS of them and TF Serving's defaults) at the study's load."""
+    check_objectives(study)
+    started = time.monotonic()
+    host = float(cores or profile.cpus)
+    load = plan_load(study, host)
+    configs = grid_configs(grid_of(space))
+    grid = len(configs)
+    if grid > max_configs:
+        configs = random.Random(rng_seed).sample(configs, max_configs)
+    if ServingConfig() not in configs:
+        configs.append(ServingConfig())  # the defaults are always measured, so always planned
+    planned = []
+    for config in configs:
+        pred = simulate(profile, config, load, protocol, cores, requests=requests, seed=rng_seed)
+        metrics = _metrics(pred)
+        planned.append(Planned(config, metrics, study_is_feasible(metrics, study, 0.95)))
+    pool = [p for p in planned if p.feasible]
+    directions = list(study.objectives.values())
+    front_idx = pareto_front([[p.metrics[m] for m in study.objectives] for p in pool], directions) if pool else []
+    front = sorted((pool[i] for i in front_idx), key=lambda p: -p.metrics.get("throughput_rps", 0.0))
+    return Plan(
+        {"concurrency": load.concurrency} if load.concurrency is not None else {"rate": load.rate},  # type: ignore[dict-item]
+        host,
+        grid,
+        len(planned),
+        len(pool),
+        front,
+        spread_over_front(front, study.objectives, seeds),
+        time.monotonic() - started,
+    )
+
+
+def _metrics(pred: Prediction) -> dict[str, Any]:
+    """A prediction as a measurement's metrics (the model assumes a stable server)."""
+    doc = pred.to_json()
+    return {k: doc[k] for k in PREDICTED} | {"stable": True, "requests": pred.requests}

@@ -1,0 +1,82 @@
+"""Planning from the performance model: the space's grid simulated, the predicted front, and a job's first configs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from autotune.errors import AutotuneError
+from autotune.knobs import ServingConfig
+from autotune.pareto import dominates
+from autotune.plan import Planned, make_plan, spread_over_front
+from autotune.space import Dimension, Host, build_space, grid_configs, grid_of, grid_size
+from autotune.spec import KnobSpec, Study
+from tests.conftest import autotune
+from tests.test_perfmodel import synthetic_profile
+
+STUDY = Study(source="test", model="tiny", slo_p99_ms=200.0, concurrency=8)
+
+
+def small_space() -> dict[str, Dimension]:
+    narrowing = {
+        "max_batch_size": KnobSpec(choices=(1, 4, 16)),
+        "batch_timeout_micros": KnobSpec(choices=(1, 5000)),
+        "num_batch_threads": KnobSpec(choices=(1, 2)),
+        "max_enqueued_batches": KnobSpec(value=100),
+    }
+    return build_space(narrowing, Host(2, 0))
+
+
+def test_the_grid_holds_every_config_once_and_batching_knobs_only_with_batching_on():
+    space = grid_of(small_space())
+    configs = grid_configs(space)
+    assert len(configs) == grid_size(space) == 9 + 3 * 2 * 2 * 9
+    assert len({json.dumps(c.to_dict(), sort_keys=True) for c in configs}) == len(configs)
+    assert all(c.max_batch_size == ServingConfig().max_batch_size for c in configs if not c.enable_batching)
+    assert ServingConfig() in configs  # TF Serving's defaults are a grid point
+
+
+def test_the_plan_front_is_feasible_and_non_dominated_and_the_seeds_come_from_it():
+    plan = make_plan(synthetic_profile(), STUDY, small_space(), "rest")
+    objectives = list(STUDY.objectives)
+    directions = list(STUDY.objectives.values())
+    assert plan.simulated == plan.grid and plan.front
+    assert all(p.feasible and p.metrics["latency_p99_ms"] <= 200.0 for p in plan.front)
+    values = [[p.metrics[m] for m in objectives] for p in plan.front]
+    assert not any(dominates(a, b, directions) for a in values for b in values)
+    assert 1 <= len(plan.seeds) <= 4 and all(s in plan.front for s in plan.seeds)
+    best = max(plan.front, key=lambda p: p.metrics["throughput_rps"])
+    fastest = min(plan.front, key=lambda p: p.metrics["latency_p99_ms"])
+    assert best in plan.seeds and fastest in plan.seeds  # each objective's best is measured first
+
+
+def test_a_large_grid_is_sampled_and_the_defaults_are_always_planned():
+    plan = make_plan(synthetic_profile(), STUDY, build_space({}, Host(2, 0)), "rest", max_configs=20, requests=200)
+    assert plan.grid > 2000 and plan.simulated == 21  # 20 sampled, and TF Serving's defaults
+
+
+def test_seeds_spread_over_the_front_take_each_objectives_best_first():
+    front = [Planned(ServingConfig(), {"throughput_rps": float(i), "latency_p99_ms": float(i)}, True) for i in range(9)]
+    picked = spread_over_front(front, dict(STUDY.objectives), 3)
+    assert [p.metrics["throughput_rps"] for p in picked] == [8.0, 0.0, 4.0]
+
+
+def test_an_objective_the_model_does_not_predict_is_a_one_line_error():
+    study = dataclasses.replace(STUDY, objectives={"throughput_rps": "maximize", "rss_mb": "minimize"})
+    with pytest.raises(AutotuneError, match="does not predict rss_mb"):
+        make_plan(synthetic_profile(), study, small_space(), "rest")
+
+
+def test_autotune_plan_prints_the_predicted_front_from_a_profile_file(tmp_path: Path):
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(synthetic_profile().to_json()))
+    res = autotune("plan", "--model", "tiny", "--profile", str(path), "--any-host", "--concurrency", "8", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["predicted"] is True and doc["load"] == {"concurrency": 8} and doc["front"]
+    assert all(s in doc["front"] for s in doc["seeds"])
+    missing = autotune("plan", "--model", "tiny", "--profile", str(tmp_path / "none.json"), "--any-host")
+    assert missing.returncode != 0 and missing.stderr.count("\n") == 1 and "cannot read" in missing.stderr
