@@ -143,6 +143,54 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+def intervals(rows: list[dict[str, Any]], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, Any]:
+    """Percentile-bootstrap 95% intervals of the headline figures, resampling points (few points: wide)."""
+    import numpy as np
+
+    import warnings
+
+    from scipy.stats import ConstantInputWarning
+
+    warnings.simplefilter("ignore", ConstantInputWarning)  # resamples of ties: skipped below
+    rng = np.random.default_rng(seed)
+    stats: dict[str, list[float]] = {k: [] for k in ("spearman_goodput", "spearman_throughput", "err_tp", "err_p99")}
+    for _ in range(resamples):
+        pick = [rows[i] for i in rng.integers(0, len(rows), len(rows))]
+        for key, metric in (("spearman_goodput", "goodput_rps"), ("spearman_throughput", "throughput_rps")):
+            rho = spearmanr([r[f"measured_{metric}"] for r in pick], [r[f"predicted_{metric}"] for r in pick])
+            if not np.isnan(rho.statistic):  # a resample of ties has no rank correlation
+                stats[key].append(float(rho.statistic))
+        stats["err_tp"].append(_median_abs(pick, "err_throughput") or 0.0)
+        stats["err_p99"].append(_median_abs(pick, "err_p99") or 0.0)
+    names = {"err_tp": "median_abs_err_throughput", "err_p99": "median_abs_err_p99"}
+    return {
+        f"{names.get(k, k)}_ci95": [round(float(np.percentile(v, 2.5)), 3), round(float(np.percentile(v, 97.5)), 3)]
+        for k, v in stats.items()
+        if v
+    }
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """A per-point file this script wrote (--out), typed again: what --rescore scores without simulating."""
+    with path.open() as f:
+        raw = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    rows = []
+    for r in raw:
+        row: dict[str, Any] = {}
+        for k, v in r.items():
+            if k in ("config",):
+                row[k] = v
+            elif k == "batching":
+                row[k] = v == "True"
+            else:
+                row[k] = float(v) if v not in ("", "None") else None
+        rows.append(row)
+    return rows
+
+
 def verdicts(summary: dict[str, Any]) -> dict[str, bool]:
     return {
         "spearman_goodput": summary["spearman_goodput"] >= TARGETS["spearman_goodput"],
@@ -154,8 +202,9 @@ def verdicts(summary: dict[str, Any]) -> dict[str, bool]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--grid", type=Path, required=True, help="a record_grid.py file (a grid or a held-out set)")
-    p.add_argument("--profile", type=Path, required=True, help="the model's profile, measured on the same host")
+    p.add_argument("--grid", type=Path, help="a record_grid.py file (a grid or a held-out set)")
+    p.add_argument("--profile", type=Path, help="the model's profile, measured on the same host")
+    p.add_argument("--rescore", type=Path, help="score a per-point file written by --out again (no simulation)")
     p.add_argument("--requests", type=int, default=2000, help="simulated answers per point")
     slo = p.add_mutually_exclusive_group()
     slo.add_argument("--slo-ms", type=float, help="judge goodput at this p99 bound (default: the file's)")
@@ -168,6 +217,17 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="write the per-point table here (CSV)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
+    if a.rescore:
+        rows = read_rows(a.rescore)
+        summary = summarize(rows) | intervals(rows)
+        met = verdicts(summary)
+        print(f"{a.rescore.name}: {summary['points']} points (rescored, no simulation)")
+        for key, value in summary.items():
+            print(f"  {key}: {value}" + (f"  [{'met' if met[key] else 'MISSED'}]" if key in met else ""))
+        print("\n".join(provenance("validate_model.py")))
+        return
+    if a.grid is None or a.profile is None:
+        p.error("give --grid and --profile, or --rescore")
     header, points = load_points(a.grid)
     profile = Profile.from_json(json.loads(a.profile.read_text()))
     if header.get("cpu_model") != profile.host.get("cpu_model"):
@@ -179,7 +239,7 @@ def main() -> None:
     else:
         slo_ms = a.slo_ms or float(header["slo_ms"])
     rows = validate(header, points, profile, a.requests, slo_ms)
-    summary = summarize(rows)
+    summary = summarize(rows) | intervals(rows)
     met = verdicts(summary)
     if a.out:
         with a.out.open("w", newline="") as f:
