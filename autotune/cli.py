@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,6 +25,9 @@ from autotune.outdir import EXPORT_FORMATS
 from autotune.servers.names import BACKEND_NAMES
 from autotune.states import FailureReason, JobState, TrialState
 from autotune.windows import WINDOW_DEFAULTS, WindowOptions
+
+if TYPE_CHECKING:  # read-only commands stay light: the study module loads when a command needs it
+    from autotune.spec import Study
 
 _SETTINGS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
@@ -65,6 +68,9 @@ TunedModelOpt = Annotated[
 ]
 JobOpt = Annotated[int | None, typer.Option("--job", help="this job instead of the model's latest on this host")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON (errors too)")]
+# A job's study: a model's (studies/NAME.toml or the defaults) or a study file; exactly one (study_of).
+StudyModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="built-in name or SavedModel path")]
+StudyFileOpt = Annotated[Path | None, typer.Option("--study", help="a study file (TOML)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="knob=value (repeatable)")]
 ConcurrencyOpt = Annotated[int | None, typer.Option(help="fixed closed-loop clients")]
 RateOpt = Annotated[float | None, typer.Option(help="open-loop Poisson arrivals per second")]
@@ -562,10 +568,19 @@ def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: boo
     emit(as_json, doc, show)
 
 
+def study_of(model: str | None, study_file: Path | None) -> Study:
+    """The study a command means: STUDY_FILE's, or MODEL's; exactly one of them."""
+    from autotune.spec import load_study, study_for_model
+
+    if (model is None) == (study_file is None):
+        raise AutotuneError("give exactly one of --model NAME|PATH or --study FILE")
+    return load_study(study_file) if study_file else study_for_model(model or "")
+
+
 @app.command()
 def start(
-    model: Annotated[str | None, typer.Option("--model", "-m", help="built-in name or SavedModel path")] = None,
-    study_file: Annotated[Path | None, typer.Option("--study", help="a study file (TOML)")] = None,
+    model: StudyModelOpt = None,
+    study_file: StudyFileOpt = None,
     trials: TrialsOpt = None,
     minutes: MinutesOpt = None,
     foreground: Annotated[bool, typer.Option(help="run the job in this process, not in the daemon")] = False,
@@ -607,17 +622,9 @@ def start(
     Window options default to the study's [load] table, else to the values shown.
     """
     from autotune.job import study_settings
-    from autotune.spec import (
-        confirm_repeats_problem,
-        load_study,
-        study_for_model,
-        with_mixed_precision,
-        with_variants,
-    )
+    from autotune.spec import confirm_repeats_problem, with_mixed_precision, with_variants
 
-    if (model is None) == (study_file is None):
-        raise AutotuneError("give exactly one of --model NAME|PATH or --study FILE")
-    study = load_study(study_file) if study_file else study_for_model(model or "")
+    study = study_of(model, study_file)
     _check_budget(trials, minutes)
     if confirm_repeats is not None:
         problem = confirm_repeats_problem(confirm_repeats)

@@ -8,7 +8,20 @@ from typing import Annotated, Any
 import typer
 
 from autotune import tables
-from autotune.cli import ConcurrencyOpt, JsonOpt, ModelOpt, Protocol, ProtocolOpt, RateOpt, SetOpt, app, emit
+from autotune.cli import (
+    ConcurrencyOpt,
+    JsonOpt,
+    ModelOpt,
+    Protocol,
+    ProtocolOpt,
+    RateOpt,
+    SetOpt,
+    StudyFileOpt,
+    StudyModelOpt,
+    app,
+    emit,
+    study_of,
+)
 from autotune.errors import AutotuneError
 
 ProfileFileOpt = Annotated[
@@ -173,8 +186,8 @@ def predict(
 
 @app.command()
 def plan(
-    model: Annotated[str | None, typer.Option("--model", "-m", help="built-in name or SavedModel path")] = None,
-    study_file: Annotated[Path | None, typer.Option("--study", help="a study file (TOML)")] = None,
+    model: StudyModelOpt = None,
+    study_file: StudyFileOpt = None,
     concurrency: ConcurrencyOpt = None,
     rate: RateOpt = None,
     cores: Annotated[float | None, typer.Option(min=0.5, help="plan for a host of this many cores")] = None,
@@ -191,11 +204,8 @@ def plan(
 
     from autotune.plan import check_objectives, make_plan
     from autotune.space import Host, build_space
-    from autotune.spec import load_study, study_for_model
 
-    if (model is None) == (study_file is None):
-        raise AutotuneError("give exactly one of --model NAME|PATH or --study FILE")
-    study = load_study(study_file) if study_file else study_for_model(model or "")
+    study = study_of(model, study_file)
     if concurrency is not None or rate is not None:
         study = dataclasses.replace(study, concurrency=concurrency, rate=rate)
     check_objectives(study)  # before the profile: an input error first

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 from autotune.fingerprint import host_info
@@ -34,3 +36,13 @@ def provenance(script: str) -> list[str]:
         f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- command: `python benchmarks/{script} {' '.join(sys.argv[1:])}`",
     ]
+
+
+def write_csv(path: Path, script: str, rows: list[dict[str, Any]]) -> None:
+    """ROWS as CSV under '#' lines of provenance (machine, date, command), as the data files are kept."""
+    with path.open("w", newline="") as f:
+        for line in provenance(script):
+            f.write(f"# {line.removeprefix('- ')}\n")
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

@@ -10,13 +10,12 @@ Nothing is fitted to the held-out thread counts: the curve sees only the --fit p
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import sys
 from pathlib import Path
 
-from _common import provenance
+from _common import write_csv
 
 from autotune.perfmodel.profile import CostCurve, Profile
 
@@ -45,12 +44,7 @@ def main() -> None:
                 "err": round((predicted - pt.wall_ms) / pt.wall_ms, 4),
             }
         )
-    with a.out.open("w", newline="") as f:
-        for line in provenance("extrapolation_check.py"):
-            f.write(f"# {line.removeprefix('- ')}\n")
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(a.out, "extrapolation_check.py", rows)
     for t in sorted({r["threads"] for r in rows}):
         errs = [r["err"] for r in rows if r["threads"] == t]
         print(

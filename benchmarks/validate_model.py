@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _common import provenance
+from _common import provenance, write_csv
 from grid_file import config_of, point_key, read_grid
 from scipy.stats import spearmanr
 from search_efficiency import Draw, Point, _draw
@@ -148,10 +148,9 @@ BOOTSTRAP_RESAMPLES = 10_000
 
 def intervals(rows: list[dict[str, Any]], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, Any]:
     """Percentile-bootstrap 95% intervals of the headline figures, resampling points (few points: wide)."""
-    import numpy as np
-
     import warnings
 
+    import numpy as np
     from scipy.stats import ConstantInputWarning
 
     warnings.simplefilter("ignore", ConstantInputWarning)  # resamples of ties: skipped below
@@ -242,12 +241,7 @@ def main() -> None:
     summary = summarize(rows) | intervals(rows)
     met = verdicts(summary)
     if a.out:
-        with a.out.open("w", newline="") as f:
-            for line in provenance("validate_model.py"):
-                f.write(f"# {line[2:]}\n")
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(a.out, "validate_model.py", rows)
     if a.json:
         doc = {"grid": str(a.grid), "profile": str(a.profile), "slo_ms": slo_ms, **summary, "met": met}
         print(json.dumps(doc, indent=2))

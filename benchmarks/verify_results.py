@@ -30,9 +30,7 @@ DOCS = ("README.md", "benchmarks/RESULTS.md", "docs/benchmarks.md")
 
 # Headline figures nothing in benchmarks/data/ backs yet (issue 25): the lead decides whether each gets a
 # data file or goes.
-NO_DATA = (
-    "the confirmed ratios of jobs run before issue 25 (the defaults' confirmation runs were not stored)",
-)
+NO_DATA = ("the confirmed ratios of jobs run before issue 25 (the defaults' confirmation runs were not stored)",)
 
 
 def _load(name: str) -> dict[str, Any]:
