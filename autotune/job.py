@@ -226,7 +226,9 @@ class _JobRunner:
         space = build_space(self.study.space, host, tuple(self.study.objectives))
         if "cpus" in space and host.cpu_quota_problem is not None:
             self._progress(-1, ServingConfig(), f"cpus: whole cores only, {host.cpu_quota_problem}")
-        tuner = Tuner(self.study, model, backend, space, settings, optuna_storage(self.store.url), job.study_name)
+        planned = self._planned(model, space, settings) if self.study.seeds == "model" else None
+        storage = optuna_storage(self.store.url)
+        tuner = Tuner(self.study, model, backend, space, settings, storage, job.study_name, planned=planned)
         _fail_stale_trials(tuner.optuna)
         _requeue_interrupted(tuner.optuna)
         self.previous = self.store.previous_front(job, any_host=self.retune)
@@ -235,6 +237,28 @@ class _JobRunner:
             for key, value in {**attrs, "model_path": str(model.base_path)}.items():
                 tuner.optuna.set_user_attr(key, value)
         return tuner
+
+    def _planned(self, model: ModelRef, space: dict, settings: MeasureSettings) -> list[ServingConfig] | None:
+        """The performance model's first configs for this job, or None (said in one line) to use the guide's."""
+        from autotune.models.content import content_hash
+        from autotune.perfmodel.profile import Profile
+        from autotune.plan import make_plan
+        from autotune.store.profiles import Profiles
+
+        try:
+            doc = Profiles(self.store.url).get(content_hash(model.version_path), self.job.host.fingerprint)
+            if doc is None:
+                raise AutotuneError(f"no profile of {model.name} on this host (autotune profile --model {model.name})")
+            plan = make_plan(Profile.from_json(doc), self.study, space, settings.protocol)
+        except AutotuneError as exc:
+            self._progress(-1, ServingConfig(), f"seeds: the batching guide's, not the model's: {exc}")
+            return None
+        if not plan.seeds:
+            self._progress(-1, ServingConfig(), "seeds: the model predicts no feasible config; the guide's instead")
+            return None
+        said = f"seeds: {len(plan.seeds)} from the model's predicted front ({plan.simulated} configs simulated)"
+        self._progress(-1, ServingConfig(), said)
+        return [p.config for p in plan.seeds]
 
     def _begin(self, n: int, config: ServingConfig) -> None:
         if self.control.before_trial:

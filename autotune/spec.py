@@ -31,6 +31,9 @@ OBJECTIVES = (
 )
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("autotune", "tpe", "nsga2", "random", "grid")
+# Where the `autotune` sampler's first configs come from: the batching guide's rules, or the performance model's
+# predicted front (autotune plan; the guide's rules again when this host has no profile of the model).
+SEED_SOURCES = ("guide", "model")
 _TOP_KEYS = {
     "model",
     "backend",
@@ -41,6 +44,7 @@ _TOP_KEYS = {
     "load",
     "sampler",
     "seed",
+    "seeds",
     "signature",
     "cost",
     "mix",
@@ -97,6 +101,7 @@ class Study:
     concurrency: int | None = None
     rate: float | None = None
     sampler: str = "autotune"  # chosen by benchmarks/search_efficiency.py (see RESULTS.md)
+    seeds: str = "guide"  # SEED_SOURCES: "model" is opt-in until live jobs show it helps (issue 26)
     seed: int | None = None
     windows: WindowOptions = field(default_factory=WindowOptions)
     requests: str | None = None  # [load] requests: a request file (absolute; relative ones are to the study file)
@@ -329,6 +334,8 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
 
     if "sampler" in doc:
         out["sampler"] = c.string(doc["sampler"], "sampler", SAMPLERS)
+    if "seeds" in doc:
+        out["seeds"] = c.string(doc["seeds"], "seeds", SEED_SOURCES)
     return Study(**out)
 
 

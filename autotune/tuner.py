@@ -194,8 +194,11 @@ class Tuner:
         study_name: str,
         measure: Measure | None = None,
         cpus: int | None = None,
+        planned: list[ServingConfig] | None = None,
     ) -> None:
-        """MEASURE replaces live trials (benchmarks replay recorded ones); CPUS is the host's core count."""
+        """MEASURE replaces live trials (benchmarks replay recorded ones); CPUS is the host's core count;
+        PLANNED, the performance model's picks, replaces the batching guide's first configs."""
+        self.planned = planned
         self.study = study
         self.model = model
         self.backend = backend
@@ -227,6 +230,8 @@ class Tuner:
                 continue
         if self.study.sampler == "grid":
             configs = configs[:1]  # a sweep measures its own grid; off-grid configs would only add to it
+        elif self.study.sampler == "autotune" and self.planned is not None:
+            configs += self.planned
         elif self.study.sampler == "autotune":
             configs += allowance_seeds(self.space)
             configs += heuristic_seeds(self.space, self.cpus, self.settings.concurrency)
