@@ -56,3 +56,48 @@ def test_without_a_plan_the_batching_guides_seeds_come_first():
     guide = heuristic_seeds(tuner.space, 2, 8)
     tuner.run(trials=3, minutes=5)
     assert measured[0] == ServingConfig() and measured[1:] == [c for c in guide if c != ServingConfig()][:2]
+
+
+@pytest.mark.slow
+def test_a_model_seeded_job_measures_the_planned_front_right_after_the_defaults(tmp_path, tiny_model):
+    """Live: a job whose study says seeds = "model" plans from this host's stored profile and measures its picks."""
+    import os
+
+    from autotune.fingerprint import fingerprint, host_info
+    from autotune.models.content import content_hash
+    from autotune.space import Host as SpaceHost
+    from autotune.store import Store
+    from autotune.store.profiles import Profiles
+    from tests.conftest import SHORT, autotune
+
+    url = f"sqlite:///{tmp_path / 'seeded.db'}"
+    host = fingerprint(host_info())
+    # A synthetic profile stored as `autotune profile` stores one: which configs come first is under test here,
+    # not the profile's figures (the real profile path is tests/test_predict_cli.py's).
+    profile = synthetic_profile(host_fingerprint=host)
+    Profiles(url).put(content_hash(tiny_model.version_path), host, "tiny", profile.to_json())
+    path = tmp_path / "seeded.toml"
+    path.write_text(
+        'model = "tiny"\nbackend = "local"\nseeds = "model"\n[slo]\nlatency_p99_ms = 200\n'
+        '[budget]\ntrials = 3\nconfirm_repeats = 0\n[load]\nprotocol = "rest"\nconcurrency = 8\n'
+    )
+    env = {**os.environ, "AUTOTUNE_DB_URL": url}
+    proc = autotune("start", "--study", str(path), "--foreground", "--json", *SHORT, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "from the model's predicted front" in proc.stderr
+    study = parse_study(
+        {
+            "model": "tiny",
+            "seeds": "model",
+            "slo": {"latency_p99_ms": 200},
+            "load": {"protocol": "rest", "concurrency": 8},
+        },
+        "t",
+    )
+    space = build_space({}, SpaceHost.detect())
+    expected = [p.config.to_dict() for p in make_plan(profile, study, space, "rest").seeds]
+    job = Store(url).jobs_of("tiny")[-1]
+    configs = [t.config for t in sorted(job.trials, key=lambda t: t.number)]
+    assert configs[0] == ServingConfig().to_dict()
+    planned = [c for c in expected if c != ServingConfig().to_dict()]
+    assert configs[1:3] == planned[:2]
