@@ -127,6 +127,8 @@ def make_plan(
     for config in configs:
         pred = simulate(profile, config, load, protocol, cores, requests=requests, seed=rng_seed)
         metrics = _metrics(pred)
+        if load.rate is not None:  # open loop: falling short of the offered rate is overload, as when measured
+            metrics |= {"offered_rps": load.rate, "achieved_rps": metrics["throughput_rps"]}
         planned.append(Planned(config, metrics, study_is_feasible(metrics, study, 0.95)))
     pool = [p for p in planned if p.feasible]
     directions = list(study.objectives.values())

@@ -80,3 +80,10 @@ def test_autotune_plan_prints_the_predicted_front_from_a_profile_file(tmp_path: 
     assert all(s in doc["front"] for s in doc["seeds"])
     missing = autotune("plan", "--model", "tiny", "--profile", str(tmp_path / "none.json"), "--any-host")
     assert missing.returncode != 0 and missing.stderr.count("\n") == 1 and "cannot read" in missing.stderr
+
+
+def test_open_loop_plans_judge_overload_as_a_measurement_does():
+    study = dataclasses.replace(STUDY, concurrency=None, rate=3000.0, slo_p99_ms=None)
+    unbatched = build_space({"enable_batching": KnobSpec(value=False)}, Host(2, 0))
+    plan = make_plan(synthetic_profile(), study, unbatched, "rest", requests=200)
+    assert plan.simulated == 9 and plan.feasible == 0 and not plan.front  # none serves 3,000/s: all fall short
