@@ -80,6 +80,14 @@ def aa_significant(name: str) -> str:
     return f"{found} of {len(compares)} significant"
 
 
+def aa_verdicts(name: str) -> str:
+    """The A/A series' throughput verdicts and median detectable effect, per compare from its JSON."""
+    metrics = [c["metrics"]["throughput_rps"] for c in _load(name)["compares"]]
+    equivalent = sum(m["verdict"] == "equivalent" for m in metrics)
+    mde = median(m["mde"] for m in metrics if m.get("mde") is not None)
+    return f"equivalent {equivalent} of {len(metrics)}; median mde {mde:.1%}"
+
+
 def _validation(name: str) -> list[dict[str, str]]:
     import csv
 
@@ -141,6 +149,7 @@ CLAIMS = (
         lambda: f"ResNet50 {cv('trust-repeat-resnet-rest-c8.json')}",
     ),
     Claim("A/A, tiny", "trust-aa-tiny-grpc-c8.json", lambda: aa_significant("trust-aa-tiny-grpc-c8.json")),
+    Claim("A/A, tiny, equivalence", "trust-aa-tiny-grpc-c8.json", lambda: aa_verdicts("trust-aa-tiny-grpc-c8.json")),
     Claim(
         "tuned MobileNetV2, throughput",
         "tuned-mobilenet.json",
