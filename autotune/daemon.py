@@ -256,7 +256,8 @@ class _DaemonJob:
         log.info("job %d claimed", self.job_id)
         try:
             with self.beat:
-                result = execute_job(self.job_id, TrialHooks(finished=self._finished), control)
+                said = lambda msg: log.info("job %d: %s", self.job_id, msg)  # noqa: E731
+                result = execute_job(self.job_id, TrialHooks(finished=self._finished, said=said), control)
             self.metrics.jobs.labels(result.state).inc()
             log.info("job %d %s after %d trials", self.job_id, result.state, len(result.trials))
             d.prune()

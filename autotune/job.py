@@ -225,7 +225,7 @@ class _JobRunner:
             host = replace(host, cpu_quota_problem=None)
         space = build_space(self.study.space, host, tuple(self.study.objectives))
         if "cpus" in space and host.cpu_quota_problem is not None:
-            self._progress(-1, ServingConfig(), f"cpus: whole cores only, {host.cpu_quota_problem}")
+            self._say(f"cpus: whole cores only, {host.cpu_quota_problem}")
         planned = self._planned(model, space, settings) if self.study.seeds == "model" else None
         storage = optuna_storage(self.store.url)
         tuner = Tuner(self.study, model, backend, space, settings, storage, job.study_name, planned=planned)
@@ -251,14 +251,19 @@ class _JobRunner:
                 raise AutotuneError(f"no profile of {model.name} on this host (autotune profile --model {model.name})")
             plan = make_plan(Profile.from_json(doc), self.study, space, settings.protocol)
         except AutotuneError as exc:
-            self._progress(-1, ServingConfig(), f"seeds: the batching guide's, not the model's: {exc}")
+            self._say(f"seeds: the batching guide's, not the model's: {exc}")
             return None
         if not plan.seeds:
-            self._progress(-1, ServingConfig(), "seeds: the model predicts no feasible config; the guide's instead")
+            self._say("seeds: the model predicts no feasible config; the batching guide's instead")
             return None
-        said = f"seeds: {len(plan.seeds)} from the model's predicted front ({plan.simulated} configs simulated)"
-        self._progress(-1, ServingConfig(), said)
+        self._say(f"seeds: {len(plan.seeds)} from the model's predicted front ({plan.simulated} configs simulated)")
         return [p.config for p in plan.seeds]
+
+    def _say(self, msg: str) -> None:
+        """A decision of the job in one line: on the progress line, and where the caller logs (terminal, daemon log)."""
+        self._progress(-1, ServingConfig(), msg)
+        if self.hooks.said:
+            self.hooks.said(msg)
 
     def _begin(self, n: int, config: ServingConfig) -> None:
         if self.control.before_trial:

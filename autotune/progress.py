@@ -70,7 +70,8 @@ def run_with_progress(study: Any, budget: int, minutes: float, settings: Any, ba
             outcome = "ok" if t.values is not None else f"failed: {t.failure_reason}"
             _print_trial(bar, _trial_line(t.number, t.config.to_dict(), outcome, t.result.metrics))
 
-        return run_job(study, budget, minutes, settings, TrialHooks(progress=progress, finished=on_trial), backend)
+        hooks = TrialHooks(progress=progress, finished=on_trial, said=lambda msg: _print_trial(bar, msg))
+        return run_job(study, budget, minutes, settings, hooks, backend)
 
 
 def follow_job(job_id: int) -> Any:

@@ -178,6 +178,8 @@ class TrialHooks:
     # a refused one is measured again, up to `remeasure` more times, then kept and flagged.
     accept: Callable[[TrialResult], bool] | None = None
     remeasure: int = 2
+    # A one-line decision of the job worth a log line (where its first configs come from, why not the model's).
+    said: Callable[[str], None] | None = None
 
 
 class Tuner:
