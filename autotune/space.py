@@ -150,31 +150,30 @@ def grid_of(space: dict[str, Dimension]) -> dict[str, Dimension]:
     }
 
 
+def _grid_values(dim: Dimension) -> tuple[Any, ...]:
+    """The values a sweep visits on a discretized DIM."""
+    return (dim.fixed,) if dim.is_fixed else tuple(dim.choices or ())
+
+
+def _grid_knobs(space: dict[str, Dimension], batching_on: bool) -> list[str]:
+    """The knobs a config varies besides enable_batching: batching knobs only with batching on."""
+    return [n for n in space if n != "enable_batching" and (batching_on or not KNOBS[n].batching)]
+
+
 def grid_size(space: dict[str, Dimension]) -> int:
     """How many configs a sweep of a discretized SPACE visits (batching knobs only count with batching on)."""
-
-    def count(names: list[str]) -> int:
-        return math.prod(1 if space[n].is_fixed else len(space[n].choices or ()) for n in names)
-
-    plain = [n for n in space if n != "enable_batching" and not KNOBS[n].batching]
-    batching = [n for n in space if KNOBS[n].batching]
-    switch = space["enable_batching"]
-    options = (switch.fixed,) if switch.is_fixed else tuple(switch.choices or ())
-    return sum(count(plain) * (count(batching) if on else 1) for on in options)
+    return sum(
+        math.prod(len(_grid_values(space[n])) for n in _grid_knobs(space, on))
+        for on in _grid_values(space["enable_batching"])
+    )
 
 
 def grid_configs(space: dict[str, Dimension]) -> list[ServingConfig]:
     """Every config of a discretized SPACE (grid_of), batching knobs only with batching on: grid_size of them."""
-
-    def values(dim: Dimension) -> tuple[Any, ...]:
-        return (dim.fixed,) if dim.is_fixed else tuple(dim.choices or ())
-
-    plain = [n for n in space if n != "enable_batching" and not KNOBS[n].batching]
-    batching = [n for n in space if KNOBS[n].batching]
     out = []
-    for on in values(space["enable_batching"]):
-        names = plain + (batching if on else [])
-        for combo in itertools.product(*(values(space[n]) for n in names)):
+    for on in _grid_values(space["enable_batching"]):
+        names = _grid_knobs(space, on)
+        for combo in itertools.product(*(_grid_values(space[n]) for n in names)):
             knobs = dict(zip(names, combo, strict=True))
             if isinstance(knobs.get("allowed_batch_sizes"), list):
                 knobs["allowed_batch_sizes"] = tuple(knobs["allowed_batch_sizes"])
