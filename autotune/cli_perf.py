@@ -62,13 +62,10 @@ def cached_profile(model_spec: str, profile_file: Path | None = None, any_host: 
             cpu = loaded.host.get("cpu_model", "another host")
             raise AutotuneError(f"--profile {profile_file} was measured on another host ({cpu}); add --any-host")
         return loaded
-    ref, digest, host, store = _stored(model_spec)
-    doc = store.get(digest, host)
-    if doc is None:
-        others = store.other_hosts(digest)
-        where = f"; {len(others)} profile(s) of it come from other hosts, which do not carry over" if others else ""
-        raise AutotuneError(f"no profile of {ref.name} on this host{where}: run autotune profile --model {model_spec}")
-    return Profile.from_json(doc)
+    from autotune.models.resolve import resolve_model
+    from autotune.store.profiles import Profiles
+
+    return Profile.from_json(Profiles().of_model(resolve_model(model_spec), _this_host(), model_spec))
 
 
 @app.command()

@@ -226,13 +226,14 @@ class _JobRunner:
         space = build_space(self.study.space, host, tuple(self.study.objectives))
         if "cpus" in space and host.cpu_quota_problem is not None:
             self._say(f"cpus: whole cores only, {host.cpu_quota_problem}")
-        planned = self._planned(model, space, settings) if self.study.seeds == "model" else None
-        storage = optuna_storage(self.store.url)
-        tuner = Tuner(self.study, model, backend, space, settings, storage, job.study_name, planned=planned)
+        tuner = Tuner(self.study, model, backend, space, settings, optuna_storage(self.store.url), job.study_name)
         _fail_stale_trials(tuner.optuna)
         _requeue_interrupted(tuner.optuna)
         self.previous = self.store.previous_front(job, any_host=self.retune)
         if not tuner.optuna.trials:
+            # Only a fresh study takes first configs: a resumed job has nothing to plan.
+            if self.study.seeds == "model":
+                tuner.planned = self._planned(model, space, settings)
             attrs = {"host": job.host.info, "host_fingerprint": job.host.fingerprint, "job_id": job.id}
             for key, value in {**attrs, "model_path": str(model.base_path)}.items():
                 tuner.optuna.set_user_attr(key, value)
@@ -240,15 +241,12 @@ class _JobRunner:
 
     def _planned(self, model: ModelRef, space: dict, settings: MeasureSettings) -> list[ServingConfig] | None:
         """The performance model's first configs for this job, or None (said in one line) to use the guide's."""
-        from autotune.models.content import content_hash
         from autotune.perfmodel.profile import Profile
         from autotune.plan import make_plan
         from autotune.store.profiles import Profiles
 
         try:
-            doc = Profiles(self.store.url).get(content_hash(model.version_path), self.job.host.fingerprint)
-            if doc is None:
-                raise AutotuneError(f"no profile of {model.name} on this host (autotune profile --model {model.name})")
+            doc = Profiles(self.store.url).of_model(model, self.job.host.fingerprint, self.study.model)
             plan = make_plan(Profile.from_json(doc), self.study, space, settings.protocol)
         except AutotuneError as exc:
             self._say(f"seeds: the batching guide's, not the model's: {exc}")
