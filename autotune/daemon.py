@@ -256,8 +256,7 @@ class _DaemonJob:
         log.info("job %d claimed", self.job_id)
         try:
             with self.beat:
-                said = lambda msg: log.info("job %d: %s", self.job_id, msg)  # noqa: E731
-                result = execute_job(self.job_id, TrialHooks(finished=self._finished, said=said), control)
+                result = execute_job(self.job_id, TrialHooks(finished=self._finished, said=self._said), control)
             self.metrics.jobs.labels(result.state).inc()
             log.info("job %d %s after %d trials", self.job_id, result.state, len(result.trials))
             d.prune()
@@ -275,6 +274,9 @@ class _DaemonJob:
             self.status.update(job=None)
             d.snapshot.publish()
             self.metrics.running.set(0)
+
+    def _said(self, msg: str) -> None:
+        log.info("job %d: %s", self.job_id, msg)
 
     def _on_wait(self, reason: str) -> None:
         self.beat.waiting = f"resource gate closed: {reason}"

@@ -21,7 +21,7 @@ from autotune.states import JobState
 from autotune.store.db import Tables, db_error, db_now, engine, sqlite_file
 from autotune.store.schema import JobRow, TrialRow
 
-FINISHED = (JobState.done, JobState.failed, JobState.cancelled)
+FINISHED = tuple(state for state in JobState if not state.active)  # done, failed, cancelled
 
 
 @dataclass(frozen=True)
