@@ -969,18 +969,20 @@ def status(as_json: JsonOpt = False) -> None:
         daemon_info["uptime_s"] = round((dt.datetime.now(dt.UTC).replace(tzinfo=None) - started).total_seconds())
     if daemon_info and snapshot_is_current(daemon_info):
         # The daemon's own list: no SQLAlchemy import, no query, on a host the daemon may be measuring.
-        jobs, drift, source = daemon_info["jobs"], daemon_info.get("drift", []), "daemon"
+        jobs, drift = daemon_info["jobs"], daemon_info.get("drift", [])
+        schedules, source = daemon_info.get("schedules", []), "daemon"
     else:
         from autotune.store import Store, job_summary
 
         store = Store()
-        jobs, drift, source = [job_summary(j) for j in store.jobs()], store.drift_checks(), "store"
+        jobs, drift = [job_summary(j) for j in store.jobs()], store.drift_checks()
+        schedules, source = store.schedules(), "store"
     if daemon_info:
-        daemon_info = {k: v for k, v in daemon_info.items() if k not in ("jobs", "drift")}
+        daemon_info = {k: v for k, v in daemon_info.items() if k not in ("jobs", "drift", "schedules")}
     emit(
         as_json,
-        {"daemon": daemon_info, "jobs": jobs, "drift": drift, "source": source},
-        lambda: tables.print_status(daemon_info, jobs, drift),
+        {"daemon": daemon_info, "jobs": jobs, "drift": drift, "schedules": schedules, "source": source},
+        lambda: tables.print_status(daemon_info, jobs, drift, schedules),
     )
 
 

@@ -32,6 +32,7 @@ from autotune.leftovers import sweep_cgroups, sweep_dirs
 from autotune.states import JobState, Trigger
 from autotune.store import Store
 from autotune.store.db import db_url
+from autotune.store.schedules import lateness_s
 from autotune.store.schema import utcnow
 
 log = logging.getLogger("autotune.daemon")
@@ -206,9 +207,10 @@ class Daemon:
         self.recover()
         self.snapshot = Snapshot(self.store, status, self.url, self.opts.status_every_s)
         self.snapshot.publish()
+        # Schedules fire on their own thread: a job that runs for an hour must not make a retune an hour late.
+        threading.Thread(target=self._schedule_loop, name="schedules", daemon=True).start()
         recovered_at = time.monotonic()
         while not self.stop.is_set():
-            self._fire_schedules()
             # Often enough that a host silent for stale_after_s is noticed soon after, not a period later.
             if time.monotonic() - recovered_at > min(self.opts.recover_every_s, self.opts.stale_after_s / 2):
                 # Not only at start: another daemon sharing the database may die while this one runs.
@@ -221,14 +223,40 @@ class Daemon:
                 continue
             _DaemonJob(self, job_id, status, metrics).run()
 
+    def _schedule_loop(self) -> None:
+        while True:
+            try:
+                self._fire_schedules()
+            except AutotuneError as exc:  # a locked or full database: the schedule stays due, tried next poll
+                log.warning("schedules not checked: %s", exc)
+            if self.stop.wait(self.opts.poll_s):
+                return
+
     def _fire_schedules(self) -> None:
         for row in self.store.claim_due(self.host_fp):
+            waiting = self._not_started(row.last_job_id)
+            if waiting is not None:
+                # Another retune queued behind one that never ran would only pile up; count the run as skipped.
+                self.store.skipped(row.id, waiting)
+                log.info("schedule %d (%s) skipped its run due at %s: %s", row.id, row.model, row.next_run_at, waiting)
+                continue
             try:
                 job_id = enqueue_retune(row.model, row.trials, row.minutes, trigger=Trigger.schedule)
                 self.store.fired(row.id, job_id)
-                log.info("schedule %d fired: retune job %d for %s", row.id, job_id, row.model)
+                late = lateness_s(row.next_run_at, utcnow())
+                log.info(
+                    "schedule %d fired %.0f s after its time: retune job %d for %s", row.id, late, job_id, row.model
+                )
             except AutotuneError as exc:
                 log.error("schedule %d (%s) could not enqueue a retune: %s", row.id, row.model, exc)
+
+    def _not_started(self, job_id: int | None) -> str | None:
+        """Why the retune JOB_ID, a schedule's previous one, has not started yet, or None when it has (or is gone)."""
+        job = self.store.job(job_id) if job_id is not None else None
+        if job is None or job.state != JobState.queued:
+            return None
+        why = f"the gate is closed ({self.gate.reason})" if self.gate.state == "closed" else "another job is running"
+        return f"its previous retune (job {job_id}) has not started: {why}"
 
 
 class _DaemonJob:

@@ -28,16 +28,17 @@ class Snapshot:
         self._at = float("-inf")
 
     def publish(self) -> None:
-        """Query the jobs and drift checks now and write them into the status file."""
+        """Query the jobs, drift checks and schedules now and write them into the status file."""
         # Stamped before the query: a command's change committed while it runs stays newer than the snapshot.
         at = time.time()
         try:
             jobs = [job_summary(j) for j in self.store.jobs()]
             drift = self.store.drift_checks()
+            schedules = self.store.schedules()
         except AutotuneError as exc:
             log.warning("status snapshot not written: %s", exc)
             return
-        self.status.update(jobs=jobs, drift=drift, jobs_at=at)
+        self.status.update(jobs=jobs, drift=drift, schedules=schedules, jobs_at=at)
         self._at = time.monotonic()
 
     def refresh(self) -> None:

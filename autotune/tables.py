@@ -92,7 +92,12 @@ def fmt(x: float | None, nd: int = 1) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
-def print_status(daemon_info: dict[str, Any] | None, jobs: list[dict[str, Any]], drift: list[dict[str, Any]]) -> None:
+def print_status(
+    daemon_info: dict[str, Any] | None,
+    jobs: list[dict[str, Any]],
+    drift: list[dict[str, Any]],
+    schedules: list[dict[str, Any]],
+) -> None:
     if daemon_info:
         gate = daemon_info["gate"] + (f" ({daemon_info['gate_reason']})" if daemon_info.get("gate_reason") else "")
         out.print(f"daemon pid {daemon_info['pid']}, up {daemon_info['uptime_s']}s, gate {gate}", markup=False)
@@ -117,6 +122,12 @@ def print_status(daemon_info: dict[str, Any] | None, jobs: list[dict[str, Any]],
             out.print(
                 f"drift: {d['model']} job {d['job_id']}: {short(d['config'])} {d['before_goodput_rps']:.1f} -> "
                 f"{d['after_goodput_rps']:.1f} rps {'(' + ', '.join(d['causes']) + ')' if d['causes'] else ''}",
+                markup=False,
+            )
+    for r in schedules:
+        if r["skipped_runs"]:
+            out.print(
+                f"schedule {r['id']} ({r['model']}): {r['skipped_runs']} run(s) skipped; last: {r['last_skip_reason']}",
                 markup=False,
             )
 
@@ -180,10 +191,19 @@ def with_ci(value: float | None, ci: list[float] | None) -> str:
 
 def print_schedules(rows: list[dict[str, Any]]) -> None:
     table = Table(title="schedules")
-    for col in ("id", "model", "cron", "next run (UTC)", "last job"):
+    for col in ("id", "model", "cron", "next run (UTC)", "last job", "last late s", "skipped runs"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["id"]), r["model"], r["cron"], r["next_run_at"], str(r["last_job_id"] or "-"))
+        late = "-" if r["late_s"] is None else f"{r['late_s']:.0f}"
+        table.add_row(
+            str(r["id"]),
+            r["model"],
+            r["cron"],
+            r["next_run_at"],
+            str(r["last_job_id"] or "-"),
+            late,
+            str(r["skipped_runs"]),
+        )
     show(table)
 
 

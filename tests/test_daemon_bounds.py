@@ -9,7 +9,8 @@ from pathlib import Path
 from autotune.daemon import Daemon, DaemonOptions, _setup_logging, log
 from autotune.states import JobState
 from autotune.store import Store
-from tests.stored_jobs import add_job, add_model, add_trial, set_job
+from autotune.store.schema import ScheduleRow, utcnow
+from tests.stored_jobs import add_host, add_job, add_model, add_trial, set_job
 
 
 def test_the_daemon_log_rotates_at_its_size_and_keeps_a_bounded_number_of_old_files(tmp_path: Path):
@@ -45,3 +46,25 @@ def test_between_jobs_the_daemon_prunes_only_when_asked(tmp_path: Path):
         Daemon(DaemonOptions(prune_days=days), url).prune()
         assert windows() == left, days
     assert logging.getLogger("autotune.daemon") is log
+
+
+def test_a_schedule_whose_previous_retune_never_started_skips_its_run_and_says_why(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'daemon.db'}"
+    daemon = Daemon(DaemonOptions(), url)
+    store = daemon.store
+    waiting = add_job(store, add_model(store), daemon.host_fp)  # queued behind a gate that stayed closed
+    schedule_id = store.add_schedule("tiny", "*/10 * * * *", add_host(store, daemon.host_fp), 2, None)
+    with store._tx() as s:
+        row = s.get(ScheduleRow, schedule_id)
+        row.next_run_at, row.last_job_id = utcnow() - dt.timedelta(seconds=30), waiting
+    daemon.gate.state, daemon.gate.reason = "closed", "foreign CPU load 1.90 cores > 0.5"
+
+    daemon._fire_schedules()
+
+    (schedule,) = store.schedules()
+    assert [j.id for j in store.jobs()] == [waiting], "no second retune queued behind the first"
+    assert schedule["skipped_runs"] == 1 and schedule["next_run_at"] > utcnow().isoformat()
+    assert schedule["last_skip_reason"] == (
+        f"its previous retune (job {waiting}) has not started: the gate is closed (foreign CPU load 1.90 cores > 0.5)"
+    )
+    assert 25 <= schedule["late_s"] <= 60

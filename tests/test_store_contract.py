@@ -143,7 +143,7 @@ def test_a_new_job_warm_starts_from_its_hosts_previous_front_and_a_retune_from_a
     assert store.previous_front(new, any_host=Trigger.retune.retunes).job.id == elsewhere
 
 
-def test_a_due_schedule_fires_once_across_daemons(store, model_id):
+def test_a_due_schedule_fires_once_across_daemons_and_remembers_how_late_and_what_it_skipped(store, model_id):
     host_id = add_host(store, HERE)
     schedule_id = store.add_schedule("tiny", "*/5 * * * *", host_id, 2, None)
     assert store.claim_due(HERE) == []  # not due until its first minute
@@ -156,6 +156,10 @@ def test_a_due_schedule_fires_once_across_daemons(store, model_id):
     store.fired(schedule_id, 7)
     (row,) = store.schedules()
     assert row["last_job_id"] == 7 and row["host_fingerprint"] == HERE
+    assert row["skipped_runs"] == 0 and 55 <= row["late_s"] <= 120, "fired about a minute after it was due"
+    store.skipped(schedule_id, "its previous retune (job 7) has not started: the gate is closed (load)")
+    (row,) = store.schedules()
+    assert row["skipped_runs"] == 1 and "job 7" in row["last_skip_reason"]
     store.remove_schedule(schedule_id)
     assert store.schedules() == []
     with pytest.raises(AutotuneError, match="no schedule"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class ServerProcess:
             self.cgroup = CpuCgroup(cpu.quota_us) if cpu is not None and cpu.quota_us else None
         except AutotuneError as exc:
             raise ServerStartError("server_start_failed", str(exc)) from None
+        # TensorFlow's autograph writes a source file per converted function into the temp dir and never removes
+        # it: in the server's own directory (the trial's, removed after it) they cannot pile up in /tmp.
+        env = {**(os.environ if env is None else env), "TMPDIR": str(log_path.parent)}
         self._log: IO[bytes] = open(log_path, "wb")
         self.started = time.monotonic()
         try:

@@ -29,6 +29,13 @@ def next_run(expr: str, after: dt.datetime) -> dt.datetime:
     return croniter(expr, after).get_next(dt.datetime)
 
 
+def lateness_s(due: dt.datetime | None, fired: dt.datetime | None) -> float | None:
+    """How long after its time a firing happened, in seconds (None before the first one)."""
+    if due is None or fired is None:
+        return None
+    return round((fired - due).total_seconds(), 1)
+
+
 class Schedules(Tables):
     """Retune schedules of each host."""
 
@@ -71,6 +78,10 @@ class Schedules(Tables):
                 "next_run_at": r.next_run_at.isoformat() + "Z",
                 "last_run_at": r.last_run_at.isoformat() + "Z" if r.last_run_at else None,
                 "last_job_id": r.last_job_id,
+                "last_due_at": r.last_due_at.isoformat() + "Z" if r.last_due_at else None,
+                "late_s": lateness_s(r.last_due_at, r.last_run_at),
+                "skipped_runs": r.skipped_runs,
+                "last_skip_reason": r.last_skip_reason,
             }
             for r, fp in rows
         ]
@@ -91,7 +102,7 @@ class Schedules(Tables):
                     update(ScheduleRow)
                     # Still due: another daemon that fired it first has already moved next_run_at on.
                     .where(ScheduleRow.id == row.id, ScheduleRow.next_run_at <= now)
-                    .values(next_run_at=next_run(row.cron, now), last_run_at=now)
+                    .values(next_run_at=next_run(row.cron, now), last_run_at=now, last_due_at=row.next_run_at)
                 ).rowcount
             if won == 1:
                 claimed.append(row)
@@ -103,3 +114,11 @@ class Schedules(Tables):
             row = s.get(ScheduleRow, schedule_id)
             if row is not None:
                 row.last_job_id = job_id
+
+    def skipped(self, schedule_id: int, reason: str) -> None:
+        """Count a firing that enqueued nothing, and say why (`status` and `schedule list` show it)."""
+        with self._tx() as s:
+            row = s.get(ScheduleRow, schedule_id)
+            if row is not None:
+                row.skipped_runs += 1
+                row.last_skip_reason = reason

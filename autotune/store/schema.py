@@ -131,6 +131,10 @@ class ScheduleRow(Base):
     last_run_at: Mapped[dt.datetime | None]
     next_run_at: Mapped[dt.datetime]
     last_job_id: Mapped[int | None]
+    last_due_at: Mapped[dt.datetime | None]  # when the last firing was due: last_run_at minus it is its lateness
+    # Firings not enqueued because the previous retune had not started yet (the gate stayed closed, or a long job).
+    skipped_runs: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_skip_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class DriftCheckRow(Base):
