@@ -518,7 +518,7 @@ def _target_measure(
 def _traffic(requests_file: Path | None, batch: int | None, signature: Any) -> tuple[Any, dict[str, Any]]:
     """Read and check the request file against the model's signature before anything starts; say what
     will be sent; return the requests and the settings' fields for them."""
-    from autotune.load.requests import load_requests
+    from autotune.traffic.requests import load_requests
 
     path = str(requests_file.expanduser().resolve()) if requests_file else None
     requests = load_requests(path, signature, batch)
@@ -672,8 +672,8 @@ def _check_study_input(study: Any, settings: Any) -> None:
 
     check_spec(study.model)
     if settings.requests_file:
-        from autotune.load.requests import load_requests
         from autotune.models.resolve import resolve_model
+        from autotune.traffic.requests import load_requests
 
         with err.status(f"preparing model {study.model}"):
             ref = resolve_model(study.model, study.signature)

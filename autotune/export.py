@@ -17,16 +17,23 @@ from autotune import __version__, outdir
 from autotune.cpulimit import whole_cores
 from autotune.errors import AutotuneError
 from autotune.knobs import SAVEDMODEL, ServingConfig, is_tflite
-from autotune.load.requests import load_requests
 from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
 from autotune.models.signature import read_signatures
 from autotune.multimodel import models_config_text
 from autotune.pareto import PICKS, pick_index  # noqa: F401  (re-exported: the CLI picks through export)
 from autotune.protos import batching_parameters_text, monitoring_config_text
-from autotune.servers.argv import PER_MODEL_BATCHING_FILE, TFLITE_FILE, WARMUP_FILE, ServerPaths, tfserving_flags
+from autotune.servers.argv import (
+    MAX_WARMUP_RECORDS,
+    PER_MODEL_BATCHING_FILE,
+    TFLITE_FILE,
+    WARMUP_FILE,
+    ServerPaths,
+    tfserving_flags,
+)
 from autotune.servers.docker import DockerRun, docker_argv, version_entries
 from autotune.states import TrialState
-from autotune.warmup import MAX_WARMUP_RECORDS, warmup_records
+from autotune.traffic.requests import load_requests
+from autotune.warmup import warmup_records
 
 
 def check_out_dir(out: Path, model_base: Path, force: bool) -> Path:

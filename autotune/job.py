@@ -20,7 +20,6 @@ from autotune.confirm import confirm_front
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import ServingConfig, config_from_dict
-from autotune.load.requests import load_requests
 from autotune.models.resolve import ModelRef, resolve_model
 from autotune.multimodel import check_mix
 from autotune.pareto import default_pick, pick_index
@@ -33,6 +32,7 @@ from autotune.store import PreviousFront, Store
 from autotune.store.db import optuna_storage
 from autotune.store.schema import JobRow
 from autotune.sweep import sweep
+from autotune.traffic.requests import load_requests
 from autotune.trial import MeasureSettings, TrialResult, run_trial
 from autotune.tuner import TrialHooks, TunedTrial, Tuner, study_is_feasible
 

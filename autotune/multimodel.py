@@ -13,8 +13,8 @@ import math
 from collections.abc import Mapping
 
 from autotune.errors import AutotuneError
-from autotune.load.payload import Payload
-from autotune.load.requests import MAX_REQUESTS
+from autotune.traffic.payload import Payload
+from autotune.traffic.requests import MAX_REQUESTS
 
 # Requests in one turn of the mix: shares are kept to 1%.
 MIX_TURN = 100

@@ -27,8 +27,6 @@ from autotune.knobs import MIXED_PRECISION, SAVEDMODEL, ServingConfig
 from autotune.leftovers import claim
 from autotune.load.client import LoadGenerator, LoadGeneratorError, LoadSpec
 from autotune.load.generator import drain_s
-from autotune.load.payload import Payload
-from autotune.load.requests import RequestSet, load_requests
 from autotune.load.stats import (
     max_of_present,
     mean_ci95,
@@ -52,6 +50,8 @@ from autotune.servers.process import ServerProcess, ServerStartError
 from autotune.servers.scrape import ServerCounters, scrape
 from autotune.servers.target import RunningServer, Target, listening_pid
 from autotune.states import FailureReason
+from autotune.traffic.payload import Payload
+from autotune.traffic.requests import RequestSet, load_requests
 from autotune.warmup import has_own_warmup, warmed_model_base
 from autotune.windows import WINDOW_DEFAULTS
 
@@ -107,7 +107,7 @@ class MeasureSettings:
     # What the allocated resources cost per hour (the study's [cost]); flat so stored settings stay plain JSON.
     core_hour_price: float = PRICE_DEFAULTS.core_hour
     gpu_gib_hour_price: float = PRICE_DEFAULTS.gpu_gib_hour
-    requests_file: str | None = None  # the user's traffic (load/requests.py); None: synthetic requests
+    requests_file: str | None = None  # the user's traffic (traffic/requests.py); None: synthetic requests
     batch: int | None = None  # instances per request (client-side batching); None: as the file has them, else 1
     # Several models on one server: model (built-in name or path) -> its share of the requests; None: one model.
     mix: dict[str, float] | None = None

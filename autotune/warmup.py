@@ -11,14 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from autotune.load.payload import Payload
 from autotune.models.resolve import ModelRef
-from autotune.servers.argv import PER_MODEL_BATCHING_FILE, WARMUP_FILE
+from autotune.servers.argv import MAX_WARMUP_RECORDS, PER_MODEL_BATCHING_FILE, WARMUP_FILE
 from autotune.tfrecord import encode
 from autotune.tfwire import message
-
-# saved_model_warmup_util's WarmupConsts::kMaxNumRecords: more records fail the model's load.
-MAX_WARMUP_RECORDS = 1000
+from autotune.traffic.payload import Payload
 
 
 def prediction_log(payload: Payload) -> bytes:

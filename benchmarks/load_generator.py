@@ -27,7 +27,7 @@ import psutil
 from _common import provenance
 
 from autotune.load.client import LoadGenerator, LoadSpec
-from autotune.load.payload import Payload
+from autotune.traffic.payload import Payload
 from autotune.trial import free_ports
 
 BODY = json.dumps({"instances": [[0.0] * 16]}).encode()

@@ -595,6 +595,19 @@ def firings(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(seen.values(), key=lambda f: f["due"])
 
 
+def db_growth_per_trial(samples: list[dict[str, Any]], begin: float, prune_days: float | None) -> int | None:
+    """Database bytes per stored trial, before the retention policy could drop anything (least squares)."""
+    import numpy as np
+
+    horizon = begin + (prune_days * 86400 if prune_days else float("inf"))
+    rows = [(sum((s.get("trials") or {}).values()), s["db_bytes"]) for s in samples if s["t"] < horizon]
+    rows = [r for r in rows if r[1]]
+    if len({r[0] for r in rows}) < 2:
+        return None
+    x, y = np.array([r[0] for r in rows], float), np.array([r[1] for r in rows], float)
+    return round(float(np.polyfit(x, y, 1)[0]))
+
+
 def figures(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Everything RELIABILITY.md states, from the data file alone."""
     meta = next(r for r in records if r["kind"] == "meta")
@@ -608,7 +621,6 @@ def figures(records: list[dict[str, Any]]) -> dict[str, Any]:
     jobs_by_state = Counter(j["state"] for j in end["jobs"])
     fire = firings(samples)
     db = [s["db_bytes"] for s in samples if s.get("db_bytes")]
-    peak_trials = max(sum((s.get("trials") or {}).values()) for s in samples)
     skipped = max((sum(r["skipped"] or 0 for r in s.get("schedules") or []) for s in samples), default=0)
     return {
         "hours": round((end["t"] - begin) / 3600, 2),
@@ -637,7 +649,7 @@ def figures(records: list[dict[str, Any]]) -> dict[str, Any]:
         "wal_bytes_max": max(s.get("wal_bytes") or 0 for s in samples),
         "jobs_queued_at_end": [j["id"] for j in end["jobs"] if j["state"] == "queued"],
         "logs": end["logs"],
-        "db_bytes_per_trial": round(db[-1] / peak_trials) if db and peak_trials else None,
+        "db_bytes_per_trial": db_growth_per_trial(samples, begin, meta.get("prune_days")),
         "firings": len(fire),
         "late_s_max": max((f["late_s"] for f in fire), default=None),
         "late_over_60": [f for f in fire if f["late_s"] > 60],

@@ -46,7 +46,7 @@ def write_pixel_requests(model: ModelRef, images: int, path: Path) -> Path:
     import numpy as np
     import tensorflow as tf
 
-    from autotune.load.payload import payload_of, synthetic_jpeg
+    from autotune.traffic.payload import payload_of, synthetic_jpeg
     from autotune.warmup import write_warmup_file
 
     (name,) = model.signature.inputs

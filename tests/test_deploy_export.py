@@ -18,11 +18,11 @@ from autotune.daemon import _Metrics
 from autotune.fingerprint import fingerprint, host_info
 from autotune.grafana import CONTAINER_METRICS
 from autotune.k8s import MEMORY_HEADROOM
-from autotune.load.payload import build_payload
 from autotune.servers.local.flags import parse_flags
 from autotune.servers.scrape import METRICS_PATH
 from autotune.states import JobState
 from autotune.store import Store
+from autotune.traffic.payload import build_payload
 from tests.conftest import autotune
 from tests.stored_jobs import add_job, add_trial
 

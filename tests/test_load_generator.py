@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 
 from autotune.load.client import LoadGenerator, LoadSpec
-from autotune.load.payload import Payload
+from autotune.traffic.payload import Payload
 
 SERVICE_S = 0.02  # one request at a time, 20 ms each: capacity 50 requests/s
 

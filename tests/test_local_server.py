@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import requests
 
-from autotune.load.payload import synthetic_jpeg
 from autotune.servers.local.__main__ import _batching
 from autotune.servers.local.flags import parse_flags
+from autotune.traffic.payload import synthetic_jpeg
 from autotune.trial import free_ports
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from autotune.errors import AutotuneError
-from autotune.load.payload import synthetic_jpeg
-from autotune.load.requests import load_requests, read_request_file
 from autotune.tfrecord import write_records
+from autotune.traffic.payload import synthetic_jpeg
+from autotune.traffic.requests import load_requests, read_request_file
 from tests.conftest import SHORT, autotune
 
 RNG = np.random.default_rng(7)

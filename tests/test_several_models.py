@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 
 from autotune.errors import AutotuneError
-from autotune.load.payload import Payload
 from autotune.multimodel import mix_sequence, mixed_payloads
 from autotune.spec import load_study
+from autotune.traffic.payload import Payload
 from tests.conftest import autotune
 
 STUDY = """

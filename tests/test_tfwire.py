@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autotune.load.payload import build_payload, tensor_proto
 from autotune.models.signature import read_signatures
+from autotune.traffic.payload import build_payload, tensor_proto
 
 
 @pytest.mark.parametrize("model", ["tiny_model", "resnet_model"])

@@ -13,12 +13,12 @@ import pytest
 
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import ServingConfig
-from autotune.load.requests import load_requests
 from autotune.servers.argv import WARMUP_FILE
 from autotune.servers.backends import local_backend
 from autotune.servers.process import ServerStartError
 from autotune.states import JobState
 from autotune.store import Store
+from autotune.traffic.requests import load_requests
 from autotune.trial import MeasureSettings, run_trial
 from autotune.warmup import warmed_model_base, write_warmup_file
 from tests.conftest import autotune
@@ -91,7 +91,7 @@ def _model_with_warmup(tiny_model, tmp_path: Path, records: list[bytes] | None, 
 
 
 def test_a_warmup_request_the_model_cannot_serve_fails_the_load_in_one_line(tiny_model, tmp_path, start_server):
-    from autotune.load.payload import payload_of
+    from autotune.traffic.payload import payload_of
     from autotune.warmup import prediction_log
 
     bad = payload_of("tiny", "serving_default", {"inputs": np.zeros((1, 8), np.float32)})

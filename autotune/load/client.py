@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from autotune.cores import pin_to
-from autotune.load.payload import Payload
 from autotune.procs import kill_group
+from autotune.traffic.payload import Payload
 
 
 class LoadGeneratorError(RuntimeError):

@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 import psutil
 
 from autotune.load.stats import percentiles
+from autotune.loopback import LOOPBACK, host_of
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 Sender = Callable[[], tuple[bool, str]]
 NextBody = Callable[[], tuple[str, bytes]]  # (REST path, body)
 # A client that sees an exception backs off, so a dead server is not hammered in a spin.
@@ -315,11 +315,6 @@ class Generator:
             "lag_ms": round(self.lag_ms, 3),
             "level_answered": self.level_answered,
         }
-
-
-def host_of(address: str) -> str:
-    """The host of a gRPC HOST:PORT ([V6]:PORT too)."""
-    return address.rsplit(":", 1)[0].strip("[]")
 
 
 def _check_target(spec: dict[str, Any]) -> None:

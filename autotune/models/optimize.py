@@ -13,8 +13,6 @@ from typing import Any
 
 from autotune.errors import AutotuneError
 from autotune.knobs import is_tflite
-from autotune.load.payload import synthetic_tensors
-from autotune.load.requests import load_requests
 from autotune.models.accuracy import (
     DEFAULT_MIN_TOP1_AGREEMENT,
     Accuracy,
@@ -25,6 +23,8 @@ from autotune.models.accuracy import (
 from autotune.models.resolve import ModelRef
 from autotune.models.variants import Variant, build_variant
 from autotune.paths import autotune_home
+from autotune.traffic.payload import synthetic_tensors
+from autotune.traffic.requests import load_requests
 
 # Synthetic inputs for the guard when no request file is given: this many, in requests of SAMPLE_BATCH.
 SAMPLE_BATCH = 16

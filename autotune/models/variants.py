@@ -142,7 +142,7 @@ def _build_xla(model: ModelRef, out_base: Path) -> Variant:
     has no kernel for is a one-line error now, not a failed first request in the server."""
     import tensorflow as tf
 
-    from autotune.load.payload import synthetic_tensors
+    from autotune.traffic.payload import synthetic_tensors
 
     strings = sorted(n for n, spec in model.signature.inputs.items() if spec.dtype == "string")
     if strings:  # an XLA computation's arguments are numbers: a JPEG string is decoded outside it or not at all

@@ -50,11 +50,11 @@ def main(argv: list[str]) -> None:
     base_path, signature_name, threads, batches, repeats, budget, *rest = argv
     import tensorflow as tf
 
-    from autotune.load.payload import synthetic_tensors
     from autotune.load.stats import quantile_ci95
     from autotune.models.resolve import latest_version
     from autotune.models.signature import read_signatures
     from autotune.servers.local.servable import Servable
+    from autotune.traffic.payload import synthetic_tensors
 
     # One execution's threads: T intra-op threads and one inter-op thread (the model runs concurrent executions
     # side by side in inter-op slots), unless told (TF Serving's defaults, for the transport's baseline).

@@ -13,6 +13,8 @@ from autotune.knobs import MIXED_PRECISION, SAVEDMODEL, ServingConfig, is_tflite
 
 # Where TF Serving looks for a model's warm-up requests, inside its version directory.
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+# saved_model_warmup_util's WarmupConsts::kMaxNumRecords: more records fail the model's load.
+MAX_WARMUP_RECORDS = 1000
 # A model's own BatchingParameters in its version directory (--enable_per_model_batching_parameters).
 PER_MODEL_BATCHING_FILE = "batching_params.pbtxt"
 # What --prefer_tflite_model serves from the version directory, instead of the graph.

@@ -14,7 +14,7 @@ import psutil
 import requests
 
 from autotune.errors import AutotuneError
-from autotune.load.generator import LOOPBACK, host_of
+from autotune.loopback import LOOPBACK, host_of
 from autotune.models.signature import Signature, TensorSpec
 
 # types.proto's DataType names, as TF Serving's JSON metadata spells them -> autotune's dtype names.

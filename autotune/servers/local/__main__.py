@@ -157,10 +157,9 @@ def _load(name: str, base: Path, flags: ServerFlags, batching: Any, metrics: Any
 def _replay_warmup(servable: Any, version_dir: Path, iterations: int) -> int:
     """Run the version's warm-up file through the servable before serving, as TF Serving does; return how many
     records. A warm-up request that fails fails the load, as in TF Serving."""
-    from autotune.servers.argv import WARMUP_FILE
+    from autotune.servers.argv import MAX_WARMUP_RECORDS, WARMUP_FILE
     from autotune.servers.local.servable import RequestError
     from autotune.tfrecord import read_records
-    from autotune.warmup import MAX_WARMUP_RECORDS
 
     path = version_dir / WARMUP_FILE
     if not path.is_file():

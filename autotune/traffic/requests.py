@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from autotune.errors import AutotuneError
-from autotune.load.payload import Payload, payload_of, synthetic_tensors, tensor_array
 from autotune.models.signature import Signature
 from autotune.restjson import RequestError, decode_inputs
 from autotune.tfrecord import is_tfrecord, read_records
 from autotune.tfwire import DTYPES, message
+from autotune.traffic.payload import Payload, payload_of, synthetic_tensors, tensor_array
 
 # Every payload travels to the generator and stays in its memory: a few hundred representative
 # requests replay a traffic mix; more only costs memory.
