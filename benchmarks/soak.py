@@ -595,17 +595,29 @@ def firings(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(seen.values(), key=lambda f: f["due"])
 
 
-def db_growth_per_trial(samples: list[dict[str, Any]], begin: float, prune_days: float | None) -> int | None:
-    """Database bytes per stored trial, before the retention policy could drop anything (least squares)."""
+def disk_bytes(sample: dict[str, Any]) -> int:
+    """What the database holds on disk: its file and its write-ahead log."""
+    return (sample.get("db_bytes") or 0) + (sample.get("wal_bytes") or 0)
+
+
+def db_growth(samples: list[dict[str, Any]], begin: float, prune_days: float | None) -> dict[str, Any]:
+    """Database bytes on disk per stored trial (least squares on the trial count), before the retention policy
+    could drop anything and after: what pruning changes."""
     import numpy as np
 
     horizon = begin + (prune_days * 86400 if prune_days else float("inf"))
-    rows = [(sum((s.get("trials") or {}).values()), s["db_bytes"]) for s in samples if s["t"] < horizon]
-    rows = [r for r in rows if r[1]]
-    if len({r[0] for r in rows}) < 2:
-        return None
-    x, y = np.array([r[0] for r in rows], float), np.array([r[1] for r in rows], float)
-    return round(float(np.polyfit(x, y, 1)[0]))
+
+    def slope(rows: list[dict[str, Any]]) -> int | None:
+        pts = [(sum((s.get("trials") or {}).values()), disk_bytes(s)) for s in rows if s.get("db_bytes")]
+        if len({n for n, _ in pts}) < 3:
+            return None
+        return round(float(np.polyfit([n for n, _ in pts], [b for _, b in pts], 1)[0]))
+
+    return {
+        "before_pruning": slope([s for s in samples if s["t"] < horizon]),
+        "after": slope([s for s in samples if s["t"] >= horizon]),
+        "horizon_min": round((horizon - begin) / 60, 1) if prune_days else None,
+    }
 
 
 def figures(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -620,7 +632,7 @@ def figures(records: list[dict[str, Any]]) -> dict[str, Any]:
     measured = trials.get("complete", 0) + trials.get("failed", 0)
     jobs_by_state = Counter(j["state"] for j in end["jobs"])
     fire = firings(samples)
-    db = [s["db_bytes"] for s in samples if s.get("db_bytes")]
+    db = [disk_bytes(s) for s in samples if s.get("db_bytes")]
     skipped = max((sum(r["skipped"] or 0 for r in s.get("schedules") or []) for s in samples), default=0)
     return {
         "hours": round((end["t"] - begin) / 3600, 2),
@@ -649,7 +661,9 @@ def figures(records: list[dict[str, Any]]) -> dict[str, Any]:
         "wal_bytes_max": max(s.get("wal_bytes") or 0 for s in samples),
         "jobs_queued_at_end": [j["id"] for j in end["jobs"] if j["state"] == "queued"],
         "logs": end["logs"],
-        "db_bytes_per_trial": db_growth_per_trial(samples, begin, meta.get("prune_days")),
+        "db_bytes_per_trial": db_growth(samples, begin, meta.get("prune_days")),
+        # After the daemon's clean stop the log is checkpointed into the file: the whole store, per trial row.
+        "db_file_bytes_at_end": samples[-1].get("db_bytes"),
         "firings": len(fire),
         "late_s_max": max((f["late_s"] for f in fire), default=None),
         "late_over_60": [f for f in fire if f["late_s"] > 60],
