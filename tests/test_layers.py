@@ -7,6 +7,7 @@ Modules in no layer (errors, paths, knobs, states and the like) are the ground f
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "autotune"
@@ -70,5 +71,5 @@ def test_the_check_sees_an_upward_import_even_inside_a_function(tmp_path, monkey
     fake = tmp_path / "autotune"
     (fake / "servers").mkdir(parents=True)
     (fake / "servers" / "warm.py").write_text("def f():\n    from autotune.trial import run_trial\n")
-    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     assert upward_imports() == ["autotune.servers.warm (serving and sending) imports autotune.trial (measuring)"]
