@@ -101,6 +101,10 @@ class TrialRow(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(40))
     failure_message: Mapped[str | None] = mapped_column(Text)
     server_log_tail: Mapped[str | None] = mapped_column(Text)
+    # What the performance model predicted for this config (model-seeded jobs): `report` draws its calibration.
+    predicted_throughput_rps: Mapped[float | None]
+    predicted_latency_p99_ms: Mapped[float | None]
+    predicted_cpu_cores: Mapped[float | None]
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None]
 
