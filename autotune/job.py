@@ -117,7 +117,7 @@ def enqueue_job(
     model = resolve_model(study.model, study.signature)
     load_requests(settings.requests_file, model.signature, settings.batch)  # a bad file fails here, not in a trial
     if settings.mix:
-        if backend.name == "docker":
+        if not backend.serves_models_config:
             raise AutotuneError(MULTI_MODEL_DOCKER)
         # Every model is built (a built-in) and checked now, not in the first trial.
         check_mix(settings.mix, {spec: resolve_model(spec).name for spec in settings.mix})
@@ -227,7 +227,7 @@ class _JobRunner:
     def _tuner(self, model: ModelRef, backend: Backend, settings: MeasureSettings) -> Tuner:
         job = self.job
         host = Host.detect()
-        if backend.name == "docker":  # docker enforces fractional allowances itself (--cpus)
+        if backend.enforces_cpu_quota:  # no cgroup quota needed from this host
             host = replace(host, cpu_quota_problem=None)
         space = build_space(self.study.space, host, tuple(self.study.objectives))
         if "cpus" in space and host.cpu_quota_problem is not None:
