@@ -169,6 +169,10 @@ def _requeue_interrupted(study: optuna.Study) -> None:
             settled.append(t.params)
 
 
+# How much of the predicted front a job keeps for its report: enough to draw it, not thousands of rows.
+FRONT_KEPT = 50
+
+
 class _JobRunner:
     """One run of a claimed job: its tuner, each trial recorded as it happens, then the front confirmed."""
 
@@ -273,6 +277,10 @@ class _JobRunner:
             self._say("seeds: the model predicts no feasible config; the batching guide's instead")
             return None
         self._say(f"seeds: {len(plan.seeds)} from the model's predicted front ({plan.simulated} configs simulated)")
+        front = plan.front
+        if len(front) > FRONT_KEPT:  # evenly along it: both ends and the middle
+            front = [front[round(i * (len(front) - 1) / (FRONT_KEPT - 1))] for i in range(FRONT_KEPT)]
+        self.store.planned(self.job.id, [p.to_json() for p in front])
         return [p.config for p in plan.seeds]
 
     def _say(self, msg: str) -> None:

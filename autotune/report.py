@@ -162,6 +162,29 @@ def calibration_png(calibration: dict[str, Any], model: str) -> bytes:
     return _save(fig)
 
 
+def fronts_html(predicted: list[dict[str, Any]] | None, confirmed: list[dict[str, Any]]) -> str:
+    """The model's predicted front beside the front the job confirmed on fresh servers."""
+    if not predicted:
+        return ""
+    e = html.escape
+
+    def knobs(config: dict[str, Any]) -> str:
+        return " ".join(f"{k}={v}" for k, v in config.items() if v != _DEFAULTS.get(k)) or "TF Serving defaults"
+
+    def figures(m: dict[str, Any]) -> str:
+        rps, p99 = m.get("throughput_rps"), m.get("latency_p99_ms")
+        return f"<td>{'-' if rps is None else f'{rps:.1f}'}</td><td>{'-' if p99 is None else f'{p99:.1f}'}</td>"
+
+    head = "<tr><th>config</th><th>rps</th><th>p99 ms</th></tr>"
+    pred = "".join(f"<tr><td>{e(knobs(p['config']))}</td>{figures(p['predicted'])}</tr>" for p in predicted)
+    conf = "".join(f"<tr><td>{e(knobs(c['config']))}</td>{figures(c.get('metrics') or {})}</tr>" for c in confirmed)
+    return (
+        "<h2>The predicted front and the confirmed one</h2>"
+        f"<p>Predicted by the model before any trial ({len(predicted)} configs):</p><table>{head}{pred}</table>"
+        f"<p>Confirmed on fresh servers ({len(confirmed)} configs):</p><table>{head}{conf or ''}</table>"
+    )
+
+
 def calibration_html(calibration: dict[str, Any] | None) -> str:
     """The model's misses per figure, and whether the job stopped trusting it."""
     if not calibration:
@@ -443,6 +466,7 @@ Study: {e(summary["study"])}.</p>
 {sweep_html(summary.get("sweeps") or [])}
 {drift_html(summary.get("drift") or [])}
 {calibration_html(summary.get("calibration"))}
+{fronts_html(summary.get("predicted_front"), summary.get("confirmed_front") or [])}
 </body></html>
 """
 
@@ -535,6 +559,7 @@ def write_report(job: JobRow, out: Path, force: bool) -> Path:
     summary["sweeps"] = [{"trial": e["trial"], **e["sweep"]} for e in entries if e.get("sweep")]
     summary["variants"] = variants_of(rows)
     summary["calibration"] = calibration_of(rows)
+    summary["predicted_front"] = job.predicted_front
     files: dict[str, str | bytes] = {
         "report.html": report_html(rows, summary),
         "pareto.png": pareto_png(rows, summary),

@@ -181,5 +181,8 @@ def test_a_model_seeded_job_measures_the_planned_front_right_after_the_defaults(
     assert all(t.predicted_throughput_rps and t.predicted_latency_p99_ms for t in job.trials)
     report = tmp_path / "report"
     assert autotune("report", "--model", "tiny", "--out", str(report), env=env).returncode == 0
-    calibration = json.loads((report / "summary.json").read_text())["calibration"]
-    assert calibration["trials"] >= 1 and (report / "calibration.png").stat().st_size > 0
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["calibration"]["trials"] >= 1 and (report / "calibration.png").stat().st_size > 0
+    front = summary["predicted_front"]
+    assert front and all(p["predicted"]["throughput_rps"] > 0 and p["feasible"] for p in front)
+    assert "The predicted front and the confirmed one" in (report / "report.html").read_text()

@@ -74,6 +74,8 @@ class JobRow(Base):
     backend_options: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
     waiting_reason: Mapped[str | None] = mapped_column(Text)
+    # The performance model's front, as the job planned it (model-seeded jobs): `report` sets it beside the confirmed.
+    predicted_front: Mapped[list[Any] | None]
 
     model: Mapped[ModelRow] = relationship()
     host: Mapped[HostRow] = relationship()

@@ -1,4 +1,4 @@
-"""trial predictions: what the performance model predicted for each trial of a model-seeded job (issue 26)
+"""predictions: what the performance model predicted for each trial of a model-seeded job, and its front (issue 26)
 
 Revision ID: 0007
 Revises: 0006
@@ -22,9 +22,13 @@ def upgrade() -> None:
     with op.batch_alter_table("autotune_trials") as batch:
         for name in COLUMNS:
             batch.add_column(sa.Column(name, sa.Float(), nullable=True))
+    with op.batch_alter_table("autotune_jobs") as batch:
+        batch.add_column(sa.Column("predicted_front", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("autotune_jobs") as batch:
+        batch.drop_column("predicted_front")
     with op.batch_alter_table("autotune_trials") as batch:
         for name in reversed(COLUMNS):
             batch.drop_column(name)
