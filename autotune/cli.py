@@ -255,17 +255,17 @@ def _check_budget(trials: int | None, minutes: float | None) -> None:
         raise AutotuneError(f"--minutes must be > 0, got {minutes:g}")
 
 
-def _check_host_knobs(config: Any, backend: str | None) -> None:
+def _check_host_knobs(config: Any, backend: Any | None) -> None:
     """Knobs this host cannot honour are one-line errors before anything starts. BACKEND None (not chosen
-    yet) checks what holds on every backend; a backend's name adds whether it can enforce a fractional cpus."""
+    yet) checks what holds on every backend; a backend adds whether it can enforce a fractional cpus."""
     from autotune import gpu
     from autotune.cores import schedulable_cores
     from autotune.cpulimit import check_enforceable, quota_problem
 
     if config.gpu_memory_fraction and gpu.device_count() == 0:
         raise AutotuneError("gpu_memory_fraction needs a GPU, and NVML sees none on this host")
-    # Docker enforces fractions itself (--cpus); a process started here needs a cgroup quota.
-    problem = None if backend in (None, "docker") else quota_problem()
+    # A backend may enforce fractions itself (docker's --cpus); a process started here needs a cgroup quota.
+    problem = None if backend is None or backend.enforces_cpu_quota else quota_problem()
     check_enforceable(config.cpus, len(schedulable_cores()), problem)
 
 
@@ -279,7 +279,7 @@ def _backend(name: str, server_binary: str | None, image: str | None, check: boo
     chosen, why = choose_backend(name, server_binary, image, gpus=gpus, check=check)
     if why:
         notes.note(why)
-    if chosen.name == "tfserving":
+    if chosen.binds_all_interfaces:
         notes.warn(TFSERVING_EXPOSURE)
     return chosen
 
@@ -363,7 +363,7 @@ def bench(
         ref = resolve_model(model, signature)
     requests, traffic = _traffic(requests_file, batch, ref.signature)
     chosen = _backend(backend.value, server_binary, docker_image, check=not dry_run)
-    _check_host_knobs(config, chosen.name)
+    _check_host_knobs(config, chosen)
     if dry_run:
         _dry_run(ref, config, chosen, monitoring, as_json, requests.payloads(ref.name, ref.signature.name))
         return
@@ -460,8 +460,8 @@ def compare(
         ref = resolve_model(model, signature)
     _, traffic = _traffic(requests_file, batch, ref.signature)
     chosen = _backend(backend.value, server_binary, docker_image)
-    _check_host_knobs(candidate, chosen.name)
-    _check_host_knobs(baseline, chosen.name)
+    _check_host_knobs(candidate, chosen)
+    _check_host_knobs(baseline, chosen)
     # The same fixed load on both sides: a ramp could compare two configs at different loads.
     settings = MeasureSettings(
         protocol=protocol.value,
@@ -766,6 +766,7 @@ def export(
         write_export,
     )
     from autotune.knobs import config_from_dict
+    from autotune.servers.backends import backend_class
     from autotune.store import Store
 
     if storage_uri and fmt != ExportFormat.kserve:
@@ -804,7 +805,7 @@ def export(
     write_export(written, meta, target)
     verdict = summary_line(rows, list(job.study["objectives"]))
     doc = {**meta, "out": str(target), "files": sorted([*written, "autotune.json"]), "verdict_line": verdict}
-    if job.backend == "local":
+    if (kind := backend_class(job.backend)) is not None and kind.is_stand_in:
         # The stand-in behaves like TF Serving, but a deployment runs TF Serving: say where the figures came from.
         doc["warning"] = (
             f"job {job.id} measured autotune-model-server (the local stand-in), not TF Serving: "

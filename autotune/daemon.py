@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -102,23 +101,6 @@ def kill_orphan(pid: int | None) -> bool:
         return False
 
 
-def _remove_orphan_containers() -> None:
-    import shutil
-
-    from autotune.servers.docker import LABEL
-
-    if shutil.which("docker") is None:
-        return
-    try:
-        ids = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label={LABEL}"], capture_output=True, text=True, timeout=20
-        ).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-
-
 class Heartbeat:
     """While a job runs: mark it alive every few seconds (on the database's clock), with why it waits if it
     does, and notice when a user asked to cancel it."""
@@ -199,7 +181,10 @@ class Daemon:
             log.info(
                 "recovered job %d: trial %d interrupted%s", o.job_id, o.trial, " (orphan killed)" if killed else ""
             )
-        _remove_orphan_containers()
+        from autotune.servers.backends import BACKENDS
+
+        for kind in BACKENDS.values():  # servers that outlive their client (containers) are each backend's own
+            kind.reap_orphans()
         for swept in (*sweep_dirs(), *sweep_cgroups()):
             log.info("removed %s, left by a process that died", swept)
 

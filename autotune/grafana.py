@@ -72,17 +72,18 @@ def _panel(
     }
 
 
-def dashboard(model_name: str, envelope: Envelope, title_suffix: str = "") -> dict[str, Any]:
-    """The dashboard JSON (Grafana's import format) for MODEL_NAME served with the tuned ENVELOPE."""
+WINDOW = "$__rate_interval"
+
+
+def _server_panels(model_name: str, e: Envelope) -> list[dict[str, Any]]:
+    """What TF Serving itself exports (--monitoring_config_file): requests, latency, batches, errors."""
     m = f'model_name="{model_name}"'
-    c = f'container="{CONTAINER}"'
-    window = "$__rate_interval"
-    e = envelope
+    window = WINDOW
 
     def latency_ms(q: float) -> str:  # TF Serving's latency histogram is in microseconds
         return f"histogram_quantile({q}, sum by (le) (rate({LATENCY_METRIC}_bucket{{{m}}}[{window}]))) / 1000"
 
-    panels = [
+    return [
         _panel(
             1,
             "Request rate",
@@ -128,6 +129,14 @@ def dashboard(model_name: str, envelope: Envelope, title_suffix: str = "") -> di
             _thresholds((e.max_error_rate, "red")),
             "Share of requests that did not end OK; red: the study's error limit.",
         ),
+    ]
+
+
+def _container_panels(e: Envelope) -> list[dict[str, Any]]:
+    """What cAdvisor sees of the server's container: CPU against its allowance, memory."""
+    c = f'container="{CONTAINER}"'
+    window = WINDOW
+    return [
         _panel(
             5,
             "CPU (cores)",
@@ -147,6 +156,12 @@ def dashboard(model_name: str, envelope: Envelope, title_suffix: str = "") -> di
             _thresholds((e.rss_mb * 2**20 if e.rss_mb else None, "orange")),
             "Working set of the server container (cAdvisor); orange: the peak RSS the tuning measured.",
         ),
+    ]
+
+
+def _daemon_panels(model_name: str, e: Envelope) -> list[dict[str, Any]]:
+    """What the autotune daemon exports: its last retune's goodput, its gate, its trials."""
+    return [
         _panel(
             7,
             "autotune: retune goodput",
@@ -164,6 +179,15 @@ def dashboard(model_name: str, envelope: Envelope, title_suffix: str = "") -> di
             _thresholds(),
             "Trials the autotune daemon measured in the last hour, by how they ended.",
         ),
+    ]
+
+
+def dashboard(model_name: str, envelope: Envelope, title_suffix: str = "") -> dict[str, Any]:
+    """The dashboard JSON (Grafana's import format) for MODEL_NAME served with the tuned ENVELOPE."""
+    panels = [
+        *_server_panels(model_name, envelope),
+        *_container_panels(envelope),
+        *_daemon_panels(model_name, envelope),
     ]
     return {
         "title": f"TF Serving: {model_name}{title_suffix}",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -20,6 +20,7 @@ from autotune.confirm import confirm_front
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import ServingConfig, config_from_dict
+from autotune.model_check import STORED
 from autotune.models.resolve import ModelRef, resolve_model
 from autotune.multimodel import check_mix
 from autotune.pareto import default_pick, pick_index
@@ -35,6 +36,9 @@ from autotune.sweep import sweep
 from autotune.traffic.requests import load_requests
 from autotune.trial import MeasureSettings, TrialResult, run_trial
 from autotune.tuner import TrialHooks, TunedTrial, Tuner, study_is_feasible
+
+if TYPE_CHECKING:
+    from autotune.plan import Predictor
 
 STUDY_PREFIX = "autotune"
 
@@ -95,6 +99,7 @@ def trial_fields(t: TunedTrial) -> dict[str, Any]:
         "failure_reason": t.failure_reason,
         "failure_message": t.result.failure_message,
         "server_log_tail": t.log_tail,
+        **{f"predicted_{k}": (t.predicted or {}).get(k) for k in STORED},
     }
 
 
@@ -112,7 +117,7 @@ def enqueue_job(
     model = resolve_model(study.model, study.signature)
     load_requests(settings.requests_file, model.signature, settings.batch)  # a bad file fails here, not in a trial
     if settings.mix:
-        if backend.name == "docker":
+        if not backend.serves_models_config:
             raise AutotuneError(MULTI_MODEL_DOCKER)
         # Every model is built (a built-in) and checked now, not in the first trial.
         check_mix(settings.mix, {spec: resolve_model(spec).name for spec in settings.mix})
@@ -164,6 +169,10 @@ def _requeue_interrupted(study: optuna.Study) -> None:
             settled.append(t.params)
 
 
+# How much of the predicted front a job keeps for its report: enough to draw it, not thousands of rows.
+FRONT_KEPT = 50
+
+
 class _JobRunner:
     """One run of a claimed job: its tuner, each trial recorded as it happens, then the front confirmed."""
 
@@ -196,6 +205,7 @@ class _JobRunner:
                 self._progress,
                 self._finished,
                 control.accept,
+                said=self._say,
             )
             entries = self.previous.entries if self.previous else []
             done = tuner.run(remaining, job.minutes, hooks, entries) if remaining > 0 else []
@@ -221,7 +231,7 @@ class _JobRunner:
     def _tuner(self, model: ModelRef, backend: Backend, settings: MeasureSettings) -> Tuner:
         job = self.job
         host = Host.detect()
-        if backend.name == "docker":  # docker enforces fractional allowances itself (--cpus)
+        if backend.enforces_cpu_quota:  # no cgroup quota needed from this host
             host = replace(host, cpu_quota_problem=None)
         space = build_space(self.study.space, host, tuple(self.study.objectives))
         if "cpus" in space and host.cpu_quota_problem is not None:
@@ -230,24 +240,36 @@ class _JobRunner:
         _fail_stale_trials(tuner.optuna)
         _requeue_interrupted(tuner.optuna)
         self.previous = self.store.previous_front(job, any_host=self.retune)
+        predictor = self._predictor(model, settings) if self.study.seeds == "model" else None
+        tuner.predict = predictor
         if not tuner.optuna.trials:
             # Only a fresh study takes first configs: a resumed job has nothing to plan.
-            if self.study.seeds == "model":
-                tuner.planned = self._planned(model, space, settings)
+            if predictor is not None:
+                tuner.planned = self._planned(predictor, space)
             attrs = {"host": job.host.info, "host_fingerprint": job.host.fingerprint, "job_id": job.id}
             for key, value in {**attrs, "model_path": str(model.base_path)}.items():
                 tuner.optuna.set_user_attr(key, value)
         return tuner
 
-    def _planned(self, model: ModelRef, space: dict, settings: MeasureSettings) -> list[ServingConfig] | None:
-        """The performance model's first configs for this job, or None (said in one line) to use the guide's."""
+    def _predictor(self, model: ModelRef, settings: MeasureSettings) -> Predictor | None:
+        """The model's predictions at this job's load, from this host's stored profile; None (said) without one."""
         from autotune.perfmodel.profile import Profile
-        from autotune.plan import make_plan
+        from autotune.plan import Predictor
         from autotune.store.profiles import Profiles
 
         try:
             doc = Profiles(self.store.url).of_model(model, self.job.host.fingerprint, self.study.model)
-            plan = make_plan(Profile.from_json(doc), self.study, space, settings.protocol)
+            return Predictor.of(Profile.from_json(doc), self.study, settings.protocol)
+        except AutotuneError as exc:
+            self._say(f"seeds: the batching guide's, not the model's: {exc}")
+            return None
+
+    def _planned(self, predictor: Predictor, space: dict) -> list[ServingConfig] | None:
+        """The performance model's first configs for this job, or None (said in one line) to use the guide's."""
+        from autotune.plan import make_plan
+
+        try:
+            plan = make_plan(predictor.profile, self.study, space, predictor.protocol)
         except AutotuneError as exc:
             self._say(f"seeds: the batching guide's, not the model's: {exc}")
             return None
@@ -255,6 +277,10 @@ class _JobRunner:
             self._say("seeds: the model predicts no feasible config; the batching guide's instead")
             return None
         self._say(f"seeds: {len(plan.seeds)} from the model's predicted front ({plan.simulated} configs simulated)")
+        front = plan.front
+        if len(front) > FRONT_KEPT:  # evenly along it: both ends and the middle
+            front = [front[round(i * (len(front) - 1) / (FRONT_KEPT - 1))] for i in range(FRONT_KEPT)]
+        self.store.planned(self.job.id, [p.to_json() for p in front])
         return [p.config for p in plan.seeds]
 
     def _say(self, msg: str) -> None:

@@ -14,9 +14,10 @@ from typing import Any
 
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
+from autotune.model_check import STORED
 from autotune.pareto import pareto_front
 from autotune.perfmodel.profile import Profile
-from autotune.perfmodel.simulate import Load, Prediction, simulate
+from autotune.perfmodel.simulate import Load, simulate
 from autotune.space import Dimension, grid_configs, grid_of
 from autotune.spec import Study
 from autotune.tuner import study_is_feasible
@@ -125,10 +126,7 @@ def make_plan(
         configs.append(ServingConfig())  # the defaults are always measured, so always planned
     planned = []
     for config in configs:
-        pred = simulate(profile, config, load, protocol, cores, requests=requests, seed=rng_seed)
-        metrics = _metrics(pred)
-        if load.rate is not None:  # open loop: falling short of the offered rate is overload, as when measured
-            metrics |= {"offered_rps": load.rate, "achieved_rps": metrics["throughput_rps"]}
+        metrics = predicted_metrics(profile, config, load, protocol, cores, requests, rng_seed)
         planned.append(Planned(config, metrics, study_is_feasible(metrics, study, 0.95)))
     pool = [p for p in planned if p.feasible]
     directions = list(study.objectives.values())
@@ -146,7 +144,36 @@ def make_plan(
     )
 
 
-def _metrics(pred: Prediction) -> dict[str, Any]:
-    """A prediction as a measurement's metrics (the model assumes a stable server)."""
+def predicted_metrics(
+    profile: Profile,
+    config: ServingConfig,
+    load: Load,
+    protocol: str,
+    cores: float | None = None,
+    requests: int = REQUESTS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """CONFIG simulated at LOAD, as a measurement's metrics (the model assumes a stable server)."""
+    pred = simulate(profile, config, load, protocol, cores, requests=requests, seed=seed)
     doc = pred.to_json()
-    return {k: doc[k] for k in PREDICTED} | {"stable": True, "requests": pred.requests}
+    metrics = {k: doc[k] for k in PREDICTED} | {"stable": True, "requests": pred.requests}
+    if load.rate is not None:  # open loop: falling short of the offered rate is overload, as when measured
+        metrics |= {"offered_rps": load.rate, "achieved_rps": metrics["throughput_rps"]}
+    return metrics
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """What the model predicts for one config at a study's load: a model-seeded job stores it beside each trial."""
+
+    profile: Profile
+    load: Load
+    protocol: str
+
+    @classmethod
+    def of(cls, profile: Profile, study: Study, protocol: str) -> Predictor:
+        return cls(profile, plan_load(study, float(profile.cpus)), protocol)
+
+    def __call__(self, config: ServingConfig) -> dict[str, float]:
+        metrics = predicted_metrics(self.profile, config, self.load, self.protocol)
+        return {k: float(metrics[k]) for k in STORED}

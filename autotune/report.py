@@ -12,10 +12,12 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from autotune import outdir
 from autotune.knobs import MIXED_PRECISION, SAVEDMODEL, ServingConfig, is_default_config
+from autotune.model_check import DRIFT_LIMIT, STORED, ModelCheck, relative_error
 from autotune.states import TrialState
 from autotune.store.pareto import front, trial_goodput
 from autotune.store.schema import JobRow, TrialRow
@@ -39,6 +41,7 @@ class Row:
     gain_throughput: float | None
     gain_p99: float | None
     failure_reason: str | None
+    predicted: dict[str, float] | None = None  # the performance model's figures (model-seeded jobs)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -75,6 +78,7 @@ def rows_of(job: JobRow) -> tuple[list[Row], dict[str, Any]]:
                 gain_throughput=_ratio(m.get("throughput_rps"), base_tp),
                 gain_p99=_ratio(m.get("latency_p99_ms"), base_p99),
                 failure_reason=t.failure_reason,
+                predicted=predicted_of(t),
             )
         )
     best = max(rows, key=lambda r: r.goodput_rps, default=None)
@@ -96,6 +100,111 @@ def rows_of(job: JobRow) -> tuple[list[Row], dict[str, Any]]:
     return rows, summary
 
 
+def predicted_of(trial: TrialRow) -> dict[str, float] | None:
+    """What the model predicted for TRIAL, or None when its job did not use the model."""
+    figures = {k: getattr(trial, f"predicted_{k}") for k in STORED}
+    return {k: v for k, v in figures.items() if v is not None} or None
+
+
+def calibration_of(rows: list[Row]) -> dict[str, Any] | None:
+    """The model against the measurement over a job's complete, stable trials: the median miss of each figure,
+    and the trial after which the job's drift rule (model_check) stopped trusting the model; None without any."""
+    judged = [
+        r
+        for r in sorted(rows, key=lambda r: r.number)
+        if r.predicted and r.state == TrialState.complete and r.metrics.get("stable") is not False
+    ]
+    if not judged:
+        return None
+    check, drifted_after = ModelCheck(), None
+    for r in judged:
+        check.add(r.predicted, r.metrics)
+        if drifted_after is None and check.drift():
+            drifted_after = r.number
+    misses = {}
+    for k in STORED:
+        errors = [e for r in judged if (e := relative_error((r.predicted or {}).get(k), r.metrics.get(k))) is not None]
+        misses[k] = round(median(errors), 3) if errors else None
+    return {
+        "trials": len(judged),
+        "median_abs_error": misses,
+        "drift_limit": DRIFT_LIMIT,
+        "drifted_after_trial": drifted_after,
+        "points": [
+            {"trial": r.number, "predicted": r.predicted, "measured": {k: r.metrics.get(k) for k in STORED}}
+            for r in judged
+        ],
+    }
+
+
+def calibration_png(calibration: dict[str, Any], model: str) -> bytes:
+    """Predicted against measured throughput and p99, one point per trial, the line where they agree."""
+    fig, axes = _axes(2)
+    panels = (("throughput_rps", "throughput (requests/s)"), ("latency_p99_ms", "p99 (ms)"))
+    for ax, (metric, label) in zip(axes, panels, strict=True):
+        pts = [
+            (p["trial"], p["measured"][metric], p["predicted"][metric])
+            for p in calibration["points"]
+            if p["measured"].get(metric) is not None and p["predicted"].get(metric) is not None
+        ]
+        if not pts:
+            continue
+        ax.plot([x for _, x, _ in pts], [y for _, _, y in pts], "o", color="tab:blue", label="trials")
+        top = max(max(x, y) for _, x, y in pts) * 1.1
+        ax.plot([0, top], [0, top], "--", color="grey", label="predicted = measured")
+        for trial, x, y in pts:
+            ax.annotate(str(trial), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=8)
+        ax.set_xlabel(f"measured {label}")
+        ax.set_ylabel(f"predicted {label}")
+        ax.legend(loc="best")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{model}: the performance model against the trials")
+    return _save(fig)
+
+
+def fronts_html(predicted: list[dict[str, Any]] | None, confirmed: list[dict[str, Any]]) -> str:
+    """The model's predicted front beside the front the job confirmed on fresh servers."""
+    if not predicted:
+        return ""
+    e = html.escape
+
+    def knobs(config: dict[str, Any]) -> str:
+        return " ".join(f"{k}={v}" for k, v in config.items() if v != _DEFAULTS.get(k)) or "TF Serving defaults"
+
+    def figures(m: dict[str, Any]) -> str:
+        rps, p99 = m.get("throughput_rps"), m.get("latency_p99_ms")
+        return f"<td>{'-' if rps is None else f'{rps:.1f}'}</td><td>{'-' if p99 is None else f'{p99:.1f}'}</td>"
+
+    head = "<tr><th>config</th><th>rps</th><th>p99 ms</th></tr>"
+    pred = "".join(f"<tr><td>{e(knobs(p['config']))}</td>{figures(p['predicted'])}</tr>" for p in predicted)
+    conf = "".join(f"<tr><td>{e(knobs(c['config']))}</td>{figures(c.get('metrics') or {})}</tr>" for c in confirmed)
+    return (
+        "<h2>The predicted front and the confirmed one</h2>"
+        f"<p>Predicted by the model before any trial ({len(predicted)} configs):</p><table>{head}{pred}</table>"
+        f"<p>Confirmed on fresh servers ({len(confirmed)} configs):</p><table>{head}{conf or ''}</table>"
+    )
+
+
+def calibration_html(calibration: dict[str, Any] | None) -> str:
+    """The model's misses per figure, and whether the job stopped trusting it."""
+    if not calibration:
+        return ""
+    e = html.escape
+    miss = ", ".join(f"{k} {v:.0%}" for k, v in calibration["median_abs_error"].items() if v is not None)
+    after = calibration["drifted_after_trial"]
+    verdict = (
+        f"the job stopped trusting the model after trial {after} (median throughput miss over "
+        f"{calibration['drift_limit']:.0%})"
+        if after is not None
+        else f"within the drift limit ({calibration['drift_limit']:.0%} median throughput miss) throughout"
+    )
+    return (
+        "<h2>The performance model against the trials</h2>"
+        f"<p>{calibration['trials']} trials; median miss: {e(miss)}; {e(verdict)}.</p>"
+        '<p><img src="calibration.png" alt="predicted against measured"></p>'
+    )
+
+
 def _points(rows: list[Row]) -> dict[str, list[Row]]:
     measured = [r for r in rows if r.metrics.get("latency_p99_ms") is not None and r.state == TrialState.complete]
     return {
@@ -110,30 +219,35 @@ def _label(r: Row) -> str:
     return f"trial {r.number}" + (" (TF Serving defaults)" if r.defaults else f": {knobs}")
 
 
-def _axes() -> tuple[Any, Any]:
-    """A figure for a PNG, drawn without a display."""
+def _axes(panels: int = 1) -> tuple[Any, Any]:
+    """A figure for a PNG (PANELS side by side), drawn without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    return plt.subplots(figsize=(8, 5), dpi=110)
+    return plt.subplots(1, panels, figsize=(8 * panels if panels > 1 else 8, 5), dpi=110)
 
 
-def _png(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes:
-    """Label, legend and grid AX, then the figure as PNG bytes (the figure is closed)."""
+def _save(fig: Any) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
     from matplotlib import pyplot as plt
 
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(loc="best")
-    ax.grid(alpha=0.3)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def _png(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes:
+    """Label, legend and grid AX, then the figure as PNG bytes (the figure is closed)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    return _save(fig)
 
 
 def pareto_png(rows: list[Row], summary: dict[str, Any]) -> bytes:
@@ -351,6 +465,8 @@ Study: {e(summary["study"])}.</p>
 {variants_html(summary.get("variants") or [])}
 {sweep_html(summary.get("sweeps") or [])}
 {drift_html(summary.get("drift") or [])}
+{calibration_html(summary.get("calibration"))}
+{fronts_html(summary.get("predicted_front"), summary.get("confirmed_front") or [])}
 </body></html>
 """
 
@@ -442,6 +558,8 @@ def write_report(job: JobRow, out: Path, force: bool) -> Path:
     summary["verdict_line"] = summary_line(entries, list(job.study["objectives"]))
     summary["sweeps"] = [{"trial": e["trial"], **e["sweep"]} for e in entries if e.get("sweep")]
     summary["variants"] = variants_of(rows)
+    summary["calibration"] = calibration_of(rows)
+    summary["predicted_front"] = job.predicted_front
     files: dict[str, str | bytes] = {
         "report.html": report_html(rows, summary),
         "pareto.png": pareto_png(rows, summary),
@@ -451,5 +569,7 @@ def write_report(job: JobRow, out: Path, force: bool) -> Path:
     }
     if summary["sweeps"]:
         files["sweep.png"] = sweep_png(summary["sweeps"], summary["model"])
+    if summary["calibration"]:
+        files["calibration.png"] = calibration_png(summary["calibration"], summary["model"])
     outdir.write_dir(files, target)
     return target

@@ -211,7 +211,7 @@ def _knob_spec(c: _Checker, name: str, raw: Any) -> KnobSpec:
 
 
 def parse_study(doc: dict[str, Any], source: str) -> Study:
-    """Validate a parsed TOML document into a Study."""
+    """Validate a parsed TOML document into a Study (each table by its own reader, in the document's order)."""
     c = _Checker(source)
     c.unknown(doc, _TOP_KEYS, "")
     if "model" not in doc:
@@ -223,40 +223,61 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
         out["signature"] = c.string(doc["signature"], "signature")
     if "seed" in doc:
         out["seed"] = int(c.number(doc["seed"], "seed", integer=True))
+    out |= _slo(c, c.table(doc, "slo"))
+    if "objectives" in doc:
+        out["objectives"] = _objectives(c, c.table(doc, "objectives"))
+    out["space"] = {name: _knob_spec(c, name, raw) for name, raw in c.table(doc, "space").items()}
+    out |= _budget(c, c.table(doc, "budget"))
+    out["min_effect"] = _min_effect(c, c.table(doc, "min_effect"))
+    out |= _load(c, c.table(doc, "load"), source)
+    mix = c.table(doc, "mix")
+    if mix:
+        out["mix"] = _mix(c, mix, out["model"], out["space"])
+    out |= _cost(c, c.table(doc, "cost"))
+    if "sampler" in doc:
+        out["sampler"] = c.string(doc["sampler"], "sampler", SAMPLERS)
+    if "seeds" in doc:
+        out["seeds"] = c.string(doc["seeds"], "seeds", SEED_SOURCES)
+    return Study(**out)
 
-    slo = c.table(doc, "slo")
+
+def _fraction(c: _Checker, value: Any, key: str) -> float:
+    """A number in 0..1, or a one-line error naming KEY."""
+    x = c.number(value, key)
+    if not 0 <= x <= 1:
+        raise c.fail(key, f"must be in 0..1, got {x!r}")
+    return float(x)
+
+
+def _slo(c: _Checker, slo: dict[str, Any]) -> dict[str, Any]:
     c.unknown(slo, {"latency_p99_ms", "max_error_rate", "min_top1_agreement", "max_abs_error", *METRIC_LIMITS}, "slo.")
-    out["limits"] = {k: float(c.number(slo[k], f"slo.{k}", positive=True)) for k in METRIC_LIMITS if k in slo}
+    out: dict[str, Any] = {
+        "limits": {k: float(c.number(slo[k], f"slo.{k}", positive=True)) for k in METRIC_LIMITS if k in slo}
+    }
     if "latency_p99_ms" in slo:
         out["slo_p99_ms"] = float(c.number(slo["latency_p99_ms"], "slo.latency_p99_ms", positive=True))
     if "max_error_rate" in slo:
-        rate = c.number(slo["max_error_rate"], "slo.max_error_rate")
-        if not 0 <= rate <= 1:
-            raise c.fail("slo.max_error_rate", f"must be in 0..1, got {rate!r}")
-        out["max_error_rate"] = float(rate)
+        out["max_error_rate"] = _fraction(c, slo["max_error_rate"], "slo.max_error_rate")
     if "min_top1_agreement" in slo:
-        agreement = c.number(slo["min_top1_agreement"], "slo.min_top1_agreement")
-        if not 0 <= agreement <= 1:
-            raise c.fail("slo.min_top1_agreement", f"must be in 0..1, got {agreement!r}")
-        out["min_top1_agreement"] = float(agreement)
+        out["min_top1_agreement"] = _fraction(c, slo["min_top1_agreement"], "slo.min_top1_agreement")
     if "max_abs_error" in slo:
         out["max_abs_error"] = float(c.number(slo["max_abs_error"], "slo.max_abs_error", positive=True))
+    return out
 
-    if "objectives" in doc:
-        objectives = c.table(doc, "objectives")
-        if not objectives:
-            raise c.fail("objectives", "needs at least one objective")
-        for name, direction in objectives.items():
-            if name not in OBJECTIVES:
-                raise c.fail(f"objectives.{name}", f"unknown objective (known: {', '.join(OBJECTIVES)})")
-            c.string(direction, f"objectives.{name}", DIRECTIONS)
-        out["objectives"] = dict(objectives)
 
-    space = c.table(doc, "space")
-    out["space"] = {name: _knob_spec(c, name, raw) for name, raw in space.items()}
+def _objectives(c: _Checker, objectives: dict[str, Any]) -> dict[str, str]:
+    if not objectives:
+        raise c.fail("objectives", "needs at least one objective")
+    for name, direction in objectives.items():
+        if name not in OBJECTIVES:
+            raise c.fail(f"objectives.{name}", f"unknown objective (known: {', '.join(OBJECTIVES)})")
+        c.string(direction, f"objectives.{name}", DIRECTIONS)
+    return dict(objectives)
 
-    budget = c.table(doc, "budget")
+
+def _budget(c: _Checker, budget: dict[str, Any]) -> dict[str, Any]:
     c.unknown(budget, {"trials", "minutes", "confirm_repeats", "confirm_max_repeats", "confirm_precision"}, "budget.")
+    out: dict[str, Any] = {}
     if "trials" in budget:
         out["trials"] = int(c.number(budget["trials"], "budget.trials", positive=True, integer=True))
     if "minutes" in budget:
@@ -277,19 +298,23 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
         if precision >= 1:
             raise c.fail("budget.confirm_precision", f"must be a fraction below 1 such as 0.05, got {precision}")
         out["confirm_precision"] = precision
+    return out
 
-    min_effect = c.table(doc, "min_effect")
+
+def _min_effect(c: _Checker, min_effect: dict[str, Any]) -> dict[str, float]:
     for name, value in min_effect.items():
         if name not in OBJECTIVES:
             raise c.fail(f"min_effect.{name}", f"unknown metric (known: {', '.join(OBJECTIVES)})")
         threshold = float(c.number(value, f"min_effect.{name}"))
         if not 0 <= threshold < 1:
             raise c.fail(f"min_effect.{name}", f"must be a fraction in [0, 1) such as 0.02, got {threshold}")
-    out["min_effect"] = {k: float(v) for k, v in min_effect.items()}
+    return {k: float(v) for k, v in min_effect.items()}
 
-    load = c.table(doc, "load")
+
+def _load(c: _Checker, load: dict[str, Any], source: str) -> dict[str, Any]:
     window_keys = set(WindowOptions.__dataclass_fields__)
     c.unknown(load, {"protocol", "concurrency", "rate", "requests", "batch", *window_keys}, "load.")
+    out: dict[str, Any] = {}
     if "requests" in load:
         path = Path(c.string(load["requests"], "load.requests")).expanduser()
         out["requests"] = str(path if path.is_absolute() else (Path(source).parent / path).resolve())
@@ -312,31 +337,30 @@ def parse_study(doc: dict[str, Any], source: str) -> Study:
     out["windows"] = WindowOptions(**windows)
     for key, problem in out["windows"].problems().items():
         raise c.fail(f"load.{key}", f"{problem}, got {load[key]!r}")
+    return out
 
-    mix = c.table(doc, "mix")
-    if mix:
-        out["mix"] = {spec: float(c.number(share, f"mix.{spec}", positive=True)) for spec, share in mix.items()}
-        if out["model"] not in out["mix"]:
-            raise c.fail("mix", f"must give the study's model {out['model']!r} its share too")
-        if len(out["mix"]) < 2:
-            raise c.fail("mix", "names one model; a mix serves several (or drop [mix])")
-        if "model_variant" in out["space"]:
-            raise c.fail("space.model_variant", "a mix serves its models' SavedModels (variants are for one model)")
 
-    cost = c.table(doc, "cost")
+def _mix(c: _Checker, mix: dict[str, Any], model: str, space: dict[str, KnobSpec]) -> dict[str, float]:
+    shares = {spec: float(c.number(share, f"mix.{spec}", positive=True)) for spec, share in mix.items()}
+    if model not in shares:
+        raise c.fail("mix", f"must give the study's model {model!r} its share too")
+    if len(shares) < 2:
+        raise c.fail("mix", "names one model; a mix serves several (or drop [mix])")
+    if "model_variant" in space:
+        raise c.fail("space.model_variant", "a mix serves its models' SavedModels (variants are for one model)")
+    return shares
+
+
+def _cost(c: _Checker, cost: dict[str, Any]) -> dict[str, float]:
     c.unknown(cost, {"core_hour", "gpu_gib_hour"}, "cost.")
+    out = {}
     for key in ("core_hour", "gpu_gib_hour"):
         if key in cost:
             price = c.number(cost[key], f"cost.{key}")
             if price < 0:
                 raise c.fail(f"cost.{key}", f"must be >= 0, got {price!r}")
             out[f"{key}_price"] = float(price)
-
-    if "sampler" in doc:
-        out["sampler"] = c.string(doc["sampler"], "sampler", SAMPLERS)
-    if "seeds" in doc:
-        out["seeds"] = c.string(doc["seeds"], "seeds", SEED_SOURCES)
-    return Study(**out)
+    return out
 
 
 def with_variants(study: Study, variants: list[str]) -> Study:

@@ -56,6 +56,8 @@ class FailureReason(StrEnum):
     missing_objective = "missing_objective"  # the server answered, but an objective was not measured
     # The model could not become the config's variant (an op TFLite lacks), or its answers could not be checked.
     variant_failed = "variant_failed"
+    # The performance model's pick, dropped unmeasured once the model was found to drift (an Optuna trial only).
+    skipped = "skipped"
 
 
 class Trigger(StrEnum):

@@ -45,7 +45,6 @@ from autotune.multimodel import mixed_payloads, models_config_text
 from autotune.protos import monitoring_config_text
 from autotune.servers.argv import WARMUP_FILE, ServerPaths, write_batching_file
 from autotune.servers.backends import Backend, Launch
-from autotune.servers.docker import container_pid
 from autotune.servers.process import ServerProcess, ServerStartError
 from autotune.servers.scrape import ServerCounters, scrape
 from autotune.servers.target import RunningServer, Target, listening_pid
@@ -248,6 +247,7 @@ class PreparedLaunch:
     launch: Launch
     workdir: Path
     cpu: CpuPlan
+    backend: Backend
 
     @property
     def files(self) -> dict[str, str]:
@@ -306,7 +306,7 @@ def prepare_launch(
     if others:
         paths = _several_models(Served(model, warmup or []), others, batching, workdir, grpc_port, rest_port)
         paths = replace(paths, monitoring_file=monitoring_file)
-        return PreparedLaunch(paths, backend.launch(config, paths, workdir, cpu), workdir, cpu)
+        return PreparedLaunch(paths, backend.launch(config, paths, workdir, cpu), workdir, cpu, backend)
     base, overlay = model.base_path, None
     if warmup and not has_own_warmup(model):
         base, overlay = warmed_model_base(model, warmup, workdir / "model"), model.version
@@ -320,7 +320,7 @@ def prepare_launch(
         warmup=bool(warmup) or has_own_warmup(model),
         overlay_version=overlay,
     )
-    return PreparedLaunch(paths, backend.launch(config, paths, workdir, cpu), workdir, cpu)
+    return PreparedLaunch(paths, backend.launch(config, paths, workdir, cpu), workdir, cpu, backend)
 
 
 def _several_models(
@@ -579,8 +579,7 @@ class LiveTrial:
         # is hidden behind the server's instead of added to every trial.
         self.gen = LoadGenerator(spec, self.payloads, self.prepared.workdir, cores=self.client_cores)
         ready = self.server.wait_ready(paths.rest_port, self.model.name, s.ready_timeout_s)
-        # A container's processes are not children of `docker run`: sample the container's own tree.
-        sampled = (container_pid(launch.container) if launch.container else None) or self.server.pid
+        sampled = self.prepared.backend.monitor_pid(launch, self.server.pid)
         self.monitor = ResourceMonitor(sampled).start()
         self.monitor.add_own_pid(self.gen.pid)
         self.gen.wait_ready()

@@ -18,6 +18,7 @@ import optuna
 
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig, config_from_dict
+from autotune.model_check import ModelCheck
 from autotune.models.resolve import ModelRef
 from autotune.pareto import goodput
 from autotune.seeds import allowance_seeds, heuristic_seeds
@@ -31,6 +32,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # How a config becomes a result: (config, progress, on_server_pid) -> result. Live trials by default.
 Measure = Callable[[ServingConfig, Callable[[str], None] | None, Callable[[int], None] | None], TrialResult]
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# The user attr that marks an enqueued trial as the performance model's pick.
+PLANNED_ATTR = "planned"
 # What a trial keeps of its server's log: the end, where the reason for a failure is.
 LOG_TAIL_CHARS = 4000
 
@@ -77,6 +80,7 @@ class TunedTrial:
     values: list[float] | None
     constraints: list[float] | None
     feasible: bool
+    predicted: dict[str, float] | None = None  # the performance model's figures for this config, when it has one
 
     @property
     def state(self) -> TrialState:
@@ -197,10 +201,13 @@ class Tuner:
         measure: Measure | None = None,
         cpus: int | None = None,
         planned: list[ServingConfig] | None = None,
+        predict: Callable[[ServingConfig], dict[str, float]] | None = None,
     ) -> None:
         """MEASURE replaces live trials (benchmarks replay recorded ones); CPUS is the host's core count;
-        PLANNED, the performance model's picks, replaces the batching guide's first configs."""
+        PLANNED, the performance model's picks, replaces the batching guide's first configs; PREDICT gives the
+        model's figures for a config, stored beside each trial and checked against it (model_check)."""
         self.planned = planned
+        self.predict = predict
         self.study = study
         self.model = model
         self.backend = backend
@@ -214,6 +221,11 @@ class Tuner:
             load_if_exists=True,
         )
         self.optuna.set_metric_names(list(study.objectives))
+        # The model's record so far lives in the study: a resumed job goes on judging it where it left off.
+        self.check = ModelCheck()
+        for t in self.optuna.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            self.check.add(t.user_attrs.get("predicted"), t.user_attrs.get("metrics") or {})
+        self.drifted: str | None = self.optuna.user_attrs.get("model_drifted")
         self.cpus = cpus or os.cpu_count() or 1
         self._measure_config = measure or (
             lambda config, say, on_pid: run_trial(
@@ -233,7 +245,7 @@ class Tuner:
         if self.study.sampler == "grid":
             configs = configs[:1]  # a sweep measures its own grid; off-grid configs would only add to it
         elif self.study.sampler == "autotune" and self.planned is not None:
-            configs += self.planned
+            configs += self.planned  # enqueued with a tag: a model found to drift does not spend trials on them
         elif self.study.sampler == "autotune":
             configs += allowance_seeds(self.space)
             configs += heuristic_seeds(self.space, self.cpus, self.settings.concurrency)
@@ -242,9 +254,11 @@ class Tuner:
         return unique[:budget]
 
     def enqueue(self, configs: list[ServingConfig]) -> None:
-        """Measure these configs first (defaults, a previous Pareto set)."""
+        """Measure these configs first (defaults, a previous Pareto set, the model's picks: tagged)."""
+        planned = self.planned or []
         for config in configs:
-            self.optuna.enqueue_trial(params_of(config, self.space), skip_if_exists=True)
+            attrs = {PLANNED_ATTR: True} if config in planned and config != ServingConfig() else None
+            self.optuna.enqueue_trial(params_of(config, self.space), user_attrs=attrs, skip_if_exists=True)
 
     def run(
         self,
@@ -260,10 +274,15 @@ class Tuner:
             self.enqueue(self.first_configs(previous or [], trials))
         deadline = time.monotonic() + minutes * 60
         done: list[TunedTrial] = []
-        for _ in range(trials):
+        while len(done) < trials:
             if time.monotonic() >= deadline:
                 break
             trial = self.optuna.ask()
+            if self.drifted and trial.user_attrs.get(PLANNED_ATTR):
+                # The model's pick, queued before the model was found to drift: not worth a live trial now.
+                trial.set_user_attr("failure_reason", FailureReason.skipped)
+                self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
             try:
                 config, result = self._measure(trial, hooks)
             except BaseException:
@@ -275,6 +294,7 @@ class Tuner:
             done.append(tuned)
             if hooks.finished:
                 hooks.finished(tuned)
+            self._judge_model(tuned, hooks)
             if result.failure_reason == FailureReason.interrupted:
                 break
             if isinstance(self.optuna.sampler, GridSweep) and self.optuna.sampler.exhausted:
@@ -302,12 +322,35 @@ class Tuner:
             result.metrics["interference"] = True
         return config, result
 
+    def _judge_model(self, tuned: TunedTrial, hooks: TrialHooks) -> None:
+        """After each trial of a model-seeded job: has the model drifted from what the trials measure?"""
+        if self.drifted or tuned.predicted is None or tuned.values is None:
+            return
+        self.check.add(tuned.predicted, tuned.result.metrics)
+        self.drifted = self.check.drift()
+        if self.drifted:
+            self.optuna.set_user_attr("model_drifted", self.drifted)
+            if hooks.said:
+                hooks.said(self.drifted)
+
+    def _predicted(self, config: ServingConfig) -> dict[str, float] | None:
+        if self.predict is None:
+            return None
+        try:
+            return self.predict(config)
+        except AutotuneError:  # a config the model cannot simulate (a variant it has no profile of)
+            return None
+
     def _tell(self, trial: optuna.Trial, config: ServingConfig, result: TrialResult) -> TunedTrial:
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("metrics", result.metrics)
+        # Kept beside the measurement, not handed to the sampler: TPE stays model-free, so a model that
+        # drifts can mislead only the few first configs, which the drift check then stops.
+        predicted = self._predicted(config)
+        trial.set_user_attr("predicted", predicted)
         values = objective_values(result.metrics, self.study) if result.ok else None
         if values is None:
-            failed = TunedTrial(trial.number, config, result, None, None, False)
+            failed = TunedTrial(trial.number, config, result, None, None, False, predicted)
             trial.set_user_attr("failure_reason", failed.failure_reason)
             trial.set_user_attr("failure_message", result.failure_message or "an objective was not measured")
             trial.set_user_attr("server_log_tail", failed.log_tail or "")
@@ -320,4 +363,5 @@ class Tuner:
         for name, value in named.items():
             trial.set_constraint(name, value)
         self.optuna.tell(trial, values)
-        return TunedTrial(trial.number, config, result, values, constraints, all(c <= 0 for c in constraints))
+        feasible = all(c <= 0 for c in constraints)
+        return TunedTrial(trial.number, config, result, values, constraints, feasible, predicted)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -198,3 +199,27 @@ def test_auto_prefers_the_binary_then_docker_with_its_image_then_the_stand_in_an
     chosen, why = resolve_auto()
     assert chosen.name == "local"
     assert why == "backend: local stand-in (no tensorflow_model_server on PATH; docker not on PATH)"
+
+
+def test_backends_say_what_they_can_do_and_no_caller_decides_by_a_backends_name():
+    from autotune.servers.backends import BACKENDS
+
+    caps = {
+        name: (k.enforces_cpu_quota, k.serves_models_config, k.is_stand_in, k.binds_all_interfaces)
+        for name, k in BACKENDS.items()
+    }
+    assert caps == {
+        "local": (False, True, True, False),
+        "tfserving": (False, True, False, True),
+        "docker": (True, False, False, False),
+    }
+    package = Path(__file__).resolve().parent.parent / "autotune"
+    by_name = re.compile(r"""backend(\.name)?\s*(==|!=|in)\s*[("']+(local|tfserving|docker)""")
+    offenders = [
+        f"{path.relative_to(package)}:{n}"
+        for path in package.rglob("*.py")
+        if "servers" not in path.parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if by_name.search(line)
+    ]
+    assert offenders == []

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import optuna
 import pytest
 
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
+from autotune.model_check import ModelCheck, relative_error
 from autotune.models.resolve import ModelRef
 from autotune.plan import make_plan
 from autotune.seeds import heuristic_seeds
 from autotune.servers.backends import local_backend
-from autotune.space import Host, build_space
+from autotune.space import Host, build_space, grid_configs, grid_of
 from autotune.spec import Study, parse_study
+from autotune.states import FailureReason
 from autotune.trial import MeasureSettings, TrialResult
-from autotune.tuner import Tuner
+from autotune.tuner import PLANNED_ATTR, TrialHooks, Tuner
 from tests.test_perfmodel import synthetic_profile
 
 
-def _tuner(study: Study, planned: list[ServingConfig] | None, measured: list[ServingConfig]) -> Tuner:
+def _tuner(
+    study: Study,
+    planned: list[ServingConfig] | None,
+    measured: list[ServingConfig],
+    predict: Callable[[ServingConfig], dict[str, float]] | None = None,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> Tuner:
+    """A tuner whose trials replay a fixed measurement (10 rps, 5 ms): which configs it measures is under test."""
+
     def measure(config: ServingConfig, _say: object, _pid: object) -> TrialResult:
         measured.append(config)
         metrics = {"throughput_rps": 10.0, "latency_p99_ms": 5.0, "error_rate": 0.0, "stable": True}
@@ -28,7 +40,70 @@ def _tuner(study: Study, planned: list[ServingConfig] | None, measured: list[Ser
     model = ModelRef("tiny", Path("."), 1, None)  # type: ignore[arg-type]
     space = build_space({}, Host(cpus=2, gpus=0))
     settings = MeasureSettings(concurrency=8)
-    return Tuner(study, model, local_backend(), space, settings, None, "s", measure=measure, cpus=2, planned=planned)
+    return Tuner(
+        study,
+        model,
+        local_backend(),
+        space,
+        settings,
+        storage,
+        "s",
+        measure=measure,
+        cpus=2,
+        planned=planned,
+        predict=predict,
+    )
+
+
+def _predicting(rps: float) -> Callable[[ServingConfig], dict[str, float]]:
+    return lambda _config: {"throughput_rps": rps, "latency_p99_ms": 5.0, "cpu_cores": 1.0}
+
+
+def _many_planned(n: int) -> list[ServingConfig]:
+    space = build_space({}, Host(cpus=2, gpus=0))
+    return [c for c in grid_configs(grid_of(space)) if c != ServingConfig()][:n]
+
+
+def test_a_model_that_misses_by_more_than_a_quarter_over_five_trials_loses_its_remaining_picks():
+    study = Study(source="t", model="tiny", slo_p99_ms=200.0, concurrency=8, seeds="model", seed=1)
+    planned, measured, said = _many_planned(8), [], []
+    tuner = _tuner(study, planned, measured, predict=_predicting(20.0))  # twice what is measured
+    done = tuner.run(trials=9, minutes=5, hooks=TrialHooks(said=said.append))
+    assert measured[:5] == [ServingConfig(), *planned[:4]]
+    measured_picks = [t for t in tuner.optuna.trials if t.user_attrs.get(PLANNED_ATTR) and t.state.name == "COMPLETE"]
+    assert len(measured_picks) == 4, "no pick of the model measured after it drifted"
+    assert len(done) == 9 and all(t.predicted == _predicting(20.0)(t.config) for t in done)
+    assert said == [
+        "the model's throughput predictions miss by 100% (median of 5 trials, limit 25%): "
+        "model-free search for the rest of the job"
+    ]
+    skipped = [t for t in tuner.optuna.trials if t.user_attrs.get("failure_reason") == FailureReason.skipped]
+    assert len(skipped) == 4 and all(t.user_attrs.get(PLANNED_ATTR) for t in skipped)
+
+
+def test_a_model_within_the_limit_keeps_its_picks_and_a_resumed_job_remembers_a_drift():
+    study = Study(source="t", model="tiny", slo_p99_ms=200.0, concurrency=8, seeds="model", seed=1)
+    planned, measured, said = _many_planned(6), [], []
+    _tuner(study, planned, measured, predict=_predicting(11.0)).run(7, 5, TrialHooks(said=said.append))
+    assert measured == [ServingConfig(), *planned] and said == []
+
+    storage = optuna.storages.InMemoryStorage()
+    _tuner(study, _many_planned(8), [], predict=_predicting(30.0), storage=storage).run(6, 5)
+    resumed = _tuner(study, None, [], predict=_predicting(30.0), storage=storage)
+    assert resumed.drifted and len(resumed.check.errors) == 6
+
+
+def test_the_drift_rule_needs_five_stable_trials_and_a_median_miss_over_a_quarter():
+    check = ModelCheck()
+    for _ in range(4):
+        check.add({"throughput_rps": 20.0}, {"throughput_rps": 10.0, "stable": True})
+    check.add({"throughput_rps": 20.0}, {"throughput_rps": 10.0, "stable": False})  # no truth to judge by
+    check.add(None, {"throughput_rps": 10.0})
+    assert check.drift() is None and len(check.errors) == 4
+    check.add({"throughput_rps": 12.0}, {"throughput_rps": 10.0})
+    assert check.drift() is not None  # median of 1.0, 1.0, 1.0, 1.0, 0.2
+    within = ModelCheck([0.1, 0.2, 0.25, 0.3, 0.9])
+    assert within.drift() is None and relative_error(12.5, 10.0) == 0.25 and relative_error(5.0, 0.0) is None
 
 
 def test_a_study_chooses_where_the_first_configs_come_from_and_a_typo_is_one_line():
@@ -61,6 +136,7 @@ def test_without_a_plan_the_batching_guides_seeds_come_first():
 @pytest.mark.slow
 def test_a_model_seeded_job_measures_the_planned_front_right_after_the_defaults(tmp_path, tiny_model):
     """Live: a job whose study says seeds = "model" plans from this host's stored profile and measures its picks."""
+    import json
     import os
 
     from autotune.fingerprint import fingerprint, host_info
@@ -101,3 +177,12 @@ def test_a_model_seeded_job_measures_the_planned_front_right_after_the_defaults(
     assert configs[0] == ServingConfig().to_dict()
     planned = [c for c in expected if c != ServingConfig().to_dict()]
     assert configs[1:3] == planned[:2]
+    # Each trial keeps the model's figures beside its measurement, and the report draws them against each other.
+    assert all(t.predicted_throughput_rps and t.predicted_latency_p99_ms for t in job.trials)
+    report = tmp_path / "report"
+    assert autotune("report", "--model", "tiny", "--out", str(report), env=env).returncode == 0
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["calibration"]["trials"] >= 1 and (report / "calibration.png").stat().st_size > 0
+    front = summary["predicted_front"]
+    assert front and all(p["predicted"]["throughput_rps"] > 0 and p["feasible"] for p in front)
+    assert "The predicted front and the confirmed one" in (report / "report.html").read_text()

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from autotune.knobs import ServingConfig, parse_assignments
-from autotune.report import rows_of, write_report
+from autotune.report import Row, calibration_html, calibration_of, calibration_png, rows_of, write_report
 from autotune.store import Store
 from autotune.store.schema import ParetoSnapshotRow
 from autotune.sweep import summarize
@@ -136,3 +136,18 @@ def test_the_report_draws_the_deployed_picks_load_ramp(tiny_model, url, tmp_path
     assert "p99 breaks the SLO at 4 concurrent clients" in page and 'src="sweep.png"' in page
     assert (out / "sweep.png").stat().st_size > 10_000
     assert json.loads((out / "summary.json").read_text())["sweeps"][0]["max_concurrency_within_slo"] == 2
+
+
+def test_the_calibration_gives_each_figures_median_miss_and_when_the_drift_rule_fired():
+    def row(n: int, predicted_rps: float | None, state: str = "complete", stable: bool = True) -> Row:
+        measured = {"throughput_rps": 100.0, "latency_p99_ms": 10.0, "cpu_cores": 1.0, "stable": stable}
+        predicted = None if predicted_rps is None else {"throughput_rps": predicted_rps, "latency_p99_ms": 12.0}
+        return Row(n, state, True, False, n == 0, DEFAULTS, measured, 0.0, None, None, None, None, predicted)
+
+    assert calibration_of([row(0, None), row(1, None)]) is None  # a job that did not use the model
+    rows = [row(n, 150.0) for n in range(6)] + [row(6, 100.0, stable=False), row(7, None, state="failed")]
+    cal = calibration_of(rows)
+    assert cal["trials"] == 6 and cal["drifted_after_trial"] == 4  # the fifth judged trial
+    assert cal["median_abs_error"] == {"throughput_rps": 0.5, "latency_p99_ms": 0.2, "cpu_cores": None}
+    assert "stopped trusting the model after trial 4" in calibration_html(cal)
+    assert calibration_png(cal, "tiny")[:4] == b"\x89PNG"

@@ -21,7 +21,15 @@ from autotune.cpulimit import CpuPlan
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.servers.argv import ServerPaths, tfserving_flags
-from autotune.servers.docker import DEFAULT_IMAGE, DockerRun, docker_argv, remove_argv, version_entries
+from autotune.servers.docker import (
+    DEFAULT_IMAGE,
+    LABEL,
+    DockerRun,
+    container_pid,
+    docker_argv,
+    remove_argv,
+    version_entries,
+)
 from autotune.servers.names import BACKEND_NAMES
 
 TFSERVING_BINARY = "tensorflow_model_server"
@@ -61,10 +69,22 @@ class Launch:
 
 
 class Backend(ABC):
-    """A server program: how it is started for one config, and how a queued job remembers it."""
+    """A server program: how it is started for one config, how a queued job remembers it, and what it can do.
+
+    Callers ask a backend about itself (these capabilities and methods), never its name: a new backend is one
+    class here and one entry in BACKENDS.
+    """
 
     name: ClassVar[str]
     program: tuple[str, ...]
+    # Enforces a fractional `cpus` itself (docker's --cpus); the others need a cgroup quota from this host.
+    enforces_cpu_quota: ClassVar[bool] = False
+    # Serves several models from one models config file (host paths: a container does not see them).
+    serves_models_config: ClassVar[bool] = True
+    # Not TF Serving but autotune's stand-in: its figures say how TF Serving behaves, not how fast it is.
+    is_stand_in: ClassVar[bool] = False
+    # Binds REST on every interface, with no flag to say otherwise: said once per command (TFSERVING_EXPOSURE).
+    binds_all_interfaces: ClassVar[bool] = False
 
     @abstractmethod
     def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path, cpu: CpuPlan) -> Launch:
@@ -83,12 +103,26 @@ class Backend(ABC):
         """The backend a stored job asked for."""
         return cls()
 
+    @classmethod
+    def chosen(cls, server_binary: str | None, image: str | None, gpus: bool) -> Backend:
+        """This backend as the command line asked for it (--server-binary, --docker-image, a GPU image)."""
+        return cls()
+
+    def monitor_pid(self, launch: Launch, started_pid: int) -> int:
+        """The process whose tree is sampled for CPU and memory: the one started, unless the server runs elsewhere."""
+        return started_pid
+
+    @classmethod  # noqa: B027  (only servers that outlive their client leave orphans: docker's)
+    def reap_orphans(cls) -> None:
+        """Remove servers of this backend that a killed process left running outside its process group."""
+
 
 @dataclass(frozen=True)
 class LocalBackend(Backend):
     """autotune-model-server, the stand-in that ships with autotune, run by this interpreter."""
 
     name: ClassVar[str] = "local"
+    is_stand_in: ClassVar[bool] = True
     program: tuple[str, ...] = field(default_factory=lambda: (sys.executable, "-m", "autotune.servers.local"))
 
     def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path, cpu: CpuPlan) -> Launch:
@@ -100,6 +134,7 @@ class TFServingBackend(Backend):
     """The real tensorflow_model_server binary."""
 
     name: ClassVar[str] = "tfserving"
+    binds_all_interfaces: ClassVar[bool] = True
     program: tuple[str, ...] = (TFSERVING_BINARY,)
 
     def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path, cpu: CpuPlan) -> Launch:
@@ -118,12 +153,18 @@ class TFServingBackend(Backend):
     def from_options(cls, options: dict[str, Any]) -> Backend:
         return cls(tuple(options["program"]))
 
+    @classmethod
+    def chosen(cls, server_binary: str | None, image: str | None, gpus: bool) -> Backend:
+        return cls((server_binary or shutil.which(TFSERVING_BINARY) or TFSERVING_BINARY,))
+
 
 @dataclass(frozen=True)
 class DockerBackend(Backend):
     """The tensorflow/serving image under `docker run`, ports published on 127.0.0.1 only."""
 
     name: ClassVar[str] = "docker"
+    enforces_cpu_quota: ClassVar[bool] = True
+    serves_models_config: ClassVar[bool] = False
     image: str = DEFAULT_IMAGE
     gpus: bool = False
     program: tuple[str, ...] = ("docker",)
@@ -184,12 +225,39 @@ class DockerBackend(Backend):
     def to_options(self) -> dict[str, Any]:
         return {**super().to_options(), "image": self.image, "gpus": self.gpus}
 
+    def monitor_pid(self, launch: Launch, started_pid: int) -> int:
+        # A container's processes are not children of `docker run`: sample the container's own tree.
+        return (container_pid(launch.container) if launch.container else None) or started_pid
+
+    @classmethod
+    def reap_orphans(cls) -> None:
+        # A container outlives a killed `docker run`: ours carry a label.
+        if shutil.which("docker") is None:
+            return
+        try:
+            ids = subprocess.run(
+                ["docker", "ps", "-aq", "--filter", f"label={LABEL}"], capture_output=True, text=True, timeout=20
+            ).stdout.split()
+            if ids:
+                subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Backend:
         return cls(options.get("image") or DEFAULT_IMAGE, bool(options.get("gpus")))
 
+    @classmethod
+    def chosen(cls, server_binary: str | None, image: str | None, gpus: bool) -> Backend:
+        return cls(image or DEFAULT_IMAGE, gpus)
+
 
 BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (LocalBackend, TFServingBackend, DockerBackend)}
+
+
+def backend_class(name: str) -> type[Backend] | None:
+    """The class of backend NAME (as a job stores it), or None for a name this autotune does not know."""
+    return BACKENDS.get(name)
 
 
 def local_backend() -> Backend:
@@ -240,14 +308,10 @@ def choose_backend(
         raise AutotuneError(f"--server-binary {server_binary} does not exist")
     chosen: Backend
     why = None
-    if name == "docker":
-        chosen = DockerBackend(image or DEFAULT_IMAGE, gpus)
-    elif name == "tfserving":
-        chosen = TFServingBackend((server_binary or shutil.which(TFSERVING_BINARY) or TFSERVING_BINARY,))
-    elif name == "auto":
+    if name == "auto":
         chosen, why = resolve_auto(server_binary, gpus)
     else:
-        chosen = LocalBackend()
+        chosen = BACKENDS[name].chosen(server_binary, image, gpus)
     if check:
         chosen.check()
     return chosen, why

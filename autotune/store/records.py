@@ -103,6 +103,13 @@ class Records(Tables):
             s.add(TrialRow(job_id=job_id, number=number, state=TrialState.running, config=config, worker=worker_id()))
             _touch(s, job_id)
 
+    def planned(self, job_id: int, front: list[dict[str, Any]]) -> None:
+        """Keep the performance model's predicted front of a job (what `report` compares the confirmed one to)."""
+        with self._tx() as s:
+            job = s.get(JobRow, job_id)
+            if job is not None:
+                job.predicted_front = front
+
     def server_started(self, job_id: int, number: int, pid: int) -> None:
         """Remember the server's pid, so an orphan can be found and killed after a crash."""
         with self._tx() as s:

@@ -74,6 +74,8 @@ class JobRow(Base):
     backend_options: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
     waiting_reason: Mapped[str | None] = mapped_column(Text)
+    # The performance model's front, as the job planned it (model-seeded jobs): `report` sets it beside the confirmed.
+    predicted_front: Mapped[list[Any] | None]
 
     model: Mapped[ModelRow] = relationship()
     host: Mapped[HostRow] = relationship()
@@ -101,6 +103,10 @@ class TrialRow(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(40))
     failure_message: Mapped[str | None] = mapped_column(Text)
     server_log_tail: Mapped[str | None] = mapped_column(Text)
+    # What the performance model predicted for this config (model-seeded jobs): `report` draws its calibration.
+    predicted_throughput_rps: Mapped[float | None]
+    predicted_latency_p99_ms: Mapped[float | None]
+    predicted_cpu_cores: Mapped[float | None]
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None]
 

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 from google.protobuf import json_format
 
@@ -64,99 +64,102 @@ class RestContext:
         }
 
 
+class RestHandler(BaseHTTPRequestHandler):
+    """TF Serving's REST API over one RestContext (a subclass per server binds it: make_handler)."""
+
+    ctx: ClassVar[RestContext]
+    protocol_version = "HTTP/1.1"
+    server_version = "autotune-model-server"
+    # Headers and body leave in one segment; with Nagle on, keep-alive replies stall 40 ms.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # per-request logs would cost more than the tiny model's inference
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(body)
+        self.flush_headers()
+
+    def _error(self, status: int, message: str) -> None:
+        self._send(status, json.dumps({"error": message}).encode())
+
+    def _route(self) -> tuple[re.Match[str] | None, bool]:
+        path = self.path.split("?", 1)[0]
+        m = _ROUTE.match(path)
+        if m is None:
+            return None, False
+        servable = self.ctx.servables.get(m["name"])
+        if servable is None or (m["version"] and int(m["version"]) != servable.version):
+            version = f"Specific({m['name']}, {m['version']})" if m["version"] else f"Latest({m['name']})"
+            self._error(404, f"Servable not found for request: {version}")
+            return m, False
+        return m, True
+
+    def do_GET(self) -> None:
+        if self.ctx.metrics is not None and self.path.split("?", 1)[0] == self.ctx.metrics_path:
+            self._send(200, self.ctx.metrics.exposition(), "text/plain; version=0.0.4")
+            return
+        m, ok = self._route()
+        if m is None or m["verb"]:
+            self._error(404, f"Malformed request: GET {self.path}")
+        elif ok:
+            doc = self.ctx.metadata_doc(m["name"]) if m["metadata"] else self.ctx.status_doc(m["name"])
+            self._send(200, json.dumps(doc).encode())
+
+    def do_POST(self) -> None:
+        started = time.perf_counter()
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self.close_connection = True
+            self._error(411, "Content-Length required")
+            return
+        if length < 0 or length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._error(413, f"request body over {MAX_BODY_BYTES} bytes")
+            return
+        body = self.rfile.read(length)
+        m, ok = self._route()
+        if m is None or not m["verb"]:
+            self._error(404, f"Malformed request: POST {self.path}")
+            return
+        if not ok:
+            return
+        status, code = "OK", 200
+        try:
+            with self.ctx.slots:
+                reply = self._predict(self.ctx.servables[m["name"]], m["verb"], body)
+        except RequestError as exc:
+            status = "INVALID_ARGUMENT" if exc.status == 400 else "UNAVAILABLE"
+            code, reply = exc.status, json.dumps({"error": str(exc)}).encode()
+        except Exception as exc:  # a bug must cost one request, never the connection silently
+            status, code = "INTERNAL", 500
+            reply = json.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"}).encode()
+        # Count before replying, so a client that reads metrics after its reply sees itself.
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.observe(m["name"], "predict", "REST", status, time.perf_counter() - started)
+        self._send(code, reply)
+
+    def _predict(self, servable: Servable, verb: str, body: bytes) -> bytes:
+        # The signature name lives in the body: parse it once, check the method, then decode tensors.
+        doc, sig_name = parse_body(body)
+        method = servable.method(sig_name)
+        if verb != "predict" and not method.endswith("/" + verb):
+            raise RequestError(400, f"signature '{sig_name or 'serving_default'}' is {method}, not {verb}")
+        if verb != "predict":
+            raise RequestError(400, f"{verb} with tf.Example input is not supported by autotune-model-server")
+        inputs, row = decode_inputs(doc, servable.input_dtypes(sig_name))
+        outputs = servable.predict(sig_name, inputs)
+        return encode_response(outputs, row)
+
+
 def make_handler(ctx: RestContext) -> type[BaseHTTPRequestHandler]:
     """A request handler class bound to CTX."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "autotune-model-server"
-        # Headers and body leave in one segment; with Nagle on, keep-alive replies stall 40 ms.
-        disable_nagle_algorithm = True
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass  # per-request logs would cost more than the tiny model's inference
-
-        def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self._headers_buffer.append(b"\r\n")
-            self._headers_buffer.append(body)
-            self.flush_headers()
-
-        def _error(self, status: int, message: str) -> None:
-            self._send(status, json.dumps({"error": message}).encode())
-
-        def _route(self) -> tuple[re.Match[str] | None, bool]:
-            path = self.path.split("?", 1)[0]
-            m = _ROUTE.match(path)
-            if m is None:
-                return None, False
-            servable = ctx.servables.get(m["name"])
-            if servable is None or (m["version"] and int(m["version"]) != servable.version):
-                version = f"Specific({m['name']}, {m['version']})" if m["version"] else f"Latest({m['name']})"
-                self._error(404, f"Servable not found for request: {version}")
-                return m, False
-            return m, True
-
-        def do_GET(self) -> None:
-            if ctx.metrics is not None and self.path.split("?", 1)[0] == ctx.metrics_path:
-                self._send(200, ctx.metrics.exposition(), "text/plain; version=0.0.4")
-                return
-            m, ok = self._route()
-            if m is None or m["verb"]:
-                self._error(404, f"Malformed request: GET {self.path}")
-            elif ok:
-                doc = ctx.metadata_doc(m["name"]) if m["metadata"] else ctx.status_doc(m["name"])
-                self._send(200, json.dumps(doc).encode())
-
-        def do_POST(self) -> None:
-            started = time.perf_counter()
-            try:
-                length = int(self.headers.get("Content-Length", ""))
-            except ValueError:
-                self.close_connection = True
-                self._error(411, "Content-Length required")
-                return
-            if length < 0 or length > MAX_BODY_BYTES:
-                self.close_connection = True
-                self._error(413, f"request body over {MAX_BODY_BYTES} bytes")
-                return
-            body = self.rfile.read(length)
-            m, ok = self._route()
-            if m is None or not m["verb"]:
-                self._error(404, f"Malformed request: POST {self.path}")
-                return
-            if not ok:
-                return
-            status, code = "OK", 200
-            try:
-                with ctx.slots:
-                    reply = self._predict(ctx.servables[m["name"]], m["verb"], body)
-            except RequestError as exc:
-                status = "INVALID_ARGUMENT" if exc.status == 400 else "UNAVAILABLE"
-                code, reply = exc.status, json.dumps({"error": str(exc)}).encode()
-            except Exception as exc:  # a bug must cost one request, never the connection silently
-                status, code = "INTERNAL", 500
-                reply = json.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"}).encode()
-            # Count before replying, so a client that reads metrics after its reply sees itself.
-            if ctx.metrics is not None:
-                ctx.metrics.observe(m["name"], "predict", "REST", status, time.perf_counter() - started)
-            self._send(code, reply)
-
-        def _predict(self, servable: Servable, verb: str, body: bytes) -> bytes:
-            # The signature name lives in the body: parse it once, check the method, then decode tensors.
-            doc, sig_name = parse_body(body)
-            method = servable.method(sig_name)
-            if verb != "predict" and not method.endswith("/" + verb):
-                raise RequestError(400, f"signature '{sig_name or 'serving_default'}' is {method}, not {verb}")
-            if verb != "predict":
-                raise RequestError(400, f"{verb} with tf.Example input is not supported by autotune-model-server")
-            inputs, row = decode_inputs(doc, servable.input_dtypes(sig_name))
-            outputs = servable.predict(sig_name, inputs)
-            return encode_response(outputs, row)
-
-    return Handler
+    return type("Handler", (RestHandler,), {"ctx": ctx})
 
 
 class RestServer(ThreadingHTTPServer):
