@@ -21,7 +21,7 @@ COLUMNS = ("predicted_throughput_rps", "predicted_latency_p99_ms", "predicted_cp
 def upgrade() -> None:
     with op.batch_alter_table("autotune_trials") as batch:
         for name in COLUMNS:
-            batch.add_column(sa.Column(name, sa.Float(), nullable=True))
+            batch.add_column(sa.Column(name, sa.Double(), nullable=True))
     with op.batch_alter_table("autotune_jobs") as batch:
         batch.add_column(sa.Column("predicted_front", sa.JSON(), nullable=True))
 
