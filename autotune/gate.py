@@ -7,6 +7,7 @@ generators). The gate opens after the host has been quiet for `quiet_s`.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 
 from autotune import gpu
 from autotune.monitor import ProcessTree, host_busy_seconds
+
+# How often a gate that stays closed for the same cause says its current figure again.
+SAY_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class ResourceGate:
     def wait_open(self, stop: threading.Event, on_wait: Callable[[str], None] | None = None) -> bool:
         """Block until quiet for quiet_s (True) or STOP is set (False)."""
         quiet_since: float | None = None
+        said_at = float("-inf")
         self.read()
         while not stop.wait(self.s.sample_s):
             reason = self.read().reason(self.s)
@@ -74,8 +79,16 @@ class ResourceGate:
                     return True
                 continue
             quiet_since = None
-            if self.state != "closed" or reason != self.reason:
-                self.state, self.reason = "closed", reason
-                if on_wait:
-                    on_wait(reason)
+            # Said when the gate closes or its cause changes, and its figure at most every SAY_EVERY_S: a
+            # closed gate must not write a log line a second for as long as the foreign load lasts.
+            changed = self.state != "closed" or _cause(reason) != _cause(self.reason)
+            self.state, self.reason = "closed", reason
+            if on_wait and (changed or time.monotonic() - said_at >= SAY_EVERY_S):
+                said_at = time.monotonic()
+                on_wait(reason)
         return False
+
+
+def _cause(reason: str | None) -> str | None:
+    """A reason without its figures: the same cause with another load reading is no news."""
+    return None if reason is None else re.sub(r"\d+(\.\d+)?", "N", reason)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from pathlib import Path
 
 from autotune.daemon import Daemon, DaemonOptions, _setup_logging, log
@@ -68,3 +69,19 @@ def test_a_schedule_whose_previous_retune_never_started_skips_its_run_and_says_w
         f"its previous retune (job {waiting}) has not started: the gate is closed (foreign CPU load 1.90 cores > 0.5)"
     )
     assert 25 <= schedule["late_s"] <= 60
+
+
+def test_a_gate_that_stays_closed_says_so_once_per_cause_not_once_a_reading(monkeypatch):
+    from autotune.gate import GateReading, GateSettings, ResourceGate
+
+    gate = ResourceGate(GateSettings(sample_s=0.001, quiet_s=0.0, check_gpu=True))
+    stop = threading.Event()
+    readings = iter(
+        [GateReading(1.0 + i / 100, 0) for i in range(50)]  # a foreign load whose figure moves every reading
+        + [GateReading(0.0, 2)] * 5  # another cause: foreign GPU work
+        + [GateReading(0.0, 0)]
+    )
+    monkeypatch.setattr(gate, "read", lambda: next(readings))
+    said: list[str] = []
+    assert gate.wait_open(stop, said.append) is True
+    assert said == ["foreign CPU load 1.01 cores > 0.5", "2 foreign process(es) on the GPU"]
