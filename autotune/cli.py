@@ -1210,6 +1210,9 @@ def main() -> None:
         _fail(as_json, _usage_error(exc), exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         _fail(as_json, "interrupted", EXIT_INTERRUPTED)
+    except OSError as exc:  # the machine's refusal (a full disk, a read-only home): one line, as any other error
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(as_json, f"{exc.strerror or exc}{where}", EXIT_USER_ERROR)
     sys.exit(code if isinstance(code, int) else 0)
 
 

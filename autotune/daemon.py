@@ -35,6 +35,8 @@ from autotune.store.schedules import lateness_s
 from autotune.store.schema import utcnow
 
 log = logging.getLogger("autotune.daemon")
+# How long the loop waits before asking a store that failed again (a lock held too long, a full disk).
+STORE_RETRY_S = 10.0
 SERVER_MARKERS = ("autotune.servers.local", "autotune-model-server", "tensorflow_model_server", "docker")
 
 
@@ -196,15 +198,21 @@ class Daemon:
         threading.Thread(target=self._schedule_loop, name="schedules", daemon=True).start()
         recovered_at = time.monotonic()
         while not self.stop.is_set():
-            # Often enough that a host silent for stale_after_s is noticed soon after, not a period later.
-            if time.monotonic() - recovered_at > min(self.opts.recover_every_s, self.opts.stale_after_s / 2):
-                # Not only at start: another daemon sharing the database may die while this one runs.
-                self.recover()
-                recovered_at = time.monotonic()
-            job_id = self.store.claim_next(self.host_fp)
-            if job_id is None:
-                self.snapshot.refresh()
-                self.stop.wait(self.opts.poll_s)
+            try:
+                # Often enough that a host silent for stale_after_s is noticed soon after, not a period later.
+                if time.monotonic() - recovered_at > min(self.opts.recover_every_s, self.opts.stale_after_s / 2):
+                    # Not only at start: another daemon sharing the database may die while this one runs.
+                    self.recover()
+                    recovered_at = time.monotonic()
+                job_id = self.store.claim_next(self.host_fp)
+                if job_id is None:
+                    self.snapshot.refresh()
+                    self.stop.wait(self.opts.poll_s)
+                    continue
+            except AutotuneError as exc:
+                # A database locked past its timeout, or on a full disk: nothing was claimed; wait and try again.
+                log.warning("store unavailable (%s); retrying in %.0f s", exc, STORE_RETRY_S)
+                self.stop.wait(STORE_RETRY_S)
                 continue
             _DaemonJob(self, job_id, status, metrics).run()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shlex
 import signal
@@ -115,6 +116,7 @@ class StatusFile:
             "job": None,
         }
         self._lock = threading.Lock()
+        self.failed: str | None = None  # why the last write failed, said once until one succeeds
         self.write()
 
     def update(self, **values: Any) -> None:
@@ -128,9 +130,20 @@ class StatusFile:
 
     def _write(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, default=str))
-        os.chmod(tmp, 0o600)
-        tmp.replace(self.path)
+        try:
+            tmp.write_text(json.dumps(self.data, default=str))
+            os.chmod(tmp, 0o600)
+            tmp.replace(self.path)
+        except OSError as exc:
+            # A full disk or a read-only home: `status` reads the last snapshot (or the store) until a write
+            # succeeds again. A daemon must not die of its own status file.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if exc.strerror != self.failed:
+                logging.getLogger("autotune.daemon").warning("status file %s not written: %s", self.path, exc.strerror)
+            self.failed = exc.strerror
+            return
+        self.failed = None
 
     def remove(self) -> None:
         with contextlib.suppress(OSError):

@@ -85,3 +85,22 @@ def test_a_gate_that_stays_closed_says_so_once_per_cause_not_once_a_reading(monk
     said: list[str] = []
     assert gate.wait_open(stop, said.append) is True
     assert said == ["foreign CPU load 1.01 cores > 0.5", "2 foreign process(es) on the GPU"]
+
+
+def test_a_status_file_that_cannot_be_written_is_one_warning_not_a_dead_daemon(tmp_path: Path, monkeypatch, caplog):
+    import json
+
+    from autotune import daemon_control
+
+    path = tmp_path / "not-yet" / "daemon.json"  # its directory missing: every write fails as a full disk would
+    monkeypatch.setattr(daemon_control, "status_path", lambda _url: path)
+    with caplog.at_level(logging.WARNING, logger="autotune.daemon"):
+        status = daemon_control.StatusFile("sqlite:///soak.db", "2026-12-04T22:00:00Z", 0)
+        status.update(job=1)
+        status.update(job=2)
+    assert status.failed and [r.getMessage() for r in caplog.records] == [
+        f"status file {path} not written: No such file or directory"
+    ]
+    path.parent.mkdir()
+    status.update(job=3)
+    assert status.failed is None and json.loads(path.read_text())["job"] == 3
