@@ -31,6 +31,7 @@ from autotune.leftovers import sweep_cgroups, sweep_dirs
 from autotune.states import JobState, Trigger
 from autotune.store import Store
 from autotune.store.db import db_url
+from autotune.store.records import worker_id
 from autotune.store.schedules import lateness_s
 from autotune.store.schema import utcnow
 
@@ -177,7 +178,8 @@ class Daemon:
 
     def recover(self) -> None:
         """Requeue jobs whose worker died (here, or silent on another host); kill servers left here."""
-        orphans = self.store.stale_jobs(self.host_fp, self.opts.stale_after_s)
+        # Called between jobs only: a job still marked as this daemon's is one whose end could not be stored.
+        orphans = self.store.stale_jobs(self.host_fp, self.opts.stale_after_s, idle_worker=worker_id())
         for o in orphans:
             killed = kill_orphan(o.server_pid)
             log.info(

@@ -182,3 +182,16 @@ def test_pruning_drops_old_finished_jobs_windows_on_the_database_clock(store):
     done = Retention(store.url).prune(keep_days=7)
     assert (done.jobs, done.trials, done.windows) == (1, 1, 5)
     assert Retention(store.url).prune(keep_days=5).windows == 5  # the fresh one's turn
+
+
+def test_a_job_still_marked_as_an_idle_daemons_own_goes_back_to_the_queue(store, model_id):
+    # The daemon could not store the job's end (its store was unreachable then); between jobs it runs none.
+    job_id = add_job(store, model_id, HERE)
+    store.claim_next(HERE)
+    set_job(store, job_id, worker="a-host:4242")
+    store.begin_trial(job_id, 0, {})
+    store.heartbeat(job_id)
+    assert store.stale_jobs(HERE, stale_after_s=120) == [], "a live worker's job stays its own"
+    orphans = store.stale_jobs(HERE, stale_after_s=120, idle_worker="a-host:4242")
+    assert [(o.job_id, o.trial) for o in orphans] == [(job_id, 0)]
+    assert store.job(job_id).state == JobState.queued

@@ -76,12 +76,16 @@ class JobQueue(Tables):
                 job.cancel_requested = True
             return JobState(job.state)
 
-    def stale_jobs(self, host_fingerprint: str | None = None, stale_after_s: float | None = None) -> list[Orphan]:
+    def stale_jobs(
+        self, host_fingerprint: str | None = None, stale_after_s: float | None = None, idle_worker: str | None = None
+    ) -> list[Orphan]:
         """Running jobs whose worker is gone go back to the queue; returns their running trials.
 
         Gone means: a worker on this host whose process is dead, or (given STALE_AFTER_S) a worker on
         another host whose heartbeat is that old by the database's clock, for jobs pinned to HOST_FINGERPRINT
         (a host that died outright cannot hand its job back). Another host's server pids mean nothing here.
+        IDLE_WORKER, a live daemon between jobs, runs none: a job still marked as its own is one whose end it
+        could not record (the store was unreachable then).
         """
         host = socket.gethostname()
         orphans: list[Orphan] = []
@@ -91,7 +95,7 @@ class JobQueue(Tables):
             for job in s.scalars(query.options(selectinload(JobRow.trials), selectinload(JobRow.host))).all():
                 if not job.worker:
                     continue
-                if _dead_worker_here(job.worker, host):
+                if job.worker == idle_worker or _dead_worker_here(job.worker, host):
                     orphans += [
                         Orphan(job.id, t.number, t.server_pid) for t in job.trials if t.state == TrialState.running
                     ]
