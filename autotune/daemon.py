@@ -7,6 +7,7 @@ schedules, and on SIGTERM stops the current trial cleanly and hands the job back
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -351,8 +352,15 @@ def _setup_logging(log_file: Path | None, max_bytes: int, backups: int) -> None:
     if log_file is not None:
         from logging.handlers import RotatingFileHandler
 
+        class Log(RotatingFileHandler):
+            def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802  (logging's name)
+                # A full disk: the line goes to stderr (logs/daemon.out) as one line, not as logging's traceback.
+                why = getattr(sys.exc_info()[1], "strerror", None) or "write failed"
+                with contextlib.suppress(Exception):
+                    sys.stderr.write(f"daemon log not written ({why}): {self.format(record)}\n")
+
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = RotatingFileHandler(log_file, maxBytes=max_bytes, backupCount=backups)
+        handler = Log(log_file, maxBytes=max_bytes, backupCount=backups)
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -104,3 +104,21 @@ def test_a_status_file_that_cannot_be_written_is_one_warning_not_a_dead_daemon(t
     path.parent.mkdir()
     status.update(job=3)
     assert status.failed is None and json.loads(path.read_text())["job"] == 3
+
+
+def test_a_log_line_the_disk_cannot_take_is_one_line_on_stderr_not_a_traceback(tmp_path: Path, capsys):
+    import contextlib
+
+    before = list(log.handlers)
+    _setup_logging(tmp_path / "logs" / "daemon.log", max_bytes=10**6, backups=1)
+    (handler,) = [h for h in log.handlers if h not in before]
+    try:
+        handler.stream = open("/dev/full", "w")  # every write to it fails: ENOSPC
+        log.info("job 7 claimed")
+    finally:
+        with contextlib.suppress(OSError):
+            handler.close()
+        log.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert err.startswith("daemon log not written (No space left on device): ") and "Traceback" not in err
+    assert err.endswith("INFO job 7 claimed\n") and err.count("\n") == 1
