@@ -44,6 +44,20 @@ def _owner_alive(directory: Path, now: float) -> bool:
         return False
 
 
+def _kill_users(directory: Path) -> None:
+    """Kill what still runs from DIRECTORY (its owner died under it): a server whose trial was not recorded as
+    one (a confirmation round's) has no pid in the store, but its command line names its trial directory."""
+    import signal
+
+    here = str(directory) + os.sep
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if proc.pid != os.getpid() and here in " ".join(proc.info["cmdline"] or []):
+                os.killpg(os.getpgid(proc.pid), signal.SIGKILL)  # servers and generators lead their own group
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+
+
 def sweep_dirs(root: Path | None = None) -> list[Path]:
     """Remove trial directories under ROOT (the temp dir) whose owner is gone; the removed ones."""
     root = root or Path(tempfile.gettempdir())
@@ -52,6 +66,7 @@ def sweep_dirs(root: Path | None = None) -> list[Path]:
         for directory in root.glob(f"{prefix}*"):
             try:
                 if directory.is_dir() and not directory.is_symlink() and not _owner_alive(directory, now):
+                    _kill_users(directory)
                     shutil.rmtree(directory)
                     removed.append(directory)
             except OSError:

@@ -59,3 +59,20 @@ def test_an_empty_old_cgroup_is_swept_and_a_young_or_busy_one_is_not(monkeypatch
     finally:
         young.remove()
         old.remove()
+
+
+def test_a_server_still_running_from_a_dead_owners_directory_is_killed_with_it(tmp_path: Path):
+    dead = _dir(tmp_path, "autotune-trial-orphan")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (dead / leftovers.OWNER_FILE).write_text(f"{gone.pid} {time.time() - 5:.3f}\n")
+    # As a confirmation round's server is started: its own session, its model under the trial directory.
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", f"--model_base_path={dead}/model"],
+        start_new_session=True,
+    )
+    try:
+        assert leftovers.sweep_dirs(tmp_path) == [dead]
+        assert server.wait(10) == -9 and not dead.exists()
+    finally:
+        server.kill()
