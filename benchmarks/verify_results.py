@@ -26,7 +26,8 @@ from autotune.significance import paired_estimate, welch_estimate
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
-DOCS = ("README.md", "benchmarks/RESULTS.md", "docs/benchmarks.md")
+DOCS = ("README.md", "benchmarks/RESULTS.md", "docs/benchmarks.md", "docs/reliability.md")
+SOAK = "soak-2026-12-04.jsonl"
 
 # Headline figures nothing in benchmarks/data/ backs yet (issue 25): the lead decides whether each gets a
 # data file or goes.
@@ -121,6 +122,30 @@ def race(space: str) -> str:
     return f"{space}: ours {upper_median('autotune')} vs random {upper_median('random')}"
 
 
+def soak(what: str) -> str:
+    """A figure of the soak (issue 29), recomputed by soak.py's own reader from the samples it recorded."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import soak as run
+
+    fig = run.figures(run.read(DATA / SOAK))
+    if what == "run":
+        injected = sum(fig["faults_injected"].values())
+        jobs = sum(fig["jobs"].values())
+        return f"{fig['hours']} h, {jobs} jobs, {fig['trials_measured']} trials measured, {injected} faults injected"
+    if what == "memory":
+        s = fig["rss_slope"]
+        lo, hi = s["ci_mib"]
+        return f"{s['slope_mib']:+.2f} MiB per job (95% CI {lo:+.2f} to {hi:+.2f}; {s['daemons']} daemon lives)"
+    if what == "lateness":
+        return f"greatest lateness {fig['late_s_max']:.0f} s over {fig['firings']} firings"
+    if what == "leftovers":
+        return (
+            f"{fig['processes_left']} processes, {fig['trial_dirs_left']} trial directories, "
+            f"{fig['cgroups_left']} cgroups, {fig['tmp_other_left']} other files in the temp dir"
+        )
+    raise ValueError(what)
+
+
 @dataclass(frozen=True)
 class Claim:
     """One headline figure: where its data is and how to recompute the text the documents print."""
@@ -211,6 +236,7 @@ CLAIMS = (
         Claim(f"race, {space}", "search-at-scale.json", lambda sp=space: race(sp))
         for space in ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")
     ),
+    *(Claim(f"soak, {what}", SOAK, lambda w=what: soak(w)) for what in ("run", "memory", "lateness", "leftovers")),
     Claim(
         "read-only command CPU",
         "cli-overhead.json",
