@@ -29,6 +29,7 @@ from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.gate import GateSettings, ResourceGate
 from autotune.leftovers import sweep_cgroups, sweep_dirs
+from autotune.procs import kill_group_of
 from autotune.states import JobState, Trigger
 from autotune.store import Store
 from autotune.store.db import db_url
@@ -97,12 +98,9 @@ def kill_orphan(pid: int | None) -> bool:
     try:
         proc = psutil.Process(pid)
         cmd = " ".join(proc.cmdline())
-        if not any(m in cmd for m in SERVER_MARKERS):
-            return False
-        os.killpg(os.getpgid(pid), signal.SIGKILL)  # servers run in their own session and group
-        return True
-    except (psutil.Error, ProcessLookupError, PermissionError):
+    except psutil.Error:
         return False
+    return any(m in cmd for m in SERVER_MARKERS) and kill_group_of(pid)  # servers run in their own group
 
 
 class Heartbeat:

@@ -266,7 +266,7 @@ class _JobRunner:
 
     def _planned(self, predictor: Predictor, space: dict) -> list[ServingConfig] | None:
         """The performance model's first configs for this job, or None (said in one line) to use the guide's."""
-        from autotune.plan import make_plan
+        from autotune.plan import evenly, make_plan
 
         try:
             plan = make_plan(predictor.profile, self.study, space, predictor.protocol)
@@ -277,10 +277,7 @@ class _JobRunner:
             self._say("seeds: the model predicts no feasible config; the batching guide's instead")
             return None
         self._say(f"seeds: {len(plan.seeds)} from the model's predicted front ({plan.simulated} configs simulated)")
-        front = plan.front
-        if len(front) > FRONT_KEPT:  # evenly along it: both ends and the middle
-            front = [front[round(i * (len(front) - 1) / (FRONT_KEPT - 1))] for i in range(FRONT_KEPT)]
-        self.store.planned(self.job.id, [p.to_json() for p in front])
+        self.store.planned(self.job.id, [p.to_json() for p in evenly(plan.front, FRONT_KEPT)])
         return [p.config for p in plan.seeds]
 
     def _say(self, msg: str) -> None:

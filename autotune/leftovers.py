@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 
 from autotune.cpulimit import find_cgroup_parent
+from autotune.procs import kill_group_of
 
 DIR_PREFIXES = ("autotune-trial-", "autotune-target-")
 OWNER_FILE = ".owner"
@@ -47,15 +48,10 @@ def _owner_alive(directory: Path, now: float) -> bool:
 def _kill_users(directory: Path) -> None:
     """Kill what still runs from DIRECTORY (its owner died under it): a server whose trial was not recorded as
     one (a confirmation round's) has no pid in the store, but its command line names its trial directory."""
-    import signal
-
     here = str(directory) + os.sep
     for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if proc.pid != os.getpid() and here in " ".join(proc.info["cmdline"] or []):
-                os.killpg(os.getpgid(proc.pid), signal.SIGKILL)  # servers and generators lead their own group
-        except (psutil.Error, ProcessLookupError, PermissionError):
-            continue
+        if proc.pid != os.getpid() and here in " ".join(proc.info["cmdline"] or []):
+            kill_group_of(proc.pid)  # servers and generators lead their own group
 
 
 def sweep_dirs(root: Path | None = None) -> list[Path]:

@@ -96,10 +96,16 @@ def spread_over_front(front: list[Planned], objectives: dict[str, str], k: int) 
         values = [p.metrics[metric] for p in front]
         add(values.index(max(values) if direction == "maximize" else min(values)))
     first = next(iter(objectives))
-    order = sorted(range(len(front)), key=lambda i: front[i].metrics[first])
-    for j in range(k):
-        add(order[round(j * (len(order) - 1) / max(k - 1, 1))])
+    for i in evenly(sorted(range(len(front)), key=lambda i: front[i].metrics[first]), k):
+        add(i)
     return [front[i] for i in chosen]
+
+
+def evenly(items: list[Any], k: int) -> list[Any]:
+    """K of ITEMS evenly along them, both ends included (all of them when there are no more than K)."""
+    if len(items) <= k:
+        return list(items)
+    return [items[round(j * (len(items) - 1) / max(k - 1, 1))] for j in range(k)]
 
 
 def make_plan(

@@ -33,3 +33,13 @@ def kill_group(proc: subprocess.Popen[Any], grace_s: float = 0.0) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
+
+
+def kill_group_of(pid: int) -> bool:
+    """SIGKILL the whole group of PID (a server or generator leads its own), a process this one did not start;
+    False when it is gone or not ours to kill."""
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
