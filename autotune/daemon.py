@@ -181,9 +181,8 @@ class Daemon:
         orphans = self.store.stale_jobs(self.host_fp, self.opts.stale_after_s, idle_worker=worker_id())
         for o in orphans:
             killed = kill_orphan(o.server_pid)
-            log.info(
-                "recovered job %d: trial %d interrupted%s", o.job_id, o.trial, " (orphan killed)" if killed else ""
-            )
+            where = "between trials" if o.trial is None else f"trial {o.trial} interrupted"
+            log.info("recovered job %d: %s%s", o.job_id, where, " (orphan killed)" if killed else "")
         from autotune.servers.backends import BACKENDS
 
         for kind in BACKENDS.values():  # servers that outlive their client (containers) are each backend's own

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,21 @@ def test_a_late_firing_and_a_trial_directory_left_behind_are_each_a_missed_targe
     assert late == ["1 firings more than 60 s late"]
     left = soak.problems(soak.figures(run_records(0.0, trial_dirs_left=1)), TARGETS)
     assert left == ["1 trial directories left"]
+
+
+def test_a_slope_counts_jobs_not_samples_and_skips_each_lifes_warm_up_jobs():
+    # Twenty samples taken during one job are one job's evidence; the first WARM_JOBS of a life are not judged.
+    fig = soak.figures(run_records(mib_per_job=0.0))
+    assert fig["rss_slope"]["samples"] == 2 * (15 - soak.WARM_JOBS + 1)
+    assert fig["longest_daemon"]["ci_mib"] is not None
+
+
+def test_the_fault_plan_stops_the_daemon_only_early_so_that_one_long_life_is_left_to_judge():
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(faults=24, daemon_faults=4, minutes=120.0)
+    plan = soak.Soak.fault_plan(SimpleNamespace(args=args, rng=random.Random(29), mounted=True))
+    kinds = Counter(kind for _, kind in plan)
+    assert len(plan) == 24 and kinds["daemon_term"] + kinds["daemon_kill9"] == 4
+    assert all(n == 4 for kind, n in kinds.items() if not kind.startswith("daemon_"))
+    assert max(at for at, kind in plan if kind.startswith("daemon_")) <= 0.45 * 120 * 60

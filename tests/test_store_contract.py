@@ -195,3 +195,13 @@ def test_a_job_still_marked_as_an_idle_daemons_own_goes_back_to_the_queue(store,
     orphans = store.stale_jobs(HERE, stale_after_s=120, idle_worker="a-host:4242")
     assert [(o.job_id, o.trial) for o in orphans] == [(job_id, 0)]
     assert store.job(job_id).state == JobState.queued
+
+
+def test_a_job_handed_back_between_trials_is_reported_with_no_trial(store, model_id):
+    # Nothing was running, yet the daemon must still say that it took the job back.
+    job_id = add_job(store, model_id, HERE)
+    store.claim_next(HERE)
+    set_job(store, job_id, worker="a-host:4242")
+    orphans = store.stale_jobs(HERE, stale_after_s=120, idle_worker="a-host:4242")
+    assert [(o.job_id, o.trial, o.server_pid) for o in orphans] == [(job_id, None, None)]
+    assert store.job(job_id).state == JobState.queued

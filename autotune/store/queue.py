@@ -23,10 +23,10 @@ from autotune.store.schema import WHOLE_JOB, HostRow, JobRow
 
 @dataclass(frozen=True)
 class Orphan:
-    """A trial that was running when its worker died, and the server pid it left."""
+    """A job handed back because its worker died: the trial it was running (None between trials), its server pid."""
 
     job_id: int
-    trial: int
+    trial: int | None
     server_pid: int | None
 
 
@@ -79,7 +79,7 @@ class JobQueue(Tables):
     def stale_jobs(
         self, host_fingerprint: str | None = None, stale_after_s: float | None = None, idle_worker: str | None = None
     ) -> list[Orphan]:
-        """Running jobs whose worker is gone go back to the queue; returns their running trials.
+        """Running jobs whose worker is gone go back to the queue; returns one Orphan per running trial (or per job).
 
         Gone means: a worker on this host whose process is dead, or (given STALE_AFTER_S) a worker on
         another host whose heartbeat is that old by the database's clock, for jobs pinned to HOST_FINGERPRINT
@@ -96,9 +96,10 @@ class JobQueue(Tables):
                 if not job.worker:
                     continue
                 if job.worker == idle_worker or _dead_worker_here(job.worker, host):
-                    orphans += [
+                    running = [
                         Orphan(job.id, t.number, t.server_pid) for t in job.trials if t.state == TrialState.running
                     ]
+                    orphans += running or [Orphan(job.id, None, None)]  # handed back between trials: said all the same
                 elif (
                     stale_after_s is not None
                     and job.worker.rpartition(":")[0] != host
@@ -106,7 +107,8 @@ class JobQueue(Tables):
                     and job.heartbeat_at is not None
                     and (now - job.heartbeat_at).total_seconds() > stale_after_s
                 ):
-                    orphans += [Orphan(job.id, t.number, None) for t in job.trials if t.state == TrialState.running]
+                    running = [Orphan(job.id, t.number, None) for t in job.trials if t.state == TrialState.running]
+                    orphans += running or [Orphan(job.id, None, None)]
                 else:
                     continue
                 hand_back(job)
