@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("serving and sending", ("autotune.servers", "autotune.load")),
     ("measuring", ("autotune.warmup", "autotune.monitor", "autotune.trial", "autotune.sweep", "autotune.compare")),
     ("searching and storing", ("autotune.store", "autotune.tuner", "autotune.job", "autotune.confirm")),
-    ("commands", ("autotune.cli", "autotune.cli_perf", "autotune.daemon", "autotune.report", "autotune.export")),
+    ("commands", ("autotune.cli", "autotune.daemon", "autotune.report", "autotune.export")),
 ]
 
 

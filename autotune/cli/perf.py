@@ -1,4 +1,4 @@
-"""`autotune profile`, `predict` and `plan`: the performance model's commands (registered by cli.py)."""
+"""`autotune profile`, `predict` and `plan`: the performance model's commands."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from autotune import tables
-from autotune.cli import (
+from autotune.cli.app import app
+from autotune.cli.common import (
     ConcurrencyOpt,
     JsonOpt,
     ModelOpt,
@@ -18,7 +19,6 @@ from autotune.cli import (
     SetOpt,
     StudyFileOpt,
     StudyModelOpt,
-    app,
     emit,
     study_of,
 )
