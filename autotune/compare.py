@@ -21,6 +21,7 @@ from typing import Any
 
 from autotune.knobs import ServingConfig
 from autotune.load.stats import round_figure
+from autotune.measure import MeasureSettings, TrialResult, run_target, run_trial
 from autotune.models.resolve import ModelRef
 from autotune.servers.backends import Backend
 from autotune.servers.target import Target
@@ -35,7 +36,6 @@ from autotune.significance import (
     overall,
     paired_estimate,
 )
-from autotune.trial import MeasureSettings, TrialResult, run_target, run_trial
 
 COMPARED_METRICS = ("throughput_rps", "latency_p99_ms", "cpu_cores", "rss_mb", "cost_per_1k_requests", "load_time_s")
 DEFAULT_OBJECTIVES = ("throughput_rps", "latency_p99_ms")

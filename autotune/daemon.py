@@ -333,9 +333,9 @@ class _DaemonJob:
 def enqueue_retune(model: str, trials: int | None, minutes: float | None, trigger: Trigger = Trigger.retune) -> int:
     """Enqueue a retune of MODEL with its study's settings (re-measures the stored Pareto set first)."""
     from autotune.job import enqueue_job, study_settings
+    from autotune.measure import MeasureSettings
     from autotune.models.resolve import served_name
     from autotune.spec import study_for_model
-    from autotune.trial import MeasureSettings
 
     study = study_for_model(model)
     previous = Store().last_job_settings(served_name(model))

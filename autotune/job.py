@@ -20,6 +20,7 @@ from autotune.confirm import confirm_front
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import ServingConfig, config_from_dict
+from autotune.measure import MeasureSettings, TrialResult, run_trial
 from autotune.model_check import STORED
 from autotune.models.resolve import ModelRef, resolve_model
 from autotune.multimodel import check_mix
@@ -34,7 +35,6 @@ from autotune.store.db import optuna_storage
 from autotune.store.schema import JobRow
 from autotune.sweep import sweep
 from autotune.traffic.requests import load_requests
-from autotune.trial import MeasureSettings, TrialResult, run_trial
 from autotune.tuner import TrialHooks, TunedTrial, Tuner, study_is_feasible
 
 if TYPE_CHECKING:

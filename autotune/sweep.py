@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from autotune.knobs import ServingConfig
-from autotune.trial import MeasureSettings, TrialResult
+from autotune.measure import MeasureSettings, TrialResult
 
 
 def sweep_settings(settings: MeasureSettings) -> MeasureSettings:

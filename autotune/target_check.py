@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from autotune.export import choose_entry
+from autotune.measure import MeasureSettings, TrialResult, run_target
 from autotune.pareto import default_pick, goodput
 from autotune.servers.target import Target, fetch_signature
 from autotune.spec import study_from_dict
 from autotune.store import Store
 from autotune.store.drift import DRIFT_TOLERANCE
-from autotune.trial import MeasureSettings, TrialResult, run_target
 from autotune.tuner import study_is_feasible
 
 

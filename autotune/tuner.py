@@ -18,6 +18,7 @@ import optuna
 
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig, config_from_dict
+from autotune.measure import MeasureSettings, TrialResult, run_trial
 from autotune.model_check import ModelCheck
 from autotune.models.resolve import ModelRef
 from autotune.pareto import goodput
@@ -26,7 +27,6 @@ from autotune.servers.backends import Backend
 from autotune.space import Dimension, grid_of, params_of, suggest
 from autotune.spec import METRIC_LIMITS, Study
 from autotune.states import FailureReason, TrialState
-from autotune.trial import MeasureSettings, TrialResult, run_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # How a config becomes a result: (config, progress, on_server_pid) -> result. Live trials by default.

@@ -27,8 +27,8 @@ import psutil
 from _common import provenance
 
 from autotune.load.client import LoadGenerator, LoadSpec
+from autotune.measure import free_ports
 from autotune.traffic.payload import Payload
-from autotune.trial import free_ports
 
 BODY = json.dumps({"instances": [[0.0] * 16]}).encode()
 REPLY = '{"predictions": [[0.5, 0.5]]}'

@@ -31,11 +31,11 @@ from grid_file import COLUMNS, KNOB_COLUMNS, point_key, read_grid, write_header
 
 from autotune.fingerprint import host_info
 from autotune.knobs import ServingConfig, schedulable_cpus
+from autotune.measure import MeasureSettings, run_trial
 from autotune.models.resolve import resolve_model
 from autotune.seeds import heuristic_seeds
 from autotune.servers.backends import resolve_backend
 from autotune.space import Host, default_space
-from autotune.trial import MeasureSettings, run_trial
 
 # Grids over the default space on a 2-core host. Thread value 0 means "TF picks" (the core count), so
 # batching-on points use explicit 1 and 2 only; TF Serving's defaults (batching off, 0/0) are a point.

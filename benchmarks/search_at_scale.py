@@ -61,6 +61,7 @@ from grid_file import read_grid
 from search_efficiency import Draw, Point, hypervolume, trials_to
 
 from autotune.knobs import SAVEDMODEL, ServingConfig, config_from_dict
+from autotune.measure import MeasureSettings, TrialResult
 from autotune.models.resolve import ModelRef
 from autotune.perfmodel.profile import CostCurve, DeviceCurve, Profile, Transport
 from autotune.perfmodel.simulate import Load, simulate
@@ -68,7 +69,6 @@ from autotune.seeds import allowance_seeds, heuristic_seeds
 from autotune.servers.backends import local_backend
 from autotune.space import Dimension
 from autotune.spec import Study
-from autotune.trial import MeasureSettings, TrialResult
 from autotune.tuner import Tuner
 
 HERE = Path(__file__).resolve().parent

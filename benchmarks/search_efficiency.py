@@ -31,13 +31,13 @@ import optuna
 from grid_file import config_of, point_key, read_grid
 
 from autotune.knobs import ServingConfig
+from autotune.measure import MeasureSettings, TrialResult
 from autotune.models.resolve import ModelRef
 from autotune.pareto import goodput
 from autotune.seeds import heuristic_seeds
 from autotune.servers.backends import local_backend
 from autotune.space import Host, build_space
 from autotune.spec import KnobSpec, Study
-from autotune.trial import MeasureSettings, TrialResult
 from autotune.tuner import Tuner, is_feasible
 
 DEFAULT_GRID = Path(__file__).parent / "data" / "grid-tiny.csv"

@@ -38,9 +38,9 @@ from _common import provenance
 from autotune.compare import check_min_effect, compare, describe, live_measure, running_side_a, stop_rule
 from autotune.knobs import ServingConfig
 from autotune.load.stats import coefficient_of_variation
+from autotune.measure import MeasureSettings
 from autotune.models.resolve import resolve_model
 from autotune.servers.backends import resolve_backend
-from autotune.trial import MeasureSettings
 
 DATA = Path(__file__).parent / "data"
 
@@ -195,9 +195,9 @@ def ab(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
 def target(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     import tempfile
 
+    from autotune.measure import free_ports
     from autotune.servers.process import ServerProcess
     from autotune.servers.target import Target
-    from autotune.trial import free_ports
 
     model, backend = resolve_model(a.model), resolve_backend("local")
     grpc_port, rest_port = free_ports(2)

@@ -31,9 +31,9 @@ from _common import changed_knobs, provenance
 
 from autotune.confirm import summary_line
 from autotune.knobs import is_default_config
+from autotune.measure import MeasureSettings
 from autotune.pareto import default_pick, pick_index
 from autotune.spec import Study, load_study, study_for_model
-from autotune.trial import MeasureSettings
 from autotune.tuner import study_is_feasible
 
 

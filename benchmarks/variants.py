@@ -28,10 +28,10 @@ from _common import provenance
 
 from autotune.compare import compare, live_measure
 from autotune.knobs import ServingConfig
+from autotune.measure import MeasureSettings
 from autotune.models.optimize import checked_variant
 from autotune.models.resolve import ModelRef, resolve_model
 from autotune.servers.backends import resolve_backend
-from autotune.trial import MeasureSettings
 
 DATA = Path(__file__).parent / "data"
 VARIANTS = ("tflite_fp16", "tflite_int8")

@@ -122,9 +122,9 @@ def resnet_model(autotune_home: Path):
 @pytest.fixture
 def start_server(tmp_path: Path):
     """Start autotune-model-server for a ModelRef with extra flags; stopped after the test."""
+    from autotune.measure import free_ports
     from autotune.servers.backends import local_backend
     from autotune.servers.process import ServerProcess
-    from autotune.trial import free_ports
 
     started: list[ServerProcess] = []
 
@@ -182,7 +182,7 @@ def postgres_cluster() -> Iterator[Callable[[], str]]:
         [bindir / "initdb", "-D", data, "-U", "autotune", "--auth=trust", "--no-sync"],
         check=True, capture_output=True, timeout=120, **run_as,
     )  # fmt: skip
-    from autotune.trial import free_ports
+    from autotune.measure import free_ports
 
     (port,) = free_ports(1)
     server = subprocess.Popen(

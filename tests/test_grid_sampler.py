@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from autotune.knobs import ServingConfig
+from autotune.measure import MeasureSettings, TrialResult
 from autotune.models.resolve import ModelRef
 from autotune.servers.backends import local_backend
 from autotune.space import Dimension, Host, build_space, default_space, grid_of, grid_size
 from autotune.spec import KnobSpec, Study
-from autotune.trial import MeasureSettings, TrialResult
 from autotune.tuner import Tuner
 
 

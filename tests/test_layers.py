@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ("autotune.models", "autotune.traffic", "autotune.servers.argv", "autotune.loopback"),
     ),
     ("serving and sending", ("autotune.servers", "autotune.load")),
-    ("measuring", ("autotune.warmup", "autotune.monitor", "autotune.trial", "autotune.sweep", "autotune.compare")),
+    ("measuring", ("autotune.warmup", "autotune.monitor", "autotune.measure", "autotune.sweep", "autotune.compare")),
     ("searching and storing", ("autotune.store", "autotune.tuner", "autotune.job", "autotune.confirm")),
     ("commands", ("autotune.cli", "autotune.daemon", "autotune.report", "autotune.export")),
 ]
@@ -70,6 +70,6 @@ def test_no_module_imports_one_from_a_layer_above_its_own():
 def test_the_check_sees_an_upward_import_even_inside_a_function(tmp_path, monkeypatch):
     fake = tmp_path / "autotune"
     (fake / "servers").mkdir(parents=True)
-    (fake / "servers" / "warm.py").write_text("def f():\n    from autotune.trial import run_trial\n")
+    (fake / "servers" / "warm.py").write_text("def f():\n    from autotune.measure import run_trial\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
-    assert upward_imports() == ["autotune.servers.warm (serving and sending) imports autotune.trial (measuring)"]
+    assert upward_imports() == ["autotune.servers.warm (serving and sending) imports autotune.measure (measuring)"]

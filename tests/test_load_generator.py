@@ -108,7 +108,7 @@ def test_open_loop_over_capacity_counts_queueing_no_coordinated_omission(slow_se
 
 
 def test_dead_target_counts_errors_and_does_not_spin(tmp_path):
-    from autotune.trial import free_ports
+    from autotune.measure import free_ports
 
     (port,) = free_ports(1)
     (w,) = _measure(port, tmp_path, lambda gen: gen.closed_loop(2, 1), 1)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import requests
 
+from autotune.measure import free_ports
 from autotune.servers.local.__main__ import _batching
 from autotune.servers.local.flags import parse_flags
 from autotune.traffic.payload import synthetic_jpeg
-from autotune.trial import free_ports
 
 
 def url(server, model, suffix=""):

@@ -10,9 +10,9 @@ import pytest
 
 from autotune.job import run_job
 from autotune.knobs import is_default_config
+from autotune.measure import MeasureSettings
 from autotune.spec import study_for_model
 from autotune.store import Store
-from autotune.trial import MeasureSettings
 from tests.conftest import autotune
 
 # Somewhat longer windows than conftest's SHORT: these tests look at the figures, not just at a finished trial.

@@ -48,8 +48,8 @@ def test_a_cpu_without_native_bf16_is_told_why_it_is_not_searched():
 
 
 def test_a_trial_under_bf16_checks_the_servers_own_answers_once(tiny_model):
+    from autotune.measure import MeasureSettings, run_trial
     from autotune.servers.backends import local_backend
-    from autotune.trial import MeasureSettings, run_trial
 
     settings = MeasureSettings(concurrency=2, window_s=0.3, warmup_s=0.1, max_windows=4, measure_unloaded=False)
     config = parse_assignments(["mixed_precision=bfloat16"])

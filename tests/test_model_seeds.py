@@ -10,6 +10,7 @@ import pytest
 
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
+from autotune.measure import MeasureSettings, TrialResult
 from autotune.model_check import ModelCheck, relative_error
 from autotune.models.resolve import ModelRef
 from autotune.plan import make_plan
@@ -18,7 +19,6 @@ from autotune.servers.backends import local_backend
 from autotune.space import Host, build_space, grid_configs, grid_of
 from autotune.spec import Study, parse_study
 from autotune.states import FailureReason
-from autotune.trial import MeasureSettings, TrialResult
 from autotune.tuner import PLANNED_ATTR, TrialHooks, Tuner
 from tests.test_perfmodel import synthetic_profile
 

@@ -175,7 +175,7 @@ def test_the_cli_offers_every_backend_and_auto():
 def test_a_compare_table_shows_each_metrics_detectable_effect_and_what_the_verdict_means(capsys, monkeypatch):
     from autotune.compare import Side, judge
     from autotune.knobs import ServingConfig
-    from autotune.trial import TrialResult
+    from autotune.measure import TrialResult
 
     def side(rps: list[float]) -> Side:
         runs = [

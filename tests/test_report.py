@@ -9,11 +9,11 @@ import json
 import pytest
 
 from autotune.knobs import ServingConfig, parse_assignments
+from autotune.measure import LevelResult, TrialResult
 from autotune.report import Row, calibration_html, calibration_of, calibration_png, rows_of, write_report
 from autotune.store import Store
 from autotune.store.schema import ParetoSnapshotRow
 from autotune.sweep import summarize
-from autotune.trial import LevelResult, TrialResult
 
 DEFAULTS = ServingConfig().to_dict()
 BATCHED = parse_assignments(["max_batch_size=8"]).to_dict()

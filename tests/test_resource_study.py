@@ -14,12 +14,12 @@ from autotune.cpulimit import plan_cpus
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import ServingConfig, config_from_dict
+from autotune.measure import TrialResult
 from autotune.seeds import allowance_seeds
 from autotune.space import Host, build_space
 from autotune.spec import KnobSpec, load_study
 from autotune.states import TrialState
 from autotune.store import Store
-from autotune.trial import TrialResult
 from autotune.tuner import constraint_values, is_feasible
 from tests.conftest import autotune
 

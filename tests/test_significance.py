@@ -11,6 +11,7 @@ from autotune.compare import interleaved_order, measure_interleaved
 from autotune.confirm import candidates, summary_line
 from autotune.knobs import ServingConfig
 from autotune.load.stats import mean_ci95, quantile_ci95, stable_span
+from autotune.measure import TrialResult
 from autotune.significance import (
     Estimate,
     StopRule,
@@ -22,7 +23,6 @@ from autotune.significance import (
     paired_estimate,
     ratio_ci95,
 )
-from autotune.trial import TrialResult
 
 
 def test_abba_order_alternates_rounds_so_drift_weighs_on_both_sides():

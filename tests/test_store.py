@@ -111,7 +111,7 @@ def test_optuna_dashboard_opens_our_database(tmp_path):
     pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is in the test extra; not installed here")
     import requests
 
-    from autotune.trial import free_ports
+    from autotune.measure import free_ports
 
     url = f"sqlite:///{tmp_path / 'a.db'}"
     db.upgrade(url)  # our tables first, then Optuna's, as `autotune start` does

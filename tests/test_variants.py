@@ -155,8 +155,8 @@ def test_a_tflite_variant_is_served_behind_the_batch_op(start_server, tiny_fp16,
 
 def test_a_trial_of_a_variant_serves_its_model_tflite_and_records_its_accuracy(tiny_model):
     from autotune.knobs import parse_assignments
+    from autotune.measure import MeasureSettings, run_trial
     from autotune.servers.backends import local_backend
-    from autotune.trial import MeasureSettings, run_trial
     from autotune.tuner import constraint_values
 
     settings = MeasureSettings(concurrency=2, window_s=0.3, warmup_s=0.1, max_windows=4, measure_unloaded=False)
@@ -181,8 +181,8 @@ def test_a_trial_of_a_variant_serves_its_model_tflite_and_records_its_accuracy(t
 
 def test_a_model_tflite_cannot_convert_fails_its_trial_with_one_line(resnet_model):
     from autotune.knobs import parse_assignments
+    from autotune.measure import MeasureSettings, run_trial
     from autotune.servers.backends import local_backend
-    from autotune.trial import MeasureSettings, run_trial
 
     result = run_trial(
         resnet_model, parse_assignments(["model_variant=tflite_int8"]), MeasureSettings(), local_backend()

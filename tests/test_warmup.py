@@ -13,13 +13,13 @@ import pytest
 
 from autotune.fingerprint import fingerprint, host_info
 from autotune.knobs import ServingConfig
+from autotune.measure import MeasureSettings, run_trial
 from autotune.servers.argv import WARMUP_FILE
 from autotune.servers.backends import local_backend
 from autotune.servers.process import ServerStartError
 from autotune.states import JobState
 from autotune.store import Store
 from autotune.traffic.requests import load_requests
-from autotune.trial import MeasureSettings, run_trial
 from autotune.warmup import warmed_model_base, write_warmup_file
 from tests.conftest import autotune
 from tests.stored_jobs import add_job, add_trial

@@ -76,7 +76,7 @@ def bench(
 ) -> None:
     """Measure one serving configuration of one model on a live server."""
     from autotune.knobs import parse_assignments
-    from autotune.trial import MeasureSettings, run_trial
+    from autotune.measure import MeasureSettings, run_trial
 
     config = parse_assignments(set_ or [])
     check_load(concurrency, rate)
@@ -92,9 +92,9 @@ def bench(
     if target is not None:
         if dry_run:
             raise AutotuneError("--dry-run has nothing to show with --target: that server is already running")
+        from autotune.measure import run_target
         from autotune.models.resolve import served_name
         from autotune.servers.target import fetch_signature, parse_target
-        from autotune.trial import run_target
 
         where = parse_target(target, target_grpc, allow_remote)
         name = served_name(model)
@@ -200,7 +200,7 @@ def compare(
 
     With --target, the baseline is a server already running (does the deployment perform as tuned?)."""
     from autotune.knobs import parse_assignments
-    from autotune.trial import MeasureSettings
+    from autotune.measure import MeasureSettings
 
     candidate = parse_assignments(set_ or [])
     baseline = parse_assignments(base_set or [])
@@ -295,8 +295,8 @@ def _dry_run(ref: Any, config: Any, backend: Any, monitoring: bool, as_json: boo
     import datetime as dt
     import shlex
 
+    from autotune.measure import prepare_launch
     from autotune.paths import autotune_home
-    from autotune.trial import prepare_launch
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")
     workdir = autotune_home() / "dry-run" / stamp

@@ -95,8 +95,8 @@ CPU_PROBE_CONCURRENCY = 4
 
 def _trial_metrics(model: ModelRef, protocol: str, concurrency: int, window_s: float) -> dict[str, float]:
     """Metrics of one trial of TF Serving's defaults on the stand-in at CONCURRENCY."""
+    from autotune.measure import MeasureSettings, run_trial
     from autotune.servers.backends import resolve_backend
-    from autotune.trial import MeasureSettings, run_trial
 
     settings = MeasureSettings(
         protocol=protocol,
