@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,10 +24,11 @@ import psutil
 from filelock import FileLock, Timeout
 
 from autotune.daemon_control import StatusFile, lock_path, read_status
+from autotune.daemon_options import DaemonOptions
 from autotune.daemon_status import Snapshot
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
-from autotune.gate import GateSettings, ResourceGate
+from autotune.gate import ResourceGate
 from autotune.leftovers import sweep_cgroups, sweep_dirs
 from autotune.procs import kill_group_of
 from autotune.states import JobState, Trigger
@@ -41,25 +42,6 @@ log = logging.getLogger("autotune.daemon")
 # How long the loop waits before asking a store that failed again (a lock held too long, a full disk).
 STORE_RETRY_S = 10.0
 SERVER_MARKERS = ("autotune.servers.local", "autotune-model-server", "tensorflow_model_server", "docker")
-
-
-@dataclass(frozen=True)
-class DaemonOptions:
-    log_file: Path | None = None
-    poll_s: float = 2.0
-    metrics_port: int = 9468  # 0: any free port (written to the status file)
-    gate: GateSettings = field(default_factory=GateSettings)
-    # A job whose worker on another host has not heartbeaten for this long is taken back (the host died).
-    stale_after_s: float = 120.0
-    recover_every_s: float = 15.0
-    heartbeat_s: float = 2.0
-    # The job list in the status file is rewritten on every event, and at least this often (other hosts' jobs).
-    status_every_s: float = 10.0
-    # A daemon runs for months: its log rotates at this size, keeping LOG_BACKUPS old files.
-    log_max_bytes: int = 10 * 2**20
-    log_backups: int = 3
-    # After each job, drop the window detail of jobs finished more than this many days ago (None: never).
-    prune_days: float | None = None
 
 
 class _Metrics:

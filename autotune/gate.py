@@ -14,18 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from autotune import gpu
+from autotune.daemon_options import GateSettings
 from autotune.monitor import ProcessTree, host_busy_seconds
 
 # How often a gate that stays closed for the same cause says its current figure again.
 SAY_EVERY_S = 60.0
-
-
-@dataclass(frozen=True)
-class GateSettings:
-    max_foreign_cores: float = 0.5  # CPU used outside our processes, in cores
-    quiet_s: float = 5.0  # how long the host must stay quiet before a trial starts
-    sample_s: float = 1.0
-    check_gpu: bool = True  # no compute processes of others on any GPU
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from autotune.cost import PRICE_DEFAULTS
 from autotune.errors import AutotuneError
 from autotune.knobs import KNOBS
 from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
+from autotune.options import CONCURRENCY, RATE
 from autotune.servers.backends import BACKEND_NAMES
 from autotune.windows import WindowOptions
 
@@ -324,10 +325,13 @@ def _load(c: _Checker, load: dict[str, Any], source: str) -> dict[str, Any]:
         out["protocol"] = c.string(load["protocol"], "load.protocol", ("rest", "grpc"))
     if "concurrency" in load and "rate" in load:
         raise c.fail("load", "concurrency and rate are exclusive")
-    if "concurrency" in load:
-        out["concurrency"] = int(c.number(load["concurrency"], "load.concurrency", positive=True, integer=True))
-    if "rate" in load:
-        out["rate"] = float(c.number(load["rate"], "load.rate", positive=True))
+    # The same bounds as --concurrency and --rate: declared once (autotune/options.py).
+    for key, declared, kind in (("concurrency", CONCURRENCY, int), ("rate", RATE, float)):
+        if key in load:
+            value = kind(c.number(load[key], f"load.{key}", integer=kind is int))
+            if problem := declared.bounds.problem(value):
+                raise c.fail(f"load.{key}", f"{problem}, got {load[key]!r}")
+            out[key] = value
     windows = {
         k: int(c.number(load[k], f"load.{k}", integer=True))
         if k == "max_windows"

@@ -15,6 +15,7 @@ import typer
 
 from autotune import notes, tables
 from autotune.errors import AutotuneError
+from autotune.options import CONCURRENCY, RATE, Declared, declared
 from autotune.outdir import EXPORT_FORMATS
 from autotune.servers.names import BACKEND_NAMES
 from autotune.windows import WindowOptions
@@ -38,6 +39,14 @@ class Protocol(StrEnum):
 BackendName = StrEnum("BackendName", {n: n for n in BACKEND_NAMES})  # type: ignore[misc]
 ExportFormat = StrEnum("ExportFormat", {n: n for n in EXPORT_FORMATS})  # type: ignore[misc]
 
+
+def flag(d: Declared, *decls: str, show_default: bool = False, help: str | None = None) -> Any:  # noqa: A002
+    """The typer option of a declared option (autotune/options.py): its help and environment variable.
+    SHOW_DEFAULT puts the default in the help, for options whose CLI default is None (the study's applies);
+    HELP words it for one command."""
+    return typer.Option(*decls, help=help or (d.help_text() if show_default else d.help), envvar=d.env)
+
+
 # Options shared by several commands, each declared once.
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="built-in name or SavedModel base directory")]
 TunedModelOpt = Annotated[
@@ -49,15 +58,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON (errors too)")
 StudyModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="built-in name or SavedModel path")]
 StudyFileOpt = Annotated[Path | None, typer.Option("--study", help="a study file (TOML)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="knob=value (repeatable)")]
-ConcurrencyOpt = Annotated[int | None, typer.Option(help="fixed closed-loop clients")]
-RateOpt = Annotated[float | None, typer.Option(help="open-loop Poisson arrivals per second")]
+ConcurrencyOpt = Annotated[int | None, flag(CONCURRENCY)]
+RateOpt = Annotated[float | None, flag(RATE)]
 ProtocolOpt = Annotated[Protocol, typer.Option(help="rest or grpc")]
 ServerBinaryOpt = Annotated[str | None, typer.Option(help="path to tensorflow_model_server")]
 DockerImageOpt = Annotated[str | None, typer.Option(help="image for --backend docker")]
 SignatureOpt = Annotated[str, typer.Option(help="signature to call")]
-WindowSOpt = Annotated[float | None, typer.Option(help=WindowOptions.help("window_s"))]
-WarmupSOpt = Annotated[float | None, typer.Option(help=WindowOptions.help("warmup_s"))]
-MaxWindowsOpt = Annotated[int | None, typer.Option(help=WindowOptions.help("max_windows"))]
+WindowSOpt = Annotated[float | None, flag(declared(WindowOptions, "window_s"), show_default=True)]
+WarmupSOpt = Annotated[float | None, flag(declared(WindowOptions, "warmup_s"), show_default=True)]
+MaxWindowsOpt = Annotated[int | None, flag(declared(WindowOptions, "max_windows"), show_default=True)]
 RequestsOpt = Annotated[
     Path | None,
     typer.Option(
@@ -114,10 +123,8 @@ def pick_job(model: str | None, job_id: int | None) -> Any:
 def check_load(concurrency: int | None, rate: float | None) -> None:
     if concurrency is not None and rate is not None:
         raise AutotuneError("--concurrency and --rate are exclusive (closed loop or open loop)")
-    if concurrency is not None and not 1 <= concurrency <= 4096:
-        raise AutotuneError(f"--concurrency must be in 1..4096, got {concurrency}")
-    if rate is not None and not 0 < rate <= 1_000_000:
-        raise AutotuneError(f"--rate must be in (0, 1000000], got {rate:g}")
+    CONCURRENCY.check("concurrency", concurrency)
+    RATE.check("rate", rate)
 
 
 def check_budget(trials: int | None, minutes: float | None) -> None:

@@ -20,35 +20,28 @@ from autotune.cli.common import (
     check_budget,
     emit,
     err,
+    flag,
     jobs_changed,
     pick_job,
 )
+from autotune.daemon_options import DaemonOptions, GateSettings
 from autotune.errors import AutotuneError
+from autotune.options import checked, declared
 from autotune.states import JobState
+
+_DAEMON, _GATE = DaemonOptions(), GateSettings()
 
 
 @app.command()
 def daemon(
     log_file: Annotated[Path | None, typer.Option(help="log here instead of stderr")] = None,
-    poll_s: Annotated[float, typer.Option(help="how often to look for queued jobs and due schedules")] = 2.0,
-    metrics_port: Annotated[
-        int, typer.Option(help="Prometheus metrics on 127.0.0.1 (0: any free port)", envvar="AUTOTUNE_METRICS_PORT")
-    ] = 9468,
-    max_foreign_cores: Annotated[
-        float, typer.Option(help="gate: CPU load outside autotune, in cores", envvar="AUTOTUNE_GATE_MAX_FOREIGN_CORES")
-    ] = 0.5,
-    quiet_s: Annotated[
-        float, typer.Option(help="gate: seconds the host must be quiet before a trial", envvar="AUTOTUNE_GATE_QUIET_S")
-    ] = 5.0,
-    stale_after_s: Annotated[
-        float,
-        typer.Option(help="take back a job whose worker on another host has been silent this long (seconds)"),
-    ] = 120.0,
-    log_max_mb: Annotated[float, typer.Option(help="rotate --log-file at this size (3 old files are kept)")] = 10.0,
-    prune_days: Annotated[
-        float | None,
-        typer.Option(help="after each job, drop window detail of jobs finished this many days ago (db prune)"),
-    ] = None,
+    poll_s: Annotated[float, flag(declared(DaemonOptions, "poll_s"))] = _DAEMON.poll_s,
+    metrics_port: Annotated[int, flag(declared(DaemonOptions, "metrics_port"))] = _DAEMON.metrics_port,
+    max_foreign_cores: Annotated[float, flag(declared(GateSettings, "max_foreign_cores"))] = _GATE.max_foreign_cores,
+    quiet_s: Annotated[float, flag(declared(GateSettings, "quiet_s"))] = _GATE.quiet_s,
+    stale_after_s: Annotated[float, flag(declared(DaemonOptions, "stale_after_s"))] = _DAEMON.stale_after_s,
+    log_max_mb: Annotated[float, flag(declared(DaemonOptions, "log_max_mb"))] = _DAEMON.log_max_mb,
+    prune_days: Annotated[float | None, flag(declared(DaemonOptions, "prune_days"))] = _DAEMON.prune_days,
     print_systemd_unit: Annotated[bool, typer.Option(help="print a systemd unit and exit")] = False,
 ) -> None:
     """The worker: one per host and database; runs queued jobs while the host is quiet."""
@@ -57,26 +50,20 @@ def daemon(
 
         print(systemd_unit(), end="")
         return
-    if poll_s <= 0 or max_foreign_cores < 0 or quiet_s < 0 or not 0 <= metrics_port <= 65535:
-        raise AutotuneError("need --poll-s > 0, --max-foreign-cores >= 0, --quiet-s >= 0, --metrics-port in 0..65535")
-    if log_max_mb < 0.01 or (prune_days is not None and prune_days < 0):
-        raise AutotuneError("need --log-max-mb >= 0.01 and --prune-days >= 0")
-    if stale_after_s < 10:
-        # Heartbeats come every 2 s; less than a few missed ones would take jobs from live daemons.
-        raise AutotuneError(f"--stale-after-s must be >= 10, got {stale_after_s:g}")
-    from autotune.daemon import DaemonOptions, run_daemon
-    from autotune.gate import GateSettings
-
-    gate = GateSettings(max_foreign_cores=max_foreign_cores, quiet_s=quiet_s)
-    options = DaemonOptions(
-        log_file,
-        poll_s,
-        metrics_port,
-        gate,
-        stale_after_s=stale_after_s,
-        log_max_bytes=int(log_max_mb * 2**20),
-        prune_days=prune_days,
+    gate = checked(GateSettings(max_foreign_cores=max_foreign_cores, quiet_s=quiet_s))
+    options = checked(
+        DaemonOptions(
+            log_file,
+            poll_s,
+            metrics_port,
+            gate,
+            stale_after_s=stale_after_s,
+            log_max_mb=log_max_mb,
+            prune_days=prune_days,
+        )
     )
+    from autotune.daemon import run_daemon
+
     raise typer.Exit(run_daemon(options))
 
 

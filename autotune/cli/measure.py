@@ -36,9 +36,11 @@ from autotune.cli.common import (
     check_load,
     emit,
     err,
+    flag,
     resolve_backend,
 )
 from autotune.errors import AutotuneError
+from autotune.options import CONCURRENCY, MAX_CONCURRENCY, REQUEST_TIMEOUT_S
 from autotune.states import FailureReason
 from autotune.windows import WINDOW_DEFAULTS
 
@@ -47,7 +49,7 @@ from autotune.windows import WINDOW_DEFAULTS
 def bench(
     model: ModelOpt,
     set_: SetOpt = None,
-    concurrency: Annotated[int | None, typer.Option(help="fixed closed-loop clients (default: ramp)")] = None,
+    concurrency: Annotated[int | None, flag(CONCURRENCY, help="fixed closed-loop clients (default: ramp)")] = None,
     rate: RateOpt = None,
     protocol: ProtocolOpt = Protocol.rest,
     slo_ms: Annotated[float | None, typer.Option("--slo-ms", help="p99 latency bound for the operating point")] = None,
@@ -57,10 +59,8 @@ def bench(
     window_s: WindowSOpt = None,
     warmup_s: WarmupSOpt = None,
     max_windows: MaxWindowsOpt = None,
-    max_concurrency: Annotated[int, typer.Option(help="ramp limit")] = 64,
-    request_timeout_s: Annotated[
-        float, typer.Option(help="a request slower than this is an error; a server silent this long is hung")
-    ] = 30.0,
+    max_concurrency: Annotated[int, flag(MAX_CONCURRENCY)] = MAX_CONCURRENCY.default,
+    request_timeout_s: Annotated[float, flag(REQUEST_TIMEOUT_S)] = REQUEST_TIMEOUT_S.default,
     signature: SignatureOpt = "serving_default",
     requests_file: RequestsOpt = None,
     batch: BatchOpt = None,
@@ -83,10 +83,8 @@ def bench(
     if slo_ms is not None and slo_ms <= 0:
         raise AutotuneError(f"--slo-ms must be positive, got {slo_ms:g}")
     window = WINDOW_DEFAULTS.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
-    if max_concurrency < 1:
-        raise AutotuneError(f"--max-concurrency must be >= 1, got {max_concurrency}")
-    if not 0 < request_timeout_s <= 3600:
-        raise AutotuneError(f"--request-timeout-s must be in (0, 3600], got {request_timeout_s:g}")
+    MAX_CONCURRENCY.check("max_concurrency", max_concurrency)
+    REQUEST_TIMEOUT_S.check("request_timeout_s", request_timeout_s)
     from autotune.models.resolve import resolve_model
 
     if target is not None:
@@ -176,7 +174,7 @@ def compare(
     precision: Annotated[float, typer.Option(help="stop when each objective's 95% CI is within +-this")] = 0.05,
     max_repeats: Annotated[int, typer.Option(help="most fresh servers per side before stopping")] = 10,
     min_effect: Annotated[float, typer.Option(help="smaller changes are never better/worse (0.02: 2%)")] = 0.02,
-    concurrency: Annotated[int | None, typer.Option(help="closed-loop clients (default 8)")] = None,
+    concurrency: Annotated[int | None, flag(CONCURRENCY, help="closed-loop clients (default 8)")] = None,
     rate: RateOpt = None,
     protocol: ProtocolOpt = Protocol.rest,
     backend: Annotated[BackendName, typer.Option(help="auto, local, tfserving or docker")] = BackendName.auto,

@@ -10,8 +10,9 @@ import typer
 
 from autotune import tables
 from autotune.cli.app import models_app
-from autotune.cli.common import ForceOpt, JsonOpt, SignatureOpt, emit, err, load_tensorflow
+from autotune.cli.common import ForceOpt, JsonOpt, SignatureOpt, emit, err, flag, load_tensorflow
 from autotune.errors import AutotuneError
+from autotune.options import MIN_TOP1_AGREEMENT
 
 
 @models_app.command("build")
@@ -40,7 +41,7 @@ def models_optimize(
         typer.Option("--requests", help="inputs for the accuracy check (and int8 calibration): a request file"),
     ] = None,
     samples: Annotated[int, typer.Option(help="synthetic inputs for the accuracy check without --requests")] = 128,
-    min_top1_agreement: Annotated[float, typer.Option(help="the guard: share of inputs given the same class")] = 0.99,
+    min_top1_agreement: Annotated[float, flag(MIN_TOP1_AGREEMENT)] = MIN_TOP1_AGREEMENT.default,
     max_abs_error: Annotated[float | None, typer.Option(help="the guard for regressions: largest error")] = None,
     signature: SignatureOpt = "serving_default",
     force: ForceOpt = False,
@@ -59,8 +60,7 @@ def models_optimize(
         raise AutotuneError(f"--variant {unknown[0]}: unknown (known: {', '.join(VARIANTS)})")
     if not 1 <= samples <= 100_000:
         raise AutotuneError(f"--samples must be in 1..100000, got {samples}")
-    if not 0 <= min_top1_agreement <= 1:
-        raise AutotuneError(f"--min-top1-agreement must be in 0..1, got {min_top1_agreement:g}")
+    MIN_TOP1_AGREEMENT.check("min_top1_agreement", min_top1_agreement)
     target = check_out_dir(out_dir, force)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)

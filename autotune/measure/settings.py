@@ -9,6 +9,7 @@ from autotune.cost import PRICE_DEFAULTS, Prices
 from autotune.load.client import LoadSpec
 from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
 from autotune.models.resolve import served_name
+from autotune.options import CONCURRENCY, MAX_CONCURRENCY, RATE, REQUEST_TIMEOUT_S, field_of
 from autotune.windows import WINDOW_DEFAULTS
 
 
@@ -17,8 +18,8 @@ class MeasureSettings:
     """How to measure: load shape, windows, stability rule, limits."""
 
     protocol: str = "rest"
-    concurrency: int | None = None  # fixed closed-loop load; None ramps 1, 2, 4, ...
-    rate: float | None = None  # open loop at this many requests/s
+    concurrency: int | None = field_of(CONCURRENCY)  # None ramps 1, 2, 4, ...
+    rate: float | None = field_of(RATE)
     slo_ms: float | None = None  # p99 bound for the operating point
     window_s: float = WINDOW_DEFAULTS.window_s
     warmup_s: float = WINDOW_DEFAULTS.warmup_s
@@ -28,14 +29,14 @@ class MeasureSettings:
     # throughput's, so the same 10% would call a steady server unstable.
     p99_tolerance: float = 0.20
     max_windows: int = WINDOW_DEFAULTS.max_windows
-    max_concurrency: int = 64
+    max_concurrency: int = field_of(MAX_CONCURRENCY)
     min_growth: float = 0.05  # the ramp stops when throughput grows less than this
     # A load sweep goes on past saturation (only queueing grows) until the SLO breaks: where is what it reports.
     ramp_to_slo: bool = False
     max_error_rate: float = 0.01
     ready_timeout_s: float = 300.0
     trial_timeout_s: float = 1800.0
-    request_timeout_s: float = 30.0
+    request_timeout_s: float = field_of(REQUEST_TIMEOUT_S)
     client_saturation_cores: float = 0.85
     monitoring: bool = False  # enable TF Serving's Prometheus endpoint on the server
     measure_unloaded: bool = True  # the concurrency-1 level first (off only for grid recording)

@@ -15,9 +15,10 @@ import numpy as np
 
 from autotune.errors import AutotuneError
 from autotune.models.resolve import ModelRef
+from autotune.options import MIN_TOP1_AGREEMENT
 
 # Without a study's own bound, a variant must pick the original's top class this often.
-DEFAULT_MIN_TOP1_AGREEMENT = 0.99
+DEFAULT_MIN_TOP1_AGREEMENT = MIN_TOP1_AGREEMENT.default
 
 
 @dataclass(frozen=True)
