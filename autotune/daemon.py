@@ -322,7 +322,7 @@ def enqueue_retune(model: str, trials: int | None, minutes: float | None, trigge
     study = study_for_model(model)
     previous = Store().last_job_settings(served_name(model))
     # Measure exactly as the job being checked for drift did, or the comparison means nothing.
-    settings = MeasureSettings(**previous) if previous is not None else study_settings(study)
+    settings = MeasureSettings.from_stored(previous) if previous is not None else study_settings(study)
     return enqueue_job(study, trials or study.trials, minutes or study.minutes, settings, trigger=trigger)
 
 

@@ -194,7 +194,7 @@ class _JobRunner:
         done: list[TunedTrial] = []
         confirmed: list[dict[str, Any]] | None = None
         try:
-            settings = MeasureSettings(**job.settings)
+            settings = MeasureSettings.from_stored(job.settings)
             backend = backend_from_options(job.backend_options, self.study.backend)
             model = resolve_model(self.study.model, self.study.signature)
             tuner = self._tuner(model, backend, settings)

@@ -555,7 +555,7 @@ def write_report(job: JobRow, out: Path, force: bool) -> Path:
     summary["drift"] = store.drift_checks(job.id)
     entries = store.job_front(job)
     summary["confirmed_front"] = [e for e in entries if e.get("confirmed")]
-    summary["verdict_line"] = summary_line(entries, list(job.study["objectives"]))
+    summary["verdict_line"] = summary_line(entries, job.objectives)
     summary["sweeps"] = [{"trial": e["trial"], **e["sweep"]} for e in entries if e.get("sweep")]
     summary["variants"] = variants_of(rows)
     summary["calibration"] = calibration_of(rows)

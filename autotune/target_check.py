@@ -55,7 +55,7 @@ def check_target(job: Any, target: Target, progress: Callable[[str], None] | Non
     study = study_from_dict(job.study)
     entry = choose_entry(job, store.job_front(job), default_pick(list(study.objectives)))
     signature = fetch_signature(target, job.model.name, study.signature)
-    settings = MeasureSettings(**job.settings)
+    settings = MeasureSettings.from_stored(job.settings)
     result = run_target(target, job.model.name, signature, settings, None, progress)
     feasible = result.ok and study_is_feasible(result.metrics, study, settings.min_achieved_fraction)
     before = goodput(entry.get("metrics"), feasible=True)

@@ -1,5 +1,6 @@
 """Study files: valid ones load into typed objects, invalid ones are refused in one line."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,11 @@ def test_a_study_sets_how_its_confirmation_stops_and_what_change_counts(tmp_path
         with pytest.raises(AutotuneError) as info:
             load_study(write(tmp_path, 'model = "tiny"\n' + text))
         assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_settings_a_job_stored_before_a_field_was_renamed_still_load_with_that_fields_default():
+    from autotune.measure import MeasureSettings
+
+    stored = {**dataclasses.asdict(MeasureSettings(window_s=0.5)), "a_field_since_renamed": 7}
+    settings = MeasureSettings.from_stored(stored)
+    assert settings.window_s == 0.5 and not hasattr(settings, "a_field_since_renamed")

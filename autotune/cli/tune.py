@@ -175,7 +175,7 @@ def pareto(model: TunedModelOpt = None, job_id: JobOpt = None, as_json: JsonOpt 
 
     job = pick_job(model, job_id)
     rows = Store().job_front(job)
-    _show_front(rows, f"Pareto set · job {job.id} · {job.study_name}", list(job.study["objectives"]), as_json)
+    _show_front(rows, f"Pareto set · job {job.id} · {job.study_name}", job.objectives, as_json)
     if as_json:
         return
     unstable = [
@@ -183,7 +183,7 @@ def pareto(model: TunedModelOpt = None, job_id: JobOpt = None, as_json: JsonOpt 
     ]
     if unstable:
         err.print(f"unstable (never on the front, never exported): trials {', '.join(map(str, unstable))}")
-    _print_verdict(rows, list(job.study["objectives"]))
+    _print_verdict(rows, job.objectives)
 
 
 def _print_verdict(rows: list[dict[str, Any]], objectives: list[str]) -> None:
@@ -241,7 +241,7 @@ def export(
     if pick is None:
         from autotune.pareto import default_pick
 
-        pick = default_pick(list(job.study["objectives"]))
+        pick = default_pick(job.objectives)
     chosen = choose_entry(job, rows, pick)
     model_base = Path(job.model.path)
     target = check_out_dir(out_dir, model_base, force)
@@ -268,7 +268,7 @@ def export(
     deployment = render_deployment(files, config, meta, job.study, DeployOptions(fmt.value, image, storage_uri))
     written.update(deployment)
     write_export(written, meta, target)
-    verdict = summary_line(rows, list(job.study["objectives"]))
+    verdict = summary_line(rows, job.objectives)
     doc = {**meta, "out": str(target), "files": sorted([*written, "autotune.json"]), "verdict_line": verdict}
     if (kind := backend_class(job.backend)) is not None and kind.is_stand_in:
         # The stand-in behaves like TF Serving, but a deployment runs TF Serving: say where the figures came from.
@@ -284,7 +284,7 @@ def export(
         err.print(warmup_note, markup=False)
         if "model_variant" in meta:
             err.print(meta["model_variant"], markup=False)
-        _print_verdict(rows, list(job.study["objectives"]))
+        _print_verdict(rows, job.objectives)
 
     emit(as_json, doc, show)
 
@@ -315,9 +315,9 @@ def _follow(job_id: int, as_json: bool) -> None:
     if job is None:
         return
     rows = Store().job_front(job)
-    _show_front(rows, f"Pareto set · job {job.id} · {job.state}", list(job.study["objectives"]), as_json)
+    _show_front(rows, f"Pareto set · job {job.id} · {job.state}", job.objectives, as_json)
     if job.state == JobState.done:
-        _print_verdict(rows, list(job.study["objectives"]))
+        _print_verdict(rows, job.objectives)
     if job.state == JobState.failed:
         raise AutotuneError(f"job {job_id} failed: {job.error}")
     if job.state == JobState.cancelled:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,13 @@ class MeasureSettings:
     # The accuracy guard a model variant must pass ([slo] min_top1_agreement, max_abs_error).
     min_top1_agreement: float | None = DEFAULT_MIN_TOP1_AGREEMENT
     max_abs_error: float | None = None
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> MeasureSettings:
+        """The settings a job stored (as JSON): a field renamed or removed since then takes its default, rather
+        than making every stored job unreadable."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in stored.items() if k in known})
 
     @property
     def prices(self) -> Prices:

@@ -11,7 +11,7 @@ from autotune.store.schema import JobRow, TrialRow
 
 def directions(job: JobRow) -> list[str]:
     """The job's objective directions, in objective order."""
-    return list(job.study["objectives"].values())
+    return job.directions
 
 
 def front(job: JobRow) -> list[TrialRow]:

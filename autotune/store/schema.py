@@ -81,6 +81,17 @@ class JobRow(Base):
     host: Mapped[HostRow] = relationship()
     trials: Mapped[list[TrialRow]] = relationship(back_populates="job", order_by="TrialRow.number")
 
+    # Read through these, not the stored study's JSON: its layout is the store's to change.
+    @property
+    def objectives(self) -> list[str]:
+        """The job's objectives (metric names), in order."""
+        return list(self.study["objectives"])
+
+    @property
+    def directions(self) -> list[str]:
+        """Each objective's direction (minimize or maximize), in objective order."""
+        return list(self.study["objectives"].values())
+
 
 class TrialRow(Base):
     """One measured config: params, metrics, every window, and why it failed if it did."""
