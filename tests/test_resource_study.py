@@ -138,8 +138,7 @@ def test_a_cost_study_measures_cpu_allowances_and_prices_every_trial(autotune_ho
     job = Store(db).pick_job("tiny", None, fingerprint(host_info()))
     allowances = {t.config.get("cpus"): t.metrics.get("cpus_allocated") for t in job.trials if t.metrics}
     assert allowances[1.0] == 1.0 and allowances[0.0] == plan_cpus(0, schedulable_cores()).allocated
-    for t in job.trials:
-        if t.state == TrialState.complete:
-            assert t.metrics["cost_per_1k_requests"] > 0
+    complete = [t for t in job.trials if t.state == TrialState.complete]
+    assert complete and all(t.metrics["cost_per_1k_requests"] > 0 for t in complete)
     (cheapest,) = json.loads(autotune("pareto", "--model", "tiny", "--json", db=db).stdout)
     assert cheapest["config"]["cpus"] == 1.0  # the same rate served on one core of two costs half
