@@ -76,7 +76,6 @@ def bench(
 ) -> None:
     """Measure one serving configuration of one model on a live server."""
     from autotune.knobs import parse_assignments
-    from autotune.measure import MeasureSettings, run_trial
 
     config = parse_assignments(set_ or [])
     check_load(concurrency, rate)
@@ -85,36 +84,27 @@ def bench(
     window = WINDOW_DEFAULTS.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
     MAX_CONCURRENCY.check("max_concurrency", max_concurrency)
     REQUEST_TIMEOUT_S.check("request_timeout_s", request_timeout_s)
-    from autotune.models.resolve import resolve_model
-
+    # What both paths measure with; each adds the traffic it read (and the live one, monitoring).
+    how = {
+        "protocol": protocol.value,
+        "concurrency": concurrency,
+        "rate": rate,
+        "slo_ms": slo_ms,
+        "max_concurrency": max_concurrency,
+        "request_timeout_s": request_timeout_s,
+        **dataclasses.asdict(window),
+    }
     if target is not None:
         if dry_run:
             raise AutotuneError("--dry-run has nothing to show with --target: that server is already running")
-        from autotune.measure import run_target
-        from autotune.models.resolve import served_name
-        from autotune.servers.target import fetch_signature, parse_target
-
-        where = parse_target(target, target_grpc, allow_remote)
-        name = served_name(model)
-        sig = fetch_signature(where, name, signature)
-        _, traffic = _traffic(requests_file, batch, sig)
-        settings = MeasureSettings(
-            protocol=protocol.value,
-            concurrency=concurrency,
-            rate=rate,
-            slo_ms=slo_ms,
-            max_concurrency=max_concurrency,
-            request_timeout_s=request_timeout_s,
-            **traffic,
-            **dataclasses.asdict(window),
-        )
         # Its configuration is what it is: recorded as given with --set, else unknown.
-        known = config if set_ else None
-        err.print(f"bench {name} at {where.url} (running; nothing started or changed), {protocol.value}", markup=False)
-        with err.status("measuring") as status:
-            result = run_target(where, name, sig, settings, known, progress=lambda msg: status.update(msg))
+        where = (target, target_grpc, allow_remote)
+        result = _bench_target(model, where, signature, requests_file, batch, how, config if set_ else None)
         _finish_bench(result, as_json, windows)
         return
+    from autotune.measure import MeasureSettings, run_trial
+    from autotune.models.resolve import resolve_model
+
     check_host_knobs(config, None)
     with err.status(f"preparing model {model}"):
         ref = resolve_model(model, signature)
@@ -124,21 +114,36 @@ def bench(
     if dry_run:
         _dry_run(ref, config, chosen, monitoring, as_json, requests.payloads(ref.name, ref.signature.name))
         return
-    settings = MeasureSettings(
-        protocol=protocol.value,
-        concurrency=concurrency,
-        rate=rate,
-        slo_ms=slo_ms,
-        max_concurrency=max_concurrency,
-        request_timeout_s=request_timeout_s,
-        monitoring=monitoring,
-        **traffic,
-        **dataclasses.asdict(window),
-    )
+    settings = MeasureSettings(**how, monitoring=monitoring, **traffic)
     notes.note(f"bench {ref.name} on backend {chosen.name} ({protocol.value}): {json.dumps(config.to_dict())}")
     with err.status("measuring") as status:
         result = run_trial(ref, config, settings, chosen, progress=lambda msg: status.update(msg))
     _finish_bench(result, as_json, windows)
+
+
+def _bench_target(
+    model: str,
+    where: tuple[str, str | None, list[str] | None],
+    signature: str,
+    requests_file: Path | None,
+    batch: int | None,
+    how: dict[str, Any],
+    known: Any,
+) -> Any:
+    """`bench --target`: measure the server running at WHERE (url, gRPC target, hosts allowed), starting nothing."""
+    from autotune.measure import MeasureSettings, run_target
+    from autotune.models.resolve import served_name
+    from autotune.servers.target import fetch_signature, parse_target
+
+    target = parse_target(*where)
+    name = served_name(model)
+    sig = fetch_signature(target, name, signature)
+    _, traffic = _traffic(requests_file, batch, sig)
+    settings = MeasureSettings(**how, **traffic)
+    protocol = how["protocol"]
+    err.print(f"bench {name} at {target.url} (running; nothing started or changed), {protocol}", markup=False)
+    with err.status("measuring") as status:
+        return run_target(target, name, sig, settings, known, progress=lambda msg: status.update(msg))
 
 
 def _finish_bench(result: Any, as_json: bool, windows: bool) -> None:
@@ -240,11 +245,16 @@ def compare(
     )
     with err.status("measuring") as status:
         result = run_compare(baseline, candidate, rule, measure, status.update, min_effects=min_effects)
-    emit(as_json, result.to_json(), lambda: tables.print_comparison(result))
+    _finish_compare(result, ref.name, as_json)
+
+
+def _finish_compare(result: Any, model_name: str, as_json: bool) -> None:
+    """Print a comparison, keep it, and exit non-zero when a side had fewer than two good runs."""
     from autotune.store import Store
 
+    emit(as_json, result.to_json(), lambda: tables.print_comparison(result))
     # Both sides of every run, kept: each ratio compare reports can be recomputed from the store.
-    Store().record_comparison("compare", ref.name, result.to_json(), result.verdict.value)
+    Store().record_comparison("compare", model_name, result.to_json(), result.verdict.value)
     if result.a.medians()["runs"] < 2 or result.b.medians()["runs"] < 2:
         reasons = sorted({r.failure_reason or "" for r in result.a.runs + result.b.runs if not r.ok})
         err.print(f"compare failed: fewer than two good runs on a side ({', '.join(reasons)})", markup=False)

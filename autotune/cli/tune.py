@@ -115,20 +115,27 @@ def start(
     settings = study_settings(study)
     _check_study_input(study, settings)
     chosen = resolve_backend(backend.value if backend else study.backend, server_binary, docker_image)
-    if not foreground:
-        from autotune.daemon_control import ensure_daemon
-        from autotune.job import enqueue_job
+    if foreground:
+        _start_foreground(study, budget, limit, settings, chosen, as_json)
+    else:
+        _start_in_daemon(study, budget, limit, settings, chosen, detach, as_json)
 
-        job_id = enqueue_job(study, budget, limit, settings, chosen)
-        jobs_changed()
-        pid = ensure_daemon()
-        err.print(f"job {job_id} queued for {study.model} ({budget} trials); daemon pid {pid}")
-        if detach:
-            emit(as_json, {"job_id": job_id, "daemon_pid": pid}, lambda: print(job_id))
-            return
-        _follow(job_id, as_json)
+
+def _start_in_daemon(
+    study: Any, budget: int, minutes: float, settings: Any, backend: Any, detach: bool, as_json: bool
+) -> None:
+    """Queue the job, make sure a daemon runs it, then follow it (or, DETACH, print its id)."""
+    from autotune.daemon_control import ensure_daemon
+    from autotune.job import enqueue_job
+
+    job_id = enqueue_job(study, budget, minutes, settings, backend)
+    jobs_changed()
+    pid = ensure_daemon()
+    err.print(f"job {job_id} queued for {study.model} ({budget} trials); daemon pid {pid}")
+    if detach:
+        emit(as_json, {"job_id": job_id, "daemon_pid": pid}, lambda: print(job_id))
         return
-    _start_foreground(study, budget, limit, settings, chosen, as_json)
+    _follow(job_id, as_json)
 
 
 def _check_study_input(study: Any, settings: Any) -> None:
@@ -226,12 +233,9 @@ def export(
         choose_entry,
         export_meta,
         render_deployment,
-        several_models_files,
-        single_model_files,
         write_export,
     )
     from autotune.knobs import config_from_dict
-    from autotune.servers.backends import backend_class
     from autotune.store import Store
 
     if storage_uri and fmt != ExportFormat.kserve:
@@ -250,6 +254,33 @@ def export(
     for key in ("confirmed", "verdict", "vs_defaults", "defaults", "search_metrics"):
         if key in chosen:
             meta[key] = chosen[key]
+    written, files, warmup_note = _server_files(job, config, fmt, target, image, meta)
+    deployment = render_deployment(files, config, meta, job.study, DeployOptions(fmt.value, image, storage_uri))
+    written.update(deployment)
+    write_export(written, meta, target)
+    verdict = summary_line(rows, job.objectives)
+    doc = {**meta, "out": str(target), "files": sorted([*written, "autotune.json"]), "verdict_line": verdict}
+    if warning := _stand_in_warning(job):
+        doc["warning"] = warning
+        err.print(f"warning: {warning}", markup=False)
+
+    def show() -> None:
+        err.print(f"exported trial {chosen['trial']} of job {job.id} ({tables.short(config.to_dict())}) to {target}")
+        err.print(warmup_note, markup=False)
+        if "model_variant" in meta:
+            err.print(meta["model_variant"], markup=False)
+        _print_verdict(rows, job.objectives)
+
+    emit(as_json, doc, show)
+
+
+def _server_files(
+    job: Any, config: Any, fmt: ExportFormat, target: Path, image: str | None, meta: dict[str, Any]
+) -> tuple[dict[str, str | bytes], dict[str, str], str]:
+    """The files TF Serving reads for JOB's CONFIG (every model's, for a job of several), what of them a
+    deployment embeds, and the warm-up note; META learns the mix or the model variant."""
+    from autotune.export import several_models_files, single_model_files
+
     written: dict[str, str | bytes]
     mix = (job.settings or {}).get("mix")
     if mix:
@@ -265,28 +296,20 @@ def export(
         if variant_note is not None:
             meta["model_variant"] = variant_note
     meta["warmup"] = warmup_note
-    deployment = render_deployment(files, config, meta, job.study, DeployOptions(fmt.value, image, storage_uri))
-    written.update(deployment)
-    write_export(written, meta, target)
-    verdict = summary_line(rows, job.objectives)
-    doc = {**meta, "out": str(target), "files": sorted([*written, "autotune.json"]), "verdict_line": verdict}
-    if (kind := backend_class(job.backend)) is not None and kind.is_stand_in:
-        # The stand-in behaves like TF Serving, but a deployment runs TF Serving: say where the figures came from.
-        doc["warning"] = (
-            f"job {job.id} measured autotune-model-server (the local stand-in), not TF Serving: "
-            "check the export with `autotune bench --backend tfserving` or `--backend docker` "
-            "before trusting its figures"
-        )
-        err.print(f"warning: {doc['warning']}", markup=False)
+    return written, files, warmup_note
 
-    def show() -> None:
-        err.print(f"exported trial {chosen['trial']} of job {job.id} ({tables.short(config.to_dict())}) to {target}")
-        err.print(warmup_note, markup=False)
-        if "model_variant" in meta:
-            err.print(meta["model_variant"], markup=False)
-        _print_verdict(rows, job.objectives)
 
-    emit(as_json, doc, show)
+def _stand_in_warning(job: Any) -> str | None:
+    """Where JOB measured the stand-in: a deployment runs TF Serving, so say where the figures came from."""
+    from autotune.servers.backends import backend_class
+
+    if (kind := backend_class(job.backend)) is None or not kind.is_stand_in:
+        return None
+    return (
+        f"job {job.id} measured autotune-model-server (the local stand-in), not TF Serving: "
+        "check the export with `autotune bench --backend tfserving` or `--backend docker` "
+        "before trusting its figures"
+    )
 
 
 @app.command()
