@@ -82,6 +82,24 @@ def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for: {what}")
 
 
+def load_flowing(root: psutil.Process) -> bool:
+    """Whether a load generator below ROOT holds an established connection: requests reach a server."""
+    for child in root.children(recursive=True):
+        try:
+            if "autotune.load.generator" in " ".join(child.cmdline()) and any(
+                c.status == psutil.CONN_ESTABLISHED for c in child.net_connections("inet")
+            ):
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
+def wait_load_flowing(root: psutil.Process, timeout: float = 120.0) -> None:
+    """Wait for the event a test means by "mid-measurement": requests flowing from ROOT's load generator."""
+    wait_for(lambda: load_flowing(root), timeout, f"a load generator below pid {root.pid} sending requests")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def autotune_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Reuse a model cache across runs when the caller points at one; else a fresh home.

@@ -13,7 +13,7 @@ import pytest
 
 from autotune.cores import schedulable_cores
 from autotune.cpulimit import plan_cpus
-from tests.conftest import AUTOTUNE, SHORT, autotune, our_processes, wait_no_processes
+from tests.conftest import AUTOTUNE, SHORT, autotune, our_processes, wait_load_flowing, wait_no_processes
 
 METRICS = {
     "throughput_rps",
@@ -145,12 +145,10 @@ def _child_of(bench: subprocess.Popen[str], marker: str, timeout: float = 120) -
     raise AssertionError(f"bench never started {marker}")
 
 
-def _wait_measuring(server: psutil.Process, seconds: float) -> None:
-    # Serving starts once the server listens; the load follows within the warm-up. Then a little more.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(c.status == psutil.CONN_LISTEN for c in server.net_connections()):
-        time.sleep(0.2)
-    time.sleep(1.5 + seconds)
+def _wait_measuring(bench: subprocess.Popen[str], seconds: float) -> None:
+    # Requests flowing (warm-up or a window), then SECONDS more of them.
+    wait_load_flowing(psutil.Process(bench.pid))
+    time.sleep(seconds)
 
 
 def _bench_under_load(settle_s: float, *extra: str) -> tuple[subprocess.Popen[str], psutil.Process]:
@@ -163,7 +161,7 @@ def _bench_under_load(settle_s: float, *extra: str) -> tuple[subprocess.Popen[st
         text=True,
     )
     server = _child_of(bench, "autotune.servers.local")
-    _wait_measuring(server, settle_s)
+    _wait_measuring(bench, settle_s)
     return bench, server
 
 

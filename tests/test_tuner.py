@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 
 from autotune.pareto import dominates
 from autotune.store import Store
-from tests.conftest import AUTOTUNE, SHORT, autotune
+from tests.conftest import AUTOTUNE, SHORT, autotune, wait_load_flowing
 
 
 @pytest.fixture
@@ -114,7 +115,7 @@ def test_ctrl_c_during_start_cancels_the_job_and_keeps_what_was_measured(db_env)
         while time.monotonic() < deadline and not _running_trial_with_server(url):
             time.sleep(0.5)
         assert _running_trial_with_server(url), "no trial started within 120 s"
-        time.sleep(2)  # mid-window
+        wait_load_flowing(psutil.Process(proc.pid))  # mid-measurement
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:
