@@ -177,9 +177,10 @@ def test_a_finished_job_stores_its_front_with_the_confirmation_and_says_how_it_c
     entries = json.loads(proc.stdout)
     assert entries == json.loads(json.dumps(result.pareto))  # the stored snapshot is what pareto shows
     assert all("confirmed" in e for e in entries)
-    for e in entries:
-        if not is_default_config(e["config"]):
-            assert e["confirmed"] and "vs_defaults" in e, e
+    # Which candidates reach the front is the measurement's to say (the confirmation of a fixed front is the test
+    # above); every one that does was confirmed against the defaults.
+    candidates = [e for e in entries if not is_default_config(e["config"])]
+    assert all(e["confirmed"] and "vs_defaults" in e for e in candidates), entries
     # The row export would deploy was ramped once more: its curve and where (or whether) its SLO broke.
     (swept,) = [e for e in entries if e.get("sweep")]
     curve = swept["sweep"]

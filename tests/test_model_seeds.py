@@ -186,3 +186,15 @@ def test_a_model_seeded_job_measures_the_planned_front_right_after_the_defaults(
     front = summary["predicted_front"]
     assert front and all(p["predicted"]["throughput_rps"] > 0 and p["feasible"] for p in front)
     assert "The predicted front and the confirmed one" in (report / "report.html").read_text()
+
+
+def test_a_job_after_another_measures_the_defaults_then_the_previous_front_then_its_seeds():
+    # The warm start, on fixed results: the live test of `start` cannot choose what its first job's front holds.
+    study = Study(source="t", model="tiny", concurrency=8)
+    space = build_space({}, Host(cpus=2, gpus=0))
+    previous = [c for c in grid_configs(grid_of(space)) if c != ServingConfig()][:2]
+    entries = [{"config": c.to_dict()} for c in [ServingConfig(), *previous]] + [{"config": {"no_such": 1}}]
+    measured: list[ServingConfig] = []
+    _tuner(study, None, measured).run(trials=4, minutes=5, previous=entries)
+    seeds = [c for c in heuristic_seeds(space, 2, 8) if c not in (ServingConfig(), *previous)]
+    assert measured == [ServingConfig(), *previous, seeds[0]]

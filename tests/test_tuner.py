@@ -94,9 +94,10 @@ def test_start_tunes_defaults_first_keeps_a_true_pareto_set_and_the_next_job_war
     assert second.id != job.id and second.host_id == job.host_id and second.model_id == job.model_id
     defaults = second.trials[0].config
     assert defaults["enable_batching"] is False and defaults["intra_op_threads"] == 0
-    carried = [row["config"] for row in front if row["config"] != defaults]
-    if carried:
-        assert second.trials[1].config == carried[0]
+    # Then the first job's front (which configs it holds is the measurement's to say; the order on fixed results
+    # is test_model_seeds' warm-start test).
+    carried = [row["config"] for row in front if row["config"] != defaults][: len(second.trials) - 1]
+    assert [t.config for t in second.trials[1 : 1 + len(carried)]] == carried
 
 
 def test_ctrl_c_during_start_cancels_the_job_and_keeps_what_was_measured(db_env):
