@@ -32,10 +32,10 @@ def test_seeds_stay_inside_a_narrowed_space_and_honour_fixed_knobs():
     space = build_space(
         {"max_batch_size": KnobSpec(low=1, high=4, log=True), "max_enqueued_batches": KnobSpec(value=7)}, Host(8, 0)
     )
-    for seed in heuristic_seeds(space, cpus=8, concurrency=64):
-        if seed.enable_batching:
-            assert seed.max_batch_size <= 4 and seed.max_enqueued_batches == 7
-        assert seed.intra_op_threads <= 8 and seed.inter_op_threads <= 8
+    seeds = heuristic_seeds(space, cpus=8, concurrency=64)
+    batching = [s for s in seeds if s.enable_batching]
+    assert batching and all(s.max_batch_size <= 4 and s.max_enqueued_batches == 7 for s in batching)
+    assert all(s.intra_op_threads <= 8 and s.inter_op_threads <= 8 for s in seeds)
 
 
 def test_with_batching_fixed_off_only_thread_seeds_remain():
