@@ -61,6 +61,7 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="knob=value (rep
 ConcurrencyOpt = Annotated[int | None, flag(CONCURRENCY)]
 RateOpt = Annotated[float | None, flag(RATE)]
 ProtocolOpt = Annotated[Protocol, typer.Option(help="rest or grpc")]
+BackendOpt = Annotated[BackendName, typer.Option(help="auto, local, tfserving or docker")]
 ServerBinaryOpt = Annotated[str | None, typer.Option(help="path to tensorflow_model_server")]
 DockerImageOpt = Annotated[str | None, typer.Option(help="image for --backend docker")]
 SignatureOpt = Annotated[str, typer.Option(help="signature to call")]
