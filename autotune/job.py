@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -65,25 +65,19 @@ class JobControl:
         return self.cancelled() or self.stopping()
 
 
+# Study fields the measurement knows under another name; every field the two share by name is carried as is.
+_MEASURED_AS = {"slo_p99_ms": "slo_ms", "requests": "requests_file"}
+
+
 def study_settings(study: Study, **overrides: Any) -> MeasureSettings:
-    """How a study's trials are measured: its load, SLO and windows, plus overrides."""
-    windows = asdict(study.windows)
-    windows.update(overrides)
-    return MeasureSettings(
-        protocol=study.protocol,
-        concurrency=study.concurrency,
-        rate=study.rate,
-        slo_ms=study.slo_p99_ms,
-        max_error_rate=study.max_error_rate,
-        core_hour_price=study.core_hour_price,
-        gpu_gib_hour_price=study.gpu_gib_hour_price,
-        requests_file=study.requests,
-        batch=study.batch,
-        mix=study.mix,
-        min_top1_agreement=study.min_top1_agreement,
-        max_abs_error=study.max_abs_error,
-        **windows,
-    )
+    """How a study's trials are measured: its load, SLO, guard, prices and windows, plus overrides."""
+    measured = {f.name for f in fields(MeasureSettings)}
+    carried = {
+        _MEASURED_AS.get(f.name, f.name): getattr(study, f.name)
+        for f in fields(study)
+        if _MEASURED_AS.get(f.name, f.name) in measured
+    }
+    return MeasureSettings(**{**carried, **asdict(study.windows), **overrides})
 
 
 def trial_fields(t: TunedTrial) -> dict[str, Any]:

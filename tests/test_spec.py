@@ -203,3 +203,36 @@ def test_settings_a_job_stored_before_a_field_was_renamed_still_load_with_that_f
     stored = {**dataclasses.asdict(MeasureSettings(window_s=0.5)), "a_field_since_renamed": 7}
     settings = MeasureSettings.from_stored(stored)
     assert settings.window_s == 0.5 and not hasattr(settings, "a_field_since_renamed")
+
+
+def test_every_study_field_the_measurement_shares_reaches_the_settings_a_job_measures_with():
+    from autotune.job import study_settings
+    from autotune.measure import MeasureSettings
+    from autotune.spec import Study
+
+    study = Study(
+        source="t",
+        model="tiny",
+        protocol="grpc",
+        rate=40.0,
+        slo_p99_ms=123.0,
+        max_error_rate=0.05,
+        core_hour_price=0.5,
+        gpu_gib_hour_price=0.25,
+        requests="/r.jsonl",
+        batch=4,
+        mix={"tiny": 1.0},
+        min_top1_agreement=0.9,
+        max_abs_error=0.1,
+    )
+    settings = study_settings(study, max_windows=7)
+    assert (settings.protocol, settings.rate, settings.slo_ms, settings.max_error_rate) == ("grpc", 40.0, 123.0, 0.05)
+    assert (settings.core_hour_price, settings.gpu_gib_hour_price, settings.requests_file) == (0.5, 0.25, "/r.jsonl")
+    assert (settings.batch, settings.mix, settings.min_top1_agreement, settings.max_abs_error) == (
+        4,
+        {"tiny": 1.0},
+        0.9,
+        0.1,
+    )
+    assert settings.max_windows == 7 and settings.window_s == study.windows.window_s
+    assert settings.concurrency is None and settings != MeasureSettings(max_windows=7)
