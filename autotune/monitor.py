@@ -79,6 +79,8 @@ class ProcessTree:
             self.last[p.pid] = total
             alive[p.pid] = proc
         self.procs = alive
+        # Only the living: a daemon's tree sees every server and load generator it ever starts (months of them).
+        self.last = {pid: cpu for pid, cpu in self.last.items() if pid in alive}
         return used, rss
 
 

@@ -121,3 +121,23 @@ def test_nvml_missing_module_means_no_gpu(monkeypatch):
         assert gpu.device_count() == 0
     finally:
         gpu.reset()
+
+
+def test_a_process_tree_forgets_the_children_that_have_exited():
+    # The daemon's gate polls its own tree for months: every server it ever started must not stay in it.
+    import os
+    import subprocess
+    import sys
+
+    from autotune.monitor import ProcessTree
+
+    tree = ProcessTree(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        tree.poll()
+        assert child.pid in tree.last
+    finally:
+        child.kill()
+        child.wait()
+    tree.poll()
+    assert child.pid not in tree.last and child.pid not in tree.pids()
