@@ -30,6 +30,7 @@ from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
 from autotune.gate import ResourceGate
 from autotune.leftovers import sweep_cgroups, sweep_dirs
+from autotune.memtrace import MemoryTrace
 from autotune.procs import kill_group_of
 from autotune.states import JobState, Trigger
 from autotune.store import Store
@@ -124,6 +125,7 @@ class Daemon:
         self.opts, self.url = opts, url
         self.stop = threading.Event()
         self.interruptible = False
+        self.memory: MemoryTrace | None = None  # set in run() under AUTOTUNE_TRACEMALLOC
         self.store = Store(url)
         self.host_fp = fingerprint(host_info())
         self.gate = ResourceGate(opts.gate)
@@ -173,6 +175,7 @@ class Daemon:
             log.info("removed %s, left by a process that died", swept)
 
     def run(self, status: StatusFile, metrics: _Metrics) -> None:
+        self.memory = MemoryTrace() if MemoryTrace.wanted() else None
         self.recover()
         self.snapshot = Snapshot(self.store, status, self.url, self.opts.status_every_s)
         self.snapshot.publish()
@@ -197,6 +200,9 @@ class Daemon:
                 self.stop.wait(STORE_RETRY_S)
                 continue
             _DaemonJob(self, job_id, status, metrics).run()
+            if self.memory is not None:  # AUTOTUNE_TRACEMALLOC: where memory grew since the first job
+                for line in self.memory.after_job():
+                    log.info("memory since the first job: %s", line)
 
     def _schedule_loop(self) -> None:
         while True:

@@ -132,6 +132,8 @@ class Soak:
         os.environ[MARK] = self.work.name
         self.env = {**os.environ, "AUTOTUNE_HOME": str(self.home), "TMPDIR": str(self.tmp), "PYTHONUNBUFFERED": "1"}
         self.env.pop("AUTOTUNE_DB_URL", None)
+        if args.trace_memory:  # the daemon logs where its memory grew after each job (autotune/memtrace.py)
+            self.env["AUTOTUNE_TRACEMALLOC"] = "1"
         self.db = self.home / "autotune.db"
         self.out = Log(args.out)
         self.stop = threading.Event()
@@ -509,6 +511,8 @@ class Soak:
             "tracebacks": sum(ln.startswith("Traceback") for ln in lines) + crash.count("Traceback"),
             "warnings_errors": dict(said.most_common(40)),
             "daemon_out_tail": crash.strip().splitlines()[-5:],
+            # Under --trace-memory: every line the daemon logged about where its memory grew (the last job's last).
+            "memory_sites": [ln for ln in lines if "memory since the first job" in ln][-200:],
         }
 
     def cleanup(self) -> None:
@@ -757,6 +761,9 @@ def main() -> int:
     run.add_argument("--client-every-s", type=float, nargs=2, default=(60.0, 180.0))
     run.add_argument("--prune-days", type=float, default=0.02, help="the daemon's retention (0.02 d: 29 min)")
     run.add_argument("--log-max-mb", type=float, default=0.25, help="small, so that rotation happens in the soak")
+    run.add_argument(
+        "--trace-memory", action="store_true", help="a leak hunt: the daemon logs its top growth sites per job"
+    )
     run.add_argument("--quick", action="store_true", help="CI's soak: 5 minutes, 3 faults, tiny, every minute")
     run.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     rep = sub.add_parser("report", help="the figures of a data file")
