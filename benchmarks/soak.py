@@ -40,7 +40,20 @@ MARK = "AUTOTUNE_SOAK"  # every process the soak starts inherits it: how ours ar
 SERVER, LOADGEN = "autotune.servers.local", "autotune.load.generator"
 FAULTS = ("server_kill9", "loadgen_kill9", "daemon_term", "daemon_kill9", "db_lock", "disk_full", "cpu_hog")
 TRIAL_DIR_PREFIXES = ("autotune-trial-", "autotune-target-")
-CGROUPS = Path("/sys/fs/cgroup/cpu")
+
+
+def cgroup_parent() -> Path | None:
+    """Where autotune makes its per-server cgroups on this host (as it finds it), or None where it makes none."""
+    from autotune.cpulimit import find_cgroup_parent
+
+    found = find_cgroup_parent()
+    return None if isinstance(found, str) else found.path
+
+
+def autotune_cgroups() -> set[Path]:
+    parent = cgroup_parent()
+    return set(parent.glob("autotune-*")) if parent is not None and parent.is_dir() else set()
+
 
 STUDIES = {
     "tiny": """model = "tiny"
@@ -141,7 +154,7 @@ class Soak:
         self.daemon_lock = threading.Lock()
         self.restarts = 0
         self.exited: int | None = None
-        self.cgroups_before = set(CGROUPS.glob("autotune-*")) if CGROUPS.is_dir() else set()
+        self.cgroups_before = autotune_cgroups()
 
     # -- the daemon, supervised -------------------------------------------------------------------------
 
@@ -353,7 +366,7 @@ class Soak:
     def leftovers(self) -> dict[str, Any]:
         dirs = [p.name for p in self.tmp.iterdir() if p.name.startswith(TRIAL_DIR_PREFIXES)]
         others = [p.name for p in self.tmp.iterdir() if not p.name.startswith(TRIAL_DIR_PREFIXES)]
-        groups = set(CGROUPS.glob("autotune-*")) - self.cgroups_before if CGROUPS.is_dir() else set()
+        groups = autotune_cgroups() - self.cgroups_before
         return {
             "trial_dirs": len(dirs),
             "tmp_other": len(others),
@@ -661,7 +674,8 @@ def db_growth(samples: list[dict[str, Any]], begin: float, prune_days: float | N
 
 
 def figures(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Everything RELIABILITY.md states, from the data file alone."""
+    """Everything RELIABILITY.md states, from the data file alone (in time order, whatever the order of its rows)."""
+    records = sorted(records, key=lambda r: r.get("t", 0.0))
     meta = next(r for r in records if r["kind"] == "meta")
     begin = next(r["t"] for r in records if r["kind"] == "begin")
     end = next(r for r in records if r["kind"] == "end")

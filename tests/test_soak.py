@@ -118,3 +118,11 @@ def test_the_fault_plan_stops_the_daemon_only_early_so_that_one_long_life_is_lef
     assert len(plan) == 24 and kinds["daemon_term"] + kinds["daemon_kill9"] == 4
     assert all(n == 4 for kind, n in kinds.items() if not kind.startswith("daemon_"))
     assert max(at for at, kind in plan if kind.startswith("daemon_")) <= 0.45 * 120 * 60
+
+
+def test_the_figures_do_not_depend_on_the_order_of_the_data_files_rows():
+    # Each life's first sample sets its job count: a shuffled file must give the same figures.
+    records = run_records(mib_per_job=1.0)
+    shuffled = records[:]
+    random.Random(3).shuffle(shuffled)
+    assert soak.figures(shuffled) == soak.figures(records)
