@@ -20,6 +20,7 @@ from autotune.cli.common import (
     StudyFileOpt,
     StudyModelOpt,
     emit,
+    here,
     study_of,
 )
 from autotune.errors import AutotuneError
@@ -31,12 +32,6 @@ ProfileFileOpt = Annotated[
 AnyHostOpt = Annotated[bool, typer.Option(help="accept a --profile measured on another host (costs there, not here)")]
 
 
-def _this_host() -> str:
-    from autotune.fingerprint import fingerprint, host_info
-
-    return fingerprint(host_info())
-
-
 def _stored(model_spec: str) -> tuple[Any, str, str, Any]:
     """MODEL_SPEC resolved, the key its profiles are stored under (content hash, this host) and the store."""
     from autotune.models.content import content_hash
@@ -44,7 +39,7 @@ def _stored(model_spec: str) -> tuple[Any, str, str, Any]:
     from autotune.store.profiles import Profiles
 
     ref = resolve_model(model_spec)
-    return ref, content_hash(ref.version_path), _this_host(), Profiles()
+    return ref, content_hash(ref.version_path), here(), Profiles()
 
 
 def cached_profile(model_spec: str, profile_file: Path | None = None, any_host: bool = False) -> Any:
@@ -58,14 +53,14 @@ def cached_profile(model_spec: str, profile_file: Path | None = None, any_host: 
             loaded = Profile.from_json(json.loads(profile_file.read_text()))
         except (OSError, ValueError) as exc:
             raise AutotuneError(f"--profile {profile_file}: cannot read it ({exc})") from None
-        if not any_host and loaded.host_fingerprint != _this_host():
+        if not any_host and loaded.host_fingerprint != here():
             cpu = loaded.host.get("cpu_model", "another host")
             raise AutotuneError(f"--profile {profile_file} was measured on another host ({cpu}); add --any-host")
         return loaded
     from autotune.models.resolve import resolve_model
     from autotune.store.profiles import Profiles
 
-    return Profile.from_json(Profiles().of_model(resolve_model(model_spec), _this_host(), model_spec))
+    return Profile.from_json(Profiles().of_model(resolve_model(model_spec), here(), model_spec))
 
 
 @app.command()
