@@ -95,22 +95,24 @@ class JobQueue(Tables):
             for job in s.scalars(query.options(selectinload(JobRow.trials), selectinload(JobRow.host))).all():
                 if not job.worker:
                     continue
-                if job.worker == idle_worker or _dead_worker_here(job.worker, host):
-                    running = [
-                        Orphan(job.id, t.number, t.server_pid) for t in job.trials if t.state == TrialState.running
-                    ]
-                    orphans += running or [Orphan(job.id, None, None)]  # handed back between trials: said all the same
-                elif (
-                    stale_after_s is not None
+                here = job.worker == idle_worker or _dead_worker_here(job.worker, host)
+                silent = (
+                    not here
+                    and stale_after_s is not None
                     and job.worker.rpartition(":")[0] != host
                     and job.host.fingerprint == host_fingerprint
                     and job.heartbeat_at is not None
                     and (now - job.heartbeat_at).total_seconds() > stale_after_s
-                ):
-                    running = [Orphan(job.id, t.number, None) for t in job.trials if t.state == TrialState.running]
-                    orphans += running or [Orphan(job.id, None, None)]
-                else:
+                )
+                if not (here or silent):
                     continue
+                # Another host's server pids mean nothing here; a job handed back between trials is said all the same.
+                running = [
+                    Orphan(job.id, t.number, t.server_pid if here else None)
+                    for t in job.trials
+                    if t.state == TrialState.running
+                ]
+                orphans += running or [Orphan(job.id, None, None)]
                 hand_back(job)
         return orphans
 
