@@ -610,16 +610,17 @@ def rss_slope_per_job(samples: list[dict[str, Any]]) -> dict[str, Any]:
 def longest_life(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """The daemon that finished the most jobs: its RSS, descriptors and threads after its first job and at its end,
     and its own RSS slope per job (the same estimate as rss_slope_per_job, on this life alone)."""
+    lives = lifetimes(samples)
     steady = {
         pid: rest
-        for pid, life in lifetimes(samples).items()
+        for pid, life in lives.items()
         if (rest := [s for s in life if finished_jobs(s) > finished_jobs(life[0])])
     }
     if not steady:
         return {}
     pid, rows = max(steady.items(), key=lambda kv: finished_jobs(kv[1][-1]) - finished_jobs(kv[1][0]))
     first, last = rows[0], rows[-1]
-    fit = slope_with_ci([(pid, k, mib) for k, mib in per_job_rss(lifetimes(samples)[pid])])
+    fit = slope_with_ci([(pid, k, mib) for k, mib in per_job_rss(lives[pid])])
     return {
         "pid": pid,
         "minutes": round((last["t"] - first["t"]) / 60, 1),

@@ -17,6 +17,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -126,12 +127,18 @@ def race(space: str) -> str:
     return f"{space}: ours {upper_median('autotune')} vs random {upper_median('random')}"
 
 
-def soak(file: str, what: str) -> str:
-    """A figure of the soak (issue 29), recomputed by soak.py's own reader from the samples it recorded."""
+@cache
+def soak_figures(file: str) -> dict[str, Any]:
+    """A soak's figures, computed once per data file by soak.py's own reader (several claims read each file)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import soak as run
 
-    fig = run.figures(run.read(DATA / file))
+    return run.figures(run.read(DATA / file))
+
+
+def soak(file: str, what: str) -> str:
+    """A figure of the soak (issue 29), recomputed from the samples it recorded."""
+    fig = soak_figures(file)
     if what == "run":
         injected = sum(fig["faults_injected"].values())
         jobs = sum(fig["jobs"].values())
