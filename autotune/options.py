@@ -53,8 +53,7 @@ class Declared:
 
     def help_text(self) -> str:
         """The help with its default, as the CLI shows it."""
-        default = self.default if self.default is None else _g(self.default)
-        return self.help if self.default is None else f"{self.help} (default {default})"
+        return self.help if self.default is None else f"{self.help} (default {_g(self.default)})"
 
     def check(self, flag: str, value: Any) -> None:
         """Raise the one-line error for VALUE of --FLAG out of range."""
