@@ -54,6 +54,11 @@ def mark_changed(url: str | None = None) -> None:
         os.utime(path)
 
 
+# A file's time comes from the kernel's coarse clock, a tick behind time.time(): a command's mark made just after a
+# snapshot can read as made before it. A snapshot is trusted only once it is clearly later than the mark.
+MTIME_SLACK_S = 0.05
+
+
 def snapshot_is_current(status: dict[str, Any], url: str | None = None) -> bool:
     """Whether a running daemon's STATUS holds a job list no command has changed since."""
     if "jobs" not in status or "jobs_at" not in status:
@@ -62,7 +67,7 @@ def snapshot_is_current(status: dict[str, Any], url: str | None = None) -> bool:
         changed = changed_path(url or db_url()).stat().st_mtime
     except OSError:
         return True
-    return changed < float(status["jobs_at"])
+    return changed < float(status["jobs_at"]) - MTIME_SLACK_S
 
 
 def logs_dir() -> Path:

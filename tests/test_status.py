@@ -34,9 +34,7 @@ def fake_daemon(db: str):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "autotune", "daemon"])
     doc = {"pid": proc.pid, "started_at": "2026-01-01T00:00:00Z", "db": db, "metrics_port": 0}
     job = {**FROM_FILE, "best_goodput_rps": None, "waiting": None, "error": None}
-    # Written a while ago: a command's mark made now is later by more than the file clock's coarse tick.
-    written = time.time() - 5
-    doc |= {"gate": "open", "gate_reason": None, "job": 4242, "jobs": [job], "drift": [], "jobs_at": written}
+    doc |= {"gate": "open", "gate_reason": None, "job": 4242, "jobs": [job], "drift": [], "jobs_at": time.time()}
     status_path(db).write_text(json.dumps(doc))
     yield doc
     proc.kill()
