@@ -107,6 +107,16 @@ def test_an_unusable_database_is_one_line_and_exit_1(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "database" in proc.stderr
 
 
+def test_one_optuna_storage_serves_every_job_of_a_process(tmp_path):
+    # A storage per job is an engine per job whose statements SQLAlchemy compiles afresh: a daemon grew with each.
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    first = db.optuna_storage(url)
+    optuna.create_study(study_name="autotune/tiny/1", storage=first, directions=["maximize"])
+    assert db.optuna_storage(url) is first
+    assert db.optuna_storage(f"sqlite:///{tmp_path / 'b.db'}") is not first
+    assert [s.study_name for s in optuna.get_all_study_summaries(db.optuna_storage(url))] == ["autotune/tiny/1"]
+
+
 def test_optuna_dashboard_opens_our_database(tmp_path):
     pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is in the test extra; not installed here")
     import requests

@@ -1,0 +1,105 @@
+"""Does opening Optuna's storage once per job make a long-lived process grow? (issue 29's leak hunt)
+
+Each mode runs in a fresh process: N Optuna studies on one SQLite file, each with a few trials and the user
+attrs a job sets, the process's RSS recorded after each study. `new` opens a storage per study, as the daemon
+did per job until the fix; `shared` asks autotune's optuna_storage(), one per process and URL. The slope per
+study (after the first WARM studies) and its 95% interval come from the soak's own least squares.
+
+    python benchmarks/storage_growth.py [--studies 60] [--out benchmarks/data/storage-growth-DATE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from soak import machine, slope_with_ci
+
+MODES = ("new", "shared")
+WARM = 10  # SQLAlchemy's statement cache fills over the first studies in either mode
+
+CHILD = r"""
+import gc, json, sys
+import optuna, psutil
+from autotune.store.db import _engine_kwargs, ensure_schema, optuna_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+mode, url, studies, trials = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ensure_schema(url)
+rss = []
+for i in range(studies):
+    if mode == "shared":
+        storage = optuna_storage(url)
+    else:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    study = optuna.create_study(storage=storage, study_name=f"{mode}/{i}", directions=["maximize", "minimize"])
+    for key in ("host", "host_fingerprint", "job_id", "model_path"):
+        study.set_user_attr(key, f"{key}-{i}")
+    for _ in range(trials):
+        t = study.ask()
+        t.suggest_int("max_batch_size", 1, 64, log=True)
+        t.suggest_categorical("protocol", ["rest", "grpc"])
+        study.tell(t, [1.0, 2.0])
+    del study, storage
+    gc.collect()
+    rss.append(psutil.Process().memory_info().rss / 2**20)
+print(json.dumps(rss))
+"""
+
+
+def run_mode(mode: str, studies: int, trials: int) -> list[float]:
+    with tempfile.TemporaryDirectory(prefix="autotune-growth-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'growth.db'}"
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, mode, url, str(studies), str(trials)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=1800,
+        )
+    return json.loads(out.stdout)
+
+
+def summary(rss: list[float]) -> dict[str, Any]:
+    """The slope in MiB per study after the warm-up, with its 95% interval, recomputed from the RSS series."""
+    fit = slope_with_ci([(0, i, mib) for i, mib in enumerate(rss) if i >= WARM])
+    assert fit is not None, "too few studies after the warm-up"
+    slope, ci = fit
+    return {"slope_mib": slope, "ci_mib": ci, "first_mib": round(rss[0], 1), "last_mib": round(rss[-1], 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=60)
+    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    doc: dict[str, Any] = {
+        "command": " ".join(["python", "benchmarks/storage_growth.py", *sys.argv[1:]]),
+        "machine": machine(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "studies": args.studies,
+        "trials_per_study": args.trials,
+        "warm": WARM,
+        "rss_mib": {mode: [round(r, 3) for r in run_mode(mode, args.studies, args.trials)] for mode in MODES},
+    }
+    for mode in MODES:
+        s = summary(doc["rss_mib"][mode])
+        print(
+            f"{mode:>6}: {s['slope_mib']:+.3f} MiB per study (95% CI {s['ci_mib'][0]:+.3f} to {s['ci_mib'][1]:+.3f}),"
+            f" RSS {s['first_mib']} -> {s['last_mib']} MiB"
+        )
+    if args.out:
+        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
