@@ -321,14 +321,13 @@ class _DaemonJob:
 def enqueue_retune(model: str, trials: int | None, minutes: float | None, trigger: Trigger = Trigger.retune) -> int:
     """Enqueue a retune of MODEL with its study's settings (re-measures the stored Pareto set first)."""
     from autotune.job import enqueue_job, study_settings
-    from autotune.measure import MeasureSettings
     from autotune.models.resolve import served_name
     from autotune.spec import study_for_model
 
     study = study_for_model(model)
     previous = Store().last_job_settings(served_name(model))
     # Measure exactly as the job being checked for drift did, or the comparison means nothing.
-    settings = MeasureSettings.from_stored(previous) if previous is not None else study_settings(study)
+    settings = previous if previous is not None else study_settings(study)
     return enqueue_job(study, trials or study.trials, minutes or study.minutes, settings, trigger=trigger)
 
 

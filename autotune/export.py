@@ -11,13 +11,12 @@ import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autotune import __version__, outdir
 from autotune.cpulimit import whole_cores
 from autotune.errors import AutotuneError
 from autotune.knobs import SAVEDMODEL, ServingConfig, is_tflite
-from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
 from autotune.models.signature import read_signatures
 from autotune.multimodel import models_config_text
 from autotune.pareto import PICKS, pick_index  # noqa: F401  (re-exported: the CLI picks through export)
@@ -34,6 +33,9 @@ from autotune.servers.docker import DockerRun, docker_argv, version_entries
 from autotune.states import TrialState
 from autotune.traffic.requests import load_requests
 from autotune.warmup import warmup_records
+
+if TYPE_CHECKING:
+    from autotune.spec import Study
 
 
 def check_out_dir(out: Path, model_base: Path, force: bool) -> Path:
@@ -116,10 +118,9 @@ def render(
 def export_warmup(job: Any) -> tuple[bytes | None, str]:
     """The warm-up file an export ships for JOB's model (from the job's request file, else synthetic
     requests), and one line saying what it holds; None when the model has its own or is not on this host."""
-    settings = job.settings or {}
+    settings = job.measure_settings
     version_dir = Path(job.model.path) / str(job.model.version)
-    signature = job.study.get("signature") or "serving_default"
-    return model_warmup(job.model.name, version_dir, signature, settings.get("requests_file"), settings.get("batch"))
+    return model_warmup(job.model.name, version_dir, job.spec.signature, settings.requests_file, settings.batch)
 
 
 @dataclass(frozen=True)
@@ -142,16 +143,12 @@ def export_variant(job: Any, config: ServingConfig, out: Path) -> VariantFiles |
     from autotune.models.optimize import checked_variant
     from autotune.models.resolve import resolve_model
 
-    settings = job.settings or {}
+    settings = job.measure_settings
     if not (Path(job.model.path) / str(job.model.version) / "saved_model.pb").is_file():
         raise AutotuneError(f"cannot export {config.model_variant}: the model is not at {job.model.path} on this host")
-    model = resolve_model(job.model.path, job.study.get("signature") or "serving_default")
+    model = resolve_model(job.model.path, job.spec.signature)
     checked = checked_variant(
-        model,
-        config.model_variant,
-        settings.get("requests_file"),
-        settings.get("min_top1_agreement", DEFAULT_MIN_TOP1_AGREEMENT),
-        settings.get("max_abs_error"),
+        model, config.model_variant, settings.requests_file, settings.min_top1_agreement, settings.max_abs_error
     )
     if checked.problem is not None:  # the front never holds one; a stored job from before the guard might
         raise AutotuneError(f"{config.model_variant} fails the accuracy guard: {checked.problem}")
@@ -265,21 +262,21 @@ def several_models_files(
     """The files of an export of JOB, a job of the models in MIX, and a line on their warm-up files."""
     from autotune.models.resolve import resolve_model
 
-    settings = job.settings or {}
+    settings, study = job.measure_settings, job.spec
     models, notes = {}, []
     for spec in mix:
         ref = resolve_model(spec)
         primary = ref.name == job.model.name
-        requests_file = settings.get("requests_file") if primary else None
-        signature = (job.study.get("signature") or "serving_default") if primary else "serving_default"
-        warmup, note = model_warmup(ref.name, ref.version_path, signature, requests_file, settings.get("batch"))
+        requests_file = settings.requests_file if primary else None
+        signature = study.signature if primary else "serving_default"
+        warmup, note = model_warmup(ref.name, ref.version_path, signature, requests_file, settings.batch)
         models[ref.name] = ServedModel(ref.base_path, ref.version, warmup)
         notes.append(f"{ref.name}: {note}")
     return render_several(config, models, out), "; ".join(notes)
 
 
 def render_deployment(
-    files: dict[str, str], config: ServingConfig, meta: dict[str, Any], study: dict[str, Any], options: DeployOptions
+    files: dict[str, str], config: ServingConfig, meta: dict[str, Any], study: Study, options: DeployOptions
 ) -> dict[str, str]:
     """What an export adds to the TF Serving FILES: the Grafana dashboard always, manifests for k8s or kserve."""
     import yaml

@@ -11,9 +11,12 @@ at a glance when production leaves the envelope it was tuned for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autotune.servers.scrape import BATCH_METRIC, LATENCY_METRIC, REQUESTS_METRIC
+
+if TYPE_CHECKING:
+    from autotune.spec import Study
 
 # What the kubelet's cAdvisor exports for every container (the k8s export names the container this).
 CONTAINER = "tfserving"
@@ -204,13 +207,13 @@ def dashboard(model_name: str, envelope: Envelope, title_suffix: str = "") -> di
     }
 
 
-def envelope_of(metrics: dict[str, Any], study: dict[str, Any]) -> Envelope:
-    """The envelope an export draws: the chosen row's (confirmed) metrics and its job's study (stored dicts)."""
+def envelope_of(metrics: dict[str, Any], study: Study) -> Envelope:
+    """The envelope an export draws: the chosen row's (confirmed) metrics, as stored, and its job's study."""
     return Envelope(
         throughput_rps=metrics.get("throughput_rps"),
         latency_p99_ms=metrics.get("latency_p99_ms"),
-        slo_p99_ms=study.get("slo_p99_ms"),
-        max_error_rate=study.get("max_error_rate"),
+        slo_p99_ms=study.slo_p99_ms,
+        max_error_rate=study.max_error_rate,
         cpu_cores=metrics.get("cpu_cores"),
         cpus_allocated=metrics.get("cpus_allocated"),
         rss_mb=metrics.get("rss_mb"),

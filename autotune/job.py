@@ -28,7 +28,7 @@ from autotune.pareto import default_pick, pick_index
 from autotune.servers.backends import MULTI_MODEL_DOCKER, Backend, backend_from_options, resolve_backend
 from autotune.significance import DEFAULT_MIN_EFFECT, StopRule
 from autotune.space import Host, build_space
-from autotune.spec import Study, study_from_dict
+from autotune.spec import Study
 from autotune.states import FailureReason, JobState, Trigger
 from autotune.store import PreviousFront, Store
 from autotune.store.db import optuna_storage
@@ -176,7 +176,7 @@ class _JobRunner:
         if job is None:
             raise AutotuneError(f"job {job_id} does not exist")
         self.job: JobRow = job
-        self.study = study_from_dict(job.study)
+        self.study = job.spec
         self.hooks, self.control = hooks, control
         self.retune = Trigger(job.trigger).retunes  # re-measures the previous front from any host, records drift
         self.previous: PreviousFront | None = None
@@ -188,7 +188,7 @@ class _JobRunner:
         done: list[TunedTrial] = []
         confirmed: list[dict[str, Any]] | None = None
         try:
-            settings = MeasureSettings.from_stored(job.settings)
+            settings = job.measure_settings
             backend = backend_from_options(job.backend_options, self.study.backend)
             model = resolve_model(self.study.model, self.study.signature)
             tuner = self._tuner(model, backend, settings)

@@ -39,7 +39,32 @@ class MemoryTrace:
             self.base = snap
             return []
         grew = [s for s in snap.compare_to(self.base, "traceback") if s.size_diff > 0][: self.top]
-        return [f"{s.size_diff / 1024:+.0f} KiB in {s.count_diff:+d} blocks at {_where(s.traceback)}" for s in grew]
+        return [
+            _totals(),
+            *(f"{s.size_diff / 1024:+.0f} KiB in {s.count_diff:+d} blocks at {_where(s.traceback)}" for s in grew),
+        ]
+
+
+def _totals() -> str:
+    """The heaps RSS is made of that can be read: Python's (traced) and SQLite's own allocator, which tracemalloc
+    cannot see (each connection's page cache grows with the database, up to its cache_size)."""
+    line = f"python heap (traced) {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MiB"
+    used = _sqlite_memory_used()
+    return line if used is None else f"{line}; sqlite {used / 2**20:.1f} MiB"
+
+
+def _sqlite_memory_used() -> int | None:
+    """Bytes SQLite's allocator holds in this process (sqlite3_memory_used), None where it cannot be asked."""
+    import ctypes
+
+    try:
+        import _sqlite3
+
+        lib = ctypes.CDLL(_sqlite3.__file__)  # resolves through the libsqlite3 the module is linked to
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        return int(lib.sqlite3_memory_used())
+    except (ImportError, OSError, AttributeError):
+        return None
 
 
 def _where(tb: tracemalloc.Traceback) -> str:

@@ -110,5 +110,8 @@ MAX_CONCURRENCY = Declared(64, "ramp limit", Bounds(1, 4096))
 REQUEST_TIMEOUT_S = Declared(
     30.0, "a request slower than this is an error; a server silent this long is hung", Bounds(0, 3600, lo_open=True)
 )
+# A job's budget: `start`, `schedule add` and a study's [budget].
+TRIALS = Declared(40, "trial budget", Bounds(0, lo_open=True))
+MINUTES = Declared(60.0, "time budget, minutes", Bounds(0, lo_open=True))
 # The accuracy guard a model variant must pass: `models optimize`, a study's [slo] and a job's variants.
 MIN_TOP1_AGREEMENT = Declared(0.99, "the guard: share of inputs given the same class", Bounds(0, 1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,8 +119,10 @@ def make_plan(
     requests: int = REQUESTS,
     seeds: int = SEEDS,
     rng_seed: int = 0,
+    predict: Callable[[ServingConfig], dict[str, Any]] | None = None,
 ) -> Plan:
-    """Simulate SPACE (every grid config, or MAX_CONFIGS of them and TF Serving's defaults) at the study's load."""
+    """Simulate SPACE (every grid config, or MAX_CONFIGS of them and TF Serving's defaults) at the study's load;
+    PREDICT, when given, answers for the model instead (a benchmark's model with its own error)."""
     check_objectives(study)
     started = time.monotonic()
     host = float(cores or profile.cpus)
@@ -130,9 +133,10 @@ def make_plan(
         configs = random.Random(rng_seed).sample(configs, max_configs)
     if ServingConfig() not in configs:
         configs.append(ServingConfig())  # the defaults are always measured, so always planned
+    predict = predict or (lambda c: predicted_metrics(profile, c, load, protocol, cores, requests, rng_seed))
     planned = []
     for config in configs:
-        metrics = predicted_metrics(profile, config, load, protocol, cores, requests, rng_seed)
+        metrics = predict(config)
         planned.append(Planned(config, metrics, study_is_feasible(metrics, study, 0.95)))
     pool = [p for p in planned if p.feasible]
     directions = list(study.objectives.values())
@@ -158,9 +162,11 @@ def predicted_metrics(
     cores: float | None = None,
     requests: int = REQUESTS,
     seed: int = 0,
+    **curves: Any,
 ) -> dict[str, Any]:
-    """CONFIG simulated at LOAD, as a measurement's metrics (the model assumes a stable server)."""
-    pred = simulate(profile, config, load, protocol, cores, requests=requests, seed=seed)
+    """CONFIG simulated at LOAD, as a measurement's metrics (the model assumes a stable server); CURVES (curve,
+    transport) replace the profile's as in simulate()."""
+    pred = simulate(profile, config, load, protocol, cores, requests=requests, seed=seed, **curves)
     doc = pred.to_json()
     metrics = {k: doc[k] for k in PREDICTED} | {"stable": True, "requests": pred.requests}
     if load.rate is not None:  # open loop: falling short of the offered rate is overload, as when measured

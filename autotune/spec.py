@@ -6,6 +6,7 @@ stored before a study is valid.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import tomllib
@@ -17,7 +18,7 @@ from autotune.cost import PRICE_DEFAULTS
 from autotune.errors import AutotuneError
 from autotune.knobs import KNOBS
 from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
-from autotune.options import CONCURRENCY, RATE
+from autotune.options import CONCURRENCY, MINUTES, RATE, TRIALS, Declared, field_of
 from autotune.servers.backends import BACKEND_NAMES
 from autotune.windows import WindowOptions
 
@@ -89,8 +90,8 @@ class Study:
         default_factory=lambda: {"throughput_rps": "maximize", "latency_p99_ms": "minimize"}
     )
     space: dict[str, KnobSpec] = field(default_factory=dict)
-    trials: int = 40
-    minutes: float = 60.0
+    trials: int = field_of(TRIALS)
+    minutes: float = field_of(MINUTES)
     # After the search: fresh servers per side when re-measuring the front against the defaults (0: off).
     confirm_repeats: int = 3  # the least rounds: below 3 a side the spread rests on two points
     # Rounds go on until every objective's 95% interval is within +-confirm_precision, or this many.
@@ -276,13 +277,25 @@ def _objectives(c: _Checker, objectives: dict[str, Any]) -> dict[str, str]:
     return dict(objectives)
 
 
+def _declared(
+    c: _Checker, table: dict[str, Any], prefix: str, options: tuple[tuple[str, Declared, type], ...]
+) -> dict[str, Any]:
+    """TABLE's values of declared OPTIONS (key, declaration, int or float), each checked against its bounds."""
+    out = {}
+    for key, declared, kind in options:
+        if key in table:
+            value = kind(c.number(table[key], f"{prefix}.{key}", integer=kind is int))
+            if problem := declared.bounds.problem(value):
+                raise c.fail(f"{prefix}.{key}", f"{problem}, got {table[key]!r}")
+            out[key] = value
+    return out
+
+
 def _budget(c: _Checker, budget: dict[str, Any]) -> dict[str, Any]:
     c.unknown(budget, {"trials", "minutes", "confirm_repeats", "confirm_max_repeats", "confirm_precision"}, "budget.")
     out: dict[str, Any] = {}
-    if "trials" in budget:
-        out["trials"] = int(c.number(budget["trials"], "budget.trials", positive=True, integer=True))
-    if "minutes" in budget:
-        out["minutes"] = float(c.number(budget["minutes"], "budget.minutes", positive=True))
+    # The same bounds as --trials and --minutes: declared once (autotune/options.py).
+    out.update(_declared(c, budget, "budget", (("trials", TRIALS, int), ("minutes", MINUTES, float))))
     if "confirm_repeats" in budget:
         repeats = int(c.number(budget["confirm_repeats"], "budget.confirm_repeats", integer=True))
         problem = confirm_repeats_problem(repeats)
@@ -326,12 +339,7 @@ def _load(c: _Checker, load: dict[str, Any], source: str) -> dict[str, Any]:
     if "concurrency" in load and "rate" in load:
         raise c.fail("load", "concurrency and rate are exclusive")
     # The same bounds as --concurrency and --rate: declared once (autotune/options.py).
-    for key, declared, kind in (("concurrency", CONCURRENCY, int), ("rate", RATE, float)):
-        if key in load:
-            value = kind(c.number(load[key], f"load.{key}", integer=kind is int))
-            if problem := declared.bounds.problem(value):
-                raise c.fail(f"load.{key}", f"{problem}, got {load[key]!r}")
-            out[key] = value
+    out.update(_declared(c, load, "load", (("concurrency", CONCURRENCY, int), ("rate", RATE, float))))
     windows = {
         k: int(c.number(load[k], f"load.{k}", integer=True))
         if k == "max_windows"
@@ -420,8 +428,10 @@ def study_for_model(model: str) -> Study:
 
 
 def study_from_dict(values: dict[str, Any]) -> Study:
-    """Rebuild a validated Study stored as a dict (a queued job's study)."""
-    fields = dict(values)
+    """Rebuild a validated Study stored as a dict (a queued job's study); a field this version no longer has
+    is dropped, rather than making every stored job unreadable."""
+    known = {f.name for f in dataclasses.fields(Study)}
+    fields = {k: v for k, v in values.items() if k in known}
     space = {}
     for name, knob in (values.get("space") or {}).items():
         knob = dict(knob)

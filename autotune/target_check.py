@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from autotune.export import choose_entry
-from autotune.measure import MeasureSettings, TrialResult, run_target
+from autotune.measure import TrialResult, run_target
 from autotune.pareto import default_pick, goodput
 from autotune.servers.target import Target, fetch_signature
-from autotune.spec import study_from_dict
 from autotune.store import Store
 from autotune.store.drift import DRIFT_TOLERANCE
 from autotune.tuner import study_is_feasible
@@ -52,10 +51,10 @@ class TargetCheck:
 def check_target(job: Any, target: Target, progress: Callable[[str], None] | None = None) -> TargetCheck:
     """Measure TARGET with JOB's settings and compare it with the goodput JOB's default export predicts."""
     store = Store()
-    study = study_from_dict(job.study)
+    study = job.spec
     entry = choose_entry(job, store.job_front(job), default_pick(list(study.objectives)))
     signature = fetch_signature(target, job.model.name, study.signature)
-    settings = MeasureSettings.from_stored(job.settings)
+    settings = job.measure_settings
     result = run_target(target, job.model.name, signature, settings, None, progress)
     feasible = result.ok and study_is_feasible(result.metrics, study, settings.min_achieved_fraction)
     before = goodput(entry.get("metrics"), feasible=True)

@@ -3,7 +3,7 @@
 Each mode runs in a fresh process: N Optuna studies on one SQLite file, each with a few trials and the user
 attrs a job sets, the process's RSS recorded after each study. `new` opens a storage per study, as the daemon
 did per job until the fix; `shared` asks autotune's optuna_storage(), one per process and URL. The slope per
-study (after the first WARM studies) and its 95% interval come from the soak's own least squares.
+study is the mean step between studies after the first WARM, with its 95% interval.
 
     python benchmarks/storage_growth.py [--studies 60] [--out benchmarks/data/storage-growth-DATE.json]
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import subprocess
 import sys
@@ -67,11 +68,27 @@ def run_mode(mode: str, studies: int, trials: int) -> list[float]:
 
 
 def summary(rss: list[float]) -> dict[str, Any]:
-    """The slope in MiB per study after the warm-up, with its 95% interval, recomputed from the RSS series."""
-    fit = slope_with_ci([(0, i, mib) for i, mib in enumerate(rss) if i >= WARM])
+    """Growth in MiB per study after the warm-up: the mean step between studies with its 95% t-interval (allocator
+    steps make the series a staircase, so a least-squares line's interval would be too narrow), and that line."""
+    import statistics
+
+    from scipy.stats import t as student
+
+    after = rss[WARM:]
+    steps = [b - a for a, b in itertools.pairwise(after)]
+    mean = statistics.mean(steps)
+    half = float(student.ppf(0.975, len(steps) - 1)) * statistics.stdev(steps) / len(steps) ** 0.5
+    fit = slope_with_ci([(0, i, mib) for i, mib in enumerate(after)])
     assert fit is not None, "too few studies after the warm-up"
-    slope, ci = fit
-    return {"slope_mib": slope, "ci_mib": ci, "first_mib": round(rss[0], 1), "last_mib": round(rss[-1], 1)}
+    return {
+        "step_mib": round(mean, 3),
+        "ci_mib": [round(mean - half, 3), round(mean + half, 3)],
+        "median_step_mib": round(statistics.median(steps), 3),
+        "largest_step_mib": round(max(steps), 3),
+        "least_squares_mib": fit[0],
+        "first_mib": round(rss[0], 1),
+        "last_mib": round(rss[-1], 1),
+    }
 
 
 def main() -> int:

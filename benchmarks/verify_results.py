@@ -32,6 +32,7 @@ DOCS = ("README.md", "benchmarks/RESULTS.md", "docs/benchmarks.md", "docs/reliab
 SOAKS = {
     "soak-2026-12-04.jsonl": ("run", "memory", "lateness", "leftovers"),
     "soak-2026-12-05.jsonl": ("run", "memory", "longest", "lateness", "leftovers"),
+    "soak-2026-12-05-fixed.jsonl": ("run", "memory", "longest", "lateness", "leftovers"),
 }
 
 # Headline figures nothing in benchmarks/data/ backs yet (issue 25): the lead decides whether each gets a
@@ -115,16 +116,27 @@ def validation(name: str, what: str) -> str:
     return f"{what} error {median(errors):.1%}"
 
 
-def race(space: str) -> str:
-    """Trials to 95% of the optimum, ours against random, from the race's per-seed counts (upper median, as
-    search_at_scale.py takes it over an even number of seeds)."""
-    samplers = _load("search-at-scale.json")["spaces"][space]["samplers"]
+def race(space: str, file: str = "search-at-scale.json", seeded: bool = False) -> str:
+    """Trials to 95% of the optimum, ours against random (and the model-seeded job's), from the race's per-seed
+    counts (upper median, as search_at_scale.py takes it over an even number of seeds)."""
+    samplers = _load(file)["spaces"][space]["samplers"]
 
     def upper_median(name: str) -> int:
         counts = sorted(samplers[name]["counts"])
         return counts[len(counts) // 2]
 
-    return f"{space}: ours {upper_median('autotune')} vs random {upper_median('random')}"
+    text = f"{space}: ours {upper_median('autotune')} vs random {upper_median('random')}"
+    return f"{space}: model-seeded {upper_median('model-seeded')}, " + text.split(": ", 1)[1] if seeded else text
+
+
+def storage_growth(file: str, mode: str) -> str:
+    """RSS growth per Optuna study with a storage each ('new') or one shared, recomputed from the RSS series."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import storage_growth as bench
+
+    s = bench.summary(_load(file)["rss_mib"][mode])
+    lo, hi = s["ci_mib"]
+    return f"{s['step_mib']:+.3f} MiB per study (95% CI {lo:+.3f} to {hi:+.3f})"
 
 
 @cache
@@ -146,7 +158,8 @@ def soak(file: str, what: str) -> str:
     if what == "memory":
         s = fig["rss_slope"]
         lo, hi = s["ci_mib"]
-        return f"{s['slope_mib']:+.2f} MiB per job (95% CI {lo:+.2f} to {hi:+.2f}; {s['daemons']} daemon lives)"
+        lives = f"{s['daemons']} daemon {'life' if s['daemons'] == 1 else 'lives'}"
+        return f"{s['slope_mib']:+.2f} MiB per job (95% CI {lo:+.2f} to {hi:+.2f}; {lives})"
     if what == "longest":
         life = fig["longest_daemon"]
         (lo, hi), (first, last) = life["ci_mib"], life["rss_mib"]
@@ -254,7 +267,23 @@ CLAIMS = (
         Claim(f"race, {space}", "search-at-scale.json", lambda sp=space: race(sp))
         for space in ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")
     ),
+    *(
+        Claim(
+            f"race, model-seeded, {space}",
+            "search-at-scale-model-seeded.json",
+            lambda sp=space: race(sp, "search-at-scale-model-seeded.json", seeded=True),
+        )
+        for space in ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")
+    ),
     *(Claim(f"soak, {what}", f, lambda f=f, w=what: soak(f, w)) for f, whats in SOAKS.items() for what in whats),
+    *(
+        Claim(
+            f"storage growth, {mode}",
+            "storage-growth-2026-12-05.json",
+            lambda m=mode: storage_growth("storage-growth-2026-12-05.json", m),
+        )
+        for mode in ("new", "shared")
+    ),
     Claim(
         "read-only command CPU",
         "cli-overhead.json",

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import asdict
 from typing import Any
 
+from autotune.spec import Study
 from autotune.states import JobState, TrialState
 from autotune.store import Store
 from autotune.store.schema import JobRow, ModelRow
 
 OBJECTIVES = {"throughput_rps": "maximize", "latency_p99_ms": "minimize"}
 _names = itertools.count()
+
+
+def stored_study(**fields: Any) -> dict[str, Any]:
+    """A study as a job stores it (every field, as run): the defaults, with FIELDS changed."""
+    return asdict(Study(source="test", model="tiny", objectives=dict(OBJECTIVES), **fields))
 
 
 def add_host(store: Store, fingerprint: str) -> int:
@@ -38,7 +45,7 @@ def add_job(
         model_id=model_id,
         host_id=add_host(store, fingerprint),
         study_name=f"test/{fingerprint}/{next(_names)}",
-        study={"objectives": OBJECTIVES},
+        study=stored_study(),
         settings=settings or {},
         backend="local",
         trials_total=3,

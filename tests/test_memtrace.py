@@ -21,7 +21,9 @@ def test_the_site_that_keeps_memory_job_after_job_is_named_first():
         assert trace.after_job() == []  # the first job is the baseline
         _a_job_that_leaks()
         _a_job_that_leaks()
-        lines = trace.after_job()
+        totals, *lines = trace.after_job()
+        # First the heaps that can be read (SQLite's own allocator is invisible to tracemalloc), then the sites.
+        assert totals.startswith("python heap (traced) ") and "; sqlite " in totals, totals
         # One site per call path, the allocating line first: both jobs since the first, about 200 KiB each.
         top = lines[:2]
         assert all(line.split(" at ")[1].startswith("test_memtrace.py:13 <") for line in top), lines

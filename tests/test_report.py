@@ -14,6 +14,7 @@ from autotune.report import Row, calibration_html, calibration_of, calibration_p
 from autotune.store import Store
 from autotune.store.schema import ParetoSnapshotRow
 from autotune.sweep import summarize
+from tests.stored_jobs import stored_study
 
 DEFAULTS = ServingConfig().to_dict()
 BATCHED = parse_assignments(["max_batch_size=8"]).to_dict()
@@ -27,7 +28,7 @@ def _job(tiny_model, url, trials):
         model_id=store.model(tiny_model),
         host_id=store.host({"cpu_model": "test cpu", "cpus": 2}, "fp-test"),
         study_name=f"autotune/tiny/{url[-12:]}",
-        study={"objectives": {"throughput_rps": "maximize", "latency_p99_ms": "minimize"}, "slo_p99_ms": 100.0},
+        study=stored_study(slo_p99_ms=100.0),
         settings={},
         backend="local",
         trials_total=len(trials),

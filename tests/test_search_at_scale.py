@@ -97,3 +97,33 @@ def test_the_legacy_entrant_fits_seeds_as_before_and_the_shipped_seeds_stay_in_t
     assert all(sas.key_of(c) in {sas.key_of(x) for x in sas.configs_of(SPEC)} for c in shipped)
     # The old rule took the 0 choice ("every core") for 1e-9: it never picked it for "inter-op = cores".
     assert all(c.inter_op_threads != 0 for c in legacy)
+
+
+def test_the_model_seeded_entrant_plans_on_a_model_that_is_not_the_truth_then_measures_its_picks_first(
+    truth: tuple[Path, list[dict]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, rows = truth
+    monkeypatch.setitem(sas.VALIDATION, "tiny", sas.VALIDATION["mobilenet"])  # tiny has no live-grid validation
+    space = sas.build_space(SPEC, rows)
+    model = sas.SeedingModel(space, seed=0)
+    configs = sas.configs_of(SPEC)
+    truth_rps = {r["key"]: r["throughput_rps"] for r in rows}
+    misses = [model.metrics(c)["throughput_rps"] / truth_rps[sas.key_of(c)] for c in configs]
+    assert len({round(m, 6) for m in misses}) == len(configs)  # every config off by a draw of its own
+    assert model.metrics(configs[3]) == sas.SeedingModel(space, seed=0).metrics(configs[3])  # one model per run
+    assert model.metrics(configs[3]) != sas.SeedingModel(space, seed=1).metrics(configs[3])  # another run's differs
+
+    plan = sas.make_plan(
+        model.profile,
+        sas.race_study(space, "autotune", 0),
+        sas.dimensions(SPEC),
+        sas.PROTOCOL,
+        SPEC.cores,
+        rng_seed=0,
+        predict=model.metrics,
+    )
+    visited = sas.model_seeded_run(space, 0, space.size)
+    picks = [sas.key_of(p.config) for p in plan.seeds if p.config != sas.ServingConfig()]
+    assert picks and [p.key for p in visited[: 1 + len(picks)]] == [sas.key_of(sas.ServingConfig()), *picks]
+    results = sas.race({SPEC.name: space}, ["model-seeded"], [0], {SPEC.name: 5 * space.size}, processes=1)
+    assert results[SPEC.name]["model-seeded"].counts[0] <= space.size

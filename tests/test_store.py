@@ -117,6 +117,17 @@ def test_one_optuna_storage_serves_every_job_of_a_process(tmp_path):
     assert [s.study_name for s in optuna.get_all_study_summaries(db.optuna_storage(url))] == ["autotune/tiny/1"]
 
 
+def test_every_transaction_of_a_process_uses_one_session_class(tmp_path):
+    # A sessionmaker per transaction made a Session subclass each time, which SQLAlchemy's event registries kept.
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    first, second = db.session(url), db.session(url)
+    try:
+        assert type(first) is type(second)
+    finally:
+        first.close()
+        second.close()
+
+
 def test_optuna_dashboard_opens_our_database(tmp_path):
     pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is in the test extra; not installed here")
     import requests

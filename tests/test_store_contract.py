@@ -205,3 +205,20 @@ def test_a_job_handed_back_between_trials_is_reported_with_no_trial(store, model
     orphans = store.stale_jobs(HERE, stale_after_s=120, idle_worker="a-host:4242")
     assert [(o.job_id, o.trial, o.server_pid) for o in orphans] == [(job_id, None, None)]
     assert store.job(job_id).state == JobState.queued
+
+
+def test_a_stored_job_reads_back_typed_even_with_fields_this_version_no_longer_has(store, model_id):
+    from tests.stored_jobs import stored_study
+
+    job_id = add_job(store, model_id, HERE, settings={"concurrency": 8, "protocol": "grpc"})
+    # A job an older (or newer) autotune stored: a field since dropped, on both the study and the settings.
+    set_job(
+        store,
+        job_id,
+        study={**stored_study(slo_p99_ms=250.0, signature="predict"), "dropped_knob": 1},
+        settings={"concurrency": 8, "protocol": "grpc", "dropped_setting": True},
+    )
+    job = store.job(job_id)
+    assert (job.spec.slo_p99_ms, job.spec.signature, job.spec.model) == (250.0, "predict", "tiny")
+    assert (job.measure_settings.concurrency, job.measure_settings.protocol) == (8, "grpc")
+    assert job.measure_settings.window_s > 0  # an absent field takes its default

@@ -15,7 +15,7 @@ import typer
 
 from autotune import notes, tables
 from autotune.errors import AutotuneError
-from autotune.options import CONCURRENCY, RATE, Declared, declared
+from autotune.options import CONCURRENCY, MINUTES, RATE, TRIALS, Declared, declared
 from autotune.outdir import EXPORT_FORMATS
 from autotune.servers.names import BACKEND_NAMES
 from autotune.windows import WindowOptions
@@ -83,8 +83,8 @@ TargetGrpcOpt = Annotated[str | None, typer.Option(help="--target's gRPC HOST:PO
 AllowRemoteOpt = Annotated[
     list[str] | None, typer.Option(help="a non-loopback --target host you name explicitly (repeatable)")
 ]
-TrialsOpt = Annotated[int | None, typer.Option(help="trial budget (default: the study's)")]
-MinutesOpt = Annotated[float | None, typer.Option(help="time budget (default: the study's)")]
+TrialsOpt = Annotated[int | None, flag(TRIALS, help="trial budget (default: the study's)")]
+MinutesOpt = Annotated[float | None, flag(MINUTES, help="time budget, minutes (default: the study's)")]
 OutDirOpt = Annotated[Path, typer.Option("--out", help="directory to write")]
 ForceOpt = Annotated[bool, typer.Option(help="replace a non-empty directory")]
 
@@ -129,10 +129,8 @@ def check_load(concurrency: int | None, rate: float | None) -> None:
 
 
 def check_budget(trials: int | None, minutes: float | None) -> None:
-    if trials is not None and trials <= 0:
-        raise AutotuneError(f"--trials must be > 0, got {trials}")
-    if minutes is not None and minutes <= 0:
-        raise AutotuneError(f"--minutes must be > 0, got {minutes:g}")
+    TRIALS.check("trials", trials)
+    MINUTES.check("minutes", minutes)
 
 
 def check_host_knobs(config: Any, backend: Any | None) -> None:

@@ -255,7 +255,7 @@ def export(
         if key in chosen:
             meta[key] = chosen[key]
     written, files, warmup_note = _server_files(job, config, fmt, target, image, meta)
-    deployment = render_deployment(files, config, meta, job.study, DeployOptions(fmt.value, image, storage_uri))
+    deployment = render_deployment(files, config, meta, job.spec, DeployOptions(fmt.value, image, storage_uri))
     written.update(deployment)
     write_export(written, meta, target)
     verdict = summary_line(rows, job.objectives)
@@ -282,7 +282,7 @@ def _server_files(
     from autotune.export import several_models_files, single_model_files
 
     written: dict[str, str | bytes]
-    mix = (job.settings or {}).get("mix")
+    mix = job.measure_settings.mix
     if mix:
         if fmt != ExportFormat.tfserving:
             raise AutotuneError(

@@ -242,7 +242,14 @@ def session(url: str | None = None) -> Session:
     """A session on our tables, the schema brought up to date first (once per process)."""
     url = url or db_url()
     ensure_schema(url)
-    return sessionmaker(engine(url), expire_on_commit=False)()
+    return _sessions(url)()
+
+
+@cache
+def _sessions(url: str) -> sessionmaker[Session]:
+    # One per URL: each sessionmaker makes a Session subclass of its own, which SQLAlchemy's event registries
+    # keep: one per transaction grew a long-lived process with every transaction (docs/reliability.md).
+    return sessionmaker(engine(url), expire_on_commit=False)
 
 
 @contextmanager
@@ -272,7 +279,7 @@ def optuna_storage(url: str | None = None) -> optuna.storages.RDBStorage:
 @cache
 def _optuna_storage(url: str) -> optuna.storages.RDBStorage:
     # One, as engine() is: each new storage is a new engine whose statements SQLAlchemy compiles afresh, and
-    # a process that opened one per study grew 0.15 MiB a study (benchmarks/storage_growth.py).
+    # a process that opened one per study grew about 0.14 MiB a study (benchmarks/storage_growth.py).
     import optuna
 
     ensure_schema(url)  # our pragmas (WAL) are set on the file before Optuna opens it

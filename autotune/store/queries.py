@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -12,6 +12,9 @@ from autotune.states import TrialState
 from autotune.store.db import Tables
 from autotune.store.pareto import front_entries
 from autotune.store.schema import WHOLE_JOB, DriftCheckRow, HostRow, JobRow, ModelRow, ParetoSnapshotRow
+
+if TYPE_CHECKING:
+    from autotune.measure.settings import MeasureSettings
 
 _DRIFT_FIELDS = (
     "job_id",
@@ -93,10 +96,10 @@ class Queries(Tables):
             )
         return snap.entries if snap is not None else front_entries(job)
 
-    def last_job_settings(self, model: str) -> dict[str, Any] | None:
+    def last_job_settings(self, model: str) -> MeasureSettings | None:
         """The measurement settings of the latest job of MODEL (a retune measures the same way)."""
         jobs = self.jobs_of(model)
-        return dict(jobs[-1].settings) if jobs else None
+        return jobs[-1].measure_settings if jobs else None
 
     def drift_checks(self, job_id: int | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """The drift checks of one retune job (in order), or the LIMIT most recent ones (newest first)."""

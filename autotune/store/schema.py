@@ -8,10 +8,14 @@ which job, every window of every trial, and the Pareto set each job ended with).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
+
+if TYPE_CHECKING:
+    from autotune.measure.settings import MeasureSettings
+    from autotune.spec import Study
 
 
 def utcnow() -> dt.datetime:
@@ -91,6 +95,20 @@ class JobRow(Base):
     def directions(self) -> list[str]:
         """Each objective's direction (minimize or maximize), in objective order."""
         return list(self.study["objectives"].values())
+
+    @property
+    def spec(self) -> Study:
+        """The study the job ran, typed (a field added or dropped since it was stored takes its default)."""
+        from autotune.spec import study_from_dict
+
+        return study_from_dict(self.study)
+
+    @property
+    def measure_settings(self) -> MeasureSettings:
+        """How the job's trials were measured, typed, with the same tolerance for renamed fields."""
+        from autotune.measure.settings import MeasureSettings
+
+        return MeasureSettings.from_stored(self.settings or {})
 
 
 class TrialRow(Base):
