@@ -1,4 +1,5 @@
-"""Does opening Optuna's storage once per job make a long-lived process grow? (issue 29's leak hunt)
+"""Does opening Optuna's storage once per job, or a sessionmaker per transaction, make a long-lived process grow?
+(issue 29's leak hunt; the second experiment repeats the first's design with units of 100 transactions)
 
 Each mode runs in a fresh process: N Optuna studies on one SQLite file, each with a few trials and the user
 attrs a job sets, the process's RSS recorded after each study. `new` opens a storage per study, as the daemon
@@ -53,12 +54,36 @@ for i in range(studies):
 print(json.dumps(rss))
 """
 
+# The second cause: a sessionmaker per transaction (`new`, as store/db.session() did) or one per URL (`shared`).
+# One unit is TX transactions, each a small read, as a daemon's heartbeats and status refreshes are.
+SESSIONS_CHILD = r"""
+import gc, json, sys
+import psutil
+from sqlalchemy import text
+from sqlalchemy.orm import sessionmaker
+from autotune.store.db import engine, ensure_schema, session
 
-def run_mode(mode: str, studies: int, trials: int) -> list[float]:
+mode, url, units, tx = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ensure_schema(url)
+rss = []
+for _ in range(units):
+    for _ in range(tx):
+        s = session(url) if mode == "shared" else sessionmaker(engine(url), expire_on_commit=False)()
+        with s.begin():
+            s.execute(text("select count(*) from autotune_jobs"))
+        s.close()
+    gc.collect()
+    rss.append(psutil.Process().memory_info().rss / 2**20)
+print(json.dumps(rss))
+"""
+TX_PER_UNIT = 100
+
+
+def run_mode(mode: str, studies: int, trials: int, child: str = CHILD) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="autotune-growth-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'growth.db'}"
         out = subprocess.run(
-            [sys.executable, "-c", CHILD, mode, url, str(studies), str(trials)],
+            [sys.executable, "-c", child, mode, url, str(studies), str(trials)],
             capture_output=True,
             text=True,
             check=True,
@@ -105,7 +130,17 @@ def main() -> int:
         "trials_per_study": args.trials,
         "warm": WARM,
         "rss_mib": {mode: [round(r, 3) for r in run_mode(mode, args.studies, args.trials)] for mode in MODES},
+        "transactions_per_unit": TX_PER_UNIT,
+        "sessions_rss_mib": {
+            mode: [round(r, 3) for r in run_mode(mode, args.studies, TX_PER_UNIT, SESSIONS_CHILD)] for mode in MODES
+        },
     }
+    for mode in MODES:
+        s = summary(doc["sessions_rss_mib"][mode])
+        print(
+            f"sessionmaker {mode:>6}: {s['step_mib']:+.3f} MiB per {TX_PER_UNIT} transactions (95% CI"
+            f" {s['ci_mib'][0]:+.3f} to {s['ci_mib'][1]:+.3f}), RSS {s['first_mib']} -> {s['last_mib']} MiB"
+        )
     for mode in MODES:
         s = summary(doc["rss_mib"][mode])
         print(
