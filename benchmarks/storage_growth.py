@@ -135,21 +135,17 @@ def main() -> int:
             mode: [round(r, 3) for r in run_mode(mode, args.studies, TX_PER_UNIT, SESSIONS_CHILD)] for mode in MODES
         },
     }
-    for mode in MODES:
-        s = summary(doc["sessions_rss_mib"][mode])
-        print(
-            f"sessionmaker {mode:>6}: {s['step_mib']:+.3f} MiB per {TX_PER_UNIT} transactions (95% CI"
-            f" {s['ci_mib'][0]:+.3f} to {s['ci_mib'][1]:+.3f}), RSS {s['first_mib']} -> {s['last_mib']} MiB"
-        )
-    for mode in MODES:
-        s = summary(doc["rss_mib"][mode])
-        print(
-            f"{mode:>6}: {s['slope_mib']:+.3f} MiB per study (95% CI {s['ci_mib'][0]:+.3f} to {s['ci_mib'][1]:+.3f}),"
-            f" RSS {s['first_mib']} -> {s['last_mib']} MiB"
-        )
-    if args.out:
+    if args.out:  # the data first: a figure printed below always has its file
         args.out.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {args.out}")
+    for key, unit in (("rss_mib", "study"), ("sessions_rss_mib", f"{TX_PER_UNIT} transactions")):
+        for mode in MODES:
+            s = summary(doc[key][mode])
+            print(
+                f"{key.removesuffix('rss_mib') or 'storages_'}{mode}: {s['step_mib']:+.3f} MiB per {unit} (95% CI"
+                f" {s['ci_mib'][0]:+.3f} to {s['ci_mib'][1]:+.3f}; median step {s['median_step_mib']:+.3f}, largest"
+                f" {s['largest_step_mib']:+.3f}), RSS {s['first_mib']} -> {s['last_mib']} MiB"
+            )
     return 0
 
 

@@ -129,14 +129,17 @@ def race(space: str, file: str = "search-at-scale.json", seeded: bool = False) -
     return f"{space}: model-seeded {upper_median('model-seeded')}, " + text.split(": ", 1)[1] if seeded else text
 
 
-def storage_growth(file: str, mode: str) -> str:
-    """RSS growth per Optuna study with a storage each ('new') or one shared, recomputed from the RSS series."""
+def storage_growth(file: str, mode: str, series: str = "rss_mib") -> str:
+    """RSS growth per Optuna study with a storage each ('new') or one shared (or, for SERIES sessions_rss_mib, per
+    unit of transactions with a sessionmaker each or one), recomputed from the RSS series."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import storage_growth as bench
 
-    s = bench.summary(_load(file)["rss_mib"][mode])
+    doc = _load(file)
+    s = bench.summary(doc[series][mode])
     lo, hi = s["ci_mib"]
-    return f"{s['step_mib']:+.3f} MiB per study (95% CI {lo:+.3f} to {hi:+.3f})"
+    unit = "study" if series == "rss_mib" else f"{doc['transactions_per_unit']} transactions"
+    return f"{s['step_mib']:+.3f} MiB per {unit} (95% CI {lo:+.3f} to {hi:+.3f})"
 
 
 @cache
@@ -281,6 +284,14 @@ CLAIMS = (
             f"storage growth, {mode}",
             "storage-growth-2026-12-05.json",
             lambda m=mode: storage_growth("storage-growth-2026-12-05.json", m),
+        )
+        for mode in ("new", "shared")
+    ),
+    *(
+        Claim(
+            f"sessionmaker growth, {mode}",
+            "storage-growth-2026-12-05.json",
+            lambda m=mode: storage_growth("storage-growth-2026-12-05.json", m, "sessions_rss_mib"),
         )
         for mode in ("new", "shared")
     ),

@@ -118,7 +118,7 @@ def test_one_optuna_storage_serves_every_job_of_a_process(tmp_path):
 
 
 def test_every_transaction_of_a_process_uses_one_session_class(tmp_path):
-    # A sessionmaker per transaction made a Session subclass each time, which SQLAlchemy's event registries kept.
+    # A sessionmaker per transaction made a Session subclass each time; SQLAlchemy means one per process and URL.
     url = f"sqlite:///{tmp_path / 'a.db'}"
     first, second = db.session(url), db.session(url)
     try:

@@ -247,8 +247,8 @@ def session(url: str | None = None) -> Session:
 
 @cache
 def _sessions(url: str) -> sessionmaker[Session]:
-    # One per URL: each sessionmaker makes a Session subclass of its own, which SQLAlchemy's event registries
-    # keep: one per transaction grew a long-lived process with every transaction (docs/reliability.md).
+    # One per URL, as SQLAlchemy documents it: each sessionmaker makes a Session subclass of its own, and a
+    # daemon makes thousands of transactions (its cost measured small: benchmarks/storage_growth.py).
     return sessionmaker(engine(url), expire_on_commit=False)
 
 
