@@ -25,6 +25,7 @@ class MemoryTrace:
     def __init__(self, frames: int = 8, top: int = 8) -> None:
         self.top = top
         self.base: tracemalloc.Snapshot | None = None
+        self.base_heaps: tuple[int, int | None] = (0, None)
         if not tracemalloc.is_tracing():
             tracemalloc.start(frames)
 
@@ -33,24 +34,30 @@ class MemoryTrace:
         return bool(os.environ.get(ENV))
 
     def after_job(self) -> list[str]:
-        """One line per site that grew most since the first job (none after the first job itself)."""
+        """How much each readable heap grew since the first job, then one line per site that grew most (nothing
+        after the first job itself)."""
         snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, pattern) for pattern in _IGNORED])
         if self.base is None:
-            self.base = snap
+            self.base, self.base_heaps = snap, _heaps()
             return []
         grew = [s for s in snap.compare_to(self.base, "traceback") if s.size_diff > 0][: self.top]
         return [
-            _totals(),
+            self._heaps_grown(),
             *(f"{s.size_diff / 1024:+.0f} KiB in {s.count_diff:+d} blocks at {_where(s.traceback)}" for s in grew),
         ]
 
+    def _heaps_grown(self) -> str:
+        (python, sqlite), (python0, sqlite0) = _heaps(), self.base_heaps
+        line = f"python heap (traced) {(python - python0) / 2**20:+.2f} MiB"
+        if sqlite is None or sqlite0 is None:
+            return line
+        return f"{line}; sqlite {(sqlite - sqlite0) / 2**20:+.2f} MiB"
 
-def _totals() -> str:
-    """The heaps RSS is made of that can be read: Python's (traced) and SQLite's own allocator, which tracemalloc
-    cannot see (each connection's page cache grows with the database, up to its cache_size)."""
-    line = f"python heap (traced) {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MiB"
-    used = _sqlite_memory_used()
-    return line if used is None else f"{line}; sqlite {used / 2**20:.1f} MiB"
+
+def _heaps() -> tuple[int, int | None]:
+    """The heaps RSS is made of that can be read, in bytes: Python's (traced) and SQLite's own allocator, which
+    tracemalloc cannot see (each connection's page cache grows with the database, up to its cache_size)."""
+    return tracemalloc.get_traced_memory()[0], _sqlite_memory_used()
 
 
 def _sqlite_memory_used() -> int | None:

@@ -82,14 +82,15 @@ def rows_of(job: JobRow) -> tuple[list[Row], dict[str, Any]]:
             )
         )
     best = max(rows, key=lambda r: r.goodput_rps, default=None)
+    study = job.spec
     summary = {
         "job_id": job.id,
         "study": job.study_name,
         "model": job.model.name,
         "host": job.host.info,
         "state": job.state,
-        "slo_p99_ms": job.spec.slo_p99_ms,
-        "max_error_rate": job.spec.max_error_rate,
+        "slo_p99_ms": study.slo_p99_ms,
+        "max_error_rate": study.max_error_rate,
         "trials": len(rows),
         "defaults_goodput_rps": base_good,
         "defaults_feasible": bool(base and base.feasible),

@@ -314,9 +314,15 @@ def settings(spec: SpaceSpec) -> dict[str, str]:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(spec: SpaceSpec) -> None:
+def simulation_inputs(spec: SpaceSpec) -> tuple[Profile, dict[str, Any], Transport]:
+    """What simulating a config of SPEC takes: its profile, each variant's service curve, the transport."""
     profile = Profile.from_json(json.loads(profile_path(spec).read_text()))
-    _WORKER.update(spec=spec, profile=profile, curves=curves(spec, profile), transport=transport_of(profile))
+    return profile, curves(spec, profile), transport_of(profile)
+
+
+def _init_worker(spec: SpaceSpec) -> None:
+    profile, by_variant, transport = simulation_inputs(spec)
+    _WORKER.update(spec=spec, profile=profile, curves=by_variant, transport=transport)
 
 
 def _simulate_key(key: str) -> dict[str, Any]:
@@ -596,14 +602,14 @@ def guide_run(space: Space, seed: int, budget: int) -> list[Point]:
     return obs.visited
 
 
-def model_error(model: str) -> tuple[dict[str, tuple[float, float]], str]:
+def model_error(model: str) -> dict[str, tuple[float, float]]:
     """The performance model's miss on MODEL's live grid, per metric: (mean, SD) of log(predicted / measured)."""
     _, rows = read_grid(DATA / VALIDATION[model])
     out = {}
     for metric, column in (("throughput_rps", "throughput_rps"), ("latency_p99_ms", "p99_ms")):
         logs = [math.log(float(r[f"predicted_{column}"]) / float(r[f"measured_{column}"])) for r in rows]
         out[metric] = (statistics.mean(logs), statistics.stdev(logs))
-    return out, VALIDATION[model]
+    return out
 
 
 class SeedingModel:
@@ -612,10 +618,8 @@ class SeedingModel:
 
     def __init__(self, space: Space, seed: int) -> None:
         self.space, self.seed = space, seed
-        self.profile = Profile.from_json(json.loads(profile_path(space.spec).read_text()))
-        self.curves = curves(space.spec, self.profile)
-        self.transport = transport_of(self.profile)
-        self.error, _ = model_error(space.spec.model)
+        self.profile, self.curves, self.transport = simulation_inputs(space.spec)
+        self.error = model_error(space.spec.model)
         self.known: dict[str, dict[str, Any]] = {}
 
     def metrics(self, config: ServingConfig) -> dict[str, Any]:

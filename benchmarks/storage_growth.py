@@ -97,17 +97,16 @@ def summary(rss: list[float]) -> dict[str, Any]:
     steps make the series a staircase, so a least-squares line's interval would be too narrow), and that line."""
     import statistics
 
-    from scipy.stats import t as student
+    from autotune.load.stats import mean_ci95
 
     after = rss[WARM:]
     steps = [b - a for a, b in itertools.pairwise(after)]
-    mean = statistics.mean(steps)
-    half = float(student.ppf(0.975, len(steps) - 1)) * statistics.stdev(steps) / len(steps) ** 0.5
+    ci = mean_ci95(steps)
     fit = slope_with_ci([(0, i, mib) for i, mib in enumerate(after)])
-    assert fit is not None, "too few studies after the warm-up"
+    assert ci is not None and fit is not None, "too few studies after the warm-up"
     return {
-        "step_mib": round(mean, 3),
-        "ci_mib": [round(mean - half, 3), round(mean + half, 3)],
+        "step_mib": round(statistics.mean(steps), 3),
+        "ci_mib": [round(ci[0], 3), round(ci[1], 3)],
         "median_step_mib": round(statistics.median(steps), 3),
         "largest_step_mib": round(max(steps), 3),
         "least_squares_mib": fit[0],

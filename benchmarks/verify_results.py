@@ -125,18 +125,24 @@ def race(space: str, file: str = "search-at-scale.json", seeded: bool = False) -
         counts = sorted(samplers[name]["counts"])
         return counts[len(counts) // 2]
 
-    text = f"{space}: ours {upper_median('autotune')} vs random {upper_median('random')}"
-    return f"{space}: model-seeded {upper_median('model-seeded')}, " + text.split(": ", 1)[1] if seeded else text
+    first = f"model-seeded {upper_median('model-seeded')}, " if seeded else ""
+    return f"{space}: {first}ours {upper_median('autotune')} vs random {upper_median('random')}"
+
+
+def _benchmark(name: str) -> Any:
+    """A benchmark script of this folder as a module: its own reader and estimates, not a copy of them."""
+    import importlib
+
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    return importlib.import_module(name)
 
 
 def storage_growth(file: str, mode: str, series: str = "rss_mib") -> str:
     """RSS growth per Optuna study with a storage each ('new') or one shared (or, for SERIES sessions_rss_mib, per
     unit of transactions with a sessionmaker each or one), recomputed from the RSS series."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import storage_growth as bench
-
     doc = _load(file)
-    s = bench.summary(doc[series][mode])
+    s = _benchmark("storage_growth").summary(doc[series][mode])
     lo, hi = s["ci_mib"]
     unit = "study" if series == "rss_mib" else f"{doc['transactions_per_unit']} transactions"
     return f"{s['step_mib']:+.3f} MiB per {unit} (95% CI {lo:+.3f} to {hi:+.3f})"
@@ -145,9 +151,7 @@ def storage_growth(file: str, mode: str, series: str = "rss_mib") -> str:
 @cache
 def soak_figures(file: str) -> dict[str, Any]:
     """A soak's figures, computed once per data file by soak.py's own reader (several claims read each file)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import soak as run
-
+    run = _benchmark("soak")
     return run.figures(run.read(DATA / file))
 
 

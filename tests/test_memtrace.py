@@ -24,6 +24,8 @@ def test_the_site_that_keeps_memory_job_after_job_is_named_first():
         totals, *lines = trace.after_job()
         # First the heaps that can be read (SQLite's own allocator is invisible to tracemalloc), then the sites.
         assert totals.startswith("python heap (traced) ") and "; sqlite " in totals, totals
+        grown = float(totals.removeprefix("python heap (traced) ").split(" MiB")[0])
+        assert 0.35 < grown < 0.6, totals  # growth since the first job: two leaks of 200 KiB
         # One site per call path, the allocating line first: both jobs since the first, about 200 KiB each.
         top = lines[:2]
         assert all(line.split(" at ")[1].startswith("test_memtrace.py:13 <") for line in top), lines
