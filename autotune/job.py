@@ -267,6 +267,8 @@ class _JobRunner:
         except AutotuneError as exc:
             self._say(f"seeds: the batching guide's, not the model's: {exc}")
             return None
+        for variant, why in plan.left_out.items():
+            self._say(f"seeds: none of {variant}: {why}")
         if not plan.seeds:
             self._say("seeds: the model predicts no feasible config; the batching guide's instead")
             return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from autotune.errors import AutotuneError
@@ -54,6 +54,7 @@ class Plan:
     front: list[Planned]
     seeds: list[Planned]
     seconds: float
+    left_out: dict[str, str] = field(default_factory=dict)  # model variant -> why the plan has none of its configs
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class Plan:
             "front": [p.to_json() for p in self.front],
             "seeds": [p.to_json() for p in self.seeds],
             "seconds": round(self.seconds, 2),
+            "left_out": self.left_out,
         }
 
 
@@ -129,7 +131,10 @@ def make_plan(
     load = plan_load(study, host)
     configs = grid_configs(grid_of(space))
     grid = len(configs)
-    if grid > max_configs:
+    # A PREDICT of the caller's answers for every variant it was given; the profile, only for those it measured.
+    left_out = {} if predict else unplannable_variants(profile, study, {c.model_variant for c in configs})
+    configs = [c for c in configs if c.model_variant not in left_out]
+    if len(configs) > max_configs:
         configs = random.Random(rng_seed).sample(configs, max_configs)
     if ServingConfig() not in configs:
         configs.append(ServingConfig())  # the defaults are always measured, so always planned
@@ -151,7 +156,19 @@ def make_plan(
         front,
         spread_over_front(front, study.objectives, seeds),
         time.monotonic() - started,
+        left_out,
     )
+
+
+def unplannable_variants(profile: Profile, study: Study, variants: set[str]) -> dict[str, str]:
+    """Those of VARIANTS the model cannot plan, and why: not profiled, not built, or failing the study's accuracy
+    guard on the profile's inputs (a trial would measure them only to reject them)."""
+    out = {}
+    for variant in sorted(variants):
+        problem = profile.variant_problem(variant, study.min_top1_agreement, study.max_abs_error)
+        if problem is not None:
+            out[variant] = problem
+    return out
 
 
 def predicted_metrics(

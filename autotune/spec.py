@@ -375,13 +375,26 @@ def _cost(c: _Checker, cost: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def with_variants(study: Study, variants: list[str]) -> Study:
-    """STUDY searching the model VARIANTS beside the SavedModel (`start --variants`): one-line errors."""
-    from autotune.knobs import MODEL_VARIANTS, SAVEDMODEL
+def variant_names(text: str) -> list[str]:
+    """The model variants of a comma-separated --variants value; a one-line error for an unknown or empty one."""
+    return known_variants([v.strip() for v in text.split(",") if v.strip()])
+
+
+def known_variants(variants: list[str]) -> list[str]:
+    """VARIANTS, or a one-line error when one is unknown or there are none."""
+    from autotune.knobs import MODEL_VARIANTS
 
     unknown = [v for v in variants if v not in MODEL_VARIANTS]
     if unknown or not variants:
         raise AutotuneError(f"--variants: expected some of {', '.join(MODEL_VARIANTS[1:])}, got {','.join(variants)!r}")
+    return variants
+
+
+def with_variants(study: Study, variants: list[str]) -> Study:
+    """STUDY searching the model VARIANTS beside the SavedModel (`start --variants`): one-line errors."""
+    from autotune.knobs import SAVEDMODEL
+
+    known_variants(variants)
     if study.mix:
         raise AutotuneError("--variants: a mix serves its models' SavedModels (variants are for one model)")
     choices = (SAVEDMODEL, *dict.fromkeys(v for v in variants if v != SAVEDMODEL))

@@ -11,6 +11,7 @@ import pytest
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.pareto import dominates
+from autotune.perfmodel.profile import Profile
 from autotune.plan import Planned, make_plan, spread_over_front
 from autotune.space import Dimension, Host, build_space, grid_configs, grid_of, grid_size
 from autotune.spec import KnobSpec, Study
@@ -87,3 +88,36 @@ def test_open_loop_plans_judge_overload_as_a_measurement_does():
     unbatched = build_space({"enable_batching": KnobSpec(value=False)}, Host(2, 0))
     plan = make_plan(synthetic_profile(), study, unbatched, "rest", requests=200)
     assert plan.simulated == 9 and plan.feasible == 0 and not plan.front  # none serves 3,000/s: all fall short
+
+
+def with_variant_points(profile: Profile, accuracy: dict[str, dict]) -> Profile:
+    """PROFILE plus a tflite_fp16 and a tflite_int8 curve (twice as fast as the SavedModel), with ACCURACY figures."""
+    fast = [
+        dataclasses.replace(p, variant=v, wall_ms=p.wall_ms / 2, cpu_ms=p.cpu_ms / 2)
+        for v in ("tflite_fp16", "tflite_int8")
+        for p in profile.points
+        if p.threads == 1
+    ]
+    return dataclasses.replace(profile, points=profile.points + tuple(fast), accuracy=accuracy)
+
+
+def test_the_plan_leaves_out_variants_it_cannot_plan_and_says_why():
+    guarded = dataclasses.replace(STUDY, min_top1_agreement=0.99)
+    space = build_space(
+        {"model_variant": KnobSpec(choices=("savedmodel", "tflite_fp16", "tflite_int8", "xla"))}, Host(2, 0)
+    )
+    figures = {"samples": 128, "max_abs_error": 0.01, "max_rel_error": 0.1}
+    profile = with_variant_points(
+        synthetic_profile(),
+        {"tflite_fp16": {**figures, "top1_agreement": 1.0}, "tflite_int8": {**figures, "top1_agreement": 0.5}},
+    )
+    plan = make_plan(profile, guarded, space, "rest", max_configs=60, requests=200)
+    assert plan.left_out == {
+        "tflite_int8": "top-1 agreement 0.500 < 0.99",
+        "xla": "not profiled (autotune profile --variants)",
+    }
+    assert {p.config.model_variant for p in plan.front} == {"tflite_fp16"}  # twice as fast, and it passes the guard
+    loose = make_plan(
+        profile, dataclasses.replace(STUDY, min_top1_agreement=None), space, "rest", max_configs=60, requests=200
+    )
+    assert set(loose.left_out) == {"xla"}

@@ -86,6 +86,30 @@ def test_profile_measures_once_then_predict_reads_the_cache(tmp_path: Path) -> N
     assert [t["protocol"] for t in doc["transport"]] == ["grpc"]
     again = autotune(*args, env=env)
     assert json.loads(again.stdout)["cached"] is True
+    grown = autotune(*args, "--variants", "tflite_fp16", env=env)  # the cached profile gains the variant it lacks
+    assert grown.returncode == 0, grown.stderr
+    doc = json.loads(grown.stdout)
+    assert doc["cached"] is False and doc["accuracy"]["tflite_fp16"]["samples"] > 0
+    tflite = [p for p in doc["points"] if p["variant"] == "tflite_fp16"]
+    assert {p["batch"] for p in tflite} == {1, 2, 3, 4} and {p["threads"] for p in tflite} == {
+        1
+    }  # TFLite's own threads
+    assert len(doc["points"]) == len(json.loads(first.stdout)["points"]) + len(tflite)  # the rest kept as measured
+    variant = autotune(
+        "predict",
+        "--model",
+        "tiny",
+        "--protocol",
+        "grpc",
+        "--concurrency",
+        "2",
+        "--set",
+        "model_variant=tflite_fp16",
+        "--json",
+        env=env,
+    )
+    assert variant.returncode == 0, variant.stderr
+    assert json.loads(variant.stdout)["throughput_rps"] > 0
     pred = autotune("predict", "--model", "tiny", "--protocol", "grpc", "--concurrency", "2", "--json", env=env)
     assert pred.returncode == 0, pred.stderr
     assert json.loads(pred.stdout)["throughput_rps"] > 0

@@ -72,20 +72,34 @@ def profile(
     transport: Annotated[
         list[Protocol] | None, typer.Option(help="protocols whose transport cost is measured (default: both)")
     ] = None,
+    variants: Annotated[
+        str | None,
+        typer.Option(
+            help="also profile these model variants, comma-separated (tflite_fp16,tflite_int8), each built and "
+            "checked against the SavedModel's answers as a trial would; a cached profile gains those it lacks"
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure what one batch of MODEL costs here (no server), by batch size and intra-op threads; cached."""
-    from autotune.perfmodel.measure import measure_profile
+    from autotune.knobs import SAVEDMODEL
+    from autotune.perfmodel.measure import measure_profile, with_variants
     from autotune.perfmodel.profile import Profile
+    from autotune.spec import variant_names
 
+    wanted = tuple(v for v in dict.fromkeys(variant_names(variants)) if v != SAVEDMODEL) if variants else ()
     ref, digest, host, store = _stored(model)
     doc = None if refresh else store.get(digest, host)
     cached = doc is not None
+    say = None if as_json else (lambda m: tables.err.print(f"profile {ref.name}: {m}", markup=False))
     if doc is None:
-        say = None if as_json else (lambda m: tables.err.print(f"profile {ref.name}: {m}", markup=False))
         protocols = tuple(p.value for p in transport) if transport else ("rest", "grpc")
-        measured = measure_profile(ref, max_batch=max_batch, budget_s=budget_s, protocols=protocols, say=say)
+        measured = measure_profile(ref, max_batch, budget_s=budget_s, protocols=protocols, say=say, variants=wanted)
         doc = measured.to_json()
+        store.put(digest, host, ref.name, doc)
+    elif any(v not in Profile.from_json(doc).accuracy for v in wanted):
+        grown = with_variants(Profile.from_json(doc), ref, wanted, max_batch, budget_s=budget_s, say=say)
+        doc, cached = grown.to_json(), False
         store.put(digest, host, ref.name, doc)
     result = Profile.from_json(doc)
     emit(as_json, {**doc, "cached": cached}, lambda: _print_profile(result, cached))
@@ -95,15 +109,21 @@ def _print_profile(p: Any, cached: bool) -> None:
     from rich.table import Table
 
     threads = sorted({pt.threads for pt in p.points})
-    table = Table(title=f"{p.model}: one call's wall time, ms (CPU ms), by batch and intra-op threads")
+    table = Table(title=f"{p.model}: one call's wall time, ms (CPU ms), by variant, batch and intra-op threads")
+    table.add_column("variant", justify="left")
     table.add_column("batch", justify="right")
     for t in threads:
         table.add_column(f"{t} thread(s)", justify="right")
-    by = {(pt.batch, pt.threads): pt for pt in p.points}
-    for b in sorted({pt.batch for pt in p.points}):
-        cells = [f"{by[b, t].wall_ms:.2f} ({by[b, t].cpu_ms:.2f})" if (b, t) in by else "-" for t in threads]
-        table.add_row(str(b), *cells)
+    by = {(pt.variant, pt.batch, pt.threads): pt for pt in p.points}
+    for v, b in sorted({(pt.variant, pt.batch) for pt in p.points}, key=lambda vb: (vb[0] != "savedmodel", vb)):
+        cells = [f"{by[v, b, t].wall_ms:.2f} ({by[v, b, t].cpu_ms:.2f})" if (v, b, t) in by else "-" for t in threads]
+        table.add_row(v, str(b), *cells)
     tables.show(table)
+    for variant, figures in p.accuracy.items():
+        if "failed" in figures:
+            print(f"{variant}: not profiled: {figures['failed']}")
+        elif figures.get("top1_agreement") is not None:
+            print(f"{variant}: top-1 agreement {figures['top1_agreement']:.3f} over {figures['samples']} inputs")
     for t in p.transport:
         print(
             f"{t.protocol}: {t.wall_ms:.2f} ms a request outside the model "
@@ -226,6 +246,8 @@ def _show(result: Any) -> None:
         tables.show(table)
     else:
         tables.err.print("no config is predicted to meet the study's constraints: nothing to plan", markup=False)
+    for variant, why in result.left_out.items():
+        tables.err.print(f"{variant}: not planned: {why}", markup=False)
     sampled = f", a sample of {result.grid}" if result.simulated < result.grid else ""
     tables.err.print(
         f"{result.simulated} configs simulated{sampled}, {result.feasible} feasible, in {result.seconds:.1f} s; "

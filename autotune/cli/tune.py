@@ -87,7 +87,7 @@ def start(
     Window options default to the study's [load] table, else to the values shown.
     """
     from autotune.job import study_settings
-    from autotune.spec import confirm_repeats_problem, with_mixed_precision, with_variants
+    from autotune.spec import confirm_repeats_problem, variant_names, with_mixed_precision, with_variants
 
     study = study_of(model, study_file)
     check_budget(trials, minutes)
@@ -106,7 +106,7 @@ def start(
     if batch is not None:
         study = dataclasses.replace(study, batch=batch)
     if variants is not None:
-        study = with_variants(study, [v.strip() for v in variants.split(",") if v.strip()])
+        study = with_variants(study, variant_names(variants))
     if mixed_precision:
         from autotune.cpufeatures import bf16_problem
 

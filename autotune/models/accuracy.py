@@ -38,6 +38,10 @@ class Accuracy:
             return f"max abs error {self.max_abs_error:.3g} > {max_abs:g}"
         return None
 
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> Accuracy:
+        return Accuracy(doc["samples"], doc["top1_agreement"], doc["max_abs_error"], doc["max_rel_error"])
+
     def to_json(self) -> dict[str, Any]:
         return {
             "samples": self.samples,

@@ -118,7 +118,7 @@ def _checked_accuracy(
 ) -> Accuracy:
     """The accuracy stored in FIGURES, else ANSWERS against MODEL's own on INPUTS, computed once and stored."""
     if figures.is_file():
-        return Accuracy(**json.loads(figures.read_text()))
+        return Accuracy.from_json(json.loads(figures.read_text()))
     guard = inputs()
     accuracy = compare_outputs(savedmodel_outputs(model, guard), answers(guard))
     figures.write_text(json.dumps(accuracy.to_json()))

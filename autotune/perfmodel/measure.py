@@ -12,10 +12,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
-from autotune.knobs import ServingConfig, schedulable_cpus
+from autotune.knobs import SAVEDMODEL, ServingConfig, is_tflite, schedulable_cpus
 from autotune.models.content import content_hash
 from autotune.models.resolve import ModelRef
 from autotune.monitor import host_busy_seconds
@@ -47,10 +48,16 @@ def children_cpu_s() -> float:
 
 
 def probe(
-    model: ModelRef, threads: int, batches: list[int], repeats: int, budget_s: float, inter_op: int = 1
+    model: ModelRef,
+    threads: int,
+    batches: list[int],
+    repeats: int,
+    budget_s: float,
+    inter_op: int = 1,
+    variant: str = SAVEDMODEL,
 ) -> tuple[list[BatchCost], float]:
-    """Batch costs at THREADS intra-op threads, measured in a fresh process, and the cores other processes
-    used meanwhile (a busy host slows a multi-threaded call more than its share: its threads wait on each other)."""
+    """Batch costs of VARIANT (MODEL is its base) at THREADS intra-op threads, measured in a fresh process, and
+    the cores other processes used meanwhile (a busy host slows a multi-threaded call more than its share)."""
     wall0, busy0, own0 = time.monotonic(), host_busy_seconds(), children_cpu_s()
     argv = [
         sys.executable,
@@ -63,6 +70,7 @@ def probe(
         str(repeats),
         str(budget_s),
         str(inter_op),
+        "1" if is_tflite(variant) else "0",
     ]
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
@@ -75,7 +83,7 @@ def probe(
     doc = json.loads(out.stdout.strip().splitlines()[-1])
     return [
         BatchCost(
-            "savedmodel",
+            variant,
             threads,
             p["batch"],
             p["wall_ms"],
@@ -128,6 +136,54 @@ def transport_cost(model: ModelRef, protocol: str, model_cost: tuple[float, floa
     )
 
 
+def _quiet_probe(
+    model: ModelRef,
+    threads: int,
+    batches: list[int],
+    repeats: int,
+    budget_s: float,
+    say: Callable[[str], None],
+    variant: str = SAVEDMODEL,
+) -> tuple[list[BatchCost], float]:
+    """probe(), taken again (at most FOREIGN_RETRIES times) while other processes used the host."""
+    for _ in range(FOREIGN_RETRIES + 1):
+        got, foreign = probe(model, threads, batches, repeats, budget_s, variant=variant)
+        if foreign <= MAX_FOREIGN_CORES:
+            break
+        say(f"{variant} at {threads} thread(s): {foreign:.2f} cores used by other processes; measuring again")
+    say(f"{variant} at {threads} thread(s): " + ", ".join(f"b{p.batch} {p.wall_ms:.1f} ms" for p in got))
+    return got, foreign
+
+
+def variant_costs(
+    model: ModelRef,
+    name: str,
+    batches: list[int],
+    repeats: int,
+    budget_s: float,
+    cpus: int,
+    say: Callable[[str], None],
+) -> tuple[list[BatchCost], dict[str, Any]]:
+    """VARIANT NAME of MODEL built and checked as a trial would (cached in $AUTOTUNE_HOME/variants), its batch
+    costs, and its accuracy figures; a variant that cannot be built has no costs and says why."""
+    from dataclasses import replace
+
+    from autotune.models.optimize import checked_variant
+
+    try:
+        checked = checked_variant(model, name, min_top1=None)
+    except AutotuneError as exc:
+        say(f"{name}: not profiled: {exc}")
+        return [], {"failed": str(exc)}
+    base = replace(model, base_path=checked.variant.base)
+    # A TFLite interpreter keeps its own thread default: TF Serving's intra-op knob does not reach it.
+    counts = [1] if is_tflite(name) else thread_counts(cpus)
+    points: list[BatchCost] = []
+    for threads in counts:
+        points += _quiet_probe(base, threads, batches, repeats, budget_s, say, name)[0]
+    return points, checked.accuracy.to_json()
+
+
 def measure_profile(
     model: ModelRef,
     max_batch: int = 64,
@@ -135,25 +191,22 @@ def measure_profile(
     budget_s: float = 20.0,
     protocols: tuple[str, ...] = ("rest", "grpc"),
     say: Callable[[str], None] | None = None,
+    variants: tuple[str, ...] = (),
 ) -> Profile:
-    """Profile MODEL on this host: every thread count's batch ladder up to MAX_BATCH, then the transports.
-
-    BUDGET_S bounds the repeats of one thread count's ladder (each point keeps at least 3)."""
+    """Profile MODEL on this host: every thread count's batch ladder up to MAX_BATCH, then each of VARIANTS',
+    then the transports. BUDGET_S bounds the repeats of one thread count's ladder (each point keeps at least 3)."""
     say = say or (lambda _m: None)
     started = time.monotonic()
     cpus = schedulable_cpus()
-    batches = [b for b in BATCH_LADDER if b <= max_batch]
-    if max_batch not in batches:
-        batches.append(max_batch)
+    batches = ladder(max_batch)
     points: list[BatchCost] = []
     foreign: dict[int, float] = {}
     for threads in thread_counts(cpus):
-        for _ in range(FOREIGN_RETRIES + 1):
-            got, foreign[threads] = probe(model, threads, batches, repeats, budget_s)
-            if foreign[threads] <= MAX_FOREIGN_CORES:
-                break
-            say(f"{threads} thread(s): {foreign[threads]:.2f} cores used by other processes; measuring again")
-        say(f"{threads} thread(s): " + ", ".join(f"b{p.batch} {p.wall_ms:.1f} ms" for p in got))
+        got, foreign[threads] = _quiet_probe(model, threads, batches, repeats, budget_s, say)
+        points += got
+    accuracy: dict[str, dict[str, Any]] = {}
+    for name in variants:
+        got, accuracy[name] = variant_costs(model, name, batches, repeats, budget_s, cpus, say)
         points += got
     # The transport is what a request costs beyond the model's own call as TF Serving's defaults run it (every
     # core for intra- and inter-op threads): inter-op threads speed a single call too (10% on MobileNetV2 here).
@@ -172,7 +225,41 @@ def measure_profile(
         points=tuple(points),
         transport=tuple(transport),
         host=info,
-        measured_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        measured_at=now_utc(),
         seconds=round(time.monotonic() - started, 1),
         foreign_cores={str(t): round(f, 3) for t, f in foreign.items()},
+        accuracy=accuracy,
     )
+
+
+def ladder(max_batch: int) -> list[int]:
+    """The batch sizes measured: BATCH_LADDER up to MAX_BATCH, and MAX_BATCH itself."""
+    batches = [b for b in BATCH_LADDER if b <= max_batch]
+    return batches if max_batch in batches else [*batches, max_batch]
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def with_variants(
+    profile: Profile,
+    model: ModelRef,
+    variants: tuple[str, ...],
+    max_batch: int = 64,
+    repeats: int = 7,
+    budget_s: float = 20.0,
+    say: Callable[[str], None] | None = None,
+) -> Profile:
+    """PROFILE with VARIANTS it lacks measured and added (a cached profile asked for more variants)."""
+    from dataclasses import replace
+
+    say = say or (lambda _m: None)
+    started = time.monotonic()
+    points, accuracy = list(profile.points), dict(profile.accuracy)
+    for name in variants:
+        if name not in accuracy:
+            got, accuracy[name] = variant_costs(model, name, ladder(max_batch), repeats, budget_s, profile.cpus, say)
+            points += got
+    spent = round(profile.seconds + time.monotonic() - started, 1)
+    return replace(profile, points=tuple(points), accuracy=accuracy, seconds=spent)

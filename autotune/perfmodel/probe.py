@@ -1,9 +1,10 @@
 """One profiling process: a model's batch costs at one intra-op thread count (TF fixes threads at start-up).
 
-    python -m autotune.perfmodel.probe BASE_PATH SIGNATURE THREADS BATCHES REPEATS BUDGET_S [INTER_OP_THREADS]
+    python -m autotune.perfmodel.probe BASE_PATH SIGNATURE THREADS BATCHES REPEATS BUDGET_S [INTER_OP_THREADS [TFLITE]]
 
 The model runs as the stand-in runs it (servers/local/servable.py: the signature inside a tf.function, numpy
 in and out), so a call costs here what it costs the server; the signature called eagerly was 15-40% slower.
+With TFLITE 1, the version's model.tflite runs instead, through one interpreter (--prefer_tflite_model).
 
 prints one JSON object: {"points": [{batch, wall_ms, wall_ci95_ms, cpu_ms, wall_sd_log, repeats}, ...]}.
 """
@@ -62,7 +63,10 @@ def main(argv: list[str]) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(int(rest[0]) if rest else 1)
     base = Path(base_path)
     signature = read_signatures(base / str(latest_version(base)))[signature_name]
-    servable = Servable(base, batching=None)
+    tflite = len(rest) > 1 and rest[1] == "1"
+    servable = Servable(base, batching=None, tflite_pools=1 if tflite else None)
+    if tflite and servable.format != "tflite":
+        raise SystemExit(f"{base}: no model.tflite in the version directory")
     sizes = [int(b) for b in batches.split(",")]
     per_point = float(budget) / len(sizes)
     points = []

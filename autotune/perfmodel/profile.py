@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from autotune.errors import AutotuneError
+from autotune.knobs import SAVEDMODEL
 
 PROFILE_FORMAT = 1
 
@@ -58,9 +59,22 @@ class Profile:
     seconds: float = 0.0
     # Cores other processes used while each thread count was probed (by thread count): a busy host shows here.
     foreign_cores: dict[str, float] = field(default_factory=dict)
+    # Per model variant profiled: its answers against the SavedModel's (models/accuracy.py), or why it failed to build.
+    accuracy: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def variants(self) -> list[str]:
         return sorted({p.variant for p in self.points})
+
+    def variant_problem(self, variant: str, min_top1: float | None, max_abs: float | None) -> str | None:
+        """Why the model cannot plan VARIANT: not profiled, not built, or failing the accuracy guard; else None."""
+        from autotune.models.accuracy import Accuracy
+
+        if variant == SAVEDMODEL:
+            return None
+        figures = self.accuracy.get(variant)
+        if figures is None or variant not in self.variants():
+            return (figures or {}).get("failed") or "not profiled (autotune profile --variants)"
+        return Accuracy.from_json(figures).problem(min_top1, max_abs)
 
     def curve(self, variant: str = "savedmodel") -> CostCurve:
         """The cost curve of VARIANT; a one-line error if it was not profiled."""
@@ -88,7 +102,7 @@ class Profile:
             points = tuple(BatchCost(**{**p, "wall_ci95_ms": tuple(p["wall_ci95_ms"])}) for p in doc["points"])
             transport = tuple(Transport(**t) for t in doc.get("transport", ()))
             rest = {k: doc[k] for k in ("model", "content_hash", "host_fingerprint", "cpus")}
-            extra = {k: doc[k] for k in ("host", "measured_at", "seconds", "foreign_cores") if k in doc}
+            extra = {k: doc[k] for k in ("host", "measured_at", "seconds", "foreign_cores", "accuracy") if k in doc}
             return Profile(**rest, points=points, transport=transport, **extra)
         except (KeyError, TypeError, ValueError) as exc:
             raise AutotuneError(f"the stored profile is malformed ({exc}); run autotune profile again") from None
