@@ -206,6 +206,21 @@ def job_confirmation(name: str, metric: str) -> str:
     return ratio(sides, metric)
 
 
+def live_seeded(name: str, arm: str) -> str:
+    """An arm of the live model-seeded evidence (issue 26) by its script's rule, each job's gain recomputed from
+    both sides' confirmation rounds."""
+    doc = _load(name)
+    for job in doc["jobs"]:
+        pick = job["pick"]
+        entry = next((e for e in job["front"] if pick and e["trial"] == pick["trial"]), None)
+        if entry is not None and entry.get("confirm_all_runs"):
+            sides = [_by_round({"all_runs": entry[k]}, "throughput_rps") for k in ("defaults_runs", "confirm_all_runs")]
+            est = paired_estimate(*sides)
+            pick["gain"] = None if est is None else est.ratio
+    run = _benchmark("model_seeded_live")
+    return run.arm_line(run.figures(doc), arm)
+
+
 CLAIMS = (
     Claim(
         "repeatability, tiny", "trust-repeat-tiny-grpc-c8.json", lambda: f"tiny {cv('trust-repeat-tiny-grpc-c8.json')}"
@@ -298,6 +313,14 @@ CLAIMS = (
             lambda m=mode: storage_growth("storage-growth-2026-12-05.json", m, "sessions_rss_mib"),
         )
         for mode in ("new", "shared")
+    ),
+    *(
+        Claim(
+            f"model-seeded jobs, live, {arm}",
+            "model-seeded-live-mobilenet.json",
+            lambda a=arm: live_seeded("model-seeded-live-mobilenet.json", a),
+        )
+        for arm in ("model", "guide")
     ),
     Claim(
         "read-only command CPU",

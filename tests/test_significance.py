@@ -327,10 +327,14 @@ def test_after_a_sequential_stop_the_verdict_interval_still_covers_95_percent(sd
     # interval then covers about 91-92% at the worst noise (checked below); taken at alpha/2 it keeps 95%.
     estimates = _sequential(np.random.default_rng(int(sd * 1000)), sd, StopRule(), 3000)
     covered = sum(e.half_width(0.025) >= abs(e.log_ratio) for e in estimates) / len(estimates)
-    covered_plain = sum(e.half_width(0.05) >= abs(e.log_ratio) for e in estimates) / len(estimates)
     assert covered >= 0.94  # 95% within simulation error (+-0.4%)
-    if sd == 0.08:
-        assert covered_plain < 0.935  # the cost the widening pays for, as documented
+
+
+def test_after_a_sequential_stop_the_plain_95_percent_interval_covers_less():
+    # The cost the widening above pays for, as documented: at 8% noise the plain interval falls short of 95%.
+    estimates = _sequential(np.random.default_rng(80), 0.08, StopRule(), 3000)
+    covered_plain = sum(e.half_width(0.05) >= abs(e.log_ratio) for e in estimates) / len(estimates)
+    assert covered_plain < 0.935
 
 
 @pytest.mark.parametrize(("sd", "equivalent_at_least"), [(0.02, 0.85), (0.03, 0.75)])

@@ -31,19 +31,16 @@ def test_study_narrows_and_fixes_knobs():
 def test_batching_knobs_are_only_suggested_with_batching_on():
     space = default_space(CPU_HOST)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-    seen_on = seen_off = False
+    drawn = []
     for _ in range(30):
         trial = study.ask()
-        config = suggest(trial, space)
-        if config.enable_batching:
-            seen_on = True
-            assert "max_batch_size" in trial.params
-            assert 1 <= config.max_batch_size <= 128
-        else:
-            seen_off = True
-            assert "max_batch_size" not in trial.params
+        drawn.append((trial.params, suggest(trial, space)))
         study.tell(trial, 0.0)
-    assert seen_on and seen_off
+    on = [(params, config) for params, config in drawn if config.enable_batching]
+    off = [params for params, config in drawn if not config.enable_batching]
+    assert on and off
+    assert all("max_batch_size" in params and 1 <= config.max_batch_size <= 128 for params, config in on)
+    assert all("max_batch_size" not in params for params in off)
 
 
 def test_enqueued_defaults_come_back_as_tf_serving_defaults():

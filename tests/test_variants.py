@@ -27,8 +27,10 @@ def test_agreement_and_errors_are_counted_per_input():
     assert worse.problem(0.5) is None and worse.problem(None, max_abs=0.1) == "max abs error 0.2 > 0.1"
 
 
-@pytest.mark.parametrize("variant", ["tflite_fp16", "tflite_int8"])
-def test_a_variant_sits_beside_the_savedmodel_and_answers_like_it(tiny_model, tmp_path, variant):
+# float16 weights give the same answers, to float16's precision; int8 weights move near-ties between random-weight
+# classes: measured, not assumed.
+@pytest.mark.parametrize(("variant", "min_top1", "max_abs"), [("tflite_fp16", 1.0, 1e-3), ("tflite_int8", 0.8, 0.05)])
+def test_a_variant_sits_beside_the_savedmodel_and_answers_like_it(tiny_model, tmp_path, variant, min_top1, max_abs):
     built = build_variant(tiny_model, variant, tmp_path / variant)
     version = tmp_path / variant / str(tiny_model.version)
     assert built.tflite == version / TFLITE_FILE and (version / "saved_model.pb").is_file()
@@ -37,10 +39,7 @@ def test_a_variant_sits_beside_the_savedmodel_and_answers_like_it(tiny_model, tm
         savedmodel_outputs(tiny_model, inputs), tflite_outputs(built.tflite, "serving_default", inputs)
     )
     assert accuracy.samples == 64
-    if variant == "tflite_fp16":  # float16 weights: the same answers, to float16's precision
-        assert accuracy.top1_agreement == 1.0 and accuracy.max_abs_error < 1e-3
-    else:  # int8 weights move near-ties between random-weight classes: measured, not assumed
-        assert 0.8 < accuracy.top1_agreement <= 1.0 and accuracy.max_abs_error < 0.05
+    assert min_top1 <= accuracy.top1_agreement <= 1.0 and accuracy.max_abs_error < max_abs
 
 
 def test_a_variant_with_its_weights_zeroed_is_rejected_by_the_guard(tiny_model, tmp_path):
