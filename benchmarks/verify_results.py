@@ -206,6 +206,12 @@ def job_confirmation(name: str, metric: str) -> str:
     return ratio(sides, metric)
 
 
+def pagecache(file: str, mode: str) -> str:
+    """The page-cache experiment's heaps from its first job to its last, recomputed from the per-job rows."""
+    run = _benchmark("storage_growth")
+    return run.pagecache_line(run.pagecache_summary(_load(file)["pagecache_mib"][mode]))
+
+
 def live_seeded(name: str, arm: str) -> str:
     """An arm of the live model-seeded evidence (issue 26) by its script's rule, each job's gain recomputed from
     both sides' confirmation rounds."""
@@ -321,6 +327,14 @@ CLAIMS = (
             lambda a=arm: live_seeded("model-seeded-live-mobilenet.json", a),
         )
         for arm in ("model", "guide")
+    ),
+    *(
+        Claim(
+            f"page cache growth, {mode}",
+            "pagecache-growth-2026-12-05.json",
+            lambda m=mode: pagecache("pagecache-growth-2026-12-05.json", m),
+        )
+        for mode in ("default", "capped")
     ),
     Claim(
         "read-only command CPU",
