@@ -34,7 +34,8 @@ def test_batching_knobs_are_only_suggested_with_batching_on():
     drawn = []
     for _ in range(30):
         trial = study.ask()
-        drawn.append((trial.params, suggest(trial, space)))
+        config = suggest(trial, space)
+        drawn.append((trial.params, config))  # the params as suggested (read after suggest)
         study.tell(trial, 0.0)
     on = [(params, config) for params, config in drawn if config.enable_batching]
     off = [params for params, config in drawn if not config.enable_batching]
