@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 STUDY_PREFIX = "autotune"
 
 
+# A job's own profile only plans its first configs: fewer repeats than `autotune profile` takes (20 s), at least 3
+# a point; `autotune profile --refresh` measures a fuller one over it.
+JOB_PROFILE_BUDGET_S = 5.0
+
+
 @dataclass
 class JobResult:
     job_id: int
@@ -246,16 +251,30 @@ class _JobRunner:
         return tuner
 
     def _predictor(self, model: ModelRef, settings: MeasureSettings) -> Predictor | None:
-        """The model's predictions at this job's load, from this host's stored profile; None (said) without one."""
-        from autotune.perfmodel.profile import Profile
+        """The model's predictions at this job's load, from this host's stored profile, measured first when there is
+        none (or it lacks a variant of the space); None (said in one line) when that fails."""
+        from autotune.knobs import SAVEDMODEL
+        from autotune.perfmodel.measure import stored_profile
         from autotune.plan import Predictor
-        from autotune.store.profiles import Profiles
 
+        space_variants = self.study.space.get("model_variant")
+        variants = tuple(v for v in (space_variants.choices or ()) if v != SAVEDMODEL) if space_variants else ()
+        say = self._say
         try:
-            doc = Profiles(self.store.url).of_model(model, self.job.host.fingerprint, self.study.model)
-            return Predictor.of(Profile.from_json(doc), self.study, settings.protocol)
+            profile, cached = stored_profile(
+                model,
+                self.job.host.fingerprint,
+                self.store.url,
+                (settings.protocol,),
+                variants,
+                say,
+                budget_s=JOB_PROFILE_BUDGET_S,
+            )
+            if not cached:
+                say(f"seeds: profiled {model.name} on this host in {profile.seconds:.0f} s (kept for later jobs)")
+            return Predictor.of(profile, self.study, settings.protocol)
         except AutotuneError as exc:
-            self._say(f"seeds: the batching guide's, not the model's: {exc}")
+            say(f"seeds: the batching guide's, not the model's: {exc}")
             return None
 
     def _planned(self, predictor: Predictor, space: dict) -> list[ServingConfig] | None:

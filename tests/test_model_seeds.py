@@ -134,60 +134,6 @@ def test_without_a_plan_the_batching_guides_seeds_come_first():
 
 
 @pytest.mark.slow
-def test_a_model_seeded_job_measures_the_planned_front_right_after_the_defaults(tmp_path, tiny_model):
-    """Live: a job whose study says seeds = "model" plans from this host's stored profile and measures its picks."""
-    import json
-    import os
-
-    from autotune.fingerprint import fingerprint, host_info
-    from autotune.models.content import content_hash
-    from autotune.space import Host as SpaceHost
-    from autotune.store import Store
-    from autotune.store.profiles import Profiles
-    from tests.conftest import SHORT, autotune
-
-    url = f"sqlite:///{tmp_path / 'seeded.db'}"
-    host = fingerprint(host_info())
-    # A synthetic profile stored as `autotune profile` stores one: which configs come first is under test here,
-    # not the profile's figures (the real profile path is tests/test_predict_cli.py's).
-    profile = synthetic_profile(host_fingerprint=host)
-    Profiles(url).put(content_hash(tiny_model.version_path), host, "tiny", profile.to_json())
-    path = tmp_path / "seeded.toml"
-    path.write_text(
-        'model = "tiny"\nbackend = "local"\nseeds = "model"\n[slo]\nlatency_p99_ms = 200\n'
-        '[budget]\ntrials = 3\nconfirm_repeats = 0\n[load]\nprotocol = "rest"\nconcurrency = 8\n'
-    )
-    env = {**os.environ, "AUTOTUNE_DB_URL": url}
-    proc = autotune("start", "--study", str(path), "--foreground", "--json", *SHORT, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "from the model's predicted front" in proc.stderr
-    study = parse_study(
-        {
-            "model": "tiny",
-            "seeds": "model",
-            "slo": {"latency_p99_ms": 200},
-            "load": {"protocol": "rest", "concurrency": 8},
-        },
-        "t",
-    )
-    space = build_space({}, SpaceHost.detect())
-    expected = [p.config.to_dict() for p in make_plan(profile, study, space, "rest").seeds]
-    job = Store(url).jobs_of("tiny")[-1]
-    configs = [t.config for t in sorted(job.trials, key=lambda t: t.number)]
-    assert configs[0] == ServingConfig().to_dict()
-    planned = [c for c in expected if c != ServingConfig().to_dict()]
-    assert configs[1:3] == planned[:2]
-    # Each trial keeps the model's figures beside its measurement, and the report draws them against each other.
-    assert all(t.predicted_throughput_rps and t.predicted_latency_p99_ms for t in job.trials)
-    report = tmp_path / "report"
-    assert autotune("report", "--model", "tiny", "--out", str(report), env=env).returncode == 0
-    summary = json.loads((report / "summary.json").read_text())
-    assert summary["calibration"]["trials"] >= 1 and (report / "calibration.png").stat().st_size > 0
-    front = summary["predicted_front"]
-    assert front and all(p["predicted"]["throughput_rps"] > 0 and p["feasible"] for p in front)
-    assert "The predicted front and the confirmed one" in (report / "report.html").read_text()
-
-
 def test_a_job_after_another_measures_the_defaults_then_the_previous_front_then_its_seeds():
     # The warm start, on fixed results: the live test of `start` cannot choose what its first job's front holds.
     study = Study(source="t", model="tiny", concurrency=8)
@@ -198,3 +144,56 @@ def test_a_job_after_another_measures_the_defaults_then_the_previous_front_then_
     _tuner(study, None, measured).run(trials=4, minutes=5, previous=entries)
     seeds = [c for c in heuristic_seeds(space, 2, 8) if c not in (ServingConfig(), *previous)]
     assert measured == [ServingConfig(), *previous, seeds[0]]
+
+
+def test_a_model_seeded_job_with_no_profile_measures_one_first_keeps_it_and_seeds_from_it(tmp_path, tiny_model):
+    """Live: no profile of the model on this host, so the job profiles it (its protocol only), stores it for the
+    jobs after it, and measures the plan of that profile right after the defaults."""
+    import json
+    import os
+
+    from autotune.fingerprint import fingerprint, host_info
+    from autotune.models.content import content_hash
+    from autotune.perfmodel.profile import Profile
+    from autotune.space import Host as SpaceHost
+    from autotune.store import Store
+    from autotune.store.profiles import Profiles
+    from tests.conftest import SHORT, autotune
+
+    url = f"sqlite:///{tmp_path / 'seeded.db'}"
+    path = tmp_path / "seeded.toml"
+    path.write_text(
+        'model = "tiny"\nbackend = "local"\nseeds = "model"\n[slo]\nlatency_p99_ms = 200\n'
+        '[budget]\ntrials = 2\nconfirm_repeats = 0\n[load]\nprotocol = "grpc"\nconcurrency = 4\n'
+    )
+    env = {**os.environ, "AUTOTUNE_DB_URL": url}
+    proc = autotune("start", "--study", str(path), "--foreground", "--json", *SHORT, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "profiled tiny on this host" in proc.stderr and "from the model's predicted front" in proc.stderr
+    doc = Profiles(url).get(content_hash(tiny_model.version_path), fingerprint(host_info()))
+    assert doc is not None
+    profile = Profile.from_json(doc)
+    assert [t.protocol for t in profile.transport] == ["grpc"] and profile.points
+    study = parse_study(
+        {
+            "model": "tiny",
+            "seeds": "model",
+            "slo": {"latency_p99_ms": 200},
+            "load": {"protocol": "grpc", "concurrency": 4},
+        },
+        "t",
+    )
+    planned = make_plan(profile, study, build_space({}, SpaceHost.detect()), "grpc").seeds
+    first = next(p.config.to_dict() for p in planned if p.config != ServingConfig())
+    job = Store(url).jobs_of("tiny")[-1]
+    configs = [t.config for t in sorted(job.trials, key=lambda t: t.number)]
+    assert configs == [ServingConfig().to_dict(), first]
+    # Each trial keeps the model's figures beside its measurement, and the report draws them against each other.
+    assert all(t.predicted_throughput_rps and t.predicted_latency_p99_ms for t in job.trials)
+    report = tmp_path / "report"
+    assert autotune("report", "--model", "tiny", "--out", str(report), env=env).returncode == 0
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["calibration"]["trials"] >= 1 and (report / "calibration.png").stat().st_size > 0
+    front = summary["predicted_front"]
+    assert front and all(p["predicted"]["throughput_rps"] > 0 and p["feasible"] for p in front)
+    assert "The predicted front and the confirmed one" in (report / "report.html").read_text()

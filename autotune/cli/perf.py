@@ -32,16 +32,6 @@ ProfileFileOpt = Annotated[
 AnyHostOpt = Annotated[bool, typer.Option(help="accept a --profile measured on another host (costs there, not here)")]
 
 
-def _stored(model_spec: str) -> tuple[Any, str, str, Any]:
-    """MODEL_SPEC resolved, the key its profiles are stored under (content hash, this host) and the store."""
-    from autotune.models.content import content_hash
-    from autotune.models.resolve import resolve_model
-    from autotune.store.profiles import Profiles
-
-    ref = resolve_model(model_spec)
-    return ref, content_hash(ref.version_path), here(), Profiles()
-
-
 def cached_profile(model_spec: str, profile_file: Path | None = None, any_host: bool = False) -> Any:
     """The profile of MODEL_SPEC's content on this host (or from PROFILE_FILE); one-line errors when none fits."""
     import json
@@ -83,26 +73,16 @@ def profile(
 ) -> None:
     """Measure what one batch of MODEL costs here (no server), by batch size and intra-op threads; cached."""
     from autotune.knobs import SAVEDMODEL
-    from autotune.perfmodel.measure import measure_profile, with_variants
-    from autotune.perfmodel.profile import Profile
+    from autotune.models.resolve import resolve_model
+    from autotune.perfmodel.measure import stored_profile
     from autotune.spec import variant_names
 
     wanted = tuple(v for v in dict.fromkeys(variant_names(variants)) if v != SAVEDMODEL) if variants else ()
-    ref, digest, host, store = _stored(model)
-    doc = None if refresh else store.get(digest, host)
-    cached = doc is not None
+    ref = resolve_model(model)
     say = None if as_json else (lambda m: tables.err.print(f"profile {ref.name}: {m}", markup=False))
-    if doc is None:
-        protocols = tuple(p.value for p in transport) if transport else ("rest", "grpc")
-        measured = measure_profile(ref, max_batch, budget_s=budget_s, protocols=protocols, say=say, variants=wanted)
-        doc = measured.to_json()
-        store.put(digest, host, ref.name, doc)
-    elif any(v not in Profile.from_json(doc).accuracy for v in wanted):
-        grown = with_variants(Profile.from_json(doc), ref, wanted, max_batch, budget_s=budget_s, say=say)
-        doc, cached = grown.to_json(), False
-        store.put(digest, host, ref.name, doc)
-    result = Profile.from_json(doc)
-    emit(as_json, {**doc, "cached": cached}, lambda: _print_profile(result, cached))
+    protocols = tuple(p.value for p in transport) if transport else ("rest", "grpc")
+    result, cached = stored_profile(ref, here(), None, protocols, wanted, say, refresh, max_batch, budget_s)
+    emit(as_json, {**result.to_json(), "cached": cached}, lambda: _print_profile(result, cached))
 
 
 def _print_profile(p: Any, cached: bool) -> None:

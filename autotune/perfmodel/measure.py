@@ -263,3 +263,34 @@ def with_variants(
             points += got
     spent = round(profile.seconds + time.monotonic() - started, 1)
     return replace(profile, points=tuple(points), accuracy=accuracy, seconds=spent)
+
+
+def stored_profile(
+    model: ModelRef,
+    host_fingerprint: str,
+    url: str | None = None,
+    protocols: tuple[str, ...] = ("rest", "grpc"),
+    variants: tuple[str, ...] = (),
+    say: Callable[[str], None] | None = None,
+    refresh: bool = False,
+    max_batch: int = 64,
+    budget_s: float = 20.0,
+) -> tuple[Profile, bool]:
+    """MODEL's profile on this host from the store at URL: measured and stored when there is none (or REFRESH),
+    grown by the VARIANTS it lacks; and whether the stored one served as it was."""
+    from autotune.store.profiles import Profiles
+
+    store, digest = Profiles(url), content_hash(model.version_path)
+    doc = None if refresh else store.get(digest, host_fingerprint)
+    say = say or (lambda _m: None)
+    if doc is None:
+        say(f"measuring {model.name}'s profile on this host (no server; a few minutes, once)")
+        profile = measure_profile(model, max_batch, budget_s=budget_s, protocols=protocols, say=say, variants=variants)
+    else:
+        profile = Profile.from_json(doc)
+        if all(v in profile.accuracy for v in variants):
+            return profile, True
+        say(f"measuring the variants {model.name}'s profile lacks")
+        profile = with_variants(profile, model, variants, max_batch, budget_s=budget_s, say=say)
+    store.put(digest, host_fingerprint, model.name, profile.to_json())
+    return profile, False
