@@ -253,12 +253,9 @@ class _JobRunner:
     def _predictor(self, model: ModelRef, settings: MeasureSettings) -> Predictor | None:
         """The model's predictions at this job's load, from this host's stored profile, measured first when there is
         none (or it lacks a variant of the space); None (said in one line) when that fails."""
-        from autotune.knobs import SAVEDMODEL
         from autotune.perfmodel.measure import stored_profile
         from autotune.plan import Predictor
 
-        space_variants = self.study.space.get("model_variant")
-        variants = tuple(v for v in (space_variants.choices or ()) if v != SAVEDMODEL) if space_variants else ()
         say = self._say
         try:
             profile, cached = stored_profile(
@@ -266,7 +263,7 @@ class _JobRunner:
                 self.job.host.fingerprint,
                 self.store.url,
                 (settings.protocol,),
-                variants,
+                self.study.model_variants,
                 say,
                 budget_s=JOB_PROFILE_BUDGET_S,
             )

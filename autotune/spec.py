@@ -16,7 +16,7 @@ from typing import Any
 
 from autotune.cost import PRICE_DEFAULTS
 from autotune.errors import AutotuneError
-from autotune.knobs import KNOBS
+from autotune.knobs import KNOBS, SAVEDMODEL
 from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
 from autotune.options import CONCURRENCY, MINUTES, RATE, TRIALS, Declared, field_of
 from autotune.servers.backends import BACKEND_NAMES
@@ -113,6 +113,12 @@ class Study:
     # [cost]: what an hour of a core and of a GiB of GPU memory costs (cost_per_1k_requests prices them).
     core_hour_price: float = PRICE_DEFAULTS.core_hour
     gpu_gib_hour_price: float = PRICE_DEFAULTS.gpu_gib_hour
+
+    @property
+    def model_variants(self) -> tuple[str, ...]:
+        """The model variants the space searches beside the SavedModel (none without a model_variant knob)."""
+        knob = self.space.get("model_variant")
+        return tuple(v for v in (knob.choices or ()) if v != SAVEDMODEL) if knob else ()
 
 
 def confirm_repeats_problem(repeats: int) -> str | None:
@@ -392,8 +398,6 @@ def known_variants(variants: list[str]) -> list[str]:
 
 def with_variants(study: Study, variants: list[str]) -> Study:
     """STUDY searching the model VARIANTS beside the SavedModel (`start --variants`): one-line errors."""
-    from autotune.knobs import SAVEDMODEL
-
     known_variants(variants)
     if study.mix:
         raise AutotuneError("--variants: a mix serves its models' SavedModels (variants are for one model)")

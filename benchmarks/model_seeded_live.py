@@ -233,12 +233,12 @@ def model_error(jobs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def template_profile(template: Path, model: str, protocol: str, variants: list[str]) -> dict[str, Any]:
+def template_profile(template: Path, model: str, protocol: str, variants: tuple[str, ...]) -> dict[str, Any]:
     """The profile (with VARIANTS) in the home TEMPLATE: measured there unless cached, then read back."""
     env = {**os.environ, "AUTOTUNE_HOME": str(template)}
     env.pop("AUTOTUNE_DB_URL", None)
-    wanted = [v for v in variants if v != SAVEDMODEL]
-    args = ["--model", model, "--transport", protocol, "--json", *(["--variants", ",".join(wanted)] if wanted else [])]
+    wanted = ["--variants", ",".join(variants)] if variants else []
+    args = ["--model", model, "--transport", protocol, "--json", *wanted]
     got = cli(env, "profile", *args)
     if got.returncode != 0:
         raise SystemExit(f"error: profiling failed: {got.stderr.strip().splitlines()[-1:]}")
@@ -257,13 +257,12 @@ def main() -> None:
     a = p.parse_args()
     study = load_study(a.study)
     model = study.model
-    variants = list(study.space["model_variant"].choices or ()) if "model_variant" in study.space else []
     partial = a.out.with_suffix(".partial.jsonl")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autotune-seeded-template-") as tmp:
         template = a.template or Path(tmp) / "home"
         # Measured here unless --template holds it; read back from the cache either way, for the data file.
-        profile = template_profile(template, model, study.protocol, variants)
+        profile = template_profile(template, model, study.protocol, study.model_variants)
         jobs = []
         for seed in range(1, a.seeds + 1):
             for arm in arm_order(seed):

@@ -157,6 +157,8 @@ def test_start_variants_adds_the_variant_knob_beside_the_savedmodel():
 
     study = with_variants(Study(source="(defaults)", model="tiny"), ["tflite_int8", "tflite_fp16", "tflite_int8"])
     assert study.space["model_variant"].choices == ("savedmodel", "tflite_int8", "tflite_fp16")
+    assert study.model_variants == ("tflite_int8", "tflite_fp16")  # what a model-seeded job profiles
+    assert Study(source="(defaults)", model="tiny").model_variants == ()
     with pytest.raises(
         AutotuneError, match=r"^--variants: expected some of tflite_fp16, tflite_int8, xla, got 'onnx'$"
     ):

@@ -242,7 +242,7 @@ def now_utc() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def with_variants(
+def add_variants(
     profile: Profile,
     model: ModelRef,
     variants: tuple[str, ...],
@@ -291,6 +291,6 @@ def stored_profile(
         if all(v in profile.accuracy for v in variants):
             return profile, True
         say(f"measuring the variants {model.name}'s profile lacks")
-        profile = with_variants(profile, model, variants, max_batch, budget_s=budget_s, say=say)
+        profile = add_variants(profile, model, variants, max_batch, budget_s=budget_s, say=say)
     store.put(digest, host_fingerprint, model.name, profile.to_json())
     return profile, False
