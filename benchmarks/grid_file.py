@@ -10,6 +10,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from autotune.knobs import SAVEDMODEL
+
 KNOB_COLUMNS = [
     "enable_batching",
     "max_batch_size",
@@ -43,7 +45,7 @@ METRIC_COLUMNS = [
     "teardown_s",
 ]
 # Knobs the first grids held fixed (every core, any batch size): later files add them as the last columns.
-EXTRA_KNOB_COLUMNS = ["cpus", "allowed_batch_sizes"]
+EXTRA_KNOB_COLUMNS = ["cpus", "allowed_batch_sizes", "model_variant"]
 COLUMNS = [*KNOB_COLUMNS, "repeat", "measured_at", *METRIC_COLUMNS, *EXTRA_KNOB_COLUMNS]
 
 
@@ -74,7 +76,9 @@ def point_key(row: dict[str, Any]) -> tuple:
     on = str(row["enable_batching"]) in ("True", "true", "1")
     batch = tuple(int(row[k]) for k in KNOB_COLUMNS[1:5]) if on else ()
     extra = (float(row.get("cpus") or 0.0), allowed_sizes(row) if on else ())
-    return (on, *batch, int(row["intra_op_threads"]), int(row["inter_op_threads"]), *extra)
+    variant = row.get("model_variant") or SAVEDMODEL  # files from before variants: the SavedModel, keyed as then
+    served = () if variant == SAVEDMODEL else (variant,)
+    return (on, *batch, int(row["intra_op_threads"]), int(row["inter_op_threads"]), *extra, *served)
 
 
 def config_of(row: dict[str, Any]) -> Any:
@@ -83,14 +87,16 @@ def config_of(row: dict[str, Any]) -> Any:
 
     threads = {"intra_op_threads": int(row["intra_op_threads"]), "inter_op_threads": int(row["inter_op_threads"])}
     cpus = float(row.get("cpus") or 0.0)
+    variant = row.get("model_variant") or SAVEDMODEL
     if not point_key(row)[0]:
-        return ServingConfig(**threads, cpus=cpus)
+        return ServingConfig(**threads, cpus=cpus, model_variant=variant)
     batch = {k: int(row[k]) for k in ("max_batch_size", "batch_timeout_micros", "num_batch_threads")}
     return ServingConfig(
         enable_batching=True,
         max_enqueued_batches=int(row["max_enqueued_batches"]),
         allowed_batch_sizes=allowed_sizes(row),
         cpus=cpus,
+        model_variant=variant,
         **batch,
         **threads,
     )

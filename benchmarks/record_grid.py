@@ -96,7 +96,30 @@ CPU16 = [
     _b(64, 5000, 1, 16, 1),
     _b(4, 500, 8, 2, 2, cpus=8),
 ]
-FIXED = {"heldout": HELDOUT, "cpu16": CPU16}
+
+
+# MobileNetV2 on pixels with its variants (the model-seeded jobs' space, benchmarks/studies/
+# mobilenet_float-variants-relaxed.toml, gRPC at concurrency 4), chosen before the profile that predicts them was
+# measured and before any of them was (validation-plan.md, "Addendum: each served form's own transport").
+def _v(variant: str, **knobs: object) -> ServingConfig:
+    return ServingConfig(model_variant=variant, **knobs)  # type: ignore[arg-type]
+
+
+VARIANTS = [
+    ServingConfig(),
+    ServingConfig(intra_op_threads=1, inter_op_threads=2),
+    _b(4, 2000, 2, 1, 2),
+    _v("tflite_fp16"),
+    _v("tflite_fp16", intra_op_threads=1, inter_op_threads=1),
+    _v("tflite_fp16", intra_op_threads=2, inter_op_threads=2),
+    _v("tflite_fp16", cpus=1.5),
+    _b(2, 5000, 2, 1, 2, model_variant="tflite_fp16"),
+    _b(8, 20000, 1, 2, 1, model_variant="tflite_fp16"),
+    _v("tflite_int8", intra_op_threads=1, inter_op_threads=2),
+    _v("tflite_int8", cpus=1.0),
+    _b(4, 1000, 2, 2, 2, model_variant="tflite_int8"),
+]
+FIXED = {"heldout": HELDOUT, "cpu16": CPU16, "variants": VARIANTS}
 
 
 def grid_configs(name: str, cpus: int, concurrency: int) -> list[ServingConfig]:
@@ -130,6 +153,7 @@ def _row(c: ServingConfig) -> dict:
     return {k: getattr(c, k) for k in KNOB_COLUMNS} | {
         "cpus": c.cpus,
         "allowed_batch_sizes": ";".join(map(str, c.allowed_batch_sizes)),
+        "model_variant": c.model_variant,
     }
 
 

@@ -16,6 +16,7 @@ import csv
 import json
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from grid_file import config_of, point_key, read_grid
 from scipy.stats import spearmanr
 from search_efficiency import Draw, Point, _draw
 
+from autotune.knobs import SAVEDMODEL
 from autotune.perfmodel.profile import Profile
 from autotune.perfmodel.simulate import Load, simulate
 from autotune.tuner import is_feasible
@@ -213,6 +215,11 @@ def main() -> None:
         metavar="K",
         help="judge goodput at K x the measured p99 of TF Serving's defaults in the file (hosts differ in speed)",
     )
+    p.add_argument(
+        "--savedmodel-transport-only",
+        action="store_true",
+        help="predict as the model did before each served form had its own transport (the SavedModel's for all)",
+    )
     p.add_argument("--out", type=Path, help="write the per-point table here (CSV)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
@@ -229,6 +236,8 @@ def main() -> None:
         p.error("give --grid and --profile, or --rescore")
     header, points = load_points(a.grid)
     profile = Profile.from_json(json.loads(a.profile.read_text()))
+    if a.savedmodel_transport_only:
+        profile = replace(profile, transport=tuple(t for t in profile.transport if t.variant == SAVEDMODEL))
     if header.get("cpu_model") != profile.host.get("cpu_model"):
         sys.exit(
             f"error: {a.grid} was measured on {header.get('cpu_model')}, the profile on {profile.host.get('cpu_model')}"

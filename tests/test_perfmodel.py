@@ -114,6 +114,42 @@ def test_a_python_servers_gil_serializes_request_handling() -> None:
     assert pred.throughput_rps == pytest.approx(1000 / (4.0 + 0.1 / 4), rel=0.05)  # one handler at a time
 
 
+def _with_variant(base: Profile, variant_cpu_ms: float, savedmodel_cpu_ms: float) -> Profile:
+    """BASE with a one-thread variant as fast as its SavedModel and gRPC residuals measured while each served."""
+    from dataclasses import replace
+
+    extra = tuple(replace(p, variant="tflite_fp16") for p in base.points if p.threads == 1)
+    transport = (
+        Transport("grpc", 1.0, savedmodel_cpu_ms, 0.0, gil=True),
+        Transport("grpc", 1.0, variant_cpu_ms, 0.0, gil=True, variant="tflite_fp16"),
+    )
+    return replace(base, points=base.points + extra, transport=transport)
+
+
+def test_only_the_handling_every_served_form_shares_holds_the_gil() -> None:
+    p = _with_variant(synthetic_profile(), variant_cpu_ms=3.0, savedmodel_cpu_ms=30.0)
+    own = p.transport_for("grpc", "tflite_fp16")
+    assert (own.server_cpu_ms, own.held_ms()) == (3.0, 3.0)
+    savedmodel = p.transport_for("grpc")
+    assert (savedmodel.server_cpu_ms, savedmodel.held_ms()) == (30.0, 3.0)  # the other 27 ms run beside requests
+    assert p.transport_for("grpc", "xla").server_cpu_ms == 30.0  # a form never measured: the SavedModel's
+    from dataclasses import replace
+
+    alone = replace(p, transport=p.transport[:1])
+    assert alone.transport_for("grpc").held_ms() == 30.0  # nothing but the SavedModel measured: all of it, as before
+
+
+def test_a_served_form_whose_runtime_costs_little_is_not_capped_by_the_savedmodels_residual() -> None:
+    # Two one-call slots on two cores, 10 ms calls: the variant's 3 ms residual leaves it near 2 / 13 ms, where the
+    # SavedModel's 30 ms, were it all under the GIL, would cap every form at 1 / 30 ms.
+    p = _with_variant(synthetic_profile(fixed_ms=10.0, per_item_ms=0.0), variant_cpu_ms=3.0, savedmodel_cpu_ms=30.0)
+    config = ServingConfig(model_variant="tflite_fp16", intra_op_threads=1, inter_op_threads=2)
+    pred = simulate(p, config, Load(concurrency=8), protocol="grpc")
+    assert pred.throughput_rps == pytest.approx(2 * 1000 / 13.0, rel=0.08)
+    savedmodel = simulate(p, config.replace(model_variant="savedmodel"), Load(concurrency=8), protocol="grpc")
+    assert savedmodel.throughput_rps == pytest.approx(2 * 1000 / 40.0, rel=0.08)  # 40 ms of CPU each, two cores
+
+
 def test_an_accelerator_runs_one_call_at_a_time_and_batches_amortize_its_fixed_cost() -> None:
     p = synthetic_profile(transport_ms=0.0)
     gpu = DeviceCurve(fixed_ms=5.0, per_item_ms=0.5, host_cpu=0.1)

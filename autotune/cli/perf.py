@@ -88,6 +88,8 @@ def profile(
 def _print_profile(p: Any, cached: bool) -> None:
     from rich.table import Table
 
+    from autotune.knobs import SAVEDMODEL
+
     threads = sorted({pt.threads for pt in p.points})
     table = Table(title=f"{p.model}: one call's wall time, ms (CPU ms), by variant, batch and intra-op threads")
     table.add_column("variant", justify="left")
@@ -95,7 +97,7 @@ def _print_profile(p: Any, cached: bool) -> None:
     for t in threads:
         table.add_column(f"{t} thread(s)", justify="right")
     by = {(pt.variant, pt.batch, pt.threads): pt for pt in p.points}
-    for v, b in sorted({(pt.variant, pt.batch) for pt in p.points}, key=lambda vb: (vb[0] != "savedmodel", vb)):
+    for v, b in sorted({(pt.variant, pt.batch) for pt in p.points}, key=lambda vb: (vb[0] != SAVEDMODEL, vb)):
         cells = [f"{by[v, b, t].wall_ms:.2f} ({by[v, b, t].cpu_ms:.2f})" if (v, b, t) in by else "-" for t in threads]
         table.add_row(v, str(b), *cells)
     tables.show(table)
@@ -105,8 +107,9 @@ def _print_profile(p: Any, cached: bool) -> None:
         elif figures.get("top1_agreement") is not None:
             print(f"{variant}: top-1 agreement {figures['top1_agreement']:.3f} over {figures['samples']} inputs")
     for t in p.transport:
+        serving = "" if t.variant == SAVEDMODEL else f" serving {t.variant}"
         print(
-            f"{t.protocol}: {t.wall_ms:.2f} ms a request outside the model "
+            f"{t.protocol}{serving}: {t.wall_ms:.2f} ms a request outside the model "
             f"(server CPU {t.server_cpu_ms:.2f} ms, client CPU {t.client_cpu_ms:.2f} ms)"
         )
     source = "cached" if cached else f"measured in {p.seconds:.0f} s"

@@ -20,7 +20,7 @@ from autotune.knobs import SAVEDMODEL, ServingConfig, is_tflite, schedulable_cpu
 from autotune.models.content import content_hash
 from autotune.models.resolve import ModelRef
 from autotune.monitor import host_busy_seconds
-from autotune.perfmodel.profile import BatchCost, Profile, Transport
+from autotune.perfmodel.profile import BatchCost, CostCurve, Profile, Transport
 
 # Powers of two and a few sizes between, so odd batch sizes interpolate over short spans.
 BATCH_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
@@ -101,8 +101,10 @@ def probe(
 CPU_PROBE_CONCURRENCY = 4
 
 
-def _trial_metrics(model: ModelRef, protocol: str, concurrency: int, window_s: float) -> dict[str, float]:
-    """Metrics of one trial of TF Serving's defaults on the stand-in at CONCURRENCY."""
+def _trial_metrics(
+    model: ModelRef, protocol: str, concurrency: int, window_s: float, variant: str = SAVEDMODEL
+) -> dict[str, float]:
+    """Metrics of one trial of TF Serving's defaults, serving VARIANT, on the stand-in at CONCURRENCY."""
     from autotune.measure import MeasureSettings, run_trial
     from autotune.servers.backends import resolve_backend
 
@@ -114,17 +116,21 @@ def _trial_metrics(model: ModelRef, protocol: str, concurrency: int, window_s: f
         measure_unloaded=False,
         min_requests=100,
     )
-    result = run_trial(model, ServingConfig(), settings, resolve_backend("local", check=False))
+    config = ServingConfig(model_variant=variant)
+    result = run_trial(model, config, settings, resolve_backend("local", check=False))
     if not result.ok or not result.metrics.get("throughput_rps"):
-        raise AutotuneError(f"measuring the {protocol} transport failed: {result.failure_message or 'no throughput'}")
+        failed = result.failure_message or "no throughput"
+        raise AutotuneError(f"measuring the {protocol} transport of {variant} failed: {failed}")
     return result.metrics
 
 
-def transport_cost(model: ModelRef, protocol: str, model_cost: tuple[float, float], window_s: float) -> Transport:
-    """The per-request cost outside the model, on the stand-in with TF Serving's defaults: the wall time at
-    concurrency 1 and the CPU under load, less MODEL_COST (wall ms, CPU ms of one batch-1 call)."""
-    idle = _trial_metrics(model, protocol, 1, window_s)
-    busy = _trial_metrics(model, protocol, CPU_PROBE_CONCURRENCY, window_s)
+def transport_cost(
+    model: ModelRef, protocol: str, model_cost: tuple[float, float], window_s: float, variant: str = SAVEDMODEL
+) -> Transport:
+    """The per-request cost outside the model, on the stand-in serving VARIANT with TF Serving's defaults: the wall
+    time at concurrency 1 and the CPU under load, less MODEL_COST (wall ms, CPU ms of one batch-1 call)."""
+    idle = _trial_metrics(model, protocol, 1, window_s, variant)
+    busy = _trial_metrics(model, protocol, CPU_PROBE_CONCURRENCY, window_s, variant)
     per_request_ms = 1000.0 / idle["throughput_rps"]  # closed loop at concurrency 1: one request at a time
     busy_ms = 1000.0 / busy["throughput_rps"]
     return Transport(
@@ -133,7 +139,23 @@ def transport_cost(model: ModelRef, protocol: str, model_cost: tuple[float, floa
         server_cpu_ms=max(busy_ms * (busy.get("cpu_cores") or 0.0) - model_cost[1], 0.0),
         client_cpu_ms=busy_ms * (busy.get("client_cpu_cores") or 0.0),
         gil=True,
+        variant=variant,
     )
+
+
+def variant_transports(
+    model: ModelRef, points: list[BatchCost], protocols: tuple[str, ...], cpus: int, say: Callable[[str], None]
+) -> list[Transport]:
+    """Each protocol's transport while each variant in POINTS serves, less that variant's own batch-1 call as
+    TF Serving's defaults run it (CPUS intra-op threads; a TFLite variant has its one measured count)."""
+    out = []
+    for name in sorted({p.variant for p in points} - {SAVEDMODEL}):
+        call = CostCurve([p for p in points if p.variant == name]).cost(1, cpus)
+        for protocol in protocols:
+            t = transport_cost(model, protocol, call, window_s=1.0, variant=name)
+            say(f"{protocol} serving {name}: {t.wall_ms:.2f} ms outside the model, {t.server_cpu_ms:.2f} ms server CPU")
+            out.append(t)
+    return out
 
 
 def _quiet_probe(
@@ -216,6 +238,7 @@ def measure_profile(
         t = transport_cost(model, protocol, (default.wall_ms, default.cpu_ms), window_s=1.0)
         say(f"{protocol}: {t.wall_ms:.2f} ms a request outside the model")
         transport.append(t)
+    transport += variant_transports(model, points, protocols, cpus, say)
     info = host_info()
     return Profile(
         model=model.name,
@@ -257,12 +280,16 @@ def add_variants(
     say = say or (lambda _m: None)
     started = time.monotonic()
     points, accuracy = list(profile.points), dict(profile.accuracy)
+    added: list[BatchCost] = [p for p in points if profile.lacks_transport(p.variant)]  # profiled before transports
     for name in variants:
         if name not in accuracy:
             got, accuracy[name] = variant_costs(model, name, ladder(max_batch), repeats, budget_s, profile.cpus, say)
             points += got
+            added += got
+    protocols = tuple(sorted({t.protocol for t in profile.transport}))
+    transport = (*profile.transport, *variant_transports(model, added, protocols, profile.cpus, say))
     spent = round(profile.seconds + time.monotonic() - started, 1)
-    return replace(profile, points=tuple(points), accuracy=accuracy, seconds=spent)
+    return replace(profile, points=tuple(points), accuracy=accuracy, transport=transport, seconds=spent)
 
 
 def stored_profile(
@@ -288,7 +315,8 @@ def stored_profile(
         profile = measure_profile(model, max_batch, budget_s=budget_s, protocols=protocols, say=say, variants=variants)
     else:
         profile = Profile.from_json(doc)
-        if all(v in profile.accuracy for v in variants):
+        lacking = any(profile.lacks_transport(v) for v in profile.variants())
+        if all(v in profile.accuracy for v in variants) and not lacking:
             return profile, True
         say(f"measuring the variants {model.name}'s profile lacks")
         profile = add_variants(profile, model, variants, max_batch, budget_s=budget_s, say=say)

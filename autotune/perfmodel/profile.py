@@ -2,7 +2,8 @@
 
 A profile holds, per model variant, intra-op thread count and batch size, the wall time of one call
 and the CPU it burned (TF's pool threads spin, so CPU/wall can exceed the work's parallelism), plus the
-per-request cost of the transport (REST, gRPC) measured against the stand-in at concurrency 1.
+per-request cost of the transport (REST, gRPC) measured against the stand-in, once per served form (the
+SavedModel and each variant: the runtime around the call differs, a TFLite interpreter spins no TF pools).
 Between measured points, curves interpolate linearly in batch size and in thread count; beyond the
 largest measured batch they extrapolate the last per-instance slope (as batch cost is affine at scale).
 """
@@ -10,7 +11,7 @@ largest measured batch they extrapolate the last per-instance slope (as batch co
 from __future__ import annotations
 
 import bisect
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from autotune.errors import AutotuneError
@@ -35,13 +36,22 @@ class BatchCost:
 
 @dataclass(frozen=True)
 class Transport:
-    """One request's cost outside the model, per protocol, at concurrency 1 against the stand-in."""
+    """One request's cost outside the model, per protocol and served form, against the stand-in."""
 
     protocol: str
     wall_ms: float  # request latency minus the model's own call
     server_cpu_ms: float  # server CPU per request beyond the model's
     client_cpu_ms: float  # the load generator's CPU per request
     gil: bool  # whether the server's handling is serialized (the stand-in is Python)
+    variant: str = SAVEDMODEL  # the served form measured (profiles before variants had transports: the SavedModel)
+    # The part of server_cpu_ms that holds the GIL; None: all of it (see Profile.transport_for).
+    gil_cpu_ms: float | None = None
+
+    def held_ms(self) -> float:
+        """Server CPU per request serialized by the GIL."""
+        if not self.gil:
+            return 0.0
+        return self.server_cpu_ms if self.gil_cpu_ms is None else min(self.gil_cpu_ms, self.server_cpu_ms)
 
 
 @dataclass(frozen=True)
@@ -83,12 +93,23 @@ class Profile:
             raise AutotuneError(f"the profile has no variant {variant!r} (has: {', '.join(self.variants())})")
         return CostCurve(pts)
 
-    def transport_for(self, protocol: str) -> Transport:
-        for t in self.transport:
-            if t.protocol == protocol:
-                return t
-        have = ", ".join(t.protocol for t in self.transport) or "none"
-        raise AutotuneError(f"the profile has no {protocol} transport cost (has: {have}); run autotune profile again")
+    def transport_for(self, protocol: str, variant: str = SAVEDMODEL) -> Transport:
+        """PROTOCOL's cost when VARIANT serves (the SavedModel's where VARIANT's was not measured).
+
+        The stand-in's request handling is the same Python for every served form, so the part that holds the GIL
+        is at most the smallest residual of any form measured; the rest of a form's residual is its runtime's
+        (TF's pool threads spinning around a call), which runs beside other requests."""
+        forms = [t for t in self.transport if t.protocol == protocol]
+        if not forms:
+            have = ", ".join(sorted({t.protocol for t in self.transport})) or "none"
+            raise AutotuneError(f"the profile has no {protocol} transport (has: {have}); run autotune profile again")
+        own = next((t for t in forms if t.variant == variant), None)
+        own = own or next((t for t in forms if t.variant == SAVEDMODEL), forms[0])
+        return replace(own, gil_cpu_ms=min(t.server_cpu_ms for t in forms))
+
+    def lacks_transport(self, variant: str) -> bool:
+        """Whether VARIANT was profiled but its transport was not measured (a profile from before they were)."""
+        return variant in self.variants() and not any(t.variant == variant for t in self.transport)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": PROFILE_FORMAT, **asdict(self)}

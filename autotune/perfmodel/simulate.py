@@ -225,12 +225,13 @@ class Server:
 
     def _handled(self) -> Generator[Any, Any, bool]:
         t = self.transport
-        if self.gil is not None:
+        held_ms = t.held_ms()
+        if self.gil is not None and held_ms > 0:
             with self.gil.request() as held:
                 yield held
-                yield self.pool.run(t.server_cpu_ms / 1000, 1.0)
-        else:
-            yield self.pool.run(t.server_cpu_ms / 1000, 1.0)
+                yield self.pool.run(held_ms / 1000, 1.0)
+        if t.server_cpu_ms > held_ms:  # the served form's runtime around the call: beside other requests
+            yield self.pool.run((t.server_cpu_ms - held_ms) / 1000, 1.0)
         if self.batching is None:
             yield from self._execute(1)
             return True
@@ -299,7 +300,7 @@ def simulate(
     env = simpy.Environment()
     rng = np.random.default_rng(seed)
     pool = CpuPool(env, host, allowance, client_apart=apart)
-    transport = transport or profile.transport_for(protocol)
+    transport = transport or profile.transport_for(protocol, config.model_variant)
     server = Server(env, pool, curve, config, sched, transport, rng)
     delay_s = max(transport.wall_ms - transport.client_cpu_ms - transport.server_cpu_ms, 0.0) / 1000
     warm = max(requests // 10, 1)
