@@ -125,3 +125,16 @@ def test_a_grid_without_its_recording_settings_is_refused(tmp_path: Path) -> Non
     path = write_grid(tmp_path / "g.csv", header={"model": "synthetic"})
     with pytest.raises(GridError, match=r"not a grid of record_grid\.py"):
         Grid(path)
+
+
+def test_a_grid_row_keeps_the_served_variant_and_rows_from_before_variants_key_as_they_did() -> None:
+    from grid_file import config_of, point_key
+    from record_grid import VARIANTS, _row
+
+    for config in VARIANTS:  # as a CSV cell reads back: every value a string
+        assert config_of({k: str(v) for k, v in _row(config).items()}) == config
+    assert len({point_key(_row(c)) for c in VARIANTS}) == len(VARIANTS)
+    old = {k: str(v) for k, v in _row(ServingConfig(intra_op_threads=1)).items() if k != "model_variant"}
+    assert point_key(old) == (False, 1, 0, 0.0, ())
+    fp16 = _row(ServingConfig(intra_op_threads=1, model_variant="tflite_fp16"))
+    assert point_key(fp16) != point_key(old)
