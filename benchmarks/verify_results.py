@@ -283,8 +283,15 @@ CLAIMS = (
             "validation-mobilenet-heldout-2026-12-04-cpuplan.csv",
             "validation-resnet-grid-2026-12-04-cpuplan.csv",
             "validation-mobilenet-cpu16-2026-12-04.csv",
+            "validation-variants-mobilenet_float-2026-12-05.csv",
+            "validation-variants-mobilenet_float-2026-12-05-savedmodel-transport.csv",
         )
         for what in ("throughput", "p99", "spearman_throughput_rps")
+    ),
+    Claim(
+        "model validation, variants held out, goodput",
+        "validation-variants-mobilenet_float-2026-12-05.csv",
+        lambda: validation("validation-variants-mobilenet_float-2026-12-05.csv", "spearman_goodput_rps"),
     ),
     Claim(
         "model validation, 16 cores, goodput",
