@@ -99,8 +99,8 @@ CPU16 = [
 
 
 # MobileNetV2 on pixels with its variants (the model-seeded jobs' space, benchmarks/studies/
-# mobilenet_float-variants-relaxed.toml, gRPC at concurrency 4), chosen before the profile that predicts them was
-# measured and before any of them was (validation-plan.md, "Addendum: each served form's own transport").
+# mobilenet_float-variants-relaxed.toml, gRPC at concurrency 4), in no grid, chosen before the profile that predicts
+# them (validation-plan.md, "Addendum: each served form's own transport"); four of them ran in the first live run.
 def _v(variant: str, **knobs: object) -> ServingConfig:
     return ServingConfig(model_variant=variant, **knobs)  # type: ignore[arg-type]
 
