@@ -328,11 +328,8 @@ CLAIMS = (
         for mode in ("new", "shared")
     ),
     *(
-        Claim(
-            f"model-seeded jobs, live, {arm}",
-            "model-seeded-live-mobilenet.json",
-            lambda a=arm: live_seeded("model-seeded-live-mobilenet.json", a),
-        )
+        Claim(f"model-seeded jobs, live, {arm}, {name}", name, lambda a=arm, n=name: live_seeded(n, a))
+        for name in ("model-seeded-live-mobilenet.json", "model-seeded-live-mobilenet-revised.json")
         for arm in ("model", "guide")
     ),
     *(
