@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from autotune.fingerprint import fingerprint, host_info
 from tests.conftest import autotune
 from tests.test_perfmodel import synthetic_profile
@@ -71,6 +73,8 @@ def test_predict_input_errors_are_one_line(tmp_path: Path) -> None:
     assert "neither a built-in" in _one_line_error(autotune("profile", "--model", str(tmp_path / "nope")))
 
 
+# Two profiles and a variant's build, ladder and transports: about 2.5 minutes here, twice that on a slow host.
+@pytest.mark.timeout(600)
 def test_profile_measures_once_then_predict_reads_the_cache(tmp_path: Path) -> None:
     env = {"AUTOTUNE_HOME": str(tmp_path / "home")}
     missing = autotune("predict", "--model", "tiny", "--concurrency", "2", env=env)
@@ -95,6 +99,9 @@ def test_profile_measures_once_then_predict_reads_the_cache(tmp_path: Path) -> N
         1
     }  # TFLite's own threads
     assert len(doc["points"]) == len(json.loads(first.stdout)["points"]) + len(tflite)  # the rest kept as measured
+    # Its own transport, measured while it serves (a TFLite interpreter spins no TF pools around its call).
+    served = [(t["protocol"], t["variant"]) for t in doc["transport"]]
+    assert served == [("grpc", "savedmodel"), ("grpc", "tflite_fp16")]
     variant = autotune(
         "predict",
         "--model",
