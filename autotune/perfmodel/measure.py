@@ -147,12 +147,17 @@ def variant_transports(
     model: ModelRef, points: list[BatchCost], protocols: tuple[str, ...], cpus: int, say: Callable[[str], None]
 ) -> list[Transport]:
     """Each protocol's transport while each variant in POINTS serves, less that variant's own batch-1 call as
-    TF Serving's defaults run it (CPUS intra-op threads; a TFLite variant has its one measured count)."""
+    TF Serving's defaults run it (CPUS intra-op threads; a TFLite variant has its one measured count). One that
+    cannot be measured is said and left out: the variant is then predicted with the SavedModel's."""
     out = []
     for name in sorted({p.variant for p in points} - {SAVEDMODEL}):
         call = CostCurve([p for p in points if p.variant == name]).cost(1, cpus)
         for protocol in protocols:
-            t = transport_cost(model, protocol, call, window_s=1.0, variant=name)
+            try:
+                t = transport_cost(model, protocol, call, window_s=1.0, variant=name)
+            except AutotuneError as exc:
+                say(f"{exc}; {name} is predicted with the SavedModel's {protocol} transport")
+                continue
             say(f"{protocol} serving {name}: {t.wall_ms:.2f} ms outside the model, {t.server_cpu_ms:.2f} ms server CPU")
             out.append(t)
     return out

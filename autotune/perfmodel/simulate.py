@@ -226,7 +226,7 @@ class Server:
     def _handled(self) -> Generator[Any, Any, bool]:
         t = self.transport
         held_ms = t.held_ms()
-        if self.gil is not None and held_ms > 0:
+        if self.gil is not None:
             with self.gil.request() as held:
                 yield held
                 yield self.pool.run(held_ms / 1000, 1.0)
