@@ -137,6 +137,8 @@ def test_only_the_handling_every_served_form_shares_holds_the_gil() -> None:
 
     alone = replace(p, transport=p.transport[:1])
     assert alone.transport_for("grpc").held_ms() == 30.0  # nothing but the SavedModel measured: all of it, as before
+    assert alone.lacks_transport("tflite_fp16") and not p.lacks_transport("tflite_fp16")  # a cached one to grow
+    assert not replace(p, transport=()).lacks_transport("savedmodel")  # only variants are grown
 
 
 def test_a_served_form_whose_runtime_costs_little_is_not_capped_by_the_savedmodels_residual() -> None:

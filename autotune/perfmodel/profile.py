@@ -108,8 +108,10 @@ class Profile:
         return replace(own, gil_cpu_ms=min(t.server_cpu_ms for t in forms))
 
     def lacks_transport(self, variant: str) -> bool:
-        """Whether VARIANT was profiled but its transport was not measured (a profile from before they were)."""
-        return variant in self.variants() and not any(t.variant == variant for t in self.transport)
+        """Whether VARIANT (not the SavedModel) was profiled but its transport was not measured (a profile from
+        before they were)."""
+        measured = any(t.variant == variant for t in self.transport)
+        return variant != SAVEDMODEL and variant in self.variants() and not measured
 
     def to_json(self) -> dict[str, Any]:
         return {"format": PROFILE_FORMAT, **asdict(self)}
