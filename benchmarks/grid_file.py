@@ -76,9 +76,14 @@ def point_key(row: dict[str, Any]) -> tuple:
     on = str(row["enable_batching"]) in ("True", "true", "1")
     batch = tuple(int(row[k]) for k in KNOB_COLUMNS[1:5]) if on else ()
     extra = (float(row.get("cpus") or 0.0), allowed_sizes(row) if on else ())
-    variant = row.get("model_variant") or SAVEDMODEL  # files from before variants: the SavedModel, keyed as then
-    served = () if variant == SAVEDMODEL else (variant,)
+    variant = served_variant(row)
+    served = () if variant == SAVEDMODEL else (variant,)  # rows from before variants key as they did
     return (on, *batch, int(row["intra_op_threads"]), int(row["inter_op_threads"]), *extra, *served)
+
+
+def served_variant(row: dict[str, Any]) -> str:
+    """The model variant a row served (files from before variants: the SavedModel)."""
+    return row.get("model_variant") or SAVEDMODEL
 
 
 def config_of(row: dict[str, Any]) -> Any:
@@ -87,7 +92,7 @@ def config_of(row: dict[str, Any]) -> Any:
 
     threads = {"intra_op_threads": int(row["intra_op_threads"]), "inter_op_threads": int(row["inter_op_threads"])}
     cpus = float(row.get("cpus") or 0.0)
-    variant = row.get("model_variant") or SAVEDMODEL
+    variant = served_variant(row)
     if not point_key(row)[0]:
         return ServingConfig(**threads, cpus=cpus, model_variant=variant)
     batch = {k: int(row[k]) for k in ("max_batch_size", "batch_timeout_micros", "num_batch_threads")}

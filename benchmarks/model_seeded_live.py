@@ -292,6 +292,7 @@ def main() -> None:
     doc["figures"] = figures(doc)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(doc, indent=1) + "\n")
+    partial.unlink(missing_ok=True)  # its jobs are all in OUT now; it only kept them through a crash
     f = doc["figures"]
     print(
         f"the best: x{f['best_gain']:.2f} throughput over TF Serving's defaults (confirmed); within {NOISE:.0%} counts"
