@@ -288,7 +288,11 @@ class _JobRunner:
         if not plan.seeds:
             self._say("seeds: the model predicts no feasible config; the batching guide's instead")
             return None
-        self._say(f"seeds: {len(plan.seeds)} from the model's predicted front ({plan.simulated} configs simulated)")
+        on_front = sum(any(s is f for f in plan.front) for s in plan.seeds)
+        self._say(
+            f"seeds: {len(plan.seeds)} the model predicts apart, {on_front} from the model's predicted front "
+            f"({plan.simulated} configs simulated)"
+        )
         self.store.planned(self.job.id, [p.to_json() for p in evenly(plan.front, FRONT_KEPT)])
         return [p.config for p in plan.seeds]
 

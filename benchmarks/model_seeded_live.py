@@ -245,6 +245,30 @@ def template_profile(template: Path, model: str, protocol: str, variants: tuple[
     return json.loads(got.stdout)
 
 
+def run_jobs(template: Path, a: argparse.Namespace, model: str, partial: Path) -> list[dict[str, Any]]:
+    """Both arms of every seed, each job appended to PARTIAL as it ends (a crash or a time limit keeps them)."""
+    jobs = []
+    for seed in range(1, a.seeds + 1):
+        for arm in arm_order(seed):
+            job = run_job(template, a.study.read_text(), model, arm, seed, a)
+            with partial.open("a") as f:
+                f.write(json.dumps(job) + "\n")
+            jobs.append(job)
+            pick = job["pick"] or {}
+            print(
+                f"{arm} seed {seed}: pick trial {pick.get('trial')}, gain {pick.get('gain')}, {job['wall_s']:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return jobs
+
+
+def whole_seeds(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The jobs of the seeds whose every arm ran: a seed cut short by a stop would favour the arm that ran first."""
+    done = {s for s in {j["seed"] for j in jobs} if {j["arm"] for j in jobs if j["seed"] == s} == set(ARMS)}
+    return [j for j in jobs if j["seed"] in done]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--study", type=Path, required=True)
@@ -254,6 +278,11 @@ def main() -> None:
     p.add_argument("--window-s", type=float, default=2.0)
     p.add_argument("--template", type=Path, help="a home holding the model's profile (default: profile one here)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--from-partial",
+        action="store_true",
+        help="no new job: the figures of the whole seeds in OUT's partial file (a run stopped by its time limit)",
+    )
     a = p.parse_args()
     study = load_study(a.study)
     model = study.model
@@ -263,20 +292,8 @@ def main() -> None:
         template = a.template or Path(tmp) / "home"
         # Measured here unless --template holds it; read back from the cache either way, for the data file.
         profile = template_profile(template, model, study.protocol, study.model_variants)
-        jobs = []
-        for seed in range(1, a.seeds + 1):
-            for arm in arm_order(seed):
-                job = run_job(template, a.study.read_text(), model, arm, seed, a)
-                with partial.open("a") as f:
-                    f.write(json.dumps(job) + "\n")
-                jobs.append(job)
-                pick = job["pick"] or {}
-                print(
-                    f"{arm} seed {seed}: pick trial {pick.get('trial')}, gain {pick.get('gain')}, "
-                    f"{job['wall_s']:.0f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+        ran = [json.loads(line) for line in partial.read_text().splitlines()] if a.from_partial else []
+        jobs = whole_seeds(ran) if a.from_partial else run_jobs(template, a, model, partial)
     doc = {
         "provenance": provenance("model_seeded_live.py"),
         "study": str(a.study),
@@ -284,10 +301,14 @@ def main() -> None:
         "trials": a.trials,
         "confirm_repeats": a.confirm_repeats,
         "window_s": a.window_s,
+        "seeds_asked": a.seeds,
+        "seeds_done": len({j["seed"] for j in jobs}),
         "profile_s": profile["seconds"],
         "profile": profile,
-        "total_s": round(time.monotonic() - started),
+        # A run read back from its partial file has no wall clock of its own: its jobs' walls, summed.
+        "total_s": round(sum(j["wall_s"] for j in jobs)) if a.from_partial else round(time.monotonic() - started),
         "jobs": jobs,
+        "jobs_not_counted": [j for j in ran if j not in jobs],  # a seed the stop cut short: kept, not scored
     }
     doc["figures"] = figures(doc)
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -66,3 +66,10 @@ def test_the_model_error_uses_only_trials_the_model_predicted_before_they_ran():
 
 def test_arms_alternate_which_runs_first_from_seed_to_seed():
     assert live.arm_order(1) == ("model", "guide") and live.arm_order(2) == ("guide", "model")
+
+
+def test_a_run_stopped_early_is_scored_on_whole_seeds_only():
+    ran = [job("guide", 1, 1, 2.0), job("model", 1, 1, 2.0), job("model", 2, 1, 3.0)]  # seed 2's guide never ran
+    kept = live.whole_seeds(ran)
+    assert [(j["arm"], j["seed"]) for j in kept] == [("guide", 1), ("model", 1)]
+    assert live.figures({"trials": 4, "jobs": kept})["best_gain"] == 2.0  # seed 2's x3.0 cannot set the best

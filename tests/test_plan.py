@@ -12,7 +12,7 @@ from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.pareto import dominates
 from autotune.perfmodel.profile import Profile
-from autotune.plan import Planned, make_plan, spread_over_front
+from autotune.plan import Planned, distinct_seeds, make_plan, spread_over_front
 from autotune.space import Dimension, Host, build_space, grid_configs, grid_of, grid_size
 from autotune.spec import KnobSpec, Study
 from tests.conftest import autotune
@@ -40,7 +40,7 @@ def test_the_grid_holds_every_config_once_and_batching_knobs_only_with_batching_
     assert ServingConfig() in configs  # TF Serving's defaults are a grid point
 
 
-def test_the_plan_front_is_feasible_and_non_dominated_and_the_seeds_come_from_it():
+def test_the_plan_front_is_feasible_and_non_dominated_and_the_seeds_start_from_it():
     plan = make_plan(synthetic_profile(), STUDY, small_space(), "rest")
     objectives = list(STUDY.objectives)
     directions = list(STUDY.objectives.values())
@@ -48,7 +48,7 @@ def test_the_plan_front_is_feasible_and_non_dominated_and_the_seeds_come_from_it
     assert all(p.feasible and p.metrics["latency_p99_ms"] <= 200.0 for p in plan.front)
     values = [[p.metrics[m] for m in objectives] for p in plan.front]
     assert not any(dominates(a, b, directions) for a in values for b in values)
-    assert 1 <= len(plan.seeds) <= 4 and all(s in plan.front for s in plan.seeds)
+    assert 1 <= len(plan.seeds) <= 4 and plan.seeds[0] in plan.front and all(s.feasible for s in plan.seeds)
     best = max(plan.front, key=lambda p: p.metrics["throughput_rps"])
     fastest = min(plan.front, key=lambda p: p.metrics["latency_p99_ms"])
     assert best in plan.seeds and fastest in plan.seeds  # each objective's best is measured first
@@ -65,6 +65,18 @@ def test_seeds_spread_over_the_front_take_each_objectives_best_first():
     assert [p.metrics["throughput_rps"] for p in picked] == [8.0, 0.0, 4.0]
 
 
+def test_seeds_the_model_predicts_alike_are_one_seed_and_the_next_front_fills_the_rest():
+    def planned(rps: float, p99: float, threads: int) -> Planned:
+        return Planned(ServingConfig(intra_op_threads=threads), {"throughput_rps": rps, "latency_p99_ms": p99}, True)
+
+    tied = [planned(25.0, 160.0, t) for t in range(3)]  # one prediction, three configs
+    near = planned(24.5, 165.0, 5)  # behind the front, but within 5% of it in both objectives
+    behind = [planned(23.0, 180.0, 6), planned(20.0, 240.0, 7), planned(10.0, 400.0, 8)]
+    seeds = distinct_seeds([*tied, near, *behind], dict(STUDY.objectives), 3)
+    assert [s.config.intra_op_threads for s in seeds] == [0, 6, 7]  # the front once, then the best of the rest
+    assert distinct_seeds(tied, dict(STUDY.objectives), 4) == tied[:1]  # no filler the model cannot tell apart
+
+
 def test_an_objective_the_model_does_not_predict_is_a_one_line_error():
     study = dataclasses.replace(STUDY, objectives={"throughput_rps": "maximize", "rss_mb": "minimize"})
     with pytest.raises(AutotuneError, match="does not predict rss_mb"):
@@ -78,7 +90,7 @@ def test_autotune_plan_prints_the_predicted_front_from_a_profile_file(tmp_path: 
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["predicted"] is True and doc["load"] == {"concurrency": 8} and doc["front"]
-    assert all(s in doc["front"] for s in doc["seeds"])
+    assert doc["seeds"][0] in doc["front"] and all(s["feasible"] for s in doc["seeds"])
     missing = autotune("plan", "--model", "tiny", "--profile", str(tmp_path / "none.json"), "--any-host")
     assert missing.returncode != 0 and missing.stderr.count("\n") == 1 and "cannot read" in missing.stderr
 

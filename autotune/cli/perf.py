@@ -220,7 +220,8 @@ def _show(result: Any) -> None:
     for col in ("seed", "config", "rps", "p99 ms", "cpu cores"):
         table.add_column(col, justify="left" if col == "config" else "right")
     seeds = {id(p) for p in result.seeds}
-    for p in result.front:
+    behind = [p for p in result.seeds if all(p is not f for f in result.front)]  # the front predicted alike
+    for p in [*result.front, *behind]:
         m = p.metrics
         knobs = " ".join(f"{k}={v}" for k, v in p.config.to_dict().items())
         mark = "*" if id(p) in seeds else ""
@@ -234,6 +235,11 @@ def _show(result: Any) -> None:
     sampled = f", a sample of {result.grid}" if result.simulated < result.grid else ""
     tables.err.print(
         f"{result.simulated} configs simulated{sampled}, {result.feasible} feasible, in {result.seconds:.1f} s; "
-        f"* = the {len(result.seeds)} a job would measure first",
+        f"* = the {len(result.seeds)} a job would measure first"
+        + (
+            f" ({len(behind)} from behind the front, listed last: the model predicts the rest of it alike)"
+            if behind
+            else ""
+        ),
         markup=False,
     )
