@@ -235,11 +235,17 @@ class _JobRunner:
         space = build_space(self.study.space, host, tuple(self.study.objectives))
         if "cpus" in space and host.cpu_quota_problem is not None:
             self._say(f"cpus: whole cores only, {host.cpu_quota_problem}")
+        predictor = self._predictor(model, settings) if self.study.seeds == "model" else None
+        if predictor is not None:
+            from autotune.plan import guarded_space
+
+            space, failing = guarded_space(predictor.profile, self.study, space, settings.requests_file)
+            for variant, why in failing.items():
+                self._say(f"space: no {variant}: {why} on the inputs a trial checks it on (the profile's check)")
         tuner = Tuner(self.study, model, backend, space, settings, optuna_storage(self.store.url), job.study_name)
         _fail_stale_trials(tuner.optuna)
         _requeue_interrupted(tuner.optuna)
         self.previous = self.store.previous_front(job, any_host=self.retune)
-        predictor = self._predictor(model, settings) if self.study.seeds == "model" else None
         tuner.predict = predictor
         if not tuner.optuna.trials:
             # Only a fresh study takes first configs: a resumed job has nothing to plan.

@@ -10,11 +10,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autotune.errors import AutotuneError
-from autotune.knobs import ServingConfig
+from autotune.knobs import SAVEDMODEL, ServingConfig
 from autotune.model_check import STORED
 from autotune.pareto import pareto_front
 from autotune.perfmodel.profile import Profile
@@ -184,6 +184,32 @@ def make_plan(
         time.monotonic() - started,
         left_out,
     )
+
+
+def guarded_space(
+    profile: Profile, study: Study, space: dict[str, Dimension], requests_file: str | None
+) -> tuple[dict[str, Dimension], dict[str, str]]:
+    """SPACE less the model variants whose profiled answers fail the study's accuracy guard, and why each went.
+
+    The profile checks a variant on the inputs a trial checks it on when there is no REQUESTS_FILE, so a trial
+    of it would be measured only to be rejected. With a requests file the trial's inputs differ: all stay."""
+    from autotune.models.accuracy import Accuracy  # numpy: only when a space has variants
+
+    dim = space.get("model_variant")
+    if dim is None or not dim.choices or requests_file:
+        return space, {}
+    failing = {}
+    for variant in dim.choices:
+        figures = profile.accuracy.get(variant) or {}
+        if variant != SAVEDMODEL and figures and "failed" not in figures:
+            problem = Accuracy.from_json(figures).problem(study.min_top1_agreement, study.max_abs_error)
+            if problem is not None:
+                failing[variant] = problem
+    kept = tuple(v for v in dim.choices if v not in failing)
+    if not failing or not kept:
+        return space, {}
+    narrowed = replace(dim, choices=None, fixed=kept[0]) if len(kept) == 1 else replace(dim, choices=kept)
+    return {**space, "model_variant": narrowed}, failing
 
 
 def unplannable_variants(profile: Profile, study: Study, variants: set[str]) -> dict[str, str]:

@@ -12,7 +12,7 @@ from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.pareto import dominates
 from autotune.perfmodel.profile import Profile
-from autotune.plan import Planned, distinct_seeds, make_plan, spread_over_front
+from autotune.plan import Planned, distinct_seeds, guarded_space, make_plan, spread_over_front
 from autotune.space import Dimension, Host, build_space, grid_configs, grid_of, grid_size
 from autotune.spec import KnobSpec, Study
 from tests.conftest import autotune
@@ -133,3 +133,21 @@ def test_the_plan_leaves_out_variants_it_cannot_plan_and_says_why():
         profile, dataclasses.replace(STUDY, min_top1_agreement=None), space, "rest", max_configs=60, requests=200
     )
     assert set(loose.left_out) == {"xla"}
+
+
+def test_a_model_seeded_job_searches_no_variant_whose_profiled_answers_fail_the_guard():
+    guarded = dataclasses.replace(STUDY, min_top1_agreement=0.99)
+    space = build_space(
+        {"model_variant": KnobSpec(choices=("savedmodel", "tflite_fp16", "tflite_int8", "xla"))}, Host(2, 0)
+    )
+    figures = {"samples": 128, "max_abs_error": 0.01, "max_rel_error": 0.1}
+    passing, failing = {**figures, "top1_agreement": 1.0}, {**figures, "top1_agreement": 0.5}
+    profile = with_variant_points(synthetic_profile(), {"tflite_fp16": passing, "tflite_int8": failing})
+    narrowed, dropped = guarded_space(profile, guarded, space, None)
+    # xla was never profiled: only a trial can tell, so it stays
+    assert narrowed["model_variant"].choices == ("savedmodel", "tflite_fp16", "xla")
+    assert dropped == {"tflite_int8": "top-1 agreement 0.500 < 0.99"}
+    assert guarded_space(profile, guarded, space, "requests.jsonl") == (space, {})  # a trial checks other inputs
+    both_fail = with_variant_points(synthetic_profile(), {"tflite_fp16": failing, "tflite_int8": failing})
+    only = build_space({"model_variant": KnobSpec(choices=("savedmodel", "tflite_fp16", "tflite_int8"))}, Host(2, 0))
+    assert guarded_space(both_fail, guarded, only, None)[0]["model_variant"].fixed == "savedmodel"
