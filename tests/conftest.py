@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -15,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -137,9 +139,9 @@ def resnet_model(autotune_home: Path):
     return resolve_model("resnet")
 
 
-@pytest.fixture
-def start_server(tmp_path: Path):
-    """Start autotune-model-server for a ModelRef with extra flags; stopped after the test."""
+@contextlib.contextmanager
+def servers_in(log_dir: Path) -> Iterator[Callable[..., Any]]:
+    """A function that starts autotune-model-server for a ModelRef with extra flags; every one stopped on exit."""
     from autotune.measure import free_ports
     from autotune.servers.backends import local_backend
     from autotune.servers.process import ServerProcess
@@ -156,16 +158,32 @@ def start_server(tmp_path: Path):
             f"--model_base_path={model.base_path}",
             *extra,
         ]
-        server = ServerProcess(argv, tmp_path / f"server{len(started)}.log")
+        server = ServerProcess(argv, log_dir / f"server{len(started)}.log")
         started.append(server)
         if wait:
             server.wait_ready(rest_port, model.name, 120)
         server.grpc_port, server.rest_port = grpc_port, rest_port  # type: ignore[attr-defined]
         return server
 
-    yield start
-    for server in started:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start autotune-model-server for a ModelRef with extra flags; stopped after the test."""
+    with servers_in(tmp_path) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def shared_tiny_server(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One plain tiny server for the tests of a module that only send it requests (each start costs ~6 s)."""
+    with servers_in(tmp_path_factory.mktemp("shared-server")) as start:
+        yield start(tiny_model)
 
 
 def _pg_bin() -> Path | None:

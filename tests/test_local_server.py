@@ -24,8 +24,8 @@ def url(server, model, suffix=""):
     return f"http://127.0.0.1:{server.rest_port}/v1/models/{model.name}{suffix}"
 
 
-def test_status_and_metadata(start_server, tiny_model):
-    server = start_server(tiny_model)
+def test_status_and_metadata(shared_tiny_server, tiny_model):
+    server = shared_tiny_server
     status = requests.get(url(server, tiny_model)).json()
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
     meta = requests.get(url(server, tiny_model, "/metadata")).json()
@@ -34,8 +34,8 @@ def test_status_and_metadata(start_server, tiny_model):
     assert meta["model_spec"]["version"] == "1"
 
 
-def test_predict_row_and_columnar_forms(start_server, tiny_model):
-    server = start_server(tiny_model)
+def test_predict_row_and_columnar_forms(shared_tiny_server, tiny_model):
+    server = shared_tiny_server
     rows = requests.post(url(server, tiny_model, ":predict"), json={"instances": [[0.1] * 32, [0.2] * 32]}).json()
     assert len(rows["predictions"]) == 2
     assert set(rows["predictions"][0]) == {"classes", "scores"}
@@ -44,8 +44,8 @@ def test_predict_row_and_columnar_forms(start_server, tiny_model):
     assert np.allclose(cols["outputs"]["scores"][0], rows["predictions"][0]["scores"], atol=1e-6)
 
 
-def test_errors_look_like_tf_servings(start_server, tiny_model):
-    server = start_server(tiny_model)
+def test_errors_look_like_tf_servings(shared_tiny_server, tiny_model):
+    server = shared_tiny_server
     r = requests.post(f"http://127.0.0.1:{server.rest_port}/v1/models/other:predict", json={"instances": [[0.0] * 32]})
     assert r.status_code == 404 and "Servable not found" in r.json()["error"]
     r = requests.post(url(server, tiny_model, ":predict"), data=b"{not json")
@@ -58,10 +58,10 @@ def test_errors_look_like_tf_servings(start_server, tiny_model):
     assert requests.post(url(server, tiny_model, ":predict"), json={"instances": [[0.0] * 32]}).status_code == 200
 
 
-def test_oversized_body_is_refused_not_read(start_server, tiny_model):
+def test_oversized_body_is_refused_not_read(shared_tiny_server, tiny_model):
     import socket
 
-    server = start_server(tiny_model)
+    server = shared_tiny_server
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as sock:
         sock.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n{}")
         reply = sock.recv(4096).decode()
@@ -69,10 +69,10 @@ def test_oversized_body_is_refused_not_read(start_server, tiny_model):
     assert requests.get(url(server, tiny_model)).status_code == 200
 
 
-def test_servers_bind_loopback_only(start_server, tiny_model):
+def test_servers_bind_loopback_only(shared_tiny_server, tiny_model):
     import psutil
 
-    server = start_server(tiny_model)
+    server = shared_tiny_server
     conns = [c for c in psutil.Process(server.pid).net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
     assert conns, "server has no listening sockets"
     assert {c.laddr.ip for c in conns} <= {"127.0.0.1", "::ffff:127.0.0.1"}
@@ -329,12 +329,12 @@ def test_thread_limits_cap_the_requests_in_flight(start_server, tiny_model, tmp_
     channel.close()
 
 
-def test_a_client_that_hangs_up_mid_request_leaves_no_traceback_in_the_log(start_server, tiny_model):
+def test_a_client_that_hangs_up_mid_request_leaves_no_traceback_in_the_log(shared_tiny_server, tiny_model):
     import socket
     import struct
     import time
 
-    server = start_server(tiny_model)
+    server = shared_tiny_server
     for _ in range(5):
         sock = socket.create_connection(("127.0.0.1", server.rest_port))
         head = f"POST /v1/models/{tiny_model.name}:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
