@@ -75,8 +75,10 @@ def test_predict_input_errors_are_one_line(tmp_path: Path) -> None:
 
 # Two profiles and a variant's build, ladder and transports: about 2.5 minutes here, twice that on a slow host.
 @pytest.mark.timeout(600)
-def test_profile_measures_once_then_predict_reads_the_cache(tmp_path: Path) -> None:
+def test_profile_measures_once_then_predict_reads_the_cache(tmp_path: Path, tiny_model) -> None:
     env = {"AUTOTUNE_HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "models").symlink_to(tiny_model.base_path.parent)  # built once for the session
     missing = autotune("predict", "--model", "tiny", "--concurrency", "2", env=env)
     assert "run autotune profile" in _one_line_error(missing)
     args = ["profile", "--model", "tiny", "--max-batch", "4", "--budget-s", "2", "--transport", "grpc", "--json"]
