@@ -13,7 +13,7 @@ import requests
 from autotune.errors import AutotuneError
 from autotune.load.generator import _check_target
 from autotune.servers.target import parse_target
-from tests.conftest import SHORT, autotune
+from tests.conftest import SHORT, autotune, servers_in
 
 LOAD = ["--concurrency", "2", *SHORT]
 
@@ -24,8 +24,19 @@ def _bench(*args: str) -> dict:
     return {**json.loads(run.stdout), "stderr": run.stderr}
 
 
-def test_a_running_server_is_measured_as_it_is_and_left_running(tiny_model, start_server):
-    server = start_server(tiny_model)
+@pytest.fixture(scope="module")
+def running_server(tiny_model, tmp_path_factory: pytest.TempPathFactory):
+    """The server every test here measures as a target, as users' servers run: started once, with its Prometheus
+    counts on, never restarted by what measures it (each start costs ~6 s)."""
+    home = tmp_path_factory.mktemp("target")
+    monitoring = home / "monitoring.config"
+    monitoring.write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n')
+    with servers_in(home) as start:
+        yield start(tiny_model, f"--monitoring_config_file={monitoring}")
+
+
+def test_a_running_server_is_measured_as_it_is_and_left_running(running_server):
+    server = running_server
     pid, url = server.pid, f"http://127.0.0.1:{server.rest_port}"
     ours = _bench("--target", url)
     assert ours["backend"] == "target" and ours["target"] == url and ours["config"] is None
@@ -42,10 +53,8 @@ def test_a_running_server_is_measured_as_it_is_and_left_running(tiny_model, star
     assert 0.5 < ours["throughput_rps"] / fresh["throughput_rps"] < 2.0
 
 
-def test_the_servers_own_count_shows_traffic_from_others(tiny_model, start_server, tmp_path):
-    monitoring = tmp_path / "monitoring.config"
-    monitoring.write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n')
-    server = start_server(tiny_model, f"--monitoring_config_file={monitoring}")
+def test_the_servers_own_count_shows_traffic_from_others(running_server):
+    server = running_server
     url = f"http://127.0.0.1:{server.rest_port}"
     quiet = _bench("--target", url)
     assert quiet["server_requests"] == pytest.approx(quiet["client_answered"], abs=8)
@@ -70,8 +79,8 @@ def test_the_servers_own_count_shows_traffic_from_others(tiny_model, start_serve
     assert "it served other traffic during the measurement" in " ".join(busy["stderr"].split())
 
 
-def test_compare_measures_the_running_server_as_side_a(tiny_model, start_server):
-    server = start_server(tiny_model)
+def test_compare_measures_the_running_server_as_side_a(running_server):
+    server = running_server
     url = f"http://127.0.0.1:{server.rest_port}"
     args = ["--model", "tiny", "--backend", "local", "--target", url, "--repeats", "3", *LOAD, "--json"]
     run = autotune("compare", *args)
@@ -109,7 +118,7 @@ def test_a_remote_host_is_allowed_only_when_named(tiny_model):
     _check_target({**spec, "allow_hosts": ["10.1.2.3"]})
 
 
-def test_retune_check_target_sets_the_deployed_server_against_its_jobs_prediction(tiny_model, start_server, tmp_path):
+def test_retune_check_target_sets_the_deployed_server_against_its_jobs_prediction(tiny_model, running_server, tmp_path):
     from dataclasses import asdict
 
     from autotune.fingerprint import fingerprint, host_info
@@ -125,7 +134,7 @@ def test_retune_check_target_sets_the_deployed_server_against_its_jobs_predictio
     set_job(store, job, study=asdict(Study(source="test", model="tiny")))
     add_trial(store, job, 0, rps=1e6, p99=1.0)  # a prediction no server here meets: drift, whatever the noise
     store.finish_job(job, JobState.done)
-    server = start_server(tiny_model)
+    server = running_server
     url = f"http://127.0.0.1:{server.rest_port}"
     run = autotune("retune", "--model", "tiny", "--check-target", url, "--json", db=db)
     assert run.returncode == 0, run.stdout + run.stderr
