@@ -329,7 +329,11 @@ CLAIMS = (
     ),
     *(
         Claim(f"model-seeded jobs, live, {arm}, {name}", name, lambda a=arm, n=name: live_seeded(n, a))
-        for name in ("model-seeded-live-mobilenet.json", "model-seeded-live-mobilenet-revised.json")
+        for name in (
+            "model-seeded-live-mobilenet.json",
+            "model-seeded-live-mobilenet-revised.json",
+            "model-seeded-live-resnet.json",
+        )
         for arm in ("model", "guide")
     ),
     *(
