@@ -55,6 +55,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import re
 import statistics
 import sys
 import time
@@ -367,12 +368,18 @@ def write_truth(path: Path, header: dict[str, str], rows: list[dict[str, Any]]) 
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
+def _digits(text: str) -> str:
+    """TEXT with each decimal number to 10 significant digits: a least-squares fit's last bits differ between
+    CPUs and numpy builds, and a truth file is not stale for that."""
+    return re.sub(r"\d+\.\d+(?:e[-+]?\d+)?", lambda m: f"{float(m.group()):.10g}", text)
+
+
 def read_truth(path: Path, want: dict[str, str]) -> list[dict[str, Any]] | None:
     """PATH's rows if its header matches WANT on every setting, else None (stale: recompute)."""
     if not path.is_file():
         return None
     header, rows = read_grid(path)
-    if any(header.get(k) != v for k, v in want.items()):
+    if any(_digits(header.get(k) or "") != _digits(v) for k, v in want.items()):
         return None
     return [{"key": r["key"], **{m: float(r[m]) for m in METRICS}} for r in rows]
 

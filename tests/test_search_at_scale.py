@@ -64,6 +64,11 @@ def test_truth_file_is_reused_only_while_its_header_matches(
     assert calls == [1]  # another profile's truth: recomputed
     assert sas.read_truth(path, sas.settings(SPEC)) is not None  # and rewritten with the right header
     assert sas.read_truth(path, {**sas.settings(SPEC), "requests": "999"}) is None
+    # A fitted curve's last bits differ between CPUs: the same fit to 10 digits is the same truth, more is not.
+    fit = {**sas.settings(SPEC), "curve": "DeviceCurve(fixed_ms=4.590542215336929)"}
+    sas.write_truth(path, fit, rows)
+    assert sas.read_truth(path, {**fit, "curve": "DeviceCurve(fixed_ms=4.590542215336919)"}) is not None
+    assert sas.read_truth(path, {**fit, "curve": "DeviceCurve(fixed_ms=4.590543)"}) is None
 
 
 def test_ours_and_random_find_the_optimum_of_a_tiny_space(truth: tuple[Path, list[dict]]) -> None:
