@@ -939,7 +939,7 @@ def main() -> None:
         log(f"{s}: {doc['size']} configs, SLO {doc['slo_ms']:g} ms, budget {doc['budget']}")
         for n, r in doc["samplers"].items():
             log(
-                f"  {n:<17} trials-to-95% median {r['trials_to_95_median']:>6}  random {r['random_median']:>6}  "
+                f"  {n:<17} trials-to-95% median {r['trials_to_95_median']!s:>6}  random {r['random_median']!s:>6}  "
                 f"ratio {r['ratio_to_random']}{' (bound: censored)' if r['ratio_is_bound'] else ''}  size {doc['size']}"
             )
         log(f"  targets (autotune): {doc['targets']}")
