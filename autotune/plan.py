@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autotune.errors import AutotuneError
-from autotune.knobs import SAVEDMODEL, ServingConfig
+from autotune.knobs import ServingConfig
 from autotune.model_check import STORED
 from autotune.pareto import pareto_front
 from autotune.perfmodel.profile import Profile
@@ -193,18 +193,11 @@ def guarded_space(
 
     The profile checks a variant on the inputs a trial checks it on when there is no REQUESTS_FILE, so a trial
     of it would be measured only to be rejected. With a requests file the trial's inputs differ: all stay."""
-    from autotune.models.accuracy import Accuracy  # numpy: only when a space has variants
-
     dim = space.get("model_variant")
     if dim is None or not dim.choices or requests_file:
         return space, {}
-    failing = {}
-    for variant in dim.choices:
-        figures = profile.accuracy.get(variant) or {}
-        if variant != SAVEDMODEL and figures and "failed" not in figures:
-            problem = Accuracy.from_json(figures).problem(study.min_top1_agreement, study.max_abs_error)
-            if problem is not None:
-                failing[variant] = problem
+    problems = {v: profile.guard_problem(v, study.min_top1_agreement, study.max_abs_error) for v in dim.choices}
+    failing = {v: why for v, why in problems.items() if why is not None}
     kept = tuple(v for v in dim.choices if v not in failing)
     if not failing or not kept:
         return space, {}

@@ -77,13 +77,20 @@ class Profile:
 
     def variant_problem(self, variant: str, min_top1: float | None, max_abs: float | None) -> str | None:
         """Why the model cannot plan VARIANT: not profiled, not built, or failing the accuracy guard; else None."""
-        from autotune.models.accuracy import Accuracy
-
         if variant == SAVEDMODEL:
             return None
         figures = self.accuracy.get(variant)
         if figures is None or variant not in self.variants():
             return (figures or {}).get("failed") or "not profiled (autotune profile --variants)"
+        return self.guard_problem(variant, min_top1, max_abs)
+
+    def guard_problem(self, variant: str, min_top1: float | None, max_abs: float | None) -> str | None:
+        """Why VARIANT's profiled answers fail the accuracy guard; None when they pass or were never checked."""
+        from autotune.models.accuracy import Accuracy
+
+        figures = self.accuracy.get(variant)
+        if variant == SAVEDMODEL or not figures or "failed" in figures:
+            return None
         return Accuracy.from_json(figures).problem(min_top1, max_abs)
 
     def curve(self, variant: str = "savedmodel") -> CostCurve:
