@@ -294,7 +294,7 @@ class _JobRunner:
         if not plan.seeds:
             self._say("seeds: the model predicts no feasible config; the batching guide's instead")
             return None
-        on_front = sum(any(s is f for f in plan.front) for s in plan.seeds)
+        on_front = len(plan.seeds) - len(plan.seeds_behind_front)
         self._say(
             f"seeds: {len(plan.seeds)} the model predicts apart, {on_front} from the model's predicted front "
             f"({plan.simulated} configs simulated)"

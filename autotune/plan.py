@@ -59,6 +59,11 @@ class Plan:
     seconds: float
     left_out: dict[str, str] = field(default_factory=dict)  # model variant -> why the plan has none of its configs
 
+    @property
+    def seeds_behind_front(self) -> list[Planned]:
+        """The seeds not on the predicted front: taken from behind it where the model predicts the front alike."""
+        return [p for p in self.seeds if all(p is not f for f in self.front)]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "predicted": True,

@@ -119,20 +119,23 @@ def validation(name: str, what: str) -> str:
 def race(space: str, file: str = "search-at-scale.json", seeded: bool = False) -> str:
     """Trials to 95% of the optimum, ours against random (and the model-seeded job's), from the race's per-seed
     counts (upper median, as search_at_scale.py takes it over an even number of seeds)."""
-    samplers = _load(file)["spaces"][space]["samplers"]
 
-    def upper_median(name: str) -> int:
-        counts = sorted(samplers[name]["counts"])
-        return counts[len(counts) // 2]
+    def upper(name: str) -> int:
+        return upper_median(file, space, name)
 
-    first = f"model-seeded {upper_median('model-seeded')}, " if seeded else ""
-    return f"{space}: {first}ours {upper_median('autotune')} vs random {upper_median('random')}"
+    first = f"model-seeded {upper('model-seeded')}, " if seeded else ""
+    return f"{space}: {first}ours {upper('autotune')} vs random {upper('random')}"
 
 
 def race_seeded_only(space: str, file: str) -> str:
     """The model-seeded entrant's trials to 95% of the optimum, from a race run of that entrant alone."""
-    counts = sorted(_load(file)["spaces"][space]["samplers"]["model-seeded"]["counts"])
-    return f"{space}: model-seeded {counts[len(counts) // 2]} (distinct seeds)"
+    return f"{space}: model-seeded {upper_median(file, space, 'model-seeded')} (distinct seeds)"
+
+
+def upper_median(file: str, space: str, sampler: str) -> int:
+    """A race entrant's per-seed trials to 95% of the optimum, upper median (search_at_scale.py's, for even n)."""
+    counts = sorted(_load(file)["spaces"][space]["samplers"][sampler]["counts"])
+    return counts[len(counts) // 2]
 
 
 def _benchmark(name: str) -> Any:
@@ -233,6 +236,8 @@ def live_seeded(name: str, arm: str) -> str:
     return run.arm_line(run.figures(doc), arm)
 
 
+RACE_SPACES = ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")
+
 CLAIMS = (
     Claim(
         "repeatability, tiny", "trust-repeat-tiny-grpc-c8.json", lambda: f"tiny {cv('trust-repeat-tiny-grpc-c8.json')}"
@@ -304,17 +309,14 @@ CLAIMS = (
         "validation-mobilenet-cpu16-2026-12-04.csv",
         lambda: validation("validation-mobilenet-cpu16-2026-12-04.csv", "spearman_goodput_rps"),
     ),
-    *(
-        Claim(f"race, {space}", "search-at-scale.json", lambda sp=space: race(sp))
-        for space in ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")
-    ),
+    *(Claim(f"race, {space}", "search-at-scale.json", lambda sp=space: race(sp)) for space in RACE_SPACES),
     *(
         Claim(
             f"race, model-seeded, {space}",
             "search-at-scale-model-seeded.json",
             lambda sp=space: race(sp, "search-at-scale-model-seeded.json", seeded=True),
         )
-        for space in ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")
+        for space in RACE_SPACES
     ),
     *(
         Claim(
@@ -322,7 +324,7 @@ CLAIMS = (
             "search-at-scale-model-seeded-distinct.json",
             lambda sp=space: race_seeded_only(sp, "search-at-scale-model-seeded-distinct.json"),
         )
-        for space in ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")
+        for space in RACE_SPACES
     ),
     *(Claim(f"soak, {what}", f, lambda f=f, w=what: soak(f, w)) for f, whats in SOAKS.items() for what in whats),
     *(

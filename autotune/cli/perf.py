@@ -220,7 +220,7 @@ def _show(result: Any) -> None:
     for col in ("seed", "config", "rps", "p99 ms", "cpu cores"):
         table.add_column(col, justify="left" if col == "config" else "right")
     seeds = {id(p) for p in result.seeds}
-    behind = [p for p in result.seeds if all(p is not f for f in result.front)]  # the front predicted alike
+    behind = result.seeds_behind_front
     for p in [*result.front, *behind]:
         m = p.metrics
         knobs = " ".join(f"{k}={v}" for k, v in p.config.to_dict().items())
