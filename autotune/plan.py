@@ -18,7 +18,7 @@ from autotune.knobs import ServingConfig
 from autotune.model_check import STORED
 from autotune.pareto import dominance_counts, pareto_front
 from autotune.perfmodel.profile import Profile
-from autotune.perfmodel.simulate import Load, simulate
+from autotune.perfmodel.simulate import Load, equivalence_key, simulate
 from autotune.space import Dimension, grid_configs, grid_of
 from autotune.spec import Study
 from autotune.tuner import study_is_feasible
@@ -187,7 +187,7 @@ def make_plan(
     configs = [c for c in configs if c.model_variant not in left_out]
     if len(configs) > max_screen:
         configs = random.Random(rng_seed).sample(configs, max_screen)
-    predict = predict or (lambda c, n: predicted_metrics(profile, c, load, protocol, cores, n, rng_seed))
+    predict = predict or simulated(profile, load, protocol, host, rng_seed)
     screened = 0
     if len(configs) > max_configs:
         screened = len(configs)
@@ -211,6 +211,19 @@ def make_plan(
         left_out,
         screened,
     )
+
+
+def simulated(profile: Profile, load: Load, protocol: str, host: float, seed: int) -> Predict:
+    """The profile's predictions at LOAD on HOST cores, each config the simulation cannot tell apart simulated once."""
+    known: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def predict(config: ServingConfig, requests: int) -> dict[str, Any]:
+        key = (equivalence_key(config, load, host), requests)
+        if key not in known:
+            known[key] = predicted_metrics(profile, config, load, protocol, host, requests, seed)
+        return dict(known[key])
+
+    return predict
 
 
 def judged(config: ServingConfig, metrics: dict[str, Any], study: Study) -> Planned:

@@ -12,13 +12,16 @@ from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.pareto import dominance_counts, dominates, pareto_front
 from autotune.perfmodel.profile import Profile
+from autotune.perfmodel.simulate import equivalence_key
 from autotune.plan import (
     Planned,
     distinct_seeds,
     guarded_space,
     make_plan,
     plan_load,
+    predicted_metrics,
     screen_requests,
+    simulated,
     spread_over_front,
 )
 from autotune.space import Dimension, Host, build_space, grid_configs, grid_of, grid_size
@@ -87,6 +90,15 @@ def test_the_screen_finds_a_one_config_optimum_that_a_sample_of_the_grid_would_m
     full = [config for config, n in asked if n == 300]
     assert len(full) == plan.simulated <= 21 and needle in full  # only the screen's best get every answer
     assert {n for _, n in asked} == {300, screen_requests(plan_load(STUDY, 2.0))}
+
+
+def test_a_plan_simulates_once_what_the_simulation_reads_alike_and_answers_as_a_simulation_of_each_would():
+    configs = grid_configs(grid_of(small_space()))
+    load = plan_load(STUDY, 2.0)
+    predict = simulated(synthetic_profile(), load, "rest", 2.0, seed=0)
+    for config in configs:
+        assert predict(config, 200) == predicted_metrics(synthetic_profile(), config, load, "rest", 2.0, 200, 0)
+    assert len({equivalence_key(c, load, 2.0) for c in configs}) < len(configs)  # some were read alike
 
 
 def test_dominance_counts_are_zero_on_the_front_and_count_every_better_point():
