@@ -243,13 +243,18 @@ def screen(configs: list[ServingConfig], predict: Predict, requests: int, study:
 
 def best_screened(screened: list[Planned], study: Study, k: int) -> list[ServingConfig]:
     """The K best of a screen: its feasible configs by how few others dominate them, then the infeasible ones the
-    same way (a rough answer near the SLO may fall on either side of it); more throughput breaks ties."""
+    same way (a rough answer near the SLO may fall on either side of it); more throughput breaks ties. Of configs
+    with one prediction (the simulation read them alike) the first stands for all: K predictions, not K copies."""
     objectives, directions = list(study.objectives), list(study.objectives.values())
     chosen: list[ServingConfig] = []
+    seen: set[tuple[float, ...]] = set()
     for group in ([p for p in screened if p.feasible], [p for p in screened if not p.feasible]):
-        counts = dominance_counts([[p.metrics[m] for m in objectives] for p in group], directions)
-        order = sorted(range(len(group)), key=lambda i: (counts[i], -group[i].metrics.get("throughput_rps", 0.0)))
-        chosen += [group[i].config for i in order[: k - len(chosen)]]
+        values = [tuple(p.metrics[m] for m in objectives) for p in group]
+        counts = dominance_counts(values, directions)
+        for i in sorted(range(len(group)), key=lambda i: (counts[i], -group[i].metrics.get("throughput_rps", 0.0))):
+            if len(chosen) < k and values[i] not in seen:
+                seen.add(values[i])
+                chosen.append(group[i].config)
     return chosen
 
 
