@@ -297,7 +297,7 @@ class _JobRunner:
         on_front = len(plan.seeds) - len(plan.seeds_behind_front)
         self._say(
             f"seeds: {len(plan.seeds)} the model predicts apart, {on_front} from the model's predicted front "
-            f"({plan.simulated} configs simulated)"
+            f"({plan.coverage})"
         )
         self.store.planned(self.job.id, [p.to_json() for p in evenly(plan.front, FRONT_KEPT)])
         return [p.config for p in plan.seeds]

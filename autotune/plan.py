@@ -16,17 +16,21 @@ from typing import Any
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.model_check import STORED
-from autotune.pareto import pareto_front
+from autotune.pareto import dominance_counts, pareto_front
 from autotune.perfmodel.profile import Profile
-from autotune.perfmodel.simulate import Load, simulate
+from autotune.perfmodel.simulate import Load, equivalence_key, simulate
 from autotune.space import Dimension, grid_configs, grid_of
 from autotune.spec import Study
 from autotune.tuner import study_is_feasible
 
 # What the model predicts; an objective outside these cannot be planned (RSS, GPU memory, cost, load time).
 PREDICTED = ("throughput_rps", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "cpu_cores", "error_rate")
-MAX_CONFIGS = 200  # a sample of larger grids: a plan answers in seconds
+MAX_CONFIGS = 200  # configs simulated at REQUESTS: the best of the screen, where the front and seeds come from
 REQUESTS = 500  # simulated answers per config: the ranking, not the third digit
+# The screen: every config of a larger grid, at a fifth of the answers. A sample of the grid would miss an optimum
+# that is one config of thousands (the search-at-scale race's 16- and 64-core spaces); a rough answer for each does not.
+SCREEN_REQUESTS = 100
+MAX_SCREEN = 20_000  # grids larger still are sampled: tens of thousands of configs
 SEEDS = 4
 # Predictions closer than this in every objective are one prediction: the model cannot rank them (its held-out
 # throughput error is 5-12%), so a second such seed spends a live trial learning nothing the first did not.
@@ -52,12 +56,22 @@ class Plan:
     load: dict[str, float]
     cores: float
     grid: int  # configs in the discretized space
-    simulated: int
+    simulated: int  # at REQUESTS answers each
     feasible: int
     front: list[Planned]
     seeds: list[Planned]
     seconds: float
     left_out: dict[str, str] = field(default_factory=dict)  # model variant -> why the plan has none of its configs
+    screened: int = 0  # configs screened at fewer answers before the best were simulated (0: no screen)
+
+    @property
+    def coverage(self) -> str:
+        """How much of the grid the plan saw, in words: what `autotune plan` and a job say."""
+        if self.screened:
+            sampled = f" (a sample of {self.grid})" if self.screened < self.grid else ""
+            return f"{self.screened} configs screened{sampled}, the best {self.simulated} simulated"
+        sampled = f", a sample of {self.grid}" if self.simulated < self.grid else ""
+        return f"{self.simulated} configs simulated{sampled}"
 
     @property
     def seeds_behind_front(self) -> list[Planned]:
@@ -74,6 +88,7 @@ class Plan:
             "feasible": self.feasible,
             "front": [p.to_json() for p in self.front],
             "seeds": [p.to_json() for p in self.seeds],
+            "screened": self.screened,
             "seconds": round(self.seconds, 2),
             "left_out": self.left_out,
         }
@@ -142,6 +157,9 @@ def evenly(items: list[Any], k: int) -> list[Any]:
     return [items[round(j * (len(items) - 1) / max(k - 1, 1))] for j in range(k)]
 
 
+Predict = Callable[[ServingConfig, int], dict[str, Any]]  # a config's predicted metrics from N simulated answers
+
+
 def make_plan(
     profile: Profile,
     study: Study,
@@ -152,10 +170,12 @@ def make_plan(
     requests: int = REQUESTS,
     seeds: int = SEEDS,
     rng_seed: int = 0,
-    predict: Callable[[ServingConfig], dict[str, Any]] | None = None,
+    predict: Predict | None = None,
+    max_screen: int = MAX_SCREEN,
 ) -> Plan:
-    """Simulate SPACE (every grid config, or MAX_CONFIGS of them and TF Serving's defaults) at the study's load;
-    PREDICT, when given, answers for the model instead (a benchmark's model with its own error)."""
+    """Simulate SPACE at the study's load: every grid config (a sample of MAX_SCREEN on larger grids), screened
+    at fewer answers when there are more than MAX_CONFIGS, whose best are simulated at REQUESTS; TF Serving's
+    defaults always. PREDICT, when given, answers for the model instead (a benchmark's model with its own error)."""
     check_objectives(study)
     started = time.monotonic()
     host = float(cores or profile.cpus)
@@ -165,15 +185,16 @@ def make_plan(
     # A PREDICT of the caller's answers for every variant it was given; the profile, only for those it measured.
     left_out = {} if predict else unplannable_variants(profile, study, {c.model_variant for c in configs})
     configs = [c for c in configs if c.model_variant not in left_out]
+    if len(configs) > max_screen:
+        configs = random.Random(rng_seed).sample(configs, max_screen)
+    predict = predict or simulated(profile, load, protocol, host, rng_seed)
+    screened = 0
     if len(configs) > max_configs:
-        configs = random.Random(rng_seed).sample(configs, max_configs)
+        screened = len(configs)
+        configs = best_screened(screen(configs, predict, screen_requests(load), study), study, max_configs)
     if ServingConfig() not in configs:
         configs.append(ServingConfig())  # the defaults are always measured, so always planned
-    predict = predict or (lambda c: predicted_metrics(profile, c, load, protocol, cores, requests, rng_seed))
-    planned = []
-    for config in configs:
-        metrics = predict(config)
-        planned.append(Planned(config, metrics, study_is_feasible(metrics, study, 0.95)))
+    planned = [judged(config, predict(config, requests), study) for config in configs]
     pool = [p for p in planned if p.feasible]
     directions = list(study.objectives.values())
     front_idx = pareto_front([[p.metrics[m] for m in study.objectives] for p in pool], directions) if pool else []
@@ -188,7 +209,53 @@ def make_plan(
         distinct_seeds(pool, study.objectives, seeds),
         time.monotonic() - started,
         left_out,
+        screened,
     )
+
+
+def simulated(profile: Profile, load: Load, protocol: str, host: float, seed: int) -> Predict:
+    """The profile's predictions at LOAD on HOST cores, each config the simulation cannot tell apart simulated once."""
+    known: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def predict(config: ServingConfig, requests: int) -> dict[str, Any]:
+        key = (equivalence_key(config, load, host), requests)
+        if key not in known:
+            known[key] = predicted_metrics(profile, config, load, protocol, host, requests, seed)
+        return dict(known[key])
+
+    return predict
+
+
+def judged(config: ServingConfig, metrics: dict[str, Any], study: Study) -> Planned:
+    """CONFIG's prediction, and whether it meets the study (with the margin a measurement gets)."""
+    return Planned(config, metrics, study_is_feasible(metrics, study, 0.95))
+
+
+def screen_requests(load: Load) -> int:
+    """The screen's answers per config: SCREEN_REQUESTS, and at least 4 rounds of a closed loop's clients."""
+    return max(SCREEN_REQUESTS, 4 * (load.concurrency or 0))
+
+
+def screen(configs: list[ServingConfig], predict: Predict, requests: int, study: Study) -> list[Planned]:
+    """Every one of CONFIGS predicted roughly, from REQUESTS answers."""
+    return [judged(config, predict(config, requests), study) for config in configs]
+
+
+def best_screened(screened: list[Planned], study: Study, k: int) -> list[ServingConfig]:
+    """The K best of a screen: its feasible configs by how few others dominate them, then the infeasible ones the
+    same way (a rough answer near the SLO may fall on either side of it); more throughput breaks ties. Of configs
+    with one prediction (the simulation read them alike) the first stands for all: K predictions, not K copies."""
+    objectives, directions = list(study.objectives), list(study.objectives.values())
+    chosen: list[ServingConfig] = []
+    seen: set[tuple[float, ...]] = set()
+    for group in ([p for p in screened if p.feasible], [p for p in screened if not p.feasible]):
+        values = [tuple(p.metrics[m] for m in objectives) for p in group]
+        counts = dominance_counts(values, directions)
+        for i in sorted(range(len(group)), key=lambda i: (counts[i], -group[i].metrics.get("throughput_rps", 0.0))):
+            if len(chosen) < k and values[i] not in seen:
+                seen.add(values[i])
+                chosen.append(group[i].config)
+    return chosen
 
 
 def guarded_space(

@@ -127,9 +127,9 @@ def race(space: str, file: str = "search-at-scale.json", seeded: bool = False) -
     return f"{space}: {first}ours {upper('autotune')} vs random {upper('random')}"
 
 
-def race_seeded_only(space: str, file: str) -> str:
+def race_seeded_only(space: str, file: str, label: str = "distinct seeds") -> str:
     """The model-seeded entrant's trials to 95% of the optimum, from a race run of that entrant alone."""
-    return f"{space}: model-seeded {upper_median(file, space, 'model-seeded')} (distinct seeds)"
+    return f"{space}: model-seeded {upper_median(file, space, 'model-seeded')} ({label})"
 
 
 def upper_median(file: str, space: str, sampler: str) -> int:
@@ -237,6 +237,7 @@ def live_seeded(name: str, arm: str) -> str:
 
 
 RACE_SPACES = ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")
+HELD_OUT_SPACES = ("cpu32-mobilenet", "cpu32-resnet-variants")
 
 CLAIMS = (
     Claim(
@@ -325,6 +326,22 @@ CLAIMS = (
             lambda sp=space: race_seeded_only(sp, "search-at-scale-model-seeded-distinct.json"),
         )
         for space in RACE_SPACES
+    ),
+    *(
+        Claim(
+            f"race, model-seeded with the whole-space screen, {space}",
+            "search-at-scale-model-seeded-screen.json",
+            lambda sp=space: race_seeded_only(sp, "search-at-scale-model-seeded-screen.json", "whole-space screen"),
+        )
+        for space in RACE_SPACES
+    ),
+    *(
+        Claim(
+            f"race, held-out host, {space}",
+            "search-at-scale-held-out.json",
+            lambda sp=space: race(sp, "search-at-scale-held-out.json", seeded=True),
+        )
+        for space in HELD_OUT_SPACES
     ),
     *(Claim(f"soak, {what}", f, lambda f=f, w=what: soak(f, w)) for f, whats in SOAKS.items() for what in whats),
     *(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.perfmodel.profile import BatchCost, CostCurve, DeviceCurve, Profile, Transport, serial_fraction
-from autotune.perfmodel.simulate import Batching, Load, simulate
+from autotune.perfmodel.simulate import Batching, Load, equivalence_key, simulate
 
 
 def synthetic_profile(
@@ -219,3 +220,36 @@ def test_no_more_requests_reach_the_batch_queue_than_the_server_has_handler_thre
     waits = ServingConfig(enable_batching=True, max_batch_size=64, batch_timeout_micros=20_000, num_batch_threads=1)
     pred = simulate(p, waits, Load(concurrency=32))
     assert pred.mean_batch_size == pytest.approx(8.0, rel=0.05)  # 4 handler threads per core, 2 cores
+
+
+def test_configs_the_simulation_reads_alike_share_a_key_and_get_the_same_answer() -> None:
+    p, load = synthetic_profile(), Load(concurrency=4)
+    batched = ServingConfig(
+        enable_batching=True, max_batch_size=4, batch_timeout_micros=2000, num_batch_threads=2, max_enqueued_batches=64
+    )
+
+    def key(config: ServingConfig, at: Load = load) -> tuple:
+        return equivalence_key(config, at, 2.0)
+
+    alike = [
+        (ServingConfig(), ServingConfig(intra_op_threads=2, inter_op_threads=2)),  # 0 threads: the 2 cores
+        (batched, dataclasses.replace(batched, max_enqueued_batches=4)),  # 4 clients queue no more than 4
+        (dataclasses.replace(batched, max_batch_size=8), dataclasses.replace(batched, max_batch_size=64)),
+        (
+            dataclasses.replace(batched, max_batch_size=1, batch_timeout_micros=32),
+            dataclasses.replace(batched, max_batch_size=1, batch_timeout_micros=100_000),
+        ),
+    ]
+    for a, b in alike:
+        assert key(a) == key(b)
+        assert simulate(p, a, load, requests=300) == simulate(p, b, load, requests=300)
+    # The rules' edges: a bound the clients can reach, a batch they can fill, a timeout, a thread count.
+    assert key(dataclasses.replace(batched, max_enqueued_batches=3)) != key(batched)
+    assert key(dataclasses.replace(batched, batch_timeout_micros=5000)) != key(batched)
+    for a, b in [
+        (batched, dataclasses.replace(batched, max_batch_size=5)),
+        (ServingConfig(), ServingConfig(intra_op_threads=1)),
+    ]:
+        assert key(a) != key(b)
+        assert simulate(p, a, load, requests=300) != simulate(p, b, load, requests=300)
+    assert key(batched, Load(rate=50.0)) != key(dataclasses.replace(batched, max_enqueued_batches=4), Load(rate=50.0))

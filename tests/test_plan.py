@@ -10,9 +10,20 @@ import pytest
 
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
-from autotune.pareto import dominates
+from autotune.pareto import dominance_counts, dominates, pareto_front
 from autotune.perfmodel.profile import Profile
-from autotune.plan import Planned, distinct_seeds, guarded_space, make_plan, spread_over_front
+from autotune.perfmodel.simulate import equivalence_key
+from autotune.plan import (
+    Planned,
+    distinct_seeds,
+    guarded_space,
+    make_plan,
+    plan_load,
+    predicted_metrics,
+    screen_requests,
+    simulated,
+    spread_over_front,
+)
 from autotune.space import Dimension, Host, build_space, grid_configs, grid_of, grid_size
 from autotune.spec import KnobSpec, Study
 from tests.conftest import autotune
@@ -54,9 +65,47 @@ def test_the_plan_front_is_feasible_and_non_dominated_and_the_seeds_start_from_i
     assert best in plan.seeds and fastest in plan.seeds  # each objective's best is measured first
 
 
-def test_a_large_grid_is_sampled_and_the_defaults_are_always_planned():
-    plan = make_plan(synthetic_profile(), STUDY, build_space({}, Host(2, 0)), "rest", max_configs=20, requests=200)
-    assert plan.grid > 2000 and plan.simulated == 21  # 20 sampled, and TF Serving's defaults
+def test_a_large_grid_is_screened_its_best_simulated_in_full_and_the_defaults_always_planned():
+    space = build_space({}, Host(2, 0))
+    plan = make_plan(synthetic_profile(), STUDY, space, "rest", max_configs=20, requests=200, max_screen=150)
+    assert plan.grid > 2000 and plan.screened == 150  # past MAX_SCREEN, a sample is screened
+    assert plan.simulated in (20, 21)  # the screen's best 20, and TF Serving's defaults unless among them
+    assert "150 configs screened (a sample of" in plan.coverage and plan.to_json()["screened"] == 150
+
+
+def test_the_screen_finds_a_one_config_optimum_that_a_sample_of_the_grid_would_miss():
+    space = build_space({}, Host(2, 0))
+    configs = grid_configs(grid_of(space))
+    needle = configs[len(configs) // 3]
+    position = {config: i for i, config in enumerate(configs)}
+    asked: list[tuple[ServingConfig, int]] = []
+
+    def predict(config: ServingConfig, requests: int) -> dict:
+        asked.append((config, requests))
+        rps = 500.0 if config == needle else 50.0 + position[config] % 40
+        return {"throughput_rps": rps, "latency_p99_ms": 100.0, "error_rate": 0.0, "stable": True}
+
+    plan = make_plan(synthetic_profile(), STUDY, space, "rest", max_configs=20, requests=300, predict=predict)
+    assert plan.screened == len(configs) and plan.seeds[0].config == needle
+    full = [config for config, n in asked if n == 300]
+    assert len(full) == plan.simulated <= 21 and needle in full  # only the screen's best get every answer
+    assert {n for _, n in asked} == {300, screen_requests(plan_load(STUDY, 2.0))}
+
+
+def test_a_plan_simulates_once_what_the_simulation_reads_alike_and_answers_as_a_simulation_of_each_would():
+    configs = grid_configs(grid_of(small_space()))
+    load = plan_load(STUDY, 2.0)
+    predict = simulated(synthetic_profile(), load, "rest", 2.0, seed=0)
+    for config in configs:
+        assert predict(config, 200) == predicted_metrics(synthetic_profile(), config, load, "rest", 2.0, 200, 0)
+    assert len({equivalence_key(c, load, 2.0) for c in configs}) < len(configs)  # some were read alike
+
+
+def test_dominance_counts_are_zero_on_the_front_and_count_every_better_point():
+    points = [[10.0, 100.0], [8.0, 50.0], [5.0, 200.0], [10.0, 100.0], [4.0, 300.0]]
+    counts = dominance_counts(points, ["maximize", "minimize"])
+    assert counts == [0, 0, 2, 0, 4]
+    assert [i for i, c in enumerate(counts) if c == 0] == pareto_front(points, ["maximize", "minimize"])
 
 
 def test_seeds_spread_over_the_front_take_each_objectives_best_first():

@@ -186,7 +186,9 @@ def plan(
     concurrency: ConcurrencyOpt = None,
     rate: RateOpt = None,
     cores: Annotated[float | None, typer.Option(min=0.5, help="plan for a host of this many cores")] = None,
-    max_configs: Annotated[int, typer.Option(min=10, max=100_000, help="simulate at most this many configs")] = 200,
+    max_configs: Annotated[
+        int, typer.Option(min=10, max=100_000, help="configs simulated in full: the screen's best")
+    ] = 200,
     seeds: Annotated[int, typer.Option(min=1, max=20, help="configs a job would measure first")] = 4,
     profile_file: ProfileFileOpt = None,
     any_host: AnyHostOpt = False,
@@ -194,7 +196,8 @@ def plan(
 ) -> None:
     """Predict a study's Pareto front from the cached profile, and the configs a job would measure first.
 
-    No server starts: every config of the space's grid (or a sample of it) is simulated at the study's load."""
+    No server starts: every config of the space's grid (a sample past 20,000) is simulated at the study's load,
+    screened at fewer answers when there are more than --max-configs."""
     import dataclasses
 
     from autotune.plan import check_objectives, make_plan
@@ -232,9 +235,8 @@ def _show(result: Any) -> None:
         tables.err.print("no config is predicted to meet the study's constraints: nothing to plan", markup=False)
     for variant, why in result.left_out.items():
         tables.err.print(f"{variant}: not planned: {why}", markup=False)
-    sampled = f", a sample of {result.grid}" if result.simulated < result.grid else ""
     tables.err.print(
-        f"{result.simulated} configs simulated{sampled}, {result.feasible} feasible, in {result.seconds:.1f} s; "
+        f"{result.coverage}, {result.feasible} feasible, in {result.seconds:.1f} s; "
         f"* = the {len(result.seeds)} a job would measure first"
         + (
             f" ({len(behind)} from behind the front, listed last: the model predicts the rest of it alike)"

@@ -337,6 +337,26 @@ def simulate(
     return _summarize(log[warm : warm + requests], marks, server.batch_sizes)
 
 
+def equivalence_key(config: ServingConfig, load: Load, host: float) -> tuple[Any, ...]:
+    """A key two configs share only when simulate() treats them alike, event for event: the knobs as it reads
+    them. Threads at 0 are the schedulable cores; the allowance is its core plan; in a closed loop of N clients
+    no more than N requests are queued, so a queue bound past N and a batch size past N + 1 are never reached;
+    a batch of one is ready at once, whatever its timeout. A plan simulates each key once."""
+    allowance, sched, apart = _cpu_plan(config.cpus, host)
+    batching: tuple[Any, ...] | None = None
+    if config.enable_batching:
+        clients = load.concurrency
+        size, enqueued = config.max_batch_size, config.max_enqueued_batches
+        if clients is not None:
+            enqueued = min(enqueued, clients)
+            if not config.allowed_batch_sizes:  # with padding, the size is what batches run at
+                size = min(size, clients + 1)
+        timeout = config.batch_timeout_micros if size > 1 else None
+        batching = (size, timeout, config.num_batch_threads, enqueued, config.allowed_batch_sizes)
+    threads = (config.intra_op_threads or sched, config.inter_op_threads or sched)
+    return (config.model_variant, allowance, sched, apart, threads, batching)
+
+
 def _cpu_plan(cpus: float, host: float) -> tuple[float, int, bool]:
     """The server's allowance, its schedulable cores, and whether the generator has cores of its own."""
     if cpus > host:
