@@ -366,6 +366,7 @@ CLAIMS = (
             "model-seeded-live-mobilenet.json",
             "model-seeded-live-mobilenet-revised.json",
             "model-seeded-live-resnet.json",
+            "model-seeded-live-mobilenet-distinct.json",
         )
         for arm in ("model", "guide")
     ),
