@@ -163,7 +163,7 @@ SPACES = (
     host_spec("gpu-t4-resnet", "resnet", 8, device="t4"),
 )
 # Raced only when named (--spaces): hosts whose truth was first simulated after the plan's screen was written,
-# so a change read off the four spaces above is checked where nobody has looked.
+# so a change read off the four spaces above is checked on truth simulated after it (the needle is the same config).
 HELD_OUT_SPACES = (
     host_spec("cpu32-mobilenet", "mobilenet", 32),
     host_spec("cpu32-resnet-variants", "resnet", 32, variants=(SAVEDMODEL, "tflite_fp16"), batch_sizes=(4, 16, 64)),
