@@ -132,6 +132,18 @@ def race_seeded_only(space: str, file: str, label: str = "distinct seeds") -> st
     return f"{space}: model-seeded {upper_median(file, space, 'model-seeded')} ({label})"
 
 
+def median_holds(space: str, file: str, draws: int = 20_000) -> str:
+    """How often the model-seeded entrant's upper median stays within 1% of the space when its seeds are resampled
+    (bootstrap, fixed seed): how far a "met" rests on the runs it happened to have."""
+    import random
+
+    doc = _load(file)["spaces"][space]
+    counts, limit = doc["samplers"]["model-seeded"]["counts"], 0.01 * doc["size"]
+    rng = random.Random(1)
+    held = sum(sorted(rng.choices(counts, k=len(counts)))[len(counts) // 2] <= limit for _ in range(draws))
+    return f"{space}: the model-seeded median is within 1% of the space in {100 * held / draws:.0f}% of seed resamples"
+
+
 def upper_median(file: str, space: str, sampler: str) -> int:
     """A race entrant's per-seed trials to 95% of the optimum, upper median (search_at_scale.py's, for even n)."""
     counts = sorted(_load(file)["spaces"][space]["samplers"][sampler]["counts"])
@@ -334,6 +346,13 @@ CLAIMS = (
             lambda sp=space: race_seeded_only(sp, "search-at-scale-model-seeded-screen.json", "whole-space screen"),
         )
         for space in RACE_SPACES
+    ),
+    *(
+        Claim(f"race, robustness, {space}", file, lambda sp=space, f=file: median_holds(sp, f))
+        for space, file in (
+            ("cpu16-resnet-variants", "search-at-scale-model-seeded-screen.json"),
+            ("cpu32-mobilenet", "search-at-scale-held-out.json"),
+        )
     ),
     *(
         Claim(
