@@ -7,10 +7,11 @@ to look, and only live trials say what is true.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from autotune.errors import AutotuneError
@@ -63,15 +64,17 @@ class Plan:
     seconds: float
     left_out: dict[str, str] = field(default_factory=dict)  # model variant -> why the plan has none of its configs
     screened: int = 0  # configs screened at fewer answers before the best were simulated (0: no screen)
+    sampled: bool = False  # the grid was larger than MAX_SCREEN: a sample of it was planned
 
     @property
     def coverage(self) -> str:
         """How much of the grid the plan saw, in words: what `autotune plan` and a job say."""
-        if self.screened:
-            sampled = f" (a sample of {self.grid})" if self.screened < self.grid else ""
-            return f"{self.screened} configs screened{sampled}, the best {self.simulated} simulated"
-        sampled = f", a sample of {self.grid}" if self.simulated < self.grid else ""
-        return f"{self.simulated} configs simulated{sampled}"
+        text = f"{self.screened} configs screened" if self.screened else f"{self.simulated} configs simulated"
+        if self.sampled:
+            text += f" (a sample of {self.grid})"
+        elif self.left_out:
+            text += f" (of {self.grid}; {', '.join(self.left_out)} left out)"
+        return text + (f", the best {self.simulated} simulated" if self.screened else "")
 
     @property
     def seeds_behind_front(self) -> list[Planned]:
@@ -185,8 +188,12 @@ def make_plan(
     # A PREDICT of the caller's answers for every variant it was given; the profile, only for those it measured.
     left_out = {} if predict else unplannable_variants(profile, study, {c.model_variant for c in configs})
     configs = [c for c in configs if c.model_variant not in left_out]
-    if len(configs) > max_screen:
+    sampled = len(configs) > max_screen
+    if sampled:
         configs = random.Random(rng_seed).sample(configs, max_screen)
+    # Of configs the model predicts alike, the first stands for all: the one with the fewest knobs off TF Serving's
+    # defaults, the smallest change to deploy and the least resting on how the model reads an edge knob.
+    configs.sort(key=changes_from_defaults)
     predict = predict or simulated(profile, load, protocol, host, rng_seed)
     screened = 0
     if len(configs) > max_configs:
@@ -210,7 +217,22 @@ def make_plan(
         time.monotonic() - started,
         left_out,
         screened,
+        sampled,
     )
+
+
+def changes_from_defaults(config: ServingConfig) -> tuple[int, float]:
+    """How far CONFIG is from TF Serving's defaults: how many knobs differ, then how far the numbers move (log
+    scale, so a queue of 1 is farther from the default 10 than one of 64)."""
+    defaults = ServingConfig()
+    changed, moved = 0, 0.0
+    for f in fields(ServingConfig):
+        value, default = getattr(config, f.name), getattr(defaults, f.name)
+        if value != default:
+            changed += 1
+            numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in (value, default))
+            moved += abs(math.log((value + 1) / (default + 1))) if numeric and value >= 0 and default >= 0 else 1.0
+    return changed, moved
 
 
 def simulated(profile: Profile, load: Load, protocol: str, host: float, seed: int) -> Predict:

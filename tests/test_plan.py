@@ -15,6 +15,7 @@ from autotune.perfmodel.profile import Profile
 from autotune.perfmodel.simulate import equivalence_key
 from autotune.plan import (
     Planned,
+    changes_from_defaults,
     distinct_seeds,
     guarded_space,
     make_plan,
@@ -90,6 +91,20 @@ def test_the_screen_finds_a_one_config_optimum_that_a_sample_of_the_grid_would_m
     full = [config for config, n in asked if n == 300]
     assert len(full) == plan.simulated <= 21 and needle in full  # only the screen's best get every answer
     assert {n for _, n in asked} == {300, screen_requests(plan_load(STUDY, 2.0))}
+
+
+def test_of_configs_predicted_alike_the_plan_keeps_the_one_fewest_knobs_away_from_tf_servings_defaults():
+    space = build_space({}, Host(2, 0))
+    configs = grid_configs(grid_of(space))
+
+    def predict(config: ServingConfig, requests: int) -> dict:
+        best = config.enable_batching and config.max_batch_size == 4  # many configs, one prediction
+        return {"throughput_rps": 90.0 if best else 50.0, "latency_p99_ms": 100.0, "error_rate": 0.0, "stable": True}
+
+    plan = make_plan(synthetic_profile(), STUDY, space, "rest", max_configs=20, requests=300, predict=predict)
+    tied = [c for c in configs if c.enable_batching and c.max_batch_size == 4]
+    assert len(tied) > 10 and plan.seeds[0].config in tied
+    assert changes_from_defaults(plan.seeds[0].config) == min(changes_from_defaults(c) for c in tied)
 
 
 def test_a_plan_simulates_once_what_the_simulation_reads_alike_and_answers_as_a_simulation_of_each_would():
