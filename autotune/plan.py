@@ -193,14 +193,15 @@ def make_plan(
         configs = random.Random(rng_seed).sample(configs, max_screen)
     # Of configs the model predicts alike, the first stands for all: the one with the fewest knobs off TF Serving's
     # defaults, the smallest change to deploy and the least resting on how the model reads an edge knob.
-    configs.sort(key=changes_from_defaults)
+    defaults = ServingConfig()  # once: its batch threads read the host's schedulable cores
+    configs.sort(key=lambda c: changes_from_defaults(c, defaults))
     predict = predict or simulated(profile, load, protocol, host, rng_seed)
     screened = 0
     if len(configs) > max_configs:
         screened = len(configs)
         configs = best_screened(screen(configs, predict, screen_requests(load), study), study, max_configs)
-    if ServingConfig() not in configs:
-        configs.append(ServingConfig())  # the defaults are always measured, so always planned
+    if defaults not in configs:
+        configs.append(defaults)  # the defaults are always measured, so always planned
     planned = [judged(config, predict(config, requests), study) for config in configs]
     pool = [p for p in planned if p.feasible]
     directions = list(study.objectives.values())
@@ -221,10 +222,10 @@ def make_plan(
     )
 
 
-def changes_from_defaults(config: ServingConfig) -> tuple[int, float]:
-    """How far CONFIG is from TF Serving's defaults: how many knobs differ, then how far the numbers move (log
+def changes_from_defaults(config: ServingConfig, defaults: ServingConfig | None = None) -> tuple[int, float]:
+    """How far CONFIG is from TF Serving's DEFAULTS: how many knobs differ, then how far the numbers move (log
     scale, so a queue of 1 is farther from the default 10 than one of 64)."""
-    defaults = ServingConfig()
+    defaults = defaults or ServingConfig()
     changed, moved = 0, 0.0
     for f in fields(ServingConfig):
         value, default = getattr(config, f.name), getattr(defaults, f.name)

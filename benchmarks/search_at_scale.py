@@ -27,12 +27,12 @@ space. Its model is never the truth: each config is simulated again (seed 1000 +
 requests, not the truth's seed 0 and 600), then its throughput and p99 are multiplied by exp(b + s * z), with
 (b, s) the mean and SD of log(predicted / measured) of the performance model on the live grid of the space's
 model (VALIDATION: what the model missed against real servers) and z one standard-normal draw per config, metric
-and run seed. The job plans with plan.make_plan on that model (200 configs sampled, seeded by the run's seed),
-measures the defaults, then the planned front, then autotune's sampler, and checks the model for drift as a job
-does. Its target: 95% of the optimum within 1% of the space, on every space. Since 2026-12-05 the plan screens
-every config of the space (plan.SCREEN_REQUESTS answers each, at least 4 per client), then simulates its 200 best
-in full; before, it simulated a sample of 200 (search-at-scale-model-seeded*.json). HELD_OUT_SPACES check that
-change on hosts first simulated after it.
+and run seed. The job plans with plan.make_plan on that model, measures the defaults, then the planned front,
+then autotune's sampler, and checks the model for drift as a job does. Its target: 95% of the optimum within 1% of
+the space, on every space. Since 2026-12-05 the plan screens every config of the space (plan.SCREEN_REQUESTS
+answers each, at least 4 per client), then simulates its 200 best in full; before, it simulated a sample of 200
+seeded by the run's seed (search-at-scale-model-seeded.json, -distinct.json). HELD_OUT_SPACES check that change
+on hosts first simulated after it.
 Held out: the first configs of `autotune` (autotune/seeds.py) were written on 2-core grids of tiny, ResNet50 and
 MobileNetV2 (benchmarks/data/grid-*.csv); none of these hosts or spaces was used to write them. One change came
 from this benchmark's smoke runs (a 162-config subset of cpu8-mobilenet): seeds now read a 0 choice as TF does

@@ -140,14 +140,18 @@ def median_holds(space: str, file: str, draws: int = 20_000) -> str:
     doc = _load(file)["spaces"][space]
     counts, limit = doc["samplers"]["model-seeded"]["counts"], 0.01 * doc["size"]
     rng = random.Random(1)
-    held = sum(sorted(rng.choices(counts, k=len(counts)))[len(counts) // 2] <= limit for _ in range(draws))
+    held = sum(_upper(rng.choices(counts, k=len(counts))) <= limit for _ in range(draws))
     return f"{space}: the model-seeded median is within 1% of the space in {100 * held / draws:.0f}% of seed resamples"
 
 
 def upper_median(file: str, space: str, sampler: str) -> int:
     """A race entrant's per-seed trials to 95% of the optimum, upper median (search_at_scale.py's, for even n)."""
-    counts = sorted(_load(file)["spaces"][space]["samplers"][sampler]["counts"])
-    return counts[len(counts) // 2]
+    return _upper(_load(file)["spaces"][space]["samplers"][sampler]["counts"])
+
+
+def _upper(counts: list[int]) -> int:
+    """The upper median, as search_at_scale.py takes it over an even number of seeds."""
+    return sorted(counts)[len(counts) // 2]
 
 
 def _benchmark(name: str) -> Any:
