@@ -11,6 +11,12 @@ The rule, fixed before the first job (docs/benchmarks.md gives it too):
   not reach it counts as its budget + 1 (censored, and said);
 - targets (the issue's): the model-seeded median <= 3 trials, and <= 0.5 x the guide-seeded median.
 
+Since the fourth MobileNetV2 run (validation-plan.md, its addendum of 2026-12-05 19:50 UTC) a run ends with a
+head-to-head: TF Serving's defaults and every distinct pick of every job, measured in one block of interleaved
+rounds on fresh servers (`H2H_ROUNDS` each). A job's gain is then its pick's median throughput in that block over
+the defaults' median in it, so every pick is judged against the same defaults at the same time; the rest of the
+rule is unchanged, and the jobs' own confirmations give the earlier rule's figures beside it (`by_confirmation`).
+
     python benchmarks/model_seeded_live.py --study benchmarks/studies/mobilenet_float-variants-relaxed.toml \
         --seeds 5 --trials 8 --out benchmarks/data/model-seeded-live-mobilenet.json
 """
@@ -31,11 +37,12 @@ from typing import Any
 
 from _common import provenance
 
-from autotune.knobs import SAVEDMODEL
+from autotune.knobs import SAVEDMODEL, ServingConfig, config_from_dict
 from autotune.pareto import default_pick, pick_index
 from autotune.spec import load_study
 
 NOISE = 0.10  # a confirmed gain within 10% of the best is the best, as far as 3+3 servers can tell
+H2H_ROUNDS = 3  # fresh servers a config in the head-to-head, as in each job's confirmation
 ARMS = ("model", "guide")
 PREDICTED = ("throughput_rps", "latency_p99_ms", "cpu_cores")
 
@@ -146,22 +153,62 @@ def run_job(template: Path, study_text: str, model: str, arm: str, seed: int, a:
     }
 
 
-def reach(job: dict[str, Any], best: float, budget: int) -> tuple[int, bool]:
-    """Live trials until JOB's pick was measured (defaults = 1), and whether its gain reached the best."""
-    pick = job["pick"]
-    ok = pick is not None and pick["gain"] is not None and pick["gain"] >= (1 - NOISE) * best
+def reach(gain: float | None, pick: dict[str, Any] | None, best: float, budget: int) -> tuple[int, bool]:
+    """Live trials until a job's PICK was measured (defaults = 1), and whether its GAIN reached the best."""
+    ok = pick is not None and gain is not None and gain >= (1 - NOISE) * best
     return (pick["trial"] + 1, True) if ok else (budget + 1, False)
 
 
+def config_key(config: dict[str, Any]) -> str:
+    """One string per serving config, however its dict was stored (knobs at their defaults or left out)."""
+    return json.dumps(config_from_dict(config).to_dict(), sort_keys=True)
+
+
+def h2h_configs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The head-to-head's entrants: TF Serving's defaults first, then each distinct pick in the jobs' order."""
+    configs = {config_key({}): ServingConfig().to_dict()}
+    for j in jobs:
+        if j["pick"]:
+            configs.setdefault(config_key(j["pick"]["config"]), j["pick"]["config"])
+    return list(configs.values())
+
+
+def h2h_medians(block: dict[str, Any]) -> dict[str, float | None]:
+    """Each entrant's median throughput over its good runs in the block (None under 2 good runs)."""
+    out = {}
+    for side in block["sides"]:
+        rps = [r["metrics"]["throughput_rps"] for r in side["runs"] if r["ok"] and r["metrics"].get("throughput_rps")]
+        out[config_key(side["config"])] = statistics.median(rps) if len(rps) >= 2 else None
+    return out
+
+
+def h2h_gains(doc: dict[str, Any]) -> list[float | None]:
+    """Each job's gain by the head-to-head: its pick's median over the defaults' median, both from the block."""
+    medians = h2h_medians(doc["head_to_head"])
+    defaults = medians[config_key({})]
+    gains = []
+    for j in doc["jobs"]:
+        rps = medians.get(config_key(j["pick"]["config"])) if j["pick"] else None
+        gains.append(rps / defaults if rps and defaults else None)
+    return gains
+
+
 def figures(doc: dict[str, Any]) -> dict[str, Any]:
-    """The rule's figures from the jobs' records: per job and per arm, and the model's error on its trials."""
+    """The rule's figures (gains from the head-to-head where the run has one), with the earlier rule's beside."""
+    if "head_to_head" not in doc:
+        return rule_figures(doc, [j["pick"]["gain"] if j["pick"] else None for j in doc["jobs"]])
+    own = rule_figures(doc, [j["pick"]["gain"] if j["pick"] else None for j in doc["jobs"]])
+    return {**rule_figures(doc, h2h_gains(doc)), "gains_from": "head_to_head", "by_confirmation": own}
+
+
+def rule_figures(doc: dict[str, Any], job_gains: list[float | None]) -> dict[str, Any]:
+    """The rule's figures given each job's gain: per job and per arm, and the model's error on its trials."""
     jobs = doc["jobs"]
     budget = doc["trials"]
-    gains = [j["pick"]["gain"] for j in jobs if j["pick"] and j["pick"]["gain"] is not None]
-    best = max(gains)
+    best = max(g for g in job_gains if g is not None)
     per_job = []
-    for j in jobs:
-        n, ok = reach(j, best, budget)
+    for j, gain in zip(jobs, job_gains, strict=True):
+        n, ok = reach(gain, j["pick"], best, budget)
         trial = next((t for t in j["trials"] if j["pick"] and t["trial"] == j["pick"]["trial"]), None)
         per_job.append(
             {
@@ -169,7 +216,7 @@ def figures(doc: dict[str, Any]) -> dict[str, Any]:
                 "seed": j["seed"],
                 "pick_trial": j["pick"]["trial"] if j["pick"] else None,
                 "pick_variant": (j["pick"]["config"].get("model_variant", SAVEDMODEL) if j["pick"] else None),
-                "gain": j["pick"]["gain"] if j["pick"] else None,
+                "gain": gain,
                 "verdict": j["pick"]["verdict"] if j["pick"] else None,
                 "trials_to_best": n,
                 "reached": ok,
@@ -263,6 +310,39 @@ def run_jobs(template: Path, a: argparse.Namespace, model: str, partial: Path) -
     return jobs
 
 
+def head_to_head(template: Path, a: argparse.Namespace, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The defaults and every distinct pick, H2H_ROUNDS interleaved rounds on fresh servers, in a copy of TEMPLATE
+    and at the jobs' load and window; every run kept (pid, start, figures) so each gain recomputes."""
+    import dataclasses
+
+    from autotune.compare import live_measure, measure_interleaved
+    from autotune.job import study_settings
+    from autotune.models.resolve import resolve_model
+    from autotune.servers.backends import resolve_backend
+
+    study = load_study(a.study)
+    study = dataclasses.replace(study, windows=study.windows.with_overrides(window_s=a.window_s))
+    configs = h2h_configs(jobs)
+    with tempfile.TemporaryDirectory(prefix="autotune-h2h-") as tmp:
+        home = Path(tmp) / "home"
+        shutil.copytree(template, home, symlinks=True)
+        os.environ["AUTOTUNE_HOME"] = str(home)
+        os.environ.pop("AUTOTUNE_DB_URL", None)
+        model = resolve_model(study.model, study.signature)
+        measure = live_measure(model, study_settings(study), resolve_backend(study.backend))
+
+        def say(msg: str) -> None:
+            print(f"head-to-head {msg}", file=sys.stderr, flush=True)
+
+        started = time.monotonic()
+        measured = measure_interleaved([config_from_dict(c) for c in configs], H2H_ROUNDS, measure, say)
+    return {
+        "rounds": measured.rounds,
+        "seconds": round(time.monotonic() - started),
+        "sides": [{"config": c, "runs": side.run_records()} for c, side in zip(configs, measured.sides, strict=True)],
+    }
+
+
 def whole_seeds(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The jobs of the seeds whose every arm ran: a seed cut short by a stop would favour the arm that ran first."""
     done = {s for s in {j["seed"] for j in jobs} if {j["arm"] for j in jobs if j["seed"] == s} == set(ARMS)}
@@ -283,6 +363,7 @@ def main() -> None:
         action="store_true",
         help="no new job: the figures of the whole seeds in OUT's partial file (a run stopped by its time limit)",
     )
+    p.add_argument("--no-head-to-head", action="store_true", help="score by the jobs' own confirmations only")
     a = p.parse_args()
     study = load_study(a.study)
     model = study.model
@@ -294,6 +375,8 @@ def main() -> None:
         profile = template_profile(template, model, study.protocol, study.model_variants)
         ran = [json.loads(line) for line in partial.read_text().splitlines()] if a.from_partial else []
         jobs = whole_seeds(ran) if a.from_partial else run_jobs(template, a, model, partial)
+        if not a.no_head_to_head:
+            block = head_to_head(template, a, jobs)
     doc = {
         "provenance": provenance("model_seeded_live.py"),
         "study": str(a.study),
@@ -310,14 +393,22 @@ def main() -> None:
         "jobs": jobs,
         "jobs_not_counted": [j for j in ran if j not in jobs],  # a seed the stop cut short: kept, not scored
     }
+    if not a.no_head_to_head:
+        doc["head_to_head"] = block
     doc["figures"] = figures(doc)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(doc, indent=1) + "\n")
     partial.unlink(missing_ok=True)  # its jobs are all in OUT now; it only kept them through a crash
     f = doc["figures"]
-    print(
-        f"the best: x{f['best_gain']:.2f} throughput over TF Serving's defaults (confirmed); within {NOISE:.0%} counts"
-    )
+    print_figures(f, "head-to-head" if "head_to_head" in doc else "confirmed")
+    if "by_confirmation" in f:
+        print("the earlier rule (each job's own confirmation against its own defaults), beside it:")
+        print_figures(f["by_confirmation"], "confirmed")
+
+
+def print_figures(f: dict[str, Any], how: str) -> None:
+    """The rule's figures as the run prints them."""
+    print(f"the best: x{f['best_gain']:.2f} throughput over TF Serving's defaults ({how}); within {NOISE:.0%} counts")
     for arm in ARMS:
         print(f"{arm_line(f, arm)}; median {f['arms'][arm]['median_seconds']} s into the job")
     print(
