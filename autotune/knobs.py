@@ -107,7 +107,8 @@ KNOBS: dict[str, Knob] = {
 
 def is_default_config(config: dict[str, Any]) -> bool:
     """Whether a stored config dict is TF Serving's defaults (the baseline every job measures first)."""
-    defaults = ServingConfig().to_dict()
+    # to_dict leaves out the variant and precision at their defaults: a TFLite model on default knobs is no baseline.
+    defaults = {**ServingConfig().to_dict(), "model_variant": SAVEDMODEL, "mixed_precision": MIXED_PRECISION[0]}
     # A knob a stored config lacks (it predates the knob) was at its default.
     return {k: config.get(k, v) for k, v in defaults.items()} == defaults
 

@@ -36,6 +36,11 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 PLANNED_ATTR = "planned"
 # What a trial keeps of its server's log: the end, where the reason for a failure is.
 LOG_TAIL_CHARS = 4000
+# The user attr of an Optuna trial not measured because an earlier one measured its config: that trial's number.
+REPEAT_ATTR = "repeat_of"
+# Asks in a row for measured configs before the next one is measured anyway: a sampler that keeps asking for
+# the same configs has said what it knows, and a second fresh server is then worth more than a spin.
+MAX_REPEATS_ASKED = 20
 
 
 class GridSweep(optuna.samplers.BruteForceSampler):
@@ -274,6 +279,7 @@ class Tuner:
             self.enqueue(self.first_configs(previous or [], trials))
         deadline = time.monotonic() + minutes * 60
         done: list[TunedTrial] = []
+        repeats = 0
         while len(done) < trials:
             if time.monotonic() >= deadline:
                 break
@@ -283,8 +289,17 @@ class Tuner:
                 trial.set_user_attr("failure_reason", FailureReason.skipped)
                 self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
+            config = suggest(trial, self.space)
+            earlier = self._measured_before(config) if repeats < MAX_REPEATS_ASKED else None
+            if earlier is not None:
+                self._tell_repeat(trial, config, earlier, hooks, first=repeats == 0)
+                repeats += 1
+                if isinstance(self.optuna.sampler, GridSweep) and self.optuna.sampler.exhausted:
+                    break
+                continue
+            repeats = 0
             try:
-                config, result = self._measure(trial, hooks)
+                result = self._measure(trial.number, config, hooks)
             except BaseException:
                 # Ctrl-C (or a crash) between trials must not leave the Optuna trial RUNNING forever.
                 trial.set_user_attr("failure_reason", FailureReason.interrupted)
@@ -301,9 +316,37 @@ class Tuner:
                 break
         return done
 
-    def _measure(self, trial: optuna.Trial, hooks: TrialHooks) -> tuple[ServingConfig, TrialResult]:
-        config = suggest(trial, self.space)
-        n = trial.number
+    def _measured_before(self, config: ServingConfig) -> optuna.trial.FrozenTrial | None:
+        """The trial that measured CONFIG and whose result stands (complete, stable, undisturbed), if any."""
+        wanted = config.to_dict()
+        for t in self.optuna.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            metrics = t.user_attrs.get("metrics") or {}
+            trusted = metrics.get("stable", True) and not metrics.get("interference")
+            if trusted and t.user_attrs.get("config") == wanted:
+                return t
+        return None
+
+    def _tell_repeat(
+        self,
+        trial: optuna.Trial,
+        config: ServingConfig,
+        earlier: optuna.trial.FrozenTrial,
+        hooks: TrialHooks,
+        first: bool,
+    ) -> None:
+        """No live trial for a config EARLIER measured: told as failed, so the sampler's model keeps the one
+        result it has (a copy told as complete would weigh it twice and draw the sampler back to it), and no row
+        in the job (its trial numbers skip this one)."""
+        trial.set_user_attr(REPEAT_ATTR, earlier.number)
+        trial.set_user_attr("failure_reason", FailureReason.repeat)
+        self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
+        msg = f"the sampler asked for trial {earlier.number}'s config again; not measured twice"
+        if hooks.said and first:
+            hooks.said(f"trial {trial.number}: {msg}")
+        if hooks.progress:
+            hooks.progress(trial.number, config, msg)  # where a job checks for a stop between live trials
+
+    def _measure(self, n: int, config: ServingConfig, hooks: TrialHooks) -> TrialResult:
         if hooks.begin:
             hooks.begin(n, config)
         progress, started = hooks.progress, hooks.server_started
@@ -320,7 +363,7 @@ class Tuner:
             result.metrics["remeasured"] = attempt
         if not accepted:
             result.metrics["interference"] = True
-        return config, result
+        return result
 
     def _judge_model(self, tuned: TunedTrial, hooks: TrialHooks) -> None:
         """After each trial of a model-seeded job: has the model drifted from what the trials measure?"""

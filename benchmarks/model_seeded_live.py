@@ -7,8 +7,9 @@ The rule, fixed before the first job (docs/benchmarks.md gives it too):
   job's own confirmation of that pick against TF Serving's defaults (throughput ratio, paired fresh servers);
 - the best is the largest confirmed gain over every job of both arms; a job reached it when its pick's gain is at
   least (1 - NOISE) of the best;
-- its live trials to reach it: the pick's trial number, counting TF Serving's defaults as trial 1; a job that did
-  not reach it counts as its budget + 1 (censored, and said);
+- its live trials to reach it: the job's live trials up to the pick's, counting TF Serving's defaults as trial 1
+  (the pick's trial number + 1 while every number was a live trial); a job that did not reach it counts as its
+  budget + 1 (censored, and said);
 - targets (the issue's): the model-seeded median <= 3 trials, and <= 0.5 x the guide-seeded median.
 
 Since the fourth MobileNetV2 run (validation-plan.md, its addendum of 2026-12-05 19:50 UTC) a run ends with a
@@ -153,10 +154,14 @@ def run_job(template: Path, study_text: str, model: str, arm: str, seed: int, a:
     }
 
 
-def reach(gain: float | None, pick: dict[str, Any] | None, best: float, budget: int) -> tuple[int, bool]:
-    """Live trials until a job's PICK was measured (defaults = 1), and whether its GAIN reached the best."""
+def reach(gain: float | None, job: dict[str, Any], best: float, budget: int) -> tuple[int, bool]:
+    """Live trials until JOB's pick was measured (defaults = 1), and whether its GAIN reached the best.
+
+    Counted as the job's trials up to the pick's number, not the number itself: a config the sampler asked for
+    again is told its earlier result and gets a number but no live trial (tuner.REPEAT_ATTR)."""
+    pick = job["pick"]
     ok = pick is not None and gain is not None and gain >= (1 - NOISE) * best
-    return (pick["trial"] + 1, True) if ok else (budget + 1, False)
+    return (sum(t["trial"] <= pick["trial"] for t in job["trials"]), True) if ok else (budget + 1, False)
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -208,7 +213,7 @@ def rule_figures(doc: dict[str, Any], job_gains: list[float | None]) -> dict[str
     best = max(g for g in job_gains if g is not None)
     per_job = []
     for j, gain in zip(jobs, job_gains, strict=True):
-        n, ok = reach(gain, j["pick"], best, budget)
+        n, ok = reach(gain, j, best, budget)
         trial = next((t for t in j["trials"] if j["pick"] and t["trial"] == j["pick"]["trial"]), None)
         per_job.append(
             {

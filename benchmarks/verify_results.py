@@ -237,9 +237,10 @@ def pagecache(file: str, mode: str) -> str:
     return run.pagecache_line(run.pagecache_summary(_load(file)["pagecache_mib"][mode]))
 
 
-def live_seeded(name: str, arm: str) -> str:
-    """An arm of the live model-seeded evidence (issue 26) by its script's rule, each job's gain recomputed from
-    both sides' confirmation rounds."""
+def live_seeded(name: str, arm: str, rule: str | None = None) -> str:
+    """An arm of the live model-seeded evidence (issue 26) by its script's rule (RULE "by_confirmation": the
+    earlier rule beside a head-to-head), each job's gain recomputed from both sides' confirmation rounds and the
+    head-to-head's from its runs."""
     doc = _load(name)
     for job in doc["jobs"]:
         pick = job["pick"]
@@ -249,7 +250,8 @@ def live_seeded(name: str, arm: str) -> str:
             est = paired_estimate(*sides)
             pick["gain"] = None if est is None else est.ratio
     run = _benchmark("model_seeded_live")
-    return run.arm_line(run.figures(doc), arm)
+    figures = run.figures(doc)
+    return run.arm_line(figures[rule] if rule else figures, arm)
 
 
 RACE_SPACES = ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")

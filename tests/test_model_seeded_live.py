@@ -73,3 +73,61 @@ def test_a_run_stopped_early_is_scored_on_whole_seeds_only():
     kept = live.whole_seeds(ran)
     assert [(j["arm"], j["seed"]) for j in kept] == [("guide", 1), ("model", 1)]
     assert live.figures({"trials": 4, "jobs": kept})["best_gain"] == 2.0  # seed 2's x3.0 cannot set the best
+
+
+def _block(rps_by_config: dict[str, list[float]]) -> dict:
+    """A head-to-head block: each config (by its JSON, "{}" for the defaults) with its runs' throughput."""
+    import json
+
+    return {
+        "sides": [
+            {"config": json.loads(key), "runs": [{"ok": True, "metrics": {"throughput_rps": r}} for r in rps]}
+            for key, rps in rps_by_config.items()
+        ]
+    }
+
+
+def test_a_head_to_head_judges_every_pick_against_the_same_defaults_and_keeps_the_earlier_rule_beside_it():
+    fp16, int8 = '{"model_variant": "tflite_fp16"}', '{"model_variant": "tflite_int8"}'
+    doc = {
+        "trials": 8,
+        "jobs": [
+            job("model", 1, 1, 2.0),  # fp16: its own confirmation says x2.0
+            job("guide", 1, 2, 2.6, variant="tflite_int8"),  # int8: x2.6 against slow defaults of its own
+        ],
+        # In one block, fp16 runs at 200 rps, int8 at 150 and the defaults at 100.
+        "head_to_head": _block({"{}": [90.0, 100.0, 110.0], fp16: [200.0, 190.0, 210.0], int8: [150.0, 150.0, 1.0]}),
+    }
+    f = live.figures(doc)
+    assert f["gains_from"] == "head_to_head" and f["best_gain"] == 2.0
+    rows = {r["arm"]: r for r in f["jobs"]}
+    assert rows["model"]["reached"] and rows["model"]["gain"] == 2.0
+    assert not rows["guide"]["reached"] and rows["guide"]["gain"] == 1.5
+    earlier = f["by_confirmation"]
+    assert earlier["best_gain"] == 2.6 and [r["reached"] for r in earlier["jobs"]] == [False, True]
+    assert "gains_from" not in live.figures({"trials": 8, "jobs": doc["jobs"]}), "a run without a block: its own rule"
+
+
+def test_the_head_to_head_runs_the_defaults_and_each_distinct_pick_once_however_their_configs_were_stored():
+    from autotune.knobs import ServingConfig
+
+    jobs = [job("model", 1, 1, 2.0), job("guide", 1, 1, 2.0), job("model", 2, 0, 1.0, variant="savedmodel")]
+    jobs[1]["pick"]["config"] = {**ServingConfig().to_dict(), "model_variant": "tflite_fp16"}  # fp16 spelled out
+    configs = live.h2h_configs(jobs)
+    assert [c.get("model_variant", "savedmodel") for c in configs] == ["savedmodel", "tflite_fp16"]
+
+
+def test_a_pick_with_under_two_good_runs_in_the_head_to_head_has_no_gain_and_misses():
+    fp16 = '{"model_variant": "tflite_fp16"}'
+    block = _block({"{}": [100.0, 100.0], fp16: [300.0]})
+    doc = {"trials": 8, "jobs": [job("model", 1, 1, 2.0), job("guide", 1, 0, 1.0, variant="savedmodel")]}
+    f = live.figures({**doc, "head_to_head": block})
+    rows = {r["arm"]: r for r in f["jobs"]}
+    assert rows["model"]["gain"] is None and not rows["model"]["reached"] and rows["guide"]["reached"]
+
+
+def test_live_trials_to_the_pick_skip_numbers_the_sampler_asked_for_again_and_were_not_measured():
+    skipped = job("model", 1, 3, 2.0)
+    skipped["trials"] = [t for t in skipped["trials"] if t["trial"] != 2]  # trial 2: a repeat, never measured
+    f = live.figures({"trials": 8, "jobs": [skipped]})
+    assert f["jobs"][0]["trials_to_best"] == 3

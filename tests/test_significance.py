@@ -9,7 +9,7 @@ import pytest
 
 from autotune.compare import interleaved_order, measure_interleaved
 from autotune.confirm import candidates, summary_line
-from autotune.knobs import ServingConfig
+from autotune.knobs import ServingConfig, is_default_config
 from autotune.load.stats import mean_ci95, quantile_ci95, stable_span
 from autotune.measure import TrialResult
 from autotune.significance import (
@@ -172,6 +172,20 @@ def test_at_most_three_distinct_candidates_are_confirmed():
     chosen = candidates(FRONT)
     assert len(chosen) == len(set(chosen)) <= 3
     assert 3 in chosen and 0 in chosen  # the most throughput and the lowest p99
+
+
+def _m(rps: float, p99: float) -> dict[str, float]:
+    return {"throughput_rps": rps, "latency_p99_ms": p99}
+
+
+def test_a_variant_on_tf_servings_default_knobs_is_a_candidate_not_the_baseline():
+    defaults = ServingConfig().to_dict()
+    fp16 = {"trial": 1, "config": {**defaults, "model_variant": "tflite_fp16"}, "metrics": _m(200.0, 10.0)}
+    bf16 = {"trial": 2, "config": {**defaults, "mixed_precision": "bfloat16"}, "metrics": _m(150.0, 20.0)}
+    baseline = {"trial": 0, "config": defaults, "metrics": _m(100.0, 5.0)}
+    chosen = candidates([fp16, bf16, baseline])
+    assert sorted(chosen) == [0, 1], "both measured against the defaults; the defaults never"
+    assert is_default_config({}) and is_default_config({**defaults, "model_variant": "savedmodel"})
 
 
 @pytest.mark.parametrize(
