@@ -37,7 +37,8 @@ def _tuner(
         metrics = {"throughput_rps": rps, "latency_p99_ms": 5.0, "error_rate": 0.0, "stable": stable}
         return TrialResult("tiny", "replay", "rest", config, [], metrics)
 
-    study = Study(source="t", model="tiny", space=TWO_CONFIGS, sampler="random", seed=0)
+    # Seed 2: the sampler's first draw is the defaults again (a draw the first test needs; seeds 0 and 1 miss it).
+    study = Study(source="t", model="tiny", space=TWO_CONFIGS, sampler="random", seed=2)
     model = ModelRef("tiny", Path("."), 1, None)  # type: ignore[arg-type]
     space = build_space(TWO_CONFIGS, Host(cpus=2, gpus=0))
     return Tuner(study, model, local_backend(), space, MeasureSettings(), storage, "s", measure=measure, cpus=2)
