@@ -392,6 +392,15 @@ CLAIMS = (
             "model-seeded-live-mobilenet-revised.json",
             "model-seeded-live-resnet.json",
             "model-seeded-live-mobilenet-distinct.json",
+            "model-seeded-live-mobilenet-h2h.json",
+        )
+        for arm in ("model", "guide")
+    ),
+    *(
+        Claim(
+            f"model-seeded jobs, live, {arm}, the earlier rule beside the head-to-head",
+            "model-seeded-live-mobilenet-h2h.json",
+            lambda a=arm: live_seeded("model-seeded-live-mobilenet-h2h.json", a, "by_confirmation"),
         )
         for arm in ("model", "guide")
     ),
