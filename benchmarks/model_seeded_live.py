@@ -12,7 +12,7 @@ The rule, fixed before the first job (docs/benchmarks.md gives it too):
   budget + 1 (censored, and said);
 - targets (the issue's): the model-seeded median <= 3 trials, and <= 0.5 x the guide-seeded median.
 
-Since the fourth MobileNetV2 run (validation-plan.md, its addendum of 2026-12-05 19:50 UTC) a run ends with a
+Since the fourth MobileNetV2 run (validation-plan.md, its addendum of 2026-12-05 19:40 UTC) a run ends with a
 head-to-head: TF Serving's defaults and every distinct pick of every job, measured in one block of interleaved
 rounds on fresh servers (`H2H_ROUNDS` each). A job's gain is then its pick's median throughput in that block over
 the defaults' median in it, so every pick is judged against the same defaults at the same time; the rest of the
