@@ -38,9 +38,10 @@ PLANNED_ATTR = "planned"
 LOG_TAIL_CHARS = 4000
 # The user attr of an Optuna trial not measured because an earlier one measured its config: that trial's number.
 REPEAT_ATTR = "repeat_of"
-# Asks in a row for measured configs before the next one is measured anyway: a sampler that keeps asking for
-# the same configs has said what it knows, and a second fresh server is then worth more than a spin.
-MAX_REPEATS_ASKED = 20
+# The user attr of the config measured in a repeat's place: the number of the ask it replaces.
+EXPLORES_ATTR = "instead_of"
+# Random draws for a config no trial has measured, before a repeat is measured after all (a space nearly swept).
+MAX_DRAWS = 200
 
 
 class GridSweep(optuna.samplers.BruteForceSampler):
@@ -279,7 +280,6 @@ class Tuner:
             self.enqueue(self.first_configs(previous or [], trials))
         deadline = time.monotonic() + minutes * 60
         done: list[TunedTrial] = []
-        repeats = 0
         while len(done) < trials:
             if time.monotonic() >= deadline:
                 break
@@ -290,14 +290,13 @@ class Tuner:
                 self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
             config = suggest(trial, self.space)
-            earlier = self._measured_before(config) if repeats < MAX_REPEATS_ASKED else None
-            if earlier is not None:
-                self._tell_repeat(trial, config, earlier, hooks, first=repeats == 0)
-                repeats += 1
-                if isinstance(self.optuna.sampler, GridSweep) and self.optuna.sampler.exhausted:
-                    break
+            # A sweep asks for each grid point once; only a search can ask for a config twice.
+            sweep = isinstance(self.optuna.sampler, GridSweep)
+            earlier = None if sweep else self._measured_before(config)
+            fresh = self._unmeasured_draw(trial.number) if earlier is not None else None
+            if earlier is not None and fresh is not None:
+                self._tell_repeat(trial, earlier, fresh, hooks)
                 continue
-            repeats = 0
             try:
                 result = self._measure(trial.number, config, hooks)
             except BaseException:
@@ -326,25 +325,34 @@ class Tuner:
                 return t
         return None
 
+    def _unmeasured_draw(self, number: int) -> ServingConfig | None:
+        """A config of the space no trial has measured, drawn at random (seeded by the study's seed and NUMBER);
+        None after MAX_DRAWS draws that all hit measured configs."""
+        measured = [t.user_attrs.get("config") for t in self.optuna.get_trials(deepcopy=False)]
+        seed = None if self.study.seed is None else self.study.seed * 1_000_003 + number
+        draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        for _ in range(MAX_DRAWS):
+            config = suggest(draws.ask(), self.space)
+            if config.to_dict() not in measured:
+                return config
+        return None
+
     def _tell_repeat(
-        self,
-        trial: optuna.Trial,
-        config: ServingConfig,
-        earlier: optuna.trial.FrozenTrial,
-        hooks: TrialHooks,
-        first: bool,
+        self, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial, fresh: ServingConfig, hooks: TrialHooks
     ) -> None:
-        """No live trial for a config EARLIER measured: told as failed, so the sampler's model keeps the one
-        result it has (a copy told as complete would weigh it twice and draw the sampler back to it), and no row
-        in the job (its trial numbers skip this one)."""
+        """The sampler asked for a config EARLIER measured: the ask is told as failed (its model keeps the one
+        result it has; a copy told as complete would weigh it twice) and FRESH, a config no trial has measured,
+        is measured in its place. A sampler that has converged repeats itself; a random config teaches it more
+        than a second draw of what it knows. The job's trial numbers skip the ask's number."""
         trial.set_user_attr(REPEAT_ATTR, earlier.number)
         trial.set_user_attr("failure_reason", FailureReason.repeat)
         self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
-        msg = f"the sampler asked for trial {earlier.number}'s config again; not measured twice"
-        if hooks.said and first:
-            hooks.said(f"trial {trial.number}: {msg}")
-        if hooks.progress:
-            hooks.progress(trial.number, config, msg)  # where a job checks for a stop between live trials
+        self.optuna.enqueue_trial(params_of(fresh, self.space), user_attrs={EXPLORES_ATTR: trial.number})
+        if hooks.said:
+            hooks.said(
+                f"trial {trial.number}: the sampler asked for trial {earlier.number}'s config again; "
+                "a config no trial has measured, drawn at random, is measured instead"
+            )
 
     def _measure(self, n: int, config: ServingConfig, hooks: TrialHooks) -> TrialResult:
         if hooks.begin:
