@@ -127,6 +127,17 @@ def race(space: str, file: str = "search-at-scale.json", seeded: bool = False) -
     return f"{space}: {first}ours {upper('autotune')} vs random {upper('random')}"
 
 
+def race_rerun(space: str, sampler: str, file: str, before: str) -> str:
+    """An entrant's trials to 95% of the optimum in a rerun, beside its committed run on the same seeds: medians,
+    then in how many seeds the rerun took fewer and more trials (seed by seed: same truth, same seed)."""
+    new = _load(file)["spaces"][space]["samplers"][sampler]["counts"]
+    old = _load(before)["spaces"][space]["samplers"][sampler]["counts"]
+    fewer = sum(a < b for a, b in zip(new, old, strict=True))
+    more = sum(a > b for a, b in zip(new, old, strict=True))
+    seeds = f"fewer in {fewer} of {len(new)} seeds, more in {more}"
+    return f"{space}, {sampler}: {_upper(new)} (was {_upper(old)}); {seeds}"
+
+
 def race_seeded_only(space: str, file: str, label: str = "distinct seeds") -> str:
     """The model-seeded entrant's trials to 95% of the optimum, from a race run of that entrant alone."""
     return f"{space}: model-seeded {upper_median(file, space, 'model-seeded')} ({label})"
