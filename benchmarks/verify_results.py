@@ -267,6 +267,8 @@ def live_seeded(name: str, arm: str, rule: str | None = None) -> str:
 
 RACE_SPACES = ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")
 HELD_OUT_SPACES = ("cpu32-mobilenet", "cpu32-resnet-variants")
+# The race's entrants that search through autotune's Tuner (rerun when the tuner changed).
+TUNER_ENTRANTS = ("autotune", "tpe-default", "tpe-multivariate", "nsga2")
 
 CLAIMS = (
     Claim(
@@ -363,6 +365,18 @@ CLAIMS = (
             lambda sp=space: race_seeded_only(sp, "search-at-scale-model-seeded-screen.json", "whole-space screen"),
         )
         for space in RACE_SPACES
+    ),
+    *(
+        Claim(
+            f"race rerun without repeats, {sampler}, {space}",
+            "search-at-scale-no-repeats.json",
+            lambda sp=space, s=sampler, b=before: race_rerun(sp, s, "search-at-scale-no-repeats.json", b),
+        )
+        for space in RACE_SPACES
+        for sampler, before in (
+            *((name, "search-at-scale-before-no-repeats.json") for name in TUNER_ENTRANTS),
+            ("model-seeded", "search-at-scale-model-seeded-screen.json"),
+        )
     ),
     *(
         Claim(f"race, robustness, {space}", file, lambda sp=space, f=file: median_holds(sp, f))
