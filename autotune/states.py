@@ -58,8 +58,6 @@ class FailureReason(StrEnum):
     variant_failed = "variant_failed"
     # The performance model's pick, dropped unmeasured once the model was found to drift (an Optuna trial only).
     skipped = "skipped"
-    # A config the sampler asked for again, already measured: one never measured runs instead (an Optuna trial only).
-    repeat = "repeat"
 
 
 class Trigger(StrEnum):

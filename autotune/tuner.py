@@ -36,12 +36,6 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 PLANNED_ATTR = "planned"
 # What a trial keeps of its server's log: the end, where the reason for a failure is.
 LOG_TAIL_CHARS = 4000
-# The user attr of an Optuna trial not measured because an earlier one measured its config: that trial's number.
-REPEAT_ATTR = "repeat_of"
-# The user attr of the config measured in a repeat's place: the number of the ask it replaces.
-EXPLORES_ATTR = "instead_of"
-# Random draws for a config no trial has measured, before a repeat is measured after all (a space nearly swept).
-MAX_DRAWS = 200
 
 
 class GridSweep(optuna.samplers.BruteForceSampler):
@@ -289,16 +283,8 @@ class Tuner:
                 trial.set_user_attr("failure_reason", FailureReason.skipped)
                 self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
-            config = suggest(trial, self.space)
-            # A sweep asks for each grid point once; only a search can ask for a config twice.
-            sweep = isinstance(self.optuna.sampler, GridSweep)
-            earlier = None if sweep else self._measured_before(config)
-            fresh = self._unmeasured_draw(trial.number) if earlier is not None else None
-            if earlier is not None and fresh is not None:
-                self._tell_repeat(trial, earlier, fresh, hooks)
-                continue
             try:
-                result = self._measure(trial.number, config, hooks)
+                config, result = self._measure(trial, hooks)
             except BaseException:
                 # Ctrl-C (or a crash) between trials must not leave the Optuna trial RUNNING forever.
                 trial.set_user_attr("failure_reason", FailureReason.interrupted)
@@ -315,46 +301,9 @@ class Tuner:
                 break
         return done
 
-    def _measured_before(self, config: ServingConfig) -> optuna.trial.FrozenTrial | None:
-        """The trial that measured CONFIG and whose result stands (complete, stable, undisturbed), if any."""
-        wanted = config.to_dict()
-        for t in self.optuna.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            metrics = t.user_attrs.get("metrics") or {}
-            trusted = metrics.get("stable", True) and not metrics.get("interference")
-            if trusted and t.user_attrs.get("config") == wanted:
-                return t
-        return None
-
-    def _unmeasured_draw(self, number: int) -> ServingConfig | None:
-        """A config of the space no trial has measured, drawn at random (seeded by the study's seed and NUMBER);
-        None after MAX_DRAWS draws that all hit measured configs."""
-        measured = [t.user_attrs.get("config") for t in self.optuna.get_trials(deepcopy=False)]
-        seed = None if self.study.seed is None else self.study.seed * 1_000_003 + number
-        draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-        for _ in range(MAX_DRAWS):
-            config = suggest(draws.ask(), self.space)
-            if config.to_dict() not in measured:
-                return config
-        return None
-
-    def _tell_repeat(
-        self, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial, fresh: ServingConfig, hooks: TrialHooks
-    ) -> None:
-        """The sampler asked for a config EARLIER measured: the ask is told as failed (its model keeps the one
-        result it has; a copy told as complete would weigh it twice) and FRESH, a config no trial has measured,
-        is measured in its place. A sampler that has converged repeats itself; a random config teaches it more
-        than a second draw of what it knows. The job's trial numbers skip the ask's number."""
-        trial.set_user_attr(REPEAT_ATTR, earlier.number)
-        trial.set_user_attr("failure_reason", FailureReason.repeat)
-        self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
-        self.optuna.enqueue_trial(params_of(fresh, self.space), user_attrs={EXPLORES_ATTR: trial.number})
-        if hooks.said:
-            hooks.said(
-                f"trial {trial.number}: the sampler asked for trial {earlier.number}'s config again; "
-                "a config no trial has measured, drawn at random, is measured instead"
-            )
-
-    def _measure(self, n: int, config: ServingConfig, hooks: TrialHooks) -> TrialResult:
+    def _measure(self, trial: optuna.Trial, hooks: TrialHooks) -> tuple[ServingConfig, TrialResult]:
+        config = suggest(trial, self.space)
+        n = trial.number
         if hooks.begin:
             hooks.begin(n, config)
         progress, started = hooks.progress, hooks.server_started
@@ -371,7 +320,7 @@ class Tuner:
             result.metrics["remeasured"] = attempt
         if not accepted:
             result.metrics["interference"] = True
-        return result
+        return config, result
 
     def _judge_model(self, tuned: TunedTrial, hooks: TrialHooks) -> None:
         """After each trial of a model-seeded job: has the model drifted from what the trials measure?"""

@@ -157,8 +157,8 @@ def run_job(template: Path, study_text: str, model: str, arm: str, seed: int, a:
 def reach(gain: float | None, job: dict[str, Any], best: float, budget: int) -> tuple[int, bool]:
     """Live trials until JOB's pick was measured (defaults = 1), and whether its GAIN reached the best.
 
-    Counted as the job's trials up to the pick's number, not the number itself: an ask for a config already
-    measured gets a number but no live trial (tuner.REPEAT_ATTR)."""
+    Counted as the job's trials up to the pick's number, not the number itself: an Optuna trial that never ran
+    live (a model's pick dropped after drift, say) has a number but no row."""
     pick = job["pick"]
     ok = pick is not None and gain is not None and gain >= (1 - NOISE) * best
     return (sum(t["trial"] <= pick["trial"] for t in job["trials"]), True) if ok else (budget + 1, False)
