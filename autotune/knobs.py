@@ -107,8 +107,10 @@ KNOBS: dict[str, Knob] = {
 
 def is_default_config(config: dict[str, Any]) -> bool:
     """Whether a stored config dict is TF Serving's defaults (the baseline every job measures first)."""
-    # to_dict leaves out the variant and precision at their defaults: a TFLite model on default knobs is no baseline.
-    defaults = {**ServingConfig().to_dict(), "model_variant": SAVEDMODEL, "mixed_precision": MIXED_PRECISION[0]}
+    # Every field in its stored form: to_dict leaves some out at their defaults (the variant, the precision), and a
+    # TFLite model on default knobs is no baseline.
+    plain = ServingConfig()
+    defaults = {**dataclasses.asdict(plain), **plain.to_dict()}
     # A knob a stored config lacks (it predates the knob) was at its default.
     return {k: config.get(k, v) for k, v in defaults.items()} == defaults
 

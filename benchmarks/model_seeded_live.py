@@ -25,6 +25,7 @@ rule is unchanged, and the jobs' own confirmations give the earlier rule's figur
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -164,45 +165,41 @@ def reach(gain: float | None, job: dict[str, Any], best: float, budget: int) -> 
     return (sum(t["trial"] <= pick["trial"] for t in job["trials"]), True) if ok else (budget + 1, False)
 
 
-def config_key(config: dict[str, Any]) -> str:
-    """One string per serving config, however its dict was stored (knobs at their defaults or left out)."""
-    return json.dumps(config_from_dict(config).to_dict(), sort_keys=True)
-
-
 def h2h_configs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The head-to-head's entrants: TF Serving's defaults first, then each distinct pick in the jobs' order."""
-    configs = {config_key({}): ServingConfig().to_dict()}
+    """The head-to-head's entrants: TF Serving's defaults first, then each distinct pick in the jobs' order (a
+    config counts once however its dict was stored: knobs at their defaults spelled out or left out)."""
+    configs = {ServingConfig(): ServingConfig().to_dict()}
     for j in jobs:
         if j["pick"]:
-            configs.setdefault(config_key(j["pick"]["config"]), j["pick"]["config"])
+            configs.setdefault(config_from_dict(j["pick"]["config"]), j["pick"]["config"])
     return list(configs.values())
 
 
-def h2h_medians(block: dict[str, Any]) -> dict[str, float | None]:
+def h2h_medians(block: dict[str, Any]) -> dict[ServingConfig, float | None]:
     """Each entrant's median throughput over its good runs in the block (None under 2 good runs)."""
     out = {}
     for side in block["sides"]:
         rps = [r["metrics"]["throughput_rps"] for r in side["runs"] if r["ok"] and r["metrics"].get("throughput_rps")]
-        out[config_key(side["config"])] = statistics.median(rps) if len(rps) >= 2 else None
+        out[config_from_dict(side["config"])] = statistics.median(rps) if len(rps) >= 2 else None
     return out
 
 
 def h2h_gains(doc: dict[str, Any]) -> list[float | None]:
     """Each job's gain by the head-to-head: its pick's median over the defaults' median, both from the block."""
     medians = h2h_medians(doc["head_to_head"])
-    defaults = medians[config_key({})]
+    defaults = medians[ServingConfig()]
     gains = []
     for j in doc["jobs"]:
-        rps = medians.get(config_key(j["pick"]["config"])) if j["pick"] else None
+        rps = medians.get(config_from_dict(j["pick"]["config"])) if j["pick"] else None
         gains.append(rps / defaults if rps and defaults else None)
     return gains
 
 
 def figures(doc: dict[str, Any]) -> dict[str, Any]:
     """The rule's figures (gains from the head-to-head where the run has one), with the earlier rule's beside."""
-    if "head_to_head" not in doc:
-        return rule_figures(doc, [j["pick"]["gain"] if j["pick"] else None for j in doc["jobs"]])
     own = rule_figures(doc, [j["pick"]["gain"] if j["pick"] else None for j in doc["jobs"]])
+    if "head_to_head" not in doc:
+        return own
     return {**rule_figures(doc, h2h_gains(doc)), "gains_from": "head_to_head", "by_confirmation": own}
 
 
@@ -318,8 +315,6 @@ def run_jobs(template: Path, a: argparse.Namespace, model: str, partial: Path) -
 def head_to_head(template: Path, a: argparse.Namespace, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     """The defaults and every distinct pick, H2H_ROUNDS interleaved rounds on fresh servers, in a copy of TEMPLATE
     and at the jobs' load and window; every run kept (pid, start, figures) so each gain recomputes."""
-    import dataclasses
-
     from autotune.compare import live_measure, measure_interleaved
     from autotune.job import study_settings
     from autotune.models.resolve import resolve_model
@@ -380,8 +375,7 @@ def main() -> None:
         profile = template_profile(template, model, study.protocol, study.model_variants)
         ran = [json.loads(line) for line in partial.read_text().splitlines()] if a.from_partial else []
         jobs = whole_seeds(ran) if a.from_partial else run_jobs(template, a, model, partial)
-        if not a.no_head_to_head:
-            block = head_to_head(template, a, jobs)
+        block = None if a.no_head_to_head else head_to_head(template, a, jobs)
     doc = {
         "provenance": provenance("model_seeded_live.py"),
         "study": str(a.study),
@@ -398,7 +392,7 @@ def main() -> None:
         "jobs": jobs,
         "jobs_not_counted": [j for j in ran if j not in jobs],  # a seed the stop cut short: kept, not scored
     }
-    if not a.no_head_to_head:
+    if block is not None:
         doc["head_to_head"] = block
     doc["figures"] = figures(doc)
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -126,8 +126,8 @@ def test_a_pick_with_under_two_good_runs_in_the_head_to_head_has_no_gain_and_mis
     assert rows["model"]["gain"] is None and not rows["model"]["reached"] and rows["guide"]["reached"]
 
 
-def test_live_trials_to_the_pick_skip_numbers_the_sampler_asked_for_again_and_were_not_measured():
+def test_live_trials_to_the_pick_skip_numbers_that_never_ran_live():
     skipped = job("model", 1, 3, 2.0)
-    skipped["trials"] = [t for t in skipped["trials"] if t["trial"] != 2]  # trial 2: a repeat, never measured
+    skipped["trials"] = [t for t in skipped["trials"] if t["trial"] != 2]  # trial 2: a pick dropped after drift
     f = live.figures({"trials": 8, "jobs": [skipped]})
     assert f["jobs"][0]["trials_to_best"] == 3
