@@ -235,7 +235,9 @@ class _JobRunner:
         space = build_space(self.study.space, host, tuple(self.study.objectives))
         if "cpus" in space and host.cpu_quota_problem is not None:
             self._say(f"cpus: whole cores only, {host.cpu_quota_problem}")
-        predictor = self._predictor(model, settings) if self.study.seeds == "model" else None
+        # Only the autotune sampler takes first configs: another sampler's job is spared the profile.
+        seeded = self.study.seeds == "model" and self.study.sampler == "autotune"
+        predictor = self._predictor(model, settings) if seeded else None
         if predictor is not None:
             from autotune.plan import guarded_space
 
@@ -263,6 +265,9 @@ class _JobRunner:
         from autotune.plan import Predictor
 
         say = self._say
+        if settings.mix:
+            say("seeds: the batching guide's, not the model's: the model predicts a server of one model, not a mix")
+            return None
         try:
             profile, cached = stored_profile(
                 model,

@@ -133,6 +133,37 @@ def tiny_model(autotune_home: Path):
 
 
 @pytest.fixture(scope="session")
+def tiny_profile(tiny_model, autotune_home: Path) -> dict[str, Any]:
+    """This host's profile of tiny (both protocols), measured once a session into the session's store: the cache a
+    host that has tuned tiny before has."""
+    from autotune.fingerprint import fingerprint, host_info
+    from autotune.models.content import content_hash
+    from autotune.store.profiles import Profiles
+
+    # The least budget: the tests need its shape (both protocols, every batch size), not its precision.
+    proc = autotune("profile", "--model", "tiny", "--budget-s", "1", "--json", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = Profiles().get(content_hash(tiny_model.version_path), fingerprint(host_info()))
+    assert doc is not None
+    return doc
+
+
+@pytest.fixture
+def profiled(tiny_model, tiny_profile: dict[str, Any]) -> Callable[[str], str]:
+    """Give the store at a URL the session's profile of tiny, so that a model-seeded job there plans from it instead
+    of profiling first; returns the URL."""
+    from autotune.fingerprint import fingerprint, host_info
+    from autotune.models.content import content_hash
+    from autotune.store.profiles import Profiles
+
+    def give(url: str) -> str:
+        Profiles(url).put(content_hash(tiny_model.version_path), fingerprint(host_info()), "tiny", tiny_profile)
+        return url
+
+    return give
+
+
+@pytest.fixture(scope="session")
 def resnet_model(autotune_home: Path):
     from autotune.models.resolve import resolve_model
 

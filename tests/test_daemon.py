@@ -20,9 +20,9 @@ from tests.conftest import AUTOTUNE, SHORT, autotune, wait_for, wait_load_flowin
 
 
 @pytest.fixture
-def env(tmp_path, tiny_model):
+def env(tmp_path, profiled):
     e = dict(os.environ)
-    e["AUTOTUNE_DB_URL"] = f"sqlite:///{tmp_path / 'autotune.db'}"
+    e["AUTOTUNE_DB_URL"] = profiled(f"sqlite:///{tmp_path / 'autotune.db'}")
     e["AUTOTUNE_METRICS_PORT"] = "0"
     e["AUTOTUNE_GATE_QUIET_S"] = "0.5"  # for daemons that `autotune start` spawns
     return e

@@ -128,10 +128,10 @@ def test_an_export_onto_a_full_disk_fails_cleanly_and_keeps_the_previous_export(
 
 
 @pytest.mark.slow
-def test_a_database_deleted_under_a_running_job_stops_it_with_one_line_and_no_orphans(tmp_path, tiny_model):
+def test_a_database_deleted_under_a_running_job_stops_it_with_one_line_and_no_orphans(tmp_path, profiled):
     before = {p.pid for p in our_processes()}
     path = tmp_path / "a.db"
-    env = {**os.environ, "AUTOTUNE_DB_URL": f"sqlite:///{path}"}
+    env = {**os.environ, "AUTOTUNE_DB_URL": profiled(f"sqlite:///{path}")}
     job = subprocess.Popen(
         [*AUTOTUNE, "start", "--model", "tiny", "--trials", "4", "--foreground", *SHORT],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -47,7 +47,7 @@ def _tiny_study(**changes):
     return replace(study_for_model("tiny"), slo_p99_ms=None, max_error_rate=0.01, concurrency=2, **changes)
 
 
-def test_an_unstable_level_is_measured_again_then_stored_unstable_and_never_exported(tiny_model, tmp_path):
+def test_an_unstable_level_is_measured_again_then_stored_unstable_and_never_exported(tiny_profile, tmp_path):
     # Zero tolerance: windows never agree exactly, so every level is unstable.
     # The model warm-up waits for two windows that agree too: cap it, or it waits out its full 30 s.
     settings = MeasureSettings(
@@ -168,7 +168,7 @@ def test_front_candidates_are_confirmed_against_the_defaults_and_their_medians_r
 
 
 @pytest.mark.slow
-def test_a_finished_job_stores_its_front_with_the_confirmation_and_says_how_it_compares(tiny_model):
+def test_a_finished_job_stores_its_front_with_the_confirmation_and_says_how_it_compares(tiny_profile):
     settings = MeasureSettings(concurrency=2, window_s=0.3, warmup_s=0.1, max_windows=8, max_error_rate=0.01)
     result = run_job(_tiny_study(confirm_repeats=2, confirm_max_repeats=2), 2, 10, settings)
     assert result.state == "done" and result.pareto

@@ -72,9 +72,9 @@ def _second_host_argv() -> list[str]:
 
 @pytest.mark.slow
 def test_two_hosts_share_jobs_and_a_dead_hosts_job_finishes_on_the_other_in_the_same_study(
-    postgres_url, tmp_path, tiny_model
+    postgres_url, tmp_path, tiny_model, profiled
 ):
-    envs = [host_env(postgres_url, tmp_path / name) for name in ("host-a", "host-b")]
+    envs = [host_env(profiled(postgres_url), tmp_path / name) for name in ("host-a", "host-b")]
     for env in envs:  # the tiny model cache is shared: each "host" would build its own otherwise
         (Path(env["AUTOTUNE_HOME"]) / "models").symlink_to(tiny_model.base_path.parent)
     procs: list[subprocess.Popen] = []

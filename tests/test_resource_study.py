@@ -127,8 +127,9 @@ def test_a_confirmed_candidate_that_breaks_the_slo_is_infeasible_whatever_it_sav
 @pytest.mark.skipif(len(schedulable_cores()) < 2, reason="a cheaper allowance needs 2+ cores")
 def test_a_cost_study_measures_cpu_allowances_and_prices_every_trial(autotune_home, tmp_path):
     study = tmp_path / "tiny-cost.toml"
+    # The batching guide's first configs: after the defaults, the one-core allowance this test prices.
     study.write_text(
-        'model = "tiny"\nbackend = "local"\n[slo]\nlatency_p99_ms = 200\nmax_error_rate = 0.01\n'
+        'model = "tiny"\nbackend = "local"\nseeds = "guide"\n[slo]\nlatency_p99_ms = 200\nmax_error_rate = 0.01\n'
         '[objectives]\ncost_per_1k_requests = "minimize"\n'
         "[budget]\ntrials = 2\nconfirm_repeats = 0\n[load]\nrate = 50\nwindow_s = 1\nmax_windows = 10\n"
     )

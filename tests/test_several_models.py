@@ -76,6 +76,8 @@ def test_a_two_model_study_is_tuned_on_one_server_and_exported_as_one_models_con
     db = f"sqlite:///{tmp_path / 'two.db'}"
     run = autotune("start", "--study", str(study), "--foreground", "--json", db=db, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
+    # The performance model predicts a server of one model: a mix takes the batching guide's first configs.
+    assert "seeds: the batching guide's, not the model's: the model predicts a server of one model" in run.stderr
     front = json.loads(run.stdout)
     assert front and all(row["metrics"]["error_rate"] == 0 for row in front)
 

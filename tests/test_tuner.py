@@ -19,9 +19,9 @@ from tests.conftest import AUTOTUNE, SHORT, autotune, wait_load_flowing
 
 
 @pytest.fixture
-def db_env(tmp_path, tiny_model):
+def db_env(tmp_path, profiled):
     env = dict(os.environ)
-    env["AUTOTUNE_DB_URL"] = f"sqlite:///{tmp_path / 'autotune.db'}"
+    env["AUTOTUNE_DB_URL"] = profiled(f"sqlite:///{tmp_path / 'autotune.db'}")
     return env
 
 
