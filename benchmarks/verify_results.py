@@ -318,6 +318,11 @@ CLAIMS = (
     Claim("A/A, tiny", "trust-aa-tiny-grpc-c8.json", lambda: aa_significant("trust-aa-tiny-grpc-c8.json")),
     Claim("A/A, tiny, equivalence", "trust-aa-tiny-grpc-c8.json", lambda: aa_verdicts("trust-aa-tiny-grpc-c8.json")),
     Claim(
+        "known effect, ResNet50",
+        "trust-ab-resnet-rest-c8.json",
+        lambda: known_effect("trust-ab-resnet-rest-c8.json"),
+    ),
+    Claim(
         "tuned MobileNetV2, throughput",
         "tuned-mobilenet.json",
         lambda: ratio(_load("tuned-mobilenet.json")["compare"], "throughput_rps").replace(" (", " (95% CI "),
