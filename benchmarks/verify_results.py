@@ -23,7 +23,7 @@ from statistics import median
 from typing import Any
 
 from autotune.load.stats import coefficient_of_variation
-from autotune.significance import paired_estimate, welch_estimate
+from autotune.significance import DIRECTIONS, classify, holm_alphas, paired_estimate, welch_estimate
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
@@ -93,6 +93,37 @@ def aa_verdicts(name: str) -> str:
     equivalent = sum(m["verdict"] == "equivalent" for m in metrics)
     mde = median(m["mde"] for m in metrics if m.get("mde") is not None)
     return f"equivalent {equivalent} of {len(metrics)}; median mde {mde:.1%}"
+
+
+def verdicts_of(compare: dict[str, Any]) -> dict[str, str]:
+    """Each objective's verdict recomputed from a sequential compare's rounds: paired log-ratios, Holm over the
+    objectives, the interval at half the level (the stopping rule's price) and the compare's practical threshold."""
+    objectives = compare["objectives"]
+    estimates = {m: paired_estimate(_by_round(compare["a"], m), _by_round(compare["b"], m)) for m in objectives}
+    if any(e is None for e in estimates.values()):
+        raise ValueError("fewer than two pairs")
+    levels = holm_alphas([estimates[m].p_value() for m in objectives], compare["alpha"])
+    sequential = not compare["stopping"]["fixed"]
+    return {
+        m: str(
+            classify(
+                estimates[m],
+                DIRECTIONS.get(m, "maximize"),
+                compare["metrics"][m]["min_effect"],
+                level / 2 if sequential else level,
+            )
+        )
+        for m, level in zip(objectives, levels, strict=True)
+    }
+
+
+def known_effect(name: str) -> str:
+    """How often the known loss was called `worse` on throughput, with the median ratio, from every compare's runs."""
+    compares = _load(name)["compares"]
+    worse = sum(verdicts_of(c)["throughput_rps"] == "worse" for c in compares)
+    metric = "throughput_rps"
+    ratios = [paired_estimate(_by_round(c["a"], metric), _by_round(c["b"], metric)) for c in compares]
+    return f"throughput `worse` in {worse} of {len(compares)} (median ratio x{median(e.ratio for e in ratios):.3f})"
 
 
 def _validation(name: str) -> list[dict[str, str]]:
@@ -286,6 +317,11 @@ CLAIMS = (
     ),
     Claim("A/A, tiny", "trust-aa-tiny-grpc-c8.json", lambda: aa_significant("trust-aa-tiny-grpc-c8.json")),
     Claim("A/A, tiny, equivalence", "trust-aa-tiny-grpc-c8.json", lambda: aa_verdicts("trust-aa-tiny-grpc-c8.json")),
+    Claim(
+        "known effect, ResNet50",
+        "trust-ab-resnet-rest-c8.json",
+        lambda: known_effect("trust-ab-resnet-rest-c8.json"),
+    ),
     Claim(
         "tuned MobileNetV2, throughput",
         "tuned-mobilenet.json",

@@ -132,18 +132,24 @@ def tiny_model(autotune_home: Path):
     return resolve_model("tiny")
 
 
+def _profile_key(model) -> tuple[str, str]:
+    """Where the store keeps MODEL's profile on this host: its content hash and the host fingerprint."""
+    from autotune.fingerprint import fingerprint, host_info
+    from autotune.models.content import content_hash
+
+    return content_hash(model.version_path), fingerprint(host_info())
+
+
 @pytest.fixture(scope="session")
 def tiny_profile(tiny_model, autotune_home: Path) -> dict[str, Any]:
     """This host's profile of tiny (both protocols), measured once a session into the session's store: the cache a
     host that has tuned tiny before has."""
-    from autotune.fingerprint import fingerprint, host_info
-    from autotune.models.content import content_hash
     from autotune.store.profiles import Profiles
 
     # The least budget: the tests need its shape (both protocols, every batch size), not its precision.
     proc = autotune("profile", "--model", "tiny", "--budget-s", "1", "--json", timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    doc = Profiles().get(content_hash(tiny_model.version_path), fingerprint(host_info()))
+    doc = Profiles().get(*_profile_key(tiny_model))
     assert doc is not None
     return doc
 
@@ -152,12 +158,10 @@ def tiny_profile(tiny_model, autotune_home: Path) -> dict[str, Any]:
 def profiled(tiny_model, tiny_profile: dict[str, Any]) -> Callable[[str], str]:
     """Give the store at a URL the session's profile of tiny, so that a model-seeded job there plans from it instead
     of profiling first; returns the URL."""
-    from autotune.fingerprint import fingerprint, host_info
-    from autotune.models.content import content_hash
     from autotune.store.profiles import Profiles
 
     def give(url: str) -> str:
-        Profiles(url).put(content_hash(tiny_model.version_path), fingerprint(host_info()), "tiny", tiny_profile)
+        Profiles(url).put(*_profile_key(tiny_model), "tiny", tiny_profile)
         return url
 
     return give
