@@ -118,12 +118,18 @@ def verdicts_of(compare: dict[str, Any]) -> dict[str, str]:
 
 
 def known_effect(name: str) -> str:
-    """How often the known loss was called `worse` on throughput, with the median ratio, from every compare's runs."""
+    """How often the known loss was called `worse` on throughput and p99, with the median ratios, from the rounds."""
     compares = _load(name)["compares"]
-    worse = sum(verdicts_of(c)["throughput_rps"] == "worse" for c in compares)
-    metric = "throughput_rps"
-    ratios = [paired_estimate(_by_round(c["a"], metric), _by_round(c["b"], metric)) for c in compares]
-    return f"throughput `worse` in {worse} of {len(compares)} (median ratio x{median(e.ratio for e in ratios):.3f})"
+    verdicts = [verdicts_of(c) for c in compares]
+    worse, ratio = {}, {}
+    for m in ("throughput_rps", "latency_p99_ms"):
+        worse[m] = sum(v[m] == "worse" for v in verdicts)
+        ratio[m] = median(paired_estimate(_by_round(c["a"], m), _by_round(c["b"], m)).ratio for c in compares)
+    n, tp, p99 = len(compares), "throughput_rps", "latency_p99_ms"
+    return (
+        f"throughput `worse` in {worse[tp]} of {n} (median ratio x{ratio[tp]:.3f}); "
+        f"p99 worse in {worse[p99]} of {n} (x{ratio[p99]:.3f})"
+    )
 
 
 def _validation(name: str) -> list[dict[str, str]]:
