@@ -178,5 +178,6 @@ class RestServer(ThreadingHTTPServer):
 def serve_rest(ctx: RestContext, port: int) -> RestServer:
     """Bind 127.0.0.1:PORT and serve in a background thread."""
     server = RestServer(("127.0.0.1", port), make_handler(ctx))
-    threading.Thread(target=server.serve_forever, name="rest", daemon=True).start()
+    # A short poll: shutdown() waits for the loop to look, and every trial stops its server.
+    threading.Thread(target=server.serve_forever, args=(0.05,), name="rest", daemon=True).start()
     return server
