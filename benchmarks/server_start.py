@@ -23,6 +23,7 @@ from _common import provenance
 
 from autotune.measure import free_ports
 from autotune.models.resolve import resolve_model
+from autotune.servers.argv import one_model_argv
 from autotune.servers.backends import local_backend
 from autotune.servers.process import ServerProcess
 
@@ -36,13 +37,7 @@ def one_run() -> dict[str, float]:
     subprocess.run([sys.executable, "-c", IMPORT_TF], check=True, capture_output=True)
     imported = time.monotonic() - began
     grpc_port, rest_port = free_ports(2)
-    argv = [
-        *local_backend().program,
-        f"--port={grpc_port}",
-        f"--rest_api_port={rest_port}",
-        f"--model_name={model.name}",
-        f"--model_base_path={model.base_path}",
-    ]
+    argv = one_model_argv(local_backend().program, model.name, model.base_path, grpc_port, rest_port)
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(argv, Path(tmp) / "server.log")
         try:

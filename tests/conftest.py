@@ -178,6 +178,7 @@ def resnet_model(autotune_home: Path):
 def servers_in(log_dir: Path) -> Iterator[Callable[..., Any]]:
     """A function that starts autotune-model-server for a ModelRef with extra flags; every one stopped on exit."""
     from autotune.measure import free_ports
+    from autotune.servers.argv import one_model_argv
     from autotune.servers.backends import local_backend
     from autotune.servers.process import ServerProcess
 
@@ -185,14 +186,7 @@ def servers_in(log_dir: Path) -> Iterator[Callable[..., Any]]:
 
     def start(model, *extra: str, wait: bool = True):
         grpc_port, rest_port = free_ports(2)
-        argv = [
-            *local_backend().program,
-            f"--port={grpc_port}",
-            f"--rest_api_port={rest_port}",
-            f"--model_name={model.name}",
-            f"--model_base_path={model.base_path}",
-            *extra,
-        ]
+        argv = [*one_model_argv(local_backend().program, model.name, model.base_path, grpc_port, rest_port), *extra]
         server = ServerProcess(argv, log_dir / f"server{len(started)}.log")
         started.append(server)
         if wait:

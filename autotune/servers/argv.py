@@ -84,3 +84,9 @@ def write_batching_file(config: ServingConfig, path: Path) -> Path | None:
         return None
     path.write_text(batching_parameters_text(config))
     return path
+
+
+def one_model_argv(program: list[str], name: str, base_path: Path, grpc_port: int, rest_port: int) -> list[str]:
+    """PROGRAM serving one model on both APIs with TF Serving's defaults otherwise."""
+    return [*program, f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_name={name}",
+            f"--model_base_path={base_path}"]  # fmt: skip
