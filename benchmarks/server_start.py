@@ -22,7 +22,7 @@ from pathlib import Path
 from _common import provenance
 
 from autotune.measure import free_ports
-from autotune.models.resolve import resolve_model
+from autotune.models.resolve import ModelRef, resolve_model
 from autotune.servers.argv import one_model_argv
 from autotune.servers.backends import local_backend
 from autotune.servers.process import ServerProcess
@@ -30,9 +30,8 @@ from autotune.servers.process import ServerProcess
 IMPORT_TF = "from autotune.tfimport import import_tensorflow; import_tensorflow(keras=False)"
 
 
-def one_run() -> dict[str, float]:
-    """One bare TF import in a fresh interpreter, then one tiny server started, waited for and stopped."""
-    model = resolve_model("tiny")
+def one_run(model: ModelRef) -> dict[str, float]:
+    """One bare TF import in a fresh interpreter, then one MODEL server started, waited for and stopped."""
     began = time.monotonic()
     subprocess.run([sys.executable, "-c", IMPORT_TF], check=True, capture_output=True)
     imported = time.monotonic() - began
@@ -54,9 +53,9 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
-    runs = []
+    model, runs = resolve_model("tiny"), []
     for i in range(a.runs):
-        runs.append(one_run())
+        runs.append(one_run(model))
         print(f"run {i}: " + ", ".join(f"{k} {v:.2f}" for k, v in runs[-1].items()), file=sys.stderr)
     medians = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
     doc = {"provenance": provenance("server_start.py"), "cwd": str(Path.cwd()), "runs": runs, "medians": medians}

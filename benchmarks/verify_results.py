@@ -23,7 +23,14 @@ from statistics import median
 from typing import Any
 
 from autotune.load.stats import coefficient_of_variation
-from autotune.significance import DIRECTIONS, classify, holm_alphas, paired_estimate, welch_estimate
+from autotune.significance import (
+    MetricComparison,
+    StopRule,
+    compare_metric,
+    holm_alphas,
+    paired_estimate,
+    welch_estimate,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
@@ -95,23 +102,24 @@ def aa_verdicts(name: str) -> str:
     return f"equivalent {equivalent} of {len(metrics)}; median mde {mde:.1%}"
 
 
-def verdicts_of(compare: dict[str, Any]) -> dict[str, str]:
-    """Each objective's verdict recomputed from a sequential compare's rounds: paired log-ratios, Holm over the
-    objectives, the interval at half the level (the stopping rule's price) and the compare's practical threshold."""
+def comparisons_of(compare: dict[str, Any]) -> dict[str, MetricComparison]:
+    """Each objective of a compare recomputed from its rounds as `compare` judges it: paired log-ratios, Holm over
+    the objectives, its stopping rule's price (StopRule.sequential) and its practical threshold."""
     objectives = compare["objectives"]
-    estimates = {m: paired_estimate(_by_round(compare["a"], m), _by_round(compare["b"], m)) for m in objectives}
-    if any(e is None for e in estimates.values()):
+    rounds = {m: (_by_round(compare["a"], m), _by_round(compare["b"], m)) for m in objectives}
+    estimates = [paired_estimate(*rounds[m]) for m in objectives]
+    if any(e is None for e in estimates):
         raise ValueError("fewer than two pairs")
-    levels = holm_alphas([estimates[m].p_value() for m in objectives], compare["alpha"])
-    sequential = not compare["stopping"]["fixed"]
+    levels = holm_alphas([e.p_value() for e in estimates], compare["alpha"])
+    rule = StopRule(**{k: compare["stopping"][k] for k in ("min_repeats", "max_repeats", "precision", "fixed")})
     return {
-        m: str(
-            classify(
-                estimates[m],
-                DIRECTIONS.get(m, "maximize"),
-                compare["metrics"][m]["min_effect"],
-                level / 2 if sequential else level,
-            )
+        m: compare_metric(
+            m,
+            *rounds[m],
+            paired=True,
+            min_effect=compare["metrics"][m]["min_effect"],
+            alpha=level,
+            sequential=rule.sequential,
         )
         for m, level in zip(objectives, levels, strict=True)
     }
@@ -119,13 +127,10 @@ def verdicts_of(compare: dict[str, Any]) -> dict[str, str]:
 
 def known_effect(name: str) -> str:
     """How often the known loss was called `worse` on throughput and p99, with the median ratios, from the rounds."""
-    compares = _load(name)["compares"]
-    verdicts = [verdicts_of(c) for c in compares]
-    worse, ratio = {}, {}
-    for m in ("throughput_rps", "latency_p99_ms"):
-        worse[m] = sum(v[m] == "worse" for v in verdicts)
-        ratio[m] = median(paired_estimate(_by_round(c["a"], m), _by_round(c["b"], m)).ratio for c in compares)
-    n, tp, p99 = len(compares), "throughput_rps", "latency_p99_ms"
+    judged = [comparisons_of(c) for c in _load(name)["compares"]]
+    n, tp, p99 = len(judged), "throughput_rps", "latency_p99_ms"
+    worse = {m: sum(j[m].verdict == "worse" for j in judged) for m in (tp, p99)}
+    ratio = {m: median(j[m].ratio for j in judged) for m in (tp, p99)}
     return (
         f"throughput `worse` in {worse[tp]} of {n} (median ratio x{ratio[tp]:.3f}); "
         f"p99 worse in {worse[p99]} of {n} (x{ratio[p99]:.3f})"
