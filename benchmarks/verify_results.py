@@ -284,6 +284,12 @@ def job_confirmation(name: str, metric: str) -> str:
     return ratio(sides, metric)
 
 
+def compared(name: str, metric: str, prefix: str) -> str:
+    """A tuning run's compare of its pick: ratio, 95% interval and verdict, each recomputed from the rounds."""
+    judged = comparisons_of(_load(name)["compare"])[metric]
+    return f"{prefix}{ratio(_load(name)['compare'], metric)} `{judged.verdict}`"
+
+
 def pagecache(file: str, mode: str) -> str:
     """The page-cache experiment's heaps from its first job to its last, recomputed from the per-job rows."""
     run = _benchmark("storage_growth")
@@ -336,7 +342,7 @@ CLAIMS = (
     Claim(
         "tuned MobileNetV2, throughput",
         "tuned-mobilenet.json",
-        lambda: ratio(_load("tuned-mobilenet.json")["compare"], "throughput_rps").replace(" (", " (95% CI "),
+        _tuned("tuned-mobilenet.json", "throughput_rps", "throughput "),
     ),
     Claim("tuned MobileNetV2, p99", "tuned-mobilenet.json", _tuned("tuned-mobilenet.json", "latency_p99_ms", "p99 ")),
     Claim("tuned ResNet50, p99", "tuned-resnet.json", _tuned("tuned-resnet.json", "latency_p99_ms")),
@@ -355,6 +361,30 @@ CLAIMS = (
         lambda: "p99 " + job_confirmation("tuned-tiny.json", "latency_p99_ms"),
     ),
     Claim("tuned tiny, p99", "tuned-tiny.json", _tuned("tuned-tiny.json", "latency_p99_ms", "p99 ")),
+    *(
+        Claim(
+            f"tuned {model} 2026-12-06, the job's confirmation, {label}",
+            file,
+            lambda f=file, m=metric, p=label: f"{p} " + job_confirmation(f, m),
+        )
+        for model, file in (
+            ("ResNet50", "tuned-resnet-2026-12-06.json"),
+            ("MobileNetV2", "tuned-mobilenet-2026-12-06.json"),
+        )
+        for metric, label in (("throughput_rps", "throughput"), ("latency_p99_ms", "p99"))
+    ),
+    *(
+        Claim(
+            f"tuned {model} 2026-12-06, compare, {label}",
+            file,
+            lambda f=file, m=metric, p=label: compared(f, m, f"{p} "),
+        )
+        for model, file in (
+            ("ResNet50", "tuned-resnet-2026-12-06.json"),
+            ("MobileNetV2", "tuned-mobilenet-2026-12-06.json"),
+        )
+        for metric, label in (("throughput_rps", "throughput"), ("latency_p99_ms", "p99"))
+    ),
     Claim("cost, MobileNetV2", "cost-mobilenet.json", _tuned("cost-mobilenet.json", "cost_per_1k_requests", "", 3)),
     Claim("cost study p99", "cost-mobilenet.json", _tuned("cost-mobilenet.json", "latency_p99_ms", "p99 ")),
     Claim(
