@@ -67,6 +67,7 @@ def test_docker_command_publishes_on_loopback_only_and_mounts_read_only(tmp_path
     assert launch.grpc_target == "127.0.0.1:40001"
 
 
+@pytest.mark.slow
 def test_docker_without_a_daemon_is_a_clear_error(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -117,6 +118,7 @@ def test_dry_run_prints_the_exact_argv_and_writes_the_batching_file(tiny_model, 
     ).prometheus_config.enable
 
 
+@pytest.mark.slow
 def test_tfserving_backend_measures_over_the_unix_socket_and_the_server_counts_agree(tiny_model, tmp_path):
     env = {**os.environ, "PATH": f"{stand_in_binary(tmp_path)}:{os.environ['PATH']}"}
     proc = autotune(

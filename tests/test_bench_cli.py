@@ -33,6 +33,7 @@ METRICS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
 def test_bench_json_has_every_design_metric(tiny_model, protocol):
     proc = autotune(
@@ -61,6 +62,7 @@ def test_bench_json_has_every_design_metric(tiny_model, protocol):
     assert "failure_reason" not in result
 
 
+@pytest.mark.slow
 def test_bench_with_batching_and_open_loop(tiny_model):
     proc = autotune(
         "bench",
@@ -84,6 +86,7 @@ def test_bench_with_batching_and_open_loop(tiny_model):
     assert 25 < result["throughput_rps"] < 80
 
 
+@pytest.mark.slow
 def test_ramp_without_concurrency_reports_an_operating_point(tiny_model):
     proc = autotune("bench", "--model", "tiny", "--max-concurrency", "4", "--json", *SHORT, timeout=240)
     assert proc.returncode == 0, proc.stderr
@@ -96,6 +99,7 @@ def test_ramp_without_concurrency_reports_an_operating_point(tiny_model):
     assert result["concurrency"] == best["concurrency"]
 
 
+@pytest.mark.slow
 def test_an_impossible_slo_is_reported_not_met(tiny_model):
     proc = autotune(
         "bench", "--model", "tiny", "--max-concurrency", "2", "--slo-ms", "0.001", "--json", *SHORT, timeout=240
@@ -165,6 +169,7 @@ def _bench_under_load(settle_s: float, *extra: str) -> tuple[subprocess.Popen[st
     return bench, server
 
 
+@pytest.mark.slow
 def test_server_killed_mid_measurement_fails_the_bench_and_leaves_nothing(tiny_model):
     before = {p.pid for p in our_processes()}
     bench, server = _bench_under_load(1.0)
@@ -178,6 +183,7 @@ def test_server_killed_mid_measurement_fails_the_bench_and_leaves_nothing(tiny_m
     assert not wait_no_processes(ignore=before)
 
 
+@pytest.mark.slow
 def test_a_hung_server_is_a_timeout_and_its_whole_group_is_killed(tiny_model):
     before = {p.pid for p in our_processes()}
     bench, server = _bench_under_load(0.5, "--request-timeout-s", "2")
@@ -190,6 +196,7 @@ def test_a_hung_server_is_a_timeout_and_its_whole_group_is_killed(tiny_model):
     assert not wait_no_processes(ignore=before)  # SIGKILL reaches a stopped process
 
 
+@pytest.mark.slow
 def test_a_killed_load_generator_fails_the_trial_and_stops_the_server(tiny_model):
     before = {p.pid for p in our_processes()}
     bench, server = _bench_under_load(0.5)
@@ -204,6 +211,7 @@ def test_a_killed_load_generator_fails_the_trial_and_stops_the_server(tiny_model
     assert not wait_no_processes(ignore=before)
 
 
+@pytest.mark.slow
 def test_sigterm_to_bench_stops_server_and_load_generator(tiny_model):
     before = {p.pid for p in our_processes()}
     bench, server = _bench_under_load(0.5)
@@ -215,6 +223,7 @@ def test_sigterm_to_bench_stops_server_and_load_generator(tiny_model):
     assert not wait_no_processes(ignore=before)
 
 
+@pytest.mark.slow
 def test_a_model_the_server_cannot_load_is_server_start_failed(tiny_model, tmp_path):
     import shutil
 

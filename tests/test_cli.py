@@ -32,6 +32,7 @@ def test_version_and_short_help():
         assert shown.returncode == 0 and "Usage" in shown.stdout, args
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "code", "says"),
     [
@@ -53,6 +54,7 @@ def test_with_json_errors_are_a_json_object_on_stdout_with_the_usual_exit_code(d
     assert "Traceback" not in as_json.stderr
 
 
+@pytest.mark.slow
 def test_every_command_that_prints_a_result_speaks_json(db, tmp_path):
     models = json.loads(autotune("models", "list", "--json").stdout)
     assert {m["name"] for m in models} >= {"tiny", "resnet", "mobilenet"}
@@ -68,6 +70,7 @@ def test_every_command_that_prints_a_result_speaks_json(db, tmp_path):
     assert "retune --model tiny" in cron["line"] and cron["installed_in"] is None
 
 
+@pytest.mark.slow
 def test_pareto_export_and_report_read_this_hosts_latest_job_and_another_hosts_only_by_id(db, tiny_model, tmp_path):
     store = Store(db)
     model_id = store.model(tiny_model)

@@ -26,6 +26,7 @@ def _our_cgroups() -> list[Path]:
     return [] if isinstance(parent, str) else sorted(parent.path.glob("autotune-*"))
 
 
+@pytest.mark.slow
 @needs_two_cores
 def test_a_whole_core_allowance_pins_the_server_to_one_core_and_frees_the_other_for_the_generator(autotune_home):
     result = _bench("--set", "cpus=1")
@@ -34,6 +35,7 @@ def test_a_whole_core_allowance_pins_the_server_to_one_core_and_frees_the_other_
     assert result["cost_per_1k_requests"] == pytest.approx(1.0 * 1000 / result["throughput_rps"] / 3600, rel=0.01)
 
 
+@pytest.mark.slow
 @needs_two_cores
 @needs_quota
 def test_a_fractional_allowance_is_a_cfs_quota_and_its_throttling_is_reported(autotune_home):

@@ -137,6 +137,7 @@ def _metric_names(expr: str) -> set[str]:
     return set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", expr))
 
 
+@pytest.mark.slow
 def test_every_dashboard_query_names_a_metric_the_server_exports(db, tmp_path, tiny_model, start_server):
     store = Store(db)
     job = add_job(store, store.model(tiny_model), fingerprint(host_info()), JobState.running)

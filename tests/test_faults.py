@@ -59,6 +59,7 @@ def fill(fs: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow
 def test_a_writer_holding_the_database_for_seconds_is_waited_for(tmp_path):
     url = f"sqlite:///{tmp_path / 'a.db'}"
     assert autotune("db", "upgrade", db=url, timeout=120).returncode == 0
@@ -73,6 +74,7 @@ def test_a_writer_holding_the_database_for_seconds_is_waited_for(tmp_path):
     holder.close()
 
 
+@pytest.mark.slow
 def test_a_lock_held_past_the_busy_timeout_is_a_one_line_error_and_nothing_is_half_written(tmp_path):
     url = f"sqlite:///{tmp_path / 'a.db'}"
     assert autotune("db", "upgrade", db=url, timeout=120).returncode == 0

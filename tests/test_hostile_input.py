@@ -115,6 +115,7 @@ def test_out_of_range_numbers_in_a_study_are_refused_by_knob(tmp_path):
         load_study(path)
 
 
+@pytest.mark.slow
 def test_model_paths_with_spaces_symlinks_and_dotdot_are_served_as_the_directory_they_name(tmp_path, tiny_model):
     import json
     import shutil

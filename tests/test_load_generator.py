@@ -98,6 +98,7 @@ def test_a_request_files_bodies_are_sent_round_robin_over_every_client(slow_serv
     assert set(seen) == set(bodies)
 
 
+@pytest.mark.slow
 def test_open_loop_over_capacity_counts_queueing_no_coordinated_omission(slow_server, tmp_path):
     """At 80/s offered to a 50/s server the backlog grows; latency from intended send time shows it."""
     windows = _measure(slow_server, tmp_path, lambda gen: gen.open_loop(80.0, 1), 3)

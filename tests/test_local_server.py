@@ -100,6 +100,7 @@ def test_a_model_that_fails_to_load_exits_nonzero_with_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_busy_port_exits_nonzero_with_one_line(start_server, tiny_model):
     first = start_server(tiny_model)
     proc = subprocess.run(
@@ -285,6 +286,7 @@ def _all_at_once(send, n: int) -> list[bool]:
     return answered
 
 
+@pytest.mark.slow
 def test_thread_limits_cap_the_requests_in_flight(start_server, tiny_model, tmp_path):
     """Six concurrent requests, two threads per API: all answered, never more than two inside the batch op.
 

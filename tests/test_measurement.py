@@ -19,6 +19,7 @@ from tests.conftest import autotune
 STEADY = ["--window-s", "0.5", "--warmup-s", "0.2", "--max-windows", "6"]
 
 
+@pytest.mark.slow
 def test_a_server_slow_for_its_first_seconds_does_not_leak_into_the_windows(tiny_model):
     # For its first 4 s the server answers one request at a time, 400 ms at first and less and less:
     # a cold model. Tiny's warm p99 is a few ms; any cold request in a window would show as >= 40 ms.
@@ -32,6 +33,7 @@ def test_a_server_slow_for_its_first_seconds_does_not_leak_into_the_windows(tiny
             assert w["latency_ms"]["max"] < 40, (level["concurrency"], w["latency_ms"])
 
 
+@pytest.mark.slow
 def test_open_loop_overload_counts_dropped_arrivals_and_is_infeasible(tiny_model):
     proc = autotune("bench", "--model", "tiny", "--rate", "20000", "--json", *STEADY)
     result = json.loads(proc.stdout)
@@ -47,6 +49,7 @@ def _tiny_study(**changes):
     return replace(study_for_model("tiny"), slo_p99_ms=None, max_error_rate=0.01, concurrency=2, **changes)
 
 
+@pytest.mark.slow
 def test_an_unstable_level_is_measured_again_then_stored_unstable_and_never_exported(tiny_profile, tmp_path):
     # Zero tolerance: windows never agree exactly, so every level is unstable.
     # The model warm-up waits for two windows that agree too: cap it, or it waits out its full 30 s.
@@ -95,6 +98,7 @@ def _compare(*args: str) -> dict:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow
 def test_compare_of_a_config_with_itself_claims_no_difference(tiny_model):
     # A 95% interval excludes the truth 1 time in 20 by design: one re-run keeps the test's own false
     # alarm rate at 1 in 400, while a systematic bias between the sides would fail both runs.
@@ -113,6 +117,7 @@ def test_compare_of_a_config_with_itself_claims_no_difference(tiny_model):
     pytest.fail(f"A/A compare found a difference twice: {tp}")
 
 
+@pytest.mark.slow
 def test_compare_finds_a_config_that_waits_for_batches_that_never_fill_slower_than_the_defaults(tiny_model):
     # Two clients can never fill a batch of 64: every request waits out the 20 ms timeout, so throughput
     # collapses to about 2 / 20 ms while the defaults answer at once. A difference compare must call.

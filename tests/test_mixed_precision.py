@@ -47,6 +47,7 @@ def test_a_cpu_without_native_bf16_is_told_why_it_is_not_searched():
     assert study.space["mixed_precision"].choices == ("off", "bfloat16")
 
 
+@pytest.mark.slow
 def test_a_trial_under_bf16_checks_the_servers_own_answers_once(tiny_model):
     from autotune.measure import MeasureSettings, run_trial
     from autotune.servers.backends import local_backend

@@ -146,6 +146,7 @@ def test_a_job_after_another_measures_the_defaults_then_the_previous_front_then_
     assert measured == [ServingConfig(), *previous, seeds[0]]
 
 
+@pytest.mark.slow
 def test_a_model_seeded_job_with_no_profile_measures_one_first_keeps_it_and_seeds_from_it(tmp_path, tiny_model):
     """Live: no profile of the model on this host, so the job profiles it (its protocol only), stores it for the
     jobs after it, and measures the plan of that profile right after the defaults."""

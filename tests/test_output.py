@@ -58,6 +58,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", HOSTILE, ids=lambda a: " ".join(a))
 def test_an_input_error_is_one_line_on_stderr_before_any_backend_note(args):
     proc = autotune(*args, env=LOG, timeout=120)

@@ -177,6 +177,7 @@ def with_variant_points(profile: Profile, accuracy: dict[str, dict]) -> Profile:
     return dataclasses.replace(profile, points=profile.points + tuple(fast), accuracy=accuracy)
 
 
+@pytest.mark.slow
 def test_the_plan_leaves_out_variants_it_cannot_plan_and_says_why():
     guarded = dataclasses.replace(STUDY, min_top1_agreement=0.99)
     space = build_space(

@@ -74,6 +74,7 @@ def test_predict_input_errors_are_one_line(tmp_path: Path) -> None:
 
 
 # Two profiles and a variant's build, ladder and transports: about 2.5 minutes here, twice that on a slow host.
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_profile_measures_once_then_predict_reads_the_cache(tmp_path: Path, tiny_model) -> None:
     env = {"AUTOTUNE_HOME": str(tmp_path / "home")}

@@ -154,6 +154,7 @@ def test_broken_files_are_one_line_errors(tiny_model, tmp_path):
         read_request_file(tmp_path / "classify", tiny_model.signature)
 
 
+@pytest.mark.slow
 def test_bench_replays_a_json_lines_file_over_rest_and_a_prediction_log_over_grpc(tiny_model, tmp_path):
     jsonl = _jsonl(tmp_path / "r.jsonl", [{"instances": _tiny_rows(2)}, {"inputs": _tiny_rows(3)}])
     logs = _prediction_logs(tmp_path / "w", [_predict_request(inputs=(np.ones((4, 32), np.float32), {}))])

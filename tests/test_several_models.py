@@ -65,6 +65,7 @@ def test_a_bad_mix_is_a_one_line_error(tmp_path, mix, message):
         load_study(path)
 
 
+@pytest.mark.slow
 def test_a_two_model_study_is_tuned_on_one_server_and_exported_as_one_models_config(tmp_path):
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2

@@ -35,6 +35,7 @@ def running_server(tiny_model, tmp_path_factory: pytest.TempPathFactory):
         yield start(tiny_model, f"--monitoring_config_file={monitoring}")
 
 
+@pytest.mark.slow
 def test_a_running_server_is_measured_as_it_is_and_left_running(running_server):
     server = running_server
     pid, url = server.pid, f"http://127.0.0.1:{server.rest_port}"
@@ -53,6 +54,7 @@ def test_a_running_server_is_measured_as_it_is_and_left_running(running_server):
     assert 0.5 < ours["throughput_rps"] / fresh["throughput_rps"] < 2.0
 
 
+@pytest.mark.slow
 def test_the_servers_own_count_shows_traffic_from_others(running_server):
     server = running_server
     url = f"http://127.0.0.1:{server.rest_port}"
@@ -79,6 +81,7 @@ def test_the_servers_own_count_shows_traffic_from_others(running_server):
     assert "it served other traffic during the measurement" in " ".join(busy["stderr"].split())
 
 
+@pytest.mark.slow
 def test_compare_measures_the_running_server_as_side_a(running_server):
     server = running_server
     url = f"http://127.0.0.1:{server.rest_port}"
@@ -118,6 +121,7 @@ def test_a_remote_host_is_allowed_only_when_named(tiny_model):
     _check_target({**spec, "allow_hosts": ["10.1.2.3"]})
 
 
+@pytest.mark.slow
 def test_retune_check_target_sets_the_deployed_server_against_its_jobs_prediction(tiny_model, running_server, tmp_path):
     from dataclasses import asdict
 

@@ -19,10 +19,15 @@ from tests.conftest import AUTOTUNE, SHORT, autotune, wait_load_flowing
 
 
 @pytest.fixture
-def db_env(tmp_path, profiled):
-    env = dict(os.environ)
-    env["AUTOTUNE_DB_URL"] = profiled(f"sqlite:///{tmp_path / 'autotune.db'}")
-    return env
+def plain_env(tmp_path):
+    return {**os.environ, "AUTOTUNE_DB_URL": f"sqlite:///{tmp_path / 'autotune.db'}"}
+
+
+@pytest.fixture
+def db_env(plain_env, profiled):
+    """A store holding the session's profile of tiny: jobs plan from it instead of profiling."""
+    profiled(plain_env["AUTOTUNE_DB_URL"])
+    return plain_env
 
 
 def _studies(url: str) -> list[optuna.Study]:
@@ -100,6 +105,7 @@ def test_start_tunes_defaults_first_keeps_a_true_pareto_set_and_the_next_job_war
     assert [t.config for t in second.trials[1 : 1 + len(carried)]] == carried
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_start_cancels_the_job_and_keeps_what_was_measured(db_env):
     url = db_env["AUTOTUNE_DB_URL"]
     args = ["start", "--model", "tiny", "--trials", "5", "--window-s", "3", "--max-windows", "10", "--foreground"]
@@ -147,16 +153,16 @@ def _running_trial_with_server(url: str) -> bool:
         return False
 
 
-def test_pareto_of_an_untuned_model_is_a_clear_error(db_env):
-    proc = autotune("pareto", "--model", "resnet", env=db_env, timeout=600)
+def test_pareto_of_an_untuned_model_is_a_clear_error(plain_env):
+    proc = autotune("pareto", "--model", "resnet", env=plain_env, timeout=600)
     assert proc.returncode == 1 and "has not been tuned yet" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_an_invalid_study_stores_nothing(db_env, tmp_path):
+def test_an_invalid_study_stores_nothing(plain_env, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('model = "tiny"\n[budget]\ntrials = 0\n')
-    proc = autotune("start", "--study", str(bad), env=db_env, timeout=600)
+    proc = autotune("start", "--study", str(bad), env=plain_env, timeout=600)
     assert proc.returncode == 1
     assert f"{bad}: budget.trials: must be > 0" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "autotune.db").exists() or not _studies(db_env["AUTOTUNE_DB_URL"])
+    assert not (tmp_path / "autotune.db").exists() or not _studies(plain_env["AUTOTUNE_DB_URL"])

@@ -63,6 +63,7 @@ def test_a_variant_with_its_weights_zeroed_is_rejected_by_the_guard(tiny_model, 
     assert accuracy.problem().startswith("top-1 agreement")
 
 
+@pytest.mark.slow
 def test_models_optimize_builds_every_variant_and_reports_the_guard(tiny_model, tmp_path):
     out = tmp_path / "variants"
     run = autotune("models", "optimize", "tiny", "--out", str(out), "--samples", "32", "--json")
@@ -82,6 +83,7 @@ def tiny_fp16(tiny_model, tmp_path_factory):
     return build_variant(tiny_model, "tflite_fp16", tmp_path_factory.mktemp("variant") / "tiny")
 
 
+@pytest.mark.slow
 def test_the_local_server_serves_model_tflite_under_prefer_tflite_model_over_rest_and_grpc(
     start_server, tiny_model, tiny_fp16
 ):
@@ -144,6 +146,7 @@ def test_a_tflite_variant_is_served_behind_the_batch_op(start_server, tiny_fp16,
         assert list(pool.map(one, range(16))) == [1] * 16
 
 
+@pytest.mark.slow
 def test_a_trial_of_a_variant_serves_its_model_tflite_and_records_its_accuracy(tiny_model):
     from autotune.knobs import parse_assignments
     from autotune.measure import MeasureSettings, run_trial
@@ -170,6 +173,7 @@ def test_a_trial_of_a_variant_serves_its_model_tflite_and_records_its_accuracy(t
     assert again.metrics["throughput_rps"] > 0  # measured all the same: report shows speed against accuracy
 
 
+@pytest.mark.slow
 def test_a_model_tflite_cannot_convert_fails_its_trial_with_one_line_and_leaves_no_half_build(resnet_model):
     from autotune.knobs import parse_assignments
     from autotune.measure import MeasureSettings, run_trial
@@ -220,6 +224,7 @@ max_windows = 4
 """
 
 
+@pytest.mark.slow
 def test_a_job_searches_the_variant_beside_the_server_knobs_and_reports_speed_against_accuracy(tmp_path):
     from autotune.fingerprint import fingerprint, host_info
     from autotune.store import Store
@@ -322,6 +327,7 @@ def test_mobilenet_float_becomes_variants_the_local_server_serves_over_grpc(star
         server.stop()
 
 
+@pytest.mark.slow
 def test_an_xla_variant_is_the_savedmodel_compiled_and_the_local_server_serves_it(start_server, tiny_model, tmp_path):
     import requests
 

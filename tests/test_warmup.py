@@ -61,6 +61,7 @@ def test_the_warmed_model_links_the_users_files_and_never_writes_into_them(tiny_
     assert sorted(p.name for p in tiny_model.version_path.iterdir()) == before
 
 
+@pytest.mark.slow
 def test_a_trial_server_replays_the_warmup_before_it_is_available(tiny_model, tmp_path):
     path = _jsonl(tmp_path / "r.jsonl", [1, 2, 4])
     settings = MeasureSettings(
@@ -90,6 +91,7 @@ def _model_with_warmup(tiny_model, tmp_path: Path, records: list[bytes] | None, 
     return resolve_model(str(base))
 
 
+@pytest.mark.slow
 def test_a_warmup_request_the_model_cannot_serve_fails_the_load_in_one_line(tiny_model, tmp_path, start_server):
     from autotune.traffic.payload import payload_of
     from autotune.warmup import prediction_log
@@ -102,6 +104,7 @@ def test_a_warmup_request_the_model_cannot_serve_fails_the_load_in_one_line(tiny
     assert "warm-up record 1 failed" in server.last_error_line()
 
 
+@pytest.mark.slow
 def test_a_models_own_warmup_file_is_used_as_it_is(tiny_model, tmp_path, start_server):
     model = _model_with_warmup(tiny_model, tmp_path, None, _jsonl(tmp_path / "r.jsonl", [2, 2]))
     settings = MeasureSettings(concurrency=1, window_s=0.3, warmup_s=0.1, max_windows=4, measure_unloaded=False)
@@ -111,6 +114,7 @@ def test_a_models_own_warmup_file_is_used_as_it_is(tiny_model, tmp_path, start_s
     assert "warmed up tiny with 2 records" in (result.server_log_tail or "")
 
 
+@pytest.mark.slow
 def test_an_export_ships_the_jobs_requests_as_its_warmup_file_and_mounts_it(tiny_model, tmp_path, start_server):
     db = f"sqlite:///{tmp_path / 'w.db'}"
     store = Store(db)
