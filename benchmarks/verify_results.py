@@ -262,6 +262,10 @@ def soak(file: str, what: str) -> str:
     raise ValueError(what)
 
 
+# The tuned-vs-defaults reruns under issue 25's verdicts (pre-registered in validation-plan.md).
+TUNED_RERUNS = (("ResNet50", "tuned-resnet-2026-12-06.json"), ("MobileNetV2", "tuned-mobilenet-2026-12-06.json"))
+
+
 @dataclass(frozen=True)
 class Claim:
     """One headline figure: where its data is and how to recompute the text the documents print."""
@@ -286,8 +290,8 @@ def job_confirmation(name: str, metric: str) -> str:
 
 def compared(name: str, metric: str, prefix: str) -> str:
     """A tuning run's compare of its pick: ratio, 95% interval and verdict, each recomputed from the rounds."""
-    judged = comparisons_of(_load(name)["compare"])[metric]
-    return f"{prefix}{ratio(_load(name)['compare'], metric)} `{judged.verdict}`"
+    compare = _load(name)["compare"]
+    return f"{prefix}{ratio(compare, metric)} `{comparisons_of(compare)[metric].verdict}`"
 
 
 def pagecache(file: str, mode: str) -> str:
@@ -367,10 +371,7 @@ CLAIMS = (
             file,
             lambda f=file, m=metric, p=label: f"{p} " + job_confirmation(f, m),
         )
-        for model, file in (
-            ("ResNet50", "tuned-resnet-2026-12-06.json"),
-            ("MobileNetV2", "tuned-mobilenet-2026-12-06.json"),
-        )
+        for model, file in TUNED_RERUNS
         for metric, label in (("throughput_rps", "throughput"), ("latency_p99_ms", "p99"))
     ),
     *(
@@ -379,10 +380,7 @@ CLAIMS = (
             file,
             lambda f=file, m=metric, p=label: compared(f, m, f"{p} "),
         )
-        for model, file in (
-            ("ResNet50", "tuned-resnet-2026-12-06.json"),
-            ("MobileNetV2", "tuned-mobilenet-2026-12-06.json"),
-        )
+        for model, file in TUNED_RERUNS
         for metric, label in (("throughput_rps", "throughput"), ("latency_p99_ms", "p99"))
     ),
     Claim("cost, MobileNetV2", "cost-mobilenet.json", _tuned("cost-mobilenet.json", "cost_per_1k_requests", "", 3)),
