@@ -5,10 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from typing import Any
+from typing import Protocol
 
 
-def kill_group(proc: subprocess.Popen[Any], grace_s: float = 0.0) -> None:
+class Reapable(Protocol):
+    """A started process this one can wait for: a Popen, or a server forked for it (servers/prefork.py)."""
+
+    pid: int
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def kill_group(proc: Reapable, grace_s: float = 0.0) -> None:
     """SIGTERM then SIGKILL the process group PROC leads, and reap PROC."""
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:

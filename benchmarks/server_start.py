@@ -1,66 +1,137 @@
-"""What a fresh stand-in server costs a trial: start to AVAILABLE, and stop, for tiny; beside a bare TF import.
+"""What starting a stand-in server costs, forked ready-imported or exec'd, and whether the way it starts changes
+what a trial measures.
 
-Every trial, confirmation round and live test starts and stops one, so these two figures bound how fast a job
-(and the test suite) can go on this host. The server is `python -m autotune.servers.local`, found from the working
-directory: run this from the root of the checkout whose server it times (another checkout's root for a "before").
+Start (tiny): per run, one server exec'd (a fresh interpreter) and one forked from the fork server
+(servers/prefork.py), in alternating order: start to AVAILABLE, stop, RSS and threads once AVAILABLE; beside
+one bare TF import. The fork server is started (and TF imported in it) before the first run, as a job's first
+server starts it.
+Trials (--trials N, per --model): N pairs of whole trials of TF Serving's defaults, one server exec'd and one
+forked (order alternating), compared as `compare` compares pairs: ratio forked/exec'd with its 95% interval and
+the verdict at a 5% threshold, on throughput, p99, server CPU, RSS, start-up and the trial's wall time.
 
-    python benchmarks/server_start.py --runs 5 --out benchmarks/data/server-start.json
-    (cd OLD_CHECKOUT && python NEW_CHECKOUT/benchmarks/server_start.py --runs 5 --out /tmp/server-start-before.json)
+    python benchmarks/server_start.py --runs 5 --trials 8 --model tiny --model resnet --out FILE.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import psutil
 from _common import provenance
 
-from autotune.measure import free_ports
+from autotune.knobs import ServingConfig
+from autotune.measure import MeasureSettings, free_ports, run_trial
 from autotune.models.resolve import ModelRef, resolve_model
 from autotune.servers.argv import one_model_argv
 from autotune.servers.backends import local_backend
+from autotune.servers.prefork import START_ENV
 from autotune.servers.process import ServerProcess
+from autotune.significance import compare_metric
 
 IMPORT_TF = "from autotune.tfimport import import_tensorflow; import_tensorflow(keras=False)"
+MODES = ("exec", "fork")
+TRIAL_METRICS = ("throughput_rps", "latency_p99_ms", "cpu_cores", "rss_mb", "load_time_s", "trial_wall_s")
+MIN_EFFECT = 0.05
 
 
-def one_run(model: ModelRef) -> dict[str, float]:
-    """One bare TF import in a fresh interpreter, then one MODEL server started, waited for and stopped."""
-    began = time.monotonic()
-    subprocess.run([sys.executable, "-c", IMPORT_TF], check=True, capture_output=True)
-    imported = time.monotonic() - began
+def start_once(model: ModelRef, mode: str) -> dict[str, float]:
+    """Start MODEL's server the MODE way, wait for AVAILABLE, read its RSS and threads, stop it."""
+    os.environ[START_ENV] = mode
     grpc_port, rest_port = free_ports(2)
     argv = one_model_argv(local_backend().program, model.name, model.base_path, grpc_port, rest_port)
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(argv, Path(tmp) / "server.log")
         try:
             ready = server.wait_ready(rest_port, model.name, 120).load_time_s
+            proc = psutil.Process(server.pid)
+            rss_mb, threads = proc.memory_info().rss / 2**20, proc.num_threads()
         finally:
             began = time.monotonic()
             server.stop()
             stopped = time.monotonic() - began
-    return {"tf_import_s": imported, "ready_s": ready, "stop_s": stopped}
+    return {"ready_s": ready, "stop_s": stopped, "rss_mb": rss_mb, "threads": threads}
+
+
+def start_runs(model: ModelRef, runs: int) -> list[dict[str, Any]]:
+    """RUNS rounds of: one bare TF import, one exec'd and one forked start (order alternating)."""
+    start_once(model, "fork")  # the fork server up, as a job's first server brings it up
+    rows = []
+    for i in range(runs):
+        began = time.monotonic()
+        subprocess.run([sys.executable, "-c", IMPORT_TF], check=True, capture_output=True)
+        row: dict[str, Any] = {"run": i, "tf_import_s": time.monotonic() - began}
+        for mode in MODES if i % 2 == 0 else MODES[::-1]:
+            row[mode] = start_once(model, mode)
+        rows.append(row)
+        print(f"start run {i}: {json.dumps(row)}", file=sys.stderr)
+    return rows
+
+
+def trial_pairs(model: ModelRef, pairs: int, settings: MeasureSettings) -> list[dict[str, Any]]:
+    """PAIRS rounds of one whole trial of the defaults per start mode (order alternating)."""
+    rows = []
+    for i in range(pairs):
+        row: dict[str, Any] = {"pair": i}
+        for mode in MODES if i % 2 == 0 else MODES[::-1]:
+            os.environ[START_ENV] = mode
+            result = run_trial(model, ServingConfig(), settings, local_backend())
+            if result.failure_reason:
+                raise SystemExit(f"{model.name} {mode} trial failed: {result.failure_message}")
+            row[mode] = {m: result.metrics.get(m) for m in (*TRIAL_METRICS, "setup_s", "measure_s", "requests")}
+        rows.append(row)
+        print(f"{model.name} pair {i}: {json.dumps(row)}", file=sys.stderr)
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> dict[str, Any]:
+    """Per metric: medians a side and forked/exec'd as a paired comparison with its verdict."""
+    out = {}
+    for m in metrics:
+        a, b = [r["exec"][m] for r in rows], [r["fork"][m] for r in rows]
+        out[m] = compare_metric(m, a, b, paired=True, min_effect=MIN_EFFECT).to_json()
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--runs", type=int, default=5, help="start rounds (tiny)")
+    p.add_argument("--trials", type=int, default=0, help="pairs of whole trials per --model")
+    p.add_argument("--model", action="append", default=[], help="built-in model for the trial pairs (repeatable)")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--protocol", default="grpc")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
-    model, runs = resolve_model("tiny"), []
-    for i in range(a.runs):
-        runs.append(one_run(model))
-        print(f"run {i}: " + ", ".join(f"{k} {v:.2f}" for k, v in runs[-1].items()), file=sys.stderr)
-    medians = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
-    doc = {"provenance": provenance("server_start.py"), "cwd": str(Path.cwd()), "runs": runs, "medians": medians}
+    tiny = resolve_model("tiny")
+    starts = start_runs(tiny, a.runs)
+    doc: dict[str, Any] = {
+        "provenance": provenance("server_start.py"),
+        "starts": starts,
+        "start_summary": {
+            "tf_import_s": round(statistics.median(r["tf_import_s"] for r in starts), 3),
+            **summarize(starts, ("ready_s", "stop_s", "rss_mb", "threads")),
+        },
+        "trials": {},
+    }
+    settings = MeasureSettings(protocol=a.protocol, concurrency=a.concurrency)
+    for name in a.model:
+        rows = trial_pairs(resolve_model(name), a.trials, settings)
+        doc["trials"][name] = {
+            "settings": dataclasses.asdict(settings),
+            "pairs": rows,
+            "summary": summarize(rows, TRIAL_METRICS),
+        }
     a.out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(json.dumps(medians))
+    print(json.dumps({"start": doc["start_summary"], **{k: v["summary"] for k, v in doc["trials"].items()}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import requests
 from autotune.cpulimit import CpuCgroup, CpuPlan, preexec
 from autotune.errors import AutotuneError, TrialError
 from autotune.procs import kill_group
+from autotune.servers.prefork import ForkedServer, forkable
 
 
 class ServerStartError(TrialError):
@@ -28,7 +29,8 @@ class ReadyInfo:
 
 
 class ServerProcess:
-    """One server process (an argv list, no shell), logging to a file, under its CPU allowance if given."""
+    """One server process (an argv list, no shell), logging to a file, under its CPU allowance if given; the stand-in
+    is forked ready-imported where it can be (servers/prefork.py)."""
 
     def __init__(
         self,
@@ -51,16 +53,21 @@ class ServerProcess:
         env = {**(os.environ if env is None else env), "TMPDIR": str(log_path.parent)}
         self._log: IO[bytes] = open(log_path, "wb")
         self.started = time.monotonic()
+        cores = cpu.server_cores if cpu is not None else None
+        self.proc: subprocess.Popen[bytes] | ForkedServer
         try:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=env,
-                preexec_fn=preexec(cpu.server_cores if cpu is not None else None, self.cgroup),
-            )
+            if forkable(argv):
+                self.proc = ForkedServer(argv, log_path, env, cores, self.cgroup)
+            else:
+                self.proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=self._log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env=env,
+                    preexec_fn=preexec(cores, self.cgroup),
+                )
         except BaseException:
             self._log.close()
             if self.cgroup is not None:

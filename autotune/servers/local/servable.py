@@ -7,6 +7,7 @@ requests from server threads are merged into batches in C++.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -145,7 +146,7 @@ class Servable:
 
     def predict(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run SIGNATURE on a batch; raise RequestError for bad input or a full queue."""
-        _COLD_START.wait()
+        _cold_start().wait()
         tf = self._tf
         runner = self._get(signature)
         in_names, out_names, specs, graph_fn = runner.in_names, runner.out_names, runner.specs, runner.fn
@@ -194,7 +195,10 @@ class _ColdStart:
                 time.sleep(self.delay * left)
 
 
-_COLD_START = _ColdStart(os.environ.get("AUTOTUNE_TEST_COLD_START", ""))
+@functools.cache
+def _cold_start() -> _ColdStart:
+    # Read when the server serves, not at import: a forked server's environment is set after the fork server's import.
+    return _ColdStart(os.environ.get("AUTOTUNE_TEST_COLD_START", ""))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,111 @@
+"""Start autotune's stand-in server by forking it from a process that has already imported TensorFlow.
+
+A fresh interpreter spends 2.6-3 s importing TensorFlow before it loads the model; TF Serving, a C++ binary, does
+not. Forked from multiprocessing's fork server, which imports TF once per autotune process, the stand-in is up in
+about 0.3 s. Only the stand-in run by this interpreter, and only on hosts without an NVIDIA GPU: CUDA does not
+survive a fork (benchmarks/server_start.py measures both ways).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from autotune.cpulimit import CpuCgroup
+
+STAND_IN = (sys.executable, "-m", "autotune.servers.local")
+# Not named like a server (daemon.SERVER_MARKERS): the fork server itself serves nothing and is no orphan.
+PRELOAD = "autotune.servers.preload"
+# The environment variable that turns forking off (`exec`): every server a fresh interpreter, as before.
+START_ENV = "AUTOTUNE_SERVER_START"
+
+
+def forkable(argv: list[str]) -> bool:
+    """Whether ARGV is the stand-in run by this interpreter on a host where forking it is safe and asked for."""
+    if os.environ.get(START_ENV, "fork") == "exec" or tuple(argv[:3]) != STAND_IN:
+        return False
+    return not any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+class ForkedServer:
+    """A stand-in server forked from the fork server, with the part of Popen's interface the callers use."""
+
+    def __init__(
+        self, argv: list[str], log_path: Path, env: dict[str, str], cores: list[int] | None, cgroup: CpuCgroup | None
+    ) -> None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([PRELOAD])
+        args = (argv, str(log_path), env, cores, cgroup)
+        # Daemonic: should its owner exit without stopping it, multiprocessing terminates it on the way out.
+        self._process = context.Process(target=serve_forked, args=args, name="autotune-server", daemon=True)
+        _start_without_main(self._process)
+        assert self._process.pid is not None
+        self.pid: int = self._process.pid
+        self.args = argv
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        code = self._process.exitcode
+        if code is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+
+def _start_without_main(process: multiprocessing.process.BaseProcess) -> None:
+    """Start PROCESS without multiprocessing running the caller's main module again in it: the child serves, it
+    is not the caller's script (one without a main guard would run twice)."""
+    main = sys.modules["__main__"]
+    saved = main.__dict__.pop("__file__", None), main.__dict__.get("__spec__")
+    main.__spec__ = None
+    try:
+        process.start()
+    finally:
+        if saved[0] is not None:
+            main.__file__ = saved[0]
+        main.__spec__ = saved[1]
+
+
+def serve_forked(argv: list[str], log_path: str, env: dict[str, Any], cores: list[int] | None, cgroup: Any) -> None:
+    """In the forked child: become what an exec'd server would be (own session, log, environment, cores, cgroup,
+    command line), then serve; never returns."""
+    # First, while the environment is as the fork server's was: setproctitle finds the command line's memory
+    # through it. It gives the server the command line an exec'd one has (`ps`, the orphan sweeps and the tests
+    # find servers by it); SPT_NOENV keeps /proc/PID/environ readable, so the title fits the fork server's own
+    # command line (300+ characters, the model path within the first 200).
+    os.environ["SPT_NOENV"] = "1"
+    import setproctitle
+
+    setproctitle.setproctitle(" ".join(argv))
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDONLY)
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+    os.environ.clear()
+    os.environ.update(env)
+    tempfile.tempdir = None  # TMPDIR is the trial's: the fork server's cached choice must not stand
+    if cores:
+        os.sched_setaffinity(0, set(cores))
+    if cgroup is not None:
+        cgroup.join()
+    from autotune.servers.local.__main__ import main
+
+    main(argv[len(STAND_IN) :])
