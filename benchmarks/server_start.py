@@ -9,7 +9,7 @@ Trials (--trials N, per --model): N pairs of whole trials of TF Serving's defaul
 forked (order alternating), compared as `compare` compares pairs: ratio forked/exec'd with its 95% interval and
 the verdict at a 5% threshold, on throughput, p99, server CPU, RSS, start-up and the trial's wall time.
 
-    python benchmarks/server_start.py --runs 5 --trials 8 --model tiny --model resnet --out FILE.json
+    python benchmarks/server_start.py --runs 8 --trials 6 --model tiny --trials-resnet 10 --model resnet --out FILE.json
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=5, help="start rounds (tiny)")
     p.add_argument("--trials", type=int, default=0, help="pairs of whole trials per --model")
+    p.add_argument("--trials-resnet", type=int, help="pairs for resnet, if not --trials")
     p.add_argument("--model", action="append", default=[], help="built-in model for the trial pairs (repeatable)")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--protocol", default="grpc")
@@ -124,7 +125,8 @@ def main() -> None:
     }
     settings = MeasureSettings(protocol=a.protocol, concurrency=a.concurrency)
     for name in a.model:
-        rows = trial_pairs(resolve_model(name), a.trials, settings)
+        pairs = a.trials_resnet if name == "resnet" and a.trials_resnet else a.trials
+        rows = trial_pairs(resolve_model(name), pairs, settings)
         doc["trials"][name] = {
             "settings": dataclasses.asdict(settings),
             "pairs": rows,

@@ -1,5 +1,5 @@
 """The stand-in forked ready-imported (servers/prefork.py) is the server an exec'd one is: its own session, the
-same command line, log, cores and answers, and it fails and stops the same way."""
+same command line, log, cores, RSS and answers, and it fails and stops the same way."""
 
 from __future__ import annotations
 
@@ -70,6 +70,9 @@ def test_a_forked_server_has_its_own_session_command_line_and_log_and_answers_as
         assert str(tiny_model.base_path) in " ".join(proc.cmdline())
         assert proc.environ().get(SESSION_MARK) == os.environ[SESSION_MARK]  # still readable
         assert "serving gRPC" in forked.log_tail()
+        # Its RSS counts TF's library pages as an exec'd server's does (what a k8s export requests comes from it).
+        rss = {s: psutil.Process(s.pid).memory_info().rss for s in (forked, execd)}
+        assert rss[forked] == pytest.approx(rss[execd], rel=0.05), rss
         assert _predict(forked_port, tiny_model.name) == _predict(exec_port, tiny_model.name)
     finally:
         forked.stop()

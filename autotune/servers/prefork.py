@@ -8,6 +8,8 @@ survive a fork (benchmarks/server_start.py measures both ways).
 
 from __future__ import annotations
 
+import array
+import ctypes
 import multiprocessing
 import os
 import subprocess
@@ -23,6 +25,14 @@ STAND_IN = (sys.executable, "-m", "autotune.servers.local")
 PRELOAD = "autotune.servers.preload"
 # The environment variable that turns forking off (`exec`): every server a fresh interpreter, as before.
 START_ENV = "AUTOTUNE_SERVER_START"
+MADV_POPULATE_READ = 22  # Linux 5.14+: map a range's pages in, as reading them would
+PRESENT = 1 << 63  # /proc/PID/pagemap: the page is in memory
+
+# (address, length) runs of the file pages the fork server's import left mapped in (set by servers/preload.py).
+# A fork copies no page tables of unwritten file mappings: without mapping these in again, a forked server's RSS
+# would leave out the ~300 MiB of TF's library an exec'd server's import maps in, and every RSS figure (and the
+# memory a k8s export requests) would be far too low.
+resident_file_runs: list[tuple[int, int]] = []
 
 
 def forkable(argv: list[str]) -> bool:
@@ -66,6 +76,40 @@ class ForkedServer:
         os.kill(self.pid, sig)
 
 
+def file_runs_in_memory() -> list[tuple[int, int]]:
+    """(address, length) runs of this process's file-backed readable pages that are in memory."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    runs: list[tuple[int, int]] = []
+    with open("/proc/self/maps") as maps, open("/proc/self/pagemap", "rb") as pagemap:
+        for line in maps.read().splitlines():
+            fields = line.split(maxsplit=5)
+            if len(fields) < 6 or not fields[5].startswith("/") or not fields[1].startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            pagemap.seek(start // page * 8)
+            entries = array.array("Q", pagemap.read((end - start) // page * 8))
+            run_start = None
+            for i, entry in enumerate([*entries, 0]):
+                if entry & PRESENT and run_start is None:
+                    run_start = i
+                elif not entry & PRESENT and run_start is not None:
+                    runs.append((start + run_start * page, (i - run_start) * page))
+                    run_start = None
+    return runs
+
+
+def map_in(runs: list[tuple[int, int]]) -> None:
+    """Map RUNS' pages into this process (they are in the page cache already): one madvise a run, or a read a page
+    on kernels before 5.14."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page = os.sysconf("SC_PAGE_SIZE")
+    for address, length in runs:
+        if libc.madvise(address, length, MADV_POPULATE_READ) != 0:
+            for a in range(address, address + length, page):
+                ctypes.string_at(a, 1)
+
+
 def _start_without_main(process: multiprocessing.process.BaseProcess) -> None:
     """Start PROCESS without multiprocessing running the caller's main module again in it: the child serves, it
     is not the caller's script (one without a main guard would run twice)."""
@@ -106,6 +150,7 @@ def serve_forked(argv: list[str], log_path: str, env: dict[str, Any], cores: lis
         os.sched_setaffinity(0, set(cores))
     if cgroup is not None:
         cgroup.join()
+    map_in(resident_file_runs)  # its RSS then counts what an exec'd server's does (see resident_file_runs)
     from autotune.servers.local.__main__ import main
 
     main(argv[len(STAND_IN) :])
