@@ -36,7 +36,7 @@ from autotune.servers.argv import one_model_argv
 from autotune.servers.backends import local_backend
 from autotune.servers.prefork import START_ENV
 from autotune.servers.process import ServerProcess
-from autotune.significance import compare_metric
+from autotune.significance import DIRECTIONS, compare_metric
 
 IMPORT_TF = "from autotune.tfimport import import_tensorflow; import_tensorflow(keras=False)"
 MODES = ("exec", "fork")
@@ -99,6 +99,8 @@ def summarize(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> dict[str,
     for m in metrics:
         a, b = [r["exec"][m] for r in rows], [r["fork"][m] for r in rows]
         out[m] = compare_metric(m, a, b, paired=True, min_effect=MIN_EFFECT).to_json()
+        if m not in DIRECTIONS:  # compare reads an unknown metric as "maximize": its verdict would say nothing
+            out[m]["verdict"] = out[m]["direction"] = None
     return out
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from autotune.load.stats import coefficient_of_variation
 from autotune.significance import (
+    DIRECTIONS,
     MetricComparison,
     StopRule,
     compare_metric,
@@ -317,6 +318,31 @@ def live_seeded(name: str, arm: str, rule: str | None = None) -> str:
     return run.arm_line(figures[rule] if rule else figures, arm)
 
 
+FORK_TRIAL_METRICS = ("throughput_rps", "latency_p99_ms", "cpu_cores", "rss_mb", "load_time_s", "trial_wall_s")
+
+
+def forked(name: str, part: str, metric: str, digits: int = 2) -> str:
+    """A forked stand-in against an exec'd one (benchmarks/server_start.py): the paired ratio with its 95% interval
+    and, for a metric with a direction, the verdict at 5%, recomputed from the rounds of PART (start or a model)."""
+    doc = _load(name)
+    rows = doc["starts"] if part == "start" else doc["trials"][part]["pairs"]
+    sides = [[r[mode][metric] for r in rows] for mode in ("exec", "fork")]
+    est = paired_estimate(*sides)
+    if est is None:
+        raise ValueError(f"{metric}: fewer than two pairs")
+    lo, hi = est.interval(0.05)
+    figure = f"x{est.ratio:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+    if metric not in DIRECTIONS:
+        return figure
+    return f"{figure} `{compare_metric(metric, *sides, paired=True, min_effect=0.05).verdict}`"
+
+
+FORK_RUNS = ("server-start-fork-2026-12-06.json", "server-start-fork-2026-12-06b.json")
+FORK_FIGURES = (
+    ("start", "ready_s", 3),
+    *((model, m, 3 if m == "rss_mb" else 2) for model in ("tiny", "resnet") for m in FORK_TRIAL_METRICS),
+)
+
 RACE_SPACES = ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")
 HELD_OUT_SPACES = ("cpu32-mobilenet", "cpu32-resnet-variants")
 # The race's entrants that search through autotune's Tuner (rerun when the tuner changed).
@@ -511,6 +537,15 @@ CLAIMS = (
             lambda m=mode: pagecache("pagecache-growth-2026-12-05.json", m),
         )
         for mode in ("default", "capped")
+    ),
+    *(
+        Claim(
+            f"forked against exec'd stand-in, {part} {metric}, {file}",
+            file,
+            lambda f=file, p=part, m=metric, d=digits: forked(f, p, m, d),
+        )
+        for file in FORK_RUNS
+        for part, metric, digits in FORK_FIGURES
     ),
     Claim(
         "read-only command CPU",

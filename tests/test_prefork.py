@@ -3,6 +3,7 @@ same command line, log, cores, RSS and answers, and it fails and stops the same 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import requests
 
 from autotune.cpulimit import CpuPlan
 from autotune.measure import free_ports
+from autotune.servers import prefork
 from autotune.servers.argv import one_model_argv
 from autotune.servers.backends import local_backend
 from autotune.servers.prefork import START_ENV, ForkedServer, forkable
@@ -44,12 +46,20 @@ def _predict(rest_port: int, name: str) -> dict:
 
 def test_only_the_stand_in_this_interpreter_runs_is_forked_and_exec_turns_forking_off(monkeypatch):
     stand_in = [sys.executable, "-m", "autotune.servers.local", "--port=1"]
-    monkeypatch.delenv(START_ENV, raising=False)
-    assert forkable(stand_in) is NO_GPU  # CUDA does not survive a fork: exec'd on a GPU host
-    assert not forkable(["tensorflow_model_server", "--port=1"])
-    assert not forkable(["/another/python", "-m", "autotune.servers.local", "--port=1"])
-    monkeypatch.setenv(START_ENV, "exec")
-    assert not forkable(stand_in)
+    env = {k: v for k, v in os.environ.items() if k != START_ENV}
+    assert forkable(stand_in, env) is NO_GPU  # CUDA does not survive a fork: exec'd on a GPU host
+    assert not forkable(["tensorflow_model_server", "--port=1"], env)
+    assert not forkable(["/another/python", "-m", "autotune.servers.local", "--port=1"], env)
+    assert not forkable(stand_in, {**env, START_ENV: "exec"})
+
+
+@needs_no_gpu
+def test_a_server_to_import_tensorflow_under_another_environment_than_the_fork_servers_is_execd(monkeypatch):
+    stand_in = [sys.executable, "-m", "autotune.servers.local", "--port=1"]
+    monkeypatch.setattr(prefork, "_fork_server_env", {"TF_ENABLE_ONEDNN_OPTS": "1"})  # as it was started
+    assert forkable(stand_in, {"TF_ENABLE_ONEDNN_OPTS": "1", "TMPDIR": "/t", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert not forkable(stand_in, {"TF_ENABLE_ONEDNN_OPTS": "0"})  # read as TF loads: too late in a fork
+    assert not forkable(stand_in, {"TF_ENABLE_ONEDNN_OPTS": "1", "OMP_NUM_THREADS": "1"})
 
 
 @needs_no_gpu
@@ -111,3 +121,46 @@ def test_a_forked_server_runs_on_the_cores_it_was_given_and_stops_on_sigterm(tin
         assert server.proc.wait(timeout=10) == 0
     finally:
         server.stop()
+
+
+OWNER = """
+import sys
+from pathlib import Path
+
+from autotune.measure import free_ports
+from autotune.servers.argv import one_model_argv
+from autotune.servers.backends import local_backend
+from autotune.servers.process import ServerProcess
+
+name, base, log = sys.argv[1:]
+grpc_port, rest_port = free_ports(2)
+server = ServerProcess(one_model_argv(local_backend().program, name, Path(base), grpc_port, rest_port), Path(log))
+server.wait_ready(rest_port, name, 120)
+print(server.pid, flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+@needs_no_gpu
+@pytest.mark.slow
+def test_the_fork_server_goes_with_the_process_that_started_it_even_under_kill_9(tiny_model, tmp_path):
+    argv = [sys.executable, "-c", OWNER, tiny_model.name, str(tiny_model.base_path), str(tmp_path / "server.log")]
+    env = {k: v for k, v in os.environ.items() if k != START_ENV}
+    owner = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    server: psutil.Process | None = None
+    try:
+        assert owner.stdout is not None
+        server = psutil.Process(int(owner.stdout.readline()))
+        helpers = psutil.Process(owner.pid).children()  # the fork server and multiprocessing's resource tracker
+        assert server.parent() in helpers and len(helpers) == 2
+        owner.kill()
+        owner.wait(timeout=10)
+        _, alive = psutil.wait_procs(helpers, timeout=10)
+        assert not alive  # they read EOF on the dead owner's pipe and exit
+        # Its server is an orphan, as an exec'd one is after kill -9: the daemon's sweep finds it by its command line.
+        assert server.is_running() and "autotune.servers.local" in " ".join(server.cmdline())
+    finally:
+        owner.kill()
+        if server is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)

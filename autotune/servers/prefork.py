@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +35,26 @@ PRESENT = 1 << 63  # /proc/PID/pagemap: the page is in memory
 # would leave out the ~300 MiB of TF's library an exec'd server's import maps in, and every RSS figure (and the
 # memory a k8s export requests) would be far too low.
 resident_file_runs: list[tuple[int, int]] = []
+_STARTING = threading.Lock()
 
 
-def forkable(argv: list[str]) -> bool:
-    """Whether ARGV is the stand-in run by this interpreter on a host where forking it is safe and asked for."""
-    if os.environ.get(START_ENV, "fork") == "exec" or tuple(argv[:3]) != STAND_IN:
+# Read by TensorFlow and its math libraries when they load: a server whose environment differs in these from the
+# one the fork server was started with is exec'd, to import under its own (TF_CPP_ only sets logging).
+IMPORT_ENV = ("TF_", "ONEDNN_", "DNNL_", "OMP_", "KMP_", "MKL_", "OPENBLAS_", "CUDA_", "XLA_")
+_fork_server_env: dict[str, str] | None = None  # those variables as the fork server got them; None: not started
+
+
+def import_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ENV that TensorFlow and its libraries read as they load."""
+    return {k: v for k, v in env.items() if k.startswith(IMPORT_ENV) and not k.startswith("TF_CPP_")}
+
+
+def forkable(argv: list[str], env: Mapping[str, str]) -> bool:
+    """Whether ARGV is the stand-in run by this interpreter, to run under ENV, on a host where forking it is safe
+    and asked for."""
+    if env.get(START_ENV, "fork") == "exec" or tuple(argv[:3]) != STAND_IN:
+        return False
+    if _fork_server_env is not None and import_env(env) != _fork_server_env:
         return False
     return not any(Path("/dev").glob("nvidia[0-9]*"))
 
@@ -48,8 +65,11 @@ class ForkedServer:
     def __init__(
         self, argv: list[str], log_path: Path, env: dict[str, str], cores: list[int] | None, cgroup: CpuCgroup | None
     ) -> None:
+        global _fork_server_env
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([PRELOAD])
+        if _fork_server_env is None:  # this start spawns the fork server, with this process's environment
+            _fork_server_env = import_env(os.environ)
         args = (argv, str(log_path), env, cores, cgroup)
         # Daemonic: should its owner exit without stopping it, multiprocessing terminates it on the way out.
         self._process = context.Process(target=serve_forked, args=args, name="autotune-server", daemon=True)
@@ -114,14 +134,15 @@ def _start_without_main(process: multiprocessing.process.BaseProcess) -> None:
     """Start PROCESS without multiprocessing running the caller's main module again in it: the child serves, it
     is not the caller's script (one without a main guard would run twice)."""
     main = sys.modules["__main__"]
-    saved = main.__dict__.pop("__file__", None), main.__dict__.get("__spec__")
-    main.__spec__ = None
-    try:
-        process.start()
-    finally:
-        if saved[0] is not None:
-            main.__file__ = saved[0]
-        main.__spec__ = saved[1]
+    with _STARTING:  # the main module is the process's: two starts at once must not restore each other's
+        saved = main.__dict__.pop("__file__", None), main.__dict__.get("__spec__")
+        main.__spec__ = None
+        try:
+            process.start()
+        finally:
+            if saved[0] is not None:
+                main.__file__ = saved[0]
+            main.__spec__ = saved[1]
 
 
 def serve_forked(argv: list[str], log_path: str, env: dict[str, Any], cores: list[int] | None, cgroup: Any) -> None:

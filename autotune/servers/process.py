@@ -56,7 +56,7 @@ class ServerProcess:
         cores = cpu.server_cores if cpu is not None else None
         self.proc: subprocess.Popen[bytes] | ForkedServer
         try:
-            if forkable(argv):
+            if forkable(argv, env):
                 self.proc = ForkedServer(argv, log_path, env, cores, self.cgroup)
             else:
                 self.proc = subprocess.Popen(
