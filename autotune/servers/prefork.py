@@ -9,6 +9,7 @@ survive a fork (benchmarks/server_start.py measures both ways).
 from __future__ import annotations
 
 import array
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -145,6 +146,19 @@ def _start_without_main(process: multiprocessing.process.BaseProcess) -> None:
             main.__spec__ = saved[1]
 
 
+def _let_go_of_the_fork_server() -> None:
+    """Close the ends of the fork server's and resource tracker's pipes a forked child inherits: they exit when the
+    process that started them does (on EOF), which a server that outlives it (kill -9) must not hold off."""
+    from multiprocessing import forkserver, resource_tracker
+
+    for holder, name in ((forkserver._forkserver, "_forkserver_alive_fd"), (resource_tracker._resource_tracker, "_fd")):
+        fd = getattr(holder, name, None)  # private to multiprocessing: a Python without them keeps both alive
+        if isinstance(fd, int):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            setattr(holder, name, None)
+
+
 def serve_forked(argv: list[str], log_path: str, env: dict[str, Any], cores: list[int] | None, cgroup: Any) -> None:
     """In the forked child: become what an exec'd server would be (own session, log, environment, cores, cgroup,
     command line), then serve; never returns."""
@@ -156,6 +170,7 @@ def serve_forked(argv: list[str], log_path: str, env: dict[str, Any], cores: lis
     import setproctitle
 
     setproctitle.setproctitle(" ".join(argv))
+    _let_go_of_the_fork_server()
     os.setsid()
     null = os.open(os.devnull, os.O_RDONLY)
     log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
