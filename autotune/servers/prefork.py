@@ -19,7 +19,6 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from autotune.cpulimit import CpuCgroup
 
@@ -159,7 +158,9 @@ def _let_go_of_the_fork_server() -> None:
             setattr(holder, name, None)
 
 
-def serve_forked(argv: list[str], log_path: str, env: dict[str, Any], cores: list[int] | None, cgroup: Any) -> None:
+def serve_forked(
+    argv: list[str], log_path: str, env: dict[str, str], cores: list[int] | None, cgroup: CpuCgroup | None
+) -> None:
     """In the forked child: become what an exec'd server would be (own session, log, environment, cores, cgroup,
     command line), then serve; never returns."""
     # First, while the environment is as the fork server's was: setproctitle finds the command line's memory
