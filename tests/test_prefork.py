@@ -23,7 +23,7 @@ from autotune.servers.prefork import START_ENV, ForkedServer, forkable
 from autotune.servers.process import ServerProcess, ServerStartError
 from tests.conftest import SESSION_MARK
 
-NO_GPU = not any(Path("/dev").glob("nvidia[0-9]*"))
+NO_GPU = not prefork.nvidia_devices()
 needs_no_gpu = pytest.mark.skipif(not NO_GPU, reason="servers are exec'd, not forked, on a host with an NVIDIA GPU")
 
 

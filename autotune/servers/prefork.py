@@ -20,7 +20,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from autotune.cpulimit import CpuCgroup
+from autotune.cpulimit import CpuCgroup, preexec
 
 STAND_IN = (sys.executable, "-m", "autotune.servers.local")
 # Not named like a server (daemon.SERVER_MARKERS): the fork server itself serves nothing and is no orphan.
@@ -56,7 +56,12 @@ def forkable(argv: list[str], env: Mapping[str, str]) -> bool:
         return False
     if _fork_server_env is not None and import_env(env) != _fork_server_env:
         return False
-    return not any(Path("/dev").glob("nvidia[0-9]*"))
+    return not nvidia_devices()
+
+
+def nvidia_devices() -> bool:
+    """Whether the host has NVIDIA device nodes (a driver NVML may not reach still counts: no fork then)."""
+    return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 class ForkedServer:
@@ -183,10 +188,9 @@ def serve_forked(
     os.environ.clear()
     os.environ.update(env)
     tempfile.tempdir = None  # TMPDIR is the trial's: the fork server's cached choice must not stand
-    if cores:
-        os.sched_setaffinity(0, set(cores))
-    if cgroup is not None:
-        cgroup.join()
+    place = preexec(cores, cgroup)  # where Popen would put an exec'd server, before it runs anything
+    if place is not None:
+        place()
     map_in(resident_file_runs)  # its RSS then counts what an exec'd server's does (see resident_file_runs)
     from autotune.servers.local.__main__ import main
 
