@@ -155,6 +155,12 @@ def tiny_profile(tiny_model, autotune_home: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
+def plain_env(tmp_path: Path) -> dict[str, str]:
+    """This environment with a store of the test's own, holding nothing (no profile: a job there profiles first)."""
+    return {**os.environ, "AUTOTUNE_DB_URL": f"sqlite:///{tmp_path / 'autotune.db'}"}
+
+
+@pytest.fixture
 def profiled(tiny_model, tiny_profile: dict[str, Any]) -> Callable[[str], str]:
     """Give the store at a URL the session's profile of tiny, so that a model-seeded job there plans from it instead
     of profiling first; returns the URL."""

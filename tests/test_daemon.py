@@ -20,19 +20,18 @@ from tests.conftest import AUTOTUNE, SHORT, autotune, wait_for, wait_load_flowin
 
 
 @pytest.fixture
-def plain_env(tmp_path):
-    e = dict(os.environ)
-    e["AUTOTUNE_DB_URL"] = f"sqlite:///{tmp_path / 'autotune.db'}"
-    e["AUTOTUNE_METRICS_PORT"] = "0"
-    e["AUTOTUNE_GATE_QUIET_S"] = "0.5"  # for daemons that `autotune start` spawns
-    return e
+def daemon_env(plain_env):
+    """A store of the test's own, and daemons that export metrics on any free port and wait briefly at the gate."""
+    plain_env["AUTOTUNE_METRICS_PORT"] = "0"
+    plain_env["AUTOTUNE_GATE_QUIET_S"] = "0.5"  # for daemons that `autotune start` spawns
+    return plain_env
 
 
 @pytest.fixture
-def env(plain_env, profiled):
+def env(daemon_env, profiled):
     """A store holding the session's profile of tiny: the daemon's jobs plan from it instead of profiling."""
-    profiled(plain_env["AUTOTUNE_DB_URL"])
-    return plain_env
+    profiled(daemon_env["AUTOTUNE_DB_URL"])
+    return daemon_env
 
 
 class Daemons:
@@ -242,8 +241,8 @@ def test_start_follows_the_daemon_and_a_due_schedule_retunes_with_a_drift_report
     assert stop.returncode == 0 and "stopped" in stop.stdout
 
 
-def test_bad_schedules_and_unknown_jobs_are_one_line_errors(plain_env):
-    env = plain_env
+def test_bad_schedules_and_unknown_jobs_are_one_line_errors(daemon_env):
+    env = daemon_env
     bad = autotune("schedule", "add", "--model", "tiny", "--cron", "61 * * * *", env=env)
     assert bad.returncode == 1 and "invalid cron expression" in bad.stderr
     missing = autotune("schedule", "add", "--model", "/no/such/model", "--cron", "0 2 * * *", env=env)
@@ -253,8 +252,8 @@ def test_bad_schedules_and_unknown_jobs_are_one_line_errors(plain_env):
     assert line.startswith("0 2 * * * ") and "retune --model 'my model'" in line
 
 
-def test_systemd_unit_quotes_paths(plain_env):
-    env = plain_env
+def test_systemd_unit_quotes_paths(daemon_env):
+    env = daemon_env
     unit = autotune("daemon", "--print-systemd-unit", env=env).stdout
     assert f"ExecStart={sys.executable} -m autotune.cli daemon" in unit
     assert f'Environment="AUTOTUNE_DB_URL={env["AUTOTUNE_DB_URL"]}"' in unit

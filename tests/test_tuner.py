@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -16,11 +15,6 @@ import pytest
 from autotune.pareto import dominates
 from autotune.store import Store
 from tests.conftest import AUTOTUNE, SHORT, autotune, wait_load_flowing
-
-
-@pytest.fixture
-def plain_env(tmp_path):
-    return {**os.environ, "AUTOTUNE_DB_URL": f"sqlite:///{tmp_path / 'autotune.db'}"}
 
 
 @pytest.fixture
