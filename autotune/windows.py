@@ -10,12 +10,18 @@ from autotune.options import checked, declared, option, problems
 
 @dataclass(frozen=True)
 class WindowOptions:
-    """How long a load level is measured: window length, warm-up before it, and the window cap."""
+    """How a load level is measured: window length, warm-up before it, the window cap, and when its last
+    windows count as stable (perf_analyzer's stability percentage; an unstable level is never exported)."""
 
     window_s: float = option(2.0, "measurement window length, seconds", lo=0, lo_open=True)
     warmup_s: float = option(1.0, "warm-up per load level, seconds", lo=0)
     # Fewer than 3 windows cannot show that the last ones agree.
     max_windows: int = option(10, "window cap per load level", lo=3)
+    # As fractions, (max - min) / mean of the last windows; spreads of 3 positive values stay below 3.
+    tolerance: float = option(0.10, "stable when the last windows' throughputs spread less than this", lo=0)
+    # p99 of a chunk of ~70 requests is nearly its maximum: its sampling spread is a few times the
+    # throughput's, so the same 10% would call a steady server unstable.
+    p99_tolerance: float = option(0.20, "stable when the last windows' p99s spread less than this", lo=0)
 
     @staticmethod
     def help(name: str) -> str:

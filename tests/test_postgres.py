@@ -143,14 +143,14 @@ def test_two_hosts_share_jobs_and_a_dead_hosts_job_finishes_on_the_other_in_the_
     assert sorted(t.number for t in study.trials if not is_interrupted(t)) == sorted(numbers)
     for job_id in short_jobs:  # claimed exactly once each
         assert state[job_id]["state"] == "done" and [s for _, s, _ in state[job_id]["trials"]] == ["complete"]
-    # Either host reads any front from the shared database (the figures themselves may be empty: a trial of
-    # 0.3 s windows can end unstable, hence infeasible, and that is not what this test is about).
+    # Either host reads any front from the shared database (SHORT's stability rule leaves every complete trial
+    # feasible, so neither front is empty).
     store = Store(postgres_url)
     for args in (["--model", "tiny"], ["--job", str(long_job)]):
         listed = autotune("pareto", *args, "--json", env=envs[1], timeout=120)
         assert listed.returncode == 0, listed.stderr
         job = store.jobs_of("tiny")[-1] if args[0] == "--model" else store.job(long_job)
-        assert json.loads(listed.stdout) == store.job_front(job)
+        assert json.loads(listed.stdout) == store.job_front(job) != []
 
 
 def running_trial(url: str, job_id: int) -> tuple[str, int] | None:

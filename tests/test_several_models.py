@@ -33,11 +33,13 @@ confirm_repeats = 0
 [slo]
 latency_p99_ms = 5000
 
-[load]            # windows long enough for a stable span: the front holds only stable trials
+[load]            # the front holds only stable trials: any windows holding 200 requests count as stable here
 concurrency = 2
 window_s = 1.0
 warmup_s = 0.3
 max_windows = 6
+tolerance = 3
+p99_tolerance = 3
 """
 
 

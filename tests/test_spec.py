@@ -120,12 +120,14 @@ def test_a_study_sets_its_measurement_windows_and_jobs_keep_them(tmp_path):
     from autotune.windows import WINDOW_DEFAULTS
 
     path = tmp_path / "s.toml"
-    path.write_text('model = "tiny"\n[load]\nconcurrency = 4\nwindow_s = 0.5\nmax_windows = 6\n')
+    path.write_text('model = "tiny"\n[load]\nconcurrency = 4\nwindow_s = 0.5\nmax_windows = 6\ntolerance = 0.05\n')
     study = load_study(path)
     assert (study.windows.window_s, study.windows.warmup_s, study.windows.max_windows) == (0.5, 1.0, 6)
+    assert (study.windows.tolerance, study.windows.p99_tolerance) == (0.05, WINDOW_DEFAULTS.p99_tolerance)
     assert study_from_dict(asdict(study)) == study  # a queued job's study, read back by the daemon
     settings = study_settings(study)
     assert (settings.window_s, settings.warmup_s, settings.max_windows) == (0.5, WINDOW_DEFAULTS.warmup_s, 6)
+    assert (settings.tolerance, settings.p99_tolerance) == (0.05, WINDOW_DEFAULTS.p99_tolerance)
     stored_before = {k: v for k, v in asdict(study).items() if k != "windows"}
     assert study_from_dict(stored_before).windows == WINDOW_DEFAULTS  # jobs stored before windows existed
 
@@ -134,6 +136,9 @@ def test_a_study_sets_its_measurement_windows_and_jobs_keep_them(tmp_path):
         load_study(path)
     path.write_text('model = "tiny"\n[load]\nmax_windows = 2.5\n')
     with pytest.raises(AutotuneError, match=r"load\.max_windows: must be an integer"):
+        load_study(path)
+    path.write_text('model = "tiny"\n[load]\np99_tolerance = -0.1\n')
+    with pytest.raises(AutotuneError, match=r"load\.p99_tolerance: must be >= 0, got -0.1"):
         load_study(path)
 
 

@@ -68,6 +68,8 @@ SignatureOpt = Annotated[str, typer.Option(help="signature to call")]
 WindowSOpt = Annotated[float | None, flag(declared(WindowOptions, "window_s"), show_default=True)]
 WarmupSOpt = Annotated[float | None, flag(declared(WindowOptions, "warmup_s"), show_default=True)]
 MaxWindowsOpt = Annotated[int | None, flag(declared(WindowOptions, "max_windows"), show_default=True)]
+ToleranceOpt = Annotated[float | None, flag(declared(WindowOptions, "tolerance"), show_default=True)]
+P99ToleranceOpt = Annotated[float | None, flag(declared(WindowOptions, "p99_tolerance"), show_default=True)]
 RequestsOpt = Annotated[
     Path | None,
     typer.Option(

@@ -22,6 +22,7 @@ from autotune.cli.common import (
     JsonOpt,
     MaxWindowsOpt,
     ModelOpt,
+    P99ToleranceOpt,
     Protocol,
     ProtocolOpt,
     RateOpt,
@@ -31,6 +32,7 @@ from autotune.cli.common import (
     SignatureOpt,
     TargetGrpcOpt,
     TargetOpt,
+    ToleranceOpt,
     WarmupSOpt,
     WindowSOpt,
     check_host_knobs,
@@ -60,6 +62,8 @@ def bench(
     window_s: WindowSOpt = None,
     warmup_s: WarmupSOpt = None,
     max_windows: MaxWindowsOpt = None,
+    tolerance: ToleranceOpt = None,
+    p99_tolerance: P99ToleranceOpt = None,
     max_concurrency: Annotated[int, flag(MAX_CONCURRENCY)] = MAX_CONCURRENCY.default,
     request_timeout_s: Annotated[float, flag(REQUEST_TIMEOUT_S)] = REQUEST_TIMEOUT_S.default,
     signature: SignatureOpt = "serving_default",
@@ -82,7 +86,9 @@ def bench(
     check_load(concurrency, rate)
     if slo_ms is not None and slo_ms <= 0:
         raise AutotuneError(f"--slo-ms must be positive, got {slo_ms:g}")
-    window = WINDOW_DEFAULTS.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
+    window = WINDOW_DEFAULTS.with_overrides(
+        window_s=window_s, warmup_s=warmup_s, max_windows=max_windows, tolerance=tolerance, p99_tolerance=p99_tolerance
+    )
     MAX_CONCURRENCY.check("max_concurrency", max_concurrency)
     REQUEST_TIMEOUT_S.check("request_timeout_s", request_timeout_s)
     # What both paths measure with; each adds the traffic it read (and the live one, monitoring).
@@ -189,6 +195,8 @@ def compare(
     window_s: WindowSOpt = None,
     warmup_s: WarmupSOpt = None,
     max_windows: MaxWindowsOpt = None,
+    tolerance: ToleranceOpt = None,
+    p99_tolerance: P99ToleranceOpt = None,
     signature: SignatureOpt = "serving_default",
     requests_file: RequestsOpt = None,
     batch: BatchOpt = None,
@@ -212,7 +220,9 @@ def compare(
     from autotune.compare import check_min_effect, describe, stop_rule
 
     rule, min_effects = stop_rule(repeats, precision, max_repeats), check_min_effect(min_effect)
-    window = WINDOW_DEFAULTS.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
+    window = WINDOW_DEFAULTS.with_overrides(
+        window_s=window_s, warmup_s=warmup_s, max_windows=max_windows, tolerance=tolerance, p99_tolerance=p99_tolerance
+    )
     from autotune.compare import compare as run_compare
     from autotune.compare import live_measure
     from autotune.models.resolve import resolve_model

@@ -22,10 +22,12 @@ from autotune.cli.common import (
     MaxWindowsOpt,
     MinutesOpt,
     OutDirOpt,
+    P99ToleranceOpt,
     RequestsOpt,
     ServerBinaryOpt,
     StudyFileOpt,
     StudyModelOpt,
+    ToleranceOpt,
     TrialsOpt,
     TunedModelOpt,
     WarmupSOpt,
@@ -53,6 +55,8 @@ def start(
     window_s: WindowSOpt = None,
     warmup_s: WarmupSOpt = None,
     max_windows: MaxWindowsOpt = None,
+    tolerance: ToleranceOpt = None,
+    p99_tolerance: P99ToleranceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the Pareto set as JSON at the end")] = False,
     backend: Annotated[BackendName | None, typer.Option(help="override the study's backend")] = None,
     server_binary: ServerBinaryOpt = None,
@@ -99,7 +103,14 @@ def start(
     if confirm_max_repeats is not None:
         study = dataclasses.replace(study, confirm_max_repeats=max(confirm_max_repeats, study.confirm_repeats))
     study = dataclasses.replace(
-        study, windows=study.windows.with_overrides(window_s=window_s, warmup_s=warmup_s, max_windows=max_windows)
+        study,
+        windows=study.windows.with_overrides(
+            window_s=window_s,
+            warmup_s=warmup_s,
+            max_windows=max_windows,
+            tolerance=tolerance,
+            p99_tolerance=p99_tolerance,
+        ),
     )
     if requests_file is not None:
         study = dataclasses.replace(study, requests=str(requests_file.expanduser().resolve()))

@@ -25,10 +25,8 @@ class MeasureSettings:
     window_s: float = WINDOW_DEFAULTS.window_s
     warmup_s: float = WINDOW_DEFAULTS.warmup_s
     stable_windows: int = 3
-    tolerance: float = 0.10  # throughput: the stable span's chunks agree within this
-    # p99 of a chunk of ~70 requests is nearly its maximum: its sampling spread is a few times the
-    # throughput's, so the same 10% would call a steady server unstable.
-    p99_tolerance: float = 0.20
+    tolerance: float = WINDOW_DEFAULTS.tolerance  # throughput: the stable span's chunks agree within this
+    p99_tolerance: float = WINDOW_DEFAULTS.p99_tolerance
     max_windows: int = WINDOW_DEFAULTS.max_windows
     max_concurrency: int = field_of(MAX_CONCURRENCY)
     min_growth: float = 0.05  # the ramp stops when throughput grows less than this
