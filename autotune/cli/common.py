@@ -70,6 +70,22 @@ WarmupSOpt = Annotated[float | None, flag(declared(WindowOptions, "warmup_s"), s
 MaxWindowsOpt = Annotated[int | None, flag(declared(WindowOptions, "max_windows"), show_default=True)]
 ToleranceOpt = Annotated[float | None, flag(declared(WindowOptions, "tolerance"), show_default=True)]
 P99ToleranceOpt = Annotated[float | None, flag(declared(WindowOptions, "p99_tolerance"), show_default=True)]
+
+
+def window_flags(
+    base: WindowOptions,
+    window_s: float | None,
+    warmup_s: float | None,
+    max_windows: int | None,
+    tolerance: float | None,
+    p99_tolerance: float | None,
+) -> WindowOptions:
+    """BASE (the defaults, or a study's [load]) with the window flags given, checked."""
+    return base.with_overrides(
+        window_s=window_s, warmup_s=warmup_s, max_windows=max_windows, tolerance=tolerance, p99_tolerance=p99_tolerance
+    )
+
+
 RequestsOpt = Annotated[
     Path | None,
     typer.Option(

@@ -41,6 +41,7 @@ from autotune.cli.common import (
     err,
     flag,
     resolve_backend,
+    window_flags,
 )
 from autotune.errors import AutotuneError
 from autotune.options import CONCURRENCY, MAX_CONCURRENCY, REQUEST_TIMEOUT_S
@@ -86,9 +87,7 @@ def bench(
     check_load(concurrency, rate)
     if slo_ms is not None and slo_ms <= 0:
         raise AutotuneError(f"--slo-ms must be positive, got {slo_ms:g}")
-    window = WINDOW_DEFAULTS.with_overrides(
-        window_s=window_s, warmup_s=warmup_s, max_windows=max_windows, tolerance=tolerance, p99_tolerance=p99_tolerance
-    )
+    window = window_flags(WINDOW_DEFAULTS, window_s, warmup_s, max_windows, tolerance, p99_tolerance)
     MAX_CONCURRENCY.check("max_concurrency", max_concurrency)
     REQUEST_TIMEOUT_S.check("request_timeout_s", request_timeout_s)
     # What both paths measure with; each adds the traffic it read (and the live one, monitoring).
@@ -220,9 +219,7 @@ def compare(
     from autotune.compare import check_min_effect, describe, stop_rule
 
     rule, min_effects = stop_rule(repeats, precision, max_repeats), check_min_effect(min_effect)
-    window = WINDOW_DEFAULTS.with_overrides(
-        window_s=window_s, warmup_s=warmup_s, max_windows=max_windows, tolerance=tolerance, p99_tolerance=p99_tolerance
-    )
+    window = window_flags(WINDOW_DEFAULTS, window_s, warmup_s, max_windows, tolerance, p99_tolerance)
     from autotune.compare import compare as run_compare
     from autotune.compare import live_measure
     from autotune.models.resolve import resolve_model

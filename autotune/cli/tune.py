@@ -39,6 +39,7 @@ from autotune.cli.common import (
     pick_job,
     resolve_backend,
     study_of,
+    window_flags,
 )
 from autotune.errors import AutotuneError
 from autotune.states import JobState, TrialState
@@ -91,10 +92,34 @@ def start(
     Window options default to the study's [load] table, else to the values shown.
     """
     from autotune.job import study_settings
-    from autotune.spec import confirm_repeats_problem, variant_names, with_mixed_precision, with_variants
 
     study = study_of(model, study_file)
     check_budget(trials, minutes)
+    windows = window_flags(study.windows, window_s, warmup_s, max_windows, tolerance, p99_tolerance)
+    flagged = (confirm_repeats, confirm_max_repeats, requests_file, batch, variants, mixed_precision)
+    study = _with_flags(dataclasses.replace(study, windows=windows), *flagged)
+    budget, limit = trials or study.trials, minutes or study.minutes
+    settings = study_settings(study)
+    _check_study_input(study, settings)
+    chosen = resolve_backend(backend.value if backend else study.backend, server_binary, docker_image)
+    if foreground:
+        _start_foreground(study, budget, limit, settings, chosen, as_json)
+    else:
+        _start_in_daemon(study, budget, limit, settings, chosen, detach, as_json)
+
+
+def _with_flags(
+    study: Any,
+    confirm_repeats: int | None,
+    confirm_max_repeats: int | None,
+    requests_file: Path | None,
+    batch: int | None,
+    variants: str | None,
+    mixed_precision: bool,
+) -> Any:
+    """STUDY with what start's flags override (the windows aside)."""
+    from autotune.spec import confirm_repeats_problem, variant_names, with_mixed_precision, with_variants
+
     if confirm_repeats is not None:
         problem = confirm_repeats_problem(confirm_repeats)
         if problem:
@@ -102,16 +127,6 @@ def start(
         study = dataclasses.replace(study, confirm_repeats=confirm_repeats)
     if confirm_max_repeats is not None:
         study = dataclasses.replace(study, confirm_max_repeats=max(confirm_max_repeats, study.confirm_repeats))
-    study = dataclasses.replace(
-        study,
-        windows=study.windows.with_overrides(
-            window_s=window_s,
-            warmup_s=warmup_s,
-            max_windows=max_windows,
-            tolerance=tolerance,
-            p99_tolerance=p99_tolerance,
-        ),
-    )
     if requests_file is not None:
         study = dataclasses.replace(study, requests=str(requests_file.expanduser().resolve()))
     if batch is not None:
@@ -122,14 +137,7 @@ def start(
         from autotune.cpufeatures import bf16_problem
 
         study = with_mixed_precision(study, bf16_problem())
-    budget, limit = trials or study.trials, minutes or study.minutes
-    settings = study_settings(study)
-    _check_study_input(study, settings)
-    chosen = resolve_backend(backend.value if backend else study.backend, server_binary, docker_image)
-    if foreground:
-        _start_foreground(study, budget, limit, settings, chosen, as_json)
-    else:
-        _start_in_daemon(study, budget, limit, settings, chosen, detach, as_json)
+    return study
 
 
 def _start_in_daemon(
