@@ -1,5 +1,6 @@
 """The stand-in forked ready-imported (servers/prefork.py) is the server an exec'd one is: its own session, the
-same command line, log, cores, RSS and answers, and it fails and stops the same way."""
+same command line, log, cores, RSS and answers, and it fails and stops the same way. A profiling probe forked is
+the probe an exec'd one is too."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import pytest
 import requests
 
 from autotune.cpulimit import CpuPlan
+from autotune.errors import AutotuneError
 from autotune.measure import free_ports
 from autotune.servers import prefork
 from autotune.servers.argv import one_model_argv
 from autotune.servers.backends import local_backend
-from autotune.servers.prefork import START_ENV, ForkedServer, forkable
+from autotune.servers.prefork import START_ENV, ForkedProcess, forkable
 from autotune.servers.process import ServerProcess, ServerStartError
 from tests.conftest import SESSION_MARK
 
@@ -44,13 +46,39 @@ def _predict(rest_port: int, name: str) -> dict:
     return r.json()
 
 
-def test_only_the_stand_in_this_interpreter_runs_is_forked_and_exec_turns_forking_off(monkeypatch):
+def test_only_autotunes_own_modules_this_interpreter_runs_are_forked_and_exec_turns_forking_off(monkeypatch):
     stand_in = [sys.executable, "-m", "autotune.servers.local", "--port=1"]
     env = {k: v for k, v in os.environ.items() if k != START_ENV}
     assert forkable(stand_in, env) is NO_GPU  # CUDA does not survive a fork: exec'd on a GPU host
+    assert forkable([sys.executable, "-m", "autotune.perfmodel.probe", "/m", "serving_default", "1"], env) is NO_GPU
     assert not forkable(["tensorflow_model_server", "--port=1"], env)
     assert not forkable(["/another/python", "-m", "autotune.servers.local", "--port=1"], env)
+    assert not forkable([sys.executable, "-m", "http.server"], env)
+    assert not forkable([sys.executable, "-c", "import autotune.servers.local"], env)
     assert not forkable(stand_in, {**env, START_ENV: "exec"})
+
+
+@needs_no_gpu
+@pytest.mark.parametrize("mode", ["fork", "exec"])
+def test_a_profiling_probe_forked_or_execd_measures_the_same_points_and_its_cpu_is_not_foreign(
+    tiny_model, monkeypatch, mode
+):
+    from autotune.perfmodel import measure
+
+    monkeypatch.setenv(START_ENV, mode)
+    forked: list[list[str]] = []  # the real class, watched: which probes were forked
+    monkeypatch.setattr(
+        prefork, "ForkedProcess", lambda argv, *a, **k: forked.append(argv) or ForkedProcess(argv, *a, **k)
+    )
+    points, foreign = measure.probe(tiny_model, 1, [1, 3], 3, 1.0)
+    assert [p.batch for p in points] == [1, 3] and all(p.wall_ms > 0 and p.repeats >= 3 for p in points)
+    assert [argv[2] for argv in forked] == (["autotune.perfmodel.probe"] if mode == "fork" else [])
+    # The probe's CPU (a forked one's is the fork server's reaped child's) is its caller's: a probe at one thread
+    # on a quiet host would otherwise read as about a core of foreign load, and be taken again.
+    assert foreign < measure.MAX_FOREIGN_CORES
+    failed = pytest.raises(AutotuneError, match=r"profiling tiny failed at 1 threads: .*no model.tflite")
+    with failed:
+        measure.probe(tiny_model, 1, [1], 3, 1.0, variant="tflite_fp16")
 
 
 @needs_no_gpu
@@ -70,7 +98,7 @@ def test_a_forked_server_has_its_own_session_command_line_and_log_and_answers_as
     forked, argv, _, forked_port = _start(tiny_model, tmp_path / "forked.log", "fork", monkeypatch)
     execd, _, _, exec_port = _start(tiny_model, tmp_path / "execd.log", "exec", monkeypatch)
     try:
-        assert isinstance(forked.proc, ForkedServer) and isinstance(execd.proc, subprocess.Popen)
+        assert isinstance(forked.proc, ForkedProcess) and isinstance(execd.proc, subprocess.Popen)
         for server, port in ((forked, forked_port), (execd, exec_port)):
             server.wait_ready(port, tiny_model.name, 120)
         proc = psutil.Process(forked.pid)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from autotune.errors import AutotuneError
@@ -40,11 +43,38 @@ def thread_counts(cpus: int) -> list[int]:
 
 
 def children_cpu_s() -> float:
-    """CPU seconds of this process's finished children."""
+    """CPU seconds of this process's finished children, and of those the fork server forked for it and reaped."""
     import resource
 
+    from autotune.servers.prefork import fork_server_cpu_s
+
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+    return r.ru_utime + r.ru_stime + fork_server_cpu_s()
+
+
+def _run(argv: list[str], what: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of ARGV, a probe: forked from the fork server where it may be (no TF import to
+    wait for), else exec'd."""
+    from autotune.procs import kill_group
+    from autotune.servers.prefork import ForkedProcess, forkable
+
+    if not forkable(argv, os.environ):
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            raise AutotuneError(f"{what} took over {PROBE_TIMEOUT_S:.0f} s") from None
+        return out.returncode, out.stdout, out.stderr
+    with tempfile.TemporaryDirectory(prefix="autotune-probe-") as tmp:
+        log, out_path = Path(tmp) / "stderr", Path(tmp) / "stdout"
+        forked = ForkedProcess(argv, log, {**os.environ, "TMPDIR": tmp}, stdout_path=out_path)
+        try:
+            code = forked.wait(PROBE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise AutotuneError(f"{what} took over {PROBE_TIMEOUT_S:.0f} s") from None
+        finally:
+            if forked.poll() is None:
+                kill_group(forked)  # its session's every process, on every way out
+        return code, out_path.read_text() if out_path.exists() else "", log.read_text() if log.exists() else ""
 
 
 def probe(
@@ -72,15 +102,12 @@ def probe(
         str(inter_op),
         "1" if is_tflite(variant) else "0",
     ]
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise AutotuneError(f"profiling {model.name} at {threads} threads took over {PROBE_TIMEOUT_S:.0f} s") from None
-    if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+    code, stdout, stderr = _run(argv, f"profiling {model.name} at {threads} threads")
+    if code != 0:
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
         raise AutotuneError(f"profiling {model.name} failed at {threads} threads: {last}")
+    doc = json.loads(stdout.strip().splitlines()[-1])
     foreign = ((host_busy_seconds() - busy0) - (children_cpu_s() - own0)) / max(time.monotonic() - wall0, 1e-9)
-    doc = json.loads(out.stdout.strip().splitlines()[-1])
     return [
         BatchCost(
             variant,

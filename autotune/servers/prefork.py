@@ -1,9 +1,10 @@
-"""Start autotune's stand-in server by forking it from a process that has already imported TensorFlow.
+"""Start autotune's stand-in server (or a profiling probe) by forking it from a process that has already imported
+TensorFlow.
 
 A fresh interpreter spends 2.6-3 s importing TensorFlow before it loads the model; TF Serving, a C++ binary, does
 not. Forked from multiprocessing's fork server, which imports TF once per autotune process, the stand-in is up in
-about 0.3 s. Only the stand-in run by this interpreter, and only on hosts without an NVIDIA GPU: CUDA does not
-survive a fork (benchmarks/server_start.py measures both ways).
+about 0.3 s. Only autotune's own modules run by this interpreter, and only on hosts without an NVIDIA GPU: CUDA
+does not survive a fork (benchmarks/server_start.py measures both ways).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import array
 import contextlib
 import ctypes
+import importlib
+import importlib.util
 import multiprocessing
 import os
 import subprocess
@@ -23,6 +26,8 @@ from pathlib import Path
 from autotune.cpulimit import CpuCgroup, preexec
 
 STAND_IN = (sys.executable, "-m", "autotune.servers.local")
+# What may be forked: `python -m` of one of autotune's modules, by this interpreter (whose fork server imported it).
+OWN_MODULES = (sys.executable, "-m", "autotune.")
 # Not named like a server (daemon.SERVER_MARKERS): the fork server itself serves nothing and is no orphan.
 PRELOAD = "autotune.servers.preload"
 # The environment variable that turns forking off (`exec`): every server a fresh interpreter, as before.
@@ -50,9 +55,10 @@ def import_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def forkable(argv: list[str], env: Mapping[str, str]) -> bool:
-    """Whether ARGV is the stand-in run by this interpreter, to run under ENV, on a host where forking it is safe
-    and asked for."""
-    if env.get(START_ENV, "fork") == "exec" or tuple(argv[:3]) != STAND_IN:
+    """Whether ARGV runs one of autotune's modules with this interpreter, to run under ENV, on a host where forking
+    it is safe and asked for."""
+    own = len(argv) >= 3 and tuple(argv[:2]) == OWN_MODULES[:2] and argv[2].startswith(OWN_MODULES[2])
+    if env.get(START_ENV, "fork") == "exec" or not own:
         return False
     if _fork_server_env is not None and import_env(env) != _fork_server_env:
         return False
@@ -64,20 +70,27 @@ def nvidia_devices() -> bool:
     return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
-class ForkedServer:
-    """A stand-in server forked from the fork server, with the part of Popen's interface the callers use."""
+class ForkedProcess:
+    """`python -m` of an autotune module (the stand-in, a probe) forked from the fork server, with the part of
+    Popen's interface the callers use."""
 
     def __init__(
-        self, argv: list[str], log_path: Path, env: dict[str, str], cores: list[int] | None, cgroup: CpuCgroup | None
+        self,
+        argv: list[str],
+        log_path: Path,
+        env: dict[str, str],
+        cores: list[int] | None = None,
+        cgroup: CpuCgroup | None = None,
+        stdout_path: Path | None = None,
     ) -> None:
         global _fork_server_env
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([PRELOAD])
         if _fork_server_env is None:  # this start spawns the fork server, with this process's environment
             _fork_server_env = import_env(os.environ)
-        args = (argv, str(log_path), env, cores, cgroup)
+        args = (argv, str(log_path), env, cores, cgroup, None if stdout_path is None else str(stdout_path))
         # Daemonic: should its owner exit without stopping it, multiprocessing terminates it on the way out.
-        self._process = context.Process(target=serve_forked, args=args, name="autotune-server", daemon=True)
+        self._process = context.Process(target=run_forked, args=args, name="autotune-forked", daemon=True)
         _start_without_main(self._process)
         assert self._process.pid is not None
         self.pid: int = self._process.pid
@@ -99,6 +112,21 @@ class ForkedServer:
 
     def send_signal(self, sig: int) -> None:
         os.kill(self.pid, sig)
+
+
+def fork_server_cpu_s() -> float:
+    """CPU seconds of the fork server (its TF import among them) and of the children it has reaped: what a caller
+    cannot count as its own children's, as it can an exec'd process's (0 while no fork server runs)."""
+    from multiprocessing import forkserver
+
+    import psutil
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)  # private to multiprocessing, as below
+    try:
+        t = psutil.Process(pid).cpu_times() if isinstance(pid, int) else None
+    except psutil.Error:
+        return 0.0
+    return 0.0 if t is None else t.user + t.system + t.children_user + t.children_system
 
 
 def file_runs_in_memory() -> list[tuple[int, int]]:
@@ -163,11 +191,16 @@ def _let_go_of_the_fork_server() -> None:
             setattr(holder, name, None)
 
 
-def serve_forked(
-    argv: list[str], log_path: str, env: dict[str, str], cores: list[int] | None, cgroup: CpuCgroup | None
+def run_forked(
+    argv: list[str],
+    log_path: str,
+    env: dict[str, str],
+    cores: list[int] | None,
+    cgroup: CpuCgroup | None,
+    stdout_path: str | None = None,
 ) -> None:
-    """In the forked child: become what an exec'd server would be (own session, log, environment, cores, cgroup,
-    command line), then serve; never returns."""
+    """In the forked child: become what an exec'd process would be (own session, log, environment, cores, cgroup,
+    command line), then run ARGV's module as `python -m` would; its output goes to STDOUT_PATH, else the log."""
     # First, while the environment is as the fork server's was: setproctitle finds the command line's memory
     # through it. It gives the server the command line an exec'd one has (`ps`, the orphan sweeps and the tests
     # find servers by it); SPT_NOENV keeps /proc/PID/environ readable, so the title fits the fork server's own
@@ -180,11 +213,12 @@ def serve_forked(
     os.setsid()
     null = os.open(os.devnull, os.O_RDONLY)
     log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    out = log if stdout_path is None else os.open(stdout_path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
     os.dup2(null, 0)
-    os.dup2(log, 1)
+    os.dup2(out, 1)
     os.dup2(log, 2)
-    os.close(null)
-    os.close(log)
+    for fd in {null, log, out}:
+        os.close(fd)
     os.environ.clear()
     os.environ.update(env)
     tempfile.tempdir = None  # TMPDIR is the trial's: the fork server's cached choice must not stand
@@ -192,6 +226,7 @@ def serve_forked(
     if place is not None:
         place()
     map_in(resident_file_runs)  # its RSS then counts what an exec'd server's does (see resident_file_runs)
-    from autotune.servers.local.__main__ import main
-
-    main(argv[len(STAND_IN) :])
+    module = argv[2]
+    if importlib.util.find_spec(module).submodule_search_locations:  # type: ignore[union-attr]  # a package
+        module += ".__main__"
+    sys.exit(importlib.import_module(module).main(argv[3:]))

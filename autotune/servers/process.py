@@ -14,7 +14,7 @@ import requests
 from autotune.cpulimit import CpuCgroup, CpuPlan, preexec
 from autotune.errors import AutotuneError, TrialError
 from autotune.procs import kill_group
-from autotune.servers.prefork import ForkedServer, forkable
+from autotune.servers.prefork import ForkedProcess, forkable
 
 
 class ServerStartError(TrialError):
@@ -54,10 +54,10 @@ class ServerProcess:
         self._log: IO[bytes] = open(log_path, "wb")
         self.started = time.monotonic()
         cores = cpu.server_cores if cpu is not None else None
-        self.proc: subprocess.Popen[bytes] | ForkedServer
+        self.proc: subprocess.Popen[bytes] | ForkedProcess
         try:
             if forkable(argv, env):
-                self.proc = ForkedServer(argv, log_path, env, cores, self.cgroup)
+                self.proc = ForkedProcess(argv, log_path, env, cores, self.cgroup)
             else:
                 self.proc = subprocess.Popen(
                     argv,
