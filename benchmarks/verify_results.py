@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -337,7 +338,32 @@ def forked(name: str, part: str, metric: str, digits: int = 2) -> str:
     return f"{figure} `{compare_metric(metric, *sides, paired=True, min_effect=0.05).verdict}`"
 
 
+def forked_probes(name: str, figure: str) -> str:
+    """Forked against exec'd profiling probes (server_start.py --probes): FIGURE "wall" (the geometric mean over the
+    points of a side's median call time, paired, with its verdict as a p50's), "cpu" (the same of CPU per call) or
+    "probe_s" (a pair's probes' wall time), recomputed from the pairs."""
+    pairs = _load(name)["probes"]["pairs"]
+
+    def side(mode: str) -> list[float]:
+        if figure == "probe_s":
+            return [sum(t["probe_s"] for t in r[mode].values()) for r in pairs]
+        key = "cpu_ms" if figure == "cpu" else "wall_ms"
+        logs = [[math.log(p[key]) for t in r[mode].values() for p in t["points"].values()] for r in pairs]
+        return [math.exp(sum(x) / len(x)) for x in logs]
+
+    est = paired_estimate(side("exec"), side("fork"))
+    if est is None:
+        raise ValueError(f"{figure}: fewer than two pairs")
+    lo, hi = est.interval(0.05)
+    text = f"x{est.ratio:.3f} ({lo:.3f}-{hi:.3f})"
+    if figure != "wall":
+        return text
+    verdict = compare_metric("latency_p50_ms", side("exec"), side("fork"), paired=True, min_effect=0.05)
+    return f"{text} `{verdict.verdict}` (mde {100 * verdict.mde:.1f}%)"
+
+
 FORK_RUNS = ("server-start-fork-2026-12-06.json", "server-start-fork-2026-12-06b.json")
+PROBE_RUN = "probe-fork-2026-12-06.json"
 FORK_FIGURES = (
     ("start", "ready_s", 3),
     *((model, m, 3 if m == "rss_mb" else 2) for model in ("tiny", "resnet") for m in FORK_TRIAL_METRICS),
@@ -551,6 +577,12 @@ CLAIMS = (
         "forked against exec'd stand-in, ResNet50 measuring time (the windows' share of the wall time)",
         FORK_RUNS[1],
         lambda: forked(FORK_RUNS[1], "resnet", "measure_s"),
+    ),
+    *(
+        Claim(
+            f"forked against exec'd profiling probes, {figure}", PROBE_RUN, lambda f=figure: forked_probes(PROBE_RUN, f)
+        )
+        for figure in ("wall", "cpu", "probe_s")
     ),
     Claim(
         "read-only command CPU",
