@@ -103,8 +103,8 @@ def probe(
         "1" if is_tflite(variant) else "0",
     ]
     code, stdout, stderr = _run(argv, f"profiling {model.name} at {threads} threads")
-    if code != 0:
-        last = (stderr.strip().splitlines() or ["no output"])[-1]
+    if code != 0 or not stdout.strip():
+        last = (stderr.strip().splitlines() or [f"exit code {code} and no output"])[-1]
         raise AutotuneError(f"profiling {model.name} failed at {threads} threads: {last}")
     doc = json.loads(stdout.strip().splitlines()[-1])
     foreign = ((host_busy_seconds() - busy0) - (children_cpu_s() - own0)) / max(time.monotonic() - wall0, 1e-9)

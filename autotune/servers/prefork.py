@@ -25,7 +25,6 @@ from pathlib import Path
 
 from autotune.cpulimit import CpuCgroup, preexec
 
-STAND_IN = (sys.executable, "-m", "autotune.servers.local")
 # What may be forked: `python -m` of one of autotune's modules, by this interpreter (whose fork server imported it).
 OWN_MODULES = (sys.executable, "-m", "autotune.")
 # Not named like a server (daemon.SERVER_MARKERS): the fork server itself serves nothing and is no orphan.
@@ -219,6 +218,10 @@ def run_forked(
     os.dup2(log, 2)
     for fd in {null, log, out}:
         os.close(fd)
+    # Fresh streams on the new descriptors, as an exec'd process has: the fork server's may be None (started with
+    # no stdout, as under a daemon), and a probe's result would vanish into it.
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
     os.environ.clear()
     os.environ.update(env)
     tempfile.tempdir = None  # TMPDIR is the trial's: the fork server's cached choice must not stand
