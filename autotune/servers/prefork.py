@@ -218,8 +218,8 @@ def run_forked(
     os.dup2(log, 2)
     for fd in {null, log, out}:
         os.close(fd)
-    # Fresh streams on the new descriptors, as an exec'd process has: the fork server's may be None (started with
-    # no stdout, as under a daemon), and a probe's result would vanish into it.
+    # Fresh streams on the new descriptors, as an exec'd process has: nothing the fork server's held (buffered, or
+    # None had it started with no stdout) carries over into what the child writes.
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     os.environ.clear()
