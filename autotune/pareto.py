@@ -9,7 +9,7 @@ from typing import Any
 from autotune.errors import AutotuneError
 
 PICKS = ("max-throughput", "min-latency", "balanced", "min-cost")
-# Two single draws agree on throughput within 10% (the stability rule's tolerance): so do their costs.
+# Two single draws agree on throughput within 10% (the stability rule's default tolerance): so do their costs.
 COST_TIE = 0.10
 
 

@@ -458,5 +458,7 @@ def study_from_dict(values: dict[str, Any]) -> Study:
             knob["choices"] = tuple(knob["choices"])
         space[name] = KnobSpec(**knob)
     fields["space"] = space
-    fields["windows"] = WindowOptions(**values.get("windows") or {})  # absent in jobs stored before it existed
+    # Absent in jobs stored before it existed; a field a later version added is left to that version.
+    known = set(WindowOptions.__dataclass_fields__)
+    fields["windows"] = WindowOptions(**{k: v for k, v in (values.get("windows") or {}).items() if k in known})
     return Study(**fields)

@@ -17,11 +17,16 @@ class WindowOptions:
     warmup_s: float = option(1.0, "warm-up per load level, seconds", lo=0)
     # Fewer than 3 windows cannot show that the last ones agree.
     max_windows: int = option(10, "window cap per load level", lo=3)
-    # As fractions, (max - min) / mean of the last windows; spreads of 3 positive values stay below 3.
-    tolerance: float = option(0.10, "stable when the last windows' throughputs spread less than this", lo=0)
+    # As fractions, (max - min) / mean of the last windows' chunks (3 of them: their spread stays below 3).
+    tolerance: float = option(
+        0.10,
+        "stable when the last windows' throughputs (and the model warm-up's p50s) spread at most this",
+        lo=0,
+        lo_open=True,
+    )
     # p99 of a chunk of ~70 requests is nearly its maximum: its sampling spread is a few times the
     # throughput's, so the same 10% would call a steady server unstable.
-    p99_tolerance: float = option(0.20, "stable when the last windows' p99s spread less than this", lo=0)
+    p99_tolerance: float = option(0.20, "stable when the last windows' p99s spread at most this", lo=0, lo_open=True)
 
     @staticmethod
     def help(name: str) -> str:

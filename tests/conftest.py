@@ -33,9 +33,9 @@ OUR_PROCESS_MARKERS = (
     "autotune.cli daemon",
 )
 
-# Stability that any windows pass: (max - min) / mean of 3 positive values is below 3. For tests about what a
-# measurement is for, not whether 0.3 s windows on a busy 2-core host happen to agree (test_measurement checks
-# the rule itself).
+# Stability that any windows' agreement passes: (max - min) / mean of the 3 chunks compared is below 3, so a level
+# is stable once it holds its 200 requests. For tests about what a measurement is for, not whether 0.3 s windows
+# on a busy 2-core host happen to agree (test_measurement checks the rule itself).
 ANY_SPREAD = ["--tolerance", "3", "--p99-tolerance", "3"]
 # Short measurement windows for tests that only need a trial to finish, not a precise figure.
 SHORT = ["--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4", *ANY_SPREAD]

@@ -41,7 +41,7 @@ def test_version_and_short_help():
         (["stop"], 1, "give a job id to cancel"),
         (["stop", "3", "--daemon"], 1, "give a job id to cancel"),
         (["bench", "--model", "tiny", "--window-s", "0"], 1, "--window-s must be > 0"),
-        (["bench", "--model", "tiny", "--tolerance", "-1"], 1, "--tolerance must be >= 0"),
+        (["bench", "--model", "tiny", "--tolerance", "-1"], 1, "--tolerance must be > 0"),
         (["bench", "--model", "tiny", "--concurrency", "many"], 2, "Invalid value"),
         (["schedule", "add", "--model", "tiny", "--cron", "61 * * * *"], 1, "invalid cron expression"),
     ],

@@ -50,7 +50,9 @@ def test_only_autotunes_own_modules_this_interpreter_runs_are_forked_and_exec_tu
     stand_in = [sys.executable, "-m", "autotune.servers.local", "--port=1"]
     env = {k: v for k, v in os.environ.items() if k != START_ENV}
     assert forkable(stand_in, env) is NO_GPU  # CUDA does not survive a fork: exec'd on a GPU host
-    assert forkable([sys.executable, "-m", "autotune.perfmodel.probe", "/m", "serving_default", "1"], env) is NO_GPU
+    probe = [sys.executable, "-m", "autotune.perfmodel.probe", "/m", "serving_default", "1"]
+    assert forkable(probe, env, "autotune.perfmodel.probe") is NO_GPU  # its caller names the module it forks
+    assert not forkable(probe, env)  # not the stand-in
     assert not forkable(["tensorflow_model_server", "--port=1"], env)
     assert not forkable(["/another/python", "-m", "autotune.servers.local", "--port=1"], env)
     assert not forkable([sys.executable, "-m", "http.server"], env)
@@ -74,8 +76,8 @@ def test_a_profiling_probe_forked_or_execd_measures_the_same_points_and_its_cpu_
     assert [p.batch for p in points] == [1, 3] and all(p.wall_ms > 0 and p.repeats >= 3 for p in points)
     assert [argv[2] for argv in forked] == (["autotune.perfmodel.probe"] if mode == "fork" else [])
     # The probe's CPU (a forked one's is the fork server's reaped child's) is its caller's: a probe at one thread
-    # on a quiet host would otherwise read as about a core of foreign load, and be taken again.
-    assert foreign < measure.MAX_FOREIGN_CORES
+    # would otherwise read as about a core of foreign load (the host's other load, pytest's own, counts too).
+    assert foreign < 0.5
     failed = pytest.raises(AutotuneError, match=r"profiling tiny failed at 1 threads: .*no model.tflite")
     with failed:
         measure.probe(tiny_model, 1, [1], 3, 1.0, variant="tflite_fp16")

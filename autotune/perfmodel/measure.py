@@ -28,6 +28,7 @@ from autotune.perfmodel.profile import BatchCost, CostCurve, Profile, Transport
 # Powers of two and a few sizes between, so odd batch sizes interpolate over short spans.
 BATCH_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 PROBE_TIMEOUT_S = 600.0
+PROBE_MODULE = "autotune.perfmodel.probe"
 # As the daemon's gate and record_grid.py: a probe that saw more foreign CPU than this is taken again (twice).
 MAX_FOREIGN_CORES = 0.2
 FOREIGN_RETRIES = 2
@@ -43,7 +44,8 @@ def thread_counts(cpus: int) -> list[int]:
 
 
 def children_cpu_s() -> float:
-    """CPU seconds of this process's finished children, and of those the fork server forked for it and reaped."""
+    """CPU seconds of this process's finished children, and the fork server's: its own (its TF import) and that of
+    the children it forked for this process and reaped."""
     import resource
 
     from autotune.servers.prefork import fork_server_cpu_s
@@ -58,7 +60,7 @@ def _run(argv: list[str], what: str) -> tuple[int, str, str]:
     from autotune.procs import kill_group
     from autotune.servers.prefork import ForkedProcess, forkable
 
-    if not forkable(argv, os.environ):
+    if not forkable(argv, os.environ, PROBE_MODULE):
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:
@@ -66,7 +68,10 @@ def _run(argv: list[str], what: str) -> tuple[int, str, str]:
         return out.returncode, out.stdout, out.stderr
     with tempfile.TemporaryDirectory(prefix="autotune-probe-") as tmp:
         log, out_path = Path(tmp) / "stderr", Path(tmp) / "stdout"
-        forked = ForkedProcess(argv, log, {**os.environ, "TMPDIR": tmp}, stdout_path=out_path)
+        try:
+            forked = ForkedProcess(argv, log, {**os.environ, "TMPDIR": tmp}, stdout_path=out_path)
+        except (OSError, EOFError) as exc:  # the fork server could not start, or died
+            raise AutotuneError(f"{what}: could not fork the probe: {exc}") from None
         try:
             code = forked.wait(PROBE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -92,7 +97,7 @@ def probe(
     argv = [
         sys.executable,
         "-m",
-        "autotune.perfmodel.probe",
+        PROBE_MODULE,
         str(model.base_path),
         model.signature.name,
         str(threads),

@@ -25,8 +25,7 @@ from pathlib import Path
 
 from autotune.cpulimit import CpuCgroup, preexec
 
-# What may be forked: `python -m` of one of autotune's modules, by this interpreter (whose fork server imported it).
-OWN_MODULES = (sys.executable, "-m", "autotune.")
+STAND_IN = "autotune.servers.local"
 # Not named like a server (daemon.SERVER_MARKERS): the fork server itself serves nothing and is no orphan.
 PRELOAD = "autotune.servers.preload"
 # The environment variable that turns forking off (`exec`): every server a fresh interpreter, as before.
@@ -53,11 +52,10 @@ def import_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(IMPORT_ENV) and not k.startswith("TF_CPP_")}
 
 
-def forkable(argv: list[str], env: Mapping[str, str]) -> bool:
-    """Whether ARGV runs one of autotune's modules with this interpreter, to run under ENV, on a host where forking
-    it is safe and asked for."""
-    own = len(argv) >= 3 and tuple(argv[:2]) == OWN_MODULES[:2] and argv[2].startswith(OWN_MODULES[2])
-    if env.get(START_ENV, "fork") == "exec" or not own:
+def forkable(argv: list[str], env: Mapping[str, str], module: str = STAND_IN) -> bool:
+    """Whether ARGV is `python -m MODULE` (the caller's to name: a module of autotune with a `main(argv)`) run by
+    this interpreter, to run under ENV, on a host where forking it is safe and asked for."""
+    if env.get(START_ENV, "fork") == "exec" or argv[:3] != [sys.executable, "-m", module]:
         return False
     if _fork_server_env is not None and import_env(env) != _fork_server_env:
         return False
@@ -216,7 +214,7 @@ def run_forked(
     os.dup2(null, 0)
     os.dup2(out, 1)
     os.dup2(log, 2)
-    for fd in {null, log, out}:
+    for fd in {null, log, out} - {0, 1, 2}:  # one that landed on a standard descriptor is now that descriptor
         os.close(fd)
     # Fresh streams on the new descriptors, as an exec'd process has: nothing the fork server's held (buffered, or
     # None had it started with no stdout) carries over into what the child writes.
@@ -230,6 +228,7 @@ def run_forked(
         place()
     map_in(resident_file_runs)  # its RSS then counts what an exec'd server's does (see resident_file_runs)
     module = argv[2]
-    if importlib.util.find_spec(module).submodule_search_locations:  # type: ignore[union-attr]  # a package
+    spec = importlib.util.find_spec(module)
+    if spec is not None and spec.submodule_search_locations is not None:  # a package runs its __main__
         module += ".__main__"
     sys.exit(importlib.import_module(module).main(argv[3:]))
