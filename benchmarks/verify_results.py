@@ -26,6 +26,7 @@ from typing import Any
 from autotune.load.stats import coefficient_of_variation
 from autotune.significance import (
     DIRECTIONS,
+    Estimate,
     MetricComparison,
     StopRule,
     compare_metric,
@@ -71,8 +72,13 @@ def ratio(compare: dict[str, Any], metric: str, digits: int = 2) -> str:
         est = welch_estimate(
             [r.get(metric) for r in compare["a"]["runs"]], [r.get(metric) for r in compare["b"]["runs"]]
         )
+    return ratio_text(est, metric, digits)
+
+
+def ratio_text(est: Estimate | None, what: str, digits: int = 2) -> str:
+    """'xR (LO-HI)': EST's ratio and its 95% interval, as the tables print it (WHAT names it in the error)."""
     if est is None:
-        raise ValueError(f"{metric}: fewer than two runs a side")
+        raise ValueError(f"{what}: fewer than two runs a side")
     lo, hi = est.interval(0.05)
     return f"x{est.ratio:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
 
@@ -328,11 +334,7 @@ def forked(name: str, part: str, metric: str, digits: int = 2) -> str:
     doc = _load(name)
     rows = doc["starts"] if part == "start" else doc["trials"][part]["pairs"]
     sides = [[r[mode][metric] for r in rows] for mode in ("exec", "fork")]
-    est = paired_estimate(*sides)
-    if est is None:
-        raise ValueError(f"{metric}: fewer than two pairs")
-    lo, hi = est.interval(0.05)
-    figure = f"x{est.ratio:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+    figure = ratio_text(paired_estimate(*sides), metric, digits)
     if metric not in DIRECTIONS:
         return figure
     return f"{figure} `{compare_metric(metric, *sides, paired=True, min_effect=0.05).verdict}`"
@@ -351,11 +353,7 @@ def forked_probes(name: str, figure: str) -> str:
         logs = [[math.log(p[key]) for t in r[mode].values() for p in t["points"].values()] for r in pairs]
         return [math.exp(sum(x) / len(x)) for x in logs]
 
-    est = paired_estimate(side("exec"), side("fork"))
-    if est is None:
-        raise ValueError(f"{figure}: fewer than two pairs")
-    lo, hi = est.interval(0.05)
-    text = f"x{est.ratio:.3f} ({lo:.3f}-{hi:.3f})"
+    text = ratio_text(paired_estimate(side("exec"), side("fork")), figure, 3)
     if figure != "wall":
         return text
     verdict = compare_metric("latency_p50_ms", side("exec"), side("fork"), paired=True, min_effect=0.05)
