@@ -60,11 +60,12 @@ def _run(argv: list[str], what: str) -> tuple[int, str, str]:
     from autotune.procs import kill_group
     from autotune.servers.prefork import ForkedProcess, forkable
 
+    too_long = AutotuneError(f"{what} took over {PROBE_TIMEOUT_S:.0f} s")
     if not forkable(argv, os.environ, PROBE_MODULE):
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:
-            raise AutotuneError(f"{what} took over {PROBE_TIMEOUT_S:.0f} s") from None
+            raise too_long from None
         return out.returncode, out.stdout, out.stderr
     with tempfile.TemporaryDirectory(prefix="autotune-probe-") as tmp:
         log, out_path = Path(tmp) / "stderr", Path(tmp) / "stdout"
@@ -75,7 +76,7 @@ def _run(argv: list[str], what: str) -> tuple[int, str, str]:
         try:
             code = forked.wait(PROBE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            raise AutotuneError(f"{what} took over {PROBE_TIMEOUT_S:.0f} s") from None
+            raise too_long from None
         finally:
             if forked.poll() is None:
                 kill_group(forked)  # its session's every process, on every way out
