@@ -46,7 +46,7 @@ def _predict(rest_port: int, name: str) -> dict:
     return r.json()
 
 
-def test_only_autotunes_own_modules_this_interpreter_runs_are_forked_and_exec_turns_forking_off(monkeypatch):
+def test_only_the_module_its_caller_names_run_by_this_interpreter_is_forked_and_exec_turns_forking_off(monkeypatch):
     stand_in = [sys.executable, "-m", "autotune.servers.local", "--port=1"]
     env = {k: v for k, v in os.environ.items() if k != START_ENV}
     assert forkable(stand_in, env) is NO_GPU  # CUDA does not survive a fork: exec'd on a GPU host
@@ -78,8 +78,7 @@ def test_a_profiling_probe_forked_or_execd_measures_the_same_points_and_its_cpu_
     # The probe's CPU (a forked one's is the fork server's reaped child's) is its caller's: a probe at one thread
     # would otherwise read as about a core of foreign load (the host's other load, pytest's own, counts too).
     assert foreign < 0.5
-    failed = pytest.raises(AutotuneError, match=r"profiling tiny failed at 1 threads: .*no model.tflite")
-    with failed:
+    with pytest.raises(AutotuneError, match=r"profiling tiny failed at 1 threads: .*no model.tflite"):
         measure.probe(tiny_model, 1, [1], 3, 1.0, variant="tflite_fp16")
 
 
