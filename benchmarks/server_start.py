@@ -116,7 +116,9 @@ def probe_pairs(model: ModelRef, pairs: int, budget_s: float) -> list[dict[str, 
                 side[str(threads)] = {
                     "probe_s": round(time.monotonic() - began, 3),
                     "foreign_cores": round(foreign, 3),
-                    "points": {str(p.batch): {"wall_ms": p.wall_ms, "cpu_ms": p.cpu_ms} for p in points},
+                    "points": {
+                        str(p.batch): {"wall_ms": p.wall_ms, "cpu_ms": p.cpu_ms, "repeats": p.repeats} for p in points
+                    },
                 }
             row[mode] = side
         rows.append(row)
