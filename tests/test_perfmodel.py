@@ -253,3 +253,11 @@ def test_configs_the_simulation_reads_alike_share_a_key_and_get_the_same_answer(
         assert key(a) != key(b)
         assert simulate(p, a, load, requests=300) != simulate(p, b, load, requests=300)
     assert key(batched, Load(rate=50.0)) != key(dataclasses.replace(batched, max_enqueued_batches=4), Load(rate=50.0))
+
+
+def test_a_profile_budget_below_the_jobs_shortens_the_transport_windows_in_proportion_and_never_below_a_floor() -> None:
+    from autotune.perfmodel.measure import FULL_WINDOWS_BUDGET_S, MIN_WINDOW_S, TRANSPORT_WINDOW_S, transport_window_s
+
+    assert transport_window_s(20.0) == transport_window_s(FULL_WINDOWS_BUDGET_S) == TRANSPORT_WINDOW_S  # as validated
+    assert transport_window_s(FULL_WINDOWS_BUDGET_S / 2) == TRANSPORT_WINDOW_S / 2
+    assert transport_window_s(1.0) == MIN_WINDOW_S

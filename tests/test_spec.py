@@ -245,3 +245,10 @@ def test_every_study_field_the_measurement_shares_reaches_the_settings_a_job_mea
     )
     assert settings.max_windows == 7 and settings.window_s == study.windows.window_s
     assert settings.concurrency is None and settings != MeasureSettings(max_windows=7)
+
+
+def test_the_model_warm_up_windows_are_never_longer_than_the_measurement_windows() -> None:
+    from autotune.measure import MeasureSettings
+
+    assert MeasureSettings().model_warmup_windows_s == MeasureSettings().model_warmup_window_s == 0.5
+    assert MeasureSettings(window_s=0.3).model_warmup_windows_s == 0.3

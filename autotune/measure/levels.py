@@ -144,7 +144,7 @@ class LevelRunner:
         graph tracing and allocation. Returns (seconds it took, whether the latency settled).
         """
         started = time.monotonic()
-        w = self.settings.model_warmup_window_s
+        w = self.settings.model_warmup_windows_s
         cap = max(2, int(self.settings.model_warmup_max_s / w))
         self._start("closed", 1, window_s=w, warmup_s=0.0, max_windows=cap)
         previous: float | None = None

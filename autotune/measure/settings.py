@@ -44,7 +44,8 @@ class MeasureSettings:
     # The unloaded level only reports its p50, which needs far fewer.
     min_requests_unloaded: int = 30
     remeasure_unstable: bool = True  # an unstable level is measured once more on the same server
-    # Model warm-up before the first level: short c=1 windows until two in a row agree on p50.
+    # Model warm-up before the first level: short c=1 windows until two in a row agree on p50 (never longer than
+    # a measurement window: who asks for short windows asks for a short trial).
     model_warmup_window_s: float = 0.5
     model_warmup_max_s: float = 30.0
     min_achieved_fraction: float = 0.95  # open loop: a level achieving less than this of its offer is infeasible
@@ -65,6 +66,11 @@ class MeasureSettings:
         than making every stored job unreadable."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in stored.items() if k in known})
+
+    @property
+    def model_warmup_windows_s(self) -> float:
+        """How long each of the model warm-up's windows is: its own length, or a shorter measurement window's."""
+        return min(self.model_warmup_window_s, self.window_s)
 
     @property
     def prices(self) -> Prices:

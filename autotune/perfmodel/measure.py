@@ -32,6 +32,16 @@ PROBE_MODULE = "autotune.perfmodel.probe"
 # As the daemon's gate and record_grid.py: a probe that saw more foreign CPU than this is taken again (twice).
 MAX_FOREIGN_CORES = 0.2
 FOREIGN_RETRIES = 2
+# The transport trials' windows as validated, at the jobs' own budget and above; a smaller budget asks for a
+# quicker, rougher profile (the tests' least one) and shortens them in proportion, never below MIN_WINDOW_S.
+TRANSPORT_WINDOW_S = 1.0
+FULL_WINDOWS_BUDGET_S = 5.0
+MIN_WINDOW_S = 0.25
+
+
+def transport_window_s(budget_s: float) -> float:
+    """How long the transport trials' windows are under a profile budget of BUDGET_S seconds."""
+    return max(MIN_WINDOW_S, TRANSPORT_WINDOW_S * min(1.0, budget_s / FULL_WINDOWS_BUDGET_S))
 
 
 def thread_counts(cpus: int) -> list[int]:
@@ -145,7 +155,7 @@ def _trial_metrics(
         protocol=protocol,
         concurrency=concurrency,
         window_s=window_s,
-        warmup_s=0.5,
+        warmup_s=min(0.5, window_s),
         measure_unloaded=False,
         min_requests=100,
     )
@@ -177,7 +187,12 @@ def transport_cost(
 
 
 def variant_transports(
-    model: ModelRef, points: list[BatchCost], protocols: tuple[str, ...], cpus: int, say: Callable[[str], None]
+    model: ModelRef,
+    points: list[BatchCost],
+    protocols: tuple[str, ...],
+    cpus: int,
+    say: Callable[[str], None],
+    window_s: float = TRANSPORT_WINDOW_S,
 ) -> list[Transport]:
     """Each protocol's transport while each variant in POINTS serves, less that variant's own batch-1 call as
     TF Serving's defaults run it (CPUS intra-op threads; a TFLite variant has its one measured count). One that
@@ -187,7 +202,7 @@ def variant_transports(
         call = CostCurve([p for p in points if p.variant == name]).cost(1, cpus)
         for protocol in protocols:
             try:
-                t = transport_cost(model, protocol, call, window_s=1.0, variant=name)
+                t = transport_cost(model, protocol, call, window_s, variant=name)
             except AutotuneError as exc:
                 say(f"{exc}; {name} is predicted with the SavedModel's {protocol} transport")
                 continue
@@ -271,12 +286,13 @@ def measure_profile(
     # The transport is what a request costs beyond the model's own call as TF Serving's defaults run it (every
     # core for intra- and inter-op threads): inter-op threads speed a single call too (10% on MobileNetV2 here).
     (default,), _ = probe(model, cpus, [1], repeats, budget_s / 4, inter_op=cpus)
-    transport = []
+    transport: list[Transport] = []
+    window_s = transport_window_s(budget_s)
     for protocol in protocols:
-        t = transport_cost(model, protocol, (default.wall_ms, default.cpu_ms), window_s=1.0)
+        t = transport_cost(model, protocol, (default.wall_ms, default.cpu_ms), window_s)
         say(f"{protocol}: {t.wall_ms:.2f} ms a request outside the model")
         transport.append(t)
-    transport += variant_transports(model, points, protocols, cpus, say)
+    transport += variant_transports(model, points, protocols, cpus, say, window_s)
     info = host_info()
     return Profile(
         model=model.name,
@@ -325,7 +341,8 @@ def add_variants(
             points += got
             added += got
     protocols = tuple(sorted({t.protocol for t in profile.transport}))
-    transport = (*profile.transport, *variant_transports(model, added, protocols, profile.cpus, say))
+    window_s = transport_window_s(budget_s)
+    transport = (*profile.transport, *variant_transports(model, added, protocols, profile.cpus, say, window_s))
     spent = round(profile.seconds + time.monotonic() - started, 1)
     return replace(profile, points=tuple(points), accuracy=accuracy, transport=transport, seconds=spent)
 
