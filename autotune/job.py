@@ -195,6 +195,7 @@ class _JobRunner:
         try:
             settings = job.measure_settings
             backend = backend_from_options(job.backend_options, self.study.backend)
+            backend.prepare()  # beside the tuner's set-up (a profile, a plan)
             model = resolve_model(self.study.model, self.study.signature)
             tuner = self._tuner(model, backend, settings)
             remaining = job.trials_total - self.store.trial_count(job.id)

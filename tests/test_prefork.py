@@ -91,6 +91,35 @@ def test_a_server_to_import_tensorflow_under_another_environment_than_the_fork_s
     assert not forkable(stand_in, {"TF_ENABLE_ONEDNN_OPTS": "1", "OMP_NUM_THREADS": "1"})
 
 
+# Prepares the local backend, says the fork server's pid (or None), then waits to be killed.
+PREPARED = """
+from multiprocessing import forkserver
+import sys
+from autotune.servers.backends import local_backend
+local_backend().prepare()
+print(forkserver._forkserver._forkserver_pid, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("mode", ["fork", "exec"])
+def test_a_prepared_local_backend_starts_its_fork_server_before_any_server_and_only_where_servers_fork(mode):
+    env = {**os.environ, START_ENV: mode}
+    owner = subprocess.Popen([sys.executable, "-c", PREPARED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        assert owner.stdout is not None
+        said = owner.stdout.readline().decode().strip()
+        if mode == "exec" or not NO_GPU:
+            assert said == "None"
+            return
+        fork_server = psutil.Process(int(said))
+        assert fork_server.ppid() == owner.pid and "forkserver" in " ".join(fork_server.cmdline())
+        fork_server.kill()  # mid-import: it would go with its owner only once the import is done
+    finally:
+        owner.kill()
+        owner.wait(10)
+
+
 @needs_no_gpu
 @pytest.mark.slow
 def test_a_forked_server_has_its_own_session_command_line_and_log_and_answers_as_an_execd_one(

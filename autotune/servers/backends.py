@@ -94,6 +94,9 @@ class Backend(ABC):
     def check(self) -> None:  # noqa: B027  (most backends have nothing to probe)
         """Raise a one-line AutotuneError when this backend cannot run here (before anything starts)."""
 
+    def prepare(self) -> None:  # noqa: B027  (only a backend with slow start-up work to get ahead of has any)
+        """Begin what every server start will need, to run beside the caller's set-up (servers follow soon)."""
+
     def to_options(self) -> dict[str, Any]:
         """What a queued job stores to start the same servers later."""
         return {"name": self.name, "program": list(self.program)}
@@ -127,6 +130,11 @@ class LocalBackend(Backend):
 
     def launch(self, config: ServingConfig, paths: ServerPaths, workdir: Path, cpu: CpuPlan) -> Launch:
         return Launch([*self.program, *tfserving_flags(config, paths)], f"127.0.0.1:{paths.grpc_port}", cpu=cpu)
+
+    def prepare(self) -> None:
+        from autotune.servers.prefork import start_early
+
+        start_early(list(self.program))  # the fork server's TensorFlow import: 2.6-3 s
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,26 @@ def nvidia_devices() -> bool:
     return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
+def _fork_context() -> multiprocessing.context.ForkServerContext:
+    """multiprocessing's fork server, preloading TensorFlow and the stand-in; the first call fixes its environment."""
+    global _fork_server_env
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([PRELOAD])
+    if _fork_server_env is None:  # the fork server is spawned with this process's environment
+        _fork_server_env = import_env(os.environ)
+    return context
+
+
+def start_early(argv: list[str]) -> None:
+    """Start the fork server now if ARGV (a server's command) would be forked from it: its TensorFlow import then
+    runs beside the caller's own set-up (a job's plan) instead of before the first server."""
+    if forkable(argv, os.environ):
+        from multiprocessing import forkserver
+
+        _fork_context()
+        forkserver.ensure_running()
+
+
 class ForkedProcess:
     """`python -m` of an autotune module (the stand-in, a probe) forked from the fork server, with the part of
     Popen's interface the callers use."""
@@ -80,11 +100,7 @@ class ForkedProcess:
         cgroup: CpuCgroup | None = None,
         stdout_path: Path | None = None,
     ) -> None:
-        global _fork_server_env
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([PRELOAD])
-        if _fork_server_env is None:  # this start spawns the fork server, with this process's environment
-            _fork_server_env = import_env(os.environ)
+        context = _fork_context()
         args = (argv, str(log_path), env, cores, cgroup, None if stdout_path is None else str(stdout_path))
         # Daemonic: should its owner exit without stopping it, multiprocessing terminates it on the way out.
         self._process = context.Process(target=run_forked, args=args, name="autotune-forked", daemon=True)
