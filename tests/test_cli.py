@@ -32,6 +32,28 @@ def test_version_and_short_help():
         assert shown.returncode == 0 and "Usage" in shown.stdout, args
 
 
+def test_every_help_page_is_whole_at_80_columns_and_names_the_study_tables_it_means():
+    import typer
+    from typer.testing import CliRunner
+
+    from autotune.cli import app
+
+    def pages(command, path):
+        yield path
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from pages(sub, [*path, name])
+
+    runner = CliRunner()
+    for path in pages(typer.main.get_command(app), []):
+        shown = runner.invoke(app, [*path, "-h"], env={"COLUMNS": "80"}, terminal_width=80).output
+        lines = shown.splitlines()
+        assert lines[0].startswith("Usage"), path  # which ends "[ARGS]..." for a group
+        cut = [line for line in lines[1:] if line.rstrip().endswith("...") or "\u2026" in line]
+        assert not cut, (path, cut)
+        assert max(len(line) for line in lines) <= 80, path
+    assert "the study's [load] table" in runner.invoke(app, ["start", "-h"]).output
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "code", "says"),

@@ -131,7 +131,8 @@ def test_a_cost_study_measures_cpu_allowances_and_prices_every_trial(autotune_ho
     study.write_text(
         'model = "tiny"\nbackend = "local"\nseeds = "guide"\n[slo]\nlatency_p99_ms = 200\nmax_error_rate = 0.01\n'
         '[objectives]\ncost_per_1k_requests = "minimize"\n'
-        "[budget]\ntrials = 2\nconfirm_repeats = 0\n[load]\nrate = 50\nwindow_s = 0.5\nwarmup_s = 0.2\nmax_windows = 12\n"
+        "[budget]\ntrials = 2\nconfirm_repeats = 0\n"
+        "[load]\nrate = 50\nwindow_s = 0.5\nwarmup_s = 0.2\nmax_windows = 12\n"
         # Both trials must be feasible (stable): any windows holding 200 requests count as stable here.
         "tolerance = 3\np99_tolerance = 3\n"
     )
