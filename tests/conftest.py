@@ -42,14 +42,69 @@ SHORT = ["--window-s", "0.3", "--warmup-s", "0.2", "--max-windows", "4", *ANY_SP
 AUTOTUNE = [sys.executable, "-m", "autotune.cli"]
 
 
+# How autotune() runs a command: in this process (the default), or as `python -m autotune.cli` under
+# AUTOTUNE_TEST_CLI=process. In this process, a command pays no interpreter start, no imports and, above all, no
+# fork server's TensorFlow import of its own (about 3 s of each command that starts a server): the suite's fork
+# server serves them all. Tests about the process itself (signals, exit under kill, the daemon) start one.
+CLI_MODE = os.environ.get("AUTOTUNE_TEST_CLI", "in-process")
+OWN_PROCESS = {"daemon"}  # a loop with signal handlers of its own, run until stopped
+
+
 def autotune(
-    *args: str, env: dict[str, str] | None = None, db: str | None = None, timeout: float = 300
+    *args: str,
+    env: dict[str, str] | None = None,
+    db: str | None = None,
+    timeout: float = 300,
+    own_process: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the autotune CLI: ENV entries override this process's environment, DB sets AUTOTUNE_DB_URL."""
-    full = {**os.environ, **(env or {})}
+    """Run the autotune CLI: ENV entries override this process's environment, DB sets AUTOTUNE_DB_URL; OWN_PROCESS
+    where the test is about what a process leaves behind when it exits (its open database, for one)."""
+    overrides = dict(env or {})
     if db is not None:
-        full["AUTOTUNE_DB_URL"] = db
+        overrides["AUTOTUNE_DB_URL"] = db
+    if CLI_MODE == "in-process" and not own_process and not OWN_PROCESS & set(args):
+        return _in_process(list(args), overrides, timeout)
+    full = {**os.environ, **overrides}
     return subprocess.run([*AUTOTUNE, *args], capture_output=True, text=True, timeout=timeout, env=full)
+
+
+def _in_process(args: list[str], overrides: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`autotune ARGS` run by the console-script entry in this process, under OVERRIDES, as a CompletedProcess.
+
+    What a process would start afresh is set afresh: argv, the environment, what was said once (notes) and the
+    SIGTERM handler main() installs. A command still running after TIMEOUT ends the session with every thread's
+    traceback: nothing here can stop it alone.
+    """
+    import faulthandler
+    import io
+
+    from autotune import notes
+    from autotune.cli.main import main
+
+    saved_env = {k: os.environ.get(k) for k in overrides}
+    saved_argv, saved_term = sys.argv, signal.getsignal(signal.SIGTERM)
+    out, err = io.StringIO(), io.StringIO()
+    code: int = 0
+    os.environ.update(overrides)
+    sys.argv = ["autotune", *args]
+    notes._said.clear()
+    faulthandler.dump_traceback_later(timeout, exit=True)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        sys.argv = saved_argv
+        signal.signal(signal.SIGTERM, saved_term)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return subprocess.CompletedProcess([*AUTOTUNE, *args], code, out.getvalue(), err.getvalue())
 
 
 def our_processes() -> list[psutil.Process]:
