@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import AUTOTUNE, SHORT, autotune, wait_for, wait_load_flowing
+from tests.conftest import ANY_SPREAD, AUTOTUNE, SHORT, autotune, wait_for, wait_load_flowing
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def test_a_job_survives_sigterm_and_kill_9_of_its_daemons(env, daemons):
     assert listening and all(c.laddr.ip == "127.0.0.1" for c in listening)
 
     # SIGTERM mid-trial: the daemon stops the server, hands the job back, exits within seconds.
-    job_id = enqueue(env, 2, "--window-s", "0.6", "--warmup-s", "0.2", "--max-windows", "4")
+    job_id = enqueue(env, 2, "--window-s", "0.6", "--warmup-s", "0.2", "--max-windows", "4", *ANY_SPREAD)
     wait_for(lambda: running_server_pid(env), 120, "a trial with a live server")
     wait_load_flowing(psutil.Process(first.pid))  # the server is up and serving: its sockets are all open
     listening = listening_sockets([psutil.Process(first.pid), *psutil.Process(first.pid).children(recursive=True)])

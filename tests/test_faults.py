@@ -81,9 +81,10 @@ def test_a_lock_held_past_the_busy_timeout_is_a_one_line_error_and_nothing_is_ha
     holder = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
+        # Its own process: the busy timeout is read as a process first opens the database.
         proc = autotune(
             "schedule", "add", "--model", "tiny", "--cron", "0 2 * * *",
-            db=url, env={"AUTOTUNE_DB_BUSY_TIMEOUT_S": "1"}, timeout=120,
+            db=url, env={"AUTOTUNE_DB_BUSY_TIMEOUT_S": "1"}, timeout=120, own_process=True,
         )  # fmt: skip
         assert "locked" in one_line_error(proc)
     finally:
