@@ -49,6 +49,7 @@ class LiveTrial:
         self.gen: LoadGenerator | None = None
         self.log_tail: str | None = None
         self.stopping_at: float | None = None
+        self.hung = False  # the server stopped answering: nothing graceful will come of it
         # Disjoint cores for server and generator where the host has enough (prepared.cpu); else they share.
         self.client_cores = prepared.cpu.client_cores or None
 
@@ -77,14 +78,21 @@ class LiveTrial:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # Load first, then sampling, then the server; the log tail is read before the workdir goes.
+        # Load first, then sampling, then the server; the log tail is read before the workdir goes. A hung server
+        # is killed at once, first: its graceful stop would time out, and the generator's requests to it with it.
+        if self.hung:
+            self._stop_server(grace_s=0.0)
         if self.gen is not None:
             self.gen.stop()
         if self.monitor is not None:
             self.monitor.stop()
         self.stopping_at = time.monotonic()
+        if not self.hung:
+            self._stop_server(grace_s=5.0)
+
+    def _stop_server(self, grace_s: float) -> None:
         if self.server is not None:
-            self.server.stop()
+            self.server.stop(grace_s)
             self.log_tail = self.server.log_tail(30)
 
 
@@ -147,6 +155,7 @@ def run_trial(
                 check_errors(point, settings)
             except (ServerStartError, TrialError, LoadGeneratorError, KeyboardInterrupt) as exc:
                 result.failure_reason, result.failure_message = classify_failure(exc, live.server)
+                live.hung = result.failure_reason == FailureReason.timeout
         result.server_log_tail = live.log_tail
         if accuracy is not None:
             result.metrics["accuracy"] = accuracy
