@@ -35,9 +35,9 @@ latency_p99_ms = 5000
 
 [load]            # the front holds only stable trials: any windows holding 200 requests count as stable here
 concurrency = 2
-window_s = 1.0
+window_s = 0.5
 warmup_s = 0.3
-max_windows = 6
+max_windows = 12
 tolerance = 3
 p99_tolerance = 3
 """
