@@ -216,11 +216,13 @@ confirm_repeats = 0
 latency_p99_ms = 5000
 min_top1_agreement = 0.98
 
-[load]
+[load]            # conftest's SHORT: the trials need to finish, not to agree window on window
 concurrency = 2
-window_s = 0.3
+window_s = 0.2
 warmup_s = 0.2
-max_windows = 4
+max_windows = 6
+tolerance = 3
+p99_tolerance = 3
 """
 
 
