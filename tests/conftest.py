@@ -34,7 +34,7 @@ OUR_PROCESS_MARKERS = (
 )
 
 # Stability that any windows' agreement passes: (max - min) / mean of the 3 chunks compared is below 3, so a level
-# is stable once it holds its 200 requests. For tests about what a measurement is for, not whether 0.3 s windows
+# is stable once it holds its 200 requests. For tests about what a measurement is for, not whether short windows
 # on a busy 2-core host happen to agree (test_measurement checks the rule itself).
 ANY_SPREAD = ["--tolerance", "3", "--p99-tolerance", "3"]
 # Short measurement windows for tests that only need a trial to finish, not a precise figure: a level takes 0.6 s
@@ -59,24 +59,24 @@ def autotune(
     own_process: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run the autotune CLI: ENV entries override this process's environment, DB sets AUTOTUNE_DB_URL; OWN_PROCESS
-    where the test is about what a process leaves behind when it exits (its open database, for one)."""
+    where the test is about what a process leaves behind when it exits (its open database, for one). TIMEOUT bounds
+    a command in a process of its own."""
     overrides = dict(env or {})
     if db is not None:
         overrides["AUTOTUNE_DB_URL"] = db
     if CLI_MODE == "in-process" and not own_process and not OWN_PROCESS & set(args):
-        return _in_process(list(args), overrides, timeout)
+        return _in_process(list(args), overrides)
     full = {**os.environ, **overrides}
     return subprocess.run([*AUTOTUNE, *args], capture_output=True, text=True, timeout=timeout, env=full)
 
 
-def _in_process(args: list[str], overrides: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+def _in_process(args: list[str], overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`autotune ARGS` run by the console-script entry in this process, under OVERRIDES, as a CompletedProcess.
 
     What a process would start afresh is set afresh: argv, the environment, what was said once (notes) and the
-    SIGTERM handler main() installs. A command still running after TIMEOUT ends the session with every thread's
-    traceback: nothing here can stop it alone.
+    SIGTERM handler main() installs. A command that hangs is stopped by the test's own timeout (pytest-timeout's
+    SIGALRM raises in it; its servers stop as the exception unwinds), not by TIMEOUT.
     """
-    import faulthandler
     import io
 
     from autotune import notes
@@ -89,7 +89,6 @@ def _in_process(args: list[str], overrides: dict[str, str], timeout: float) -> s
     os.environ.update(overrides)
     sys.argv = ["autotune", *args]
     notes._said.clear()
-    faulthandler.dump_traceback_later(timeout, exit=True)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -97,7 +96,6 @@ def _in_process(args: list[str], overrides: dict[str, str], timeout: float) -> s
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
-        faulthandler.cancel_dump_traceback_later()
         sys.argv = saved_argv
         signal.signal(signal.SIGTERM, saved_term)
         for key, value in saved_env.items():
