@@ -74,12 +74,14 @@ def _in_process(args: list[str], overrides: dict[str, str]) -> subprocess.Comple
     """`autotune ARGS` run by the console-script entry in this process, under OVERRIDES, as a CompletedProcess.
 
     What a process would start afresh is set afresh: argv, the environment, what was said once (notes) and the
-    SIGTERM handler main() installs. A command that hangs is stopped by the test's own timeout (pytest-timeout's
+    SIGTERM handler main() installs. Ctrl-C or SIGTERM, which the command takes as its own interruption (it stops its
+    servers), then stops the session. A command that hangs is stopped by the test's own timeout (pytest-timeout's
     SIGALRM raises in it; its servers stop as the exception unwinds), not by TIMEOUT.
     """
     import io
 
     from autotune import notes
+    from autotune.cli.common import EXIT_INTERRUPTED
     from autotune.cli.main import main
 
     saved_env = {k: os.environ.get(k) for k in overrides}
@@ -103,6 +105,8 @@ def _in_process(args: list[str], overrides: dict[str, str]) -> subprocess.Comple
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    if code == EXIT_INTERRUPTED:  # Ctrl-C or SIGTERM to the test session, taken by the command: the session stops
+        raise KeyboardInterrupt
     return subprocess.CompletedProcess([*AUTOTUNE, *args], code, out.getvalue(), err.getvalue())
 
 
