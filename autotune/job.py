@@ -43,11 +43,6 @@ if TYPE_CHECKING:
 STUDY_PREFIX = "autotune"
 
 
-# A job's own profile only plans its first configs: fewer repeats than `autotune profile` takes (20 s), at least 3
-# a point; `autotune profile --refresh` measures a fuller one over it.
-JOB_PROFILE_BUDGET_S = 5.0
-
-
 @dataclass
 class JobResult:
     job_id: int
@@ -277,7 +272,7 @@ class _JobRunner:
                 (settings.protocol,),
                 self.study.model_variants,
                 say,
-                budget_s=JOB_PROFILE_BUDGET_S,
+                budget_s=self.study.profile_s,
             )
             if not cached:
                 say(f"seeds: profiled {model.name} on this host in {profile.seconds:.0f} s (kept for later jobs)")

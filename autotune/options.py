@@ -113,5 +113,10 @@ REQUEST_TIMEOUT_S = Declared(
 # A job's budget: `start`, `schedule add` and a study's [budget].
 TRIALS = Declared(40, "trial budget", Bounds(0, lo_open=True))
 MINUTES = Declared(60.0, "time budget, minutes", Bounds(0, lo_open=True))
+# What a job that must profile its model first spends on it: it only plans the first configs, so fewer repeats than
+# `autotune profile` takes (20 s), at least 3 a point; `autotune profile --refresh` measures a fuller one over it.
+PROFILE_S = Declared(
+    5.0, "seconds of repeats per thread count when a job profiles a model this host has no profile of", Bounds(1)
+)
 # The accuracy guard a model variant must pass: `models optimize`, a study's [slo] and a job's variants.
 MIN_TOP1_AGREEMENT = Declared(0.99, "the guard: share of inputs given the same class", Bounds(0, 1))

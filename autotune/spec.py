@@ -18,7 +18,7 @@ from autotune.cost import PRICE_DEFAULTS
 from autotune.errors import AutotuneError
 from autotune.knobs import KNOBS, SAVEDMODEL
 from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
-from autotune.options import CONCURRENCY, MINUTES, RATE, TRIALS, Declared, field_of
+from autotune.options import CONCURRENCY, MINUTES, PROFILE_S, RATE, TRIALS, Declared, field_of
 from autotune.servers.backends import BACKEND_NAMES
 from autotune.windows import WindowOptions
 
@@ -97,6 +97,7 @@ class Study:
     # Rounds go on until every objective's 95% interval is within +-confirm_precision, or this many.
     confirm_max_repeats: int = 10
     confirm_precision: float = 0.05
+    profile_s: float = field_of(PROFILE_S)  # [budget] profile_s: a first job's profile, per thread count
     # [min_effect]: per metric, the change below which no verdict is better/worse (a fraction: 0.02 = 2%).
     min_effect: dict[str, float] = field(default_factory=dict)
     protocol: str = "rest"
@@ -300,10 +301,12 @@ def _declared(
 
 
 def _budget(c: _Checker, budget: dict[str, Any]) -> dict[str, Any]:
-    c.unknown(budget, {"trials", "minutes", "confirm_repeats", "confirm_max_repeats", "confirm_precision"}, "budget.")
+    known = {"trials", "minutes", "confirm_repeats", "confirm_max_repeats", "confirm_precision", "profile_s"}
+    c.unknown(budget, known, "budget.")
     out: dict[str, Any] = {}
     # The same bounds as --trials and --minutes: declared once (autotune/options.py).
-    out.update(_declared(c, budget, "budget", (("trials", TRIALS, int), ("minutes", MINUTES, float))))
+    declared = (("trials", TRIALS, int), ("minutes", MINUTES, float), ("profile_s", PROFILE_S, float))
+    out.update(_declared(c, budget, "budget", declared))
     if "confirm_repeats" in budget:
         repeats = int(c.number(budget["confirm_repeats"], "budget.confirm_repeats", integer=True))
         problem = confirm_repeats_problem(repeats)

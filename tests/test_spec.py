@@ -252,3 +252,10 @@ def test_the_model_warm_up_windows_are_never_longer_than_the_measurement_windows
 
     assert MeasureSettings().model_warmup_windows_s == MeasureSettings().model_warmup_window_s == 0.5
     assert MeasureSettings(window_s=0.3).model_warmup_windows_s == 0.3
+
+
+def test_a_study_sets_what_a_first_jobs_profile_of_its_model_may_spend(tmp_path):
+    assert load_study(write(tmp_path, 'model = "tiny"\n')).profile_s == 5.0
+    assert load_study(write(tmp_path, 'model = "tiny"\n[budget]\nprofile_s = 1.5\n')).profile_s == 1.5
+    with pytest.raises(AutotuneError, match=r"budget.profile_s: must be >= 1"):
+        load_study(write(tmp_path, 'model = "tiny"\n[budget]\nprofile_s = 0.5\n'))
