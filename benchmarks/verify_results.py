@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -358,6 +359,20 @@ def forked_probes(name: str, figure: str) -> str:
         return text
     verdict = compare_metric("latency_p50_ms", side("exec"), side("fork"), paired=True, min_effect=0.05)
     return f"{text} `{verdict.verdict}` (mde {100 * verdict.mde:.1f}%)"
+
+
+def suite_seconds(name: str) -> float:
+    """The wall time pytest's summary line gives at the end of a suite run's log (`... passed ... in 812.34s`)."""
+    found = re.findall(r"passed.* in ([0-9.]+)s", (DATA / name).read_text())
+    if not found:
+        raise ValueError(f"{name} has no pytest summary line")
+    return float(found[-1])
+
+
+def suite_runs(*names: str) -> str:
+    """'A, B and C s (median M s)': the runs' wall times, as README and RESULTS print them."""
+    times = [round(suite_seconds(n)) for n in names]
+    return f"{', '.join(map(str, times[:-1]))} and {times[-1]} s (median {round(median(times))} s)"
 
 
 FORK_RUNS = ("server-start-fork-2026-12-06.json", "server-start-fork-2026-12-06b.json")

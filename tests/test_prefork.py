@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -102,22 +103,31 @@ sys.stdin.read()
 """
 
 
-@pytest.mark.parametrize("mode", ["fork", "exec"])
-def test_a_prepared_local_backend_starts_its_fork_server_before_any_server_and_only_where_servers_fork(mode):
+@contextlib.contextmanager
+def _prepared(mode: str) -> Iterator[tuple[int, str]]:
+    """A process that prepared the local backend under AUTOTUNE_SERVER_START=MODE: its pid, and what it says its fork
+    server's is."""
     env = {**os.environ, START_ENV: mode}
     owner = subprocess.Popen([sys.executable, "-c", PREPARED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     try:
         assert owner.stdout is not None
-        said = owner.stdout.readline().decode().strip()
-        if mode == "exec" or not NO_GPU:
-            assert said == "None"
-            return
-        fork_server = psutil.Process(int(said))
-        assert fork_server.ppid() == owner.pid and "forkserver" in " ".join(fork_server.cmdline())
-        fork_server.kill()  # mid-import: it would go with its owner only once the import is done
+        yield owner.pid, owner.stdout.readline().decode().strip()
     finally:
         owner.kill()
         owner.wait(10)
+
+
+@needs_no_gpu
+def test_a_prepared_local_backend_starts_its_fork_server_before_any_server():
+    with _prepared("fork") as (owner, said):
+        fork_server = psutil.Process(int(said))
+        assert fork_server.ppid() == owner and "forkserver" in " ".join(fork_server.cmdline())
+        fork_server.kill()  # mid-import: it would go with its owner only once the import is done
+
+
+def test_a_prepared_local_backend_starts_no_fork_server_where_servers_are_execd():
+    with _prepared("exec") as (_, said):
+        assert said == "None"
 
 
 @needs_no_gpu
