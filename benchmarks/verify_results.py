@@ -602,6 +602,14 @@ CLAIMS = (
         "cli-overhead.json",
         lambda: f"{median(_load('cli-overhead.json')['ours']['status --json']['cpu_s']):.2f} CPU-s",
     ),
+    *(
+        Claim(f"the suite, {what}", files[0], lambda files=files: suite_runs(*files))
+        for what, files in (
+            ("in the test process", tuple(f"suite-durations-2026-12-06{r}.txt" for r in "klm")),
+            ("not slow, in the test process", tuple(f"suite-notslow-2026-12-06{r}.txt" for r in "klm")),
+            ("with probes forked", tuple(f"suite-durations-2026-12-06{r}.txt" for r in "ghi")),
+        )
+    ),
     Claim(
         "read-only command CPU with a daemon running",
         "cli-overhead-daemon.json",
