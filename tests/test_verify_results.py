@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,3 +41,16 @@ def test_paired_compares_are_recomputed_by_round_and_a_failed_run_drops_its_pair
 
     compare = {"a": side([100.0, 100.0, None, 100.0]), "b": side([110.0, 111.0, 500.0, 109.0])}
     assert v.ratio(json.loads(json.dumps(compare)), "m").startswith("x1.10 (")
+
+
+def test_a_suites_wall_time_is_read_from_pytests_last_summary_line(tmp_path, monkeypatch):
+    v = _module()
+    monkeypatch.setattr(v, "DATA", tmp_path)
+    for name, seconds in (("a.txt", "612.49"), ("b.txt", "590.2"), ("c.txt", "595.5")):
+        # A test named "passed ... in 1.00s" in the listing must not be taken for the summary.
+        listed = "1.00s call tests/t.py::test_passed_in_1.00s\n"
+        (tmp_path / name).write_text(f"{listed}530 passed, 3 skipped, 33 warnings in {seconds}s (0:10:12)\nexit=0\n")
+    assert v.suite_runs("a.txt", "b.txt", "c.txt") == "612, 590 and 596 s (median 596 s)"
+    (tmp_path / "cut.txt").write_text("....... [ 27%]\n")  # a run that never finished
+    with pytest.raises(ValueError, match="no pytest summary line"):
+        v.suite_seconds("cut.txt")

@@ -24,6 +24,7 @@ from autotune.cli.common import (
     study_of,
 )
 from autotune.errors import AutotuneError
+from autotune.options import PROFILE_S
 
 ProfileFileOpt = Annotated[
     Path | None, typer.Option("--profile", help="a profile JSON file (autotune profile --json) instead of the store's")
@@ -57,7 +58,9 @@ def cached_profile(model_spec: str, profile_file: Path | None = None, any_host: 
 def profile(
     model: ModelOpt,
     max_batch: Annotated[int, typer.Option(min=1, max=4096, help="largest batch size measured")] = 64,
-    budget_s: Annotated[float, typer.Option(min=1.0, help="seconds of repeats per thread count")] = 20.0,
+    budget_s: Annotated[  # the least budget is a job's own profile's (PROFILE_S)
+        float, typer.Option(min=PROFILE_S.bounds.lo, help="seconds of repeats per thread count")
+    ] = 20.0,
     refresh: Annotated[bool, typer.Option(help="measure again even when this host has a profile")] = False,
     transport: Annotated[
         list[Protocol] | None, typer.Option(help="protocols whose transport cost is measured (default: both)")
