@@ -62,6 +62,13 @@ class Declared:
             raise AutotuneError(f"--{flag.replace('_', '-')} {problem}, got {_g(value)}")
 
 
+def stored_fields(cls: type, stored: dict[str, Any]) -> dict[str, Any]:
+    """The entries of STORED (a dataclass CLS's fields as JSON) that CLS still has: a field renamed or removed since
+    it was stored takes its default, and one a later version added is left to that version."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in stored.items() if k in known}
+
+
 def field_of(declared: Declared) -> Any:
     """A dataclass field for an option declared on its own (below: those the CLI needs without its class)."""
     return field(default=declared.default, metadata={"option": declared})

@@ -6,7 +6,6 @@ stored before a study is valid.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import tomllib
@@ -18,7 +17,7 @@ from autotune.cost import PRICE_DEFAULTS
 from autotune.errors import AutotuneError
 from autotune.knobs import KNOBS, SAVEDMODEL
 from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
-from autotune.options import CONCURRENCY, MINUTES, PROFILE_S, RATE, TRIALS, Declared, field_of
+from autotune.options import CONCURRENCY, MINUTES, PROFILE_S, RATE, TRIALS, Declared, field_of, stored_fields
 from autotune.servers.backends import BACKEND_NAMES
 from autotune.windows import WindowOptions
 
@@ -452,8 +451,7 @@ def study_for_model(model: str) -> Study:
 def study_from_dict(values: dict[str, Any]) -> Study:
     """Rebuild a validated Study stored as a dict (a queued job's study); a field this version no longer has
     is dropped, rather than making every stored job unreadable."""
-    known = {f.name for f in dataclasses.fields(Study)}
-    fields = {k: v for k, v in values.items() if k in known}
+    fields = stored_fields(Study, values)
     space = {}
     for name, knob in (values.get("space") or {}).items():
         knob = dict(knob)
@@ -461,7 +459,6 @@ def study_from_dict(values: dict[str, Any]) -> Study:
             knob["choices"] = tuple(knob["choices"])
         space[name] = KnobSpec(**knob)
     fields["space"] = space
-    # Absent in jobs stored before it existed; a field a later version added is left to that version.
-    known = set(WindowOptions.__dataclass_fields__)
-    fields["windows"] = WindowOptions(**{k: v for k, v in (values.get("windows") or {}).items() if k in known})
+    # Absent in jobs stored before windows existed; a field a later version added is left to that version.
+    fields["windows"] = WindowOptions(**stored_fields(WindowOptions, values.get("windows") or {}))
     return Study(**fields)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +9,7 @@ from autotune.cost import PRICE_DEFAULTS, Prices
 from autotune.load.client import LoadSpec
 from autotune.models.accuracy import DEFAULT_MIN_TOP1_AGREEMENT
 from autotune.models.resolve import served_name
-from autotune.options import CONCURRENCY, MAX_CONCURRENCY, RATE, REQUEST_TIMEOUT_S, field_of
+from autotune.options import CONCURRENCY, MAX_CONCURRENCY, RATE, REQUEST_TIMEOUT_S, field_of, stored_fields
 from autotune.windows import WINDOW_DEFAULTS
 
 
@@ -64,8 +63,7 @@ class MeasureSettings:
     def from_stored(cls, stored: dict[str, Any]) -> MeasureSettings:
         """The settings a job stored (as JSON): a field renamed or removed since then takes its default, rather
         than making every stored job unreadable."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in stored.items() if k in known})
+        return cls(**stored_fields(cls, stored))
 
     @property
     def model_warmup_windows_s(self) -> float:
