@@ -35,7 +35,7 @@ from autotune.store.db import optuna_storage
 from autotune.store.schema import JobRow
 from autotune.sweep import sweep
 from autotune.traffic.requests import load_requests
-from autotune.tuner import TrialHooks, TunedTrial, Tuner, study_is_feasible
+from autotune.tuner import Measure, TrialHooks, TunedTrial, Tuner, study_is_feasible
 
 if TYPE_CHECKING:
     from autotune.plan import Predictor
@@ -170,14 +170,14 @@ FRONT_KEPT = 50
 class _JobRunner:
     """One run of a claimed job: its tuner, each trial recorded as it happens, then the front confirmed."""
 
-    def __init__(self, job_id: int, hooks: TrialHooks, control: JobControl) -> None:
+    def __init__(self, job_id: int, hooks: TrialHooks, control: JobControl, measure: Measure | None = None) -> None:
         self.store = Store()
         job = self.store.job(job_id)
         if job is None:
             raise AutotuneError(f"job {job_id} does not exist")
         self.job: JobRow = job
         self.study = job.spec
-        self.hooks, self.control = hooks, control
+        self.hooks, self.control, self.measure = hooks, control, measure
         self.retune = Trigger(job.trigger).retunes  # re-measures the previous front from any host, records drift
         self.previous: PreviousFront | None = None
 
@@ -240,7 +240,8 @@ class _JobRunner:
             space, failing = guarded_space(predictor.profile, self.study, space, settings.requests_file)
             for variant, why in failing.items():
                 self._say(f"space: no {variant}: {why} on the inputs a trial checks it on (the profile's check)")
-        tuner = Tuner(self.study, model, backend, space, settings, optuna_storage(self.store.url), job.study_name)
+        storage = optuna_storage(self.store.url)
+        tuner = Tuner(self.study, model, backend, space, settings, storage, job.study_name, measure=self.measure)
         _fail_stale_trials(tuner.optuna)
         _requeue_interrupted(tuner.optuna)
         self.previous = self.store.previous_front(job, any_host=self.retune)
@@ -367,9 +368,12 @@ class _JobRunner:
         return confirmed
 
 
-def execute_job(job_id: int, hooks: TrialHooks | None = None, control: JobControl | None = None) -> JobResult:
-    """Run (or resume) a claimed job to its budget; the job ends done, cancelled, failed, or requeued."""
-    return _JobRunner(job_id, hooks or TrialHooks(), control or JobControl()).run()
+def execute_job(
+    job_id: int, hooks: TrialHooks | None = None, control: JobControl | None = None, measure: Measure | None = None
+) -> JobResult:
+    """Run (or resume) a claimed job to its budget; the job ends done, cancelled, failed, or requeued. MEASURE
+    replaces the search's live trials (a replay, for tests of what a job does around them); confirmation stays live."""
+    return _JobRunner(job_id, hooks or TrialHooks(), control or JobControl(), measure).run()
 
 
 def run_job(
@@ -379,7 +383,8 @@ def run_job(
     settings: MeasureSettings,
     hooks: TrialHooks | None = None,
     backend: Backend | None = None,
+    measure: Measure | None = None,
 ) -> JobResult:
-    """A foreground job: recorded as running by this process, executed here."""
+    """A foreground job: recorded as running by this process, executed here (MEASURE: as execute_job's)."""
     job_id = enqueue_job(study, trials, minutes, settings, backend, state=JobState.running)
-    return execute_job(job_id, hooks)
+    return execute_job(job_id, hooks, measure=measure)

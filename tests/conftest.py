@@ -142,7 +142,7 @@ def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(0.5)
+        time.sleep(0.2)
     raise AssertionError(f"timed out waiting for: {what}")
 
 

@@ -261,3 +261,16 @@ def test_a_profile_budget_below_the_jobs_shortens_the_transport_windows_in_propo
     assert transport_window_s(20.0) == transport_window_s(FULL_WINDOWS_BUDGET_S) == TRANSPORT_WINDOW_S  # as validated
     assert transport_window_s(FULL_WINDOWS_BUDGET_S / 2) == TRANSPORT_WINDOW_S / 2
     assert transport_window_s(1.0) == MIN_WINDOW_S
+
+
+def test_a_rough_profiles_transport_levels_stop_sooner_and_are_not_measured_again_a_full_one_is_as_validated():
+    from autotune.measure import MeasureSettings
+    from autotune.perfmodel.measure import FULL_WINDOWS_BUDGET_S, ROUGH_MAX_WINDOWS, transport_settings
+
+    full = transport_settings("grpc", 4, FULL_WINDOWS_BUDGET_S)
+    assert (full.protocol, full.concurrency, full.window_s, full.warmup_s) == ("grpc", 4, 1.0, 0.5)
+    assert full.max_windows == MeasureSettings().max_windows and full.remeasure_unstable
+    rough = transport_settings("rest", 1, 1.0)
+    assert (rough.window_s, rough.warmup_s) == (0.25, 0.25)
+    assert rough.max_windows == ROUGH_MAX_WINDOWS < full.max_windows and not rough.remeasure_unstable
+    assert not full.measure_unloaded and not rough.measure_unloaded  # one level: the concurrency asked for

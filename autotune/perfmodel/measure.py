@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autotune.errors import AutotuneError
 from autotune.fingerprint import fingerprint, host_info
@@ -24,6 +24,9 @@ from autotune.models.content import content_hash
 from autotune.models.resolve import ModelRef
 from autotune.monitor import host_busy_seconds
 from autotune.perfmodel.profile import BatchCost, CostCurve, Profile, Transport
+
+if TYPE_CHECKING:
+    from autotune.measure import MeasureSettings
 
 # Powers of two and a few sizes between, so odd batch sizes interpolate over short spans.
 BATCH_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
@@ -37,11 +40,34 @@ FOREIGN_RETRIES = 2
 TRANSPORT_WINDOW_S = 1.0
 FULL_WINDOWS_BUDGET_S = 5.0
 MIN_WINDOW_S = 0.25
+# A rough profile's level also stops at this many windows and is not measured again when they disagree: short
+# windows spread more, and a level that never settles still gives its throughput (all a transport figure reads).
+ROUGH_MAX_WINDOWS = 6
 
 
 def transport_window_s(budget_s: float) -> float:
     """How long the transport trials' windows are under a profile budget of BUDGET_S seconds."""
     return max(MIN_WINDOW_S, TRANSPORT_WINDOW_S * min(1.0, budget_s / FULL_WINDOWS_BUDGET_S))
+
+
+def transport_settings(protocol: str, concurrency: int, budget_s: float) -> MeasureSettings:
+    """How a transport trial at CONCURRENCY measures under a profile budget of BUDGET_S seconds: as validated from
+    the jobs' own budget up, shorter and rougher below it."""
+    from autotune.measure import MeasureSettings
+
+    window_s = transport_window_s(budget_s)
+    rough = budget_s < FULL_WINDOWS_BUDGET_S
+    default = MeasureSettings()
+    return MeasureSettings(
+        protocol=protocol,
+        concurrency=concurrency,
+        window_s=window_s,
+        warmup_s=min(0.5, window_s),
+        measure_unloaded=False,
+        min_requests=100,
+        max_windows=ROUGH_MAX_WINDOWS if rough else default.max_windows,
+        remeasure_unstable=not rough,
+    )
 
 
 def thread_counts(cpus: int) -> list[int]:
@@ -145,20 +171,13 @@ CPU_PROBE_CONCURRENCY = 4
 
 
 def _trial_metrics(
-    model: ModelRef, protocol: str, concurrency: int, window_s: float, variant: str = SAVEDMODEL
+    model: ModelRef, protocol: str, concurrency: int, budget_s: float, variant: str = SAVEDMODEL
 ) -> dict[str, float]:
     """Metrics of one trial of TF Serving's defaults, serving VARIANT, on the stand-in at CONCURRENCY."""
-    from autotune.measure import MeasureSettings, run_trial
+    from autotune.measure import run_trial
     from autotune.servers.backends import resolve_backend
 
-    settings = MeasureSettings(
-        protocol=protocol,
-        concurrency=concurrency,
-        window_s=window_s,
-        warmup_s=min(0.5, window_s),
-        measure_unloaded=False,
-        min_requests=100,
-    )
+    settings = transport_settings(protocol, concurrency, budget_s)
     config = ServingConfig(model_variant=variant)
     result = run_trial(model, config, settings, resolve_backend("local", check=False))
     if not result.ok or not result.metrics.get("throughput_rps"):
@@ -168,12 +187,12 @@ def _trial_metrics(
 
 
 def transport_cost(
-    model: ModelRef, protocol: str, model_cost: tuple[float, float], window_s: float, variant: str = SAVEDMODEL
+    model: ModelRef, protocol: str, model_cost: tuple[float, float], budget_s: float, variant: str = SAVEDMODEL
 ) -> Transport:
     """The per-request cost outside the model, on the stand-in serving VARIANT with TF Serving's defaults: the wall
     time at concurrency 1 and the CPU under load, less MODEL_COST (wall ms, CPU ms of one batch-1 call)."""
-    idle = _trial_metrics(model, protocol, 1, window_s, variant)
-    busy = _trial_metrics(model, protocol, CPU_PROBE_CONCURRENCY, window_s, variant)
+    idle = _trial_metrics(model, protocol, 1, budget_s, variant)
+    busy = _trial_metrics(model, protocol, CPU_PROBE_CONCURRENCY, budget_s, variant)
     per_request_ms = 1000.0 / idle["throughput_rps"]  # closed loop at concurrency 1: one request at a time
     busy_ms = 1000.0 / busy["throughput_rps"]
     return Transport(
@@ -192,7 +211,7 @@ def variant_transports(
     protocols: tuple[str, ...],
     cpus: int,
     say: Callable[[str], None],
-    window_s: float = TRANSPORT_WINDOW_S,
+    budget_s: float = FULL_WINDOWS_BUDGET_S,
 ) -> list[Transport]:
     """Each protocol's transport while each variant in POINTS serves, less that variant's own batch-1 call as
     TF Serving's defaults run it (CPUS intra-op threads; a TFLite variant has its one measured count). One that
@@ -202,7 +221,7 @@ def variant_transports(
         call = CostCurve([p for p in points if p.variant == name]).cost(1, cpus)
         for protocol in protocols:
             try:
-                t = transport_cost(model, protocol, call, window_s, variant=name)
+                t = transport_cost(model, protocol, call, budget_s, variant=name)
             except AutotuneError as exc:
                 say(f"{exc}; {name} is predicted with the SavedModel's {protocol} transport")
                 continue
@@ -287,12 +306,11 @@ def measure_profile(
     # core for intra- and inter-op threads): inter-op threads speed a single call too (10% on MobileNetV2 here).
     (default,), _ = probe(model, cpus, [1], repeats, budget_s / 4, inter_op=cpus)
     transport: list[Transport] = []
-    window_s = transport_window_s(budget_s)
     for protocol in protocols:
-        t = transport_cost(model, protocol, (default.wall_ms, default.cpu_ms), window_s)
+        t = transport_cost(model, protocol, (default.wall_ms, default.cpu_ms), budget_s)
         say(f"{protocol}: {t.wall_ms:.2f} ms a request outside the model")
         transport.append(t)
-    transport += variant_transports(model, points, protocols, cpus, say, window_s)
+    transport += variant_transports(model, points, protocols, cpus, say, budget_s)
     info = host_info()
     return Profile(
         model=model.name,
@@ -341,8 +359,7 @@ def add_variants(
             points += got
             added += got
     protocols = tuple(sorted({t.protocol for t in profile.transport}))
-    window_s = transport_window_s(budget_s)
-    transport = (*profile.transport, *variant_transports(model, added, protocols, profile.cpus, say, window_s))
+    transport = (*profile.transport, *variant_transports(model, added, protocols, profile.cpus, say, budget_s))
     spent = round(profile.seconds + time.monotonic() - started, 1)
     return replace(profile, points=tuple(points), accuracy=accuracy, transport=transport, seconds=spent)
 
