@@ -64,9 +64,10 @@ class ResourceGate:
         said_at = float("-inf")
         self.read()
         while not stop.wait(self.s.sample_s):
+            began = self._t  # a quiet reading says the host was quiet over its whole interval, from here
             reason = self.read().reason(self.s)
             if reason is None:
-                quiet_since = quiet_since or time.monotonic()
+                quiet_since = quiet_since or began
                 if time.monotonic() - quiet_since >= self.s.quiet_s:
                     self.state, self.reason = "open", None
                     return True

@@ -87,6 +87,25 @@ def test_a_gate_that_stays_closed_says_so_once_per_cause_not_once_a_reading(monk
     assert said == ["foreign CPU load 1.01 cores > 0.5", "2 foreign process(es) on the GPU"]
 
 
+def test_a_gate_opens_once_its_readings_span_quiet_s_counting_the_interval_each_one_covers(monkeypatch):
+    import time
+
+    from autotune.gate import GateReading, GateSettings, ResourceGate
+
+    gate = ResourceGate(GateSettings(sample_s=0.05, quiet_s=0.1, check_gpu=False))
+    readings: list[float] = []
+
+    def read() -> GateReading:
+        gate._t = time.monotonic()  # as the real reading: the next one covers the host from now
+        readings.append(gate._t)
+        return GateReading(0.0, 0)
+
+    monkeypatch.setattr(gate, "read", read)
+    assert gate.wait_open(threading.Event()) is True
+    # The first reading starts the clock; two quiet ones of 0.05 s cover 0.1 s: no third reading to wait for.
+    assert len(readings) == 3 and readings[-1] - readings[0] >= 0.1
+
+
 def test_a_status_file_that_cannot_be_written_is_one_warning_not_a_dead_daemon(tmp_path: Path, monkeypatch, caplog):
     import json
 
