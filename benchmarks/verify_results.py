@@ -375,6 +375,40 @@ def suite_runs(*names: str) -> str:
     return f"{', '.join(map(str, times[:-1]))} and {times[-1]} s (median {round(median(times))} s)"
 
 
+def _listing(figures: list[str]) -> str:
+    return f"{', '.join(figures[:-1])} and {figures[-1]}"
+
+
+def test_seconds(name: str, test: str, phase: str = "call") -> float:
+    """What one test (its node id) took in a suite run's `--durations=0` listing, in the phase given."""
+    for line in (DATA / name).read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == phase and parts[2] == test:
+            return float(parts[0].removesuffix("s"))
+    raise ValueError(f"{name} lists no {phase} of {test}")
+
+
+def file_seconds(name: str, path: str) -> float:
+    """What one test file took in a suite run's listing: every phase of every test in it."""
+    rows = [ln.split() for ln in (DATA / name).read_text().splitlines()]
+    return sum(
+        float(r[0].removesuffix("s"))
+        for r in rows
+        if len(r) == 3 and r[1] in ("setup", "call", "teardown") and r[2].split("::")[0] == path
+    )
+
+
+SUITE_BEFORE, SUITE_AFTER = "klmn", "opq"
+
+
+def before_after(seconds: Callable[[str], float], digits: int = 2) -> str:
+    """'A, B, C and D s before; E, F and G s after' over the suite runs before and after the second round of
+    issue 28's changes, SECONDS giving one run's figure from its file name."""
+    before = [f"{seconds(f'suite-durations-2026-12-06{r}.txt'):.{digits}f}" for r in SUITE_BEFORE]
+    after = [f"{seconds(f'suite-durations-2026-12-06{r}.txt'):.{digits}f}" for r in SUITE_AFTER]
+    return f"{_listing(before)} s before; {_listing(after)} s after"
+
+
 FORK_RUNS = ("server-start-fork-2026-12-06.json", "server-start-fork-2026-12-06b.json")
 PROBE_RUN = "probe-fork-2026-12-06.json"
 FORK_FIGURES = (
@@ -608,7 +642,32 @@ CLAIMS = (
             ("in the test process", tuple(f"suite-durations-2026-12-06{r}.txt" for r in "klm")),
             ("not slow, in the test process", tuple(f"suite-notslow-2026-12-06{r}.txt" for r in "klm")),
             ("with probes forked", tuple(f"suite-durations-2026-12-06{r}.txt" for r in "ghi")),
+            ("with a replayed search", tuple(f"suite-durations-2026-12-06{r}.txt" for r in SUITE_AFTER)),
+            ("not slow, with a replayed search", tuple(f"suite-notslow-2026-12-06{r}.txt" for r in SUITE_AFTER)),
         )
+    ),
+    *(
+        Claim(
+            f"the suite, {test} before and after",
+            "suite-durations-2026-12-06q.txt",
+            lambda test=f"tests/{path}::{test}": before_after(lambda name: test_seconds(name, test)),
+        )
+        for path, test in (
+            (
+                "test_measurement.py",
+                "test_a_finished_job_stores_its_front_with_the_confirmation_and_says_how_it_compares",
+            ),
+            ("test_daemon.py", "test_a_job_survives_sigterm_and_kill_9_of_its_daemons"),
+            (
+                "test_measurement.py",
+                "test_compare_finds_a_config_that_waits_for_batches_that_never_fill_slower_than_the_defaults",
+            ),
+        )
+    ),
+    Claim(
+        "the suite, test_daemon.py before and after",
+        "suite-durations-2026-12-06q.txt",
+        lambda: before_after(lambda name: file_seconds(name, "tests/test_daemon.py"), digits=1),
     ),
     Claim(
         "the suite, a fourth run on the final code",

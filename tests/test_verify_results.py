@@ -54,3 +54,21 @@ def test_a_suites_wall_time_is_read_from_pytests_last_summary_line(tmp_path, mon
     (tmp_path / "cut.txt").write_text("....... [ 27%]\n")  # a run that never finished
     with pytest.raises(ValueError, match="no pytest summary line"):
         v.suite_seconds("cut.txt")
+
+
+def test_a_tests_and_a_files_seconds_are_read_from_the_durations_listing(tmp_path, monkeypatch):
+    v = _module()
+    monkeypatch.setattr(v, "DATA", tmp_path)
+    listing = (
+        "12.50s call     tests/test_a.py::test_one\n"
+        "3.25s setup    tests/test_a.py::test_one\n"
+        "1.00s call     tests/test_a.py::test_one_more\n"
+        "9.00s call     tests/test_b.py::test_one\n"
+        "530 passed in 600.00s\n"
+    )
+    (tmp_path / "run.txt").write_text(listing)
+    assert v.test_seconds("run.txt", "tests/test_a.py::test_one") == 12.5  # the call, not the setup or a prefix
+    assert v.test_seconds("run.txt", "tests/test_a.py::test_one", "setup") == 3.25
+    assert v.file_seconds("run.txt", "tests/test_a.py") == pytest.approx(16.75)
+    with pytest.raises(ValueError, match="lists no call of"):
+        v.test_seconds("run.txt", "tests/test_c.py::test_one")
