@@ -186,7 +186,7 @@ def test_server_killed_mid_measurement_fails_the_bench_and_leaves_nothing(tiny_m
 @pytest.mark.slow
 def test_a_hung_server_is_a_timeout_and_its_whole_group_is_killed(tiny_model):
     before = {p.pid for p in our_processes()}
-    bench, server = _bench_under_load(0.5, "--request-timeout-s", "2")
+    bench, server = _bench_under_load(0.5, "--request-timeout-s", "1")  # hung after 1 s silent, not 30
     os.kill(server.pid, signal.SIGSTOP)  # alive, listening, answering nothing
     stdout, stderr = bench.communicate(timeout=120)
     assert bench.returncode == 3, stderr

@@ -79,6 +79,11 @@ def test_a_profiling_probe_forked_or_execd_measures_the_same_points_and_its_cpu_
     # The probe's CPU (a forked one's is the fork server's reaped child's) is its caller's: a probe at one thread
     # would otherwise read as about a core of foreign load (the host's other load, pytest's own, counts too).
     assert foreign < 0.5
+
+
+def test_a_probe_of_a_variant_that_was_never_built_fails_in_one_line(tiny_model):
+    from autotune.perfmodel import measure
+
     with pytest.raises(AutotuneError, match=r"profiling tiny failed at 1 threads: .*no model.tflite"):
         measure.probe(tiny_model, 1, [1], 3, 1.0, variant="tflite_fp16")
 
