@@ -665,6 +665,11 @@ CLAIMS = (
         )
     ),
     Claim(
+        "the suite, a fourth run on the final code, after the replayed search",
+        "suite-durations-2026-12-06r.txt",
+        lambda: f"took {round(suite_seconds('suite-durations-2026-12-06r.txt'))} s (`-06r.txt`",
+    ),
+    Claim(
         "the suite, test_daemon.py before and after",
         "suite-durations-2026-12-06q.txt",
         lambda: before_after(lambda name: file_seconds(name, "tests/test_daemon.py"), digits=1),
