@@ -17,7 +17,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -369,33 +369,46 @@ def suite_seconds(name: str) -> float:
     return float(found[-1])
 
 
+def _listing(figures: list[str]) -> str:
+    """'A, B and C', as the documents list figures."""
+    return f"{', '.join(figures[:-1])} and {figures[-1]}"
+
+
 def suite_runs(*names: str) -> str:
     """'A, B and C s (median M s)': the runs' wall times, as README and RESULTS print them."""
     times = [round(suite_seconds(n)) for n in names]
-    return f"{', '.join(map(str, times[:-1]))} and {times[-1]} s (median {round(median(times))} s)"
+    return f"{_listing([str(t) for t in times])} s (median {round(median(times))} s)"
 
 
-def _listing(figures: list[str]) -> str:
-    return f"{', '.join(figures[:-1])} and {figures[-1]}"
+def suite_log(run: str) -> str:
+    """The data file of one of 2026-12-06's suite runs, by its letter."""
+    return f"suite-durations-2026-12-06{run}.txt"
+
+
+def one_run(run: str) -> str:
+    """How the documents cite a single suite run: 'took N s (`-06R.txt`'."""
+    return f"took {round(suite_seconds(suite_log(run)))} s (`-06{run}.txt`"
+
+
+def _durations(name: str) -> Iterator[tuple[float, str, str]]:
+    """(seconds, phase, test node id) of each line of a suite run's `--durations=0` listing."""
+    for line in (DATA / name).read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in ("setup", "call", "teardown") and parts[0].endswith("s"):
+            yield float(parts[0].removesuffix("s")), parts[1], parts[2]
 
 
 def test_seconds(name: str, test: str, phase: str = "call") -> float:
     """What one test (its node id) took in a suite run's `--durations=0` listing, in the phase given."""
-    for line in (DATA / name).read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1] == phase and parts[2] == test:
-            return float(parts[0].removesuffix("s"))
+    for seconds, listed_phase, node in _durations(name):
+        if listed_phase == phase and node == test:
+            return seconds
     raise ValueError(f"{name} lists no {phase} of {test}")
 
 
 def file_seconds(name: str, path: str) -> float:
     """What one test file took in a suite run's listing: every phase of every test in it."""
-    rows = [ln.split() for ln in (DATA / name).read_text().splitlines()]
-    return sum(
-        float(r[0].removesuffix("s"))
-        for r in rows
-        if len(r) == 3 and r[1] in ("setup", "call", "teardown") and r[2].split("::")[0] == path
-    )
+    return sum(seconds for seconds, _, node in _durations(name) if node.split("::")[0] == path)
 
 
 SUITE_BEFORE, SUITE_AFTER = "klmn", "opq"
@@ -404,8 +417,8 @@ SUITE_BEFORE, SUITE_AFTER = "klmn", "opq"
 def before_after(seconds: Callable[[str], float], digits: int = 2) -> str:
     """'A, B, C and D s before; E, F and G s after' over the suite runs before and after the second round of
     issue 28's changes, SECONDS giving one run's figure from its file name."""
-    before = [f"{seconds(f'suite-durations-2026-12-06{r}.txt'):.{digits}f}" for r in SUITE_BEFORE]
-    after = [f"{seconds(f'suite-durations-2026-12-06{r}.txt'):.{digits}f}" for r in SUITE_AFTER]
+    before = [f"{seconds(suite_log(r)):.{digits}f}" for r in SUITE_BEFORE]
+    after = [f"{seconds(suite_log(r)):.{digits}f}" for r in SUITE_AFTER]
     return f"{_listing(before)} s before; {_listing(after)} s after"
 
 
@@ -639,17 +652,17 @@ CLAIMS = (
     *(
         Claim(f"the suite, {what}", files[0], lambda files=files: suite_runs(*files))
         for what, files in (
-            ("in the test process", tuple(f"suite-durations-2026-12-06{r}.txt" for r in "klm")),
+            ("in the test process", tuple(map(suite_log, "klm"))),
             ("not slow, in the test process", tuple(f"suite-notslow-2026-12-06{r}.txt" for r in "klm")),
-            ("with probes forked", tuple(f"suite-durations-2026-12-06{r}.txt" for r in "ghi")),
-            ("with a replayed search", tuple(f"suite-durations-2026-12-06{r}.txt" for r in SUITE_AFTER)),
+            ("with probes forked", tuple(map(suite_log, "ghi"))),
+            ("with a replayed search", tuple(map(suite_log, SUITE_AFTER))),
             ("not slow, with a replayed search", tuple(f"suite-notslow-2026-12-06{r}.txt" for r in SUITE_AFTER)),
         )
     ),
     *(
         Claim(
             f"the suite, {test} before and after",
-            "suite-durations-2026-12-06q.txt",
+            suite_log("q"),
             lambda test=f"tests/{path}::{test}": before_after(lambda name: test_seconds(name, test)),
         )
         for path, test in (
@@ -664,21 +677,13 @@ CLAIMS = (
             ),
         )
     ),
-    Claim(
-        "the suite, a fourth run on the final code, after the replayed search",
-        "suite-durations-2026-12-06r.txt",
-        lambda: f"took {round(suite_seconds('suite-durations-2026-12-06r.txt'))} s (`-06r.txt`",
-    ),
+    Claim("the suite, a fourth run on the final code, after the replayed search", suite_log("r"), lambda: one_run("r")),
     Claim(
         "the suite, test_daemon.py before and after",
-        "suite-durations-2026-12-06q.txt",
+        suite_log("q"),
         lambda: before_after(lambda name: file_seconds(name, "tests/test_daemon.py"), digits=1),
     ),
-    Claim(
-        "the suite, a fourth run on the final code",
-        "suite-durations-2026-12-06n.txt",
-        lambda: f"took {round(suite_seconds('suite-durations-2026-12-06n.txt'))} s (`-06n.txt`",
-    ),
+    Claim("the suite, a fourth run on the final code", suite_log("n"), lambda: one_run("n")),
     Claim(
         "read-only command CPU with a daemon running",
         "cli-overhead-daemon.json",

@@ -24,6 +24,7 @@ from autotune.models.content import content_hash
 from autotune.models.resolve import ModelRef
 from autotune.monitor import host_busy_seconds
 from autotune.perfmodel.profile import BatchCost, CostCurve, Profile, Transport
+from autotune.windows import WINDOW_DEFAULTS
 
 if TYPE_CHECKING:
     from autotune.measure import MeasureSettings
@@ -57,7 +58,6 @@ def transport_settings(protocol: str, concurrency: int, budget_s: float) -> Meas
 
     window_s = transport_window_s(budget_s)
     rough = budget_s < FULL_WINDOWS_BUDGET_S
-    default = MeasureSettings()
     return MeasureSettings(
         protocol=protocol,
         concurrency=concurrency,
@@ -65,7 +65,7 @@ def transport_settings(protocol: str, concurrency: int, budget_s: float) -> Meas
         warmup_s=min(0.5, window_s),
         measure_unloaded=False,
         min_requests=100,
-        max_windows=ROUGH_MAX_WINDOWS if rough else default.max_windows,
+        max_windows=ROUGH_MAX_WINDOWS if rough else WINDOW_DEFAULTS.max_windows,
         remeasure_unstable=not rough,
     )
 
