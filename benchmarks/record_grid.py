@@ -119,7 +119,25 @@ VARIANTS = [
     _v("tflite_int8", cpus=1.0),
     _b(4, 1000, 2, 2, 2, model_variant="tflite_int8"),
 ]
-FIXED = {"heldout": HELDOUT, "cpu16": CPU16, "variants": VARIANTS}
+
+# MobileNetV2 on pixels, gRPC at concurrency 6, for the inter-op pool's order of service (validation-plan.md,
+# "Addendum: calls taken as Eigen's pool takes them"): configs measured nowhere before, one, two, three and four
+# inter-op threads, batched and not, chosen before the profile that predicts them.
+TAILS = [
+    ServingConfig(),
+    ServingConfig(intra_op_threads=1, inter_op_threads=3),
+    ServingConfig(intra_op_threads=2, inter_op_threads=3),
+    ServingConfig(intra_op_threads=0, inter_op_threads=4, cpus=1.5),
+    ServingConfig(intra_op_threads=2, inter_op_threads=1, cpus=1.5),
+    _b(2, 500, 1, 1, 2),
+    _b(3, 1500, 2, 1, 3),
+    _b(6, 3000, 1, 2, 1),
+    _b(8, 5000, 3, 1, 3),
+    _b(5, 1500, 2, 2, 2, cpus=1.5),
+    _b(4, 8000, 1, 1, 1, max_enqueued_batches=2),
+    _b(12, 30000, 1, 2, 2),
+]
+FIXED = {"heldout": HELDOUT, "cpu16": CPU16, "variants": VARIANTS, "tails": TAILS}
 
 
 def grid_configs(name: str, cpus: int, concurrency: int) -> list[ServingConfig]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
+import simpy
 
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
 from autotune.perfmodel.profile import BatchCost, CostCurve, DeviceCurve, Profile, Transport, serial_fraction
-from autotune.perfmodel.simulate import Batching, Load, equivalence_key, simulate
+from autotune.perfmodel.simulate import Batching, InterOpPool, Load, equivalence_key, simulate
 
 
 def synthetic_profile(
@@ -199,6 +201,38 @@ def test_a_profile_round_trips_through_json_and_a_malformed_one_is_one_error() -
         assert "\n" not in str(err.value)
     with pytest.raises(AutotuneError, match="no variant"):
         p.curve("tflite_int8")
+
+
+def _order_served(threads: int, seed: int) -> list[int]:
+    """The order in which 3 calls, queued behind THREADS busy threads, are taken as the threads free up."""
+    env = simpy.Environment()
+    pool = InterOpPool(env, threads, np.random.default_rng(seed))
+    busy = [pool.acquire() for _ in range(threads)]
+    waiting = [pool.acquire() for _ in range(3)]
+    served: list[int] = []
+    for i, got in enumerate(waiting):
+        got.callbacks.append(lambda e, i=i: served.append(i))
+    free = [b.value for b in busy]
+    while len(served) < 3:
+        thread = free.pop(0) if free else waiting[served[-1]].value
+        pool.release(thread)
+        env.run()
+    return served
+
+
+def test_one_inter_op_thread_serves_calls_first_come_first_served_several_do_not() -> None:
+    # Eigen's pool: a call joins a random thread's queue; an idle thread steals another queue's newest call.
+    assert {tuple(_order_served(1, seed)) for seed in range(20)} == {(0, 1, 2)}
+    orders = {tuple(_order_served(2, seed)) for seed in range(20)}
+    assert any(order[0] != 0 for order in orders)  # a newer call overtook the oldest
+
+
+def test_calls_overtaking_each_other_widen_the_latency_tail() -> None:
+    p = synthetic_profile(transport_ms=0.0)  # calls with no spread of their own: any spread is the order
+    in_order = simulate(p, ServingConfig(intra_op_threads=2, inter_op_threads=1), Load(concurrency=8))
+    overtaken = simulate(p, ServingConfig(intra_op_threads=1, inter_op_threads=2), Load(concurrency=8))
+    assert in_order.latency_p99_ms / in_order.latency_p50_ms == pytest.approx(1.0, abs=0.01)
+    assert overtaken.latency_p99_ms / overtaken.latency_p50_ms > 1.3
 
 
 def test_simulation_is_deterministic_for_a_seed() -> None:

@@ -8,7 +8,8 @@ The parts, each with the measured cost that drives it (perfmodel/profile.py):
   timeout since its first request has passed and a batch thread is free; a request that needs a new batch
   while max_enqueued_batches are queued is rejected; allowed_batch_sizes pad a batch up to the next size;
 - executions: at most inter-op threads at once (TF's pick: the schedulable cores), each a call of the
-  (padded) batch with intra-op threads, whose cost is the profile's wall time and CPU;
+  (padded) batch with intra-op threads, whose cost is the profile's wall time and CPU; waiting calls are taken
+  as Eigen's thread pool takes them (per-thread queues, idle threads steal the newest), not in arrival order;
 - cores: every running piece of work asks for its CPU (cores busy when alone) and the host's cores are
   shared in proportion; the server's share is capped at its `cpus` allowance. The cores are planned as the
   stand-in plans them (cpulimit.plan_cpus): where the load generator gets cores of its own, it runs there;
@@ -149,6 +150,39 @@ class CpuPool:
             timer.callbacks.append(lambda e: self._settle() if gen == self._timer_gen else None)
 
 
+class InterOpPool:
+    """TF's inter-op pool as Eigen's thread pool runs calls: each thread has its own queue, a call from outside
+    the pool joins the back of a random thread's queue, a thread takes its own queue's front and, when that is
+    empty, steals the back (the newest) of another's. One thread is first come, first served; several are not."""
+
+    def __init__(self, env: simpy.Environment, threads: int, rng: np.random.Generator) -> None:
+        self.env, self.rng = env, rng
+        self.queues: list[deque[simpy.Event]] = [deque() for _ in range(threads)]
+        self.idle = list(range(threads))
+
+    def acquire(self) -> simpy.Event:
+        """An event fired with the thread that runs the call, once one takes it."""
+        got = self.env.event()
+        self.queues[int(self.rng.integers(len(self.queues)))].append(got)
+        if self.idle:
+            self._take(self.idle.pop(int(self.rng.integers(len(self.idle)))))
+        return got
+
+    def release(self, thread: int) -> None:
+        self._take(thread)
+
+    def _take(self, thread: int) -> None:
+        own = self.queues[thread]
+        if own:
+            own.popleft().succeed(thread)
+            return
+        victims = [q for q in self.queues if q]
+        if not victims:
+            self.idle.append(thread)
+            return
+        victims[int(self.rng.integers(len(victims)))].pop().succeed(thread)
+
+
 @dataclass(frozen=True)
 class Batching:
     max_batch_size: int
@@ -180,7 +214,7 @@ class Server:
     ) -> None:
         self.env, self.pool, self.curve, self.transport, self.rng = env, pool, curve, transport, rng
         self.intra = config.intra_op_threads or sched_cores
-        self.slots = simpy.Resource(env, capacity=config.inter_op_threads or sched_cores)
+        self.slots = InterOpPool(env, config.inter_op_threads or sched_cores, rng)
         self.handlers = simpy.Resource(env, capacity=HANDLER_THREADS_PER_CORE * sched_cores)
         self.gil = simpy.Resource(env, capacity=1) if transport.gil else None
         # An accelerator runs one call at a time; a CPU curve has no such queue.
@@ -208,14 +242,16 @@ class Server:
         wall_ms, cpu_ms = self.curve.cost(size, self.intra)
         spread = self.curve.spread(size, self.intra)
         factor = math.exp(self.rng.normal(0.0, spread) - spread**2 / 2) if spread > 0 else 1.0
-        with self.slots.request() as slot:
-            yield slot
+        thread = yield self.slots.acquire()
+        try:
             if self.device is None:
                 yield self.pool.run(wall_ms * factor / 1000, cpu_ms / wall_ms)
                 return
             with self.device.request() as device:
                 yield device
                 yield self.pool.run(wall_ms * factor / 1000, cpu_ms / wall_ms)
+        finally:
+            self.slots.release(thread)
 
     def handle(self) -> Generator[Any, Any, bool]:
         """One request inside the server, once a handler thread takes it; False when the batch queue rejected it."""

@@ -1,0 +1,74 @@
+"""Diagnosis, not a score: a few configs live against the model's latency percentiles (validation-plan.md,
+"Addendum: calls taken as Eigen's pool takes them"). Prints one JSON line a config.
+
+    python benchmarks/tails_diagnosis.py --profile PROFILE.json          # live trials and the model's answers
+    python benchmarks/tails_diagnosis.py --profile PROFILE.json --resimulate DIAGNOSIS.jsonl > WITH_THIS_MODEL.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from autotune.knobs import ServingConfig
+from autotune.perfmodel.profile import Profile
+from autotune.perfmodel.simulate import Load, simulate
+
+METRICS = ("throughput_rps", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "cpu_cores")
+
+
+def _b(mbs: int, timeout: int, nbt: int, intra: int, inter: int) -> ServingConfig:
+    return ServingConfig(True, mbs, timeout, nbt, intra_op_threads=intra, inter_op_threads=inter)
+
+
+CASES = [
+    ("defaults c=1", ServingConfig(), 1),
+    ("defaults c=4", ServingConfig(), 4),
+    ("1 intra / 1 inter c=4", ServingConfig(intra_op_threads=1, inter_op_threads=1), 4),
+    ("1 intra / 2 inter c=4", ServingConfig(intra_op_threads=1, inter_op_threads=2), 4),
+    ("batch 4, 2 ms, 2 batch threads, 1/2 c=4", _b(4, 2000, 2, 1, 2), 4),
+    ("defaults c=8", ServingConfig(), 8),
+]
+
+
+def predicted(profile: Profile, config: ServingConfig, concurrency: int) -> dict[str, float]:
+    p = simulate(profile, config, Load(concurrency=concurrency), "grpc", requests=4000)
+    return {k: round(getattr(p, k), 2) for k in METRICS}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", type=Path, required=True)
+    ap.add_argument("--resimulate", type=Path, help="add this model's answers to a diagnosis file's rows")
+    a = ap.parse_args()
+    doc = json.loads(a.profile.read_text())
+    doc.pop("cached", None)
+    profile = Profile.from_json(doc)
+    if a.resimulate:
+        for (label, config, c), line in zip(CASES, a.resimulate.read_text().splitlines()[1:], strict=True):
+            row = json.loads(line)
+            assert row["config"] == label
+            print(json.dumps({**row, "predicted_revision": predicted(profile, config, c)}))
+        return
+    from autotune.measure import MeasureSettings, run_trial
+    from autotune.models.resolve import resolve_model
+    from autotune.servers.backends import resolve_backend
+
+    model = resolve_model(profile.model)
+    for label, config, c in CASES:
+        s = MeasureSettings(
+            protocol="grpc", concurrency=c, window_s=2.0, warmup_s=1.0, max_windows=10, measure_unloaded=False
+        )
+        m = run_trial(model, config, s, resolve_backend("local", check=False)).metrics
+        measured = {k: round(m.get(k) or 0, 2) for k in (*METRICS, "requests")}
+        print(
+            json.dumps(
+                {"config": label, "concurrency": c, "measured": measured, "predicted": predicted(profile, config, c)}
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
