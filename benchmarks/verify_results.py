@@ -434,6 +434,18 @@ HELD_OUT_SPACES = ("cpu32-mobilenet", "cpu32-resnet-variants")
 # The race's entrants that search through autotune's Tuner (rerun when the tuner changed).
 TUNER_ENTRANTS = ("autotune", "tpe-default", "tpe-multivariate", "nsga2")
 
+# The inter-op pool's order of service (validation-plan.md, "Addendum: calls taken as Eigen's pool takes them"):
+# the held-out set with the revision and the ablation, then the committed files rescored with the revision.
+TAILS_VALIDATIONS = (
+    "validation-tails-mobilenet_float-2026-12-06.csv",
+    "validation-tails-mobilenet_float-2026-12-06-fifo.csv",
+    "validation-mobilenet-grid-2026-12-04-eigen.csv",
+    "validation-mobilenet-heldout-2026-12-04-eigen.csv",
+    "validation-resnet-grid-2026-12-04-eigen.csv",
+    "validation-mobilenet-cpu16-2026-12-04-eigen.csv",
+    "validation-variants-mobilenet_float-2026-12-05-eigen.csv",
+)
+
 CLAIMS = (
     Claim(
         "repeatability, tiny", "trust-repeat-tiny-grpc-c8.json", lambda: f"tiny {cv('trust-repeat-tiny-grpc-c8.json')}"
@@ -515,8 +527,13 @@ CLAIMS = (
             "validation-mobilenet-cpu16-2026-12-04.csv",
             "validation-variants-mobilenet_float-2026-12-05.csv",
             "validation-variants-mobilenet_float-2026-12-05-savedmodel-transport.csv",
+            *TAILS_VALIDATIONS,
         )
         for what in ("throughput", "p99", "spearman_throughput_rps")
+    ),
+    *(
+        Claim(f"model validation, {name}, goodput", name, lambda n=name: validation(n, "spearman_goodput_rps"))
+        for name in TAILS_VALIDATIONS[:2]
     ),
     Claim(
         "model validation, variants held out, goodput",
