@@ -16,6 +16,7 @@ from autotune.perfmodel.profile import Profile
 from autotune.perfmodel.simulate import Load, simulate
 
 METRICS = ("throughput_rps", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "cpu_cores")
+MEASURED = (*METRICS, "server_mean_batch_size", "requests")
 
 
 def _b(mbs: int, timeout: int, nbt: int, intra: int, inter: int) -> ServingConfig:
@@ -32,21 +33,39 @@ CASES = [
 ]
 
 
+def batching_cases() -> list[tuple[str, ServingConfig, int]]:
+    """The batched configs of record_grid.py's TAILS set, at its load (6 clients): their batch sizes, live."""
+    from record_grid import TAILS
+
+    return [
+        (
+            f"batch {c.max_batch_size}, {c.batch_timeout_micros} us, {c.num_batch_threads} batch threads, "
+            f"{c.intra_op_threads}/{c.inter_op_threads}, cpus {c.cpus:g}, queue {c.max_enqueued_batches}",
+            c,
+            6,
+        )
+        for c in TAILS
+        if c.enable_batching
+    ]
+
+
 def predicted(profile: Profile, config: ServingConfig, concurrency: int) -> dict[str, float]:
     p = simulate(profile, config, Load(concurrency=concurrency), "grpc", requests=4000)
-    return {k: round(getattr(p, k), 2) for k in METRICS}
+    return {k: round(getattr(p, k), 2) for k in (*METRICS, "mean_batch_size")}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", type=Path, required=True)
     ap.add_argument("--resimulate", type=Path, help="add this model's answers to a diagnosis file's rows")
+    ap.add_argument("--batching", action="store_true", help="the TAILS set's batched configs, not the first six")
     a = ap.parse_args()
+    cases = batching_cases() if a.batching else CASES
     doc = json.loads(a.profile.read_text())
     doc.pop("cached", None)
     profile = Profile.from_json(doc)
     if a.resimulate:
-        for (label, config, c), line in zip(CASES, a.resimulate.read_text().splitlines()[1:], strict=True):
+        for (label, config, c), line in zip(cases, a.resimulate.read_text().splitlines()[1:], strict=True):
             row = json.loads(line)
             assert row["config"] == label
             print(json.dumps({**row, "predicted_revision": predicted(profile, config, c)}))
@@ -56,12 +75,12 @@ def main() -> None:
     from autotune.servers.backends import resolve_backend
 
     model = resolve_model(profile.model)
-    for label, config, c in CASES:
+    for label, config, c in cases:
         s = MeasureSettings(
             protocol="grpc", concurrency=c, window_s=2.0, warmup_s=1.0, max_windows=10, measure_unloaded=False
         )
         m = run_trial(model, config, s, resolve_backend("local", check=False)).metrics
-        measured = {k: round(m.get(k) or 0, 2) for k in (*METRICS, "requests")}
+        measured = {k: round(m.get(k) or 0, 2) for k in MEASURED}
         print(
             json.dumps(
                 {"config": label, "concurrency": c, "measured": measured, "predicted": predicted(profile, config, c)}
