@@ -46,7 +46,9 @@ METRIC_COLUMNS = [
 ]
 # Knobs the first grids held fixed (every core, any batch size): later files add them as the last columns.
 EXTRA_KNOB_COLUMNS = ["cpus", "allowed_batch_sizes", "model_variant"]
-COLUMNS = [*KNOB_COLUMNS, "repeat", "measured_at", *METRIC_COLUMNS, *EXTRA_KNOB_COLUMNS]
+# What later files add after those: the server's own mean batch size (record_grid.py --monitoring; empty without).
+EXTRA_METRIC_COLUMNS = ["server_mean_batch_size"]
+COLUMNS = [*KNOB_COLUMNS, "repeat", "measured_at", *METRIC_COLUMNS, *EXTRA_KNOB_COLUMNS, *EXTRA_METRIC_COLUMNS]
 
 
 def read_grid(path: Path) -> tuple[dict[str, str], list[dict[str, str]]]:
@@ -61,6 +63,13 @@ def read_grid(path: Path) -> tuple[dict[str, str], list[dict[str, str]]]:
             elif line.strip():
                 body.append(line)
     return header, list(csv.DictReader(body))
+
+
+def columns_of(path: Path) -> list[str]:
+    """The CSV column row of grid file PATH (an older file has fewer columns than COLUMNS)."""
+    with path.open() as f:
+        line = next((line for line in f if not line.startswith("#") and line.strip()), "")
+    return next(csv.reader([line]), []) or COLUMNS
 
 
 def write_header(path: Path, header: dict[str, Any]) -> None:

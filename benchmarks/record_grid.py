@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from _common import machine
-from grid_file import COLUMNS, KNOB_COLUMNS, point_key, read_grid, write_header
+from grid_file import COLUMNS, KNOB_COLUMNS, columns_of, point_key, read_grid, write_header
 
 from autotune.fingerprint import host_info
 from autotune.knobs import ServingConfig, schedulable_cpus
@@ -137,7 +137,26 @@ TAILS = [
     _b(4, 8000, 1, 1, 1, max_enqueued_batches=2),
     _b(12, 30000, 1, 2, 2),
 ]
-FIXED = {"heldout": HELDOUT, "cpu16": CPU16, "variants": VARIANTS, "tails": TAILS}
+
+# MobileNetV2 on pixels, gRPC at concurrency 10, for the transport's CPU where calls do not spin (validation-plan.md,
+# "Addendum: the transport's CPU where calls do not spin"): batching over its timeouts and batch threads, and four
+# unbatched configs, all measured nowhere before but TF Serving's defaults, chosen before the profile that predicts
+# them; recorded with the server's own mean batch size.
+BATCHES = [
+    ServingConfig(),
+    ServingConfig(intra_op_threads=1, inter_op_threads=4),
+    ServingConfig(intra_op_threads=2, inter_op_threads=2, cpus=1.5),
+    ServingConfig(intra_op_threads=1, inter_op_threads=2, cpus=1.0),
+    _b(2, 1000, 2, 1, 2),
+    _b(3, 4000, 1, 1, 1),
+    _b(4, 3000, 2, 1, 2),
+    _b(5, 6000, 1, 2, 1),
+    _b(6, 1000, 3, 1, 3),
+    _b(8, 10000, 2, 1, 2),
+    _b(10, 2000, 1, 2, 2),
+    _b(16, 20000, 2, 1, 2, cpus=1.5),
+]
+FIXED = {"heldout": HELDOUT, "cpu16": CPU16, "variants": VARIANTS, "tails": TAILS, "batches": BATCHES}
 
 
 def grid_configs(name: str, cpus: int, concurrency: int) -> list[ServingConfig]:
@@ -203,6 +222,11 @@ def main() -> None:
         default=0.2,
         help="a measurement that saw more CPU used outside it is taken again (up to twice), as the daemon does",
     )
+    p.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="turn on the server's metrics endpoint and record its mean batch size (server_mean_batch_size)",
+    )
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
 
@@ -217,6 +241,7 @@ def main() -> None:
         # As a live job of the same study: over the error limit is a failed trial, not a measured one.
         slo_ms=a.slo_ms,
         max_error_rate=a.max_error_rate,
+        monitoring=a.monitoring,
     )
     recorded = {
         "model": a.model,
@@ -226,6 +251,7 @@ def main() -> None:
         "slo_ms": a.slo_ms,
         "max_error_rate": a.max_error_rate,
         "cpus": cpus,
+        **({"monitoring": True} if a.monitoring else {}),
     }
     info = host_info()
     header = {
@@ -271,7 +297,8 @@ def main() -> None:
     )
     started = time.monotonic()
     with a.out.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        # A file resumed keeps its own columns: one started before a column was added never gains it half-way.
+        writer = csv.DictWriter(f, fieldnames=columns_of(a.out), extrasaction="ignore")
         for i, (repeat, config) in enumerate(todo, 1):
             if a.deadline_s and time.monotonic() - started > a.deadline_s:
                 print(f"deadline: {len(todo) - i + 1} measurements left; rerun to resume", file=sys.stderr)

@@ -55,6 +55,7 @@ class Draw:
     cpu_cores: float | None
     stable: bool
     failure_reason: str
+    mean_batch_size: float | None = None  # the server's own count (files recorded with --monitoring)
 
     def goodput(self, slo_ms: float, max_error_rate: float) -> float:
         """Throughput if this measurement was stable and met the SLO and error limit, else 0 (the tuner's rule)."""
@@ -97,6 +98,10 @@ class Point:
     def latency_p99_ms(self) -> float | None:
         return _median([d.latency_p99_ms for d in self.draws])
 
+    @property
+    def mean_batch_size(self) -> float | None:
+        return _median([d.mean_batch_size for d in self.draws])
+
     def front_coords(self, slo_ms: float, max_error_rate: float) -> tuple[float, float] | None:
         """(p99, throughput) medians over the draws that met the SLO: where the point sits on a front."""
         ok = [d for d in self.draws if d.goodput(slo_ms, max_error_rate) > 0]
@@ -121,6 +126,7 @@ def _draw(r: dict[str, str]) -> Draw:
         num("cpu_cores"),
         r.get("stable", "True") == "True",
         r.get("failure_reason", ""),
+        num("server_mean_batch_size"),
     )
 
 

@@ -77,7 +77,13 @@ def main() -> None:
     model = resolve_model(profile.model)
     for label, config, c in cases:
         s = MeasureSettings(
-            protocol="grpc", concurrency=c, window_s=2.0, warmup_s=1.0, max_windows=10, measure_unloaded=False
+            protocol="grpc",
+            concurrency=c,
+            window_s=2.0,
+            warmup_s=1.0,
+            max_windows=10,
+            measure_unloaded=False,
+            monitoring=True,  # the server's own counts: its mean batch size
         )
         m = run_trial(model, config, s, resolve_backend("local", check=False)).metrics
         measured = {k: round(m.get(k) or 0, 2) for k in MEASURED}

@@ -96,13 +96,17 @@ def validate(
                 "predicted_error_rate": round(pred.error_rate, 5),
                 "err_throughput": _rel(pred.throughput_rps, p.throughput_rps),
                 "err_p99": _rel(pred.latency_p99_ms, p.latency_p99_ms),
+                # Batches as the server counted them (files recorded with --monitoring) and as simulated.
+                "measured_mean_batch_size": p.mean_batch_size,
+                "predicted_mean_batch_size": round(pred.mean_batch_size, 3),
+                "err_batch_size": _rel(pred.mean_batch_size, p.mean_batch_size) if p.config.enable_batching else None,
             }
         )
     return rows
 
 
 def _median_abs(rows: list[dict[str, Any]], key: str) -> float | None:
-    vals = [abs(r[key]) for r in rows if r[key] is not None]
+    vals = [abs(r[key]) for r in rows if r.get(key) is not None]
     return statistics.median(vals) if vals else None
 
 
@@ -134,6 +138,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "median_abs_err_p99": _median_abs(rows, "err_p99"),
         "median_abs_err_throughput_unbatched": _median_abs([r for r in rows if not r["batching"]], "err_throughput"),
         "median_abs_err_throughput_batched": _median_abs([r for r in rows if r["batching"]], "err_throughput"),
+        "median_abs_err_p99_batched": _median_abs([r for r in rows if r["batching"]], "err_p99"),
+        "median_abs_err_batch_size": _median_abs(rows, "err_batch_size"),  # batched points, where counted
         "median_signed_err_throughput": statistics.median(
             r["err_throughput"] for r in rows if r["err_throughput"] is not None
         ),
@@ -220,6 +226,12 @@ def main() -> None:
         action="store_true",
         help="predict as the model did before each served form had its own transport (the SavedModel's for all)",
     )
+    p.add_argument(
+        "--server-cpu-ms",
+        type=float,
+        metavar="MS",
+        help="predict with this server CPU per request in every transport instead of the profile's (an ablation)",
+    )
     p.add_argument("--out", type=Path, help="write the per-point table here (CSV)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
@@ -238,6 +250,9 @@ def main() -> None:
     profile = Profile.from_json(json.loads(a.profile.read_text()))
     if a.savedmodel_transport_only:
         profile = replace(profile, transport=tuple(t for t in profile.transport if t.variant == SAVEDMODEL))
+    if a.server_cpu_ms is not None:
+        forced = tuple(replace(t, server_cpu_ms=a.server_cpu_ms) for t in profile.transport)
+        profile = replace(profile, transport=forced)
     if header.get("cpu_model") != profile.host.get("cpu_model"):
         sys.exit(
             f"error: {a.grid} was measured on {header.get('cpu_model')}, the profile on {profile.host.get('cpu_model')}"

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,37 +169,47 @@ def probe(
 # Transport CPU is read where the server is busy: at concurrency 1 its idle threads poll and spin, and CPU
 # per request there counts the idling. This load is not one the committed grids were measured at (8, 16).
 CPU_PROBE_CONCURRENCY = 4
+# ...and where calls do not spin: TF's default pools (every core) spin idle threads around each call, so a call
+# alone burns more CPU than the same call under load, and the defaults' residual came out below 0 (clamped) on 16
+# cores and on 2 (validation-plan.md, "Addendum: the transport's CPU where calls do not spin").
+LONE_CALL = ServingConfig(intra_op_threads=1, inter_op_threads=1)
 
 
 def _trial_metrics(
-    model: ModelRef, protocol: str, concurrency: int, budget_s: float, variant: str = SAVEDMODEL
+    model: ModelRef, protocol: str, concurrency: int, budget_s: float, config: ServingConfig
 ) -> dict[str, float]:
-    """Metrics of one trial of TF Serving's defaults, serving VARIANT, on the stand-in at CONCURRENCY."""
+    """Metrics of one trial of CONFIG on the stand-in at CONCURRENCY."""
     from autotune.measure import run_trial
     from autotune.servers.backends import resolve_backend
 
     settings = transport_settings(protocol, concurrency, budget_s)
-    config = ServingConfig(model_variant=variant)
     result = run_trial(model, config, settings, resolve_backend("local", check=False))
     if not result.ok or not result.metrics.get("throughput_rps"):
         failed = result.failure_message or "no throughput"
-        raise AutotuneError(f"measuring the {protocol} transport of {variant} failed: {failed}")
+        raise AutotuneError(f"measuring the {protocol} transport of {config.model_variant} failed: {failed}")
     return result.metrics
 
 
 def transport_cost(
-    model: ModelRef, protocol: str, model_cost: tuple[float, float], budget_s: float, variant: str = SAVEDMODEL
+    model: ModelRef,
+    protocol: str,
+    model_cost: tuple[float, float],
+    lone_cpu_ms: float,
+    budget_s: float,
+    variant: str = SAVEDMODEL,
 ) -> Transport:
-    """The per-request cost outside the model, on the stand-in serving VARIANT with TF Serving's defaults: the wall
-    time at concurrency 1 and the CPU under load, less MODEL_COST (wall ms, CPU ms of one batch-1 call)."""
-    idle = _trial_metrics(model, protocol, 1, budget_s, variant)
-    busy = _trial_metrics(model, protocol, CPU_PROBE_CONCURRENCY, budget_s, variant)
+    """The per-request cost outside the model, on the stand-in serving VARIANT: the wall time at concurrency 1 under
+    TF Serving's defaults less MODEL_COST (wall ms, CPU ms of their batch-1 call), and the CPU under load with one
+    call at a time on one thread less LONE_CPU_MS (that call's CPU)."""
+    idle = _trial_metrics(model, protocol, 1, budget_s, ServingConfig(model_variant=variant))
+    lone = replace(LONE_CALL, model_variant=variant)
+    busy = _trial_metrics(model, protocol, CPU_PROBE_CONCURRENCY, budget_s, lone)
     per_request_ms = 1000.0 / idle["throughput_rps"]  # closed loop at concurrency 1: one request at a time
     busy_ms = 1000.0 / busy["throughput_rps"]
     return Transport(
         protocol=protocol,
         wall_ms=max(per_request_ms - model_cost[0], 0.0),
-        server_cpu_ms=max(busy_ms * (busy.get("cpu_cores") or 0.0) - model_cost[1], 0.0),
+        server_cpu_ms=max(busy_ms * (busy.get("cpu_cores") or 0.0) - lone_cpu_ms, 0.0),
         client_cpu_ms=busy_ms * (busy.get("client_cpu_cores") or 0.0),
         gil=True,
         variant=variant,
@@ -218,10 +229,11 @@ def variant_transports(
     cannot be measured is said and left out: the variant is then predicted with the SavedModel's."""
     out = []
     for name in sorted({p.variant for p in points} - {SAVEDMODEL}):
-        call = CostCurve([p for p in points if p.variant == name]).cost(1, cpus)
+        curve = CostCurve([p for p in points if p.variant == name])
+        call, lone = curve.cost(1, cpus), curve.cost(1, 1)
         for protocol in protocols:
             try:
-                t = transport_cost(model, protocol, call, budget_s, variant=name)
+                t = transport_cost(model, protocol, call, lone[1], budget_s, variant=name)
             except AutotuneError as exc:
                 say(f"{exc}; {name} is predicted with the SavedModel's {protocol} transport")
                 continue
@@ -260,8 +272,6 @@ def variant_costs(
 ) -> tuple[list[BatchCost], dict[str, Any]]:
     """VARIANT NAME of MODEL built and checked as a trial would (cached in $AUTOTUNE_HOME/variants), its batch
     costs, and its accuracy figures; a variant that cannot be built has no costs and says why."""
-    from dataclasses import replace
-
     from autotune.models.optimize import checked_variant
 
     try:
@@ -305,9 +315,10 @@ def measure_profile(
     # The transport is what a request costs beyond the model's own call as TF Serving's defaults run it (every
     # core for intra- and inter-op threads): inter-op threads speed a single call too (10% on MobileNetV2 here).
     (default,), _ = probe(model, cpus, [1], repeats, budget_s / 4, inter_op=cpus)
+    lone_cpu_ms = CostCurve([p for p in points if p.variant == SAVEDMODEL]).cost(1, 1)[1]
     transport: list[Transport] = []
     for protocol in protocols:
-        t = transport_cost(model, protocol, (default.wall_ms, default.cpu_ms), budget_s)
+        t = transport_cost(model, protocol, (default.wall_ms, default.cpu_ms), lone_cpu_ms, budget_s)
         say(f"{protocol}: {t.wall_ms:.2f} ms a request outside the model")
         transport.append(t)
     transport += variant_transports(model, points, protocols, cpus, say, budget_s)
@@ -347,8 +358,6 @@ def add_variants(
     say: Callable[[str], None] | None = None,
 ) -> Profile:
     """PROFILE with VARIANTS it lacks measured and added (a cached profile asked for more variants)."""
-    from dataclasses import replace
-
     say = say or (lambda _m: None)
     started = time.monotonic()
     points, accuracy = list(profile.points), dict(profile.accuracy)
