@@ -163,8 +163,10 @@ def validation(name: str, what: str) -> str:
         meas = [float(r[f"measured_{metric}"]) for r in rows]
         pred = [float(r[f"predicted_{metric}"]) for r in rows]
         return f"Spearman on {metric.split('_')[0]} {spearmanr(meas, pred).statistic:.3f}"
-    errors = [abs(float(r[f"err_{what}"])) for r in rows if r[f"err_{what}"]]
-    return f"{what} error {median(errors):.1%}"
+    metric, batched_only = what.removesuffix("_batched"), what.endswith("_batched")
+    kept = [r for r in rows if r[f"err_{metric}"] and (r["batching"] == "True" or not batched_only)]
+    errors = [abs(float(r[f"err_{metric}"])) for r in kept]
+    return f"{what.replace('_', ' ')} error {median(errors):.1%}"
 
 
 def race(space: str, file: str = "search-at-scale.json", seeded: bool = False) -> str:
@@ -434,9 +436,15 @@ HELD_OUT_SPACES = ("cpu32-mobilenet", "cpu32-resnet-variants")
 # The race's entrants that search through autotune's Tuner (rerun when the tuner changed).
 TUNER_ENTRANTS = ("autotune", "tpe-default", "tpe-multivariate", "nsga2")
 
-# The inter-op pool's order of service (validation-plan.md, "Addendum: calls taken as Eigen's pool takes them"):
-# the held-out set with the revision and the ablation, then the committed files rescored with the revision.
+# The revisions of 2026-12-06 (validation-plan.md, "Addendum: calls taken as Eigen's pool takes them" and "Addendum:
+# the transport's CPU where calls do not spin"): each held-out set with its revision and its ablation, then the
+# committed files rescored with the first revision.
+BATCHES_VALIDATIONS = (
+    "validation-batches-mobilenet_float-2026-12-06.csv",
+    "validation-batches-mobilenet_float-2026-12-06-cpu0.csv",
+)
 TAILS_VALIDATIONS = (
+    *BATCHES_VALIDATIONS,
     "validation-tails-mobilenet_float-2026-12-06.csv",
     "validation-tails-mobilenet_float-2026-12-06-fifo.csv",
     "validation-mobilenet-grid-2026-12-04-eigen.csv",
@@ -533,7 +541,12 @@ CLAIMS = (
     ),
     *(
         Claim(f"model validation, {name}, goodput", name, lambda n=name: validation(n, "spearman_goodput_rps"))
-        for name in TAILS_VALIDATIONS[:2]
+        for name in (*TAILS_VALIDATIONS[:4], *(n for n in TAILS_VALIDATIONS if "cpu16" in n or "variants" in n))
+    ),
+    *(
+        Claim(f"model validation, {name}, {what}", name, lambda n=name, w=what: validation(n, w))
+        for name in BATCHES_VALIDATIONS
+        for what in ("batch_size", "throughput_batched", "p99_batched")
     ),
     Claim(
         "model validation, variants held out, goodput",
