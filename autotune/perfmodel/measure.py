@@ -1,7 +1,8 @@
 """`autotune profile`: measure a model's batch costs with no server, and the transport's per-request cost.
 
 Each intra-op thread count runs in its own process (TensorFlow fixes its thread pools at start-up); the
-transport cost comes from one short concurrency-1 trial per protocol against the stand-in.
+transport cost comes from two short trials per protocol against the stand-in (its wall time alone, its CPU under
+load).
 """
 
 from __future__ import annotations
@@ -312,8 +313,9 @@ def measure_profile(
     for name in variants:
         got, accuracy[name] = variant_costs(model, name, batches, repeats, budget_s, cpus, say)
         points += got
-    # The transport is what a request costs beyond the model's own call as TF Serving's defaults run it (every
-    # core for intra- and inter-op threads): inter-op threads speed a single call too (10% on MobileNetV2 here).
+    # The transport's wall time is what a request costs beyond the model's own call as TF Serving's defaults run it
+    # (every core for intra- and inter-op threads: inter-op threads speed a single call too, 10% on MobileNetV2
+    # here); its CPU is what it costs beyond one call on one thread (LONE_CALL), where nothing spins.
     (default,), _ = probe(model, cpus, [1], repeats, budget_s / 4, inter_op=cpus)
     lone_cpu_ms = CostCurve([p for p in points if p.variant == SAVEDMODEL]).cost(1, 1)[1]
     transport: list[Transport] = []
