@@ -2,10 +2,11 @@
 
 No host we have can measure spaces this large, so the truth is the model's (autotune/perfmodel): every config of
 each space is simulated once (fixed seed) into benchmarks/data/scale-truth-<space>.csv, whose `#` header says what
-produced it (profile file and sha256, load, cores, curve, transport, requests); a truth file is reused only while
-that header matches, else recomputed. The race then runs each sampler through autotune's real Tuner (ask/tell,
-first configs, constraints), and each trial observes its config's truth times exp(N(0, sigma)) on throughput
-and p99, sigma from our measured server-to-server CV per model (benchmarks/data/trust-repeat-<model>-*.json).
+produced it (profile file and sha256, the simulator's sources' sha256, load, cores, curve, transport, requests); a
+truth file is reused only while that header matches, else recomputed. The race then runs each sampler through
+autotune's real Tuner (ask/tell, first configs, constraints), and each trial observes its config's truth times
+exp(N(0, sigma)) on throughput and p99, sigma from our measured server-to-server CV per model
+(benchmarks/data/trust-repeat-<model>-*.json).
 
 Rules fixed before any race was run (not tuned afterwards):
 - load: closed loop at concurrency min(2 x cores, 64); truth from 600 simulated requests per config, seed 0;
@@ -291,6 +292,18 @@ def curves(spec: SpaceSpec, profile: Profile) -> dict[str, CostCurve | DeviceCur
 LADDERS = ("variants", "batch_sizes", "timeouts", "batch_threads", "threads", "allowances")
 
 
+# The code that turns a profile and a config into a truth: another version of it is another truth.
+SIMULATOR_SOURCES = ("autotune/perfmodel/simulate.py", "autotune/perfmodel/profile.py", "autotune/cpulimit.py")
+
+
+def simulator_digest() -> str:
+    """One sha256 over the simulator's sources (SIMULATOR_SOURCES)."""
+    h = hashlib.sha256()
+    for name in SIMULATOR_SOURCES:
+        h.update((HERE.parent / name).read_bytes())
+    return h.hexdigest()
+
+
 def settings(spec: SpaceSpec) -> dict[str, str]:
     """What the truth of SPEC depends on: a truth file is reused only while its header says the same."""
     path = profile_path(spec)
@@ -301,6 +314,7 @@ def settings(spec: SpaceSpec) -> dict[str, str]:
         "space": spec.name,
         "profile": path.name,
         "profile_sha256": sha256(path),
+        "simulator_sha256": simulator_digest(),
         "cores": str(spec.cores),
         "load": f"closed loop, concurrency {spec.concurrency}",
         "requests": str(spec.requests),
