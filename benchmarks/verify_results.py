@@ -610,6 +610,14 @@ CLAIMS = (
         )
         for space in HELD_OUT_SPACES
     ),
+    *(
+        Claim(f"race, revised simulator, {space}", file, lambda sp=space, f=file: race(sp, f, seeded=True))
+        for spaces, file in (
+            (RACE_SPACES, "search-at-scale-2026-12-06.json"),
+            (HELD_OUT_SPACES, "search-at-scale-held-out-2026-12-06.json"),
+        )
+        for space in spaces
+    ),
     *(Claim(f"soak, {what}", f, lambda f=f, w=what: soak(f, w)) for f, whats in SOAKS.items() for what in whats),
     *(
         Claim(
