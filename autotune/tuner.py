@@ -204,7 +204,7 @@ class Tuner:
         predict: Callable[[ServingConfig], dict[str, float]] | None = None,
     ) -> None:
         """MEASURE replaces live trials (benchmarks replay recorded ones); CPUS is the host's core count;
-        PLANNED, the performance model's picks, replaces the batching guide's first configs; PREDICT gives the
+        PLANNED, the performance model's picks, go before the batching guide's first configs; PREDICT gives the
         model's figures for a config, stored beside each trial and checked against it (model_check)."""
         self.planned = planned
         self.predict = predict
@@ -244,9 +244,10 @@ class Tuner:
                 continue
         if self.study.sampler == "grid":
             configs = configs[:1]  # a sweep measures its own grid; off-grid configs would only add to it
-        elif self.study.sampler == "autotune" and self.planned is not None:
-            configs += self.planned  # enqueued with a tag: a model found to drift does not spend trials on them
         elif self.study.sampler == "autotune":
+            # The model's picks first (tagged: a model found to drift does not spend trials on them), then the
+            # guide's seeds: the two miss in opposite places, and the guide's find what the model's noise hides.
+            configs += self.planned or []
             configs += allowance_seeds(self.space)
             configs += heuristic_seeds(self.space, self.cpus, self.settings.concurrency)
         unique = [c for i, c in enumerate(configs) if c not in configs[:i]]

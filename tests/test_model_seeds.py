@@ -14,7 +14,7 @@ from autotune.measure import MeasureSettings, TrialResult
 from autotune.model_check import ModelCheck, relative_error
 from autotune.models.resolve import ModelRef
 from autotune.plan import make_plan
-from autotune.seeds import heuristic_seeds
+from autotune.seeds import allowance_seeds, heuristic_seeds
 from autotune.servers.backends import local_backend
 from autotune.space import Host, build_space, grid_configs, grid_of
 from autotune.spec import Study, parse_study
@@ -91,6 +91,19 @@ def test_a_model_within_the_limit_keeps_its_picks_and_a_resumed_job_remembers_a_
     _tuner(study, _many_planned(8), [], predict=_predicting(30.0), storage=storage).run(6, 5)
     resumed = _tuner(study, None, [], predict=_predicting(30.0), storage=storage)
     assert resumed.drifted and len(resumed.check.errors) == 6
+
+
+def test_after_the_models_picks_a_job_measures_the_guides_seeds_the_model_did_not_pick():
+    # The two miss in opposite places: the guide's seeds find an optimum the model's noise hides (RESULTS, "The race
+    # again, on the revised simulator"); the model's picks keep their places in front.
+    study = Study(source="t", model="tiny", slo_p99_ms=200.0, concurrency=8, seeds="model", seed=1)
+    space = build_space({}, Host(cpus=2, gpus=0))
+    guide = [*allowance_seeds(space), *heuristic_seeds(space, 2, 8)]
+    planned, measured = [guide[0], *_many_planned(2)], []
+    _tuner(study, planned, measured, predict=_predicting(10.0)).run(trials=8, minutes=5)
+    rest = [c for c in guide if c not in planned and c != ServingConfig()]
+    assert rest, "the guide seeds something the model did not pick"
+    assert measured[: 1 + len(planned) + len(rest)] == [ServingConfig(), *planned, *rest]
 
 
 def test_the_drift_rule_needs_five_stable_trials_and_a_median_miss_over_a_quarter():
