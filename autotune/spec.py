@@ -103,8 +103,9 @@ class Study:
     concurrency: int | None = None
     rate: float | None = None
     sampler: str = "autotune"  # chosen by benchmarks/search_efficiency.py (see RESULTS.md)
-    # SEED_SOURCES: the model's predicted front (profiled first when this host has no profile); "guide" is the
-    # batching guide's, as before the live jobs of issue 26 showed the model's reach the best in fewer trials.
+    # SEED_SOURCES: the model's predicted front (profiled first when this host has no profile), then the guide's seeds
+    # it did not pick; "guide" is the batching guide's alone, as before the live jobs of issue 26 showed the model's
+    # reach the best in fewer trials.
     seeds: str = "model"
     seed: int | None = None
     windows: WindowOptions = field(default_factory=WindowOptions)

@@ -180,6 +180,15 @@ def race(space: str, file: str = "search-at-scale.json", seeded: bool = False) -
     return f"{space}: {first}ours {upper('autotune')} vs random {upper('random')}"
 
 
+def guide_after_model(space: str, before: str, after: str) -> str:
+    """The model-seeded job's trials to 95% of the optimum (upper median) before and after the guide's seeds were
+    added after the model's picks (validation-plan.md, "Addendum: the guide's seeds after the model's")."""
+    return (
+        f"{space}: model-seeded {upper_median(before, space, 'model-seeded')} before, "
+        f"{upper_median(after, space, 'model-seeded')} after"
+    )
+
+
 def race_rerun(space: str, sampler: str, file: str, before: str) -> str:
     """An entrant's trials to 95% of the optimum in a rerun, beside its committed run on the same seeds: medians,
     then in how many seeds the rerun took fewer and more trials (seed by seed: same truth, same seed)."""
@@ -433,6 +442,7 @@ FORK_FIGURES = (
 
 RACE_SPACES = ("cpu8-mobilenet", "cpu16-resnet-variants", "cpu64-resnet", "gpu-t4-resnet")
 HELD_OUT_SPACES = ("cpu32-mobilenet", "cpu32-resnet-variants")
+LATE_SPACES = ("cpu12-mobilenet", "cpu24-mobilenet", "cpu24-resnet-variants", "cpu48-resnet")
 # The race's entrants that search through autotune's Tuner (rerun when the tuner changed).
 TUNER_ENTRANTS = ("autotune", "tpe-default", "tpe-multivariate", "nsga2")
 
@@ -615,6 +625,31 @@ CLAIMS = (
         for spaces, file in (
             (RACE_SPACES, "search-at-scale-2026-12-06.json"),
             (HELD_OUT_SPACES, "search-at-scale-held-out-2026-12-06.json"),
+        )
+        for space in spaces
+    ),
+    *(
+        Claim(
+            f"race, late host, {space}",
+            "search-at-scale-late-before.json",
+            lambda sp=space: race(sp, "search-at-scale-late-before.json", seeded=True),
+        )
+        for space in LATE_SPACES
+    ),
+    *(
+        Claim(
+            f"race, guide's seeds after the model's, {space}",
+            after,
+            lambda sp=space, b=before, a=after: guide_after_model(sp, b, a),
+        )
+        for spaces, before, after in (
+            (LATE_SPACES, "search-at-scale-late-before.json", "search-at-scale-late-after.json"),
+            (RACE_SPACES, "search-at-scale-2026-12-06.json", "search-at-scale-guide-after-model-2026-12-06.json"),
+            (
+                HELD_OUT_SPACES,
+                "search-at-scale-held-out-2026-12-06.json",
+                "search-at-scale-held-out-guide-after-model-2026-12-06.json",
+            ),
         )
         for space in spaces
     ),
