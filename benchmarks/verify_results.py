@@ -625,16 +625,9 @@ CLAIMS = (
         for spaces, file in (
             (RACE_SPACES, "search-at-scale-2026-12-06.json"),
             (HELD_OUT_SPACES, "search-at-scale-held-out-2026-12-06.json"),
+            (LATE_SPACES, "search-at-scale-late-before.json"),
         )
         for space in spaces
-    ),
-    *(
-        Claim(
-            f"race, late host, {space}",
-            "search-at-scale-late-before.json",
-            lambda sp=space: race(sp, "search-at-scale-late-before.json", seeded=True),
-        )
-        for space in LATE_SPACES
     ),
     *(
         Claim(
