@@ -178,6 +178,7 @@ LATE_SPACES = (
     host_spec("cpu24-resnet-variants", "resnet", 24, variants=(SAVEDMODEL, "tflite_fp16"), batch_sizes=(4, 16, 64)),
     host_spec("cpu48-resnet", "resnet", 48),
 )
+ALL_SPACES = SPACES + HELD_OUT_SPACES + LATE_SPACES
 
 
 # --- the space ----------------------------------------------------------------------------------------------
@@ -947,9 +948,9 @@ def main() -> None:
     fraction = a.budget or (0.05 if a.quick else 0.10)
     log = (lambda s: print(s, file=sys.stderr)) if a.json else print
     named = a.spaces.split(",") if a.spaces else [s.name for s in SPACES]
-    chosen = [s for s in SPACES + HELD_OUT_SPACES + LATE_SPACES if s.name in named]
+    chosen = [s for s in ALL_SPACES if s.name in named]
     if not chosen:
-        known = ", ".join(s.name for s in SPACES + HELD_OUT_SPACES + LATE_SPACES)
+        known = ", ".join(s.name for s in ALL_SPACES)
         raise SystemExit(f"error: no space among {a.spaces!r} (known: {known})")
     rows = {s.name: ensure_truth(s, processes=a.processes, say=log) for s in chosen}
     if a.truth_only:

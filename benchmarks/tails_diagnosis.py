@@ -11,17 +11,14 @@ import argparse
 import json
 from pathlib import Path
 
+from record_grid import TAILS, _b
+
 from autotune.knobs import ServingConfig
 from autotune.perfmodel.profile import Profile
 from autotune.perfmodel.simulate import Load, simulate
 
 METRICS = ("throughput_rps", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "cpu_cores")
 MEASURED = (*METRICS, "server_mean_batch_size", "requests")
-
-
-def _b(mbs: int, timeout: int, nbt: int, intra: int, inter: int) -> ServingConfig:
-    return ServingConfig(True, mbs, timeout, nbt, intra_op_threads=intra, inter_op_threads=inter)
-
 
 CASES = [
     ("defaults c=1", ServingConfig(), 1),
@@ -35,8 +32,6 @@ CASES = [
 
 def batching_cases() -> list[tuple[str, ServingConfig, int]]:
     """The batched configs of record_grid.py's TAILS set, at its load (6 clients): their batch sizes, live."""
-    from record_grid import TAILS
-
     return [
         (
             f"batch {c.max_batch_size}, {c.batch_timeout_micros} us, {c.num_batch_threads} batch threads, "
