@@ -156,7 +156,32 @@ BATCHES = [
     _b(10, 2000, 1, 2, 2),
     _b(16, 20000, 2, 1, 2, cpus=1.5),
 ]
-FIXED = {"heldout": HELDOUT, "cpu16": CPU16, "variants": VARIANTS, "tails": TAILS, "batches": BATCHES}
+
+# MobileNetV2 on pixels, gRPC at concurrency 12, for the batch op's own CPU (validation-plan.md, "Addendum: the batch
+# op's own CPU"): nine batched configs over sizes 2-12, timeouts 1.5-15 ms and 1-4 batch threads, and three unbatched,
+# all measured nowhere before but TF Serving's defaults, chosen before the profile that predicts them.
+BATCH_OP = [
+    ServingConfig(),
+    ServingConfig(intra_op_threads=1, inter_op_threads=3, cpus=1.5),
+    ServingConfig(intra_op_threads=2, inter_op_threads=4),
+    _b(2, 2000, 1, 1, 1),
+    _b(3, 5000, 2, 1, 2),
+    _b(4, 1500, 2, 2, 2),
+    _b(5, 2500, 3, 1, 3),
+    _b(6, 8000, 1, 1, 2),
+    _b(7, 3000, 4, 1, 4),
+    _b(8, 4000, 2, 1, 2, cpus=1.5),
+    _b(10, 6000, 1, 2, 1),
+    _b(12, 15000, 2, 1, 2),
+]
+FIXED = {
+    "heldout": HELDOUT,
+    "cpu16": CPU16,
+    "variants": VARIANTS,
+    "tails": TAILS,
+    "batches": BATCHES,
+    "batch-op": BATCH_OP,
+}
 
 
 def grid_configs(name: str, cpus: int, concurrency: int) -> list[ServingConfig]:

@@ -353,6 +353,8 @@ _WORKER: dict[str, Any] = {}
 def simulation_inputs(spec: SpaceSpec) -> tuple[Profile, dict[str, Any], Transport]:
     """What simulating a config of SPEC takes: its profile, each variant's service curve, the transport."""
     profile = Profile.from_json(json.loads(profile_path(spec).read_text()))
+    # TF Serving batches outside the graph (its BatchingSession): none of the stand-in's batch op to pay.
+    profile = replace(profile, batch_op_cpu_ms=0.0)
     return profile, curves(spec, profile), transport_of(profile)
 
 

@@ -2,6 +2,7 @@
 "Addendum: calls taken as Eigen's pool takes them"). Prints one JSON line a config.
 
     python benchmarks/tails_diagnosis.py --profile PROFILE.json          # live trials and the model's answers
+    python benchmarks/tails_diagnosis.py --profile PROFILE.json --batch-op   # the batch op's cases
     python benchmarks/tails_diagnosis.py --profile PROFILE.json --resimulate DIAGNOSIS.jsonl > WITH_THIS_MODEL.jsonl
 """
 
@@ -44,6 +45,24 @@ def batching_cases() -> list[tuple[str, ServingConfig, int]]:
     ]
 
 
+def _u(intra: int, inter: int) -> ServingConfig:
+    return ServingConfig(intra_op_threads=intra, inter_op_threads=inter)
+
+
+# The batch op against no batching at 10 clients (validation-plan.md, "Addendum: the batch op's own CPU"): batches of 1
+# pass every request through the op alone; batches of 4 with a 100 ms timeout run full.
+BATCH_OP_CASES = [
+    ("unbatched 1/1", _u(1, 1), 10),
+    ("batch 1 pass-through, 1 bt, 1/1", _b(1, 1000, 1, 1, 1), 10),
+    ("batch 4 full (100 ms), 1 bt, 1/1", _b(4, 100000, 1, 1, 1), 10),
+    ("unbatched 1/2", _u(1, 2), 10),
+    ("batch 1 pass-through, 2 bt, 1/2", _b(1, 1000, 2, 1, 2), 10),
+    ("batch 4 full (100 ms), 2 bt, 1/2", _b(4, 100000, 2, 1, 2), 10),
+    ("unbatched 2/1", _u(2, 1), 10),
+    ("batch 4 full (100 ms), 1 bt, 2/1", _b(4, 100000, 1, 2, 1), 10),
+]
+
+
 def predicted(profile: Profile, config: ServingConfig, concurrency: int) -> dict[str, float]:
     p = simulate(profile, config, Load(concurrency=concurrency), "grpc", requests=4000)
     return {k: round(getattr(p, k), 2) for k in (*METRICS, "mean_batch_size")}
@@ -54,8 +73,9 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, required=True)
     ap.add_argument("--resimulate", type=Path, help="add this model's answers to a diagnosis file's rows")
     ap.add_argument("--batching", action="store_true", help="the TAILS set's batched configs, not the first six")
+    ap.add_argument("--batch-op", action="store_true", help="the batch op against no batching (BATCH_OP_CASES)")
     a = ap.parse_args()
-    cases = batching_cases() if a.batching else CASES
+    cases = batching_cases() if a.batching else BATCH_OP_CASES if a.batch_op else CASES
     doc = json.loads(a.profile.read_text())
     doc.pop("cached", None)
     profile = Profile.from_json(doc)

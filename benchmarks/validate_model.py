@@ -232,6 +232,12 @@ def main() -> None:
         metavar="MS",
         help="predict with this server CPU per request in every transport instead of the profile's (an ablation)",
     )
+    p.add_argument(
+        "--batch-op-cpu-ms",
+        type=float,
+        metavar="MS",
+        help="predict with this CPU per batched request for the batch op instead of the profile's (an ablation)",
+    )
     p.add_argument("--out", type=Path, help="write the per-point table here (CSV)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
@@ -253,6 +259,8 @@ def main() -> None:
     if a.server_cpu_ms is not None:
         forced = tuple(replace(t, server_cpu_ms=a.server_cpu_ms) for t in profile.transport)
         profile = replace(profile, transport=forced)
+    if a.batch_op_cpu_ms is not None:
+        profile = replace(profile, batch_op_cpu_ms=a.batch_op_cpu_ms)
     if header.get("cpu_model") != profile.host.get("cpu_model"):
         sys.exit(
             f"error: {a.grid} was measured on {header.get('cpu_model')}, the profile on {profile.host.get('cpu_model')}"

@@ -2,7 +2,7 @@
 
 Each intra-op thread count runs in its own process (TensorFlow fixes its thread pools at start-up); the
 transport cost comes from two short trials per protocol against the stand-in (its wall time alone, its CPU under
-load).
+load); the batch op's own cost per request, from one more process with no server.
 """
 
 from __future__ import annotations
@@ -167,6 +167,18 @@ def probe(
     ], max(foreign, 0.0)
 
 
+def batch_op_cost(model: ModelRef, budget_s: float) -> tuple[float, tuple[float, float]]:
+    """The stand-in's batch op: CPU per batched request beyond its share of a direct call, and its 95% interval,
+    measured in a fresh process (probe --batch-op) within about BUDGET_S seconds."""
+    argv = [sys.executable, "-m", PROBE_MODULE, "--batch-op", str(model.base_path), model.signature.name, str(budget_s)]
+    code, stdout, stderr = _run(argv, f"profiling {model.name}'s batch op")
+    if code != 0 or not stdout.strip():
+        last = (stderr.strip().splitlines() or [f"exit code {code} and no output"])[-1]
+        raise AutotuneError(f"profiling {model.name}'s batch op failed: {last}")
+    doc = json.loads(stdout.strip().splitlines()[-1])
+    return float(doc["batch_op_cpu_ms"]), (float(doc["ci95_ms"][0]), float(doc["ci95_ms"][1]))
+
+
 # Transport CPU is read where the server is busy: at concurrency 1 its idle threads poll and spin, and CPU
 # per request there counts the idling. This load is not one the committed grids were measured at (8, 16).
 CPU_PROBE_CONCURRENCY = 4
@@ -324,6 +336,8 @@ def measure_profile(
         say(f"{protocol}: {t.wall_ms:.2f} ms a request outside the model")
         transport.append(t)
     transport += variant_transports(model, points, protocols, cpus, say, budget_s)
+    batch_op_ms, batch_op_ci = batch_op_cost(model, budget_s)
+    say(f"batch op: {batch_op_ms:.2f} ms of CPU a batched request (95% CI {batch_op_ci[0]:.2f}-{batch_op_ci[1]:.2f})")
     info = host_info()
     return Profile(
         model=model.name,
@@ -337,6 +351,8 @@ def measure_profile(
         seconds=round(time.monotonic() - started, 1),
         foreign_cores={str(t): round(f, 3) for t, f in foreign.items()},
         accuracy=accuracy,
+        batch_op_cpu_ms=batch_op_ms,
+        batch_op_ci95_ms=batch_op_ci,
     )
 
 

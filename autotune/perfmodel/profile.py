@@ -71,6 +71,10 @@ class Profile:
     foreign_cores: dict[str, float] = field(default_factory=dict)
     # Per model variant profiled: its answers against the SavedModel's (models/accuracy.py), or why it failed to build.
     accuracy: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The stand-in's batch op: the CPU a batched request costs beyond its share of a direct call of the batch (each
+    # request is a call of its own there), and that median's 95% interval (probe --batch-op); 0 in older profiles.
+    batch_op_cpu_ms: float = 0.0
+    batch_op_ci95_ms: tuple[float, float] | None = None
 
     def variants(self) -> list[str]:
         return sorted({p.variant for p in self.points})
@@ -133,6 +137,10 @@ class Profile:
             transport = tuple(Transport(**t) for t in doc.get("transport", ()))
             rest = {k: doc[k] for k in ("model", "content_hash", "host_fingerprint", "cpus")}
             extra = {k: doc[k] for k in ("host", "measured_at", "seconds", "foreign_cores", "accuracy") if k in doc}
+            if "batch_op_cpu_ms" in doc:
+                extra["batch_op_cpu_ms"] = float(doc["batch_op_cpu_ms"])
+                ci = doc.get("batch_op_ci95_ms")
+                extra["batch_op_ci95_ms"] = (float(ci[0]), float(ci[1])) if ci is not None else None
             return Profile(**rest, points=points, transport=transport, **extra)
         except (KeyError, TypeError, ValueError) as exc:
             raise AutotuneError(f"the stored profile is malformed ({exc}); run autotune profile again") from None

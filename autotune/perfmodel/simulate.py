@@ -6,7 +6,9 @@ The parts, each with the measured cost that drives it (perfmodel/profile.py):
   by a GIL for the Python stand-in), and the rest of the round trip as a pure delay;
 - the BasicBatchScheduler: one queue of batches, the last one open; a batch runs when full, or when its
   timeout since its first request has passed and a batch thread is free; a request that needs a new batch
-  while max_enqueued_batches are queued is rejected; allowed_batch_sizes pad a batch up to the next size;
+  while max_enqueued_batches are queued is rejected; allowed_batch_sizes pad a batch up to the next size; a
+  request that joins a batch first spends the batch op's own CPU (the stand-in's in-graph op: each request is a
+  call of its own, where the profile's batch is one), beside other work;
 - executions: at most inter-op threads at once (TF's pick: the schedulable cores), each a call of the
   (padded) batch with intra-op threads, whose cost is the profile's wall time and CPU; waiting calls are taken
   as Eigen's thread pool takes them (per-thread queues, idle threads steal the newest), not in arrival order;
@@ -211,8 +213,10 @@ class Server:
         sched_cores: int,
         transport: Transport,
         rng: np.random.Generator,
+        batch_op_ms: float = 0.0,
     ) -> None:
         self.env, self.pool, self.curve, self.transport, self.rng = env, pool, curve, transport, rng
+        self.batch_op_ms = batch_op_ms
         self.intra = config.intra_op_threads or sched_cores
         self.slots = InterOpPool(env, config.inter_op_threads or sched_cores, rng)
         self.handlers = simpy.Resource(env, capacity=HANDLER_THREADS_PER_CORE * sched_cores)
@@ -271,6 +275,8 @@ class Server:
         if self.batching is None:
             yield from self._execute(1)
             return True
+        if self.batch_op_ms > 0:
+            yield self.pool.run(self.batch_op_ms / 1000, 1.0)
         done = self._submit()
         if done is None:
             return False
@@ -325,10 +331,12 @@ def simulate(
     seed: int = 0,
     curve: CostCurve | DeviceCurve | None = None,
     transport: Transport | None = None,
+    batch_op_cpu_ms: float | None = None,
 ) -> Prediction:
     """Predict CONFIG at LOAD on a host of CORES (the profile's by default) from REQUESTS simulated answers.
 
-    CURVE and TRANSPORT replace the profile's (a device curve; TF Serving's C++ transport, with no GIL).
+    CURVE, TRANSPORT and BATCH_OP_CPU_MS replace the profile's (a device curve; TF Serving's C++ transport, with no
+    GIL; TF Serving's batching, which is not an op in the graph).
     The first tenth of the requests warms the model up (queues fill) and is not counted."""
     curve = curve or profile.curve(config.model_variant if config.model_variant != SAVEDMODEL else SAVEDMODEL)
     host = float(cores or profile.cpus)
@@ -337,7 +345,8 @@ def simulate(
     rng = np.random.default_rng(seed)
     pool = CpuPool(env, host, allowance, client_apart=apart)
     transport = transport or profile.transport_for(protocol, config.model_variant)
-    server = Server(env, pool, curve, config, sched, transport, rng)
+    batch_op_ms = profile.batch_op_cpu_ms if batch_op_cpu_ms is None else batch_op_cpu_ms
+    server = Server(env, pool, curve, config, sched, transport, rng, max(batch_op_ms, 0.0))
     delay_s = max(transport.wall_ms - transport.client_cpu_ms - transport.server_cpu_ms, 0.0) / 1000
     warm = max(requests // 10, 1)
     log: list[tuple[float, float, bool]] = []  # (sent, answered, ok)
