@@ -169,6 +169,13 @@ def validation(name: str, what: str) -> str:
     return f"{what.replace('_', ' ')} error {median(errors):.1%}"
 
 
+def batch_op(name: str) -> str:
+    """The stand-in's batch op CPU per request as a profile measured it, with its 95% interval."""
+    doc = _load(name)
+    low, high = doc["batch_op_ci95_ms"]
+    return f"batch op {doc['batch_op_cpu_ms']:.2f} ms a request (95% CI {low:.2f}-{high:.2f})"
+
+
 def race(space: str, file: str = "search-at-scale.json", seeded: bool = False) -> str:
     """Trials to 95% of the optimum, ours against random (and the model-seeded job's), from the race's per-seed
     counts (upper median, as search_at_scale.py takes it over an even number of seeds)."""
@@ -449,7 +456,12 @@ TUNER_ENTRANTS = ("autotune", "tpe-default", "tpe-multivariate", "nsga2")
 # The revisions of 2026-12-06 (validation-plan.md, "Addendum: calls taken as Eigen's pool takes them" and "Addendum:
 # the transport's CPU where calls do not spin"): each held-out set with its revision and its ablation, then the
 # committed files rescored with the first revision.
+BATCH_OP_VALIDATIONS = (
+    "validation-batch-op-mobilenet_float-2026-12-06.csv",
+    "validation-batch-op-mobilenet_float-2026-12-06-noop.csv",
+)
 BATCHES_VALIDATIONS = (
+    *BATCH_OP_VALIDATIONS,
     "validation-batches-mobilenet_float-2026-12-06.csv",
     "validation-batches-mobilenet_float-2026-12-06-cpu0.csv",
 )
@@ -551,12 +563,17 @@ CLAIMS = (
     ),
     *(
         Claim(f"model validation, {name}, goodput", name, lambda n=name: validation(n, "spearman_goodput_rps"))
-        for name in (*TAILS_VALIDATIONS[:4], *(n for n in TAILS_VALIDATIONS if "cpu16" in n or "variants" in n))
+        for name in (n for n in TAILS_VALIDATIONS if "eigen" not in n or "cpu16" in n or "variants" in n)
     ),
     *(
         Claim(f"model validation, {name}, {what}", name, lambda n=name, w=what: validation(n, w))
         for name in BATCHES_VALIDATIONS
         for what in ("batch_size", "throughput_batched", "p99_batched")
+    ),
+    Claim(
+        "the batch op's CPU, profiled",
+        "profile-mobilenet_float-2026-12-06c.json",
+        lambda: batch_op("profile-mobilenet_float-2026-12-06c.json"),
     ),
     Claim(
         "model validation, variants held out, goodput",

@@ -110,6 +110,25 @@ def test_the_load_generator_is_one_process_and_never_uses_more_than_one_core() -
     assert pred.throughput_rps == pytest.approx(1000 / 4.0, rel=0.05)  # 4 ms of client CPU each, one core
 
 
+def test_a_batched_request_pays_the_batch_ops_cpu_and_an_unbatched_one_does_not() -> None:
+    p = synthetic_profile()
+    priced = dataclasses.replace(p, batch_op_cpu_ms=2.0)
+    load = Load(concurrency=8)
+    batched = ServingConfig(True, 4, 1_000_000, 2, intra_op_threads=1, inter_op_threads=2)  # batches always full
+
+    def cpu_ms_per_request(profile: Profile, config: ServingConfig) -> float:
+        pred = simulate(profile, config, load)
+        return 1000 * pred.cpu_cores / pred.throughput_rps
+
+    before, after = cpu_ms_per_request(p, batched), cpu_ms_per_request(priced, batched)
+    assert after - before == pytest.approx(2.0, rel=0.1)
+    assert simulate(priced, batched, load).throughput_rps < simulate(p, batched, load).throughput_rps
+    unbatched = ServingConfig(intra_op_threads=1, inter_op_threads=2)
+    assert simulate(priced, unbatched, load) == simulate(p, unbatched, load)
+    # TF Serving batches outside the graph: a caller can price its batching at nothing.
+    assert simulate(priced, batched, load, batch_op_cpu_ms=0.0) == simulate(p, batched, load)
+
+
 def test_a_python_servers_gil_serializes_request_handling() -> None:
     fast = synthetic_profile(fixed_ms=0.1, per_item_ms=0.0, transport_ms=0.0)
     handled = Transport("rest", 4.0, 4.0, 0.0, gil=True)
@@ -195,6 +214,10 @@ def test_threads_beyond_the_measured_follow_amdahls_law_fitted_on_the_measured()
 def test_a_profile_round_trips_through_json_and_a_malformed_one_is_one_error() -> None:
     p = synthetic_profile()
     assert Profile.from_json(p.to_json()) == p
+    measured = dataclasses.replace(p, batch_op_cpu_ms=0.8, batch_op_ci95_ms=(0.5, 1.1))
+    assert Profile.from_json(measured.to_json()) == measured
+    older = {k: v for k, v in p.to_json().items() if not k.startswith("batch_op")}  # before the op was measured
+    assert Profile.from_json(older).batch_op_cpu_ms == 0.0
     for broken in ({}, {"format": 1}, {**p.to_json(), "points": [{"batch": 1}]}, []):
         with pytest.raises(AutotuneError) as err:
             Profile.from_json(broken)  # type: ignore[arg-type]

@@ -94,6 +94,10 @@ def test_profile_measures_once_then_predict_reads_the_cache(tmp_path: Path, tiny
     # A request's handling is never free. Read where calls do not spin (one call at a time, one thread), it does
     # not vanish into the spinning of TF's default pools, as it did (clamped to 0) on 16 cores and on 2.
     assert doc["transport"][0]["server_cpu_ms"] > 0
+    # Through the stand-in's batch op each request is a call of its own: it costs more than its share of one call of
+    # the whole batch, and the median comes with its interval.
+    low, high = doc["batch_op_ci95_ms"]
+    assert 0 < doc["batch_op_cpu_ms"] and low <= doc["batch_op_cpu_ms"] <= high
     again = autotune(*args, env=env)
     assert json.loads(again.stdout)["cached"] is True
     grown = autotune(*args, "--variants", "tflite_fp16", env=env)  # the cached profile gains the variant it lacks
