@@ -69,14 +69,15 @@ def defaults_slo(points: list[Point], factor: float) -> float:
 
 
 def validate(
-    header: dict[str, str], points: list[Point], profile: Profile, requests: int, slo: float
+    header: dict[str, str], points: list[Point], profile: Profile, requests: int, slo: float, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """One row per point: knobs, measured medians, predictions and relative errors; goodput judged at SLO."""
+    """One row per point: knobs, measured medians, predictions (simulated with SEED) and relative errors; goodput
+    judged at SLO."""
     max_err = float(header["max_error_rate"])
     load = Load(concurrency=int(header["concurrency"]))
     rows = []
     for p in points:
-        pred = simulate(profile, p.config, load, header["protocol"], requests=requests)
+        pred = simulate(profile, p.config, load, header["protocol"], requests=requests, seed=seed)
         pred_goodput = _goodput(pred.throughput_rps, pred.latency_p99_ms, pred.error_rate, slo, max_err)
         rows.append(
             {
@@ -238,6 +239,12 @@ def main() -> None:
         metavar="MS",
         help="predict with this CPU per batched request for the batch op instead of the profile's (an ablation)",
     )
+    p.add_argument(
+        "--alone-cpu",
+        action="store_true",
+        help="predict with each call's CPU as measured alone, not under load (an ablation)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="the simulation's seed (its own noise, a check)")
     p.add_argument("--out", type=Path, help="write the per-point table here (CSV)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
@@ -259,6 +266,8 @@ def main() -> None:
     if a.server_cpu_ms is not None:
         forced = tuple(replace(t, server_cpu_ms=a.server_cpu_ms) for t in profile.transport)
         profile = replace(profile, transport=forced)
+    if a.alone_cpu:
+        profile = replace(profile, loaded_cpu_ms={})
     if a.batch_op_cpu_ms is not None:
         profile = replace(profile, batch_op_cpu_ms=a.batch_op_cpu_ms)
     if header.get("cpu_model") != profile.host.get("cpu_model"):
@@ -269,7 +278,7 @@ def main() -> None:
         slo_ms = defaults_slo(points, a.slo_from_defaults)
     else:
         slo_ms = a.slo_ms or float(header["slo_ms"])
-    rows = validate(header, points, profile, a.requests, slo_ms)
+    rows = validate(header, points, profile, a.requests, slo_ms, a.seed)
     summary = summarize(rows) | intervals(rows)
     met = verdicts(summary)
     if a.out:
