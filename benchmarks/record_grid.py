@@ -174,25 +174,6 @@ BATCH_OP = [
     _b(10, 6000, 1, 2, 1),
     _b(12, 15000, 2, 1, 2),
 ]
-
-# MobileNetV2 on pixels, gRPC at concurrency 8, for a call's CPU under load (validation-plan.md, "Addendum: a call's
-# CPU read under load"): nine configs with an intra-op pool (2 threads, or TF's default: the cores), batched and not,
-# and three with one intra-op thread as controls, all measured nowhere before but TF Serving's defaults, chosen before
-# the profile that predicts them.
-SPIN = [
-    ServingConfig(),
-    ServingConfig(intra_op_threads=2, inter_op_threads=6),
-    ServingConfig(intra_op_threads=2, inter_op_threads=3, cpus=1.5),
-    ServingConfig(intra_op_threads=2, inter_op_threads=5),
-    ServingConfig(intra_op_threads=0, inter_op_threads=5),
-    ServingConfig(intra_op_threads=0, inter_op_threads=3),
-    _b(2, 3000, 1, 2, 2),
-    _b(4, 2000, 2, 2, 3),
-    _b(6, 5000, 1, 0, 1),
-    ServingConfig(intra_op_threads=1, inter_op_threads=5),
-    ServingConfig(intra_op_threads=1, inter_op_threads=2, cpus=1.5),
-    _b(3, 1000, 2, 1, 2, cpus=1.5),
-]
 FIXED = {
     "heldout": HELDOUT,
     "cpu16": CPU16,
@@ -200,7 +181,6 @@ FIXED = {
     "tails": TAILS,
     "batches": BATCHES,
     "batch-op": BATCH_OP,
-    "spin": SPIN,
 }
 
 

@@ -239,11 +239,6 @@ def main() -> None:
         metavar="MS",
         help="predict with this CPU per batched request for the batch op instead of the profile's (an ablation)",
     )
-    p.add_argument(
-        "--alone-cpu",
-        action="store_true",
-        help="predict with each call's CPU as measured alone, not under load (an ablation)",
-    )
     p.add_argument("--seed", type=int, default=0, help="the simulation's seed (its own noise, a check)")
     p.add_argument("--out", type=Path, help="write the per-point table here (CSV)")
     p.add_argument("--json", action="store_true")
@@ -266,8 +261,6 @@ def main() -> None:
     if a.server_cpu_ms is not None:
         forced = tuple(replace(t, server_cpu_ms=a.server_cpu_ms) for t in profile.transport)
         profile = replace(profile, transport=forced)
-    if a.alone_cpu:
-        profile = replace(profile, loaded_cpu_ms={})
     if a.batch_op_cpu_ms is not None:
         profile = replace(profile, batch_op_cpu_ms=a.batch_op_cpu_ms)
     if header.get("cpu_model") != profile.host.get("cpu_model"):

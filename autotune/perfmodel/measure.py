@@ -46,8 +46,6 @@ MIN_WINDOW_S = 0.25
 # A rough profile's level also stops at this many windows and is not measured again when they disagree: short
 # windows spread more, and a level that never settles still gives its throughput (all a transport figure reads).
 ROUGH_MAX_WINDOWS = 6
-# The most seconds the CPU of a call under load is read for, at each thread count.
-LOADED_S = 5.0
 
 
 def transport_window_s(budget_s: float) -> float:
@@ -179,18 +177,6 @@ def batch_op_cost(model: ModelRef, budget_s: float) -> tuple[float, tuple[float,
         raise AutotuneError(f"profiling {model.name}'s batch op failed: {last}")
     doc = json.loads(stdout.strip().splitlines()[-1])
     return float(doc["batch_op_cpu_ms"]), (float(doc["ci95_ms"][0]), float(doc["ci95_ms"][1]))
-
-
-def loaded_call_cpu(model: ModelRef, threads: int, callers: int, budget_s: float) -> float:
-    """CPU ms of MODEL's batch-1 call at THREADS intra-op threads while CALLERS calls run at once, measured in a
-    fresh process (probe --loaded) over about BUDGET_S seconds."""
-    argv = [sys.executable, "-m", PROBE_MODULE, "--loaded", str(model.base_path), model.signature.name]
-    argv += [str(threads), str(callers), str(budget_s)]
-    code, stdout, stderr = _run(argv, f"profiling {model.name} under load at {threads} threads")
-    if code != 0 or not stdout.strip():
-        last = (stderr.strip().splitlines() or [f"exit code {code} and no output"])[-1]
-        raise AutotuneError(f"profiling {model.name} under load at {threads} threads failed: {last}")
-    return float(json.loads(stdout.strip().splitlines()[-1])["cpu_ms"])
 
 
 # Transport CPU is read where the server is busy: at concurrency 1 its idle threads poll and spin, and CPU
@@ -335,13 +321,6 @@ def measure_profile(
     for threads in thread_counts(cpus):
         got, foreign[threads] = _quiet_probe(model, threads, batches, repeats, budget_s, say)
         points += got
-    # A call with an intra-op pool spins its idle threads; under load the cores are busy and it spins less. Read at
-    # every thread count with a pool (2 up), with as many calls at once as the cores (TF's inter-op default).
-    loaded = {
-        str(t): loaded_call_cpu(model, t, cpus, min(budget_s / 4, LOADED_S)) for t in thread_counts(cpus) if t > 1
-    }
-    if loaded:
-        say("under load, a batch-1 call's CPU: " + ", ".join(f"{t} threads {ms:.1f} ms" for t, ms in loaded.items()))
     accuracy: dict[str, dict[str, Any]] = {}
     for name in variants:
         got, accuracy[name] = variant_costs(model, name, batches, repeats, budget_s, cpus, say)
@@ -374,7 +353,6 @@ def measure_profile(
         accuracy=accuracy,
         batch_op_cpu_ms=batch_op_ms,
         batch_op_ci95_ms=batch_op_ci,
-        loaded_cpu_ms=loaded,
     )
 
 

@@ -2,7 +2,6 @@
 
     python -m autotune.perfmodel.probe BASE_PATH SIGNATURE THREADS BATCHES REPEATS BUDGET_S [INTER_OP_THREADS [TFLITE]]
     python -m autotune.perfmodel.probe --batch-op BASE_PATH SIGNATURE BUDGET_S
-    python -m autotune.perfmodel.probe --loaded BASE_PATH SIGNATURE THREADS CALLERS BUDGET_S
 
 The model runs as the stand-in runs it (servers/local/servable.py: the signature inside a tf.function, numpy
 in and out), so a call costs here what it costs the server; the signature called eagerly was 15-40% slower.
@@ -12,8 +11,6 @@ prints one JSON object: {"points": [{batch, wall_ms, wall_ci95_ms, cpu_ms, wall_
 With --batch-op: the CPU a request costs going through the stand-in's batch op, beyond its share of a direct call
 of the same batch (each request is its own call there; the curve's batch is one), on one thread:
 {"batch_op_cpu_ms": median, "ci95_ms": [low, high], "pairs": [per pair, ms], "block_s": seconds}.
-With --loaded: the CPU of a batch-1 call at THREADS intra-op threads while CALLERS calls run at once (inter-op
-threads as many), where the cores are busy and a pool's idle threads have less time to spin: {"cpu_ms": ...}.
 """
 
 from __future__ import annotations
@@ -123,33 +120,7 @@ def batch_op_cpu(base: Path, signature_name: str, budget_s: float) -> dict[str, 
     return {"batch_op_cpu_ms": statistics.median(pairs), "ci95_ms": [low, high], "pairs": pairs, "block_s": block_s}
 
 
-def loaded_cpu(base: Path, signature_name: str, callers: int, budget_s: float) -> float:
-    """CPU ms of a batch-1 call while CALLERS threads call at once (after a warm-up a quarter of BUDGET_S long)."""
-    from autotune.models.resolve import latest_version
-    from autotune.models.signature import read_signatures
-    from autotune.servers.local.servable import Servable
-    from autotune.traffic.payload import synthetic_tensors
-
-    signature = read_signatures(base / str(latest_version(base)))[signature_name]
-    servable = Servable(base, batching=None)
-    one = synthetic_tensors(signature, 1, seed=1)
-
-    def call() -> None:
-        servable.predict(signature_name, one)
-
-    cpu_per_item_ms(call, 1, callers, budget_s / 4)
-    return cpu_per_item_ms(call, 1, callers, budget_s)
-
-
 def main(argv: list[str]) -> None:
-    if argv[0] == "--loaded":
-        import tensorflow as tf
-
-        threads, callers = int(argv[3]), int(argv[4])
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(callers)
-        print(json.dumps({"cpu_ms": loaded_cpu(Path(argv[1]), argv[2], callers, float(argv[5]))}))
-        return
     if argv[0] == "--batch-op":
         import tensorflow as tf
 

@@ -75,9 +75,6 @@ class Profile:
     # request is a call of its own there), and that median's 95% interval (probe --batch-op); 0 in older profiles.
     batch_op_cpu_ms: float = 0.0
     batch_op_ci95_ms: tuple[float, float] | None = None
-    # The SavedModel's batch-1 call's CPU ms under load (as many calls at once as the cores), by intra-op thread
-    # count from 2 up: its idle pool threads spin less than alone. Empty in older profiles: CPU as measured alone.
-    loaded_cpu_ms: dict[str, float] = field(default_factory=dict)
 
     def variants(self) -> list[str]:
         return sorted({p.variant for p in self.points})
@@ -105,10 +102,7 @@ class Profile:
         pts = [p for p in self.points if p.variant == variant]
         if not pts:
             raise AutotuneError(f"the profile has no variant {variant!r} (has: {', '.join(self.variants())})")
-        if variant != SAVEDMODEL:
-            return CostCurve(pts)
-        alone = {p.threads: p.cpu_ms for p in pts if p.batch == 1}
-        return CostCurve(pts, {int(t): ms / alone[int(t)] for t, ms in self.loaded_cpu_ms.items() if int(t) in alone})
+        return CostCurve(pts)
 
     def transport_for(self, protocol: str, variant: str = SAVEDMODEL) -> Transport:
         """PROTOCOL's cost when VARIANT serves (the SavedModel's where VARIANT's was not measured).
@@ -142,11 +136,7 @@ class Profile:
             points = tuple(BatchCost(**{**p, "wall_ci95_ms": tuple(p["wall_ci95_ms"])}) for p in doc["points"])
             transport = tuple(Transport(**t) for t in doc.get("transport", ()))
             rest = {k: doc[k] for k in ("model", "content_hash", "host_fingerprint", "cpus")}
-            extra = {
-                k: doc[k]
-                for k in ("host", "measured_at", "seconds", "foreign_cores", "accuracy", "loaded_cpu_ms")
-                if k in doc
-            }
+            extra = {k: doc[k] for k in ("host", "measured_at", "seconds", "foreign_cores", "accuracy") if k in doc}
             if "batch_op_cpu_ms" in doc:
                 extra["batch_op_cpu_ms"] = float(doc["batch_op_cpu_ms"])
                 ci = doc.get("batch_op_ci95_ms")
@@ -182,16 +172,13 @@ class CostCurve:
 
     serial_device = False  # calls run on the host's cores, side by side
 
-    def __init__(self, points: list[BatchCost], loaded_share: dict[int, float] | None = None) -> None:
-        """LOADED_SHARE: by thread count, the share of a call's CPU alone that it spends under load (1 where absent)."""
+    def __init__(self, points: list[BatchCost]) -> None:
         self.threads = sorted({p.threads for p in points})
-        share = loaded_share or {}
         self._by_threads: dict[int, tuple[list[float], list[float], list[float]]] = {}
         self._spread: dict[int, tuple[list[float], list[float]]] = {}
         for t in self.threads:
             pts = sorted((p for p in points if p.threads == t), key=lambda p: p.batch)
-            cpu = [p.cpu_ms * share.get(t, 1.0) for p in pts]
-            self._by_threads[t] = ([p.batch for p in pts], [p.wall_ms for p in pts], cpu)
+            self._by_threads[t] = ([p.batch for p in pts], [p.wall_ms for p in pts], [p.cpu_ms for p in pts])
             self._spread[t] = ([p.batch for p in pts], [p.wall_sd_log for p in pts])
         self._cache: dict[tuple[int, int], tuple[float, float]] = {}
 
