@@ -76,6 +76,21 @@ def test_predict_input_errors_are_one_line(tmp_path: Path) -> None:
 # Two profiles and a variant's build, ladder and transports: about 25 s here (2026-12-06), more on a slow host.
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+def test_a_profile_stored_before_the_batch_op_was_measured_gains_it_and_keeps_the_rest(
+    tmp_path: Path, tiny_model, tiny_profile, plain_env
+) -> None:
+    from autotune.store.profiles import Profiles
+    from tests.conftest import _profile_key
+
+    older = {k: v for k, v in tiny_profile.items() if not k.startswith("batch_op")}
+    Profiles(plain_env["AUTOTUNE_DB_URL"]).put(*_profile_key(tiny_model), "tiny", older)
+    r = autotune("profile", "--model", "tiny", "--budget-s", "1", "--json", env=plain_env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["cached"] is False and doc["batch_op_cpu_ms"] > 0
+    assert doc["points"] == older["points"] and doc["transport"] == older["transport"]  # nothing else measured again
+
+
 def test_profile_measures_once_then_predict_reads_the_cache(tmp_path: Path, tiny_model) -> None:
     env = {"AUTOTUNE_HOME": str(tmp_path / "home")}
     (tmp_path / "home").mkdir()

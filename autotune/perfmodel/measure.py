@@ -415,9 +415,15 @@ def stored_profile(
     else:
         profile = Profile.from_json(doc)
         lacking = any(profile.lacks_transport(v) for v in profile.variants())
-        if all(v in profile.accuracy for v in variants) and not lacking:
+        no_batch_op = profile.batch_op_ci95_ms is None  # stored before the batch op was measured
+        if all(v in profile.accuracy for v in variants) and not lacking and not no_batch_op:
             return profile, True
-        say(f"measuring the variants {model.name}'s profile lacks")
-        profile = add_variants(profile, model, variants, max_batch, budget_s=budget_s, say=say)
+        if no_batch_op:
+            say(f"measuring the batch op {model.name}'s profile lacks")
+            ms, ci = batch_op_cost(model, budget_s)
+            profile = replace(profile, batch_op_cpu_ms=ms, batch_op_ci95_ms=ci)
+        if lacking or not all(v in profile.accuracy for v in variants):
+            say(f"measuring the variants {model.name}'s profile lacks")
+            profile = add_variants(profile, model, variants, max_batch, budget_s=budget_s, say=say)
     store.put(digest, host_fingerprint, model.name, profile.to_json())
     return profile, False
