@@ -174,6 +174,22 @@ BATCH_OP = [
     _b(10, 6000, 1, 2, 1),
     _b(12, 15000, 2, 1, 2),
 ]
+# The same question over REST at concurrency 6 (validation-plan.md, "Addendum: the batch op's own CPU, again over
+# REST"): a replication on another transport and load, configs measured nowhere before but TF Serving's defaults.
+BATCH_OP_REST = [
+    ServingConfig(),
+    ServingConfig(intra_op_threads=1, inter_op_threads=2, cpus=1.5),
+    ServingConfig(intra_op_threads=2, inter_op_threads=3, cpus=1.5),
+    _b(2, 4000, 2, 1, 2),
+    _b(3, 2000, 1, 1, 1),
+    _b(3, 6000, 3, 1, 3),
+    _b(4, 5000, 2, 1, 2, cpus=1.5),
+    _b(5, 1000, 1, 1, 2),
+    _b(6, 2500, 2, 2, 2),
+    _b(8, 12000, 2, 1, 2),
+    _b(9, 3000, 4, 1, 4),
+    _b(16, 8000, 1, 1, 1),
+]
 FIXED = {
     "heldout": HELDOUT,
     "cpu16": CPU16,
@@ -181,6 +197,7 @@ FIXED = {
     "tails": TAILS,
     "batches": BATCHES,
     "batch-op": BATCH_OP,
+    "batch-op-rest": BATCH_OP_REST,
 }
 
 
