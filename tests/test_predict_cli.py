@@ -73,7 +73,7 @@ def test_predict_input_errors_are_one_line(tmp_path: Path) -> None:
     assert "neither a built-in" in _one_line_error(autotune("profile", "--model", str(tmp_path / "nope")))
 
 
-# Two profiles and a variant's build, ladder and transports: about 25 s here (2026-12-06), more on a slow host.
+# A profile measured end to end (the session's) and one probe of the batch op.
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_profile_stored_before_the_batch_op_was_measured_gains_it_and_keeps_the_rest(
@@ -91,6 +91,9 @@ def test_a_profile_stored_before_the_batch_op_was_measured_gains_it_and_keeps_th
     assert doc["points"] == older["points"] and doc["transport"] == older["transport"]  # nothing else measured again
 
 
+# Two profiles and a variant's build, ladder and transports: about 25 s here (2026-12-06), more on a slow host.
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_profile_measures_once_then_predict_reads_the_cache(tmp_path: Path, tiny_model) -> None:
     env = {"AUTOTUNE_HOME": str(tmp_path / "home")}
     (tmp_path / "home").mkdir()
