@@ -453,9 +453,8 @@ LATE_SPACES = ("cpu12-mobilenet", "cpu24-mobilenet", "cpu24-resnet-variants", "c
 # The race's entrants that search through autotune's Tuner (rerun when the tuner changed).
 TUNER_ENTRANTS = ("autotune", "tpe-default", "tpe-multivariate", "nsga2")
 
-# The revisions of 2026-12-06 (validation-plan.md, "Addendum: calls taken as Eigen's pool takes them" and "Addendum:
-# the transport's CPU where calls do not spin"): each held-out set with its revision and its ablation, then the
-# committed files rescored with the first revision.
+# The batch op revision (validation-plan.md, "Addendum: the batch op's own CPU"): its held-out set, revision and
+# ablation.
 BATCH_OP_VALIDATIONS = (
     "validation-batch-op-mobilenet_float-2026-12-06.csv",
     "validation-batch-op-mobilenet_float-2026-12-06-noop.csv",
@@ -470,6 +469,9 @@ BATCH_OP_RESCORED = (
     "validation-batches-mobilenet_float-2026-12-06-batchop.csv",
     "validation-tails-mobilenet_float-2026-12-06-batchop.csv",
 )
+# The revisions of 2026-12-06 (validation-plan.md, "Addendum: calls taken as Eigen's pool takes them", "Addendum:
+# the transport's CPU where calls do not spin" and the batch op's): each held-out set with its revision and its
+# ablation, then the committed files rescored with the first revision.
 BATCHES_VALIDATIONS = (
     *BATCH_OP_VALIDATIONS,
     "validation-batches-mobilenet_float-2026-12-06.csv",

@@ -121,6 +121,15 @@ def _run(argv: list[str], what: str) -> tuple[int, str, str]:
         return code, out_path.read_text() if out_path.exists() else "", log.read_text() if log.exists() else ""
 
 
+def _probe_doc(argv: list[str], what: str, failed: str) -> dict[str, Any]:
+    """The JSON object a probe ARGV printed last; a one-line error (FAILED: its last words) when it printed none."""
+    code, stdout, stderr = _run(argv, what)
+    if code != 0 or not stdout.strip():
+        last = (stderr.strip().splitlines() or [f"exit code {code} and no output"])[-1]
+        raise AutotuneError(f"{failed}: {last}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def probe(
     model: ModelRef,
     threads: int,
@@ -146,11 +155,9 @@ def probe(
         str(inter_op),
         "1" if is_tflite(variant) else "0",
     ]
-    code, stdout, stderr = _run(argv, f"profiling {model.name} at {threads} threads")
-    if code != 0 or not stdout.strip():
-        last = (stderr.strip().splitlines() or [f"exit code {code} and no output"])[-1]
-        raise AutotuneError(f"profiling {model.name} failed at {threads} threads: {last}")
-    doc = json.loads(stdout.strip().splitlines()[-1])
+    doc = _probe_doc(
+        argv, f"profiling {model.name} at {threads} threads", f"profiling {model.name} failed at {threads} threads"
+    )
     foreign = ((host_busy_seconds() - busy0) - (children_cpu_s() - own0)) / max(time.monotonic() - wall0, 1e-9)
     return [
         BatchCost(
@@ -171,11 +178,8 @@ def batch_op_cost(model: ModelRef, budget_s: float) -> tuple[float, tuple[float,
     """The stand-in's batch op: CPU per batched request beyond its share of a direct call, and its 95% interval,
     measured in a fresh process (probe --batch-op) within about BUDGET_S seconds."""
     argv = [sys.executable, "-m", PROBE_MODULE, "--batch-op", str(model.base_path), model.signature.name, str(budget_s)]
-    code, stdout, stderr = _run(argv, f"profiling {model.name}'s batch op")
-    if code != 0 or not stdout.strip():
-        last = (stderr.strip().splitlines() or [f"exit code {code} and no output"])[-1]
-        raise AutotuneError(f"profiling {model.name}'s batch op failed: {last}")
-    doc = json.loads(stdout.strip().splitlines()[-1])
+    what = f"profiling {model.name}'s batch op"
+    doc = _probe_doc(argv, what, f"{what} failed")
     return float(doc["batch_op_cpu_ms"]), (float(doc["ci95_ms"][0]), float(doc["ci95_ms"][1]))
 
 
@@ -415,14 +419,15 @@ def stored_profile(
     else:
         profile = Profile.from_json(doc)
         lacking = any(profile.lacks_transport(v) for v in profile.variants())
+        lacking = lacking or not all(v in profile.accuracy for v in variants)
         no_batch_op = profile.batch_op_ci95_ms is None  # stored before the batch op was measured
-        if all(v in profile.accuracy for v in variants) and not lacking and not no_batch_op:
+        if not lacking and not no_batch_op:
             return profile, True
         if no_batch_op:
             say(f"measuring the batch op {model.name}'s profile lacks")
             ms, ci = batch_op_cost(model, budget_s)
             profile = replace(profile, batch_op_cpu_ms=ms, batch_op_ci95_ms=ci)
-        if lacking or not all(v in profile.accuracy for v in variants):
+        if lacking:
             say(f"measuring the variants {model.name}'s profile lacks")
             profile = add_variants(profile, model, variants, max_batch, budget_s=budget_s, say=say)
     store.put(digest, host_fingerprint, model.name, profile.to_json())
