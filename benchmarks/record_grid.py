@@ -190,24 +190,6 @@ BATCH_OP_REST = [
     _b(9, 3000, 4, 1, 4),
     _b(16, 8000, 1, 1, 1),
 ]
-# MobileNetV2 on pixels, gRPC at 9 clients, for calls priced by the calls beside them (validation-plan.md, "Addendum:
-# a call priced by the calls running beside it"): nine configs with an intra-op pool (2 threads, or TF's default: the
-# cores), six of them unbatched with 2-8 inter-op threads, and three with one intra-op thread as controls; all
-# measured nowhere before but TF Serving's defaults, chosen before the profile that predicts them.
-BESIDE = [
-    ServingConfig(),
-    ServingConfig(intra_op_threads=2, inter_op_threads=6),
-    ServingConfig(intra_op_threads=2, inter_op_threads=4, cpus=1.5),
-    ServingConfig(intra_op_threads=2, inter_op_threads=5),
-    ServingConfig(intra_op_threads=0, inter_op_threads=3),
-    ServingConfig(intra_op_threads=0, inter_op_threads=8),
-    _b(2, 3000, 1, 2, 2),
-    _b(4, 2000, 2, 2, 3),
-    _b(6, 5000, 1, 0, 1),
-    ServingConfig(intra_op_threads=1, inter_op_threads=5),
-    ServingConfig(intra_op_threads=1, inter_op_threads=4, cpus=1.5),
-    _b(3, 1000, 2, 1, 2, cpus=1.5),
-]
 FIXED = {
     "heldout": HELDOUT,
     "cpu16": CPU16,
@@ -216,7 +198,6 @@ FIXED = {
     "batches": BATCHES,
     "batch-op": BATCH_OP,
     "batch-op-rest": BATCH_OP_REST,
-    "beside": BESIDE,
 }
 
 

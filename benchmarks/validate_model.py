@@ -239,11 +239,6 @@ def main() -> None:
         metavar="MS",
         help="predict with this CPU per batched request for the batch op instead of the profile's (an ablation)",
     )
-    p.add_argument(
-        "--alone-calls",
-        action="store_true",
-        help="price every call at its CPU alone, as if the profile had not measured calls side by side (an ablation)",
-    )
     p.add_argument("--seed", type=int, default=0, help="the simulation's seed (its own noise, a check)")
     p.add_argument("--out", type=Path, help="write the per-point table here (CSV)")
     p.add_argument("--json", action="store_true")
@@ -268,8 +263,6 @@ def main() -> None:
         profile = replace(profile, transport=forced)
     if a.batch_op_cpu_ms is not None:
         profile = replace(profile, batch_op_cpu_ms=a.batch_op_cpu_ms)
-    if a.alone_calls:
-        profile = replace(profile, beside=None)
     if header.get("cpu_model") != profile.host.get("cpu_model"):
         sys.exit(
             f"error: {a.grid} was measured on {header.get('cpu_model')}, the profile on {profile.host.get('cpu_model')}"

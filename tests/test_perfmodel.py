@@ -11,15 +11,7 @@ import simpy
 
 from autotune.errors import AutotuneError
 from autotune.knobs import ServingConfig
-from autotune.perfmodel.profile import (
-    BatchCost,
-    CostCurve,
-    DeviceCurve,
-    Profile,
-    Transport,
-    beside_saving,
-    serial_fraction,
-)
+from autotune.perfmodel.profile import BatchCost, CostCurve, DeviceCurve, Profile, Transport, serial_fraction
 from autotune.perfmodel.simulate import Batching, InterOpPool, Load, equivalence_key, simulate
 
 
@@ -137,40 +129,6 @@ def test_a_batched_request_pays_the_batch_ops_cpu_and_an_unbatched_one_does_not(
     assert simulate(priced, batched, load, batch_op_cpu_ms=0.0) == simulate(p, batched, load)
 
 
-# Two-thread calls of synthetic_profile: 7.5 ms and 12 ms of CPU alone (1.6 cores), so two at once fill 2 cores. As
-# probe --beside would see them if, three or more at once, each took 10 ms of the cores (200 calls a second).
-BESIDE_LEVELS = [
-    {"calls": 1, "calls_per_s": 1000 / 7.5, "cpu_ms": 12.0},
-    {"calls": 2, "calls_per_s": 2000 / 12.0, "cpu_ms": 12.0},
-    {"calls": 3, "calls_per_s": 200.0, "cpu_ms": 10.0},
-    {"calls": 4, "calls_per_s": 200.0, "cpu_ms": 10.0},
-    {"calls": 1, "calls_per_s": 1000 / 7.5, "cpu_ms": 12.0},
-]
-
-
-def test_calls_side_by_side_save_the_share_of_cores_they_did_not_take_and_are_priced_alone_below_saturation() -> None:
-    saving = beside_saving(BESIDE_LEVELS, cores=2)
-    assert [saving.at(n) for n in (1, 2, 3, 4, 9)] == pytest.approx([0.0, 0.0, 1 / 6, 1 / 6, 1 / 6])
-    # On 16 cores four such calls at once never run short of cores: what they did here says nothing of saturation.
-    assert beside_saving(BESIDE_LEVELS, cores=16).at(4) == 0.0
-
-
-def test_a_call_with_a_pool_is_priced_by_the_calls_running_beside_it() -> None:
-    p = synthetic_profile(transport_ms=0.0)
-    measured = dataclasses.replace(p, beside={"2": BESIDE_LEVELS})
-    load = Load(concurrency=8)
-    four_at_once = ServingConfig(intra_op_threads=2, inter_op_threads=4)
-    assert simulate(p, four_at_once, load).throughput_rps == pytest.approx(2000 / 12.0, rel=0.03)
-    assert simulate(measured, four_at_once, load).throughput_rps == pytest.approx(200.0, rel=0.03)
-    # One or two at once, or one thread a call (no pool to spin): priced alone, event for event.
-    for alone in (
-        ServingConfig(intra_op_threads=2, inter_op_threads=1),
-        ServingConfig(intra_op_threads=2, inter_op_threads=2),
-        ServingConfig(intra_op_threads=1, inter_op_threads=4),
-    ):
-        assert simulate(measured, alone, load) == simulate(p, alone, load)
-
-
 def test_a_python_servers_gil_serializes_request_handling() -> None:
     fast = synthetic_profile(fixed_ms=0.1, per_item_ms=0.0, transport_ms=0.0)
     handled = Transport("rest", 4.0, 4.0, 0.0, gil=True)
@@ -260,9 +218,6 @@ def test_a_profile_round_trips_through_json_and_a_malformed_one_is_one_error() -
     assert Profile.from_json(measured.to_json()) == measured
     older = {k: v for k, v in p.to_json().items() if not k.startswith("batch_op")}  # before the op was measured
     assert Profile.from_json(older).batch_op_cpu_ms == 0.0
-    beside = dataclasses.replace(p, beside={"2": BESIDE_LEVELS})
-    assert Profile.from_json(beside.to_json()) == beside
-    assert Profile.from_json({k: v for k, v in p.to_json().items() if k != "beside"}).beside is None
     for broken in ({}, {"format": 1}, {**p.to_json(), "points": [{"batch": 1}]}, []):
         with pytest.raises(AutotuneError) as err:
             Profile.from_json(broken)  # type: ignore[arg-type]

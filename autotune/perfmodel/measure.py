@@ -25,7 +25,7 @@ from autotune.knobs import SAVEDMODEL, ServingConfig, is_tflite, schedulable_cpu
 from autotune.models.content import content_hash
 from autotune.models.resolve import ModelRef
 from autotune.monitor import host_busy_seconds
-from autotune.perfmodel.profile import BatchCost, CostCurve, Profile, Transport, saturating_calls
+from autotune.perfmodel.profile import BatchCost, CostCurve, Profile, Transport
 from autotune.windows import WINDOW_DEFAULTS
 
 if TYPE_CHECKING:
@@ -181,26 +181,6 @@ def batch_op_cost(model: ModelRef, budget_s: float) -> tuple[float, tuple[float,
     what = f"profiling {model.name}'s batch op"
     doc = _probe_doc(argv, what, f"{what} failed")
     return float(doc["batch_op_cpu_ms"]), (float(doc["ci95_ms"][0]), float(doc["ci95_ms"][1]))
-
-
-def beside_costs(model: ModelRef, threads: int, cores: int, budget_s: float) -> list[dict[str, float]]:
-    """MODEL's batch-1 calls at THREADS intra-op threads, N at once (probe --beside, a process each): alone, at the
-    fewest calls that ask for more than the CORES, one more, twice as many, and alone again (for drift)."""
-    block_s = min(max(budget_s / BESIDE_BLOCKS, BESIDE_BLOCK_S[0]), BESIDE_BLOCK_S[1])
-    what = f"profiling {model.name}'s calls side by side at {threads} threads"
-
-    def level(calls: int) -> dict[str, float]:
-        argv = [sys.executable, "-m", PROBE_MODULE, "--beside", str(model.base_path), model.signature.name]
-        return _probe_doc([*argv, str(threads), str(calls), str(block_s)], what, f"{what} failed")
-
-    alone = level(1)
-    first = saturating_calls(alone["cpu_ms"], alone["calls_per_s"], cores)
-    return [alone, *(level(n) for n in sorted({max(first, 2), max(first, 2) + 1, 2 * max(first, 2)})), level(1)]
-
-
-# A level of probe --beside is read for the budget / BESIDE_BLOCKS seconds, within these bounds.
-BESIDE_BLOCKS = 16
-BESIDE_BLOCK_S = (0.25, 1.5)
 
 
 # Transport CPU is read where the server is busy: at concurrency 1 its idle threads poll and spin, and CPU
@@ -362,7 +342,6 @@ def measure_profile(
     transport += variant_transports(model, points, protocols, cpus, say, budget_s)
     batch_op_ms, batch_op_ci = batch_op_cost(model, budget_s)
     say(f"batch op: {batch_op_ms:.2f} ms of CPU a batched request (95% CI {batch_op_ci[0]:.2f}-{batch_op_ci[1]:.2f})")
-    beside = calls_beside(model, cpus, budget_s, say)
     info = host_info()
     return Profile(
         model=model.name,
@@ -378,19 +357,7 @@ def measure_profile(
         accuracy=accuracy,
         batch_op_cpu_ms=batch_op_ms,
         batch_op_ci95_ms=batch_op_ci,
-        beside=beside,
     )
-
-
-def calls_beside(
-    model: ModelRef, cpus: int, budget_s: float, say: Callable[[str], None]
-) -> dict[str, list[dict[str, float]]]:
-    """probe --beside at every thread count with a pool (2 up), keyed by the thread count."""
-    beside = {str(t): beside_costs(model, t, cpus, budget_s) for t in thread_counts(cpus) if t > 1}
-    for t, levels in beside.items():
-        got = ", ".join(f"{lv['calls']:g} at once {lv['cpu_ms']:.1f} ms, {lv['calls_per_s']:.1f}/s" for lv in levels)
-        say(f"{t}-thread calls side by side: {got}")
-    return beside
 
 
 def ladder(max_batch: int) -> list[int]:
@@ -454,16 +421,12 @@ def stored_profile(
         lacking = any(profile.lacks_transport(v) for v in profile.variants())
         lacking = lacking or not all(v in profile.accuracy for v in variants)
         no_batch_op = profile.batch_op_ci95_ms is None  # stored before the batch op was measured
-        no_beside = profile.beside is None  # stored before calls side by side were measured
-        if not lacking and not no_batch_op and not no_beside:
+        if not lacking and not no_batch_op:
             return profile, True
         if no_batch_op:
             say(f"measuring the batch op {model.name}'s profile lacks")
             ms, ci = batch_op_cost(model, budget_s)
             profile = replace(profile, batch_op_cpu_ms=ms, batch_op_ci95_ms=ci)
-        if no_beside:
-            say(f"measuring the calls side by side {model.name}'s profile lacks")
-            profile = replace(profile, beside=calls_beside(model, profile.cpus, budget_s, say))
         if lacking:
             say(f"measuring the variants {model.name}'s profile lacks")
             profile = add_variants(profile, model, variants, max_batch, budget_s=budget_s, say=say)

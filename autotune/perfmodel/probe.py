@@ -2,7 +2,6 @@
 
     python -m autotune.perfmodel.probe BASE_PATH SIGNATURE THREADS BATCHES REPEATS BUDGET_S [INTER_OP_THREADS [TFLITE]]
     python -m autotune.perfmodel.probe --batch-op BASE_PATH SIGNATURE BUDGET_S
-    python -m autotune.perfmodel.probe --beside BASE_PATH SIGNATURE THREADS CALLS BLOCK_S
 
 The model runs as the stand-in runs it (servers/local/servable.py: the signature inside a tf.function, numpy
 in and out), so a call costs here what it costs the server; the signature called eagerly was 15-40% slower.
@@ -12,9 +11,6 @@ prints one JSON object: {"points": [{batch, wall_ms, wall_ci95_ms, cpu_ms, wall_
 With --batch-op: the CPU a request costs going through the stand-in's batch op, beyond its share of a direct call
 of the same batch (each request is its own call there; the curve's batch is one), on one thread:
 {"batch_op_cpu_ms": median, "ci95_ms": [low, high], "pairs": [per pair, ms], "block_s": seconds}.
-With --beside: batch-1 calls at THREADS intra-op threads with CALLS at once (as many callers and inter-op threads,
-as a server with CALLS inter-op threads runs them when busy), for BLOCK_S after a warm-up half as long:
-{"calls": CALLS, "calls_per_s": ..., "cpu_ms": CPU ms a call}.
 """
 
 from __future__ import annotations
@@ -67,12 +63,6 @@ BATCH_OP_TIMEOUT_US = 100_000
 
 def cpu_per_item_ms(call: Any, items_per_call: int, callers: int, seconds: float) -> float:
     """Process CPU per item while CALLERS threads call CALL (ITEMS_PER_CALL items each) for SECONDS."""
-    return under_callers(call, items_per_call, callers, seconds)[0]
-
-
-def under_callers(call: Any, items_per_call: int, callers: int, seconds: float) -> tuple[float, float]:
-    """Process CPU ms per item, and items a second, while CALLERS threads call CALL (ITEMS_PER_CALL items each)
-    for SECONDS."""
     stop, done = threading.Event(), [0]
 
     def loop() -> None:
@@ -85,15 +75,14 @@ def under_callers(call: Any, items_per_call: int, callers: int, seconds: float) 
         t.start()
     try:
         time.sleep(min(0.2, seconds / 4))  # every caller in its loop before the count starts
-        cpu0, items0, wall0 = time.process_time(), done[0], time.perf_counter()
+        cpu0, items0 = time.process_time(), done[0]
         time.sleep(seconds)
-        cpu1, items1, wall1 = time.process_time(), done[0], time.perf_counter()
+        cpu1, items1 = time.process_time(), done[0]
     finally:
         stop.set()
         for t in threads:
             t.join()
-    items = max(items1 - items0, 1)
-    return 1000 * (cpu1 - cpu0) / items, items / max(wall1 - wall0, 1e-9)
+    return 1000 * (cpu1 - cpu0) / max(items1 - items0, 1)
 
 
 def batch_op_cpu(base: Path, signature_name: str, budget_s: float) -> dict[str, Any]:
@@ -131,34 +120,7 @@ def batch_op_cpu(base: Path, signature_name: str, budget_s: float) -> dict[str, 
     return {"batch_op_cpu_ms": statistics.median(pairs), "ci95_ms": [low, high], "pairs": pairs, "block_s": block_s}
 
 
-def beside_level(base: Path, signature_name: str, calls: int, block_s: float) -> dict[str, float]:
-    """Batch-1 calls, CALLS at once (see the module's docstring)."""
-    from autotune.models.resolve import latest_version
-    from autotune.models.signature import read_signatures
-    from autotune.servers.local.servable import Servable
-    from autotune.traffic.payload import synthetic_tensors
-
-    signature = read_signatures(base / str(latest_version(base)))[signature_name]
-    servable = Servable(base, batching=None)
-    one = synthetic_tensors(signature, 1, seed=1)
-
-    def call() -> None:
-        servable.predict(signature_name, one)
-
-    under_callers(call, 1, calls, block_s / 2)  # warm-up
-    cpu_ms, rate = under_callers(call, 1, calls, block_s)
-    return {"calls": calls, "calls_per_s": rate, "cpu_ms": cpu_ms}
-
-
 def main(argv: list[str]) -> None:
-    if argv[0] == "--beside":
-        import tensorflow as tf
-
-        threads, calls = int(argv[3]), int(argv[4])
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(calls)
-        print(json.dumps(beside_level(Path(argv[1]), argv[2], calls, float(argv[5]))))
-        return
     if argv[0] == "--batch-op":
         import tensorflow as tf
 

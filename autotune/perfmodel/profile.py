@@ -11,8 +11,6 @@ largest measured batch they extrapolate the last per-instance slope (as batch co
 from __future__ import annotations
 
 import bisect
-import math
-import statistics
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -77,9 +75,6 @@ class Profile:
     # request is a call of its own there), and that median's 95% interval (probe --batch-op); 0 in older profiles.
     batch_op_cpu_ms: float = 0.0
     batch_op_ci95_ms: tuple[float, float] | None = None
-    # The SavedModel's batch-1 calls with N at once (probe --beside), by intra-op thread count from 2 up: their idle
-    # pool threads spin less where the cores are busy. None: not measured (older profiles; calls priced alone).
-    beside: dict[str, list[dict[str, float]]] | None = None
 
     def variants(self) -> list[str]:
         return sorted({p.variant for p in self.points})
@@ -108,14 +103,6 @@ class Profile:
         if not pts:
             raise AutotuneError(f"the profile has no variant {variant!r} (has: {', '.join(self.variants())})")
         return CostCurve(pts)
-
-    def beside_saving(self, threads: int) -> BesideSaving | None:
-        """What the SavedModel's calls at THREADS intra-op threads save beside others, read at the largest thread
-        count measured up to THREADS; None where none was (one thread, or an older profile)."""
-        measured = [int(t) for t in self.beside or {} if int(t) <= threads]
-        if not measured:
-            return None
-        return beside_saving((self.beside or {})[str(max(measured))], self.cpus)
 
     def transport_for(self, protocol: str, variant: str = SAVEDMODEL) -> Transport:
         """PROTOCOL's cost when VARIANT serves (the SavedModel's where VARIANT's was not measured).
@@ -149,8 +136,7 @@ class Profile:
             points = tuple(BatchCost(**{**p, "wall_ci95_ms": tuple(p["wall_ci95_ms"])}) for p in doc["points"])
             transport = tuple(Transport(**t) for t in doc.get("transport", ()))
             rest = {k: doc[k] for k in ("model", "content_hash", "host_fingerprint", "cpus")}
-            keys = ("host", "measured_at", "seconds", "foreign_cores", "accuracy", "beside")
-            extra = {k: doc[k] for k in keys if k in doc}
+            extra = {k: doc[k] for k in ("host", "measured_at", "seconds", "foreign_cores", "accuracy") if k in doc}
             if "batch_op_cpu_ms" in doc:
                 extra["batch_op_cpu_ms"] = float(doc["batch_op_cpu_ms"])
                 ci = doc.get("batch_op_ci95_ms")
@@ -158,39 +144,6 @@ class Profile:
             return Profile(**rest, points=points, transport=transport, **extra)
         except (KeyError, TypeError, ValueError) as exc:
             raise AutotuneError(f"the stored profile is malformed ({exc}); run autotune profile again") from None
-
-
-def saturating_calls(cpu_ms: float, calls_per_s: float, cores: float) -> int:
-    """The fewest calls at once that ask for more than CORES, where one call alone burns CPU_MS at CALLS_PER_S."""
-    return math.floor(cores / max(cpu_ms * calls_per_s / 1000, 1e-9)) + 1
-
-
-@dataclass(frozen=True)
-class BesideSaving:
-    """The share of a batch-1 call's CPU alone that it saves, by how many calls run at once (0 below the first
-    measured). A share, not milliseconds: the host's speed drifts between the probe and the curve's points."""
-
-    points: tuple[tuple[int, float], ...]  # (calls at once, share saved), ascending
-
-    def at(self, calls: int) -> float:
-        if not self.points or calls < self.points[0][0]:
-            return 0.0
-        return _interp([float(n) for n, _ in self.points], [share for _, share in self.points], calls, False)
-
-
-def beside_saving(levels: list[dict[str, float]], cores: float) -> BesideSaving:
-    """From probe --beside's LEVELS on CORES: where N calls at once ask for more than the cores, the capacity each
-    takes (CORES / calls a second) against the CPU of a call alone. Below that, calls are priced alone."""
-    alone = [lv for lv in levels if lv["calls"] == 1]
-    if not alone:
-        return BesideSaving(())
-    cpu1 = statistics.mean(lv["cpu_ms"] for lv in alone)
-    first = saturating_calls(cpu1, statistics.mean(lv["calls_per_s"] for lv in alone), cores)
-    points = []
-    for n in sorted({int(lv["calls"]) for lv in levels if lv["calls"] >= max(first, 2)}):
-        rate = statistics.mean(lv["calls_per_s"] for lv in levels if lv["calls"] == n)
-        points.append((n, 1 - 1000 * cores / rate / cpu1))
-    return BesideSaving(tuple(points))
 
 
 def _interp(xs: list[float], ys: list[float], x: float, extrapolate: bool) -> float:

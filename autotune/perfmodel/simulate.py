@@ -12,8 +12,6 @@ The parts, each with the measured cost that drives it (perfmodel/profile.py):
 - executions: at most inter-op threads at once (TF's pick: the schedulable cores), each a call of the
   (padded) batch with intra-op threads, whose cost is the profile's wall time and CPU; waiting calls are taken
   as Eigen's thread pool takes them (per-thread queues, idle threads steal the newest), not in arrival order;
-  a call with an intra-op pool that starts beside others is priced by how many run at once, as the profile
-  measured such calls (their idle pool threads spin less when the cores are busy);
 - cores: every running piece of work asks for its CPU (cores busy when alone) and the host's cores are
   shared in proportion; the server's share is capped at its `cpus` allowance. The cores are planned as the
   stand-in plans them (cpulimit.plan_cpus): where the load generator gets cores of its own, it runs there;
@@ -25,7 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +33,7 @@ import simpy
 from autotune.cpulimit import plan_cpus
 from autotune.errors import AutotuneError
 from autotune.knobs import SAVEDMODEL, ServingConfig
-from autotune.perfmodel.profile import BesideSaving, CostCurve, DeviceCurve, Profile, Transport
+from autotune.perfmodel.profile import CostCurve, DeviceCurve, Profile, Transport
 
 # TF Serving handles at most this many requests at once per schedulable core, REST and gRPC alike
 # (model_servers/server.h: http_num_threads and grpc_max_threads = 4 * NumSchedulableCPUs; the stand-in follows);
@@ -87,11 +85,10 @@ class CpuPool:
     def __init__(self, env: simpy.Environment, cores: float, server_cap: float, client_apart: bool = False) -> None:
         self.env, self.cores, self.cap = env, cores, min(server_cap, cores)
         self.client_apart = client_apart  # the generator runs on cores of its own, outside the server's
-        # Per class (server, client): virtual clock, total demand, heap of (finish mark, seq, event).
+        # Per class (server, client): virtual clock, total demand, heap of (finish mark, seq, demand, event).
         self.clock = [0.0, 0.0]
         self.demand = [0.0, 0.0]
-        self.heaps: list[list[tuple[float, int, simpy.Event]]] = [[], []]
-        self.demands: dict[int, tuple[int, float]] = {}  # by seq: the class of running work and what it asks for now
+        self.heaps: list[list[tuple[float, int, float, simpy.Event]]] = [[], []]
         self.server_cpu_s = 0.0
         self._seq = 0
         self._last = 0.0
@@ -99,34 +96,18 @@ class CpuPool:
 
     def run(self, seconds: float, demand: float, server: bool = True) -> simpy.Event:
         """An event fired when work that takes SECONDS alone, using DEMAND cores, is done."""
-        return self.start(seconds, demand, server)[0]
-
-    def start(self, seconds: float, demand: float, server: bool = True) -> tuple[simpy.Event, int]:
-        """As run(), and a handle to the work for set_demand() (0: none, the work was already done)."""
         done = self.env.event()
         if seconds <= 0:
             done.succeed()
-            return done, 0
+            return done
         self._advance()
         k = 0 if server else 1
         demand = max(demand, 1e-3)
         self._seq += 1
-        heapq.heappush(self.heaps[k], (self.clock[k] + seconds, self._seq, done))
+        heapq.heappush(self.heaps[k], (self.clock[k] + seconds, self._seq, demand, done))
         self.demand[k] += demand
-        self.demands[self._seq] = (k, demand)
         self._settle()
-        return done, self._seq
-
-    def set_demand(self, handle: int, demand: float) -> None:
-        """Running work HANDLE asks for DEMAND cores from now on (what is done so far stays done)."""
-        if handle not in self.demands:
-            return
-        self._advance()
-        k, before = self.demands[handle]
-        demand = max(demand, 1e-3)
-        self.demand[k] += demand - before
-        self.demands[handle] = (k, demand)
-        self._settle()
+        return done
 
     def _rates(self) -> tuple[float, float]:
         """Progress per second of server and client work (1: as fast as alone)."""
@@ -159,8 +140,7 @@ class CpuPool:
         for k in (0, 1):
             heap = self.heaps[k]
             while heap and heap[0][0] <= self.clock[k] + 1e-12:
-                _, seq, done = heapq.heappop(heap)
-                _, demand = self.demands.pop(seq)
+                _, _, demand, done = heapq.heappop(heap)
                 self.demand[k] = max(self.demand[k] - demand, 0.0) if heap else 0.0
                 done.succeed()
         self._timer_gen += 1
@@ -234,14 +214,10 @@ class Server:
         transport: Transport,
         rng: np.random.Generator,
         batch_op_ms: float = 0.0,
-        beside: Callable[[int], BesideSaving | None] | None = None,
     ) -> None:
         self.env, self.pool, self.curve, self.transport, self.rng = env, pool, curve, transport, rng
         self.batch_op_ms = batch_op_ms
         self.intra = config.intra_op_threads or sched_cores
-        self.saving = beside(self.intra) if beside else None
-        self.alone_ms = curve.cost(1, self.intra)[1]  # a batch-1 call's CPU alone: what a saving is a share of
-        self.running: dict[int, tuple[float, float]] = {}  # calls on the cores, by pool handle: (wall ms, CPU ms)
         self.slots = InterOpPool(env, config.inter_op_threads or sched_cores, rng)
         self.handlers = simpy.Resource(env, capacity=HANDLER_THREADS_PER_CORE * sched_cores)
         self.gil = simpy.Resource(env, capacity=1) if transport.gil else None
@@ -273,37 +249,13 @@ class Server:
         thread = yield self.slots.acquire()
         try:
             if self.device is None:
-                yield from self._call(wall_ms * factor / 1000, wall_ms, cpu_ms)
+                yield self.pool.run(wall_ms * factor / 1000, cpu_ms / wall_ms)
                 return
             with self.device.request() as device:
                 yield device
                 yield self.pool.run(wall_ms * factor / 1000, cpu_ms / wall_ms)
         finally:
             self.slots.release(thread)
-
-    def _call(self, seconds: float, wall_ms: float, cpu_ms: float) -> Generator[Any, Any, None]:
-        """A call on the cores; with a measured saving, every running call is priced by how many run now."""
-        if self.saving is None:
-            yield self.pool.run(seconds, cpu_ms / wall_ms)
-            return
-        done, handle = self.pool.start(seconds, self._demand(wall_ms, cpu_ms, len(self.running) + 1))
-        self.running[handle] = (wall_ms, cpu_ms)
-        self._reprice()
-        try:
-            yield done
-        finally:
-            self.running.pop(handle, None)
-            self._reprice()
-
-    def _demand(self, wall_ms: float, cpu_ms: float, calls: int) -> float:
-        """Cores a call asks for with CALLS running: its CPU alone less the saving (in milliseconds, what a batch-1
-        call saves: spinning is per call, not per instance), never below one core busy."""
-        assert self.saving is not None
-        return max(cpu_ms - self.saving.at(calls) * self.alone_ms, min(cpu_ms, wall_ms)) / wall_ms
-
-    def _reprice(self) -> None:
-        for handle, (wall_ms, cpu_ms) in self.running.items():
-            self.pool.set_demand(handle, self._demand(wall_ms, cpu_ms, len(self.running)))
 
     def handle(self) -> Generator[Any, Any, bool]:
         """One request inside the server, once a handler thread takes it; False when the batch queue rejected it."""
@@ -384,21 +336,17 @@ def simulate(
     """Predict CONFIG at LOAD on a host of CORES (the profile's by default) from REQUESTS simulated answers.
 
     CURVE, TRANSPORT and BATCH_OP_CPU_MS replace the profile's (a device curve; TF Serving's C++ transport, with no
-    GIL; TF Serving's batching, which is not an op in the graph). Calls are priced by the calls beside them only on
-    the profile's own SavedModel curve and host.
+    GIL; TF Serving's batching, which is not an op in the graph).
     The first tenth of the requests warms the model up (queues fill) and is not counted."""
-    host = float(cores or profile.cpus)
-    # Calls side by side were measured with the profile's own SavedModel, on its host.
-    as_measured = curve is None and config.model_variant == SAVEDMODEL and host == profile.cpus
     curve = curve or profile.curve(config.model_variant if config.model_variant != SAVEDMODEL else SAVEDMODEL)
+    host = float(cores or profile.cpus)
     allowance, sched, apart = _cpu_plan(config.cpus, host)
     env = simpy.Environment()
     rng = np.random.default_rng(seed)
     pool = CpuPool(env, host, allowance, client_apart=apart)
     transport = transport or profile.transport_for(protocol, config.model_variant)
     batch_op_ms = profile.batch_op_cpu_ms if batch_op_cpu_ms is None else batch_op_cpu_ms
-    beside = profile.beside_saving if as_measured else None
-    server = Server(env, pool, curve, config, sched, transport, rng, max(batch_op_ms, 0.0), beside)
+    server = Server(env, pool, curve, config, sched, transport, rng, max(batch_op_ms, 0.0))
     delay_s = max(transport.wall_ms - transport.client_cpu_ms - transport.server_cpu_ms, 0.0) / 1000
     warm = max(requests // 10, 1)
     log: list[tuple[float, float, bool]] = []  # (sent, answered, ok)
