@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Reapable(Protocol):
@@ -14,6 +14,15 @@ class Reapable(Protocol):
     pid: int
 
     def wait(self, timeout: float | None = None) -> int: ...
+
+
+def interrupt_on_sigterm() -> None:
+    """Take SIGTERM as Ctrl-C from now on: what Ctrl-C cleans up (servers, load generators, daemons), it does too."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def kill_group(proc: Reapable, grace_s: float = 0.0) -> None:

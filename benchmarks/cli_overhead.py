@@ -31,6 +31,7 @@ from pathlib import Path
 from _common import provenance
 
 from autotune.fingerprint import fingerprint, host_info
+from autotune.procs import interrupt_on_sigterm
 from autotune.states import JobState, TrialState
 from autotune.store import Store
 from autotune.store.schema import ModelRow
@@ -144,6 +145,7 @@ def _cell(values: list[float], exits: list[int]) -> str:
 
 
 def main() -> None:
+    interrupt_on_sigterm()  # a SIGTERM stops what it started, as Ctrl-C does
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--jobs", type=int, default=20)

@@ -28,6 +28,7 @@ from _common import provenance
 
 from autotune.load.client import LoadGenerator, LoadSpec
 from autotune.measure import free_ports
+from autotune.procs import interrupt_on_sigterm
 from autotune.traffic.payload import Payload
 
 BODY = json.dumps({"instances": [[0.0] * 16]}).encode()
@@ -118,6 +119,7 @@ def external(argv: list[str], parse: str) -> dict:
 
 
 def main() -> None:
+    interrupt_on_sigterm()  # a SIGTERM stops what it started, as Ctrl-C does
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--concurrency", default="1,4,16,64")

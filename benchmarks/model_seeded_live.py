@@ -41,6 +41,7 @@ from _common import provenance
 
 from autotune.knobs import SAVEDMODEL, ServingConfig, config_from_dict
 from autotune.pareto import default_pick, pick_index
+from autotune.procs import interrupt_on_sigterm
 from autotune.spec import load_study
 
 NOISE = 0.10  # a confirmed gain within 10% of the best is the best, as far as 3+3 servers can tell
@@ -350,6 +351,7 @@ def whole_seeds(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def main() -> None:
+    interrupt_on_sigterm()  # a SIGTERM stops what it started, as Ctrl-C does
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--study", type=Path, required=True)
     p.add_argument("--seeds", type=int, default=5)

@@ -33,6 +33,7 @@ from autotune.fingerprint import host_info
 from autotune.knobs import ServingConfig, schedulable_cpus
 from autotune.measure import MeasureSettings, run_trial
 from autotune.models.resolve import resolve_model
+from autotune.procs import interrupt_on_sigterm
 from autotune.seeds import heuristic_seeds
 from autotune.servers.backends import resolve_backend
 from autotune.space import Host, default_space
@@ -245,6 +246,7 @@ def _commit() -> str:
 
 
 def main() -> None:
+    interrupt_on_sigterm()  # a SIGTERM stops what it started, as Ctrl-C does
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="tiny")
     p.add_argument("--grid", choices=[*sorted(GRIDS), *sorted(FIXED)], default="coarse")

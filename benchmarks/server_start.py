@@ -38,6 +38,7 @@ from autotune.knobs import ServingConfig
 from autotune.measure import MeasureSettings, free_ports, run_trial
 from autotune.models.resolve import ModelRef, resolve_model
 from autotune.perfmodel.measure import probe
+from autotune.procs import interrupt_on_sigterm
 from autotune.servers.argv import one_model_argv
 from autotune.servers.backends import local_backend
 from autotune.servers.prefork import START_ENV
@@ -174,6 +175,7 @@ def summarize(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> dict[str,
 
 
 def main() -> None:
+    interrupt_on_sigterm()  # a SIGTERM stops what it started, as Ctrl-C does
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=5, help="start rounds (tiny)")
     p.add_argument("--trials", type=int, default=0, help="pairs of whole trials per --model")

@@ -17,6 +17,7 @@ from record_grid import TAILS, _b
 from autotune.knobs import ServingConfig
 from autotune.perfmodel.profile import Profile
 from autotune.perfmodel.simulate import Load, simulate
+from autotune.procs import interrupt_on_sigterm
 
 METRICS = ("throughput_rps", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "cpu_cores")
 MEASURED = (*METRICS, "server_mean_batch_size", "requests")
@@ -69,6 +70,7 @@ def predicted(profile: Profile, config: ServingConfig, concurrency: int) -> dict
 
 
 def main() -> None:
+    interrupt_on_sigterm()  # a SIGTERM stops what it started, as Ctrl-C does
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", type=Path, required=True)
     ap.add_argument("--resimulate", type=Path, help="add this model's answers to a diagnosis file's rows")

@@ -40,6 +40,7 @@ from autotune.knobs import ServingConfig
 from autotune.load.stats import coefficient_of_variation
 from autotune.measure import MeasureSettings
 from autotune.models.resolve import resolve_model
+from autotune.procs import interrupt_on_sigterm
 from autotune.servers.backends import resolve_backend
 
 DATA = Path(__file__).parent / "data"
@@ -228,6 +229,7 @@ def target(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
 
 
 def main() -> None:
+    interrupt_on_sigterm()  # a SIGTERM stops what it started, as Ctrl-C does
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=("repeat", "aa", "ab", "target"))
     p.add_argument("--model", default="tiny")

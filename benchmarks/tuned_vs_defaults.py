@@ -33,6 +33,7 @@ from autotune.confirm import summary_line
 from autotune.knobs import is_default_config
 from autotune.measure import MeasureSettings
 from autotune.pareto import default_pick, pick_index
+from autotune.procs import interrupt_on_sigterm
 from autotune.spec import Study, load_study, study_for_model
 from autotune.tuner import study_is_feasible
 
@@ -94,6 +95,7 @@ def all_trials(url: str, model: str) -> list[dict]:
 
 
 def main() -> None:
+    interrupt_on_sigterm()  # a SIGTERM stops what it started, as Ctrl-C does
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="a built-in model (its study in studies/)")
     p.add_argument("--study", type=Path, help="a study file instead of --model's")

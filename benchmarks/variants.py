@@ -31,6 +31,7 @@ from autotune.knobs import ServingConfig
 from autotune.measure import MeasureSettings
 from autotune.models.optimize import checked_variant
 from autotune.models.resolve import ModelRef, resolve_model
+from autotune.procs import interrupt_on_sigterm
 from autotune.servers.backends import resolve_backend
 
 DATA = Path(__file__).parent / "data"
@@ -122,6 +123,7 @@ def run(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
 
 
 def main() -> None:
+    interrupt_on_sigterm()  # a SIGTERM stops what it started, as Ctrl-C does
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="mobilenet_float")
     p.add_argument("--protocol", default="grpc", choices=("rest", "grpc"))

@@ -6,7 +6,9 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -219,6 +221,24 @@ def test_sigterm_to_bench_stops_server_and_load_generator(tiny_model):
     stdout, _ = bench.communicate(timeout=60)
     assert bench.returncode == 130
     assert json.loads(stdout)["failure_reason"] == "interrupted"
+    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+    assert not wait_no_processes(ignore=before)
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_benchmark_script_stops_its_server_and_exits_as_interrupted(tiny_model, tmp_path):
+    # record_grid.py once died on SIGTERM with its server left running: every script that starts servers takes
+    # SIGTERM as Ctrl-C, so the trial's own cleanup runs.
+    before = {p.pid for p in our_processes()}
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "record_grid.py"
+    argv = ["--model", "tiny", "--grid", "heldout", "--concurrency", "2", "--window-s", "1", "--max-windows", "30"]
+    argv += ["--repeats", "1", "--limit", "1", "--slo-ms", "1000", "--out", str(tmp_path / "grid.csv")]
+    grid = subprocess.Popen([sys.executable, str(script), *argv], stderr=subprocess.PIPE, text=True)
+    server = _child_of(grid, "autotune.servers.local")
+    _wait_measuring(grid, 0.5)
+    grid.send_signal(signal.SIGTERM)
+    _, stderr = grid.communicate(timeout=60)
+    assert grid.returncode == 1 and "interrupted: rerun the same command to resume" in stderr
     assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
     assert not wait_no_processes(ignore=before)
 

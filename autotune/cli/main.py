@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Any
 
@@ -13,6 +12,7 @@ from autotune.cli.app import app
 from autotune.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR, fail
 from autotune.cli.daemon import status
 from autotune.errors import AutotuneError
+from autotune.procs import interrupt_on_sigterm
 
 # Root options a user types after the command too (`autotune bench ... --quiet`): main() moves them first.
 _ANYWHERE = ("--quiet", "--plain")
@@ -23,10 +23,6 @@ def _hoisted(argv: list[str]) -> list[str]:
     end = argv.index("--") if "--" in argv else len(argv)
     flags = [a for a in argv[:end] if a in _ANYWHERE]
     return [*flags, *(a for a in argv[:end] if a not in _ANYWHERE), *argv[end:]]
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _usage_error(exc: Any) -> str:
@@ -52,7 +48,7 @@ def main() -> None:
     from typer.exceptions import TyperException  # usage errors: unknown options, bad values
 
     # SIGTERM takes the same clean path as Ctrl-C: servers and load generators are stopped.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupt_on_sigterm()
     argv = _hoisted(sys.argv[1:])
     as_json = "--json" in argv
     try:
