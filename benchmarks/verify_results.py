@@ -176,31 +176,38 @@ def batch_op(name: str) -> str:
     return f"batch op {doc['batch_op_cpu_ms']:.2f} ms a request (95% CI {low:.2f}-{high:.2f})"
 
 
-def beside_insample(name: str) -> str:
-    """The calls-beside candidate's in-sample check: the configs its pricing moved, median |throughput error| with
-    and without it, from the per-config lines of the diagnosis file."""
+def beside_insample(name: str, unbatched: bool = False) -> str:
+    """The calls-beside candidate's in-sample check on the configs its pricing moved (the UNBATCHED ones only):
+    median |throughput error| with and without it, from the per-config lines of the diagnosis file; and for all of
+    them, the mean signed error."""
     moved = []
     for line in (DATA / name).read_text().splitlines():
         found = re.search(r" alone ([+-][\d.]+)% beside ([+-][\d.]+)%$", line)
-        if found and found.group(1) != found.group(2):
-            moved.append((abs(float(found.group(1))), abs(float(found.group(2)))))
-    alone, beside = median(a for a, _ in moved) / 100, median(b for _, b in moved) / 100
+        if found and found.group(1) != found.group(2) and (line.startswith("b=0") or not unbatched):
+            moved.append((float(found.group(1)) / 100, float(found.group(2)) / 100))
+    alone, beside = median(abs(a) for a, _ in moved), median(abs(b) for _, b in moved)
+    if unbatched:
+        return f"Their {len(moved)} unbatched configs: median |error| {alone:.1%} -> {beside:.1%}"
+    mean = f"mean signed throughput error {sum(a for a, _ in moved) / len(moved):+.1%} -> "
+    mean += f"{sum(b for _, b in moved) / len(moved):+.1%}"
     errors = f"median |throughput error| {alone:.1%} alone, {beside:.1%} priced beside"
-    return f"{len(moved)} configs the pricing moved: {errors}"
+    return f"{mean}. In `verify_results.py`'s words:\n  {len(moved)} configs the pricing moved: {errors}"
 
 
-def side_by_side(name: str, live: bool) -> str:
-    """Throughput of 1-thread over 2-thread calls by calls at once: the server's (round 1) or in-process."""
+def side_by_side(name: str, where: str) -> str:
+    """Throughput of 1-thread over 2-thread calls by calls at once: in the server (WHERE "round 1" or "round 2")
+    or in-process."""
     rows = [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.startswith("{")]
+    live = where.startswith("round")
 
     def rate(threads: int, calls: int) -> float:
         if live:
             want = f"intra_op_threads={threads} inter_op_threads={calls}"
-            return next(r["throughput_rps"] for r in rows if r.get("round") == 1 and r["config"] == want)
+            return next(r["throughput_rps"] for r in rows if r.get("round") == int(where[-1]) and r["config"] == want)
         return median(r["calls_per_s"] for r in rows if r.get("threads") == threads and r["calls"] == calls)
 
     one, two, four = (rate(1, n) / rate(2, n) for n in (1, 2, 4))
-    return f"{one:.2f} at 1{' call at a time' if live else ''}, {two:.2f} at 2, {four:.2f} at 4"
+    return f"{where}: {one:.2f} at 1{' call at a time' if live else ''}, {two:.2f} at 2, {four:.2f} at 4"
 
 
 def race(space: str, file: str = "search-at-scale.json", seeded: bool = False) -> str:
@@ -622,18 +629,21 @@ CLAIMS = (
         Claim(f"the batch op's CPU, profiled, {name}", name, lambda n=name: batch_op(n))
         for name in ("profile-mobilenet_float-2026-12-06c.json", "profile-mobilenet_float-2026-12-06e.json")
     ),
-    Claim(
-        "calls beside, in-sample",
-        "diagnosis-beside-insample-2026-12-06.txt",
-        lambda: beside_insample("diagnosis-beside-insample-2026-12-06.txt"),
+    *(
+        Claim(
+            f"calls beside, in-sample{', unbatched' if unbatched else ''}",
+            "diagnosis-beside-insample-2026-12-06.txt",
+            lambda u=unbatched: beside_insample("diagnosis-beside-insample-2026-12-06.txt", u),
+        )
+        for unbatched in (False, True)
     ),
     *(
         Claim(
-            f"calls side by side, {'live' if live else 'in-process'}",
+            f"calls side by side, {where}",
             "diagnosis-side-by-side-2026-12-06.txt",
-            lambda live=live: side_by_side("diagnosis-side-by-side-2026-12-06.txt", live),
+            lambda w=where: side_by_side("diagnosis-side-by-side-2026-12-06.txt", w),
         )
-        for live in (True, False)
+        for where in ("round 1", "round 2", "in-process")
     ),
     Claim(
         "model validation, variants held out, goodput",
