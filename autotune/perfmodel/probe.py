@@ -94,13 +94,13 @@ def batch_op_cpu(base: Path, signature_name: str, budget_s: float) -> dict[str, 
     from autotune.traffic.payload import synthetic_tensors
 
     signature = read_signatures(base / str(latest_version(base)))[signature_name]
-    direct = Servable(base, batching=None)
+    direct = _servable(base, batching=None)
     blocks = len(BATCH_OP_SIZES) * (BATCH_OP_PAIRS + 1) * 2
     block_s = min(max(budget_s / blocks, BATCH_OP_BLOCK_S[0]), BATCH_OP_BLOCK_S[1])
     pairs: list[float] = []
     for size in BATCH_OP_SIZES:
         options = BatchingOptions(size, BATCH_OP_TIMEOUT_US, 1, 4 * size, ())
-        batched = Servable(base, batching=options, name=f"batch_op_{size}")
+        batched = _servable(base, batching=options, name=f"batch_op_{size}")
         whole, one = synthetic_tensors(signature, size, seed=size), synthetic_tensors(signature, 1, seed=1)
 
         def direct_ms(x: Any = whole, n: int = size) -> float:  # one caller, the whole batch a call
@@ -120,6 +120,16 @@ def batch_op_cpu(base: Path, signature_name: str, budget_s: float) -> dict[str, 
     return {"batch_op_cpu_ms": statistics.median(pairs), "ci95_ms": [low, high], "pairs": pairs, "block_s": block_s}
 
 
+def _servable(base: Path, **options: Any) -> Any:
+    """The model as the stand-in loads it; one that does not load ends the probe with one line."""
+    from autotune.servers.local.servable import Servable, load_failure
+
+    try:
+        return Servable(base, **options)
+    except Exception as exc:  # TF raises many types for corrupt or incompatible models
+        raise SystemExit(str(load_failure(base, exc))) from None
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "--batch-op":
         import tensorflow as tf
@@ -135,7 +145,6 @@ def main(argv: list[str]) -> None:
     from autotune.load.stats import quantile_ci95
     from autotune.models.resolve import latest_version
     from autotune.models.signature import read_signatures
-    from autotune.servers.local.servable import Servable
     from autotune.traffic.payload import synthetic_tensors
 
     # One execution's threads: T intra-op threads and one inter-op thread (the model runs concurrent executions
@@ -145,7 +154,7 @@ def main(argv: list[str]) -> None:
     base = Path(base_path)
     signature = read_signatures(base / str(latest_version(base)))[signature_name]
     tflite = len(rest) > 1 and rest[1] == "1"
-    servable = Servable(base, batching=None, tflite_pools=1 if tflite else None)
+    servable = _servable(base, batching=None, tflite_pools=1 if tflite else None)
     if tflite and servable.format != "tflite":
         raise SystemExit(f"{base}: no model.tflite in the version directory")
     sizes = [int(b) for b in batches.split(",")]

@@ -126,7 +126,7 @@ def _configure_tensorflow(flags: ServerFlags) -> None:
 def _load(name: str, base: Path, flags: ServerFlags, batching: Any, metrics: Any) -> Any:
     """Load model NAME from BASE with its batching, and replay its warm-up file."""
     from autotune.models.resolve import latest_version
-    from autotune.servers.local.servable import Servable
+    from autotune.servers.local.servable import Servable, load_failure
 
     started = time.monotonic()
     try:
@@ -138,8 +138,7 @@ def _load(name: str, base: Path, flags: ServerFlags, batching: Any, metrics: Any
     except AutotuneError:
         raise
     except Exception as exc:  # TF raises many types for corrupt or incompatible models
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise AutotuneError(f"failed to load model from {base}: {first}") from None
+        raise load_failure(base, exc) from None
     _log(
         f"loaded {name} version {servable.version}"
         + (f" from model.tflite ({flags.num_tflite_pools} interpreters)" if servable.format == "tflite" else "")

@@ -201,6 +201,15 @@ def _cold_start() -> _ColdStart:
     return _ColdStart(os.environ.get("AUTOTUNE_TEST_COLD_START", ""))
 
 
+def load_failure(base: Path, exc: Exception) -> Exception:
+    """A model under BASE that does not load, as one line: TF's load errors run to many lines, the first says what
+    failed (the last is often a hint about devices)."""
+    from autotune.errors import AutotuneError
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return AutotuneError(f"failed to load model from {base}: {first}")
+
+
 def _first_line(exc: BaseException) -> str:
     """The informative line of a TF error (TF puts 'Graph execution error:' and frames first)."""
     text = getattr(exc, "message", None) or str(exc)
