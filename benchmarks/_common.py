@@ -46,3 +46,10 @@ def write_csv(path: Path, script: str, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def stop_if_interrupted(failure_reason: str | None, why: str = "interrupted") -> None:
+    """End the script when a trial was cut short by Ctrl-C or SIGTERM (its server is already stopped), rather than
+    go on to the next; WHY is the one line it exits with."""
+    if failure_reason == "interrupted":
+        raise SystemExit(why)

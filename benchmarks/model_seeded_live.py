@@ -41,7 +41,7 @@ from _common import provenance
 
 from autotune.knobs import SAVEDMODEL, ServingConfig, config_from_dict
 from autotune.pareto import default_pick, pick_index
-from autotune.procs import interrupt_on_sigterm
+from autotune.procs import interrupt_on_sigterm, run_command
 from autotune.spec import load_study
 
 NOISE = 0.10  # a confirmed gain within 10% of the best is the best, as far as 3+3 servers can tell
@@ -51,9 +51,8 @@ PREDICTED = ("throughput_rps", "latency_p99_ms", "cpu_cores")
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 7200) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
-    )
+    # Interrupted, the command is passed the interruption and stops its own servers.
+    return run_command([sys.executable, "-m", "autotune.cli", *args], env=env, timeout=timeout)
 
 
 def arm_order(seed: int) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _common import machine
+from _common import machine, stop_if_interrupted
 from grid_file import COLUMNS, KNOB_COLUMNS, columns_of, point_key, read_grid, write_header
 
 from autotune.fingerprint import host_info
@@ -352,8 +352,8 @@ def main() -> None:
                 if (result.metrics.get("foreign_cores") or 0.0) <= a.max_foreign_cores:
                     break
                 print(f"foreign load {result.metrics['foreign_cores']} cores: measuring again", file=sys.stderr)
-            if result.failure_reason == "interrupted":  # Ctrl-C is not a measurement: resume measures it again
-                raise SystemExit("interrupted: rerun the same command to resume")
+            # Ctrl-C is not a measurement: resume measures it again.
+            stop_if_interrupted(result.failure_reason, "interrupted: rerun the same command to resume")
             m = result.metrics
             row = _row(config) | {k: m.get(k) for k in COLUMNS if k in m}
             for name in ("throughput_ci95", "latency_p99_ci95"):

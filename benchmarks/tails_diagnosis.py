@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from _common import stop_if_interrupted
 from record_grid import TAILS, _b
 
 from autotune.knobs import ServingConfig
@@ -102,7 +103,9 @@ def main() -> None:
             measure_unloaded=False,
             monitoring=True,  # the server's own counts: its mean batch size
         )
-        m = run_trial(model, config, s, resolve_backend("local", check=False)).metrics
+        result = run_trial(model, config, s, resolve_backend("local", check=False))
+        stop_if_interrupted(result.failure_reason)
+        m = result.metrics
         measured = {k: round(m.get(k) or 0, 2) for k in MEASURED}
         print(
             json.dumps(

@@ -33,7 +33,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from _common import provenance
+from _common import provenance, stop_if_interrupted
 
 from autotune.compare import check_min_effect, compare, describe, live_measure, running_side_a, stop_rule
 from autotune.knobs import ServingConfig
@@ -61,6 +61,7 @@ def repeat(a: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     for i in range(a.repeats):
         started = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         r = measure(ServingConfig(), None)
+        stop_if_interrupted(r.failure_reason)
         m = {**r.metrics, "failure_reason": r.failure_reason, "started_at": started}
         runs.append(m)
         _say(

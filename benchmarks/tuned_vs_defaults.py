@@ -33,15 +33,14 @@ from autotune.confirm import summary_line
 from autotune.knobs import is_default_config
 from autotune.measure import MeasureSettings
 from autotune.pareto import default_pick, pick_index
-from autotune.procs import interrupt_on_sigterm
+from autotune.procs import interrupt_on_sigterm, run_command
 from autotune.spec import Study, load_study, study_for_model
 from autotune.tuner import study_is_feasible
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "autotune.cli", *args], capture_output=True, text=True, env=env, timeout=7200
-    )
+    # Interrupted, the command is passed the interruption and stops its own servers.
+    return run_command([sys.executable, "-m", "autotune.cli", *args], env=env, timeout=7200)
 
 
 def assignments(config: dict) -> list[str]:

@@ -177,9 +177,9 @@ def batch_op(name: str) -> str:
 
 
 def beside_insample(name: str, unbatched: bool = False) -> str:
-    """The calls-beside candidate's in-sample check on the configs its pricing moved (the UNBATCHED ones only):
-    median |throughput error| with and without it, from the per-config lines of the diagnosis file; and for all of
-    them, the mean signed error."""
+    """The calls-beside candidate's in-sample check on the configs its pricing moved (only the unbatched ones when
+    UNBATCHED): median |throughput error| with and without it, from the per-config lines of the diagnosis file; and
+    for all of them, the mean signed error."""
     moved = []
     for line in (DATA / name).read_text().splitlines():
         found = re.search(r" alone ([+-][\d.]+)% beside ([+-][\d.]+)%$", line)
@@ -859,8 +859,8 @@ def check(claims: tuple[Claim, ...] = CLAIMS) -> list[str]:
             continue
         try:
             figure = claim.text()
-        except (KeyError, ValueError) as exc:
-            problems.append(f"{claim.what}: cannot recompute from {claim.data}: {exc}")
+        except (KeyError, ValueError, StopIteration) as exc:  # StopIteration: a row the file lacks
+            problems.append(f"{claim.what}: cannot recompute from {claim.data}: {exc!r}")
             continue
         if figure not in text:
             problems.append(f"{claim.what}: recomputed '{figure}' from {claim.data}; no document prints it")

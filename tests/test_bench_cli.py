@@ -238,7 +238,7 @@ def test_sigterm_to_a_benchmark_script_stops_its_server_and_exits_as_interrupted
     _wait_measuring(grid, 0.5)
     grid.send_signal(signal.SIGTERM)
     _, stderr = grid.communicate(timeout=60)
-    assert grid.returncode == 1 and "interrupted: rerun the same command to resume" in stderr
+    assert grid.returncode == 1 and "interrupted: rerun the same command to resume" in stderr, stderr
     assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
     assert not wait_no_processes(ignore=before)
 

@@ -22,7 +22,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autotune.servers.local.servable import Servable
 
 # One call longer than this ends the ladder: larger batches extrapolate (profile.CostCurve).
 MAX_CALL_S = 2.0
@@ -90,7 +93,7 @@ def batch_op_cpu(base: Path, signature_name: str, budget_s: float) -> dict[str, 
     from autotune.load.stats import quantile_ci95
     from autotune.models.resolve import latest_version
     from autotune.models.signature import read_signatures
-    from autotune.servers.local.servable import BatchingOptions, Servable
+    from autotune.servers.local.servable import BatchingOptions
     from autotune.traffic.payload import synthetic_tensors
 
     signature = read_signatures(base / str(latest_version(base)))[signature_name]
@@ -120,12 +123,15 @@ def batch_op_cpu(base: Path, signature_name: str, budget_s: float) -> dict[str, 
     return {"batch_op_cpu_ms": statistics.median(pairs), "ci95_ms": [low, high], "pairs": pairs, "block_s": block_s}
 
 
-def _servable(base: Path, **options: Any) -> Any:
+def _servable(base: Path, **options: Any) -> Servable:
     """The model as the stand-in loads it; one that does not load ends the probe with one line."""
+    from autotune.errors import AutotuneError
     from autotune.servers.local.servable import Servable, load_failure
 
     try:
         return Servable(base, **options)
+    except AutotuneError as exc:  # already one line (no version directory, ...)
+        raise SystemExit(str(exc)) from None
     except Exception as exc:  # TF raises many types for corrupt or incompatible models
         raise SystemExit(str(load_failure(base, exc))) from None
 

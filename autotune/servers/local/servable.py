@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from autotune.errors import AutotuneError
 from autotune.models.resolve import latest_version
 from autotune.restjson import RequestError
 
@@ -201,11 +202,9 @@ def _cold_start() -> _ColdStart:
     return _ColdStart(os.environ.get("AUTOTUNE_TEST_COLD_START", ""))
 
 
-def load_failure(base: Path, exc: Exception) -> Exception:
+def load_failure(base: Path, exc: Exception) -> AutotuneError:
     """A model under BASE that does not load, as one line: TF's load errors run to many lines, the first says what
     failed (the last is often a hint about devices)."""
-    from autotune.errors import AutotuneError
-
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return AutotuneError(f"failed to load model from {base}: {first}")
 
