@@ -59,7 +59,9 @@ def test_the_servers_own_count_shows_traffic_from_others(running_server):
     server = running_server
     url = f"http://127.0.0.1:{server.rest_port}"
     quiet = _bench("--target", url)
-    assert quiet["server_requests"] == pytest.approx(quiet["client_answered"], abs=8)
+    # The server's count covers every answer, and past them only what the warning allows for: requests in flight
+    # when the last window closed and those sent before the generator went idle (645 against 635 on a slow host).
+    assert quiet["client_answered"] <= quiet["server_requests"] <= quiet["client_answered"] * 1.02 + 7
     assert "other traffic" not in quiet["stderr"]
 
     stop = threading.Event()
