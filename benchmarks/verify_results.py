@@ -837,6 +837,7 @@ CLAIMS = (
         lambda: before_after(lambda name: file_seconds(name, "tests/test_daemon.py"), digits=1),
     ),
     Claim("the suite, a fourth run on the final code", suite_log("n"), lambda: one_run("n")),
+    Claim("the suite, on the Intel Xeon VM, session 29", suite_log("s"), lambda: one_run("s")),
     Claim(
         "read-only command CPU with a daemon running",
         "cli-overhead-daemon.json",
