@@ -125,13 +125,10 @@ def batch_op_cpu(base: Path, signature_name: str, budget_s: float) -> dict[str, 
 
 def _servable(base: Path, **options: Any) -> Servable:
     """The model as the stand-in loads it; one that does not load ends the probe with one line."""
-    from autotune.errors import AutotuneError
     from autotune.servers.local.servable import Servable, load_failure
 
     try:
         return Servable(base, **options)
-    except AutotuneError as exc:  # already one line (no version directory, ...)
-        raise SystemExit(str(exc)) from None
     except Exception as exc:  # TF raises many types for corrupt or incompatible models
         raise SystemExit(str(load_failure(base, exc))) from None
 

@@ -135,8 +135,6 @@ def _load(name: str, base: Path, flags: ServerFlags, batching: Any, metrics: Any
         observer = metrics.batch_observer(name) if metrics and batching else None
         pools = flags.num_tflite_pools if flags.prefer_tflite_model else None
         servable = Servable(base, batching, observer, name, pools)
-    except AutotuneError:
-        raise
     except Exception as exc:  # TF raises many types for corrupt or incompatible models
         raise load_failure(base, exc) from None
     _log(

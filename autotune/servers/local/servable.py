@@ -203,8 +203,10 @@ def _cold_start() -> _ColdStart:
 
 
 def load_failure(base: Path, exc: Exception) -> AutotuneError:
-    """A model under BASE that does not load, as one line: TF's load errors run to many lines, the first says what
-    failed (the last is often a hint about devices)."""
+    """A model under BASE that does not load, as one line: autotune's own errors already are; TF's load errors run to
+    many lines, the first says what failed (the last is often a hint about devices)."""
+    if isinstance(exc, AutotuneError):
+        return exc
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return AutotuneError(f"failed to load model from {base}: {first}")
 
